@@ -1,1 +1,141 @@
-fn main() {}
+//! The `toolhost` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use toolhost::policy::Policy;
+use toolhost::{Runtime, RuntimeOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "toolhost",
+    version,
+    about = "A WebAssembly plugin host for AI-agent tool connectors"
+)]
+struct Cli {
+    /// Folder of connector bundles (each a subfolder with connector.toml and its component).
+    #[arg(
+        long,
+        global = true,
+        env = "TOOLHOST_PLUGINS_DIR",
+        default_value = "plugins"
+    )]
+    plugins_dir: PathBuf,
+    /// Where the host keeps its database and compile cache.
+    #[arg(long, global = true, env = "TOOLHOST_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Operator policy (grants and limits); `toolhost.toml` is read when it exists.
+    #[arg(long, global = true, env = "TOOLHOST_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every tool of every plugin, with its JSON Schema, as JSON.
+    Tools,
+    /// Call one tool once and print its JSON result.
+    Call {
+        /// `plugin.function` (or `plugin_function`).
+        tool: String,
+        /// The arguments, a JSON object; `-` reads it from standard input.
+        #[arg(default_value = "{}")]
+        args: String,
+        /// Print the whole outcome: result, timings, outbound requests, denials.
+        #[arg(long)]
+        outcome: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    let default = PathBuf::from("toolhost.toml");
+    match path {
+        Some(p) => Ok(Policy::load(p)?),
+        None if default.is_file() => Ok(Policy::load(&default)?),
+        None => Ok(Policy::default()),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let options = RuntimeOptions {
+        plugins_dir: cli.plugins_dir.clone(),
+        data_dir: cli.data_dir.clone(),
+        policy: load_policy(cli.config.as_ref())?,
+        engine: Default::default(),
+    };
+    let runtime = Runtime::new(options)?;
+    match cli.command {
+        Command::Tools => {
+            let loaded = runtime.load_all().await?;
+            let failed = loaded.iter().filter(|(_, r)| r.is_err()).count();
+            println!("{}", serde_json::to_string_pretty(&runtime.tools())?);
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Call {
+            tool,
+            args,
+            outcome,
+        } => {
+            let text = if args == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .context("reading arguments from standard input")?
+            } else {
+                args
+            };
+            let args: serde_json::Value =
+                serde_json::from_str(&text).context("the arguments are not valid JSON")?;
+            let Some((plugin, _)) = toolhost::names::split(&tool) else {
+                bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
+            };
+            runtime.load_named(plugin).await?;
+            let result = runtime.invoke(&tool, &args).await;
+            if outcome {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            }
+            match &result.result {
+                Ok(value) => {
+                    if !outcome {
+                        println!("{}", serde_json::to_string_pretty(value)?);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

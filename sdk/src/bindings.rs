@@ -47,12 +47,27 @@ macro_rules! connector_world {
     };
 }
 
-connector_world!(crm_world, "crm-connector", "export_crm", "toolhost_sdk::bindings::crm_world");
-connector_world!(erp_world, "erp-connector", "export_erp", "toolhost_sdk::bindings::erp_world");
+connector_world!(
+    crm_world,
+    "crm-connector",
+    "export_crm",
+    "toolhost_sdk::bindings::crm_world"
+);
+connector_world!(
+    erp_world,
+    "erp-connector",
+    "export_erp",
+    "toolhost_sdk::bindings::erp_world"
+);
 connector_world!(
     logistics_world,
     "logistics-connector",
     "export_logistics",
     "toolhost_sdk::bindings::logistics_world"
 );
-connector_world!(coupon_world, "coupon-connector", "export_coupon", "toolhost_sdk::bindings::coupon_world");
+connector_world!(
+    coupon_world,
+    "coupon-connector",
+    "export_coupon",
+    "toolhost_sdk::bindings::coupon_world"
+);

@@ -72,8 +72,12 @@ impl From<KvError> for Error {
 impl From<SecretError> for Error {
     fn from(e: SecretError) -> Error {
         match e {
-            SecretError::NotGranted(name) => Error::Denied(format!("secret {name:?} is not granted")),
-            SecretError::NotSet(name) => Error::Internal(format!("secret {name:?} is not set by the operator")),
+            SecretError::NotGranted(name) => {
+                Error::Denied(format!("secret {name:?} is not granted"))
+            }
+            SecretError::NotSet(name) => {
+                Error::Internal(format!("secret {name:?} is not set by the operator"))
+            }
         }
     }
 }

@@ -105,7 +105,8 @@ impl Request {
 
     /// Add a header.
     pub fn header(mut self, name: &str, value: &str) -> Request {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -229,12 +230,16 @@ pub(crate) fn split_url(url: &str) -> Result<UrlParts<'_>, HttpError> {
         .split_once("://")
         .ok_or_else(|| HttpError::InvalidRequest(format!("{url:?} is not an absolute URL")))?;
     if !matches!(scheme, "http" | "https") {
-        return Err(HttpError::InvalidRequest(format!("scheme {scheme:?} is not http or https")));
+        return Err(HttpError::InvalidRequest(format!(
+            "scheme {scheme:?} is not http or https"
+        )));
     }
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     if authority.is_empty() || authority.contains('@') {
-        return Err(HttpError::InvalidRequest(format!("{url:?} has no plain host")));
+        return Err(HttpError::InvalidRequest(format!(
+            "{url:?} has no plain host"
+        )));
     }
     Ok(UrlParts {
         scheme,
@@ -265,7 +270,11 @@ mod tests {
         let p = split_url("https://api.example.com:8443/v1/x?y=1").unwrap();
         assert_eq!(
             p,
-            UrlParts { scheme: "https", authority: "api.example.com:8443", path_with_query: "/v1/x?y=1" }
+            UrlParts {
+                scheme: "https",
+                authority: "api.example.com:8443",
+                path_with_query: "/v1/x?y=1"
+            }
         );
         assert_eq!(split_url("http://h").unwrap().path_with_query, "/");
         assert_eq!(split_url("http://h?q").unwrap().path_with_query, "?q");

@@ -149,11 +149,11 @@ pub mod coupon {
     pub use crate::bindings::coupon_world::exports::toolhost::connector::coupon::*;
 }
 
+/// Export an implementation of [`coupon::Guest`] from the component.
+pub use bindings::coupon_world::export_coupon;
 /// Export an implementation of [`crm::Guest`] from the component.
 pub use bindings::crm_world::export_crm;
 /// Export an implementation of [`erp::Guest`] from the component.
 pub use bindings::erp_world::export_erp;
 /// Export an implementation of [`logistics::Guest`] from the component.
 pub use bindings::logistics_world::export_logistics;
-/// Export an implementation of [`coupon::Guest`] from the component.
-pub use bindings::coupon_world::export_coupon;

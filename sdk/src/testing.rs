@@ -75,7 +75,10 @@ impl TestHost {
 
     /// Answer outbound requests with this function; without one, every
     /// request is denied, as a host with no HTTP grant would.
-    pub fn on_http(mut self, f: impl FnMut(&Request) -> Result<Response, HttpError> + 'static) -> TestHost {
+    pub fn on_http(
+        mut self,
+        f: impl FnMut(&Request) -> Result<Response, HttpError> + 'static,
+    ) -> TestHost {
         self.responder = Some(Box::new(f));
         self
     }
@@ -181,7 +184,12 @@ pub(crate) mod backend {
     }
 
     pub(crate) fn secret(name: &str) -> Result<String, SecretError> {
-        with_host(|h| h.secrets.get(name).cloned().ok_or_else(|| SecretError::NotGranted(name.into())))
+        with_host(|h| {
+            h.secrets
+                .get(name)
+                .cloned()
+                .ok_or_else(|| SecretError::NotGranted(name.into()))
+        })
     }
 
     pub(crate) fn config(name: &str) -> Option<String> {
@@ -220,7 +228,9 @@ pub(crate) mod backend {
             h.responder.take()
         });
         let Some(mut responder) = responder else {
-            return Err(HttpError::Denied("the test host has no HTTP responder".into()));
+            return Err(HttpError::Denied(
+                "the test host has no HTTP responder".into(),
+            ));
         };
         let result = responder(req);
         with_host(|h| h.responder = Some(responder));

@@ -58,12 +58,23 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
         .collect();
-    let headers = Fields::from_list(&fields).map_err(|e| HttpError::InvalidRequest(format!("header: {e:?}")))?;
+    let headers = Fields::from_list(&fields)
+        .map_err(|e| HttpError::InvalidRequest(format!("header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
-    outgoing.set_method(&method(&req.method)).map_err(|()| invalid("method"))?;
-    let scheme = if url.scheme == "https" { Scheme::Https } else { Scheme::Http };
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
-    outgoing.set_authority(Some(url.authority)).map_err(|()| invalid("authority"))?;
+    outgoing
+        .set_method(&method(&req.method))
+        .map_err(|()| invalid("method"))?;
+    let scheme = if url.scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(url.authority))
+        .map_err(|()| invalid("authority"))?;
     outgoing
         .set_path_with_query(Some(url.path_with_query))
         .map_err(|()| invalid("path"))?;
@@ -102,12 +113,21 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
         .headers()
         .entries()
         .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .collect();
-    let body = incoming.consume().map_err(|()| HttpError::Protocol("body already taken".into()))?;
+    let body = incoming
+        .consume()
+        .map_err(|()| HttpError::Protocol("body already taken".into()))?;
     let mut bytes = Vec::new();
     {
-        let stream = body.stream().map_err(|()| HttpError::Protocol("body stream already taken".into()))?;
+        let stream = body
+            .stream()
+            .map_err(|()| HttpError::Protocol("body stream already taken".into()))?;
         loop {
             match stream.blocking_read(64 * 1024) {
                 Ok(chunk) => {
@@ -124,7 +144,11 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
         }
     }
     drop(IncomingBody::finish(body));
-    Ok(Response { status, headers, body: bytes })
+    Ok(Response {
+        status,
+        headers,
+        body: bytes,
+    })
 }
 
 fn method(m: &str) -> Method {
@@ -144,12 +168,12 @@ fn method(m: &str) -> Method {
 
 fn error_code(code: ErrorCode) -> HttpError {
     match code {
-        ErrorCode::HttpRequestDenied => {
-            HttpError::Denied("the operator's grant does not allow this destination or method".into())
-        }
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => {
-            HttpError::Timeout
-        }
+        ErrorCode::HttpRequestDenied => HttpError::Denied(
+            "the operator's grant does not allow this destination or method".into(),
+        ),
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout => HttpError::Timeout,
         ErrorCode::HttpResponseTimeout => HttpError::Timeout,
         ErrorCode::HttpResponseBodySize(n) => HttpError::TooLarge(n.unwrap_or(0) as usize),
         ErrorCode::DnsTimeout => HttpError::Timeout,
@@ -158,9 +182,9 @@ fn error_code(code: ErrorCode) -> HttpError {
         ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {
             HttpError::Connection("destination unreachable".into())
         }
-        ErrorCode::TlsCertificateError | ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => {
-            HttpError::Connection(format!("TLS: {code:?}"))
-        }
+        ErrorCode::TlsCertificateError
+        | ErrorCode::TlsProtocolError
+        | ErrorCode::TlsAlertReceived(_) => HttpError::Connection(format!("TLS: {code:?}")),
         ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
             HttpError::InvalidRequest(format!("{code:?}"))
         }

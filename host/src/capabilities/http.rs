@@ -1,0 +1,239 @@
+//! Outbound HTTP, checked where the request leaves: `wasi:http` hands every
+//! request to this hook, after the guest has set method, URL and headers, so
+//! neither a Host header nor a URL trick can route around the check.
+//!
+//! Checks, in order: requests per call; scheme, host, port and method against
+//! the grant; then the addresses the name resolves to (a public name must not
+//! lead to loopback, private or link-local space unless the grant says so).
+//! Time and response size are bounded by the grant too.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::{record_denial, OutboundRecord, PluginContext, SharedJournal};
+use crate::policy::{Grant, HttpRule};
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+pub struct OutboundHttp {
+    plugin: Arc<PluginContext>,
+    journal: SharedJournal,
+    sent: u32,
+}
+
+impl OutboundHttp {
+    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal) -> OutboundHttp {
+        OutboundHttp {
+            plugin,
+            journal,
+            sent: 0,
+        }
+    }
+
+    fn refuse(&self, detail: String) -> ResponseFuture {
+        record_denial(&self.journal, &self.plugin.name, "http", detail);
+        Box::new(async { Err(Error::HttpRequestDenied) })
+    }
+}
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _request_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        let grant = &self.plugin.grant;
+        self.sent += 1;
+        if self.sent > grant.http_requests_per_call {
+            return self.refuse(format!(
+                "more than {} requests in one call",
+                grant.http_requests_per_call
+            ));
+        }
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let Some(host) = uri.host().map(str::to_ascii_lowercase) else {
+            return self.refuse("request without a host".into());
+        };
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let method = request.method().as_str().to_string();
+        let origin = format!("{scheme}://{host}:{port}");
+        let rule = match grant.check_request(&scheme, &host, port, &method) {
+            Ok(rule) => rule.clone(),
+            Err(reason) => return self.refuse(reason),
+        };
+        let path = uri.path().to_string();
+
+        // The grant caps every timeout; a guest may only ask for less.
+        let cap = grant.http_timeout;
+        let ask = |t: Option<std::time::Duration>| Some(t.map_or(cap, |t| t.min(cap)));
+        let options = RequestOptions {
+            connect_timeout: ask(options.and_then(|o| o.connect_timeout)),
+            first_byte_timeout: ask(options.and_then(|o| o.first_byte_timeout)),
+            between_bytes_timeout: ask(options.and_then(|o| o.between_bytes_timeout)),
+        };
+        let max_body = grant.http_response_bytes;
+        let journal = self.journal.clone();
+        let plugin = self.plugin.name.clone();
+
+        Box::new(async move {
+            let started = Instant::now();
+            let record = |status: Option<u16>, error: Option<String>| {
+                journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .outbound
+                    .push(OutboundRecord {
+                        method: method.clone(),
+                        origin: origin.clone(),
+                        path: path.clone(),
+                        status,
+                        error,
+                        millis: started.elapsed().as_millis() as u64,
+                    });
+            };
+            let pinned = match resolve_checked(&rule, &host, port).await {
+                Ok(addr) => addr,
+                Err(Denied(reason)) => {
+                    record_denial(&journal, &plugin, "http", format!("{origin}: {reason}"));
+                    record(None, Some("denied".into()));
+                    return Err(Error::HttpRequestDenied);
+                }
+                Err(Failed(e)) => {
+                    record(None, Some(format!("{e:?}")));
+                    return Err(e);
+                }
+            };
+            // Plain HTTP connects to the very address that was checked, so a
+            // second DNS answer cannot swap in another (the Host header keeps
+            // the name). TLS needs the name for the certificate, so HTTPS
+            // resolves again; its certificate check binds it to the name.
+            if scheme == "http" {
+                if let Some(uri) = pin_authority(request.uri(), pinned, port) {
+                    *request.uri_mut() = uri;
+                }
+            }
+            match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+                Ok((response, io)) => {
+                    record(Some(response.status().as_u16()), None);
+                    let response = response.map(|body| {
+                        Limited {
+                            inner: body.boxed_unsync(),
+                            left: max_body,
+                            limit: max_body,
+                        }
+                        .boxed_unsync()
+                    });
+                    Ok((
+                        response,
+                        Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+                    ))
+                }
+                Err(e) => {
+                    record(None, Some(e.to_string()));
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+enum CheckError {
+    Denied(String),
+    Failed(Error),
+}
+use CheckError::{Denied, Failed};
+
+/// Resolve the host and check every address; the first one is used.
+async fn resolve_checked(rule: &HttpRule, host: &str, port: u16) -> Result<IpAddr, CheckError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<IpAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| {
+                Failed(Error::DnsError {
+                    rcode: Some(e.to_string()),
+                    info_code: None,
+                })
+            })?
+            .map(|sa| sa.ip())
+            .collect(),
+    };
+    let first = *addrs.first().ok_or(Failed(Error::DestinationNotFound))?;
+    Grant::check_addresses(rule, &addrs).map_err(Denied)?;
+    Ok(first)
+}
+
+fn pin_authority(uri: &http::Uri, ip: IpAddr, port: u16) -> Option<http::Uri> {
+    let authority = match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(authority.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
+/// A response body that fails once it passes its byte limit.
+struct Limited {
+    inner: WasiBody,
+    left: u64,
+    limit: u64,
+}
+
+impl Body for Limited {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => return other,
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            if len > self.left {
+                return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(self.limit)))));
+            }
+            self.left -= len;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

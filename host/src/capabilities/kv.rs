@@ -1,0 +1,78 @@
+//! `kv`: the plugin's own sled tree, within its granted byte quota.
+
+use super::wit::kv::{Host, KvError};
+use super::CallState;
+use crate::storage::{KvRefusal, KvSpace};
+
+impl From<KvRefusal> for KvError {
+    fn from(r: KvRefusal) -> KvError {
+        match r {
+            KvRefusal::QuotaExceeded(m) => KvError::QuotaExceeded(m),
+            KvRefusal::TooLarge(m) => KvError::TooLarge(m),
+            KvRefusal::Internal(m) => KvError::Internal(m),
+        }
+    }
+}
+
+impl CallState {
+    fn space(&self) -> Result<std::sync::Arc<KvSpace>, KvError> {
+        match &self.plugin.kv {
+            Some(space) => Ok(space.clone()),
+            None => {
+                let detail = if self.plugin.requested_kv_bytes == 0 {
+                    "storage refused: the connector's manifest requests no kv quota".to_string()
+                } else {
+                    "storage refused: the operator granted no kv quota".to_string()
+                };
+                self.deny("kv", detail.clone());
+                Err(KvError::Denied(detail))
+            }
+        }
+    }
+
+    fn put(&mut self, key: &str, value: &[u8], only_if_absent: bool) -> Result<bool, KvError> {
+        let space = self.space()?;
+        let quota = self.plugin.grant.kv_quota_bytes;
+        match space.put(key, value, quota, only_if_absent) {
+            Ok(wrote) => {
+                self.journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .kv_writes += u32::from(wrote);
+                Ok(wrote)
+            }
+            Err(KvRefusal::QuotaExceeded(m)) => {
+                self.deny("kv", format!("write of {key:?} refused: {m}"));
+                Err(KvError::QuotaExceeded(m))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+impl Host for CallState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.space()?.get(&key)?)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        self.put(&key, &value, false).map(drop)
+    }
+
+    fn set_if_absent(&mut self, key: String, value: Vec<u8>) -> Result<bool, KvError> {
+        self.put(&key, &value, true)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, KvError> {
+        let deleted = self.space()?.delete(&key)?;
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kv_writes += u32::from(deleted);
+        Ok(deleted)
+    }
+
+    fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, KvError> {
+        Ok(self.space()?.list_keys(&prefix, limit)?)
+    }
+}

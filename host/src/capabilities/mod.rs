@@ -1,0 +1,229 @@
+//! The host side of every import a connector may use, and the per-call state
+//! they work on.
+//!
+//! Each capability checks the effective grant at the moment of use; what it
+//! refuses goes back to the guest as the WIT error *and* into the call's
+//! journal (for the log, the audit trail and the caller).
+
+mod config;
+mod http;
+mod kv;
+mod log;
+mod secrets;
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::policy::Grant;
+use crate::storage::KvSpace;
+
+pub use http::OutboundHttp;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "toolhost:connector/host",
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        },
+        require_store_data_send: true,
+    });
+}
+
+pub(crate) use bindings::toolhost::connector as wit;
+
+/// What one plugin's calls share: who it is and what it was granted.
+pub struct PluginContext {
+    pub name: String,
+    /// What the manifest requested, to say who refused a capability.
+    pub requested_secrets: Vec<String>,
+    pub requested_kv_bytes: u64,
+    pub grant: Arc<Grant>,
+    pub kv: Option<Arc<KvSpace>>,
+}
+
+/// One outbound HTTP request a connector made.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundRecord {
+    pub method: String,
+    /// `scheme://host:port`.
+    pub origin: String,
+    pub path: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub millis: u64,
+}
+
+/// A capability use the grant refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct Denial {
+    pub capability: &'static str,
+    pub detail: String,
+}
+
+/// What a call did at its imports, kept for the audit trail. Shared with
+/// the HTTP hook, whose requests finish on other tasks.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Journal {
+    pub outbound: Vec<OutboundRecord>,
+    pub denials: Vec<Denial>,
+    pub log_lines: u32,
+    pub kv_writes: u32,
+}
+
+pub type SharedJournal = Arc<Mutex<Journal>>;
+
+pub(crate) fn record_denial(
+    journal: &SharedJournal,
+    plugin: &str,
+    capability: &'static str,
+    detail: String,
+) {
+    tracing::warn!(plugin, capability, %detail, "capability denied");
+    journal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .denials
+        .push(Denial { capability, detail });
+}
+
+/// Bounds the memory of all of an instance's linear memories together, and
+/// remembers whether it said no, so a trap that follows can be reported as
+/// what it is: the connector ran out of its memory grant.
+pub struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    pub denied: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limit: usize) -> MemoryLimiter {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            denied: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.used - current.min(self.used) + desired;
+        if next > self.limit {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.used = next;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; no honest connector needs many.
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The data of one call's store.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    outbound: OutboundHttp,
+    pub limiter: MemoryLimiter,
+    pub plugin: Arc<PluginContext>,
+    pub journal: SharedJournal,
+}
+
+impl CallState {
+    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal) -> CallState {
+        // No arguments, environment, preopened directories or sockets: the
+        // WASI context gives a connector clocks and randomness, nothing more.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            outbound: OutboundHttp::new(plugin.clone(), journal.clone()),
+            limiter: MemoryLimiter::new(plugin.grant.memory_bytes),
+            plugin,
+            journal,
+        }
+    }
+
+    fn deny(&self, capability: &'static str, detail: String) {
+        record_denial(&self.journal, &self.plugin.name, capability, detail);
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+impl wit::types::Host for CallState {}
+
+/// Everything a connector may import, and nothing else: a component that
+/// imports anything more (sockets, say) fails to link and is refused at load.
+pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, filesystem};
+
+    let mut linker = Linker::new(engine);
+    // io, clocks, random and stdio: what wasi:http and Rust's std need.
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut linker)?;
+    // Rust's std imports these; with no preopens and an empty environment
+    // they give the guest nothing.
+    cli::environment::add_to_linker::<CallState, WasiCli>(&mut linker, CallState::cli)?;
+    cli::exit::add_to_linker::<CallState, WasiCli>(&mut linker, CallState::cli)?;
+    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(
+        &mut linker,
+        CallState::filesystem,
+    )?;
+    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(
+        &mut linker,
+        CallState::filesystem,
+    )?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+
+    wit::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    wit::kv::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    wit::secrets::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    wit::config::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    wit::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}

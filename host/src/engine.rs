@@ -1,0 +1,102 @@
+//! The wasmtime engine every plugin shares: pooling allocator, epoch
+//! interruption, and the ticker that makes epoch deadlines fire.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances: the granularity of CPU-time deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Sizing of the instance pool; each slot is one call in flight.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Calls in flight across all plugins.
+    pub max_instances: u32,
+    /// Largest linear memory any grant may allow.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: 256,
+            max_memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The engine plus the thread that advances its epoch; dropping the last
+/// `Engine` stops the thread.
+#[derive(Clone)]
+pub struct Engine {
+    inner: wasmtime::Engine,
+    _ticker: Arc<Ticker>,
+}
+
+struct Ticker;
+
+impl Engine {
+    pub fn new(options: &EngineOptions) -> wasmtime::Result<Engine> {
+        let mut pool = PoolingAllocationConfig::new();
+        // A component built by wit-bindgen and wasm-component-ld has one main
+        // module plus a few adapter shims; 16 core instances leaves room.
+        pool.total_component_instances(options.max_instances)
+            .total_core_instances(options.max_instances * 16)
+            .max_core_instances_per_component(16)
+            .total_memories(options.max_instances * 2)
+            .max_memories_per_component(2)
+            .total_tables(options.max_instances * 16)
+            .max_tables_per_component(16)
+            .total_stacks(options.max_instances)
+            .max_memory_size(options.max_memory_bytes)
+            // Keep the first pages of a recycled memory mapped instead of
+            // handing them back to the kernel on every call.
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(16 * 1024);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .max_wasm_stack(512 * 1024)
+            .async_stack_size(1024 * 1024)
+            .parallel_compilation(true);
+        let inner = wasmtime::Engine::new(&config)?;
+
+        let ticker = Arc::new(Ticker);
+        spawn_ticker(inner.weak(), Arc::downgrade(&ticker))?;
+        Ok(Engine {
+            inner,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner
+    }
+
+    /// Epoch ticks that make up `timeout`, rounded up, at least one.
+    pub fn ticks(timeout: Duration) -> u64 {
+        (timeout.as_micros() / EPOCH_TICK.as_micros()) as u64 + 1
+    }
+}
+
+/// Without this thread no epoch deadline ever fires, and an endless loop in
+/// a connector would hold its instance forever.
+fn spawn_ticker(engine: wasmtime::EngineWeak, alive: Weak<Ticker>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("toolhost-epoch".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,234 @@
+//! One tool call, top to bottom: find the tool → validate and convert the
+//! JSON arguments → take a concurrency slot → fresh instance from the
+//! `InstancePre` with memory and time limits → call the export → convert the
+//! result to JSON → make storage writes durable → report what happened.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use wasmtime::component::Val;
+use wasmtime::{Store, Trap};
+
+use crate::capabilities::{CallState, Journal, SharedJournal};
+use crate::engine::Engine;
+use crate::registry::{Registry, ToolRef};
+use crate::{names, values};
+
+/// How long a call may wait for one of its plugin's concurrency slots before
+/// it is turned away, instead of queueing without bound.
+pub const QUEUE_WAIT: Duration = Duration::from_millis(500);
+
+/// Why a call produced no result. Each kind maps to one HTTP status and
+/// tells an agent whether retrying could help.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CallError {
+    #[error("no tool named {tool:?}")]
+    NotFound { tool: String },
+    #[error("invalid input: {field}: {message}")]
+    InvalidInput { field: String, message: String },
+    #[error("denied: {message}")]
+    Denied { message: String },
+    #[error("timed out after {millis} ms")]
+    Timeout { millis: u64 },
+    #[error("resource exhausted: {message}")]
+    ResourceExhausted { message: String },
+    /// The connector returned its typed error (`toolhost:connector/types.error`).
+    #[error("the connector reported an error: {error}")]
+    PluginError { error: Value },
+    /// The connector trapped (crashed); its instance was discarded.
+    #[error("the connector failed: {message}")]
+    PluginFault { message: String },
+}
+
+impl CallError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::NotFound { .. } => "not_found",
+            CallError::InvalidInput { .. } => "invalid_input",
+            CallError::Denied { .. } => "denied",
+            CallError::Timeout { .. } => "timeout",
+            CallError::ResourceExhausted { .. } => "resource_exhausted",
+            CallError::PluginError { .. } => "plugin_error",
+            CallError::PluginFault { .. } => "plugin_fault",
+        }
+    }
+}
+
+/// Where the time of a call went.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub instantiate_us: u64,
+    pub execute_us: u64,
+    pub total_us: u64,
+}
+
+/// Everything about one call: the answer and what the connector did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallOutcome {
+    pub tool: String,
+    pub plugin_version: Option<String>,
+    pub plugin_digest: Option<String>,
+    pub result: Result<Value, CallError>,
+    pub journal: Journal,
+    pub timings: Timings,
+}
+
+pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Value) -> CallOutcome {
+    let started = Instant::now();
+    let Some(found) = find(registry, tool) else {
+        return CallOutcome {
+            tool: tool.to_string(),
+            plugin_version: None,
+            plugin_digest: None,
+            result: Err(CallError::NotFound {
+                tool: tool.to_string(),
+            }),
+            journal: Journal::default(),
+            timings: Timings::default(),
+        };
+    };
+    let plugin = &found.plugin;
+    let journal = SharedJournal::default();
+    let mut timings = Timings::default();
+    let mut result = call(engine, &found, args, &journal, &mut timings).await;
+    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let (true, Some(kv)) = (journal.kv_writes > 0, &plugin.context.kv) {
+        // What the connector stored is durable before anyone hears of the
+        // call, whatever its outcome.
+        if let Err(e) = kv.flush().await {
+            result = Err(CallError::ResourceExhausted {
+                message: format!("storage flush failed: {e}"),
+            });
+        }
+    }
+    timings.total_us = started.elapsed().as_micros() as u64;
+    CallOutcome {
+        tool: found.tool().name.clone(),
+        plugin_version: Some(plugin.manifest.version.to_string()),
+        plugin_digest: Some(plugin.digest.clone()),
+        result,
+        journal,
+        timings,
+    }
+}
+
+fn find(registry: &Registry, tool: &str) -> Option<ToolRef> {
+    let (plugin, function) = names::split(tool)?;
+    ToolRef::find(registry.get(plugin)?, function)
+}
+
+async fn call(
+    engine: &Engine,
+    found: &ToolRef,
+    args: &Value,
+    journal: &SharedJournal,
+    timings: &mut Timings,
+) -> Result<Value, CallError> {
+    let plugin = &found.plugin;
+    let tool = found.tool();
+    let grant = &plugin.context.grant;
+
+    let params = values::args_from_json(&tool.func, args).map_err(|e| CallError::InvalidInput {
+        field: e.field,
+        message: e.message,
+    })?;
+
+    let _slot = tokio::time::timeout(QUEUE_WAIT, plugin.slots.clone().acquire_owned())
+        .await
+        .map_err(|_| CallError::ResourceExhausted {
+            message: format!(
+                "{} already has {} calls in flight",
+                plugin.manifest.name, grant.max_concurrency
+            ),
+        })?
+        .map_err(|_| CallError::ResourceExhausted {
+            message: format!("{} is unloading", plugin.manifest.name),
+        })?;
+
+    let mut store = Store::new(
+        engine.wasmtime(),
+        CallState::new(plugin.context.clone(), journal.clone()),
+    );
+    store.limiter(|s| &mut s.limiter);
+    // CPU time: the epoch deadline interrupts a guest that computes forever.
+    store.set_epoch_deadline(Engine::ticks(grant.timeout));
+    store.epoch_deadline_trap();
+
+    let mut results = vec![Val::Bool(false); tool.func.results().len()];
+    let run = async {
+        let t0 = Instant::now();
+        let instance = plugin.pre.instantiate_async(&mut store).await?;
+        timings.instantiate_us = t0.elapsed().as_micros() as u64;
+        let t1 = Instant::now();
+        let func = instance
+            .get_func(&mut store, tool.export)
+            .ok_or_else(|| wasmtime::Error::msg("export vanished"))?;
+        func.call_async(&mut store, &params, &mut results).await?;
+        timings.execute_us = t1.elapsed().as_micros() as u64;
+        wasmtime::Result::Ok(())
+    };
+    // Wall time: also bounds waits in host calls (HTTP), which no epoch sees.
+    match tokio::time::timeout(grant.timeout, run).await {
+        Err(_) => return Err(timeout(grant.timeout)),
+        Ok(Err(e)) => return Err(classify(e, &store, grant.timeout, grant.memory_bytes)),
+        Ok(Ok(())) => {}
+    }
+    drop(store);
+
+    let value = match (tool.returns_result, results.into_iter().next()) {
+        (_, None) => Value::Null,
+        (true, Some(Val::Result(Ok(ok)))) => ok.as_deref().map_or(Value::Null, values::to_json),
+        (true, Some(Val::Result(Err(err)))) => {
+            return Err(CallError::PluginError {
+                error: err.as_deref().map_or(Value::Null, values::to_json),
+            })
+        }
+        (_, Some(other)) => values::to_json(&other),
+    };
+    let size = serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len());
+    if size > grant.output_bytes {
+        return Err(CallError::ResourceExhausted {
+            message: format!(
+                "result of {size} bytes is over the {}-byte output limit",
+                grant.output_bytes
+            ),
+        });
+    }
+    Ok(value)
+}
+
+fn timeout(limit: Duration) -> CallError {
+    CallError::Timeout {
+        millis: limit.as_millis() as u64,
+    }
+}
+
+/// Turn a failed instantiate or call into what it means for the caller.
+fn classify(
+    e: wasmtime::Error,
+    store: &Store<CallState>,
+    limit: Duration,
+    memory: usize,
+) -> CallError {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return timeout(limit);
+    }
+    if store.data().limiter.denied {
+        return CallError::ResourceExhausted {
+            message: format!(
+                "the connector ran out of its {} MiB memory grant",
+                memory / (1024 * 1024)
+            ),
+        };
+    }
+    let message = format!("{e:#}");
+    if message.contains("maximum concurrent") || message.contains("pooling allocator") {
+        return CallError::ResourceExhausted {
+            message: "the host has no free instance slot; retry shortly".into(),
+        };
+    }
+    tracing::warn!(plugin = %store.data().plugin.name, "connector trapped: {message}");
+    CallError::PluginFault { message }
+}

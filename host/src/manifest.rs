@@ -1,0 +1,243 @@
+//! `connector.toml`: what a vendor says its connector is and needs.
+//!
+//! The manifest only *requests*; the operator's policy decides what is
+//! granted (see `policy`). Everything here is validated on load so that a
+//! bad manifest is refused with a reason instead of half-working.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::names;
+
+/// Upper bounds no manifest may ask past, whatever the operator grants.
+pub const MAX_MEMORY_MB: u32 = 4096;
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid manifest: {message}")]
+    Parse { path: String, message: String },
+    #[error("manifest field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    ManifestError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// How risky a tool is; operators and agents use it to hold high-risk calls
+/// for a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    #[default]
+    Read,
+    Write,
+    High,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    pub name: String,
+    pub version: semver::Version,
+    pub vendor: String,
+    #[serde(default)]
+    pub description: String,
+    /// The contract world the component targets, e.g. `coupon-connector`.
+    pub world: String,
+    /// The component file, relative to the manifest; `<name>.wasm` by default.
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub capabilities: Requested,
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolMeta>,
+}
+
+/// The capabilities a connector asks for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Requested {
+    #[serde(default)]
+    pub http: Vec<HttpRequest>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub config: Vec<String>,
+    #[serde(default)]
+    pub kv_quota_bytes: u64,
+    pub memory_mb: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<u32>,
+}
+
+/// One outbound destination a connector asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    /// `https://api.example.com`, `https://*.example.com`, or `*` for "the
+    /// origins the operator grants" (for self-hosted upstreams whose address
+    /// only the operator knows).
+    pub origin: String,
+    /// Methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolMeta {
+    #[serde(default)]
+    pub risk: Risk,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Manifest::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: origin.to_string(),
+            message: e.message().to_string(),
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        names::check_plugin_name(&self.name).map_err(|m| invalid("name", m))?;
+        if self.vendor.trim().is_empty() {
+            return Err(invalid("vendor", "must not be empty"));
+        }
+        if let Some(c) = &self.component {
+            if c.contains('/') || c.contains('\\') || c.starts_with('.') || !c.ends_with(".wasm") {
+                return Err(invalid(
+                    "component",
+                    "must be a plain `.wasm` file name beside the manifest",
+                ));
+            }
+        }
+        let caps = &self.capabilities;
+        for (i, h) in caps.http.iter().enumerate() {
+            crate::policy::OriginPattern::parse(&h.origin)
+                .map_err(|m| invalid(format!("capabilities.http[{i}].origin"), m))?;
+            for m in &h.methods {
+                crate::policy::check_method(m)
+                    .map_err(|e| invalid(format!("capabilities.http[{i}].methods"), e))?;
+            }
+        }
+        for (field, list) in [("secrets", &caps.secrets), ("config", &caps.config)] {
+            for name in list {
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(invalid(
+                        format!("capabilities.{field}"),
+                        format!("{name:?} is not a valid name"),
+                    ));
+                }
+            }
+        }
+        if let Some(mb) = caps.memory_mb {
+            if mb == 0 || mb > MAX_MEMORY_MB {
+                return Err(invalid(
+                    "capabilities.memory-mb",
+                    format!("must be 1 to {MAX_MEMORY_MB}"),
+                ));
+            }
+        }
+        if let Some(ms) = caps.timeout_ms {
+            if ms == 0 || ms > MAX_TIMEOUT_MS {
+                return Err(invalid(
+                    "capabilities.timeout-ms",
+                    format!("must be 1 to {MAX_TIMEOUT_MS}"),
+                ));
+            }
+        }
+        if caps.max_concurrency == Some(0) {
+            return Err(invalid(
+                "capabilities.max-concurrency",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The component file beside the manifest.
+    pub fn component_file(&self) -> String {
+        self.component
+            .clone()
+            .unwrap_or_else(|| format!("{}.wasm", self.name))
+    }
+
+    pub fn risk(&self, function: &str) -> Risk {
+        self.tools.get(function).map(|t| t.risk).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "coupon"
+        version = "1.2.3"
+        vendor = "Acme"
+        world = "coupon-connector"
+        [capabilities]
+        http = [{ origin = "https://api.acme.example", methods = ["GET"] }]
+        secrets = ["api-key"]
+        kv-quota-bytes = 1024
+        [tools.issue-voucher]
+        risk = "high"
+    "#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = Manifest::parse(GOOD, "t").unwrap();
+        assert_eq!(m.component_file(), "coupon.wasm");
+        assert_eq!(m.risk("issue-voucher"), Risk::High);
+        assert_eq!(m.risk("list-vouchers"), Risk::Read);
+    }
+
+    #[test]
+    fn refuses_bad_manifests_with_the_field() {
+        let cases = [
+            (GOOD.replace("\"coupon\"", "\"Coupon!\""), "name"),
+            (GOOD.replace("1.2.3", "one"), "version"),
+            (
+                GOOD.replace("https://api.acme.example", "ftp://x"),
+                "capabilities.http[0].origin",
+            ),
+            (
+                GOOD.replace("\"GET\"", "\"G ET\""),
+                "capabilities.http[0].methods",
+            ),
+            (GOOD.replace("kv-quota-bytes", "kv-quota"), "kv-quota"),
+            (format!("{GOOD}\ncomponent = \"../x.wasm\""), "component"),
+        ];
+        for (text, field) in cases {
+            let err = Manifest::parse(&text, "t").unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+    }
+}

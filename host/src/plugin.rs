@@ -1,0 +1,294 @@
+//! A loaded plugin: its bundle (component + manifest) compiled, linked
+//! against the host's imports, and turned into tools.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
+
+use crate::capabilities::{CallState, PluginContext};
+use crate::compile_cache::{CompileCache, Source};
+use crate::contract::Contract;
+use crate::manifest::{Manifest, ManifestError, Risk};
+use crate::policy::Policy;
+use crate::storage::Storage;
+use crate::{names, schema};
+
+/// Largest component file the host reads.
+pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a bundle was not loaded. The previous version, if any, keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("cannot read component {path}: {message}")]
+    Component { path: String, message: String },
+    #[error("{plugin}: not a valid component: {message}")]
+    Compile { plugin: String, message: String },
+    #[error("{plugin}: imports something the host does not offer: {message}")]
+    Link { plugin: String, message: String },
+    #[error(
+        "{plugin}: manifest says world {world:?}, but the component does not export {missing}"
+    )]
+    WrongWorld {
+        plugin: String,
+        world: String,
+        missing: String,
+    },
+    #[error("{plugin}: function {function:?} cannot be a tool: {message}")]
+    Tool {
+        plugin: String,
+        function: String,
+        message: String,
+    },
+    #[error("{plugin}: exports no functions")]
+    NoTools { plugin: String },
+    #[error("{plugin}: storage: {message}")]
+    Storage { plugin: String, message: String },
+}
+
+/// A bundle as read from disk, before compilation.
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub wasm: Vec<u8>,
+    /// sha256 of the component, hex.
+    pub digest: String,
+}
+
+impl Bundle {
+    /// Read `dir/connector.toml` and the component it names.
+    pub fn read(dir: &Path) -> Result<Bundle, LoadError> {
+        let manifest = Manifest::load(&dir.join("connector.toml"))?;
+        let path = dir.join(manifest.component_file());
+        let component_error = |message: String| LoadError::Component {
+            path: path.display().to_string(),
+            message,
+        };
+        let size = std::fs::metadata(&path)
+            .map_err(|e| component_error(e.to_string()))?
+            .len();
+        if size > MAX_COMPONENT_BYTES {
+            return Err(component_error(format!(
+                "{size} bytes is over the {MAX_COMPONENT_BYTES}-byte limit"
+            )));
+        }
+        let wasm = std::fs::read(&path).map_err(|e| component_error(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(&wasm));
+        Ok(Bundle {
+            manifest,
+            wasm,
+            digest,
+        })
+    }
+}
+
+/// One tool: an exported function of a plugin.
+pub struct Tool {
+    /// `plugin.function`.
+    pub name: String,
+    pub function: String,
+    /// The exported interface it belongs to, e.g. `toolhost:connector/coupon@0.1.0`.
+    pub interface: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+    pub risk: Risk,
+    pub(crate) func: ComponentFunc,
+    pub(crate) export: ComponentExportIndex,
+    /// The function returns `result<_, _>`: its `err` is a business error.
+    pub(crate) returns_result: bool,
+}
+
+pub struct Plugin {
+    pub manifest: Arc<Manifest>,
+    pub digest: String,
+    pub source: Source,
+    pub context: Arc<PluginContext>,
+    pub(crate) pre: InstancePre<CallState>,
+    /// Sorted by name.
+    pub tools: Vec<Tool>,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Plugin {
+    pub fn tool(&self, function: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.function == function)
+    }
+
+    /// Compile, link and describe a bundle. Slow (compilation): call it off
+    /// the request path.
+    pub fn load(
+        bundle: Bundle,
+        engine: &wasmtime::Engine,
+        linker: &Linker<CallState>,
+        cache: &CompileCache,
+        policy: &Policy,
+        storage: &Storage,
+    ) -> Result<Plugin, LoadError> {
+        let Bundle {
+            manifest,
+            wasm,
+            digest,
+        } = bundle;
+        let plugin = manifest.name.clone();
+        let (component, source) =
+            cache
+                .load(engine, &digest, &wasm)
+                .map_err(|e| LoadError::Compile {
+                    plugin: plugin.clone(),
+                    message: format!("{e:#}"),
+                })?;
+        check_world(&manifest, &component, engine)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                plugin: plugin.clone(),
+                message: format!("{e:#}"),
+            })?;
+        let tools = describe_tools(&manifest, &component, engine)?;
+
+        let grant = Arc::new(policy.grant_for(&manifest));
+        let kv = if grant.kv_quota_bytes > 0 {
+            Some(storage.kv(&plugin).map_err(|e| LoadError::Storage {
+                plugin: plugin.clone(),
+                message: e.to_string(),
+            })?)
+        } else {
+            None
+        };
+        let context = Arc::new(PluginContext {
+            name: plugin.clone(),
+            requested_secrets: manifest.capabilities.secrets.clone(),
+            requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
+            kv,
+            grant: grant.clone(),
+        });
+        Ok(Plugin {
+            manifest: Arc::new(manifest),
+            digest,
+            source,
+            context,
+            pre,
+            tools,
+            slots: Arc::new(tokio::sync::Semaphore::new(grant.max_concurrency as usize)),
+        })
+    }
+}
+
+/// A manifest that names one of the contract's worlds must export what that
+/// world exports; a swap between two vendors' connectors relies on it.
+fn check_world(
+    manifest: &Manifest,
+    component: &Component,
+    engine: &wasmtime::Engine,
+) -> Result<(), LoadError> {
+    let Some(expected) = Contract::get().world_exports(&manifest.world) else {
+        return Ok(());
+    };
+    let ty = component.component_type();
+    for name in expected {
+        if !matches!(
+            ty.get_export(engine, name).map(|e| e.ty),
+            Some(ComponentItem::ComponentInstance(_))
+        ) {
+            return Err(LoadError::WrongWorld {
+                plugin: manifest.name.clone(),
+                world: manifest.world.clone(),
+                missing: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every exported function, in exported interfaces or at the top level.
+fn describe_tools(
+    manifest: &Manifest,
+    component: &Component,
+    engine: &wasmtime::Engine,
+) -> Result<Vec<Tool>, LoadError> {
+    let plugin = &manifest.name;
+    let tool_error = |function: &str, message: String| LoadError::Tool {
+        plugin: plugin.clone(),
+        function: function.to_string(),
+        message,
+    };
+    let mut tools: Vec<Tool> = Vec::new();
+    let mut add = |interface: &str,
+                   function: &str,
+                   func: ComponentFunc,
+                   export: Option<ComponentExportIndex>|
+     -> Result<(), LoadError> {
+        if !names::is_wit_name(function)
+            || function.len() > names::MAX_FUNCTION_NAME - plugin.len() - 1
+        {
+            return Err(tool_error(
+                function,
+                "name too long or not a plain kebab-case identifier".into(),
+            ));
+        }
+        if tools.iter().any(|t| t.function == function) {
+            return Err(tool_error(
+                function,
+                "exported by two interfaces; tool names would clash".into(),
+            ));
+        }
+        let export = export.ok_or_else(|| tool_error(function, "export not found".into()))?;
+        let docs = Contract::get().function(interface, function);
+        let input_schema =
+            schema::input_schema(&func, docs).map_err(|e| tool_error(function, e.to_string()))?;
+        let output_schema =
+            schema::output_schema(&func, docs).map_err(|e| tool_error(function, e.to_string()))?;
+        let description = docs
+            .and_then(|d| d.description.clone())
+            .unwrap_or_else(|| format!("{function} from {interface}"));
+        let returns_result = matches!(
+            func.results().next(),
+            Some(wasmtime::component::types::Type::Result(_))
+        );
+        tools.push(Tool {
+            name: names::tool_name(plugin, function),
+            function: function.to_string(),
+            interface: interface.to_string(),
+            description: description.trim().to_string(),
+            input_schema,
+            output_schema,
+            risk: manifest.risk(function),
+            func,
+            export,
+            returns_result,
+        });
+        Ok(())
+    };
+    let ty = component.component_type();
+    for (name, item) in ty.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                let instance_index = component.get_export_index(None, name);
+                for (fname, fitem) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = fitem.ty {
+                        let export = instance_index
+                            .as_ref()
+                            .and_then(|i| component.get_export_index(Some(i), fname));
+                        add(name, fname, func, export)?;
+                    }
+                }
+            }
+            ComponentItem::ComponentFunc(func) => {
+                add("", name, func, component.get_export_index(None, name))?
+            }
+            _ => {}
+        }
+    }
+    if tools.is_empty() {
+        return Err(LoadError::NoTools {
+            plugin: plugin.clone(),
+        });
+    }
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tools)
+}

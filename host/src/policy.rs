@@ -1,0 +1,625 @@
+//! The operator's policy and the effective grant of each connector.
+//!
+//! One rule throughout: a connector gets a capability only if its manifest
+//! requests it *and* the operator grants it (`requested ∩ granted`); numeric
+//! limits are the smallest of the request, the grant and the host's defaults.
+//! Each refusal says what was refused and by whom.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{self, Manifest};
+
+/// Host-wide limits: the defaults where neither side says anything, and the
+/// ceiling no grant can exceed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    pub max_concurrency: u32,
+    pub kv_quota_bytes: u64,
+    /// Largest JSON result a tool may return.
+    pub output_bytes: usize,
+    pub http_response_bytes: u64,
+    pub http_timeout_ms: u64,
+    pub http_requests_per_call: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: 64,
+            timeout_ms: 10_000,
+            max_concurrency: 16,
+            kv_quota_bytes: 16 * 1024 * 1024,
+            output_bytes: 1024 * 1024,
+            http_response_bytes: 4 * 1024 * 1024,
+            http_timeout_ms: 10_000,
+            http_requests_per_call: 32,
+        }
+    }
+}
+
+/// What the operator grants, host-wide and per plugin (`toolhost.toml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Policy {
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginPolicy>,
+}
+
+/// The operator's grant for one plugin. Absent fields grant nothing for
+/// capabilities (HTTP, secrets, config) and the host default for limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginPolicy {
+    #[serde(default)]
+    pub http: Vec<HttpGrant>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    pub kv_quota_bytes: Option<u64>,
+    pub memory_mb: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpGrant {
+    pub origin: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Let a DNS name in this grant resolve to loopback, private or
+    /// link-local addresses. Off by default: a public name that resolves
+    /// inward is how SSRF reaches cloud metadata and internal services.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+/// Where a secret's value comes from. Prefer `env`: the value then never
+/// sits in a file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum SecretSource {
+    Env { env: String },
+    Value { value: String },
+}
+
+impl SecretSource {
+    fn resolve(&self) -> Option<String> {
+        match self {
+            SecretSource::Env { env } => std::env::var(env).ok(),
+            SecretSource::Value { value } => Some(value.clone()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("policy {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("policy for plugin {plugin:?}, `{field}`: {message}")]
+    Invalid {
+        plugin: String,
+        field: String,
+        message: String,
+    },
+}
+
+impl Policy {
+    pub fn load(path: &std::path::Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: origin.to_string(),
+            message: e.message().to_string(),
+        })?;
+        for (plugin, p) in &policy.plugins {
+            p.validate()
+                .map_err(|(field, message)| PolicyError::Invalid {
+                    plugin: plugin.clone(),
+                    field,
+                    message,
+                })?;
+        }
+        Ok(policy)
+    }
+
+    /// The effective grant for a plugin: what it requested and was granted.
+    pub fn grant_for(&self, manifest: &Manifest) -> Grant {
+        let empty = PluginPolicy::default();
+        let operator = self.plugins.get(&manifest.name).unwrap_or(&empty);
+        Grant::new(manifest, operator, &self.limits)
+    }
+}
+
+impl PluginPolicy {
+    fn validate(&self) -> Result<(), (String, String)> {
+        for (i, h) in self.http.iter().enumerate() {
+            let field = || format!("http[{i}]");
+            let pattern = OriginPattern::parse(&h.origin).map_err(|m| (field(), m))?;
+            if pattern == OriginPattern::Any {
+                return Err((
+                    field(),
+                    "an operator grant must name its origin; `*` grants nothing specific".into(),
+                ));
+            }
+            for m in &h.methods {
+                check_method(m).map_err(|e| (field(), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An origin, or a pattern of origins: `*`, `https://api.example.com[:port]`,
+/// `https://*.example.com[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    Any,
+    Origin {
+        scheme: String,
+        /// Lower case; a leading `*.` matches any subdomain (not the apex).
+        host: String,
+        port: u16,
+    },
+}
+
+impl OriginPattern {
+    pub fn parse(s: &str) -> Result<OriginPattern, String> {
+        if s == "*" {
+            return Ok(OriginPattern::Any);
+        }
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("{s:?} is not an origin like https://api.example.com"))?;
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("{s:?}: scheme must be http or https")),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(format!("{s:?}: an origin has no path, query or user"));
+        }
+        let (host, port) =
+            split_host_port(rest).ok_or_else(|| format!("{s:?}: bad host or port"))?;
+        let host = host.to_ascii_lowercase();
+        let bare = host.strip_prefix("*.").unwrap_or(&host);
+        if bare.is_empty() || bare.contains('*') || !valid_host(bare) {
+            return Err(format!("{s:?}: bad host"));
+        }
+        Ok(OriginPattern::Origin {
+            scheme: scheme.to_string(),
+            host,
+            port: port.unwrap_or(default_port),
+        })
+    }
+
+    /// Does this pattern cover the concrete origin?
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        match self {
+            OriginPattern::Any => true,
+            OriginPattern::Origin {
+                scheme: s,
+                host: h,
+                port: p,
+            } => s == scheme && *p == port && host_matches(h, host),
+        }
+    }
+
+    /// Does this (requested) pattern cover everything `other` (granted) covers?
+    fn covers(&self, other: &OriginPattern) -> bool {
+        match (self, other) {
+            (OriginPattern::Any, _) => true,
+            (_, OriginPattern::Any) => false,
+            (
+                OriginPattern::Origin {
+                    scheme: s1,
+                    host: h1,
+                    port: p1,
+                },
+                OriginPattern::Origin {
+                    scheme: s2,
+                    host: h2,
+                    port: p2,
+                },
+            ) => {
+                s1 == s2
+                    && p1 == p2
+                    && (h1 == h2
+                        || (!h2.starts_with("*.") && host_matches(h1, h2))
+                        || subdomain_pattern_covers(h1, h2))
+            }
+        }
+    }
+
+    fn names_ip_literal(&self) -> bool {
+        matches!(self, OriginPattern::Origin { host, .. } if strip_brackets(host).parse::<IpAddr>().is_ok())
+    }
+}
+
+fn subdomain_pattern_covers(outer: &str, inner: &str) -> bool {
+    match (outer.strip_prefix("*."), inner.strip_prefix("*.")) {
+        (Some(o), Some(i)) => i == o || i.ends_with(&format!(".{o}")),
+        _ => false,
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+        None => pattern == host,
+    }
+}
+
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+fn valid_host(host: &str) -> bool {
+    let h = strip_brackets(host);
+    h.parse::<IpAddr>().is_ok()
+        || (h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
+}
+
+/// `host[:port]`, with IPv6 in brackets.
+pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if s.starts_with('[') {
+        let end = s.find(']')?;
+        let (host, rest) = s.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None if rest.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
+        None => Some((s, None)),
+    }
+}
+
+pub fn check_method(m: &str) -> Result<(), String> {
+    if !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!("{m:?} is not an HTTP method in upper case"))
+    }
+}
+
+/// One destination the connector may reach.
+#[derive(Debug, Clone)]
+pub struct HttpRule {
+    pub origin: OriginPattern,
+    /// `None`: any method.
+    pub methods: Option<Vec<String>>,
+    pub allow_private: bool,
+}
+
+/// The effective grant: what a connector can actually do.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub http: Vec<HttpRule>,
+    /// Granted secret names, with their values where the operator set one.
+    pub secrets: HashMap<String, Option<String>>,
+    pub config: HashMap<String, String>,
+    pub kv_quota_bytes: u64,
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    pub max_concurrency: u32,
+    pub output_bytes: usize,
+    pub http_response_bytes: u64,
+    pub http_timeout: Duration,
+    pub http_requests_per_call: u32,
+}
+
+fn smallest<T: Ord + Copy>(host_default: T, requested: Option<T>, granted: Option<T>) -> T {
+    [requested, granted]
+        .into_iter()
+        .flatten()
+        .fold(host_default, T::min)
+}
+
+impl Grant {
+    pub fn new(manifest: &Manifest, operator: &PluginPolicy, limits: &Limits) -> Grant {
+        let req = &manifest.capabilities;
+        let mut http = Vec::new();
+        for granted in &operator.http {
+            let Ok(g_origin) = OriginPattern::parse(&granted.origin) else {
+                continue;
+            };
+            for asked in &req.http {
+                let Ok(a_origin) = OriginPattern::parse(&asked.origin) else {
+                    continue;
+                };
+                if !a_origin.covers(&g_origin) {
+                    continue;
+                }
+                let methods = match (asked.methods.is_empty(), granted.methods.is_empty()) {
+                    (true, true) => None,
+                    (false, true) => Some(asked.methods.clone()),
+                    (true, false) => Some(granted.methods.clone()),
+                    (false, false) => Some(
+                        asked
+                            .methods
+                            .iter()
+                            .filter(|m| granted.methods.contains(m))
+                            .cloned()
+                            .collect(),
+                    ),
+                };
+                if methods.as_ref().is_some_and(Vec::is_empty) {
+                    continue;
+                }
+                http.push(HttpRule {
+                    origin: g_origin.clone(),
+                    methods,
+                    allow_private: granted.allow_private,
+                });
+            }
+        }
+        let secrets = req
+            .secrets
+            .iter()
+            .filter_map(|name| {
+                operator
+                    .secrets
+                    .get(name)
+                    .map(|src| (name.clone(), src.resolve()))
+            })
+            .collect();
+        let config = req
+            .config
+            .iter()
+            .filter_map(|name| operator.config.get(name).map(|v| (name.clone(), v.clone())))
+            .collect();
+        let memory_mb = smallest(
+            limits.memory_mb.min(manifest::MAX_MEMORY_MB),
+            req.memory_mb,
+            operator.memory_mb,
+        );
+        Grant {
+            http,
+            secrets,
+            config,
+            // kv is opt-in on both sides: nothing requested, nothing granted.
+            kv_quota_bytes: smallest(
+                limits.kv_quota_bytes,
+                Some(req.kv_quota_bytes),
+                operator.kv_quota_bytes,
+            ),
+            memory_bytes: memory_mb as usize * 1024 * 1024,
+            timeout: Duration::from_millis(smallest(
+                limits.timeout_ms,
+                req.timeout_ms,
+                operator.timeout_ms,
+            )),
+            max_concurrency: smallest(
+                limits.max_concurrency,
+                req.max_concurrency,
+                operator.max_concurrency,
+            )
+            .max(1),
+            output_bytes: limits.output_bytes,
+            http_response_bytes: limits.http_response_bytes,
+            http_timeout: Duration::from_millis(limits.http_timeout_ms),
+            http_requests_per_call: limits.http_requests_per_call,
+        }
+    }
+
+    /// Why an outbound request is refused, or `None` when the grant allows
+    /// it. `host` is as the guest wrote it; addresses are checked separately
+    /// with [`Grant::check_addresses`] once it is resolved.
+    pub fn check_request(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+        method: &str,
+    ) -> Result<&HttpRule, String> {
+        let host = host.to_ascii_lowercase();
+        let mut origin_granted = false;
+        for rule in &self.http {
+            if rule.origin.matches(scheme, &host, port) {
+                origin_granted = true;
+                if rule
+                    .methods
+                    .as_ref()
+                    .is_none_or(|ms| ms.iter().any(|m| m == method))
+                {
+                    return Ok(rule);
+                }
+            }
+        }
+        let target = format!("{scheme}://{host}:{port}");
+        Err(if origin_granted {
+            format!("method {method} to {target} is not granted by the operator")
+        } else if self.http.is_empty() {
+            format!("{target}: the connector has no outbound HTTP grant")
+        } else {
+            format!("{target} is not among the origins the operator granted")
+        })
+    }
+
+    /// Refuse addresses a public name must not lead to, unless the rule names
+    /// an address literally or the operator allowed private targets.
+    pub fn check_addresses(rule: &HttpRule, addrs: &[IpAddr]) -> Result<(), String> {
+        if rule.allow_private || rule.origin.names_ip_literal() {
+            return Ok(());
+        }
+        match addrs.iter().find(|a| !is_public(a)) {
+            Some(a) => Err(format!(
+                "the name resolves to {a}, a loopback, private or link-local address the grant does not name"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Is this an address on the public internet? Everything else (loopback,
+/// private, link-local incl. cloud metadata, CGNAT, ULA, multicast,
+/// unspecified, documentation, IPv4-mapped forms of those) is not.
+pub fn is_public(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(&IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x64 && s[1] == 0xff9b))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(http: &str) -> Manifest {
+        Manifest::parse(
+            &format!(
+                "name = \"p\"\nversion = \"1.0.0\"\nvendor = \"v\"\nworld = \"w\"\n[capabilities]\nhttp = {http}\nsecrets = [\"a\", \"b\"]\nkv-quota-bytes = 100\nmemory-mb = 8"
+            ),
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn operator(text: &str) -> PluginPolicy {
+        Policy::parse(&format!("[plugins.p]\n{text}"), "t")
+            .unwrap()
+            .plugins["p"]
+            .clone()
+    }
+
+    #[test]
+    fn grant_is_the_intersection() {
+        let m = manifest(r#"[{ origin = "https://*.acme.example", methods = ["GET", "POST"] }]"#);
+        let op = operator(
+            r#"http = [{ origin = "https://api.acme.example", methods = ["POST", "DELETE"] }, { origin = "https://evil.example" }]
+               secrets = { a = { value = "x" }, c = { value = "y" } }
+               kv-quota-bytes = 50
+               memory-mb = 32"#,
+        );
+        let g = Grant::new(&m, &op, &Limits::default());
+        assert_eq!(g.http.len(), 1);
+        assert!(g
+            .check_request("https", "api.acme.example", 443, "POST")
+            .is_ok());
+        let e = g
+            .check_request("https", "api.acme.example", 443, "GET")
+            .unwrap_err();
+        assert!(e.contains("method GET"), "{e}");
+        assert!(g
+            .check_request("https", "evil.example", 443, "POST")
+            .is_err());
+        assert!(g
+            .check_request("http", "api.acme.example", 443, "POST")
+            .is_err());
+        assert!(g
+            .check_request("https", "api.acme.example", 8443, "POST")
+            .is_err());
+        assert_eq!(g.secrets.len(), 1);
+        assert_eq!(g.secrets["a"].as_deref(), Some("x"));
+        assert_eq!(g.kv_quota_bytes, 50);
+        assert_eq!(g.memory_bytes, 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn nothing_granted_means_nothing() {
+        let g = Grant::new(
+            &manifest(r#"[{ origin = "*" }]"#),
+            &PluginPolicy::default(),
+            &Limits::default(),
+        );
+        assert!(g.http.is_empty() && g.secrets.is_empty());
+        assert!(g
+            .check_request("https", "x.example", 443, "GET")
+            .unwrap_err()
+            .contains("no outbound HTTP grant"));
+    }
+
+    #[test]
+    fn names_must_not_resolve_inward() {
+        let m = manifest(r#"[{ origin = "*" }]"#);
+        let g = Grant::new(
+            &m,
+            &operator(
+                r#"http = [{ origin = "https://api.example" }, { origin = "http://127.0.0.1:9000" }]"#,
+            ),
+            &Limits::default(),
+        );
+        let by_name = g.check_request("https", "api.example", 443, "GET").unwrap();
+        for inward in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "::1",
+            "::ffff:10.0.0.1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
+            assert!(
+                Grant::check_addresses(by_name, &[inward.parse().unwrap()]).is_err(),
+                "{inward}"
+            );
+        }
+        assert!(Grant::check_addresses(by_name, &["93.184.216.34".parse().unwrap()]).is_ok());
+        let literal = g.check_request("http", "127.0.0.1", 9000, "GET").unwrap();
+        assert!(Grant::check_addresses(literal, &["127.0.0.1".parse().unwrap()]).is_ok());
+    }
+
+    #[test]
+    fn operator_cannot_grant_everything() {
+        assert!(Policy::parse("[plugins.p]\nhttp = [{ origin = \"*\" }]", "t").is_err());
+    }
+}

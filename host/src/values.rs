@@ -1,0 +1,416 @@
+//! JSON arguments → component values, and component values → JSON, guided by
+//! the function's WIT types (the JSON shapes are listed in `schema`).
+//!
+//! Conversion *is* validation: it checks every value against the type it must
+//! become, so the schema an agent sees and the check a call gets cannot drift
+//! apart. Errors name the offending field by path (`request.value.currency`).
+
+use serde_json::{Map, Value};
+use wasmtime::component::types::{ComponentFunc, Type};
+use wasmtime::component::Val;
+
+/// An argument that does not fit the tool's schema.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct ArgError {
+    /// Path to the field, e.g. `request.lines[2].quantity`; empty for the
+    /// arguments object itself.
+    pub field: String,
+    pub message: String,
+}
+
+/// Convert the arguments object of a call into the function's parameters.
+pub fn args_from_json(func: &ComponentFunc, args: &Value) -> Result<Vec<Val>, ArgError> {
+    let empty = Map::new();
+    let object = match args {
+        Value::Object(map) => map,
+        Value::Null => &empty,
+        other => {
+            return Err(ArgError {
+                field: "(arguments)".into(),
+                message: format!("expected an object of named arguments, got {}", kind(other)),
+            })
+        }
+    };
+    let params: Vec<(&str, Type)> = func.params().collect();
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !params.iter().any(|(name, _)| name == k))
+    {
+        let known: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
+        return Err(ArgError {
+            field: unknown.clone(),
+            message: format!("unknown argument; the tool takes {}", list_or_none(&known)),
+        });
+    }
+    let mut path = Vec::new();
+    params
+        .iter()
+        .map(|(name, ty)| {
+            path.clear();
+            path.push(name.to_string());
+            match object.get(*name) {
+                Some(v) => from_json(ty, v, &mut path),
+                None if matches!(ty, Type::Option(_)) => Ok(Val::Option(None)),
+                None => Err(ArgError {
+                    field: name.to_string(),
+                    message: "required argument is missing".into(),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "no arguments".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn error(path: &[String], message: impl Into<String>) -> ArgError {
+    let mut field = String::new();
+    for seg in path {
+        if !seg.starts_with('[') && !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(seg);
+    }
+    ArgError {
+        field,
+        message: message.into(),
+    }
+}
+
+fn expected(path: &[String], what: &str, got: &Value) -> ArgError {
+    error(path, format!("expected {what}, got {}", kind(got)))
+}
+
+fn int<T: TryFrom<i128>>(
+    path: &[String],
+    v: &Value,
+    name: &str,
+    min: i128,
+    max: i128,
+) -> Result<T, ArgError> {
+    let n = v
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+        .ok_or_else(|| expected(path, &format!("an integer ({name})"), v))?;
+    T::try_from(n).map_err(|_| {
+        error(
+            path,
+            format!("{n} is out of range for {name} ({min} to {max})"),
+        )
+    })
+}
+
+/// Convert one JSON value into a component value of type `ty`.
+pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, ArgError> {
+    macro_rules! int {
+        ($variant:ident, $t:ty, $name:literal) => {
+            Val::$variant(int::<$t>(
+                path,
+                v,
+                $name,
+                <$t>::MIN as i128,
+                <$t>::MAX as i128,
+            )?)
+        };
+    }
+    Ok(match ty {
+        Type::Bool => Val::Bool(v.as_bool().ok_or_else(|| expected(path, "a boolean", v))?),
+        Type::S8 => int!(S8, i8, "s8"),
+        Type::U8 => int!(U8, u8, "u8"),
+        Type::S16 => int!(S16, i16, "s16"),
+        Type::U16 => int!(U16, u16, "u16"),
+        Type::S32 => int!(S32, i32, "s32"),
+        Type::U32 => int!(U32, u32, "u32"),
+        Type::S64 => int!(S64, i64, "s64"),
+        Type::U64 => int!(U64, u64, "u64"),
+        Type::Float32 => {
+            Val::Float32(v.as_f64().ok_or_else(|| expected(path, "a number", v))? as f32)
+        }
+        Type::Float64 => Val::Float64(v.as_f64().ok_or_else(|| expected(path, "a number", v))?),
+        Type::Char => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| expected(path, "a one-character string", v))?;
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Val::Char(c),
+                _ => {
+                    return Err(error(
+                        path,
+                        format!(
+                            "expected exactly one character, got {} characters",
+                            s.chars().count()
+                        ),
+                    ))
+                }
+            }
+        }
+        Type::String => Val::String(
+            v.as_str()
+                .ok_or_else(|| expected(path, "a string", v))?
+                .to_string(),
+        ),
+        Type::List(l) => Val::List(items(&l.ty(), v, path)?),
+        Type::FixedLengthList(l) => {
+            let items = items(&l.ty(), v, path)?;
+            if items.len() != l.len() as usize {
+                return Err(error(
+                    path,
+                    format!("expected exactly {} items, got {}", l.len(), items.len()),
+                ));
+            }
+            Val::FixedLengthList(items)
+        }
+        Type::Map(m) => {
+            let pairs = v
+                .as_array()
+                .ok_or_else(|| expected(path, "an array of [key, value] pairs", v))?;
+            let mut out = Vec::with_capacity(pairs.len());
+            for (i, pair) in pairs.iter().enumerate() {
+                path.push(format!("[{i}]"));
+                let kv = pair
+                    .as_array()
+                    .filter(|a| a.len() == 2)
+                    .ok_or_else(|| expected(path, "a [key, value] pair", pair))?;
+                let key = from_json(&m.key(), &kv[0], path)?;
+                let value = from_json(&m.value(), &kv[1], path)?;
+                path.pop();
+                out.push((key, value));
+            }
+            Val::Map(out)
+        }
+        Type::Record(r) => {
+            let object = v
+                .as_object()
+                .ok_or_else(|| expected(path, "an object", v))?;
+            let fields: Vec<_> = r.fields().collect();
+            if let Some(unknown) = object
+                .keys()
+                .find(|k| !fields.iter().any(|f| f.name == k.as_str()))
+            {
+                let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
+                path.push(unknown.clone());
+                return Err(error(
+                    path,
+                    format!("unknown field; expected {}", list_or_none(&known)),
+                ));
+            }
+            let mut out = Vec::with_capacity(fields.len());
+            for field in fields {
+                path.push(field.name.to_string());
+                let value = match object.get(field.name) {
+                    Some(fv) => from_json(&field.ty, fv, path)?,
+                    None if matches!(field.ty, Type::Option(_)) => Val::Option(None),
+                    None => return Err(error(path, "required field is missing")),
+                };
+                path.pop();
+                out.push((field.name.to_string(), value));
+            }
+            Val::Record(out)
+        }
+        Type::Tuple(t) => {
+            let array = v.as_array().ok_or_else(|| expected(path, "an array", v))?;
+            let types: Vec<Type> = t.types().collect();
+            if array.len() != types.len() {
+                return Err(error(
+                    path,
+                    format!("expected {} items, got {}", types.len(), array.len()),
+                ));
+            }
+            let mut out = Vec::with_capacity(types.len());
+            for (i, (ty, item)) in types.iter().zip(array).enumerate() {
+                path.push(format!("[{i}]"));
+                out.push(from_json(ty, item, path)?);
+                path.pop();
+            }
+            Val::Tuple(out)
+        }
+        Type::Variant(variant) => {
+            let (name, payload) = tagged(v, path)?;
+            let case = variant.cases().find(|c| c.name == name).ok_or_else(|| {
+                let names: Vec<&str> = variant.cases().map(|c| c.name).collect();
+                error(
+                    path,
+                    format!(
+                        "unknown case {name:?}; expected one of {}",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            match (&case.ty, payload) {
+                (None, None) => Val::Variant(name.to_string(), None),
+                (None, Some(_)) => {
+                    return Err(error(
+                        path,
+                        format!("case {name:?} takes no value; write it as the string \"{name}\""),
+                    ))
+                }
+                (Some(_), None) => {
+                    return Err(error(
+                        path,
+                        format!("case {name:?} needs a value: {{\"{name}\": ...}}"),
+                    ))
+                }
+                (Some(ty), Some(p)) => {
+                    path.push(name.to_string());
+                    let val = from_json(ty, p, path)?;
+                    path.pop();
+                    Val::Variant(name.to_string(), Some(Box::new(val)))
+                }
+            }
+        }
+        Type::Enum(e) => {
+            let s = v.as_str().ok_or_else(|| expected(path, "a string", v))?;
+            if !e.names().any(|n| n == s) {
+                let names: Vec<&str> = e.names().collect();
+                return Err(error(
+                    path,
+                    format!("{s:?} is not one of {}", names.join(", ")),
+                ));
+            }
+            Val::Enum(s.to_string())
+        }
+        Type::Option(o) => match v {
+            Value::Null => Val::Option(None),
+            some => Val::Option(Some(Box::new(from_json(&o.ty(), some, path)?))),
+        },
+        Type::Result(r) => {
+            let (side, payload) = tagged(v, path)?;
+            let ty = match side {
+                "ok" => r.ok(),
+                "err" => r.err(),
+                other => {
+                    return Err(error(
+                        path,
+                        format!("expected {{\"ok\": ...}} or {{\"err\": ...}}, got {other:?}"),
+                    ))
+                }
+            };
+            path.push(side.to_string());
+            let inner = match (ty, payload) {
+                (None, None | Some(Value::Null)) => None,
+                (Some(ty), Some(p)) => Some(Box::new(from_json(&ty, p, path)?)),
+                (None, Some(_)) => return Err(error(path, "takes no value")),
+                (Some(_), None) => return Err(error(path, "needs a value")),
+            };
+            path.pop();
+            Val::Result(if side == "ok" { Ok(inner) } else { Err(inner) })
+        }
+        Type::Flags(f) => {
+            let array = v
+                .as_array()
+                .ok_or_else(|| expected(path, "an array of flag names", v))?;
+            let mut out = Vec::with_capacity(array.len());
+            for item in array {
+                let name = item
+                    .as_str()
+                    .ok_or_else(|| expected(path, "a flag name", item))?;
+                if !f.names().any(|n| n == name) {
+                    return Err(error(path, format!("{name:?} is not a flag of this type")));
+                }
+                if !out.iter().any(|n| n == name) {
+                    out.push(name.to_string());
+                }
+            }
+            Val::Flags(out)
+        }
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
+            return Err(error(path, "this type cannot be passed as JSON"))
+        }
+    })
+}
+
+fn items(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Vec<Val>, ArgError> {
+    let array = v.as_array().ok_or_else(|| expected(path, "an array", v))?;
+    let mut out = Vec::with_capacity(array.len());
+    for (i, item) in array.iter().enumerate() {
+        path.push(format!("[{i}]"));
+        out.push(from_json(ty, item, path)?);
+        path.pop();
+    }
+    Ok(out)
+}
+
+/// `"case"` or `{"case": payload}`.
+fn tagged<'a>(v: &'a Value, path: &[String]) -> Result<(&'a str, Option<&'a Value>), ArgError> {
+    match v {
+        Value::String(s) => Ok((s, None)),
+        Value::Object(map) if map.len() == 1 => {
+            let (k, p) = map.iter().next().expect("one entry");
+            Ok((k, Some(p)))
+        }
+        other => Err(expected(
+            path,
+            "a case name or an object with exactly one case",
+            other,
+        )),
+    }
+}
+
+/// Convert a component value to JSON.
+pub fn to_json(v: &Val) -> Value {
+    match v {
+        Val::Bool(b) => Value::Bool(*b),
+        Val::S8(n) => Value::from(*n),
+        Val::U8(n) => Value::from(*n),
+        Val::S16(n) => Value::from(*n),
+        Val::U16(n) => Value::from(*n),
+        Val::S32(n) => Value::from(*n),
+        Val::U32(n) => Value::from(*n),
+        Val::S64(n) => Value::from(*n),
+        Val::U64(n) => Value::from(*n),
+        Val::Float32(n) => Value::from(*n as f64),
+        Val::Float64(n) => Value::from(*n),
+        Val::Char(c) => Value::String(c.to_string()),
+        Val::String(s) => Value::String(s.clone()),
+        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+            Value::Array(items.iter().map(to_json).collect())
+        }
+        Val::Map(pairs) => Value::Array(
+            pairs
+                .iter()
+                .map(|(k, v)| Value::Array(vec![to_json(k), to_json(v)]))
+                .collect(),
+        ),
+        Val::Record(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+        Val::Variant(name, None) | Val::Enum(name) => Value::String(name.clone()),
+        Val::Variant(name, Some(p)) => Value::Object(Map::from_iter([(name.clone(), to_json(p))])),
+        Val::Option(None) => Value::Null,
+        Val::Option(Some(v)) => to_json(v),
+        Val::Result(r) => {
+            let (side, inner) = match r {
+                Ok(v) => ("ok", v),
+                Err(v) => ("err", v),
+            };
+            Value::Object(Map::from_iter([(
+                side.to_string(),
+                inner.as_deref().map_or(Value::Null, to_json),
+            )]))
+        }
+        Val::Flags(names) => Value::Array(names.iter().cloned().map(Value::String).collect()),
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
+    }
+}

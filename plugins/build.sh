@@ -27,6 +27,11 @@ done
 
 target=wasm32-wasip2
 tools="$root/target/guest-tools"
+
+# Test processes may call this at the same time: one build at a time.
+mkdir -p "$root/target"
+exec 9>"$root/target/.guest-build.lock"
+flock 9
 component_ld_version=0.5.31
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -1,0 +1,58 @@
+//! Returns what it is given: every WIT type the host converts, both ways.
+wit_bindgen::generate!({
+    inline: r#"
+        package toolhost-test:echo;
+
+        interface echo {
+            record point { x: f64, y: f64, label: option<string> }
+            variant shape { circle(f64), polygon(list<point>), empty }
+            enum color { red, green, blue }
+            flags perms { read, write, admin }
+            record everything {
+                name: string,
+                count: u32,
+                delta: s64,
+                ratio: f32,
+                initial: char,
+                small: s8,
+                tags: list<string>,
+                color: color,
+                perms: perms,
+                shape: shape,
+                maybe: option<u8>,
+                pair: tuple<string, u16>,
+                outcome: result<u32, string>,
+                flag: bool,
+            }
+
+            /// Return the value unchanged.
+            echo: func(value: everything) -> everything;
+            /// Succeed with `message` when `ok`, else fail with it.
+            check: func(ok: bool, message: string) -> result<string, string>;
+            /// A string of `bytes` bytes.
+            blob: func(bytes: u32) -> string;
+        }
+
+        world echo-guest { export echo; }
+    "#,
+});
+
+use exports::toolhost_test::echo::echo::{Everything, Guest};
+
+struct Echo;
+
+impl Guest for Echo {
+    fn echo(value: Everything) -> Everything {
+        value
+    }
+
+    fn check(ok: bool, message: String) -> Result<String, String> {
+        if ok { Ok(message) } else { Err(message) }
+    }
+
+    fn blob(bytes: u32) -> String {
+        "x".repeat(bytes as usize)
+    }
+}
+
+export!(Echo);

@@ -1,0 +1,328 @@
+//! Hostile components, each trying one thing it was not granted; after each,
+//! the host must still serve the next call.
+
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use toolhost::{CallError, Runtime};
+use toolhost_tests::{guest, runtime_in, serve, Scratch};
+
+async fn ok(runtime: &Runtime, tool: &str, args: Value) -> Value {
+    let outcome = runtime.invoke(tool, &args).await;
+    outcome
+        .result
+        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+}
+
+async fn err(runtime: &Runtime, tool: &str, args: Value) -> CallError {
+    match runtime.invoke(tool, &args).await.result {
+        Ok(v) => panic!("{tool} should have failed, returned {v}"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_loop_times_out_and_the_host_serves_on() {
+    let data = Scratch::new("spin");
+    let runtime = runtime_in(data.path(), "");
+    runtime.load_bundle(&guest("spin")).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let e = err(&runtime, "spin.spin", json!({ "seed": 7 })).await;
+    assert!(matches!(e, CallError::Timeout { millis: 300 }), "{e:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the deadline fired late"
+    );
+
+    assert_eq!(
+        ok(&runtime, "spin.quick", json!({})).await,
+        json!("still here")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_bomb_hits_the_grant_and_the_host_serves_on() {
+    let data = Scratch::new("membomb");
+    let runtime = runtime_in(data.path(), "");
+    runtime.load_bundle(&guest("membomb")).await.unwrap();
+
+    match err(&runtime, "membomb.hold", json!({ "megabytes": 64 })).await {
+        CallError::ResourceExhausted { message } => {
+            assert!(message.contains("16 MiB memory grant"), "{message}")
+        }
+        other => panic!("expected resource_exhausted, got {other:?}"),
+    }
+    // Within the grant it works, on a fresh instance.
+    assert_eq!(
+        ok(&runtime, "membomb.hold", json!({ "megabytes": 4 })).await,
+        json!(4)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_can_lower_memory_below_the_request() {
+    let data = Scratch::new("membomb-op");
+    let runtime = runtime_in(data.path(), "[plugins.membomb]\nmemory-mb = 4");
+    runtime.load_bundle(&guest("membomb")).await.unwrap();
+    assert!(matches!(
+        err(&runtime, "membomb.hold", json!({ "megabytes": 8 })).await,
+        CallError::ResourceExhausted { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_reaches_only_what_is_granted() {
+    let upstream = serve(
+        Router::new()
+            .route("/ok", get(|| async { "fine" }))
+            .route("/ok", post(|| async { "posted" }))
+            .route("/big", get(|| async { "y".repeat(64 * 1024) })),
+    )
+    .await;
+    let other = serve(Router::new().route("/ok", get(|| async { "other" }))).await;
+    let granted = format!("http://127.0.0.1:{}", upstream.port());
+    let data = Scratch::new("netprobe");
+    let runtime = runtime_in(
+        data.path(),
+        &format!(
+            "[limits]\nhttp-response-bytes = 16384\n[plugins.netprobe]\nhttp = [{{ origin = \"{granted}\", methods = [\"GET\"] }}, {{ origin = \"http://localhost:{}\" }}]",
+            upstream.port()
+        ),
+    );
+    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    let fetch = |method: &str, url: String, host: Option<String>| json!({ "method": method, "url": url, "host-header": host });
+
+    // Granted origin and method: through.
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch",
+            &fetch("GET", format!("{granted}/ok"), None),
+        )
+        .await;
+    assert_eq!(outcome.result.unwrap(), json!(200));
+    assert_eq!(outcome.journal.outbound.len(), 1);
+    assert_eq!(outcome.journal.outbound[0].status, Some(200));
+
+    // Another port on the same machine: denied, and the denial is on record.
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch",
+            &fetch("GET", format!("http://127.0.0.1:{}/ok", other.port()), None),
+        )
+        .await;
+    assert_eq!(outcome.result.unwrap_err().kind(), "plugin_error");
+    assert!(
+        outcome.journal.denials[0]
+            .detail
+            .contains("not among the origins"),
+        "{:?}",
+        outcome.journal.denials
+    );
+
+    // Granted origin, method not granted.
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch",
+            &fetch("POST", format!("{granted}/ok"), None),
+        )
+        .await;
+    assert!(
+        matches!(outcome.result, Err(CallError::PluginError { ref error }) if error == "denied")
+    );
+    assert!(outcome.journal.denials[0].detail.contains("method POST"));
+
+    // A forged Host header neither reaches another host nor is accepted.
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch",
+            &fetch(
+                "GET",
+                format!("http://127.0.0.1:{}/ok", other.port()),
+                Some(format!("127.0.0.1:{}", upstream.port())),
+            ),
+        )
+        .await;
+    assert!(outcome.result.is_err());
+    assert!(outcome.journal.outbound.iter().all(|r| r.status.is_none()));
+
+    // A granted *name* that resolves to loopback is refused without allow-private.
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch",
+            &fetch(
+                "GET",
+                format!("http://localhost:{}/ok", upstream.port()),
+                None,
+            ),
+        )
+        .await;
+    assert!(outcome.result.is_err());
+    assert!(
+        outcome.journal.denials[0].detail.contains("loopback"),
+        "{:?}",
+        outcome.journal.denials
+    );
+
+    // Cloud metadata is not granted, whatever the URL says.
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch",
+            &fetch(
+                "GET",
+                "http://169.254.169.254/latest/meta-data/".into(),
+                None,
+            ),
+        )
+        .await;
+    assert!(outcome.result.is_err());
+    assert_eq!(outcome.journal.denials.len(), 1);
+
+    // A response larger than the grant's bound is cut off.
+    match err(
+        &runtime,
+        "netprobe.fetch-size",
+        json!({ "url": format!("{granted}/big") }),
+    )
+    .await
+    {
+        CallError::PluginError { error } => assert!(
+            error.as_str().unwrap().contains("exceeds limit: 16384"),
+            "{error}"
+        ),
+        other => panic!("expected the body limit, got {other:?}"),
+    }
+
+    // And the host still serves.
+    assert_eq!(
+        ok(
+            &runtime,
+            "netprobe.fetch",
+            fetch("GET", format!("{granted}/ok"), None)
+        )
+        .await,
+        json!(200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_requested_and_granted_secrets_are_handed_out() {
+    let data = Scratch::new("thief");
+    let runtime = runtime_in(
+        data.path(),
+        "[plugins.secret-thief]\nsecrets = { mine = { value = \"s3cret\" }, theirs = { value = \"nope\" } }",
+    );
+    runtime.load_bundle(&guest("secret-thief")).await.unwrap();
+
+    assert_eq!(
+        ok(&runtime, "secret-thief.steal", json!({ "name": "mine" })).await,
+        json!("s3cret")
+    );
+
+    // Granted by the operator, but the manifest never asked: refused.
+    let outcome = runtime
+        .invoke("secret-thief.steal", &json!({ "name": "theirs" }))
+        .await;
+    assert!(matches!(outcome.result, Err(CallError::PluginError { .. })));
+    assert!(outcome.journal.denials[0]
+        .detail
+        .contains("manifest does not request it"));
+
+    // Requested, but this operator grants nothing.
+    let stingy = Scratch::new("thief-stingy");
+    let runtime = runtime_in(stingy.path(), "");
+    runtime.load_bundle(&guest("secret-thief")).await.unwrap();
+    let outcome = runtime
+        .invoke("secret-thief.steal", &json!({ "name": "mine" }))
+        .await;
+    assert!(outcome.journal.denials[0]
+        .detail
+        .contains("operator did not grant"));
+    assert!(!serde_json::to_string(&outcome).unwrap().contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_beyond_quota_is_refused_and_what_was_written_survives_a_restart() {
+    let data = Scratch::new("hog");
+    {
+        let runtime = runtime_in(data.path(), "");
+        runtime.load_bundle(&guest("kv-hog")).await.unwrap();
+        let result = ok(
+            &runtime,
+            "kv-hog.fill",
+            json!({ "prefix": "k", "count": 100, "size": 100 }),
+        )
+        .await;
+        let written = result[0].as_u64().unwrap();
+        assert!((30..40).contains(&written), "{result}");
+        assert!(
+            result[1].as_str().unwrap().contains("QuotaExceeded"),
+            "{result}"
+        );
+        // The quota holds across calls, not just within one.
+        let again = ok(
+            &runtime,
+            "kv-hog.fill",
+            json!({ "prefix": "z", "count": 5, "size": 100 }),
+        )
+        .await;
+        assert_eq!(again[0], json!(0));
+        assert_eq!(
+            ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await,
+            json!(100)
+        );
+    }
+    // A new host over the same files: the data and the accounting are there.
+    let runtime = runtime_in(data.path(), "");
+    runtime.load_bundle(&guest("kv-hog")).await.unwrap();
+    assert_eq!(
+        ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await,
+        json!(100)
+    );
+    assert_eq!(
+        ok(
+            &runtime,
+            "kv-hog.fill",
+            json!({ "prefix": "y", "count": 5, "size": 100 })
+        )
+        .await[0],
+        json!(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_kv_grant_means_no_storage() {
+    let data = Scratch::new("hog-none");
+    let runtime = runtime_in(data.path(), "[plugins.kv-hog]\nkv-quota-bytes = 0");
+    runtime.load_bundle(&guest("kv-hog")).await.unwrap();
+    let outcome = runtime
+        .invoke(
+            "kv-hog.fill",
+            &json!({ "prefix": "k", "count": 1, "size": 1 }),
+        )
+        .await;
+    assert_eq!(
+        outcome.result.unwrap()[1]
+            .as_str()
+            .map(|s| s.contains("Denied")),
+        Some(true)
+    );
+    assert!(outcome.journal.denials[0]
+        .detail
+        .contains("operator granted no kv quota"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_result_is_refused() {
+    let data = Scratch::new("blob");
+    let runtime = runtime_in(data.path(), "");
+    runtime.load_bundle(&guest("echo")).await.unwrap();
+    assert!(matches!(
+        err(&runtime, "echo.blob", json!({ "bytes": 2_000_000 })).await,
+        CallError::ResourceExhausted { .. }
+    ));
+    assert_eq!(
+        ok(&runtime, "echo.blob", json!({ "bytes": 3 })).await,
+        json!("xxx")
+    );
+}

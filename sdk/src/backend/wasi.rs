@@ -88,15 +88,10 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
 
     let body = outgoing.body().map_err(|()| invalid("body"))?;
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(error_code)?;
-    {
-        let stream = body.write().map_err(|()| invalid("body stream"))?;
-        for chunk in req.body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| HttpError::Protocol(format!("writing request body: {e:?}")))?;
-        }
-    }
-    OutgoingBody::finish(body, None).map_err(error_code)?;
+    // When the host refuses the request (or the connection fails) the body
+    // stream closes; the reason is in the response future, so a failed write
+    // only counts if the future has nothing better to say.
+    let written = write_body(&body, &req.body).and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
 
     let incoming = loop {
         match future.get() {
@@ -107,6 +102,7 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
     let incoming = incoming
         .map_err(|()| HttpError::Protocol("response already taken".into()))?
         .map_err(error_code)?;
+    written?;
 
     let status = incoming.status();
     let headers = incoming
@@ -149,6 +145,18 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
         headers,
         body: bytes,
     })
+}
+
+fn write_body(body: &OutgoingBody, bytes: &[u8]) -> Result<(), HttpError> {
+    let stream = body
+        .write()
+        .map_err(|()| HttpError::Protocol("request body already taken".into()))?;
+    for chunk in bytes.chunks(4096) {
+        stream
+            .blocking_write_and_flush(chunk)
+            .map_err(|e| HttpError::Protocol(format!("writing request body: {e:?}")))?;
+    }
+    Ok(())
 }
 
 fn method(m: &str) -> Method {

@@ -1,0 +1,71 @@
+//! The `toolhost` binary as a user runs it: from a folder whose `plugins`
+//! holds the built reference connectors, with no flags.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use toolhost_tests::{components, toolhost_bin, Scratch};
+
+fn toolhost(cwd: &Scratch, args: &[&str]) -> Output {
+    Command::new(toolhost_bin())
+        .args(args)
+        .current_dir(cwd.path())
+        .env_remove("TOOLHOST_PLUGINS_DIR")
+        .env_remove("TOOLHOST_DATA_DIR")
+        .env_remove("TOOLHOST_CONFIG")
+        .output()
+        .expect("run toolhost")
+}
+
+fn workdir(tag: &str) -> Scratch {
+    let dir = Scratch::new(tag);
+    std::os::unix::fs::symlink(components().join("plugins"), dir.path().join("plugins")).unwrap();
+    dir
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn tools_lists_the_reference_connectors_with_no_flags() {
+    let dir = workdir("cli-tools");
+    let tools = stdout_json(&toolhost(&dir, &["tools"]));
+    let names: Vec<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"coupon.issue-voucher"), "{names:?}");
+    let issue = tools.as_array().unwrap().iter().find(|t| t["name"] == "coupon.issue-voucher").unwrap();
+    assert_eq!(issue["function_name"], "coupon_issue-voucher");
+    assert_eq!(issue["parameters"]["type"], "object");
+}
+
+#[test]
+fn call_prints_the_result_and_keeps_data_across_runs() {
+    let dir = workdir("cli-call");
+    let args = r#"{"request":{"idempotency-key":"cli-1","customer-id":"C-9","value":{"amount-minor":250,"currency":"EUR"},"reason":"goodwill","valid-days":10}}"#;
+    let voucher = stdout_json(&toolhost(&dir, &["call", "coupon.issue-voucher", args]));
+    assert_eq!(voucher["customer-id"], "C-9");
+    // A second process sees what the first stored (./data, sled).
+    let listed = stdout_json(&toolhost(&dir, &["call", "coupon.list-vouchers", r#"{"customer-id":"C-9"}"#]));
+    assert_eq!(listed[0]["code"], voucher["code"]);
+    assert!(dir.path().join("data").is_dir());
+}
+
+#[test]
+fn call_fails_clearly() {
+    let dir = workdir("cli-errors");
+    let cases: [(&[&str], &str); 5] = [
+        (&["call", "coupon.issue-voucher", "{not json"], "not valid JSON"),
+        (&["call", "coupon.issue-voucher", r#"{"request": 5}"#], "request: expected an object"),
+        (&["call", "coupon.nope", "{}"], "no tool named"),
+        (&["call", "nothing.here", "{}"], "no plugin named \"nothing\""),
+        (&["call", "../../etc/passwd", "{}"], "is not a tool name"),
+    ];
+    for (args, expected) in cases {
+        let out = toolhost(&dir, args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

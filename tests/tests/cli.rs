@@ -24,7 +24,11 @@ fn workdir(tag: &str) -> Scratch {
 }
 
 fn stdout_json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
@@ -32,9 +36,19 @@ fn stdout_json(out: &Output) -> Value {
 fn tools_lists_the_reference_connectors_with_no_flags() {
     let dir = workdir("cli-tools");
     let tools = stdout_json(&toolhost(&dir, &["tools"]));
-    let names: Vec<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"coupon.issue-voucher"), "{names:?}");
-    let issue = tools.as_array().unwrap().iter().find(|t| t["name"] == "coupon.issue-voucher").unwrap();
+    let issue = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "coupon.issue-voucher")
+        .unwrap();
     assert_eq!(issue["function_name"], "coupon_issue-voucher");
     assert_eq!(issue["parameters"]["type"], "object");
 }
@@ -46,7 +60,10 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
     let voucher = stdout_json(&toolhost(&dir, &["call", "coupon.issue-voucher", args]));
     assert_eq!(voucher["customer-id"], "C-9");
     // A second process sees what the first stored (./data, sled).
-    let listed = stdout_json(&toolhost(&dir, &["call", "coupon.list-vouchers", r#"{"customer-id":"C-9"}"#]));
+    let listed = stdout_json(&toolhost(
+        &dir,
+        &["call", "coupon.list-vouchers", r#"{"customer-id":"C-9"}"#],
+    ));
     assert_eq!(listed[0]["code"], voucher["code"]);
     assert!(dir.path().join("data").is_dir());
 }
@@ -55,10 +72,19 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
 fn call_fails_clearly() {
     let dir = workdir("cli-errors");
     let cases: [(&[&str], &str); 5] = [
-        (&["call", "coupon.issue-voucher", "{not json"], "not valid JSON"),
-        (&["call", "coupon.issue-voucher", r#"{"request": 5}"#], "request: expected an object"),
+        (
+            &["call", "coupon.issue-voucher", "{not json"],
+            "not valid JSON",
+        ),
+        (
+            &["call", "coupon.issue-voucher", r#"{"request": 5}"#],
+            "request: expected an object",
+        ),
         (&["call", "coupon.nope", "{}"], "no tool named"),
-        (&["call", "nothing.here", "{}"], "no plugin named \"nothing\""),
+        (
+            &["call", "nothing.here", "{}"],
+            "no plugin named \"nothing\"",
+        ),
         (&["call", "../../etc/passwd", "{}"], "is not a tool name"),
     ];
     for (args, expected) in cases {

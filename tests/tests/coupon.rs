@@ -21,11 +21,18 @@ struct Ledger {
     fail: Arc<Mutex<bool>>,
 }
 
-async fn record(State(ledger): State<Ledger>, headers: HeaderMap, Json(event): Json<Value>) -> StatusCode {
+async fn record(
+    State(ledger): State<Ledger>,
+    headers: HeaderMap,
+    Json(event): Json<Value>,
+) -> StatusCode {
     if *ledger.fail.lock().unwrap() {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     ledger.events.lock().unwrap().push((auth, event));
     StatusCode::CREATED
 }
@@ -62,17 +69,27 @@ config = {{ ledger-url = "http://127.0.0.1:{ledger_port}/ledger" }}"#
 #[tokio::test(flavor = "multi_thread")]
 async fn vouchers_are_issued_once_reported_to_the_ledger_and_redeemed_once() {
     let ledger = Ledger::default();
-    let addr = serve(Router::new().route("/ledger/events", post(record)).with_state(ledger.clone())).await;
+    let addr = serve(
+        Router::new()
+            .route("/ledger/events", post(record))
+            .with_state(ledger.clone()),
+    )
+    .await;
     let data = Scratch::new("coupon");
     let runtime = coupon_runtime(&data, addr.port()).await;
 
-    let first = runtime.invoke("coupon.issue-voucher", &issue("case-77", 1500)).await;
+    let first = runtime
+        .invoke("coupon.issue-voucher", &issue("case-77", 1500))
+        .await;
     assert_eq!(first.journal.outbound.len(), 1);
     assert_eq!(first.journal.outbound[0].status, Some(201));
     assert_eq!(first.journal.outbound[0].method, "POST");
     let voucher = first.result.unwrap();
     assert_eq!(voucher["status"], "active");
-    assert_eq!(voucher["value"], json!({ "amount-minor": 1500, "currency": "EUR" }));
+    assert_eq!(
+        voucher["value"],
+        json!({ "amount-minor": 1500, "currency": "EUR" })
+    );
     let code = voucher["code"].as_str().unwrap().to_string();
     {
         let events = ledger.events.lock().unwrap();
@@ -83,30 +100,66 @@ async fn vouchers_are_issued_once_reported_to_the_ledger_and_redeemed_once() {
     }
 
     // A retry with the same key: the same voucher, and no second ledger entry.
-    let again = runtime.invoke("coupon.issue-voucher", &issue("case-77", 1500)).await.result.unwrap();
+    let again = runtime
+        .invoke("coupon.issue-voucher", &issue("case-77", 1500))
+        .await
+        .result
+        .unwrap();
     assert_eq!(again["code"], code.as_str());
     assert_eq!(ledger.events.lock().unwrap().len(), 1);
     // The same key for another amount is a conflict, not a second voucher.
-    match runtime.invoke("coupon.issue-voucher", &issue("case-77", 9900)).await.result {
+    match runtime
+        .invoke("coupon.issue-voucher", &issue("case-77", 9900))
+        .await
+        .result
+    {
         Err(CallError::PluginError { error }) => assert!(error["conflict"].is_string(), "{error}"),
         other => panic!("{other:?}"),
     }
 
-    let valid = runtime.invoke("coupon.validate-voucher", &json!({ "code": code, "customer-id": "C-1001" })).await;
+    let valid = runtime
+        .invoke(
+            "coupon.validate-voucher",
+            &json!({ "code": code, "customer-id": "C-1001" }),
+        )
+        .await;
     assert_eq!(valid.result.unwrap()["valid"], true);
-    let foreign = runtime.invoke("coupon.validate-voucher", &json!({ "code": code, "customer-id": "C-2" })).await;
+    let foreign = runtime
+        .invoke(
+            "coupon.validate-voucher",
+            &json!({ "code": code, "customer-id": "C-2" }),
+        )
+        .await;
     let foreign = foreign.result.unwrap();
     assert_eq!(foreign["valid"], false);
     assert_eq!(foreign["voucher"], Value::Null);
 
     let redeem = json!({ "code": code, "order-id": "SO-2002", "idempotency-key": "redeem-1" });
-    let redeemed = runtime.invoke("coupon.redeem-voucher", &redeem).await.result.unwrap();
+    let redeemed = runtime
+        .invoke("coupon.redeem-voucher", &redeem)
+        .await
+        .result
+        .unwrap();
     assert_eq!(redeemed["status"], "redeemed");
-    assert_eq!(runtime.invoke("coupon.redeem-voucher", &redeem).await.result.unwrap()["status"], "redeemed");
+    assert_eq!(
+        runtime
+            .invoke("coupon.redeem-voucher", &redeem)
+            .await
+            .result
+            .unwrap()["status"],
+        "redeemed"
+    );
     let twice = json!({ "code": code, "order-id": "SO-3003", "idempotency-key": "redeem-2" });
-    assert!(matches!(runtime.invoke("coupon.redeem-voucher", &twice).await.result, Err(CallError::PluginError { .. })));
+    assert!(matches!(
+        runtime.invoke("coupon.redeem-voucher", &twice).await.result,
+        Err(CallError::PluginError { .. })
+    ));
 
-    let listed = runtime.invoke("coupon.list-vouchers", &json!({ "customer-id": "C-1001" })).await.result.unwrap();
+    let listed = runtime
+        .invoke("coupon.list-vouchers", &json!({ "customer-id": "C-1001" }))
+        .await
+        .result
+        .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(ledger.events.lock().unwrap().len(), 2);
 }
@@ -115,26 +168,50 @@ async fn vouchers_are_issued_once_reported_to_the_ledger_and_redeemed_once() {
 async fn a_failing_ledger_is_a_typed_upstream_error_and_issues_nothing() {
     let ledger = Ledger::default();
     *ledger.fail.lock().unwrap() = true;
-    let addr = serve(Router::new().route("/ledger/events", post(record)).with_state(ledger.clone())).await;
+    let addr = serve(
+        Router::new()
+            .route("/ledger/events", post(record))
+            .with_state(ledger.clone()),
+    )
+    .await;
     let data = Scratch::new("coupon-down");
     let runtime = coupon_runtime(&data, addr.port()).await;
 
-    match runtime.invoke("coupon.issue-voucher", &issue("case-1", 500)).await.result {
-        Err(CallError::PluginError { error }) => assert_eq!(error["upstream"]["status"], 503, "{error}"),
+    match runtime
+        .invoke("coupon.issue-voucher", &issue("case-1", 500))
+        .await
+        .result
+    {
+        Err(CallError::PluginError { error }) => {
+            assert_eq!(error["upstream"]["status"], 503, "{error}")
+        }
         other => panic!("{other:?}"),
     }
-    let listed = runtime.invoke("coupon.list-vouchers", &json!({ "customer-id": "C-1001" })).await.result.unwrap();
+    let listed = runtime
+        .invoke("coupon.list-vouchers", &json!({ "customer-id": "C-1001" }))
+        .await
+        .result
+        .unwrap();
     assert_eq!(listed, json!([]));
 
     // The ledger recovers; the same key now issues.
     *ledger.fail.lock().unwrap() = false;
-    assert!(runtime.invoke("coupon.issue-voucher", &issue("case-1", 500)).await.result.is_ok());
+    assert!(runtime
+        .invoke("coupon.issue-voucher", &issue("case-1", 500))
+        .await
+        .result
+        .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_grant_the_ledger_is_out_of_reach() {
     let ledger = Ledger::default();
-    let addr = serve(Router::new().route("/ledger/events", post(record)).with_state(ledger.clone())).await;
+    let addr = serve(
+        Router::new()
+            .route("/ledger/events", post(record))
+            .with_state(ledger.clone()),
+    )
+    .await;
     let data = Scratch::new("coupon-nogrant");
     let runtime = Runtime::new(RuntimeOptions {
         plugins_dir: reference("coupon").parent().unwrap().to_path_buf(),
@@ -148,7 +225,9 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
     })
     .unwrap();
     runtime.load_named("coupon").await.unwrap();
-    let outcome = runtime.invoke("coupon.issue-voucher", &issue("k", 100)).await;
+    let outcome = runtime
+        .invoke("coupon.issue-voucher", &issue("k", 100))
+        .await;
     match outcome.result {
         Err(CallError::PluginError { error }) => assert!(error["denied"].is_string(), "{error}"),
         other => panic!("{other:?}"),

@@ -12,9 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 use toolhost_sdk::coupon::{Guest, IssueRequest, Validation, Voucher, VoucherStatus};
-use toolhost_sdk::{config, http::Request, kv, random, secrets, time, Error, Money, Result};
 #[cfg(test)]
 use toolhost_sdk::UpstreamFailure;
+use toolhost_sdk::{config, http::Request, kv, random, secrets, time, Error, Money, Result};
 
 pub struct Coupon;
 
@@ -148,7 +148,11 @@ impl Guest for Coupon {
         };
         // Never hand one customer's voucher details to a query for another.
         let voucher = (stored.customer_id == customer_id).then(|| stored.to_voucher(now));
-        Ok(Validation { valid: problem.is_none(), problem, voucher })
+        Ok(Validation {
+            valid: problem.is_none(),
+            problem,
+            voucher,
+        })
     }
 
     fn redeem_voucher(code: String, order_id: String, idempotency_key: String) -> Result<Voucher> {
@@ -173,8 +177,12 @@ impl Guest for Coupon {
                     stored.redeemed_on_order.as_deref().unwrap_or("?")
                 )))
             }
-            VoucherStatus::Expired => return Err(Error::Conflict(format!("voucher {code} has expired"))),
-            VoucherStatus::Revoked => return Err(Error::Conflict(format!("voucher {code} was revoked"))),
+            VoucherStatus::Expired => {
+                return Err(Error::Conflict(format!("voucher {code} has expired")))
+            }
+            VoucherStatus::Revoked => {
+                return Err(Error::Conflict(format!("voucher {code} was revoked")))
+            }
         }
         stored.status = "redeemed".into();
         stored.redeemed_at = Some(now);
@@ -191,7 +199,9 @@ impl Guest for Coupon {
         match stored.status(now) {
             VoucherStatus::Revoked => return Ok(stored.to_voucher(now)),
             VoucherStatus::Redeemed => {
-                return Err(Error::Conflict(format!("voucher {code} was already redeemed")))
+                return Err(Error::Conflict(format!(
+                    "voucher {code} was already redeemed"
+                )))
             }
             VoucherStatus::Active | VoucherStatus::Expired => {}
         }
@@ -220,7 +230,9 @@ impl Guest for Coupon {
 impl Coupon {
     /// Lost the race for an idempotency key: answer with the winner's voucher.
     fn issue_voucher_again(memo: &str, now: i64) -> Result<Voucher> {
-        let code = kv::get(memo)?.ok_or_else(|| Error::Conflict("a concurrent issue with this key failed; retry".into()))?;
+        let code = kv::get(memo)?.ok_or_else(|| {
+            Error::Conflict("a concurrent issue with this key failed; retry".into())
+        })?;
         Ok(load(&String::from_utf8_lossy(&code))?.to_voucher(now))
     }
 }
@@ -242,17 +254,24 @@ fn load(code: &str) -> Result<Stored> {
 
 fn save_new(stored: &Stored) -> Result<()> {
     kv::set_json(&voucher_key(&stored.code), stored)?;
-    let index = format!("customer/{}/{:012}/{}", stored.customer_id, stored.issued_at, stored.code);
+    let index = format!(
+        "customer/{}/{:012}/{}",
+        stored.customer_id, stored.issued_at, stored.code
+    );
     kv::set(&index, b"")?;
     Ok(())
 }
 
 fn check_id(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > MAX_ID_LEN {
-        return Err(Error::InvalidInput(format!("{field} must be 1 to {MAX_ID_LEN} characters")));
+        return Err(Error::InvalidInput(format!(
+            "{field} must be 1 to {MAX_ID_LEN} characters"
+        )));
     }
     if value.contains('/') || value.chars().any(char::is_control) {
-        return Err(Error::InvalidInput(format!("{field} must not contain '/' or control characters")));
+        return Err(Error::InvalidInput(format!(
+            "{field} must not contain '/' or control characters"
+        )));
     }
     Ok(())
 }
@@ -310,7 +329,10 @@ mod tests {
         IssueRequest {
             idempotency_key: key.into(),
             customer_id: "C-1".into(),
-            value: Money { amount_minor: amount, currency: "EUR".into() },
+            value: Money {
+                amount_minor: amount,
+                currency: "EUR".into(),
+            },
             reason: "late delivery".into(),
             order_id: Some("SO-1".into()),
             valid_days: 30,
@@ -324,7 +346,10 @@ mod tests {
             let v1 = Coupon::issue_voucher(request("k1", 1500)).unwrap();
             let v2 = Coupon::issue_voucher(request("k1", 1500)).unwrap();
             assert_eq!(v1.code, v2.code);
-            assert!(matches!(Coupon::issue_voucher(request("k1", 9999)), Err(Error::Conflict(_))));
+            assert!(matches!(
+                Coupon::issue_voucher(request("k1", 9999)),
+                Err(Error::Conflict(_))
+            ));
             let r1 = Coupon::redeem_voucher(v1.code.clone(), "SO-2".into(), "r1".into()).unwrap();
             assert_eq!(r1.status, VoucherStatus::Redeemed);
             // the same retry answers the same; a new redemption is refused
@@ -342,23 +367,49 @@ mod tests {
         let mut host = TestHost::new()
             .config("ledger-url", "https://ledger.example")
             .secret("ledger-token", "t")
-            .on_http(|_| Ok(Response::json_body(503, &serde_json::json!({"error": "down"}))));
+            .on_http(|_| {
+                Ok(Response::json_body(
+                    503,
+                    &serde_json::json!({"error": "down"}),
+                ))
+            });
         host.run(|| {
             let err = Coupon::issue_voucher(request("k1", 1500)).unwrap_err();
-            assert!(matches!(err, Error::Upstream(UpstreamFailure { status: Some(503), .. })), "{err:?}");
+            assert!(
+                matches!(
+                    err,
+                    Error::Upstream(UpstreamFailure {
+                        status: Some(503),
+                        ..
+                    })
+                ),
+                "{err:?}"
+            );
             assert!(Coupon::list_vouchers("C-1".into()).unwrap().is_empty());
         });
         assert_eq!(host.requests().len(), 1);
-        assert_eq!(host.requests()[0].header_value("authorization"), Some("Bearer t"));
+        assert_eq!(
+            host.requests()[0].header_value("authorization"),
+            Some("Bearer t")
+        );
     }
 
     #[test]
     fn rejects_bad_values() {
         let mut host = TestHost::new();
         host.run(|| {
-            assert!(matches!(Coupon::issue_voucher(request("k", 0)), Err(Error::InvalidInput(_))));
-            assert!(matches!(Coupon::issue_voucher(request("k", 10_000_000)), Err(Error::InvalidInput(_))));
-            assert!(matches!(Coupon::issue_voucher(request("a/b", 100)), Err(Error::InvalidInput(_))));
+            assert!(matches!(
+                Coupon::issue_voucher(request("k", 0)),
+                Err(Error::InvalidInput(_))
+            ));
+            assert!(matches!(
+                Coupon::issue_voucher(request("k", 10_000_000)),
+                Err(Error::InvalidInput(_))
+            ));
+            assert!(matches!(
+                Coupon::issue_voucher(request("a/b", 100)),
+                Err(Error::InvalidInput(_))
+            ));
         });
     }
 }

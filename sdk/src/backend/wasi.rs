@@ -91,7 +91,8 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
     // When the host refuses the request (or the connection fails) the body
     // stream closes; the reason is in the response future, so a failed write
     // only counts if the future has nothing better to say.
-    let written = write_body(&body, &req.body).and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
+    let written = write_body(&body, &req.body)
+        .and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
 
     let incoming = loop {
         match future.get() {

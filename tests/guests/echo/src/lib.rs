@@ -47,7 +47,11 @@ impl Guest for Echo {
     }
 
     fn check(ok: bool, message: String) -> Result<String, String> {
-        if ok { Ok(message) } else { Err(message) }
+        if ok {
+            Ok(message)
+        } else {
+            Err(message)
+        }
     }
 
     fn blob(bytes: u32) -> String {

@@ -17,7 +17,11 @@ impl Guest for Bomb {
         for i in 0..megabytes {
             chunks.push(vec![i as u8 | 1; 1024 * 1024]);
         }
-        chunks.iter().map(|c| c[c.len() - 1] as u32).sum::<u32>().min(megabytes)
+        chunks
+            .iter()
+            .map(|c| c[c.len() - 1] as u32)
+            .sum::<u32>()
+            .min(megabytes)
     }
 }
 

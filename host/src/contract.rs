@@ -198,7 +198,8 @@ mod tests {
             .unwrap()
             .starts_with("Issue a voucher"));
         let value = f.params["request"].part("value").unwrap();
-        assert!(value.text.as_deref().unwrap().contains("worth"));
+        // A field without docs of its own is described by its type's docs.
+        assert!(value.text.as_deref().unwrap().contains("minor units"));
         assert!(value
             .part("amount-minor")
             .unwrap()

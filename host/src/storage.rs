@@ -37,13 +37,27 @@ pub struct Storage {
 
 impl Storage {
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| StorageError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        // A host that is just shutting down (or a test that restarts one)
+        // still holds the file lock for a moment after its last handle is
+        // dropped, until sled's flusher thread has finished: wait for it.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StorageError::Open {
+                        path: dir.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        };
         Ok(Storage {
             db,
             spaces: Arc::default(),

@@ -11,10 +11,7 @@ use toolhost::policy::Policy;
 use toolhost::{Runtime, RuntimeOptions};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn runtime(rt: &tokio::runtime::Runtime, data: &Path) -> Runtime {
@@ -47,13 +44,8 @@ fn calls(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("invoke");
     group.bench_function("coupon.validate-voucher (kv read)", |b| {
-        b.to_async(&rt).iter(|| async {
-            runtime
-                .invoke("coupon.validate-voucher", &args)
-                .await
-                .result
-                .unwrap()
-        })
+        b.to_async(&rt)
+            .iter(|| async { runtime.invoke("coupon.validate-voucher", &args).await.result.unwrap() })
     });
     group.bench_function("echo.check (trivial)", |b| {
         b.to_async(&rt)

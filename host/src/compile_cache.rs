@@ -37,21 +37,12 @@ impl CompileCache {
     }
 
     fn entry(&self, digest: &str) -> Option<PathBuf> {
-        Some(
-            self.dir
-                .as_ref()?
-                .join(format!("{digest}-{}.cwasm", self.fingerprint)),
-        )
+        Some(self.dir.as_ref()?.join(format!("{digest}-{}.cwasm", self.fingerprint)))
     }
 
     /// The compiled component, from the cache or freshly compiled (and then
     /// stored for next time).
-    pub fn load(
-        &self,
-        engine: &wasmtime::Engine,
-        digest: &str,
-        wasm: &[u8],
-    ) -> wasmtime::Result<(Component, Source)> {
+    pub fn load(&self, engine: &wasmtime::Engine, digest: &str, wasm: &[u8]) -> wasmtime::Result<(Component, Source)> {
         if let Some(path) = self.entry(digest) {
             match read_verified(&path) {
                 Some(code) => {

@@ -21,14 +21,8 @@ const DEPS: &[(&str, &str)] = &[
     ("deps/io.wit", include_str!("../../wit/deps/io.wit")),
     ("deps/clocks.wit", include_str!("../../wit/deps/clocks.wit")),
     ("deps/random.wit", include_str!("../../wit/deps/random.wit")),
-    (
-        "deps/filesystem.wit",
-        include_str!("../../wit/deps/filesystem.wit"),
-    ),
-    (
-        "deps/sockets.wit",
-        include_str!("../../wit/deps/sockets.wit"),
-    ),
+    ("deps/filesystem.wit", include_str!("../../wit/deps/filesystem.wit")),
+    ("deps/sockets.wit", include_str!("../../wit/deps/sockets.wit")),
     ("deps/cli.wit", include_str!("../../wit/deps/cli.wit")),
     ("deps/http.wit", include_str!("../../wit/deps/http.wit")),
 ];
@@ -67,9 +61,7 @@ impl Contract {
     /// The contract, parsed once.
     pub fn get() -> &'static Contract {
         static CONTRACT: OnceLock<Contract> = OnceLock::new();
-        CONTRACT.get_or_init(|| {
-            Contract::parse().expect("the embedded WIT contract parses (checked by a unit test)")
-        })
+        CONTRACT.get_or_init(|| Contract::parse().expect("the embedded WIT contract parses (checked by a unit test)"))
     }
 
     fn parse() -> Result<Contract, String> {
@@ -85,9 +77,7 @@ impl Contract {
             .iter()
             .map(|f| group(std::slice::from_ref(f)))
             .collect::<Result<Vec<_>, _>>()?;
-        let package = resolve
-            .push_groups(group(PACKAGE)?, deps)
-            .map_err(|e| e.to_string())?;
+        let package = resolve.push_groups(group(PACKAGE)?, deps).map_err(|e| e.to_string())?;
 
         let mut functions = HashMap::new();
         let mut worlds = HashMap::new();
@@ -103,11 +93,7 @@ impl Contract {
                         .iter()
                         .map(|p| (p.name.clone(), type_doc(&resolve, &p.ty)))
                         .collect(),
-                    result: func
-                        .result
-                        .as_ref()
-                        .map(|t| type_doc(&resolve, t))
-                        .unwrap_or_default(),
+                    result: func.result.as_ref().map(|t| type_doc(&resolve, t)).unwrap_or_default(),
                 };
                 functions.insert((format!("{pkg_name}/{iface_name}"), fname.clone()), doc);
             }
@@ -127,8 +113,7 @@ impl Contract {
     /// export name such as `toolhost:connector/coupon@0.1.0`).
     pub fn function(&self, instance: &str, function: &str) -> Option<&FunctionDoc> {
         let unversioned = instance.split('@').next().unwrap_or(instance);
-        self.functions
-            .get(&(unversioned.to_string(), function.to_string()))
+        self.functions.get(&(unversioned.to_string(), function.to_string()))
     }
 
     /// The interfaces a contract world exports (versioned names), or `None`
@@ -189,14 +174,8 @@ mod tests {
     #[test]
     fn the_embedded_contract_parses_with_docs() {
         let c = Contract::parse().unwrap();
-        let f = c
-            .function("toolhost:connector/coupon@0.1.0", "issue-voucher")
-            .unwrap();
-        assert!(f
-            .description
-            .as_deref()
-            .unwrap()
-            .starts_with("Issue a voucher"));
+        let f = c.function("toolhost:connector/coupon@0.1.0", "issue-voucher").unwrap();
+        assert!(f.description.as_deref().unwrap().starts_with("Issue a voucher"));
         let value = f.params["request"].part("value").unwrap();
         // A field without docs of its own is described by its type's docs.
         assert!(value.text.as_deref().unwrap().contains("minor units"));

@@ -68,10 +68,7 @@ impl Engine {
 
         let ticker = Arc::new(Ticker);
         spawn_ticker(inner.weak(), Arc::downgrade(&ticker))?;
-        Ok(Engine {
-            inner,
-            _ticker: ticker,
-        })
+        Ok(Engine { inner, _ticker: ticker })
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {

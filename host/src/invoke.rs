@@ -40,6 +40,9 @@ pub enum CallError {
     /// The connector trapped (crashed); its instance was discarded.
     #[error("the connector failed: {message}")]
     PluginFault { message: String },
+    /// The operator disabled the plugin.
+    #[error("unavailable: {message}")]
+    Unavailable { message: String },
 }
 
 impl CallError {
@@ -52,6 +55,7 @@ impl CallError {
             CallError::ResourceExhausted { .. } => "resource_exhausted",
             CallError::PluginError { .. } => "plugin_error",
             CallError::PluginFault { .. } => "plugin_fault",
+            CallError::Unavailable { .. } => "unavailable",
         }
     }
 }
@@ -75,19 +79,24 @@ pub struct CallOutcome {
     pub timings: Timings,
 }
 
-pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Value) -> CallOutcome {
-    let started = Instant::now();
-    let Some(found) = find(registry, tool) else {
-        return CallOutcome {
+impl CallOutcome {
+    /// A call turned away before it reached a plugin.
+    pub fn refused(tool: &str, error: CallError) -> CallOutcome {
+        CallOutcome {
             tool: tool.to_string(),
             plugin_version: None,
             plugin_digest: None,
-            result: Err(CallError::NotFound {
-                tool: tool.to_string(),
-            }),
+            result: Err(error),
             journal: Journal::default(),
             timings: Timings::default(),
-        };
+        }
+    }
+}
+
+pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Value) -> CallOutcome {
+    let started = Instant::now();
+    let Some(found) = find(registry, tool) else {
+        return CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() });
     };
     let plugin = &found.plugin;
     let journal = SharedJournal::default();
@@ -206,12 +215,7 @@ fn timeout(limit: Duration) -> CallError {
 }
 
 /// Turn a failed instantiate or call into what it means for the caller.
-fn classify(
-    e: wasmtime::Error,
-    store: &Store<CallState>,
-    limit: Duration,
-    memory: usize,
-) -> CallError {
+fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memory: usize) -> CallError {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return timeout(limit);
     }

@@ -5,8 +5,11 @@
 //! enforces them at the imports, [`schema`] and [`values`] turn WIT types
 //! into JSON Schema and JSON into component values.
 
+pub mod audit;
+pub mod auth;
 pub mod capabilities;
 pub mod compile_cache;
+pub mod config;
 pub mod contract;
 pub mod engine;
 pub mod invoke;

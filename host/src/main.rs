@@ -16,12 +16,7 @@ use toolhost::{Runtime, RuntimeOptions};
 )]
 struct Cli {
     /// Folder of connector bundles (each a subfolder with connector.toml and its component).
-    #[arg(
-        long,
-        global = true,
-        env = "TOOLHOST_PLUGINS_DIR",
-        default_value = "plugins"
-    )]
+    #[arg(long, global = true, env = "TOOLHOST_PLUGINS_DIR", default_value = "plugins")]
     plugins_dir: PathBuf,
     /// Where the host keeps its database and compile cache.
     #[arg(long, global = true, env = "TOOLHOST_DATA_DIR", default_value = "data")]
@@ -52,10 +47,7 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -104,19 +96,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Call {
-            tool,
-            args,
-            outcome,
-        } => {
+        Command::Call { tool, args, outcome } => {
             let text = if args == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .context("reading arguments from standard input")?
+                std::io::read_to_string(std::io::stdin()).context("reading arguments from standard input")?
             } else {
                 args
             };
-            let args: serde_json::Value =
-                serde_json::from_str(&text).context("the arguments are not valid JSON")?;
+            let args: serde_json::Value = serde_json::from_str(&text).context("the arguments are not valid JSON")?;
             let Some((plugin, _)) = toolhost::names::split(&tool) else {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };

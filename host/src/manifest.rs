@@ -18,10 +18,7 @@ pub const MAX_TIMEOUT_MS: u64 = 600_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} is not a valid manifest: {message}")]
     Parse { path: String, message: String },
     #[error("manifest field `{field}`: {message}")]
@@ -138,8 +135,7 @@ impl Manifest {
             crate::policy::OriginPattern::parse(&h.origin)
                 .map_err(|m| invalid(format!("capabilities.http[{i}].origin"), m))?;
             for m in &h.methods {
-                crate::policy::check_method(m)
-                    .map_err(|e| invalid(format!("capabilities.http[{i}].methods"), e))?;
+                crate::policy::check_method(m).map_err(|e| invalid(format!("capabilities.http[{i}].methods"), e))?;
             }
         }
         for (field, list) in [("secrets", &caps.secrets), ("config", &caps.config)] {
@@ -174,19 +170,14 @@ impl Manifest {
             }
         }
         if caps.max_concurrency == Some(0) {
-            return Err(invalid(
-                "capabilities.max-concurrency",
-                "must be at least 1",
-            ));
+            return Err(invalid("capabilities.max-concurrency", "must be at least 1"));
         }
         Ok(())
     }
 
     /// The component file beside the manifest.
     pub fn component_file(&self) -> String {
-        self.component
-            .clone()
-            .unwrap_or_else(|| format!("{}.wasm", self.name))
+        self.component.clone().unwrap_or_else(|| format!("{}.wasm", self.name))
     }
 
     pub fn risk(&self, function: &str) -> Risk {
@@ -228,10 +219,7 @@ mod tests {
                 GOOD.replace("https://api.acme.example", "ftp://x"),
                 "capabilities.http[0].origin",
             ),
-            (
-                GOOD.replace("\"GET\"", "\"G ET\""),
-                "capabilities.http[0].methods",
-            ),
+            (GOOD.replace("\"GET\"", "\"G ET\""), "capabilities.http[0].methods"),
             (GOOD.replace("kv-quota-bytes", "kv-quota"), "kv-quota"),
             (format!("{GOOD}\ncomponent = \"../x.wasm\""), "component"),
         ];

@@ -52,11 +52,8 @@ pub fn is_wit_name(s: &str) -> bool {
         && s.split('-').all(|w| {
             !w.is_empty()
                 && w.as_bytes()[0].is_ascii_alphabetic()
-                && (w
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                    || w.bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+                && (w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    || w.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
         })
 }
 
@@ -70,10 +67,7 @@ mod tests {
         assert_eq!(tool, "coupon.issue-voucher");
         assert_eq!(function_name(&tool), "coupon_issue-voucher");
         assert_eq!(split(&tool), Some(("coupon", "issue-voucher")));
-        assert_eq!(
-            split(&function_name(&tool)),
-            Some(("coupon", "issue-voucher"))
-        );
+        assert_eq!(split(&function_name(&tool)), Some(("coupon", "issue-voucher")));
     }
 
     #[test]

@@ -31,9 +31,7 @@ pub enum LoadError {
     Compile { plugin: String, message: String },
     #[error("{plugin}: imports something the host does not offer: {message}")]
     Link { plugin: String, message: String },
-    #[error(
-        "{plugin}: manifest says world {world:?}, but the component does not export {missing}"
-    )]
+    #[error("{plugin}: manifest says world {world:?}, but the component does not export {missing}")]
     WrongWorld {
         plugin: String,
         world: String,
@@ -78,11 +76,7 @@ impl Bundle {
         }
         let wasm = std::fs::read(&path).map_err(|e| component_error(e.to_string()))?;
         let digest = hex::encode(Sha256::digest(&wasm));
-        Ok(Bundle {
-            manifest,
-            wasm,
-            digest,
-        })
+        Ok(Bundle { manifest, wasm, digest })
     }
 }
 
@@ -110,15 +104,11 @@ pub struct Plugin {
     pub context: Arc<PluginContext>,
     pub(crate) pre: InstancePre<CallState>,
     /// Sorted by name.
-    pub tools: Vec<Tool>,
-    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub tools: Arc<[Tool]>,
+    pub(crate) slots: Slots,
 }
 
 impl Plugin {
-    pub fn tool(&self, function: &str) -> Option<&Tool> {
-        self.tools.iter().find(|t| t.function == function)
-    }
-
     /// Compile, link and describe a bundle. Slow (compilation): call it off
     /// the request path.
     pub fn load(
@@ -129,63 +119,81 @@ impl Plugin {
         policy: &Policy,
         storage: &Storage,
     ) -> Result<Plugin, LoadError> {
-        let Bundle {
-            manifest,
-            wasm,
-            digest,
-        } = bundle;
+        let Bundle { manifest, wasm, digest } = bundle;
         let plugin = manifest.name.clone();
-        let (component, source) =
-            cache
-                .load(engine, &digest, &wasm)
-                .map_err(|e| LoadError::Compile {
-                    plugin: plugin.clone(),
-                    message: format!("{e:#}"),
-                })?;
+        let (component, source) = cache.load(engine, &digest, &wasm).map_err(|e| LoadError::Compile {
+            plugin: plugin.clone(),
+            message: format!("{e:#}"),
+        })?;
         check_world(&manifest, &component, engine)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link {
-                plugin: plugin.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+            plugin: plugin.clone(),
+            message: format!("{e:#}"),
+        })?;
         let tools = describe_tools(&manifest, &component, engine)?;
 
-        let grant = Arc::new(policy.grant_for(&manifest));
-        let kv = if grant.kv_quota_bytes > 0 {
-            Some(storage.kv(&plugin).map_err(|e| LoadError::Storage {
-                plugin: plugin.clone(),
-                message: e.to_string(),
-            })?)
-        } else {
-            None
-        };
-        let context = Arc::new(PluginContext {
-            name: plugin.clone(),
-            requested_secrets: manifest.capabilities.secrets.clone(),
-            requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
-            kv,
-            grant: grant.clone(),
-        });
+        let manifest = Arc::new(manifest);
+        let (context, slots) = grant_context(&manifest, policy, storage)?;
         Ok(Plugin {
-            manifest: Arc::new(manifest),
+            manifest,
             digest,
             source,
             context,
             pre,
-            tools,
-            slots: Arc::new(tokio::sync::Semaphore::new(grant.max_concurrency as usize)),
+            tools: tools.into(),
+            slots,
+        })
+    }
+
+    /// The same compiled plugin under a new policy: what an operator's grant
+    /// change swaps in. Calls in flight keep the old grant.
+    pub fn regrant(&self, policy: &Policy, storage: &Storage) -> Result<Plugin, LoadError> {
+        let (context, slots) = grant_context(&self.manifest, policy, storage)?;
+        Ok(Plugin {
+            manifest: self.manifest.clone(),
+            digest: self.digest.clone(),
+            source: self.source,
+            context,
+            pre: self.pre.clone(),
+            tools: self.tools.clone(),
+            slots,
         })
     }
 }
 
+type Slots = Arc<tokio::sync::Semaphore>;
+
+/// What a plugin's calls share under `policy`: its effective grant, its kv
+/// space, and its concurrency slots.
+fn grant_context(
+    manifest: &Manifest,
+    policy: &Policy,
+    storage: &Storage,
+) -> Result<(Arc<PluginContext>, Slots), LoadError> {
+    let plugin = &manifest.name;
+    let grant = Arc::new(policy.grant_for(manifest));
+    let kv = if grant.kv_quota_bytes > 0 {
+        Some(storage.kv(plugin).map_err(|e| LoadError::Storage {
+            plugin: plugin.clone(),
+            message: e.to_string(),
+        })?)
+    } else {
+        None
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(grant.max_concurrency as usize));
+    let context = Arc::new(PluginContext {
+        name: plugin.clone(),
+        requested_secrets: manifest.capabilities.secrets.clone(),
+        requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
+        kv,
+        grant,
+    });
+    Ok((context, slots))
+}
+
 /// A manifest that names one of the contract's worlds must export what that
 /// world exports; a swap between two vendors' connectors relies on it.
-fn check_world(
-    manifest: &Manifest,
-    component: &Component,
-    engine: &wasmtime::Engine,
-) -> Result<(), LoadError> {
+fn check_world(manifest: &Manifest, component: &Component, engine: &wasmtime::Engine) -> Result<(), LoadError> {
     let Some(expected) = Contract::get().world_exports(&manifest.world) else {
         return Ok(());
     };
@@ -223,9 +231,7 @@ fn describe_tools(
                    func: ComponentFunc,
                    export: Option<ComponentExportIndex>|
      -> Result<(), LoadError> {
-        if !names::is_wit_name(function)
-            || function.len() > names::MAX_FUNCTION_NAME - plugin.len() - 1
-        {
+        if !names::is_wit_name(function) || function.len() > names::MAX_FUNCTION_NAME - plugin.len() - 1 {
             return Err(tool_error(
                 function,
                 "name too long or not a plain kebab-case identifier".into(),
@@ -239,17 +245,12 @@ fn describe_tools(
         }
         let export = export.ok_or_else(|| tool_error(function, "export not found".into()))?;
         let docs = Contract::get().function(interface, function);
-        let input_schema =
-            schema::input_schema(&func, docs).map_err(|e| tool_error(function, e.to_string()))?;
-        let output_schema =
-            schema::output_schema(&func, docs).map_err(|e| tool_error(function, e.to_string()))?;
+        let input_schema = schema::input_schema(&func, docs).map_err(|e| tool_error(function, e.to_string()))?;
+        let output_schema = schema::output_schema(&func, docs).map_err(|e| tool_error(function, e.to_string()))?;
         let description = docs
             .and_then(|d| d.description.clone())
             .unwrap_or_else(|| format!("{function} from {interface}"));
-        let returns_result = matches!(
-            func.results().next(),
-            Some(wasmtime::component::types::Type::Result(_))
-        );
+        let returns_result = matches!(func.results().next(), Some(wasmtime::component::types::Type::Result(_)));
         tools.push(Tool {
             name: names::tool_name(plugin, function),
             function: function.to_string(),
@@ -278,16 +279,12 @@ fn describe_tools(
                     }
                 }
             }
-            ComponentItem::ComponentFunc(func) => {
-                add("", name, func, component.get_export_index(None, name))?
-            }
+            ComponentItem::ComponentFunc(func) => add("", name, func, component.get_export_index(None, name))?,
             _ => {}
         }
     }
     if tools.is_empty() {
-        return Err(LoadError::NoTools {
-            plugin: plugin.clone(),
-        });
+        return Err(LoadError::NoTools { plugin: plugin.clone() });
     }
     tools.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tools)

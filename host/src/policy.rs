@@ -105,10 +105,7 @@ impl SecretSource {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("cannot read policy {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("policy {path} is not valid: {message}")]
     Parse { path: String, message: String },
     #[error("policy for plugin {plugin:?}, `{field}`: {message}")]
@@ -133,15 +130,15 @@ impl Policy {
             path: origin.to_string(),
             message: e.message().to_string(),
         })?;
-        for (plugin, p) in &policy.plugins {
-            p.validate()
-                .map_err(|(field, message)| PolicyError::Invalid {
-                    plugin: plugin.clone(),
-                    field,
-                    message,
-                })?;
+        Policy::from_parts(policy.limits, policy.plugins)
+    }
+
+    /// A policy from its parts, each plugin's grant validated.
+    pub fn from_parts(limits: Limits, plugins: BTreeMap<String, PluginPolicy>) -> Result<Policy, PolicyError> {
+        for (plugin, p) in &plugins {
+            p.validate(plugin)?;
         }
-        Ok(policy)
+        Ok(Policy { limits, plugins })
     }
 
     /// The effective grant for a plugin: what it requested and was granted.
@@ -153,7 +150,16 @@ impl Policy {
 }
 
 impl PluginPolicy {
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Check a grant before it takes effect (from a file or the API).
+    pub fn validate(&self, plugin: &str) -> Result<(), PolicyError> {
+        self.check().map_err(|(field, message)| PolicyError::Invalid {
+            plugin: plugin.to_string(),
+            field,
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
         for (i, h) in self.http.iter().enumerate() {
             let field = || format!("http[{i}]");
             let pattern = OriginPattern::parse(&h.origin).map_err(|m| (field(), m))?;
@@ -201,8 +207,7 @@ impl OriginPattern {
         if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
             return Err(format!("{s:?}: an origin has no path, query or user"));
         }
-        let (host, port) =
-            split_host_port(rest).ok_or_else(|| format!("{s:?}: bad host or port"))?;
+        let (host, port) = split_host_port(rest).ok_or_else(|| format!("{s:?}: bad host or port"))?;
         let host = host.to_ascii_lowercase();
         let bare = host.strip_prefix("*.").unwrap_or(&host);
         if bare.is_empty() || bare.contains('*') || !valid_host(bare) {
@@ -246,9 +251,7 @@ impl OriginPattern {
             ) => {
                 s1 == s2
                     && p1 == p2
-                    && (h1 == h2
-                        || (!h2.starts_with("*.") && host_matches(h1, h2))
-                        || subdomain_pattern_covers(h1, h2))
+                    && (h1 == h2 || (!h2.starts_with("*.") && host_matches(h1, h2)) || subdomain_pattern_covers(h1, h2))
             }
         }
     }
@@ -274,20 +277,15 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
 fn valid_host(host: &str) -> bool {
     let h = strip_brackets(host);
     h.parse::<IpAddr>().is_ok()
         || (h.len() <= 253
-            && h.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            }))
+            && h.split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')))
 }
 
 /// `host[:port]`, with IPv6 in brackets.
@@ -342,10 +340,7 @@ pub struct Grant {
 }
 
 fn smallest<T: Ord + Copy>(host_default: T, requested: Option<T>, granted: Option<T>) -> T {
-    [requested, granted]
-        .into_iter()
-        .flatten()
-        .fold(host_default, T::min)
+    [requested, granted].into_iter().flatten().fold(host_default, T::min)
 }
 
 impl Grant {
@@ -389,12 +384,7 @@ impl Grant {
         let secrets = req
             .secrets
             .iter()
-            .filter_map(|name| {
-                operator
-                    .secrets
-                    .get(name)
-                    .map(|src| (name.clone(), src.resolve()))
-            })
+            .filter_map(|name| operator.secrets.get(name).map(|src| (name.clone(), src.resolve())))
             .collect();
         let config = req
             .config
@@ -411,23 +401,10 @@ impl Grant {
             secrets,
             config,
             // kv is opt-in on both sides: nothing requested, nothing granted.
-            kv_quota_bytes: smallest(
-                limits.kv_quota_bytes,
-                Some(req.kv_quota_bytes),
-                operator.kv_quota_bytes,
-            ),
+            kv_quota_bytes: smallest(limits.kv_quota_bytes, Some(req.kv_quota_bytes), operator.kv_quota_bytes),
             memory_bytes: memory_mb as usize * 1024 * 1024,
-            timeout: Duration::from_millis(smallest(
-                limits.timeout_ms,
-                req.timeout_ms,
-                operator.timeout_ms,
-            )),
-            max_concurrency: smallest(
-                limits.max_concurrency,
-                req.max_concurrency,
-                operator.max_concurrency,
-            )
-            .max(1),
+            timeout: Duration::from_millis(smallest(limits.timeout_ms, req.timeout_ms, operator.timeout_ms)),
+            max_concurrency: smallest(limits.max_concurrency, req.max_concurrency, operator.max_concurrency).max(1),
             output_bytes: limits.output_bytes,
             http_response_bytes: limits.http_response_bytes,
             http_timeout: Duration::from_millis(limits.http_timeout_ms),
@@ -438,23 +415,13 @@ impl Grant {
     /// Why an outbound request is refused, or `None` when the grant allows
     /// it. `host` is as the guest wrote it; addresses are checked separately
     /// with [`Grant::check_addresses`] once it is resolved.
-    pub fn check_request(
-        &self,
-        scheme: &str,
-        host: &str,
-        port: u16,
-        method: &str,
-    ) -> Result<&HttpRule, String> {
+    pub fn check_request(&self, scheme: &str, host: &str, port: u16, method: &str) -> Result<&HttpRule, String> {
         let host = host.to_ascii_lowercase();
         let mut origin_granted = false;
         for rule in &self.http {
             if rule.origin.matches(scheme, &host, port) {
                 origin_granted = true;
-                if rule
-                    .methods
-                    .as_ref()
-                    .is_none_or(|ms| ms.iter().any(|m| m == method))
-                {
+                if rule.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == method)) {
                     return Ok(rule);
                 }
             }
@@ -535,10 +502,7 @@ mod tests {
     }
 
     fn operator(text: &str) -> PluginPolicy {
-        Policy::parse(&format!("[plugins.p]\n{text}"), "t")
-            .unwrap()
-            .plugins["p"]
-            .clone()
+        Policy::parse(&format!("[plugins.p]\n{text}"), "t").unwrap().plugins["p"].clone()
     }
 
     #[test]
@@ -552,22 +516,12 @@ mod tests {
         );
         let g = Grant::new(&m, &op, &Limits::default());
         assert_eq!(g.http.len(), 1);
-        assert!(g
-            .check_request("https", "api.acme.example", 443, "POST")
-            .is_ok());
-        let e = g
-            .check_request("https", "api.acme.example", 443, "GET")
-            .unwrap_err();
+        assert!(g.check_request("https", "api.acme.example", 443, "POST").is_ok());
+        let e = g.check_request("https", "api.acme.example", 443, "GET").unwrap_err();
         assert!(e.contains("method GET"), "{e}");
-        assert!(g
-            .check_request("https", "evil.example", 443, "POST")
-            .is_err());
-        assert!(g
-            .check_request("http", "api.acme.example", 443, "POST")
-            .is_err());
-        assert!(g
-            .check_request("https", "api.acme.example", 8443, "POST")
-            .is_err());
+        assert!(g.check_request("https", "evil.example", 443, "POST").is_err());
+        assert!(g.check_request("http", "api.acme.example", 443, "POST").is_err());
+        assert!(g.check_request("https", "api.acme.example", 8443, "POST").is_err());
         assert_eq!(g.secrets.len(), 1);
         assert_eq!(g.secrets["a"].as_deref(), Some("x"));
         assert_eq!(g.kv_quota_bytes, 50);
@@ -593,9 +547,7 @@ mod tests {
         let m = manifest(r#"[{ origin = "*" }]"#);
         let g = Grant::new(
             &m,
-            &operator(
-                r#"http = [{ origin = "https://api.example" }, { origin = "http://127.0.0.1:9000" }]"#,
-            ),
+            &operator(r#"http = [{ origin = "https://api.example" }, { origin = "http://127.0.0.1:9000" }]"#),
             &Limits::default(),
         );
         let by_name = g.check_request("https", "api.example", 443, "GET").unwrap();

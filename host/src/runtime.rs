@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::Linker;
@@ -11,11 +12,11 @@ use wasmtime::component::Linker;
 use crate::capabilities::{self, CallState};
 use crate::compile_cache::CompileCache;
 use crate::engine::{Engine, EngineOptions};
-use crate::invoke::{self, CallOutcome};
+use crate::invoke::{self, CallError, CallOutcome};
 use crate::manifest::{Manifest, Risk};
 use crate::names;
 use crate::plugin::{Bundle, LoadError, Plugin};
-use crate::policy::Policy;
+use crate::policy::{PluginPolicy, Policy, PolicyError};
 use crate::registry::Registry;
 use crate::storage::{Storage, StorageError};
 
@@ -34,14 +35,13 @@ pub enum RuntimeError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("cannot read plugins folder {path}: {source}")]
-    PluginsDir {
-        path: String,
-        source: std::io::Error,
-    },
+    PluginsDir { path: String, source: std::io::Error },
     #[error("no plugin named {0:?} in the plugins folder")]
     NoSuchPlugin(String),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// A tool as agents see it: the shape LLM function calling expects, plus
@@ -71,33 +71,48 @@ struct Inner {
     linker: Linker<CallState>,
     storage: Storage,
     cache: CompileCache,
-    policy: Policy,
+    /// The file's policy with the operator's API changes on top.
+    policy: ArcSwap<Policy>,
+    /// Operator state that survives restarts: grant changes and disabled
+    /// plugins, by plugin name.
+    grants: sled::Tree,
+    disabled: sled::Tree,
     registry: Registry,
     plugins_dir: PathBuf,
 }
 
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        let engine =
-            Engine::new(&options.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let linker = capabilities::linker(engine.wasmtime())
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&options.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let linker = capabilities::linker(engine.wasmtime()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         std::fs::create_dir_all(&options.data_dir).map_err(|e| StorageError::Open {
             path: options.data_dir.display().to_string(),
             source: e.into(),
         })?;
         let storage = Storage::open(&options.data_dir.join("db"))?;
-        let cache = CompileCache::new(
-            engine.wasmtime(),
-            Some(options.data_dir.join("compile-cache")),
-        );
+        let cache = CompileCache::new(engine.wasmtime(), Some(options.data_dir.join("compile-cache")));
+        let grants = storage.db().open_tree("grants").map_err(StorageError::from)?;
+        let disabled = storage.db().open_tree("disabled").map_err(StorageError::from)?;
+        let mut policy = options.policy;
+        for entry in grants.iter() {
+            let (name, value) = entry.map_err(StorageError::from)?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            match serde_json::from_slice::<PluginPolicy>(&value) {
+                Ok(grant) => {
+                    policy.plugins.insert(name, grant);
+                }
+                Err(e) => tracing::error!(plugin = %name, "ignoring a stored grant that no longer parses: {e}"),
+            }
+        }
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 storage,
                 cache,
-                policy: options.policy,
+                policy: ArcSwap::from_pointee(policy),
+                grants,
+                disabled,
                 registry: Registry::default(),
                 plugins_dir: options.plugins_dir,
             }),
@@ -125,7 +140,7 @@ impl Runtime {
                 inner.engine.wasmtime(),
                 &inner.linker,
                 &inner.cache,
-                &inner.policy,
+                &inner.policy.load(),
                 &inner.storage,
             )
         })
@@ -157,15 +172,10 @@ impl Runtime {
     }
 
     /// Load every bundle; one that fails is reported and skipped.
-    pub async fn load_all(
-        &self,
-    ) -> Result<Vec<(PathBuf, Result<String, LoadError>)>, RuntimeError> {
+    pub async fn load_all(&self) -> Result<Vec<(PathBuf, Result<String, LoadError>)>, RuntimeError> {
         let mut results = Vec::new();
         for dir in self.bundle_dirs()? {
-            let result = self
-                .load_bundle(&dir)
-                .await
-                .map(|p| p.manifest.name.clone());
+            let result = self.load_bundle(&dir).await.map(|p| p.manifest.name.clone());
             if let Err(e) = &result {
                 tracing::error!(bundle = %dir.display(), "not loaded: {e}");
             }
@@ -189,7 +199,69 @@ impl Runtime {
     }
 
     pub async fn invoke(&self, tool: &str, args: &Value) -> CallOutcome {
+        if let Some((plugin, _)) = names::split(tool) {
+            if self.is_disabled(plugin) {
+                return CallOutcome::refused(
+                    tool,
+                    CallError::Unavailable {
+                        message: format!("plugin {plugin:?} is disabled by the operator"),
+                    },
+                );
+            }
+        }
         invoke::invoke(&self.inner.engine, &self.inner.registry, tool, args).await
+    }
+
+    pub fn is_disabled(&self, plugin: &str) -> bool {
+        self.inner.disabled.contains_key(plugin).unwrap_or(false)
+    }
+
+    /// Stop or resume serving a plugin's tools; durable before it returns.
+    pub async fn set_enabled(&self, plugin: &str, enabled: bool) -> Result<(), RuntimeError> {
+        if self.inner.registry.get(plugin).is_none() {
+            return Err(RuntimeError::NoSuchPlugin(plugin.to_string()));
+        }
+        let tree = &self.inner.disabled;
+        if enabled {
+            tree.remove(plugin).map_err(StorageError::from)?;
+        } else {
+            tree.insert(plugin, b"".as_slice()).map_err(StorageError::from)?;
+        }
+        tree.flush_async().await.map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    /// The operator's grant for a plugin (what the policy says, before the
+    /// intersection with the manifest).
+    pub fn operator_grant(&self, plugin: &str) -> PluginPolicy {
+        self.inner
+            .policy
+            .load()
+            .plugins
+            .get(plugin)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replace the operator's grant for a plugin: validated, stored durably,
+    /// and in force for every call that starts after it returns.
+    pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Arc<Plugin>, RuntimeError> {
+        let current = self
+            .inner
+            .registry
+            .get(plugin)
+            .ok_or_else(|| RuntimeError::NoSuchPlugin(plugin.to_string()))?;
+        grant.validate(plugin)?;
+        let bytes = serde_json::to_vec(&grant).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        self.inner.grants.insert(plugin, bytes).map_err(StorageError::from)?;
+        self.inner.grants.flush_async().await.map_err(StorageError::from)?;
+        self.inner.policy.rcu(|policy| {
+            let mut policy = Policy::clone(policy);
+            policy.plugins.insert(plugin.to_string(), grant.clone());
+            policy
+        });
+        let regranted = current.regrant(&self.inner.policy.load(), &self.inner.storage)?;
+        Ok(self.inner.registry.insert(regranted).0)
     }
 
     /// Every tool of every loaded plugin, in name order.
@@ -199,6 +271,7 @@ impl Runtime {
             .registry
             .snapshot()
             .values()
+            .filter(|p| !self.is_disabled(&p.manifest.name))
             .flat_map(|p| {
                 p.tools.iter().map(|t| ToolInfo {
                     name: t.name.clone(),

@@ -22,10 +22,7 @@ pub struct Unsupported {
 }
 
 /// The schema of a function's arguments, as one JSON object.
-pub fn input_schema(
-    func: &ComponentFunc,
-    docs: Option<&FunctionDoc>,
-) -> Result<Value, Unsupported> {
+pub fn input_schema(func: &ComponentFunc, docs: Option<&FunctionDoc>) -> Result<Value, Unsupported> {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for (name, ty) in func.params() {
@@ -49,10 +46,7 @@ pub fn input_schema(
 
 /// The schema of what a successful call returns (the `ok` side when the
 /// function returns a `result`), or `None` when it returns nothing.
-pub fn output_schema(
-    func: &ComponentFunc,
-    docs: Option<&FunctionDoc>,
-) -> Result<Option<Value>, Unsupported> {
+pub fn output_schema(func: &ComponentFunc, docs: Option<&FunctionDoc>) -> Result<Option<Value>, Unsupported> {
     let Some(ty) = func.results().next() else {
         return Ok(None);
     };
@@ -122,10 +116,7 @@ pub fn type_schema(ty: &Type, doc: Option<&Doc>) -> Result<Value, &'static str> 
                 if !matches!(field.ty, Type::Option(_)) {
                     required.push(Value::from(field.name));
                 }
-                properties.insert(
-                    field.name.to_string(),
-                    type_schema(&field.ty, part(field.name))?,
-                );
+                properties.insert(field.name.to_string(), type_schema(&field.ty, part(field.name))?);
             }
             json!({
                 "type": "object",

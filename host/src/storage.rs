@@ -44,9 +44,7 @@ impl Storage {
         let db = loop {
             match sled::Config::new().path(dir).open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && tries < 100 =>
-                {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -120,13 +118,7 @@ impl KvSpace {
 
     /// Write `value` under `key`; with `only_if_absent`, only when the key is
     /// free. Returns whether it wrote.
-    pub fn put(
-        &self,
-        key: &str,
-        value: &[u8],
-        quota: u64,
-        only_if_absent: bool,
-    ) -> Result<bool, KvRefusal> {
+    pub fn put(&self, key: &str, value: &[u8], quota: u64, only_if_absent: bool) -> Result<bool, KvRefusal> {
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             return Err(KvRefusal::TooLarge(format!(
                 "keys are 1 to {MAX_KEY_BYTES} bytes, not {}",
@@ -169,12 +161,7 @@ impl KvSpace {
 
     pub fn list_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, KvRefusal> {
         let mut keys = Vec::new();
-        for entry in self
-            .tree
-            .scan_prefix(prefix)
-            .keys()
-            .take(limit.min(10_000) as usize)
-        {
+        for entry in self.tree.scan_prefix(prefix).keys().take(limit.min(10_000) as usize) {
             let key = entry.map_err(internal)?;
             keys.push(String::from_utf8_lossy(&key).into_owned());
         }
@@ -213,10 +200,7 @@ mod tests {
         }
         let storage = Storage::open(&dir).unwrap();
         assert_eq!(storage.kv("p").unwrap().used(), 11);
-        assert_eq!(
-            storage.kv("p").unwrap().list_keys("", 10).unwrap(),
-            vec!["a"]
-        );
+        assert_eq!(storage.kv("p").unwrap().list_keys("", 10).unwrap(), vec!["a"]);
     }
 
     fn tempdir() -> std::path::PathBuf {

@@ -33,10 +33,7 @@ pub fn args_from_json(func: &ComponentFunc, args: &Value) -> Result<Vec<Val>, Ar
         }
     };
     let params: Vec<(&str, Type)> = func.params().collect();
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !params.iter().any(|(name, _)| name == k))
-    {
+    if let Some(unknown) = object.keys().find(|k| !params.iter().any(|(name, _)| name == k)) {
         let known: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
         return Err(ArgError {
             field: unknown.clone(),
@@ -98,37 +95,20 @@ fn expected(path: &[String], what: &str, got: &Value) -> ArgError {
     error(path, format!("expected {what}, got {}", kind(got)))
 }
 
-fn int<T: TryFrom<i128>>(
-    path: &[String],
-    v: &Value,
-    name: &str,
-    min: i128,
-    max: i128,
-) -> Result<T, ArgError> {
+fn int<T: TryFrom<i128>>(path: &[String], v: &Value, name: &str, min: i128, max: i128) -> Result<T, ArgError> {
     let n = v
         .as_i64()
         .map(i128::from)
         .or_else(|| v.as_u64().map(i128::from))
         .ok_or_else(|| expected(path, &format!("an integer ({name})"), v))?;
-    T::try_from(n).map_err(|_| {
-        error(
-            path,
-            format!("{n} is out of range for {name} ({min} to {max})"),
-        )
-    })
+    T::try_from(n).map_err(|_| error(path, format!("{n} is out of range for {name} ({min} to {max})")))
 }
 
 /// Convert one JSON value into a component value of type `ty`.
 pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, ArgError> {
     macro_rules! int {
         ($variant:ident, $t:ty, $name:literal) => {
-            Val::$variant(int::<$t>(
-                path,
-                v,
-                $name,
-                <$t>::MIN as i128,
-                <$t>::MAX as i128,
-            )?)
+            Val::$variant(int::<$t>(path, v, $name, <$t>::MIN as i128, <$t>::MAX as i128)?)
         };
     }
     Ok(match ty {
@@ -141,33 +121,22 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
         Type::U32 => int!(U32, u32, "u32"),
         Type::S64 => int!(S64, i64, "s64"),
         Type::U64 => int!(U64, u64, "u64"),
-        Type::Float32 => {
-            Val::Float32(v.as_f64().ok_or_else(|| expected(path, "a number", v))? as f32)
-        }
+        Type::Float32 => Val::Float32(v.as_f64().ok_or_else(|| expected(path, "a number", v))? as f32),
         Type::Float64 => Val::Float64(v.as_f64().ok_or_else(|| expected(path, "a number", v))?),
         Type::Char => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| expected(path, "a one-character string", v))?;
+            let s = v.as_str().ok_or_else(|| expected(path, "a one-character string", v))?;
             let mut chars = s.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Val::Char(c),
                 _ => {
                     return Err(error(
                         path,
-                        format!(
-                            "expected exactly one character, got {} characters",
-                            s.chars().count()
-                        ),
+                        format!("expected exactly one character, got {} characters", s.chars().count()),
                     ))
                 }
             }
         }
-        Type::String => Val::String(
-            v.as_str()
-                .ok_or_else(|| expected(path, "a string", v))?
-                .to_string(),
-        ),
+        Type::String => Val::String(v.as_str().ok_or_else(|| expected(path, "a string", v))?.to_string()),
         Type::List(l) => Val::List(items(&l.ty(), v, path)?),
         Type::FixedLengthList(l) => {
             let items = items(&l.ty(), v, path)?;
@@ -198,20 +167,12 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
             Val::Map(out)
         }
         Type::Record(r) => {
-            let object = v
-                .as_object()
-                .ok_or_else(|| expected(path, "an object", v))?;
+            let object = v.as_object().ok_or_else(|| expected(path, "an object", v))?;
             let fields: Vec<_> = r.fields().collect();
-            if let Some(unknown) = object
-                .keys()
-                .find(|k| !fields.iter().any(|f| f.name == k.as_str()))
-            {
+            if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
                 let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
                 path.push(unknown.clone());
-                return Err(error(
-                    path,
-                    format!("unknown field; expected {}", list_or_none(&known)),
-                ));
+                return Err(error(path, format!("unknown field; expected {}", list_or_none(&known))));
             }
             let mut out = Vec::with_capacity(fields.len());
             for field in fields {
@@ -249,10 +210,7 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
                 let names: Vec<&str> = variant.cases().map(|c| c.name).collect();
                 error(
                     path,
-                    format!(
-                        "unknown case {name:?}; expected one of {}",
-                        names.join(", ")
-                    ),
+                    format!("unknown case {name:?}; expected one of {}", names.join(", ")),
                 )
             })?;
             match (&case.ty, payload) {
@@ -264,10 +222,7 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
                     ))
                 }
                 (Some(_), None) => {
-                    return Err(error(
-                        path,
-                        format!("case {name:?} needs a value: {{\"{name}\": ...}}"),
-                    ))
+                    return Err(error(path, format!("case {name:?} needs a value: {{\"{name}\": ...}}")))
                 }
                 (Some(ty), Some(p)) => {
                     path.push(name.to_string());
@@ -281,10 +236,7 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
             let s = v.as_str().ok_or_else(|| expected(path, "a string", v))?;
             if !e.names().any(|n| n == s) {
                 let names: Vec<&str> = e.names().collect();
-                return Err(error(
-                    path,
-                    format!("{s:?} is not one of {}", names.join(", ")),
-                ));
+                return Err(error(path, format!("{s:?} is not one of {}", names.join(", "))));
             }
             Val::Enum(s.to_string())
         }
@@ -320,9 +272,7 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
                 .ok_or_else(|| expected(path, "an array of flag names", v))?;
             let mut out = Vec::with_capacity(array.len());
             for item in array {
-                let name = item
-                    .as_str()
-                    .ok_or_else(|| expected(path, "a flag name", item))?;
+                let name = item.as_str().ok_or_else(|| expected(path, "a flag name", item))?;
                 if !f.names().any(|n| n == name) {
                     return Err(error(path, format!("{name:?} is not a flag of this type")));
                 }
@@ -357,11 +307,7 @@ fn tagged<'a>(v: &'a Value, path: &[String]) -> Result<(&'a str, Option<&'a Valu
             let (k, p) = map.iter().next().expect("one entry");
             Ok((k, Some(p)))
         }
-        other => Err(expected(
-            path,
-            "a case name or an object with exactly one case",
-            other,
-        )),
+        other => Err(expected(path, "a case name or an object with exactly one case", other)),
     }
 }
 
@@ -390,12 +336,7 @@ pub fn to_json(v: &Val) -> Value {
                 .map(|(k, v)| Value::Array(vec![to_json(k), to_json(v)]))
                 .collect(),
         ),
-        Val::Record(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
-                .collect(),
-        ),
+        Val::Record(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
         Val::Variant(name, None) | Val::Enum(name) => Value::String(name.clone()),
         Val::Variant(name, Some(p)) => Value::Object(Map::from_iter([(name.clone(), to_json(p))])),
         Val::Option(None) => Value::Null,

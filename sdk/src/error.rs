@@ -24,11 +24,7 @@ impl Error {
             401 | 403 => Error::Denied(format!("upstream refused ({status}): {message}")),
             404 | 410 => Error::NotFound(message),
             409 => Error::Conflict(message),
-            429 => Error::RateLimited(
-                response
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse().ok()),
-            ),
+            429 => Error::RateLimited(response.header("retry-after").and_then(|v| v.trim().parse().ok())),
             _ => Error::Upstream(UpstreamFailure {
                 status: Some(status),
                 message,
@@ -72,12 +68,8 @@ impl From<KvError> for Error {
 impl From<SecretError> for Error {
     fn from(e: SecretError) -> Error {
         match e {
-            SecretError::NotGranted(name) => {
-                Error::Denied(format!("secret {name:?} is not granted"))
-            }
-            SecretError::NotSet(name) => {
-                Error::Internal(format!("secret {name:?} is not set by the operator"))
-            }
+            SecretError::NotGranted(name) => Error::Denied(format!("secret {name:?} is not granted")),
+            SecretError::NotSet(name) => Error::Internal(format!("secret {name:?} is not set by the operator")),
         }
     }
 }

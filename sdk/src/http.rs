@@ -105,8 +105,7 @@ impl Request {
 
     /// Add a header.
     pub fn header(mut self, name: &str, value: &str) -> Request {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -237,9 +236,7 @@ pub(crate) fn split_url(url: &str) -> Result<UrlParts<'_>, HttpError> {
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     if authority.is_empty() || authority.contains('@') {
-        return Err(HttpError::InvalidRequest(format!(
-            "{url:?} has no plain host"
-        )));
+        return Err(HttpError::InvalidRequest(format!("{url:?} has no plain host")));
     }
     Ok(UrlParts {
         scheme,

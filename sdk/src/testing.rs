@@ -75,10 +75,7 @@ impl TestHost {
 
     /// Answer outbound requests with this function; without one, every
     /// request is denied, as a host with no HTTP grant would.
-    pub fn on_http(
-        mut self,
-        f: impl FnMut(&Request) -> Result<Response, HttpError> + 'static,
-    ) -> TestHost {
+    pub fn on_http(mut self, f: impl FnMut(&Request) -> Result<Response, HttpError> + 'static) -> TestHost {
         self.responder = Some(Box::new(f));
         self
     }
@@ -228,9 +225,7 @@ pub(crate) mod backend {
             h.responder.take()
         });
         let Some(mut responder) = responder else {
-            return Err(HttpError::Denied(
-                "the test host has no HTTP responder".into(),
-            ));
+            return Err(HttpError::Denied("the test host has no HTTP responder".into()));
         };
         let result = responder(req);
         with_host(|h| h.responder = Some(responder));

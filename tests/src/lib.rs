@@ -18,9 +18,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn run(mut command: Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(
         output.status.success(),
         "{what} failed:\n{}\n{}",
@@ -60,8 +58,7 @@ pub fn toolhost_bin() -> &'static Path {
             .args(["build", "--quiet", "-p", "toolhost", "--bin", "toolhost"])
             .current_dir(&root);
         run(build, "cargo build -p toolhost");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
         target.join("debug/toolhost")
     })
 }
@@ -73,8 +70,7 @@ impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("toolhost-test-{tag}-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("toolhost-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch folder");
         Scratch(dir)

@@ -24,11 +24,7 @@ fn workdir(tag: &str) -> Scratch {
 }
 
 fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
@@ -72,19 +68,13 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
 fn call_fails_clearly() {
     let dir = workdir("cli-errors");
     let cases: [(&[&str], &str); 5] = [
-        (
-            &["call", "coupon.issue-voucher", "{not json"],
-            "not valid JSON",
-        ),
+        (&["call", "coupon.issue-voucher", "{not json"], "not valid JSON"),
         (
             &["call", "coupon.issue-voucher", r#"{"request": 5}"#],
             "request: expected an object",
         ),
         (&["call", "coupon.nope", "{}"], "no tool named"),
-        (
-            &["call", "nothing.here", "{}"],
-            "no plugin named \"nothing\"",
-        ),
+        (&["call", "nothing.here", "{}"], "no plugin named \"nothing\""),
         (&["call", "../../etc/passwd", "{}"], "is not a tool name"),
     ];
     for (args, expected) in cases {

@@ -9,9 +9,7 @@ use toolhost_tests::{guest, runtime_in, serve, Scratch};
 
 async fn ok(runtime: &Runtime, tool: &str, args: Value) -> Value {
     let outcome = runtime.invoke(tool, &args).await;
-    outcome
-        .result
-        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+    outcome.result.unwrap_or_else(|e| panic!("{tool} failed: {e}"))
 }
 
 async fn err(runtime: &Runtime, tool: &str, args: Value) -> CallError {
@@ -35,10 +33,7 @@ async fn an_endless_loop_times_out_and_the_host_serves_on() {
         "the deadline fired late"
     );
 
-    assert_eq!(
-        ok(&runtime, "spin.quick", json!({})).await,
-        json!("still here")
-    );
+    assert_eq!(ok(&runtime, "spin.quick", json!({})).await, json!("still here"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -54,10 +49,7 @@ async fn a_memory_bomb_hits_the_grant_and_the_host_serves_on() {
         other => panic!("expected resource_exhausted, got {other:?}"),
     }
     // Within the grant it works, on a fresh instance.
-    assert_eq!(
-        ok(&runtime, "membomb.hold", json!({ "megabytes": 4 })).await,
-        json!(4)
-    );
+    assert_eq!(ok(&runtime, "membomb.hold", json!({ "megabytes": 4 })).await, json!(4));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,14 +83,12 @@ async fn outbound_http_reaches_only_what_is_granted() {
         ),
     );
     runtime.load_bundle(&guest("netprobe")).await.unwrap();
-    let fetch = |method: &str, url: String, host: Option<String>| json!({ "method": method, "url": url, "host-header": host });
+    let fetch =
+        |method: &str, url: String, host: Option<String>| json!({ "method": method, "url": url, "host-header": host });
 
     // Granted origin and method: through.
     let outcome = runtime
-        .invoke(
-            "netprobe.fetch",
-            &fetch("GET", format!("{granted}/ok"), None),
-        )
+        .invoke("netprobe.fetch", &fetch("GET", format!("{granted}/ok"), None))
         .await;
     assert_eq!(outcome.result.unwrap(), json!(200));
     assert_eq!(outcome.journal.outbound.len(), 1);
@@ -113,23 +103,16 @@ async fn outbound_http_reaches_only_what_is_granted() {
         .await;
     assert_eq!(outcome.result.unwrap_err().kind(), "plugin_error");
     assert!(
-        outcome.journal.denials[0]
-            .detail
-            .contains("not among the origins"),
+        outcome.journal.denials[0].detail.contains("not among the origins"),
         "{:?}",
         outcome.journal.denials
     );
 
     // Granted origin, method not granted.
     let outcome = runtime
-        .invoke(
-            "netprobe.fetch",
-            &fetch("POST", format!("{granted}/ok"), None),
-        )
+        .invoke("netprobe.fetch", &fetch("POST", format!("{granted}/ok"), None))
         .await;
-    assert!(
-        matches!(outcome.result, Err(CallError::PluginError { ref error }) if error == "denied")
-    );
+    assert!(matches!(outcome.result, Err(CallError::PluginError { ref error }) if error == "denied"));
     assert!(outcome.journal.denials[0].detail.contains("method POST"));
 
     // A forged Host header neither reaches another host nor is accepted.
@@ -150,11 +133,7 @@ async fn outbound_http_reaches_only_what_is_granted() {
     let outcome = runtime
         .invoke(
             "netprobe.fetch",
-            &fetch(
-                "GET",
-                format!("http://localhost:{}/ok", upstream.port()),
-                None,
-            ),
+            &fetch("GET", format!("http://localhost:{}/ok", upstream.port()), None),
         )
         .await;
     assert!(outcome.result.is_err());
@@ -168,11 +147,7 @@ async fn outbound_http_reaches_only_what_is_granted() {
     let outcome = runtime
         .invoke(
             "netprobe.fetch",
-            &fetch(
-                "GET",
-                "http://169.254.169.254/latest/meta-data/".into(),
-                None,
-            ),
+            &fetch("GET", "http://169.254.169.254/latest/meta-data/".into(), None),
         )
         .await;
     assert!(outcome.result.is_err());
@@ -186,21 +161,15 @@ async fn outbound_http_reaches_only_what_is_granted() {
     )
     .await
     {
-        CallError::PluginError { error } => assert!(
-            error.as_str().unwrap().contains("exceeds limit: 16384"),
-            "{error}"
-        ),
+        CallError::PluginError { error } => {
+            assert!(error.as_str().unwrap().contains("exceeds limit: 16384"), "{error}")
+        }
         other => panic!("expected the body limit, got {other:?}"),
     }
 
     // And the host still serves.
     assert_eq!(
-        ok(
-            &runtime,
-            "netprobe.fetch",
-            fetch("GET", format!("{granted}/ok"), None)
-        )
-        .await,
+        ok(&runtime, "netprobe.fetch", fetch("GET", format!("{granted}/ok"), None)).await,
         json!(200)
     );
 }
@@ -220,9 +189,7 @@ async fn only_requested_and_granted_secrets_are_handed_out() {
     );
 
     // Granted by the operator, but the manifest never asked: refused.
-    let outcome = runtime
-        .invoke("secret-thief.steal", &json!({ "name": "theirs" }))
-        .await;
+    let outcome = runtime.invoke("secret-thief.steal", &json!({ "name": "theirs" })).await;
     assert!(matches!(outcome.result, Err(CallError::PluginError { .. })));
     assert!(outcome.journal.denials[0]
         .detail
@@ -232,12 +199,8 @@ async fn only_requested_and_granted_secrets_are_handed_out() {
     let stingy = Scratch::new("thief-stingy");
     let runtime = runtime_in(stingy.path(), "");
     runtime.load_bundle(&guest("secret-thief")).await.unwrap();
-    let outcome = runtime
-        .invoke("secret-thief.steal", &json!({ "name": "mine" }))
-        .await;
-    assert!(outcome.journal.denials[0]
-        .detail
-        .contains("operator did not grant"));
+    let outcome = runtime.invoke("secret-thief.steal", &json!({ "name": "mine" })).await;
+    assert!(outcome.journal.denials[0].detail.contains("operator did not grant"));
     assert!(!serde_json::to_string(&outcome).unwrap().contains("s3cret"));
 }
 
@@ -255,10 +218,7 @@ async fn kv_beyond_quota_is_refused_and_what_was_written_survives_a_restart() {
         .await;
         let written = result[0].as_u64().unwrap();
         assert!((30..40).contains(&written), "{result}");
-        assert!(
-            result[1].as_str().unwrap().contains("QuotaExceeded"),
-            "{result}"
-        );
+        assert!(result[1].as_str().unwrap().contains("QuotaExceeded"), "{result}");
         // The quota holds across calls, not just within one.
         let again = ok(
             &runtime,
@@ -267,18 +227,12 @@ async fn kv_beyond_quota_is_refused_and_what_was_written_survives_a_restart() {
         )
         .await;
         assert_eq!(again[0], json!(0));
-        assert_eq!(
-            ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await,
-            json!(100)
-        );
+        assert_eq!(ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await, json!(100));
     }
     // A new host over the same files: the data and the accounting are there.
     let runtime = runtime_in(data.path(), "");
     runtime.load_bundle(&guest("kv-hog")).await.unwrap();
-    assert_eq!(
-        ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await,
-        json!(100)
-    );
+    assert_eq!(ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await, json!(100));
     assert_eq!(
         ok(
             &runtime,
@@ -296,15 +250,10 @@ async fn no_kv_grant_means_no_storage() {
     let runtime = runtime_in(data.path(), "[plugins.kv-hog]\nkv-quota-bytes = 0");
     runtime.load_bundle(&guest("kv-hog")).await.unwrap();
     let outcome = runtime
-        .invoke(
-            "kv-hog.fill",
-            &json!({ "prefix": "k", "count": 1, "size": 1 }),
-        )
+        .invoke("kv-hog.fill", &json!({ "prefix": "k", "count": 1, "size": 1 }))
         .await;
     assert_eq!(
-        outcome.result.unwrap()[1]
-            .as_str()
-            .map(|s| s.contains("Denied")),
+        outcome.result.unwrap()[1].as_str().map(|s| s.contains("Denied")),
         Some(true)
     );
     assert!(outcome.journal.denials[0]
@@ -321,8 +270,5 @@ async fn an_oversized_result_is_refused() {
         err(&runtime, "echo.blob", json!({ "bytes": 2_000_000 })).await,
         CallError::ResourceExhausted { .. }
     ));
-    assert_eq!(
-        ok(&runtime, "echo.blob", json!({ "bytes": 3 })).await,
-        json!("xxx")
-    );
+    assert_eq!(ok(&runtime, "echo.blob", json!({ "bytes": 3 })).await, json!("xxx"));
 }

@@ -21,11 +21,7 @@ struct Ledger {
     fail: Arc<Mutex<bool>>,
 }
 
-async fn record(
-    State(ledger): State<Ledger>,
-    headers: HeaderMap,
-    Json(event): Json<Value>,
-) -> StatusCode {
+async fn record(State(ledger): State<Ledger>, headers: HeaderMap, Json(event): Json<Value>) -> StatusCode {
     if *ledger.fail.lock().unwrap() {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -78,18 +74,13 @@ async fn vouchers_are_issued_once_reported_to_the_ledger_and_redeemed_once() {
     let data = Scratch::new("coupon");
     let runtime = coupon_runtime(&data, addr.port()).await;
 
-    let first = runtime
-        .invoke("coupon.issue-voucher", &issue("case-77", 1500))
-        .await;
+    let first = runtime.invoke("coupon.issue-voucher", &issue("case-77", 1500)).await;
     assert_eq!(first.journal.outbound.len(), 1);
     assert_eq!(first.journal.outbound[0].status, Some(201));
     assert_eq!(first.journal.outbound[0].method, "POST");
     let voucher = first.result.unwrap();
     assert_eq!(voucher["status"], "active");
-    assert_eq!(
-        voucher["value"],
-        json!({ "amount-minor": 1500, "currency": "EUR" })
-    );
+    assert_eq!(voucher["value"], json!({ "amount-minor": 1500, "currency": "EUR" }));
     let code = voucher["code"].as_str().unwrap().to_string();
     {
         let events = ledger.events.lock().unwrap();
@@ -135,18 +126,10 @@ async fn vouchers_are_issued_once_reported_to_the_ledger_and_redeemed_once() {
     assert_eq!(foreign["voucher"], Value::Null);
 
     let redeem = json!({ "code": code, "order-id": "SO-2002", "idempotency-key": "redeem-1" });
-    let redeemed = runtime
-        .invoke("coupon.redeem-voucher", &redeem)
-        .await
-        .result
-        .unwrap();
+    let redeemed = runtime.invoke("coupon.redeem-voucher", &redeem).await.result.unwrap();
     assert_eq!(redeemed["status"], "redeemed");
     assert_eq!(
-        runtime
-            .invoke("coupon.redeem-voucher", &redeem)
-            .await
-            .result
-            .unwrap()["status"],
+        runtime.invoke("coupon.redeem-voucher", &redeem).await.result.unwrap()["status"],
         "redeemed"
     );
     let twice = json!({ "code": code, "order-id": "SO-3003", "idempotency-key": "redeem-2" });
@@ -225,9 +208,7 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
     })
     .unwrap();
     runtime.load_named("coupon").await.unwrap();
-    let outcome = runtime
-        .invoke("coupon.issue-voucher", &issue("k", 100))
-        .await;
+    let outcome = runtime.invoke("coupon.issue-voucher", &issue("k", 100)).await;
     match outcome.result {
         Err(CallError::PluginError { error }) => assert!(error["denied"].is_string(), "{error}"),
         other => panic!("{other:?}"),

@@ -39,9 +39,7 @@ async fn the_coupon_connector_lists_its_tools_with_schemas_from_the_contract() {
 
     let issue = tool(&runtime, "coupon.issue-voucher");
     assert_eq!(issue.function_name, "coupon_issue-voucher");
-    assert!(issue
-        .description
-        .starts_with("Issue a voucher to a customer."));
+    assert!(issue.description.starts_with("Issue a voucher to a customer."));
     assert_eq!(serde_json::to_value(issue.risk).unwrap(), json!("high"));
     let request = &issue.parameters["properties"]["request"];
     assert_eq!(issue.parameters["required"], json!(["request"]));
@@ -56,20 +54,11 @@ async fn the_coupon_connector_lists_its_tools_with_schemas_from_the_contract() {
     required.sort();
     assert_eq!(
         required,
-        [
-            "customer-id",
-            "idempotency-key",
-            "reason",
-            "valid-days",
-            "value"
-        ]
+        ["customer-id", "idempotency-key", "reason", "valid-days", "value"]
     );
     assert_eq!(request["properties"]["valid-days"]["type"], "integer");
     assert_eq!(request["properties"]["valid-days"]["minimum"], 0);
-    assert_eq!(
-        request["properties"]["order-id"]["anyOf"][1],
-        json!({ "type": "null" })
-    );
+    assert_eq!(request["properties"]["order-id"]["anyOf"][1], json!({ "type": "null" }));
     assert!(
         request["properties"]["value"]["properties"]["amount-minor"]["description"]
             .as_str()
@@ -78,10 +67,7 @@ async fn the_coupon_connector_lists_its_tools_with_schemas_from_the_contract() {
     );
     // The result schema is the `ok` side, with the enum spelled out.
     let status = &issue.output_schema.unwrap()["properties"]["status"];
-    assert_eq!(
-        status["enum"],
-        json!(["active", "redeemed", "expired", "revoked"])
-    );
+    assert_eq!(status["enum"], json!(["active", "redeemed", "expired", "revoked"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -93,10 +79,7 @@ async fn schemas_cover_every_wit_type() {
     assert_eq!(p["shape"]["oneOf"][0]["required"], json!(["circle"]));
     assert_eq!(p["shape"]["oneOf"][2], json!({ "const": "empty" }));
     assert_eq!(p["color"]["enum"], json!(["red", "green", "blue"]));
-    assert_eq!(
-        p["perms"]["items"]["enum"],
-        json!(["read", "write", "admin"])
-    );
+    assert_eq!(p["perms"]["items"]["enum"], json!(["read", "write", "admin"]));
     assert_eq!(p["perms"]["uniqueItems"], true);
     assert_eq!(p["pair"]["prefixItems"][1]["maximum"], 65535);
     assert_eq!(p["initial"]["maxLength"], 1);
@@ -194,18 +177,10 @@ async fn bad_arguments_are_refused_naming_the_field() {
         json!({ "value": value })
     };
     let cases = [
-        (
-            with(&["count"], json!("12")),
-            "value.count",
-            "expected an integer",
-        ),
+        (with(&["count"], json!("12")), "value.count", "expected an integer"),
         (with(&["count"], json!(-1)), "value.count", "out of range"),
         (with(&["small"], json!(200)), "value.small", "out of range"),
-        (
-            with(&["ratio"], json!(null)),
-            "value.ratio",
-            "expected a number",
-        ),
+        (with(&["ratio"], json!(null)), "value.ratio", "expected a number"),
         (
             with(&["initial"], json!("ab")),
             "value.initial",
@@ -216,46 +191,18 @@ async fn bad_arguments_are_refused_naming_the_field() {
             "value.color",
             "not one of red, green, blue",
         ),
-        (
-            with(&["perms"], json!(["sudo"])),
-            "value.perms",
-            "not a flag",
-        ),
-        (
-            with(&["shape"], json!({ "hexagon": 1 })),
-            "value.shape",
-            "unknown case",
-        ),
-        (
-            with(&["shape"], json!("circle")),
-            "value.shape",
-            "needs a value",
-        ),
+        (with(&["perms"], json!(["sudo"])), "value.perms", "not a flag"),
+        (with(&["shape"], json!({ "hexagon": 1 })), "value.shape", "unknown case"),
+        (with(&["shape"], json!("circle")), "value.shape", "needs a value"),
         (
             with(&["shape"], json!({ "polygon": [{ "x": 1, "y": "2" }] })),
             "value.shape.polygon[0].y",
             "expected a number",
         ),
-        (
-            with(&["tags"], json!(["a", 2])),
-            "value.tags[1]",
-            "expected a string",
-        ),
-        (
-            with(&["pair"], json!(["a"])),
-            "value.pair",
-            "expected 2 items",
-        ),
-        (
-            with(&["outcome"], json!({ "maybe": 1 })),
-            "value.outcome",
-            "ok",
-        ),
-        (
-            with(&["surprise"], json!(1)),
-            "value.surprise",
-            "unknown field",
-        ),
+        (with(&["tags"], json!(["a", 2])), "value.tags[1]", "expected a string"),
+        (with(&["pair"], json!(["a"])), "value.pair", "expected 2 items"),
+        (with(&["outcome"], json!({ "maybe": 1 })), "value.outcome", "ok"),
+        (with(&["surprise"], json!(1)), "value.surprise", "unknown field"),
         (json!({ "value": 1 }), "value", "expected an object"),
         (json!({}), "value", "required argument is missing"),
         (
@@ -267,10 +214,7 @@ async fn bad_arguments_are_refused_naming_the_field() {
     ];
     for (args, field, message) in cases {
         match runtime.invoke("echo.echo", &args).await.result {
-            Err(CallError::InvalidInput {
-                field: f,
-                message: m,
-            }) => {
+            Err(CallError::InvalidInput { field: f, message: m }) => {
                 assert_eq!(f, field, "for {args}");
                 assert!(m.contains(message), "{m:?} should say {message:?}");
             }
@@ -279,11 +223,7 @@ async fn bad_arguments_are_refused_naming_the_field() {
     }
     let mut missing = everything();
     missing.as_object_mut().unwrap().remove("name");
-    match runtime
-        .invoke("echo.echo", &json!({ "value": missing }))
-        .await
-        .result
-    {
+    match runtime.invoke("echo.echo", &json!({ "value": missing })).await.result {
         Err(CallError::InvalidInput { field, .. }) => assert_eq!(field, "value.name"),
         other => panic!("{other:?}"),
     }
@@ -318,8 +258,5 @@ async fn unknown_tools_and_path_tricks_are_not_found() {
     }
     // Both name forms reach the same tool.
     let args = json!({ "ok": true, "message": "m" });
-    assert_eq!(
-        runtime.invoke("echo_check", &args).await.result.unwrap(),
-        json!("m")
-    );
+    assert_eq!(runtime.invoke("echo_check", &args).await.result.unwrap(), json!("m"));
 }

@@ -75,9 +75,7 @@ impl WasiHttpHooks for OutboundHttp {
         let Some(host) = uri.host().map(str::to_ascii_lowercase) else {
             return self.refuse("request without a host".into());
         };
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         let method = request.method().as_str().to_string();
         let origin = format!("{scheme}://{host}:{port}");
         let rule = match grant.check_request(&scheme, &host, port, &method) {
@@ -168,10 +166,7 @@ use CheckError::{Denied, Failed};
 
 /// Resolve the host and check every address; the first one is used.
 async fn resolve_checked(rule: &HttpRule, host: &str, port: u16) -> Result<IpAddr, CheckError> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let addrs: Vec<IpAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => tokio::net::lookup_host((bare, port))
@@ -211,10 +206,7 @@ impl Body for Limited {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
             other => return other,

@@ -35,10 +35,7 @@ impl CallState {
         let quota = self.plugin.grant.kv_quota_bytes;
         match space.put(key, value, quota, only_if_absent) {
             Ok(wrote) => {
-                self.journal
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .kv_writes += u32::from(wrote);
+                self.journal.lock().unwrap_or_else(|p| p.into_inner()).kv_writes += u32::from(wrote);
                 Ok(wrote)
             }
             Err(KvRefusal::QuotaExceeded(m)) => {
@@ -65,10 +62,7 @@ impl Host for CallState {
 
     fn delete(&mut self, key: String) -> Result<bool, KvError> {
         let deleted = self.space()?.delete(&key)?;
-        self.journal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .kv_writes += u32::from(deleted);
+        self.journal.lock().unwrap_or_else(|p| p.into_inner()).kv_writes += u32::from(deleted);
         Ok(deleted)
     }
 

@@ -19,10 +19,7 @@ impl Host for CallState {
         }
         let mut message = message;
         if message.len() > MAX_LINE {
-            let cut = (0..=MAX_LINE)
-                .rev()
-                .find(|&i| message.is_char_boundary(i))
-                .unwrap_or(0);
+            let cut = (0..=MAX_LINE).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
             message.truncate(cut);
             message.push('…');
         }

@@ -13,7 +13,7 @@ mod secrets;
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -49,7 +49,7 @@ pub struct PluginContext {
 }
 
 /// One outbound HTTP request a connector made.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboundRecord {
     pub method: String,
     /// `scheme://host:port`.
@@ -61,15 +61,15 @@ pub struct OutboundRecord {
 }
 
 /// A capability use the grant refused.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Denial {
-    pub capability: &'static str,
+    pub capability: String,
     pub detail: String,
 }
 
 /// What a call did at its imports, kept for the audit trail. Shared with
 /// the HTTP hook, whose requests finish on other tasks.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Journal {
     pub outbound: Vec<OutboundRecord>,
     pub denials: Vec<Denial>,
@@ -79,18 +79,12 @@ pub struct Journal {
 
 pub type SharedJournal = Arc<Mutex<Journal>>;
 
-pub(crate) fn record_denial(
-    journal: &SharedJournal,
-    plugin: &str,
-    capability: &'static str,
-    detail: String,
-) {
+pub(crate) fn record_denial(journal: &SharedJournal, plugin: &str, capability: &'static str, detail: String) {
     tracing::warn!(plugin, capability, %detail, "capability denied");
-    journal
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .denials
-        .push(Denial { capability, detail });
+    journal.lock().unwrap_or_else(|p| p.into_inner()).denials.push(Denial {
+        capability: capability.to_string(),
+        detail,
+    });
 }
 
 /// Bounds the memory of all of an instance's linear memories together, and
@@ -113,12 +107,7 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let next = self.used - current.min(self.used) + desired;
         if next > self.limit {
             self.denied = true;
@@ -128,12 +117,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables hold function references; no honest connector needs many.
         Ok(desired <= 100_000)
     }
@@ -210,14 +194,8 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> 
     // they give the guest nothing.
     cli::environment::add_to_linker::<CallState, WasiCli>(&mut linker, CallState::cli)?;
     cli::exit::add_to_linker::<CallState, WasiCli>(&mut linker, CallState::cli)?;
-    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(
-        &mut linker,
-        CallState::filesystem,
-    )?;
-    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(
-        &mut linker,
-        CallState::filesystem,
-    )?;
+    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(&mut linker, CallState::filesystem)?;
+    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(&mut linker, CallState::filesystem)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
 
     wit::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;

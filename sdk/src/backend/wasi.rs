@@ -58,8 +58,7 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
         .collect();
-    let headers = Fields::from_list(&fields)
-        .map_err(|e| HttpError::InvalidRequest(format!("header: {e:?}")))?;
+    let headers = Fields::from_list(&fields).map_err(|e| HttpError::InvalidRequest(format!("header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     outgoing
         .set_method(&method(&req.method))
@@ -69,9 +68,7 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
     } else {
         Scheme::Http
     };
-    outgoing
-        .set_scheme(Some(&scheme))
-        .map_err(|()| invalid("scheme"))?;
+    outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
     outgoing
         .set_authority(Some(url.authority))
         .map_err(|()| invalid("authority"))?;
@@ -91,8 +88,7 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
     // When the host refuses the request (or the connection fails) the body
     // stream closes; the reason is in the response future, so a failed write
     // only counts if the future has nothing better to say.
-    let written = write_body(&body, &req.body)
-        .and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
+    let written = write_body(&body, &req.body).and_then(|()| OutgoingBody::finish(body, None).map_err(error_code));
 
     let incoming = loop {
         match future.get() {
@@ -110,12 +106,7 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
         .headers()
         .entries()
         .into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                String::from_utf8_lossy(&v).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let body = incoming
         .consume()
@@ -177,12 +168,12 @@ fn method(m: &str) -> Method {
 
 fn error_code(code: ErrorCode) -> HttpError {
     match code {
-        ErrorCode::HttpRequestDenied => HttpError::Denied(
-            "the operator's grant does not allow this destination or method".into(),
-        ),
-        ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout => HttpError::Timeout,
+        ErrorCode::HttpRequestDenied => {
+            HttpError::Denied("the operator's grant does not allow this destination or method".into())
+        }
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => {
+            HttpError::Timeout
+        }
         ErrorCode::HttpResponseTimeout => HttpError::Timeout,
         ErrorCode::HttpResponseBodySize(n) => HttpError::TooLarge(n.unwrap_or(0) as usize),
         ErrorCode::DnsTimeout => HttpError::Timeout,
@@ -191,9 +182,9 @@ fn error_code(code: ErrorCode) -> HttpError {
         ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {
             HttpError::Connection("destination unreachable".into())
         }
-        ErrorCode::TlsCertificateError
-        | ErrorCode::TlsProtocolError
-        | ErrorCode::TlsAlertReceived(_) => HttpError::Connection(format!("TLS: {code:?}")),
+        ErrorCode::TlsCertificateError | ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => {
+            HttpError::Connection(format!("TLS: {code:?}"))
+        }
         ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
             HttpError::InvalidRequest(format!("{code:?}"))
         }

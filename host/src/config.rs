@@ -1,0 +1,101 @@
+//! `toolhost.toml`: where the server listens and keeps its data, who may call
+//! it, and the operator's policy. Every field has an embedded default, so the
+//! host starts with no file at all; flags and environment override the file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Limits, PluginPolicy, Policy, PolicyError};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginPolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    /// Largest request body the API accepts.
+    pub max_body_bytes: usize,
+    /// Calls in flight across all plugins (sizes the instance pool).
+    pub max_instances: u32,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            plugins_dir: PathBuf::from("plugins"),
+            max_body_bytes: 1024 * 1024,
+            max_instances: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Lists and calls the tools it is allowed.
+    Agent,
+    /// Everything, including managing plugins and grants and reading the audit trail.
+    Admin,
+}
+
+/// One bearer token. The token itself is never in the file: either its
+/// SHA-256 (`sha256`) or the name of the environment variable holding it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+    /// For agents: the tools it may see and call (`plugin.function`, or
+    /// `plugin.*`); none listed means all.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Requests per minute; 0 means the default.
+    #[serde(default)]
+    pub rate_per_minute: u32,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Config, PolicyError> {
+        let config: Config = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: origin.to_string(),
+            message: e.message().to_string(),
+        })?;
+        // Validate the policy part the same way a bare policy is validated.
+        config.policy()?;
+        Ok(config)
+    }
+
+    pub fn policy(&self) -> Result<Policy, PolicyError> {
+        Policy::from_parts(self.limits.clone(), self.plugins.clone())
+    }
+}

@@ -5,6 +5,7 @@
 //! enforces them at the imports, [`schema`] and [`values`] turn WIT types
 //! into JSON Schema and JSON into component values.
 
+pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod capabilities;
@@ -12,14 +13,17 @@ pub mod compile_cache;
 pub mod config;
 pub mod contract;
 pub mod engine;
+pub mod idempotency;
 pub mod invoke;
 pub mod manifest;
+pub mod metrics;
 pub mod names;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
 pub mod runtime;
 pub mod schema;
+pub mod server;
 pub mod storage;
 pub mod values;
 

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use toolhost::policy::Policy;
+use std::net::SocketAddr;
+
+use toolhost::config::Config;
 use toolhost::{Runtime, RuntimeOptions};
 
 #[derive(Parser)]
@@ -15,13 +17,14 @@ use toolhost::{Runtime, RuntimeOptions};
     about = "A WebAssembly plugin host for AI-agent tool connectors"
 )]
 struct Cli {
-    /// Folder of connector bundles (each a subfolder with connector.toml and its component).
-    #[arg(long, global = true, env = "TOOLHOST_PLUGINS_DIR", default_value = "plugins")]
-    plugins_dir: PathBuf,
-    /// Where the host keeps its database and compile cache.
-    #[arg(long, global = true, env = "TOOLHOST_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// Operator policy (grants and limits); `toolhost.toml` is read when it exists.
+    /// Folder of connector bundles (each a subfolder with connector.toml and
+    /// its component) [default: plugins].
+    #[arg(long, global = true, env = "TOOLHOST_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// Where the host keeps its database and compile cache [default: data].
+    #[arg(long, global = true, env = "TOOLHOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The configuration file; `toolhost.toml` is read when it exists.
     #[arg(long, global = true, env = "TOOLHOST_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -30,6 +33,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the agent and operator HTTP API (and MCP at /mcp).
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "TOOLHOST_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
     /// List every tool of every plugin, with its JSON Schema, as JSON.
     Tools,
     /// Call one tool once and print its JSON result.
@@ -68,25 +77,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+/// The file (if any), then environment and flags on top.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let default = PathBuf::from("toolhost.toml");
-    match path {
-        Some(p) => Ok(Policy::load(p)?),
-        None if default.is_file() => Ok(Policy::load(&default)?),
-        None => Ok(Policy::default()),
+    let mut config = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None if default.is_file() => Config::load(&default)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.plugins_dir {
+        config.server.plugins_dir = dir.clone();
     }
+    if let Some(dir) = &cli.data_dir {
+        config.server.data_dir = dir.clone();
+    }
+    if let Command::Serve { listen: Some(addr) } = &cli.command {
+        config.server.listen = *addr;
+    }
+    Ok(config)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let options = RuntimeOptions {
-        plugins_dir: cli.plugins_dir.clone(),
-        data_dir: cli.data_dir.clone(),
-        policy: load_policy(cli.config.as_ref())?,
-        engine: Default::default(),
+    let config = load_config(&cli)?;
+    let runtime = || -> anyhow::Result<Runtime> {
+        Ok(Runtime::new(RuntimeOptions {
+            plugins_dir: config.server.plugins_dir.clone(),
+            data_dir: config.server.data_dir.clone(),
+            policy: config.policy()?,
+            engine: Default::default(),
+        })?)
     };
-    let runtime = Runtime::new(options)?;
     match cli.command {
+        Command::Serve { .. } => {
+            toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tools => {
+            let runtime = runtime()?;
             let loaded = runtime.load_all().await?;
             let failed = loaded.iter().filter(|(_, r)| r.is_err()).count();
             println!("{}", serde_json::to_string_pretty(&runtime.tools())?);
@@ -103,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args
             };
             let args: serde_json::Value = serde_json::from_str(&text).context("the arguments are not valid JSON")?;
+            let runtime = runtime()?;
             let Some((plugin, _)) = toolhost::names::split(&tool) else {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };

@@ -107,3 +107,95 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
 }
+
+/// A `toolhost serve` process on a free port of 127.0.0.1, stopped (with
+/// SIGTERM, then a wait) when dropped.
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    pub base: String,
+    pub dir: Scratch,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const AGENT_TOKEN: &str = "test-agent-token-0123456789";
+
+impl ServerProcess {
+    /// Start with `config` as toolhost.toml in a scratch folder whose
+    /// `plugins` holds the given bundles (test components by name, or
+    /// `plugins/<name>` for reference connectors).
+    pub fn start(config: &str, bundles: &[&str]) -> ServerProcess {
+        let dir = Scratch::new("server");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for b in bundles {
+            let source = match b.strip_prefix("plugins/") {
+                Some(name) => reference(name),
+                None => guest(b),
+            };
+            let name = source.file_name().unwrap().to_owned();
+            std::os::unix::fs::symlink(&source, plugins.join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join("toolhost.toml"), config).unwrap();
+        let (child, base) = spawn_server(dir.path());
+        ServerProcess {
+            child: Some(child),
+            base,
+            dir,
+        }
+    }
+
+    /// Stop and start again over the same files.
+    pub fn restart(&mut self) {
+        assert!(self.stop().success(), "toolhost did not stop cleanly");
+        let (child, base) = spawn_server(self.dir.path());
+        self.child = Some(child);
+        self.base = base;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().expect("wait for toolhost")
+    }
+}
+
+fn spawn_server(dir: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(toolhost_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("TOOLHOST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("TOOLHOST_AGENT_TOKEN", AGENT_TOKEN)
+        .env_remove("TOOLHOST_LISTEN")
+        .env_remove("TOOLHOST_DATA_DIR")
+        .env_remove("TOOLHOST_PLUGINS_DIR")
+        .env_remove("TOOLHOST_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start toolhost serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let base = line
+        .trim()
+        .strip_prefix("toolhost listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, base)
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Extractors that authenticate: `Agent` for any valid token, `Admin` for an
+//! admin token. Each takes one request from the token's rate budget.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+
+use super::{ApiError, Shared};
+use crate::auth::Principal;
+use crate::config::Role;
+
+pub struct Agent(pub Arc<Principal>);
+pub struct Admin(pub Arc<Principal>);
+
+fn authenticate(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, ApiError> {
+    let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing Authorization: Bearer <token>",
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authorization must be `Bearer <token>`",
+            )
+        })?;
+    let principal = state
+        .auth
+        .check(token.trim())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
+    if !principal.admit() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("token {:?} is over its request rate", principal.name),
+        )
+        .retry_after(1));
+    }
+    Ok(principal)
+}
+
+impl FromRequestParts<Shared> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        authenticate(parts, state).map(Agent)
+    }
+}
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let principal = authenticate(parts, state)?;
+        if principal.role != Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token {:?} is an agent token; this needs an admin token",
+                    principal.name
+                ),
+            ));
+        }
+        Ok(Admin(principal))
+    }
+}

@@ -1,0 +1,100 @@
+//! Every error the API returns: a status and a typed JSON body,
+//! `{"error": {"kind": ..., "message": ..., ...}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::invoke::CallError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": { "kind": kind, "message": message.into() } }),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        tracing::error!("internal error: {message}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.to_string())
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A failed call: its kind decides the status; a connector's own typed
+    /// error decides it by its case (not-found → 404, conflict → 409, ...).
+    pub fn from_call(e: &CallError) -> ApiError {
+        let status = match e {
+            CallError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CallError::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CallError::Denied { .. } => StatusCode::FORBIDDEN,
+            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CallError::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            CallError::PluginFault { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            CallError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            CallError::PluginError { error } => plugin_error_status(error),
+        };
+        let mut body = serde_json::to_value(e).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut body {
+            map.insert("message".into(), Value::from(e.to_string()));
+        }
+        ApiError {
+            status,
+            body: json!({ "error": body }),
+            retry_after: matches!(e, CallError::ResourceExhausted { .. }).then_some(1),
+        }
+    }
+}
+
+/// The status for a connector's `toolhost:connector/types.error` case.
+fn plugin_error_status(error: &Value) -> StatusCode {
+    let case = error.as_object().and_then(|m| m.keys().next()).map(String::as_str);
+    match case {
+        Some("invalid-input") => StatusCode::UNPROCESSABLE_ENTITY,
+        Some("not-found") => StatusCode::NOT_FOUND,
+        Some("denied") => StatusCode::FORBIDDEN,
+        Some("rate-limited") => StatusCode::TOO_MANY_REQUESTS,
+        Some("conflict") => StatusCode::CONFLICT,
+        Some("internal") => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(s) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
+        ApiError::new(e.status(), "bad_request", e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+    }
+}

@@ -1,0 +1,87 @@
+//! The HTTP API: agents list and call tools (REST and MCP), operators manage
+//! plugins and grants and read the audit trail. Handlers are small; the work
+//! is in [`calls`] (one call: permission, invoke, metrics, audit) and below.
+
+mod admin;
+mod audit;
+mod auth;
+mod calls;
+mod error;
+mod tools;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::audit::AuditLog;
+use crate::auth::Auth;
+use crate::idempotency::Idempotency;
+use crate::metrics::Metrics;
+use crate::Runtime;
+
+pub use error::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub runtime: Runtime,
+    pub audit: AuditLog,
+    pub auth: Auth,
+    pub idempotency: Idempotency,
+    pub metrics: Metrics,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/tools", get(tools::list))
+        .route("/v1/tools/{tool}/invoke", post(tools::invoke))
+        .route("/v1/plugins", get(admin::list))
+        .route("/v1/plugins/{name}/grants", get(admin::grants).put(admin::set_grants))
+        .route("/v1/plugins/{name}/disable", post(admin::disable))
+        .route("/v1/plugins/{name}/enable", post(admin::enable))
+        .route("/v1/audit", get(audit::query))
+        .route("/v1/audit/export", get(audit::export))
+        .route(
+            "/v1/{*rest}",
+            put(not_found).get(not_found).post(not_found).delete(not_found),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready once the plugins folder has been loaded (even if some bundles
+/// failed: those are reported, the rest serve).
+async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
+    let plugins = state.runtime.registry().snapshot().len();
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "ready": true, "plugins": plugins })),
+    )
+}
+
+async fn metrics(_admin: auth::Admin, State(state): State<Shared>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}

@@ -1,0 +1,110 @@
+//! `toolhost serve`: load the plugins, open the stores, listen, and on
+//! shutdown let calls in flight finish and flush storage.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::api::{self, AppState};
+use crate::audit::AuditLog;
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::engine::EngineOptions;
+use crate::idempotency::Idempotency;
+use crate::metrics::Metrics;
+use crate::{Runtime, RuntimeOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run until `shutdown` resolves. Prints one line to standard output once
+/// listening (`toolhost listening on http://ADDR`), which scripts and tests
+/// wait for.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let server = &config.server;
+    let runtime = Runtime::new(RuntimeOptions {
+        plugins_dir: server.plugins_dir.clone(),
+        data_dir: server.data_dir.clone(),
+        policy: config.policy()?,
+        engine: EngineOptions {
+            max_instances: server.max_instances,
+            ..EngineOptions::default()
+        },
+    })?;
+    let loaded = runtime.load_all().await?;
+    let failed: Vec<String> = loaded
+        .iter()
+        .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
+        .collect();
+    let audit = AuditLog::open(runtime.storage())?;
+    let idempotency = Idempotency::open(runtime.storage().db()).map_err(crate::storage::StorageError::from)?;
+    let (auth, generated) = Auth::new(&config.tokens, &server.data_dir.join("tokens.json"))?;
+    let state = Arc::new(AppState {
+        runtime: runtime.clone(),
+        audit,
+        auth,
+        idempotency,
+        metrics: Metrics::default(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(server.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: server.listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    println!("toolhost listening on http://{addr}");
+    eprintln!(
+        "toolhost: {} plugin(s) loaded from {}, data in {}",
+        loaded.len() - failed.len(),
+        server.plugins_dir.display(),
+        server.data_dir.display()
+    );
+    for f in &failed {
+        eprintln!("toolhost: not loaded: {f}");
+    }
+    if let Some(path) = generated {
+        eprintln!("toolhost: no tokens configured; generated an admin and an agent token in {path}");
+    }
+
+    axum::serve(listener, api::router(state, server.max_body_bytes))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    runtime.storage().flush().await?;
+    eprintln!("toolhost: stopped; storage flushed");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,609 @@
+//! `toolhost serve` as a real process on 127.0.0.1: every route, every error
+//! status, auth roles, idempotency, audit content, operator changes.
+
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use toolhost_tests::{serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+async fn invoke(server: &ServerProcess, token: &str, tool: &str, args: Value) -> (StatusCode, Value) {
+    let r = client()
+        .post(server.url(&format!("/v1/tools/{tool}/invoke")))
+        .bearer_auth(token)
+        .json(&args)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (StatusCode, Value) {
+    let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+const RESTRICTED: &str = "restricted-agent-token-0123456789";
+
+fn config() -> String {
+    format!(
+        r#"
+[[tokens]]
+name = "restricted"
+role = "agent"
+sha256 = "{}"
+tools = ["echo.check"]
+rate-per-minute = 5
+
+[plugins.spin]
+timeout-ms = 200
+"#,
+        sha256_hex(RESTRICTED)
+    )
+}
+
+fn sha256_hex(s: &str) -> String {
+    use std::fmt::Write;
+    // The tests avoid a sha2 dependency of their own: `sha256sum` is on every machine.
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(s.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let mut hex = String::new();
+    write!(
+        hex,
+        "{}",
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap()
+    )
+    .unwrap();
+    hex
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_list_and_call_tools_with_typed_errors() {
+    let server = ServerProcess::start(&config(), &["echo", "spin", "plugins/coupon"]);
+
+    // Health needs no token; everything else does.
+    assert_eq!(client().get(server.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(client().get(server.url("/readyz")).send().await.unwrap().status(), 200);
+    let r = client().get(server.url("/v1/tools")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["kind"], "unauthorized");
+    assert_eq!(get_json(&server, "wrong-token", "/v1/tools").await.0, 401);
+
+    let (status, tools) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "deterministic order");
+    assert!(names.contains(&"coupon.issue-voucher") && names.contains(&"echo.check"));
+    let check = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "echo.check")
+        .unwrap();
+    assert_eq!(check["function_name"], "echo_check");
+    assert_eq!(check["parameters"]["required"], json!(["ok", "message"]));
+
+    // A restricted agent sees and calls only its tools.
+    let (_, tools) = get_json(&server, RESTRICTED, "/v1/tools").await;
+    assert_eq!(tools.as_array().unwrap().len(), 1);
+    let (status, body) = invoke(&server, RESTRICTED, "echo.blob", json!({ "bytes": 1 })).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["kind"], "denied");
+
+    // Results and each error kind with its status.
+    let (status, body) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "echo.check",
+        json!({ "ok": true, "message": "hi" }),
+    )
+    .await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!("hi")));
+    assert!(body["audit_id"].is_string());
+    let (status, body) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "echo.check",
+        json!({ "ok": "yes", "message": "hi" }),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["kind"], "invalid_input");
+    assert_eq!(body["error"]["field"], "ok");
+    let (status, body) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "echo.check",
+        json!({ "ok": false, "message": "no" }),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["kind"], "plugin_error");
+    let (status, body) = invoke(&server, AGENT_TOKEN, "nothing.here", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = invoke(&server, AGENT_TOKEN, "spin.spin", json!({ "seed": 1 })).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
+    );
+    let (status, body) = invoke(&server, AGENT_TOKEN, "echo.blob", json!({ "bytes": 2_000_000 })).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["kind"], "resource_exhausted");
+    // A connector's typed not-found is a 404.
+    let (status, body) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "coupon.redeem-voucher",
+        json!({ "code": "V-X", "order-id": "O", "idempotency-key": "k" }),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["error"]["not-found"].is_string(), "{body}");
+
+    // Bad input of every shape: a clear 4xx, and the server keeps serving.
+    let raw = |body: &'static str, content_type: &'static str| {
+        client()
+            .post(server.url("/v1/tools/echo.check/invoke"))
+            .bearer_auth(AGENT_TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    assert_eq!(raw("{not json", "application/json").send().await.unwrap().status(), 400);
+    assert_eq!(raw("{}", "text/plain").send().await.unwrap().status(), 415);
+    assert_eq!(raw("[1,2]", "application/json").send().await.unwrap().status(), 422);
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let r = client()
+        .post(server.url("/v1/tools/echo.check/invoke"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("content-type", "application/json")
+        .body(format!("{{\"message\": \"{huge}\", \"ok\": true}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    for path in [
+        "/v1/tools/..%2F..%2Fetc%2Fpasswd/invoke",
+        "/v1/tools/echo.check/../../x",
+        "/v1/nope",
+        "/../../etc/passwd",
+    ] {
+        let r = client()
+            .post(server.url(path))
+            .bearer_auth(AGENT_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status() == 404 || r.status() == 405, "{path}: {}", r.status());
+    }
+    let r = client()
+        .post(server.url("/v1/tools/echo.check/invoke"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("idempotency-key", "x".repeat(500))
+        .json(&json!({ "ok": true, "message": "m" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(client().get(server.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        invoke(
+            &server,
+            AGENT_TOKEN,
+            "echo.check",
+            json!({ "ok": true, "message": "m" })
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_answer_429() {
+    let server = ServerProcess::start(&config(), &["echo"]);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = client()
+            .post(server.url("/v1/tools/echo.check/invoke"))
+            .bearer_auth(RESTRICTED)
+            .json(&json!({ "ok": true, "message": "m" }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            assert_eq!(r.headers()["retry-after"], "1");
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
+    // Other tokens have their own budget.
+    assert_eq!(
+        invoke(
+            &server,
+            AGENT_TOKEN,
+            "echo.check",
+            json!({ "ok": true, "message": "m" })
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_makes_a_retry_return_the_first_result() {
+    let server = ServerProcess::start("", &["plugins/coupon"]);
+    let issue = |amount: i64| {
+        json!({ "request": {
+            "idempotency-key": "not-the-header", "customer-id": "C-1", "reason": "r", "order-id": null, "valid-days": 5,
+            "value": { "amount-minor": amount, "currency": "EUR" },
+        }})
+    };
+    let send = |args: Value, key: &'static str| {
+        client()
+            .post(server.url("/v1/tools/coupon.issue-voucher/invoke"))
+            .bearer_auth(AGENT_TOKEN)
+            .header("idempotency-key", key)
+            .json(&args)
+            .send()
+    };
+    let first = send(issue(100), "retry-1").await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let again = send(issue(100), "retry-1").await.unwrap();
+    assert_eq!(again.headers()["idempotent-replay"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again);
+    let other = send(issue(999), "retry-1").await.unwrap();
+    assert_eq!(other.status(), 422);
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"]["kind"],
+        "idempotency_mismatch"
+    );
+    // The replay did not run the tool again: one audit record for the key.
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=coupon.issue-voucher").await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_records_requests_denials_and_sessions() {
+    let upstream = serve(Router::new().route("/ok", get(|| async { "fine" }))).await;
+    let config = format!(
+        "[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]\n",
+        upstream.port()
+    );
+    let server = ServerProcess::start(&config, &["netprobe", "secret-thief"]);
+    let call = |args: Value, session: &'static str| {
+        client()
+            .post(server.url("/v1/tools/netprobe.fetch/invoke"))
+            .bearer_auth(AGENT_TOKEN)
+            .header("x-session-id", session)
+            .json(&args)
+            .send()
+    };
+    let ok = call(
+        json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/ok", upstream.port()), "host-header": null }),
+        "conv-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    let denied = call(
+        json!({ "method": "GET", "url": "http://169.254.169.254/latest", "host-header": null }),
+        "conv-2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(denied.status(), 502);
+    let (status, _) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "secret-thief.steal",
+        json!({ "name": "password" }),
+    )
+    .await;
+    assert_eq!(status, 502);
+
+    assert_eq!(get_json(&server, AGENT_TOKEN, "/v1/audit").await.0, 403);
+    let (status, page) = get_json(&server, ADMIN_TOKEN, "/v1/audit?session=conv-1").await;
+    assert_eq!(status, 200);
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["tool"], "netprobe.fetch");
+    assert_eq!(r["token"], "agent");
+    assert_eq!(r["outcome"], "ok");
+    assert_eq!(r["outbound"][0]["method"], "GET");
+    assert_eq!(r["outbound"][0]["status"], 200);
+    assert_eq!(
+        r["outbound"][0]["origin"],
+        format!("http://127.0.0.1:{}", upstream.port())
+    );
+    assert_eq!(r["plugin_version"], "1.0.0");
+    assert_eq!(r["plugin_digest"].as_str().unwrap().len(), 64);
+    assert!(r["duration_us"].as_u64().unwrap() >= r["execute_us"].as_u64().unwrap());
+
+    let (_, page) = get_json(&server, ADMIN_TOKEN, "/v1/audit?session=conv-2").await;
+    let r = &page["records"][0];
+    assert_eq!(r["outcome"], "plugin_error");
+    assert_eq!(r["denials"][0]["capability"], "http");
+
+    // Secret-looking argument values never reach the audit trail.
+    let (_, page) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=secret-thief.steal").await;
+    assert_eq!(
+        page["records"][0]["arguments"]["name"], "password",
+        "the field `name` is not secret"
+    );
+    assert_eq!(page["records"][0]["denials"][0]["capability"], "secret");
+
+    // Paging, newest first.
+    let (_, p1) = get_json(&server, ADMIN_TOKEN, "/v1/audit?limit=2").await;
+    assert_eq!(p1["records"].as_array().unwrap().len(), 2);
+    let next = p1["next"].as_str().unwrap();
+    let (_, p2) = get_json(&server, ADMIN_TOKEN, &format!("/v1/audit?limit=2&before={next}")).await;
+    assert_eq!(p2["records"].as_array().unwrap().len(), 1);
+    assert!(p2["next"].is_null());
+    let ids: Vec<u64> = p1["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2["records"].as_array().unwrap())
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    let (status, _) = get_json(&server, ADMIN_TOKEN, "/v1/audit?since=yesterday").await;
+    assert_eq!(status, 400);
+    let (_, future) = get_json(&server, ADMIN_TOKEN, "/v1/audit?since=2100-01-01T00:00:00Z").await;
+    assert!(future["records"].as_array().unwrap().is_empty());
+
+    let export = client()
+        .get(server.url("/v1/audit/export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let text = export.text().await.unwrap();
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_change_grants_and_disable_plugins_while_serving() {
+    let upstream = serve(Router::new().route("/ok", get(|| async { "fine" }))).await;
+    let mut server = ServerProcess::start("", &["netprobe", "echo"]);
+    let fetch =
+        json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/ok", upstream.port()), "host-header": null });
+
+    assert_eq!(get_json(&server, AGENT_TOKEN, "/v1/plugins").await.0, 403);
+    let (status, plugins) = get_json(&server, ADMIN_TOKEN, "/v1/plugins").await;
+    assert_eq!(status, 200);
+    let netprobe = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "netprobe")
+        .unwrap();
+    assert_eq!(netprobe["version"], "1.0.0");
+    assert_eq!(netprobe["state"], "enabled");
+    assert_eq!(netprobe["digest"].as_str().unwrap().len(), 64);
+
+    // No grant: denied. Grant it: the next call goes through.
+    assert_eq!(
+        invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await.0,
+        502
+    );
+    let grant = json!({ "http": [{ "origin": format!("http://127.0.0.1:{}", upstream.port()), "methods": ["GET"] }] });
+    let r = client()
+        .put(server.url("/v1/plugins/netprobe/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, body) = invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(200)));
+    let (_, grants) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/netprobe/grants").await;
+    assert_eq!(grants["operator"]["http"][0]["methods"], json!(["GET"]));
+
+    // A bad grant is refused and changes nothing.
+    let bad = json!({ "http": [{ "origin": "*" }] });
+    let r = client()
+        .put(server.url("/v1/plugins/netprobe/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = client()
+        .put(server.url("/v1/plugins/nope/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await.0,
+        200
+    );
+
+    // Disable: 503 and gone from the list; enable: back.
+    let r = client()
+        .post(server.url("/v1/plugins/echo/disable"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, body) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "echo.check",
+        json!({ "ok": true, "message": "m" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
+    let (_, tools) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
+    assert!(tools.as_array().unwrap().iter().all(|t| t["plugin"] != "echo"));
+
+    // Grants and state survive a restart (they are in sled).
+    server.restart();
+    assert_eq!(
+        invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await.0,
+        200
+    );
+    assert_eq!(
+        invoke(
+            &server,
+            AGENT_TOKEN,
+            "echo.check",
+            json!({ "ok": true, "message": "m" })
+        )
+        .await
+        .0,
+        503
+    );
+    let r = client()
+        .post(server.url("/v1/plugins/echo/enable"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        invoke(
+            &server,
+            AGENT_TOKEN,
+            "echo.check",
+            json!({ "ok": true, "message": "m" })
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_calls_and_denials() {
+    let server = ServerProcess::start("", &["echo", "secret-thief"]);
+    invoke(
+        &server,
+        AGENT_TOKEN,
+        "echo.check",
+        json!({ "ok": true, "message": "m" }),
+    )
+    .await;
+    invoke(
+        &server,
+        AGENT_TOKEN,
+        "echo.check",
+        json!({ "ok": false, "message": "m" }),
+    )
+    .await;
+    invoke(&server, AGENT_TOKEN, "secret-thief.steal", json!({ "name": "x" })).await;
+    assert_eq!(
+        client()
+            .get(server.url("/metrics"))
+            .bearer_auth(AGENT_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let text = client()
+        .get(server.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"toolhost_calls_total{tool="echo.check",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"toolhost_calls_total{tool="echo.check",outcome="plugin_error"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"toolhost_denials_total{plugin="secret-thief",capability="secret"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("toolhost_call_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("toolhost_instances_in_use 0"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let upstream = serve(Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "late"
+        }),
+    ))
+    .await;
+    let config = format!(
+        "[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]\n",
+        upstream.port()
+    );
+    let mut server = ServerProcess::start(&config, &["netprobe"]);
+    let url = server.url("/v1/tools/netprobe.fetch/invoke");
+    let slow = tokio::spawn(
+        client()
+            .post(url)
+            .bearer_auth(AGENT_TOKEN)
+            .json(&json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", upstream.port()), "host-header": null }))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.stop();
+        (status, server)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}", status.0);
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["result"], 200);
+}

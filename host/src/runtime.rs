@@ -79,6 +79,8 @@ struct Inner {
     disabled: sled::Tree,
     registry: Registry,
     plugins_dir: PathBuf,
+    /// Bumped whenever the set of tools or what they may do changes.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Runtime {
@@ -115,8 +117,19 @@ impl Runtime {
                 disabled,
                 registry: Registry::default(),
                 plugins_dir: options.plugins_dir,
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         })
+    }
+
+    /// A receiver that sees every change of the tool set (loads, grant
+    /// changes, disabling).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.inner.changes.send_modify(|n| *n += 1);
     }
 
     pub fn registry(&self) -> &Registry {
@@ -150,6 +163,7 @@ impl Runtime {
             message: format!("the loader stopped: {e}"),
         })??;
         let (plugin, _previous) = self.inner.registry.insert(plugin);
+        self.changed();
         tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, "loaded");
         Ok(plugin)
     }
@@ -228,6 +242,7 @@ impl Runtime {
             tree.insert(plugin, b"".as_slice()).map_err(StorageError::from)?;
         }
         tree.flush_async().await.map_err(StorageError::from)?;
+        self.changed();
         Ok(())
     }
 
@@ -261,7 +276,9 @@ impl Runtime {
             policy
         });
         let regranted = current.regrant(&self.inner.policy.load(), &self.inner.storage)?;
-        Ok(self.inner.registry.insert(regranted).0)
+        let (plugin, _previous) = self.inner.registry.insert(regranted);
+        self.changed();
+        Ok(plugin)
     }
 
     /// Every tool of every loaded plugin, in name order.

@@ -82,7 +82,14 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         eprintln!("toolhost: no tokens configured; generated an admin and an agent token in {path}");
     }
 
-    axum::serve(listener, api::router(state, server.max_body_bytes))
+    let ip = addr.ip().to_string();
+    let allowed_hosts = vec![
+        ip.clone(),
+        format!("{ip}:{}", addr.port()),
+        "localhost".into(),
+        format!("localhost:{}", addr.port()),
+    ];
+    axum::serve(listener, api::router(state, server.max_body_bytes, allowed_hosts))
         .with_graceful_shutdown(shutdown)
         .await?;
     runtime.storage().flush().await?;

@@ -199,3 +199,27 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// A Python with the official MCP SDK (`mcp` from PyPI), in a virtualenv
+/// under target/ made on first use.
+pub fn mcp_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let root = repo_root();
+        let venv = root.join("target/py-mcp");
+        let python = venv.join("bin/python");
+        let script = format!(
+            "set -e; exec 9>'{lock}'; flock 9; \
+             if ! '{python}' -c 'import mcp' 2>/dev/null; then \
+               python3 -m venv '{venv}'; '{python}' -m pip install --quiet --disable-pip-version-check 'mcp==2.3.0'; \
+             fi",
+            lock = root.join("target/.py-mcp.lock").display(),
+            python = python.display(),
+            venv = venv.display(),
+        );
+        let mut setup = Command::new("bash");
+        setup.args(["-c", &script]);
+        run(setup, "setting up the MCP Python client");
+        python
+    })
+}

@@ -14,7 +14,7 @@ use crate::config::Role;
 pub struct Agent(pub Arc<Principal>);
 pub struct Admin(pub Arc<Principal>);
 
-fn authenticate(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, ApiError> {
+pub(super) fn authenticate(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, ApiError> {
     let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod calls;
 mod error;
+mod mcp;
 mod tools;
 
 use std::sync::Arc;
@@ -36,8 +37,14 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+/// `allowed_hosts`: Host header values accepted on `/mcp` (DNS-rebinding
+/// protection of the MCP transport).
+pub fn router(state: Shared, max_body_bytes: usize, allowed_hosts: Vec<String>) -> Router {
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp::service(state.clone(), allowed_hosts))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::authenticate));
     Router::new()
+        .merge(mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -1,0 +1,197 @@
+//! MCP (Model Context Protocol) over streamable HTTP at `/mcp`, through the
+//! official Rust SDK (`rmcp`), so existing agent clients connect as they are.
+//! Tools are the same as over REST (same names, schemas, permissions, audit);
+//! a business failure is a result with `isError: true`.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, InitializeResult, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+use serde_json::{json, Value};
+
+use super::calls::call;
+use super::Shared;
+use crate::audit::Caller;
+use crate::auth::Principal;
+use crate::invoke::CallError;
+use crate::runtime::ToolInfo;
+
+/// Sessions to tell when the tool set changes.
+type Peers = Arc<Mutex<Vec<Peer<RoleServer>>>>;
+
+#[derive(Clone)]
+pub struct McpServer {
+    state: Shared,
+    peers: Peers,
+}
+
+/// The `/mcp` service, and a task that sends `notifications/tools/list_changed`
+/// to every open session whenever the plugin set or a grant changes.
+pub fn service(state: Shared, allowed_hosts: Vec<String>) -> StreamableHttpService<McpServer, LocalSessionManager> {
+    let peers = Peers::default();
+    let mut changes = state.runtime.subscribe();
+    let notify = peers.clone();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let open: Vec<Peer<RoleServer>> = notify.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut alive = Vec::new();
+            for peer in open {
+                if peer.notify_tool_list_changed().await.is_ok() {
+                    alive.push(peer);
+                }
+            }
+            *notify.lock().unwrap_or_else(|p| p.into_inner()) = alive;
+        }
+    });
+    let server = McpServer { state, peers };
+    let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
+    StreamableHttpService::new(
+        move || Ok(server.clone()),
+        LocalSessionManager::default().into(),
+        config,
+    )
+}
+
+/// Authenticate `/mcp` like the REST API; the principal rides along in the
+/// request extensions, which rmcp hands to the handler.
+pub async fn authenticate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match super::auth::authenticate(&parts, &state) {
+        Ok(principal) => {
+            parts.extensions.insert(principal);
+            request = Request::from_parts(parts, body);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn principal(ctx: &RequestContext<RoleServer>) -> Result<(Arc<Principal>, Option<String>), ErrorData> {
+    let parts = ctx
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .ok_or_else(|| ErrorData::internal_error("no HTTP request context", None))?;
+    let principal = parts
+        .extensions
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| ErrorData::invalid_request("unauthenticated", None))?;
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((principal, session))
+}
+
+fn is_object_schema(schema: &Option<Value>) -> bool {
+    schema.as_ref().is_some_and(|s| s["type"] == "object")
+}
+
+fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
+    let mut tool = json!({
+        "name": t.name,
+        "description": t.description,
+        "inputSchema": t.parameters,
+        "annotations": {
+            "readOnlyHint": t.risk == crate::manifest::Risk::Read,
+            "destructiveHint": t.risk == crate::manifest::Risk::High,
+        },
+    });
+    // MCP wants an object for structured output; other results go as text.
+    if is_object_schema(&t.output_schema) {
+        tool["outputSchema"] = t.output_schema.clone().unwrap_or_default();
+    }
+    serde_json::from_value(tool).map_err(|e| ErrorData::internal_error(format!("tool {}: {e}", t.name), None))
+}
+
+fn result(value: Value, is_error: bool, structured: bool) -> Result<CallToolResult, ErrorData> {
+    let text = serde_json::to_string(&value).unwrap_or_default();
+    let mut body = json!({ "content": [{ "type": "text", "text": text }], "isError": is_error });
+    if structured && value.is_object() {
+        body["structuredContent"] = value;
+    }
+    serde_json::from_value(body).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("toolhost", env!("CARGO_PKG_VERSION")))
+        .with_instructions("Tools of the connectors loaded in this toolhost: CRM, ERP, logistics, coupons.")
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let (principal, _) = principal(&ctx)?;
+        let tools = self
+            .state
+            .runtime
+            .tools()
+            .iter()
+            .filter(|t| principal.may_use(&t.name))
+            .map(mcp_tool)
+            .collect::<Result<Vec<_>, _>>()?;
+        serde_json::from_value(json!({ "tools": tools })).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let (principal, session) = principal(&ctx)?;
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let caller = Caller {
+            via: "mcp",
+            token: Some(principal.name.clone()),
+            session,
+            idempotency_key: None,
+        };
+        let (outcome, _record) = call(&self.state, &principal, &request.name, &args, &caller)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
+        let structured = self
+            .state
+            .runtime
+            .tools()
+            .iter()
+            .any(|t| t.name == request.name && is_object_schema(&t.output_schema));
+        let result = match outcome.result {
+            Ok(value) => result(value, false, structured)?,
+            Err(CallError::NotFound { tool }) => {
+                return Err(ErrorData::invalid_params(format!("no tool named {tool:?}"), None));
+            }
+            Err(e) => {
+                let mut body = serde_json::to_value(&e).unwrap_or_default();
+                body["message"] = Value::from(e.to_string());
+                result(body, true, false)?
+            }
+        };
+        Ok(result.into())
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ctx.peer.clone());
+    }
+}

@@ -1,0 +1,104 @@
+//! MCP through a real client library this project did not write: the
+//! official Python SDK, against `toolhost serve`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use toolhost_tests::{mcp_python, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_client_lists_calls_and_hears_of_changes() {
+    let server = ServerProcess::start("", &["echo", "spin"]);
+    let mut client = Command::new(mcp_python())
+        .arg(repo_root().join("tests/mcp_client.py"))
+        .args([&server.base, AGENT_TOKEN])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the MCP client");
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut next = move |step: &str| -> Value {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("client ended before {step}"))
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert_eq!(v["step"], step, "{v}");
+        v
+    };
+
+    let init = next("initialized");
+    assert_eq!(init["server"], "toolhost");
+    assert_eq!(init["list_changed"], true);
+
+    let tools = next("tools");
+    let names: Vec<&str> = tools["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"echo.check") && names.contains(&"spin.quick"),
+        "{names:?}"
+    );
+    assert_eq!(tools["check_schema"]["required"], serde_json::json!(["ok", "message"]));
+
+    let ok = next("call_ok");
+    assert_eq!(ok["is_error"], false);
+    assert_eq!(ok["text"], "\"hello\"");
+
+    let failed = next("call_error");
+    assert_eq!(failed["is_error"], true);
+    assert!(failed["text"].as_str().unwrap().contains("plugin_error"), "{failed}");
+
+    let invalid = next("call_invalid");
+    assert_eq!(invalid["is_error"], true);
+    assert!(invalid["text"].as_str().unwrap().contains("invalid_input"), "{invalid}");
+
+    next("waiting_for_change");
+    let r = reqwest::Client::new()
+        .post(server.url("/v1/plugins/spin/disable"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let changed = tokio::task::spawn_blocking(move || next("changed")).await.unwrap();
+    let names: Vec<&str> = changed["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("spin.")), "{names:?}");
+    assert!(client.wait().unwrap().success());
+
+    // MCP calls are audited like any other, marked as such.
+    let audit: Value = reqwest::Client::new()
+        .get(server.url("/v1/audit?tool=echo.check"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = audit["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r["via"] == "mcp" && r["token"] == "agent"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_needs_a_token() {
+    let server = ServerProcess::start("", &["echo"]);
+    let r = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

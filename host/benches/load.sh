@@ -71,7 +71,9 @@ LUA
 # run URL CONCURRENCY → "rps p50 p99 non2xx"
 run() {
   local out
-  out=$(wrk -t2 -c"$2" -d"$duration" --latency -s "$work/post.lua" "$1/v1/tools/echo.check/invoke")
+  local threads=2
+  [ "$2" -ge 2 ] || threads=1
+  out=$(wrk -t"$threads" -c"$2" -d"$duration" --latency -s "$work/post.lua" "$1/v1/tools/echo.check/invoke")
   local rps p50 p99 bad
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")

@@ -77,6 +77,7 @@ pub enum AuditError {
 
 pub struct AuditLog {
     tree: sled::Tree,
+    storage: Storage,
     last: AtomicU64,
 }
 
@@ -96,6 +97,7 @@ impl AuditLog {
         };
         Ok(AuditLog {
             tree,
+            storage: storage.clone(),
             last: AtomicU64::new(last),
         })
     }
@@ -153,7 +155,7 @@ impl AuditLog {
         };
         let bytes = serde_json::to_vec(&record).unwrap_or_default();
         self.tree.insert(id.to_be_bytes(), bytes)?;
-        self.tree.flush_async().await?;
+        self.storage.flush().await?;
         Ok(record)
     }
 

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::storage::{Storage, StorageError};
+
 /// How long an answer is replayed.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Longest key accepted.
@@ -28,6 +30,7 @@ pub struct Stored {
 
 pub struct Idempotency {
     tree: sled::Tree,
+    storage: Storage,
     in_progress: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -54,9 +57,10 @@ pub fn arguments_digest(args: &Value) -> String {
 }
 
 impl Idempotency {
-    pub fn open(db: &sled::Db) -> sled::Result<Idempotency> {
+    pub fn open(storage: &Storage) -> Result<Idempotency, StorageError> {
         Ok(Idempotency {
-            tree: db.open_tree("idempotency")?,
+            tree: storage.db().open_tree("idempotency")?,
+            storage: storage.clone(),
             in_progress: Mutex::default(),
         })
     }
@@ -84,7 +88,7 @@ impl Idempotency {
     }
 
     /// Keep the answer, durably, then let waiting retries see it.
-    pub async fn store(&self, guard: Guard, status: u16, body: &Value, args: &Value) -> sled::Result<()> {
+    pub async fn store(&self, guard: Guard, status: u16, body: &Value, args: &Value) -> Result<(), StorageError> {
         let stored = Stored {
             status,
             body: body.clone(),
@@ -93,7 +97,7 @@ impl Idempotency {
         };
         self.tree
             .insert(&guard.key, serde_json::to_vec(&stored).unwrap_or_default())?;
-        self.tree.flush_async().await?;
+        self.storage.flush().await?;
         Ok(())
     }
 }

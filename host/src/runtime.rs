@@ -241,7 +241,7 @@ impl Runtime {
         } else {
             tree.insert(plugin, b"".as_slice()).map_err(StorageError::from)?;
         }
-        tree.flush_async().await.map_err(StorageError::from)?;
+        self.inner.storage.flush().await?;
         self.changed();
         Ok(())
     }
@@ -269,7 +269,7 @@ impl Runtime {
         grant.validate(plugin)?;
         let bytes = serde_json::to_vec(&grant).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         self.inner.grants.insert(plugin, bytes).map_err(StorageError::from)?;
-        self.inner.grants.flush_async().await.map_err(StorageError::from)?;
+        self.inner.storage.flush().await?;
         self.inner.policy.rcu(|policy| {
             let mut policy = Policy::clone(policy);
             policy.plugins.insert(plugin.to_string(), grant.clone());

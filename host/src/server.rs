@@ -51,7 +51,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
         .collect();
     let audit = AuditLog::open(runtime.storage())?;
-    let idempotency = Idempotency::open(runtime.storage().db()).map_err(crate::storage::StorageError::from)?;
+    let idempotency = Idempotency::open(runtime.storage())?;
     let (auth, generated) = Auth::new(&config.tokens, &server.data_dir.join("tokens.json"))?;
     let state = Arc::new(AppState {
         runtime: runtime.clone(),

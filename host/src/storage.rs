@@ -33,6 +33,39 @@ pub enum KvRefusal {
 pub struct Storage {
     db: sled::Db,
     spaces: Arc<Mutex<HashMap<String, Arc<KvSpace>>>>,
+    flusher: Arc<Flusher>,
+}
+
+/// Group commit. Every acknowledged write waits for a flush that started
+/// after it; one flush to disk covers every write made before it began, so
+/// many concurrent callers share one fsync instead of queueing for their own
+/// (sled's `flush_async` from many tasks at once slows to a crawl).
+pub struct Flusher {
+    db: sled::Db,
+    /// Tickets handed out; a caller takes one after its write.
+    issued: std::sync::atomic::AtomicU64,
+    /// The highest ticket a finished flush covered; held while flushing.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl Flusher {
+    pub async fn flush(&self) -> Result<(), sled::Error> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued until now belongs to a write that is already
+        // in sled's buffers, so this flush covers them all.
+        let target = self.issued.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(format!("flush task: {e}")))??;
+        *covered = target;
+        Ok(())
+    }
 }
 
 impl Storage {
@@ -56,9 +89,15 @@ impl Storage {
                 }
             }
         };
+        let flusher = Arc::new(Flusher {
+            db: db.clone(),
+            issued: Default::default(),
+            covered: Default::default(),
+        });
         Ok(Storage {
             db,
             spaces: Arc::default(),
+            flusher,
         })
     }
 
@@ -79,14 +118,15 @@ impl Storage {
         let space = Arc::new(KvSpace {
             tree,
             used: Mutex::new(used),
+            flusher: self.flusher.clone(),
         });
         spaces.insert(plugin.to_string(), space.clone());
         Ok(space)
     }
 
-    /// Make every acknowledged write durable.
+    /// Make every write made so far durable.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
@@ -101,6 +141,7 @@ pub struct KvSpace {
     /// Bytes of keys plus values. Writes take this lock so that two calls
     /// cannot both squeeze under the quota.
     used: Mutex<u64>,
+    flusher: Arc<Flusher>,
 }
 
 fn internal(e: sled::Error) -> KvRefusal {
@@ -169,8 +210,7 @@ impl KvSpace {
     }
 
     pub async fn flush(&self) -> Result<(), KvRefusal> {
-        self.tree.flush_async().await.map_err(internal)?;
-        Ok(())
+        self.flusher.flush().await.map_err(internal)
     }
 }
 

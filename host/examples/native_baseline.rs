@@ -71,7 +71,7 @@ async fn invoke(
         token: Some(principal.name.clone()),
         ..Caller::default()
     };
-    let record = match state.audit.append(&caller, &args, &outcome).await {
+    let record = match state.audit.append(&caller, &args, &[], &outcome).await {
         Ok(r) => r,
         Err(e) => {
             return (

@@ -120,10 +120,12 @@ impl AuditLog {
     }
 
     /// Record a call and make it durable.
+    /// `secret_fields`: argument paths the plugin's manifest marks secret.
     pub async fn append(
         &self,
         caller: &Caller,
         arguments: &Value,
+        secret_fields: &[String],
         outcome: &CallOutcome,
     ) -> Result<AuditRecord, AuditError> {
         let id = self.next_id();
@@ -144,7 +146,7 @@ impl AuditLog {
             tool: outcome.tool.clone(),
             plugin_version: outcome.plugin_version.clone(),
             plugin_digest: outcome.plugin_digest.clone(),
-            arguments: redact(arguments),
+            arguments: redact(arguments, secret_fields),
             outcome: outcome_kind,
             error,
             duration_us: outcome.timings.total_us,
@@ -234,22 +236,33 @@ fn is_secret_name(name: &str) -> bool {
         .any(|s| folded == *s || folded.ends_with(s) && *s != "pin")
 }
 
-/// The arguments with the values of secret-looking fields replaced.
-pub fn redact(value: &Value) -> Value {
+/// The arguments with the values of secret fields replaced: those the
+/// manifest marks (`secret-fields`, dotted paths) and those whose names look
+/// secret (`password`, `api-key`, ...).
+pub fn redact(value: &Value, marked: &[String]) -> Value {
+    redact_at(value, "", marked)
+}
+
+fn redact_at(value: &Value, path: &str, marked: &[String]) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    let v = if is_secret_name(k) {
+                    let here = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let v = if is_secret_name(k) || marked.contains(&here) {
                         Value::from("[redacted]")
                     } else {
-                        redact(v)
+                        redact_at(v, &here, marked)
                     };
                     (k.clone(), v)
                 })
                 .collect::<Map<_, _>>(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact_at(v, path, marked)).collect()),
         other => other.clone(),
     }
 }
@@ -261,4 +274,28 @@ fn rfc3339_micros(micros: u64) -> String {
 fn parse_rfc3339(s: &str) -> Option<u64> {
     let t = humantime::parse_rfc3339_weak(s).ok()?;
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redacts_marked_paths_and_secret_names() {
+        let args = json!({
+            "request": { "card-number": "4111", "amount": 5, "lines": [{ "pin": "1234", "sku": "A" }] },
+            "password": "hunter2",
+            "customer-id": "C-1",
+            "shipping": "express",
+        });
+        let out = redact(&args, &["request.amount".to_string()]);
+        assert_eq!(out["request"]["card-number"], "[redacted]");
+        assert_eq!(out["request"]["amount"], "[redacted]");
+        assert_eq!(out["request"]["lines"][0]["pin"], "[redacted]");
+        assert_eq!(out["request"]["lines"][0]["sku"], "A");
+        assert_eq!(out["password"], "[redacted]");
+        assert_eq!(out["customer-id"], "C-1");
+        assert_eq!(out["shipping"], "express");
+    }
 }

@@ -136,6 +136,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime.load_named(plugin).await?;
             let result = runtime.invoke(&tool, &args).await;
+            // A call from the command line is a call like any other: audited.
+            let caller = toolhost::audit::Caller {
+                via: "cli",
+                token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
+                ..Default::default()
+            };
+            toolhost::audit::AuditLog::open(runtime.storage())?
+                .append(&caller, &args, &runtime.secret_fields(&tool), &result)
+                .await?;
             if outcome {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             }

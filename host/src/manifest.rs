@@ -93,10 +93,14 @@ pub struct HttpRequest {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ToolMeta {
     #[serde(default)]
     pub risk: Risk,
+    /// Argument fields whose values never go into the audit trail, as
+    /// dotted paths (`request.card-number`); list elements are walked into.
+    #[serde(default)]
+    pub secret_fields: Vec<String>,
 }
 
 impl Manifest {

@@ -226,6 +226,18 @@ impl Runtime {
         invoke::invoke(&self.inner.engine, &self.inner.registry, tool, args).await
     }
 
+    /// Argument fields of `tool` its manifest marks secret (for the audit).
+    pub fn secret_fields(&self, tool: &str) -> Vec<String> {
+        let Some((plugin, function)) = names::split(tool) else {
+            return Vec::new();
+        };
+        self.inner
+            .registry
+            .get(plugin)
+            .and_then(|p| p.manifest.tools.get(function).map(|t| t.secret_fields.clone()))
+            .unwrap_or_default()
+    }
+
     pub fn is_disabled(&self, plugin: &str) -> bool {
         self.inner.disabled.contains_key(plugin).unwrap_or(false)
     }

@@ -62,6 +62,16 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
     ));
     assert_eq!(listed[0]["code"], voucher["code"]);
     assert!(dir.path().join("data").is_dir());
+
+    // Both calls are in the audit trail, marked as from the command line.
+    let storage = toolhost::storage::Storage::open(&dir.path().join("data/db")).unwrap();
+    let (records, _) = toolhost::audit::AuditLog::open(&storage)
+        .unwrap()
+        .query(&Default::default())
+        .unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.via == "cli" && r.outcome == "ok"));
+    assert_eq!(records[1].tool, "coupon.issue-voucher");
 }
 
 #[test]

@@ -88,6 +88,11 @@ async fn the_official_python_client_lists_calls_and_hears_of_changes() {
     let records = audit["records"].as_array().unwrap();
     assert_eq!(records.len(), 3);
     assert!(records.iter().all(|r| r["via"] == "mcp" && r["token"] == "agent"));
+    // The echo manifest marks `check`'s message secret.
+    assert!(
+        records.iter().all(|r| r["arguments"]["message"] == "[redacted]"),
+        "{records:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -27,9 +27,10 @@ pub async fn call(
         )
     };
     state.metrics.record(&outcome);
+    let secret_fields = state.runtime.secret_fields(tool);
     let record = state
         .audit
-        .append(caller, args, &outcome)
+        .append(caller, args, &secret_fields, &outcome)
         .await
         .map_err(ApiError::internal)?;
     Ok((outcome, record))

@@ -50,6 +50,18 @@ pub struct Caller {
     pub idempotency_key: Option<String>,
 }
 
+/// Something that happened to a plugin, for the audit trail.
+pub struct PluginEvent<'a> {
+    /// `folder`, `api`, `rollback`.
+    pub origin: &'a str,
+    pub plugin: &'a str,
+    /// `loaded`, `refused`, `unloaded`.
+    pub outcome: &'a str,
+    pub detail: String,
+    pub version: Option<String>,
+    pub digest: Option<String>,
+}
+
 /// Which records a query wants. Records come newest first.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuditFilter {
@@ -155,10 +167,43 @@ impl AuditLog {
             outbound: outcome.journal.outbound.clone(),
             denials: outcome.journal.denials.clone(),
         };
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        self.write(&record, id).await?;
+        Ok(record)
+    }
+
+    /// Record something that happened to a plugin (loaded, refused,
+    /// unloaded): operators find it in the same trail, under the tool name
+    /// `(plugin) NAME`.
+    pub async fn append_event(&self, event: &PluginEvent<'_>) -> Result<AuditRecord, AuditError> {
+        let id = self.next_id();
+        let record = AuditRecord {
+            id: id.to_string(),
+            time: rfc3339_micros(id >> 8),
+            via: event.origin.to_string(),
+            token: None,
+            session: None,
+            idempotency_key: None,
+            tool: format!("(plugin) {}", event.plugin),
+            plugin_version: event.version.clone(),
+            plugin_digest: event.digest.clone(),
+            arguments: Value::Null,
+            outcome: event.outcome.to_string(),
+            error: Some(Value::from(event.detail.clone())),
+            duration_us: 0,
+            instantiate_us: 0,
+            execute_us: 0,
+            outbound: Vec::new(),
+            denials: Vec::new(),
+        };
+        self.write(&record, id).await?;
+        Ok(record)
+    }
+
+    async fn write(&self, record: &AuditRecord, id: u64) -> Result<(), AuditError> {
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
         self.tree.insert(id.to_be_bytes(), bytes)?;
         self.storage.flush().await?;
-        Ok(record)
+        Ok(())
     }
 
     /// Records matching `filter`, newest first, and the cursor of the next

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Limits, PluginPolicy, Policy, PolicyError};
+use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -19,6 +19,8 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub signing: Signing,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
 }
@@ -33,6 +35,8 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// Calls in flight across all plugins (sizes the instance pool).
     pub max_instances: u32,
+    /// Load, replace and unload bundles as they change in the plugins folder.
+    pub watch: bool,
 }
 
 impl Default for Server {
@@ -43,6 +47,7 @@ impl Default for Server {
             plugins_dir: PathBuf::from("plugins"),
             max_body_bytes: 1024 * 1024,
             max_instances: 256,
+            watch: true,
         }
     }
 }
@@ -96,6 +101,6 @@ impl Config {
     }
 
     pub fn policy(&self) -> Result<Policy, PolicyError> {
-        Policy::from_parts(self.limits.clone(), self.plugins.clone())
+        Policy::from_parts(self.limits.clone(), self.signing.clone(), self.plugins.clone())
     }
 }

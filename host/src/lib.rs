@@ -24,8 +24,11 @@ pub mod registry;
 pub mod runtime;
 pub mod schema;
 pub mod server;
+pub mod signing;
 pub mod storage;
 pub mod values;
+pub mod versions;
+pub mod watcher;
 
 pub use invoke::{CallError, CallOutcome};
 pub use runtime::{Runtime, RuntimeOptions, ToolInfo};

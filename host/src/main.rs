@@ -41,6 +41,11 @@ enum Command {
     },
     /// List every tool of every plugin, with its JSON Schema, as JSON.
     Tools,
+    /// Sign and verify bundles (ed25519).
+    Plugin {
+        #[command(subcommand)]
+        action: PluginCommand,
+    },
     /// Call one tool once and print its JSON result.
     Call {
         /// `plugin.function` (or `plugin_function`).
@@ -52,6 +57,69 @@ enum Command {
         #[arg(long)]
         outcome: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Make a key pair: the private key into a new file (mode 0600), the
+    /// public key printed, for operators' `trusted-keys`.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a bundle folder: writes connector.sig over its component and
+    /// manifest together.
+    Sign {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a bundle folder's signature against one or more public keys.
+    Verify {
+        bundle: PathBuf,
+        #[arg(long = "public-key", required = true)]
+        public_keys: Vec<String>,
+    },
+}
+
+fn plugin_command(action: PluginCommand) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use toolhost::plugin::Bundle;
+    use toolhost::signing;
+    match action {
+        PluginCommand::Keygen { out } => {
+            let (private, public) = signing::keygen();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            writeln!(file, "{private}")?;
+            println!("{public}");
+            eprintln!("private key in {}; give operators the public key above", out.display());
+        }
+        PluginCommand::Sign { bundle, key } => {
+            let private = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+            let b = Bundle::read(&bundle)?;
+            let signature = signing::sign(&private, &b.wasm, b.manifest_text.as_bytes())?;
+            std::fs::write(bundle.join(signing::SIGNATURE_FILE), format!("{signature}\n"))?;
+            println!(
+                "signed {} {} (component {})",
+                b.manifest.name, b.manifest.version, b.digest
+            );
+        }
+        PluginCommand::Verify { bundle, public_keys } => {
+            let b = Bundle::read(&bundle)?;
+            let Some(signature) = &b.signature else {
+                bail!("{} has no {}", bundle.display(), signing::SIGNATURE_FILE);
+            };
+            let key = signing::verify(&public_keys, signature, &b.wasm, b.manifest_text.as_bytes())?;
+            println!("good signature by {key} on {} {}", b.manifest.name, b.manifest.version);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -108,6 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })?)
     };
     match cli.command {
+        Command::Plugin { action } => plugin_command(action),
         Command::Serve { .. } => {
             toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -142,7 +211,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
                 ..Default::default()
             };
-            toolhost::audit::AuditLog::open(runtime.storage())?
+            runtime
+                .audit()
                 .append(&caller, &args, &runtime.secret_fields(&tool), &result)
                 .await?;
             if outcome {

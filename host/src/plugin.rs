@@ -14,6 +14,7 @@ use crate::compile_cache::{CompileCache, Source};
 use crate::contract::Contract;
 use crate::manifest::{Manifest, ManifestError, Risk};
 use crate::policy::Policy;
+use crate::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::storage::Storage;
 use crate::{names, schema};
 
@@ -43,24 +44,41 @@ pub enum LoadError {
         function: String,
         message: String,
     },
+    #[error("{plugin}: signature refused: {source}")]
+    Signature { plugin: String, source: SigningError },
+    #[error("{plugin}: the operator pinned digest {expected}, but this component is {actual}")]
+    Pinned {
+        plugin: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{plugin}: exports no functions")]
     NoTools { plugin: String },
     #[error("{plugin}: storage: {message}")]
     Storage { plugin: String, message: String },
 }
 
-/// A bundle as read from disk, before compilation.
+/// A bundle before compilation: the manifest (parsed, and as the exact
+/// bytes the signature covers), the component, and its signature if any.
+#[derive(Clone)]
 pub struct Bundle {
     pub manifest: Manifest,
+    pub manifest_text: String,
     pub wasm: Vec<u8>,
+    pub signature: Option<String>,
     /// sha256 of the component, hex.
     pub digest: String,
 }
 
 impl Bundle {
-    /// Read `dir/connector.toml` and the component it names.
+    /// Read `dir/connector.toml`, the component it names and `connector.sig`.
     pub fn read(dir: &Path) -> Result<Bundle, LoadError> {
-        let manifest = Manifest::load(&dir.join("connector.toml"))?;
+        let manifest_path = dir.join("connector.toml");
+        let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|source| ManifestError::Read {
+            path: manifest_path.display().to_string(),
+            source,
+        })?;
+        let manifest = Manifest::parse(&manifest_text, &manifest_path.display().to_string())?;
         let path = dir.join(manifest.component_file());
         let component_error = |message: String| LoadError::Component {
             path: path.display().to_string(),
@@ -75,8 +93,70 @@ impl Bundle {
             )));
         }
         let wasm = std::fs::read(&path).map_err(|e| component_error(e.to_string()))?;
+        let signature = std::fs::read_to_string(dir.join(SIGNATURE_FILE)).ok();
+        Ok(Bundle::new(manifest, manifest_text, wasm, signature))
+    }
+
+    /// A bundle from its parts (an upload).
+    pub fn from_parts(manifest_text: String, wasm: Vec<u8>, signature: Option<String>) -> Result<Bundle, LoadError> {
+        let manifest = Manifest::parse(&manifest_text, "connector.toml")?;
+        Ok(Bundle::new(manifest, manifest_text, wasm, signature))
+    }
+
+    fn new(manifest: Manifest, manifest_text: String, wasm: Vec<u8>, signature: Option<String>) -> Bundle {
         let digest = hex::encode(Sha256::digest(&wasm));
-        Ok(Bundle { manifest, wasm, digest })
+        Bundle {
+            manifest,
+            manifest_text,
+            wasm,
+            signature: signature.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            digest,
+        }
+    }
+
+    /// sha256 of the manifest, hex: with `digest`, what identifies a version.
+    pub fn manifest_digest(&self) -> String {
+        hex::encode(Sha256::digest(self.manifest_text.as_bytes()))
+    }
+
+    /// Write the bundle into `dir` (which must not hold another).
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join(self.manifest.component_file()), &self.wasm)?;
+        if let Some(sig) = &self.signature {
+            std::fs::write(dir.join(SIGNATURE_FILE), sig)?;
+        }
+        // The manifest last: a reader that finds it finds the rest.
+        std::fs::write(dir.join("connector.toml"), &self.manifest_text)
+    }
+
+    /// The operator's supply-chain rules, before anything is compiled: the
+    /// digest pin, and the signature (required, or present and checked).
+    /// Returns the trusted key that signed it, if any.
+    pub fn verify(&self, policy: &Policy) -> Result<Option<String>, LoadError> {
+        let plugin = &self.manifest.name;
+        if let Some(pin) = policy.plugins.get(plugin).and_then(|p| p.digest.as_ref()) {
+            if !pin.eq_ignore_ascii_case(&self.digest) {
+                return Err(LoadError::Pinned {
+                    plugin: plugin.clone(),
+                    expected: pin.clone(),
+                    actual: self.digest.clone(),
+                });
+            }
+        }
+        let signing = &policy.signing;
+        let signature_error = |source| LoadError::Signature {
+            plugin: plugin.clone(),
+            source,
+        };
+        match &self.signature {
+            None if signing.require => Err(signature_error(SigningError::Unsigned)),
+            None => Ok(None),
+            Some(_) if signing.trusted_keys.is_empty() && !signing.require => Ok(None),
+            Some(sig) => signing::verify(&signing.trusted_keys, sig, &self.wasm, self.manifest_text.as_bytes())
+                .map(Some)
+                .map_err(signature_error),
+        }
     }
 }
 
@@ -99,7 +179,12 @@ pub struct Tool {
 
 pub struct Plugin {
     pub manifest: Arc<Manifest>,
+    /// sha256 of the component.
     pub digest: String,
+    /// sha256 of the manifest: with `digest`, this version's identity.
+    pub manifest_digest: String,
+    /// The trusted key that signed the bundle, when it was signed.
+    pub signer: Option<String>,
     pub source: Source,
     pub context: Arc<PluginContext>,
     pub(crate) pre: InstancePre<CallState>,
@@ -112,19 +197,22 @@ impl Plugin {
     /// Compile, link and describe a bundle. Slow (compilation): call it off
     /// the request path.
     pub fn load(
-        bundle: Bundle,
+        bundle: &Bundle,
         engine: &wasmtime::Engine,
         linker: &Linker<CallState>,
         cache: &CompileCache,
         policy: &Policy,
         storage: &Storage,
     ) -> Result<Plugin, LoadError> {
-        let Bundle { manifest, wasm, digest } = bundle;
+        let signer = bundle.verify(policy)?;
+        let manifest = bundle.manifest.clone();
         let plugin = manifest.name.clone();
-        let (component, source) = cache.load(engine, &digest, &wasm).map_err(|e| LoadError::Compile {
-            plugin: plugin.clone(),
-            message: format!("{e:#}"),
-        })?;
+        let (component, source) = cache
+            .load(engine, &bundle.digest, &bundle.wasm)
+            .map_err(|e| LoadError::Compile {
+                plugin: plugin.clone(),
+                message: format!("{e:#}"),
+            })?;
         check_world(&manifest, &component, engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             plugin: plugin.clone(),
@@ -136,7 +224,9 @@ impl Plugin {
         let (context, slots) = grant_context(&manifest, policy, storage)?;
         Ok(Plugin {
             manifest,
-            digest,
+            digest: bundle.digest.clone(),
+            manifest_digest: bundle.manifest_digest(),
+            signer,
             source,
             context,
             pre,
@@ -152,6 +242,8 @@ impl Plugin {
         Ok(Plugin {
             manifest: self.manifest.clone(),
             digest: self.digest.clone(),
+            manifest_digest: self.manifest_digest.clone(),
+            signer: self.signer.clone(),
             source: self.source,
             context,
             pre: self.pre.clone(),

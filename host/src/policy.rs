@@ -51,7 +51,22 @@ pub struct Policy {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
+}
+
+/// Which vendor signatures the operator trusts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Signing {
+    /// Refuse bundles without a valid signature from a trusted key.
+    #[serde(default)]
+    pub require: bool,
+    /// Public keys (hex). A bundle that carries a signature must verify
+    /// against one of them whether or not signatures are required.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// The operator's grant for one plugin. Absent fields grant nothing for
@@ -59,6 +74,9 @@ pub struct Policy {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginPolicy {
+    /// Pin the component: only this SHA-256 (hex) may load under this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     #[serde(default)]
     pub http: Vec<HttpGrant>,
     #[serde(default)]
@@ -130,15 +148,32 @@ impl Policy {
             path: origin.to_string(),
             message: e.message().to_string(),
         })?;
-        Policy::from_parts(policy.limits, policy.plugins)
+        Policy::from_parts(policy.limits, policy.signing, policy.plugins)
     }
 
     /// A policy from its parts, each plugin's grant validated.
-    pub fn from_parts(limits: Limits, plugins: BTreeMap<String, PluginPolicy>) -> Result<Policy, PolicyError> {
+    pub fn from_parts(
+        limits: Limits,
+        signing: Signing,
+        plugins: BTreeMap<String, PluginPolicy>,
+    ) -> Result<Policy, PolicyError> {
         for (plugin, p) in &plugins {
             p.validate(plugin)?;
         }
-        Ok(Policy { limits, plugins })
+        for key in &signing.trusted_keys {
+            if hex::decode(key.trim()).map_or(true, |k| k.len() != 32) {
+                return Err(PolicyError::Invalid {
+                    plugin: "(signing)".into(),
+                    field: "trusted-keys".into(),
+                    message: format!("{key:?} is not a 32-byte ed25519 public key in hex"),
+                });
+            }
+        }
+        Ok(Policy {
+            limits,
+            signing,
+            plugins,
+        })
     }
 
     /// The effective grant for a plugin: what it requested and was granted.

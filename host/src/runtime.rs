@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::Linker;
 
+use crate::audit::{AuditError, AuditLog, PluginEvent};
 use crate::capabilities::{self, CallState};
 use crate::compile_cache::CompileCache;
 use crate::engine::{Engine, EngineOptions};
@@ -19,6 +20,7 @@ use crate::plugin::{Bundle, LoadError, Plugin};
 use crate::policy::{PluginPolicy, Policy, PolicyError};
 use crate::registry::Registry;
 use crate::storage::{Storage, StorageError};
+use crate::versions::{VersionEntry, Versions, VersionsError};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -42,6 +44,12 @@ pub enum RuntimeError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Versions(#[from] VersionsError),
+    #[error("{0} has no earlier version to roll back to")]
+    NoPrevious(String),
 }
 
 /// A tool as agents see it: the shape LLM function calling expects, plus
@@ -78,6 +86,8 @@ struct Inner {
     grants: sled::Tree,
     disabled: sled::Tree,
     registry: Registry,
+    audit: AuditLog,
+    versions: Versions,
     plugins_dir: PathBuf,
     /// Bumped whenever the set of tools or what they may do changes.
     changes: tokio::sync::watch::Sender<u64>,
@@ -106,6 +116,8 @@ impl Runtime {
                 Err(e) => tracing::error!(plugin = %name, "ignoring a stored grant that no longer parses: {e}"),
             }
         }
+        let audit = AuditLog::open(&storage)?;
+        let versions = Versions::open(&options.data_dir.join("bundles"), &storage)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -116,6 +128,8 @@ impl Runtime {
                 grants,
                 disabled,
                 registry: Registry::default(),
+                audit,
+                versions,
                 plugins_dir: options.plugins_dir,
                 changes: tokio::sync::watch::Sender::new(0),
             }),
@@ -140,16 +154,38 @@ impl Runtime {
         &self.inner.storage
     }
 
-    /// Read, compile and swap in the bundle in `dir`. Compilation runs on a
-    /// blocking thread, off the async workers that serve calls.
+    /// Read, verify, compile and swap in the bundle in `dir`.
     pub async fn load_bundle(&self, dir: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let bundle = match Bundle::read(dir) {
+            Ok(b) => b,
+            Err(e) => {
+                self.log_refusal(&dir.display().to_string(), "folder", &e).await;
+                return Err(e);
+            }
+        };
+        self.install(bundle, "folder").await
+    }
+
+    /// The one load path, whichever way a bundle came in (`folder`, `api`):
+    /// verify → compile (on a blocking thread, off the request path) → swap
+    /// in atomically → archive it in the version history. Calls in flight
+    /// finish on the version they started with. On any error the version
+    /// that was serving keeps serving.
+    pub async fn install(&self, bundle: Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
+        let plugin = self.activate(&bundle, origin).await?;
+        if let Err(e) = self.inner.versions.record(&bundle, origin).await {
+            tracing::error!(plugin = %bundle.manifest.name, "version history not updated: {e}");
+        }
+        Ok(plugin)
+    }
+
+    async fn activate(&self, bundle: &Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
         let this = self.clone();
-        let dir = dir.to_path_buf();
-        let plugin = tokio::task::spawn_blocking(move || {
+        let owned = bundle.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
             let inner = &this.inner;
-            let bundle = Bundle::read(&dir)?;
             Plugin::load(
-                bundle,
+                &owned,
                 inner.engine.wasmtime(),
                 &inner.linker,
                 &inner.cache,
@@ -158,14 +194,113 @@ impl Runtime {
             )
         })
         .await
-        .map_err(|e| LoadError::Compile {
-            plugin: "?".into(),
-            message: format!("the loader stopped: {e}"),
-        })??;
-        let (plugin, _previous) = self.inner.registry.insert(plugin);
+        .unwrap_or_else(|e| {
+            Err(LoadError::Compile {
+                plugin: bundle.manifest.name.clone(),
+                message: format!("the loader stopped: {e}"),
+            })
+        });
+        let plugin = match loaded {
+            Ok(p) => p,
+            Err(e) => {
+                self.log_refusal(&bundle.manifest.name, origin, &e).await;
+                return Err(e);
+            }
+        };
+        let (plugin, previous) = self.inner.registry.insert(plugin);
         self.changed();
-        tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, "loaded");
+        let replaced = previous.map(|p| p.manifest.version.to_string());
+        tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, origin, ?replaced, "loaded");
+        let detail = match &replaced {
+            Some(v) => format!("replaced {v}; compiled code from {:?}", plugin.source),
+            None => format!("compiled code from {:?}", plugin.source),
+        };
+        let event = PluginEvent {
+            origin,
+            plugin: &plugin.manifest.name,
+            outcome: "loaded",
+            detail,
+            version: Some(plugin.manifest.version.to_string()),
+            digest: Some(plugin.digest.clone()),
+        };
+        if let Err(e) = self.inner.audit.append_event(&event).await {
+            tracing::error!("audit: {e}");
+        }
         Ok(plugin)
+    }
+
+    async fn log_refusal(&self, what: &str, origin: &'static str, e: &LoadError) {
+        tracing::error!(bundle = %what, origin, "refused: {e}");
+        let event = PluginEvent {
+            origin,
+            plugin: what,
+            outcome: "refused",
+            detail: e.to_string(),
+            version: None,
+            digest: None,
+        };
+        if let Err(e) = self.inner.audit.append_event(&event).await {
+            tracing::error!("audit: {e}");
+        }
+    }
+
+    /// Serve the version before the current one again, through the same swap.
+    pub async fn rollback(&self, name: &str) -> Result<Arc<Plugin>, RuntimeError> {
+        if self.inner.registry.get(name).is_none() {
+            return Err(RuntimeError::NoSuchPlugin(name.to_string()));
+        }
+        let (_, path) = self
+            .inner
+            .versions
+            .previous(name)
+            .ok_or_else(|| RuntimeError::NoPrevious(name.to_string()))?;
+        let bundle = Bundle::read(&path)?;
+        let plugin = self.activate(&bundle, "rollback").await?;
+        self.inner.versions.drop_current(name).await?;
+        Ok(plugin)
+    }
+
+    /// Stop serving a plugin: new calls no longer find it; returns once the
+    /// calls in flight have finished (or `drain` has passed).
+    pub async fn unload(&self, name: &str, drain: std::time::Duration) -> Result<bool, RuntimeError> {
+        let plugin = self
+            .inner
+            .registry
+            .remove(name)
+            .ok_or_else(|| RuntimeError::NoSuchPlugin(name.to_string()))?;
+        self.changed();
+        let slots = plugin.context.grant.max_concurrency;
+        let drained = tokio::time::timeout(drain, plugin.slots.acquire_many(slots))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let event = PluginEvent {
+            origin: "api",
+            plugin: name,
+            outcome: "unloaded",
+            detail: if drained {
+                "drained".into()
+            } else {
+                format!("calls still running after {drain:?}")
+            },
+            version: Some(plugin.manifest.version.to_string()),
+            digest: Some(plugin.digest.clone()),
+        };
+        if let Err(e) = self.inner.audit.append_event(&event).await {
+            tracing::error!("audit: {e}");
+        }
+        Ok(drained)
+    }
+
+    pub fn history(&self, name: &str) -> Vec<VersionEntry> {
+        self.inner.versions.history(name)
+    }
+
+    pub fn plugins_dir(&self) -> &Path {
+        &self.inner.plugins_dir
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
     }
 
     /// The bundle folders in the plugins folder: each subfolder with a

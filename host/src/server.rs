@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
-use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::engine::EngineOptions;
@@ -29,6 +28,8 @@ pub enum ServeError {
     Listen { addr: String, source: std::io::Error },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot watch the plugins folder: {0}")]
+    Watch(String),
 }
 
 /// Run until `shutdown` resolves. Prints one line to standard output once
@@ -50,17 +51,21 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         .iter()
         .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
         .collect();
-    let audit = AuditLog::open(runtime.storage())?;
     let idempotency = Idempotency::open(runtime.storage())?;
     let (auth, generated) = Auth::new(&config.tokens, &server.data_dir.join("tokens.json"))?;
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
-        audit,
         auth,
         idempotency,
         metrics: Metrics::default(),
     });
 
+    // Bundles dropped into the folder from now on are loaded as they come.
+    let _watch = if server.watch {
+        Some(crate::watcher::watch(runtime.clone()).map_err(|e| ServeError::Watch(e.to_string()))?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(server.listen)
         .await
         .map_err(|source| ServeError::Listen {

@@ -1,14 +1,15 @@
 //! The operator API: what is loaded, what it may do, and switching it off.
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Admin;
 use super::{ApiError, Shared};
-use crate::plugin::Plugin;
+use crate::plugin::{Bundle, Plugin};
 use crate::policy::PluginPolicy;
 use crate::runtime::RuntimeError;
 
@@ -20,6 +21,9 @@ fn describe(state: &Shared, p: &Plugin) -> Value {
         "vendor": p.manifest.vendor,
         "world": p.manifest.world,
         "digest": p.digest,
+        "manifest_digest": p.manifest_digest,
+        "signed_by": p.signer,
+        "compiled": p.source,
         "state": if state.runtime.is_disabled(&p.manifest.name) { "disabled" } else { "enabled" },
         "tools": p.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "effective_grant": {
@@ -111,3 +115,111 @@ pub async fn enable(
 ) -> Result<Json<Value>, ApiError> {
     set_enabled(&admin.name, &state, &name, true).await
 }
+
+/// `PUT /v1/plugins/{name}`: a bundle as multipart form fields `manifest`
+/// (connector.toml), `component` (the .wasm) and optionally `signature`
+/// (connector.sig) and `sha256` (the component's digest, checked on arrival).
+/// It goes through the same load path as the plugins folder.
+pub async fn upload(
+    Admin(admin): Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (mut manifest, mut component, mut signature, mut sha256) = (None, None, None, None);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        let field_name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let text = || {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::bad_request(format!("field `{field_name}` must be UTF-8 text")))
+        };
+        match field_name.as_str() {
+            "manifest" => manifest = Some(text()?),
+            "signature" => signature = Some(text()?),
+            "sha256" => sha256 = Some(text()?),
+            "component" => component = Some(bytes.to_vec()),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field `{other}`; expected manifest, component, signature, sha256"
+                )))
+            }
+        }
+    }
+    let manifest = manifest.ok_or_else(|| ApiError::bad_request("missing field `manifest` (connector.toml)"))?;
+    let component = component.ok_or_else(|| ApiError::bad_request("missing field `component` (the .wasm)"))?;
+    let refused =
+        |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string());
+    let bundle = Bundle::from_parts(manifest, component, signature).map_err(|e| refused(&e))?;
+    if bundle.manifest.name != name {
+        return Err(refused(&format!(
+            "the manifest names plugin {:?}, not {name:?}",
+            bundle.manifest.name
+        )));
+    }
+    if let Some(expected) = sha256 {
+        if !expected.trim().eq_ignore_ascii_case(&bundle.digest) {
+            return Err(refused(&format!(
+                "component digest is {}, not the {} given",
+                bundle.digest,
+                expected.trim()
+            )));
+        }
+    }
+    let plugin = state.runtime.install(bundle, "api").await.map_err(|e| refused(&e))?;
+    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "uploaded");
+    Ok(Json(describe(&state, &plugin)))
+}
+
+/// `DELETE /v1/plugins/{name}`: unload once the calls in flight are done.
+pub async fn unload(
+    Admin(admin): Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    plugin(&state, &name)?;
+    let drained = state.runtime.unload(&name, DRAIN).await.map_err(ApiError::internal)?;
+    tracing::info!(admin = %admin.name, plugin = %name, drained, "unloaded");
+    Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
+}
+
+/// `POST /v1/plugins/{name}/rollback`: the previous version, same swap.
+pub async fn rollback(
+    Admin(admin): Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plugin = state.runtime.rollback(&name).await.map_err(|e| match e {
+        RuntimeError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        RuntimeError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", e.to_string()),
+        RuntimeError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
+        other => ApiError::internal(other),
+    })?;
+    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "rolled back");
+    Ok(Json(describe(&state, &plugin)))
+}
+
+/// `GET /v1/plugins/{name}/versions`: what it has served, oldest first.
+pub async fn versions(
+    _: Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let history = state.runtime.history(&name);
+    if history.is_empty() && state.runtime.registry().get(&name).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no plugin named {name:?}"),
+        ));
+    }
+    Ok(Json(json!({ "plugin": name, "versions": history })))
+}
+
+/// How long an unload waits for calls in flight.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(60);

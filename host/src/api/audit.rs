@@ -24,7 +24,7 @@ pub async fn query(
     filter: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(filter) = filter?;
-    let (records, next) = state.audit.query(&filter).map_err(bad_filter)?;
+    let (records, next) = state.runtime.audit().query(&filter).map_err(bad_filter)?;
     Ok(Json(json!({ "records": records, "next": next })))
 }
 
@@ -38,7 +38,7 @@ pub async fn export(
     filter.limit = Some(MAX_PAGE);
     let mut out = String::new();
     loop {
-        let (records, next) = state.audit.query(&filter).map_err(bad_filter)?;
+        let (records, next) = state.runtime.audit().query(&filter).map_err(bad_filter)?;
         for r in &records {
             out.push_str(&serde_json::to_string(r).map_err(ApiError::internal)?);
             out.push('\n');

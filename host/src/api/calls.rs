@@ -29,7 +29,8 @@ pub async fn call(
     state.metrics.record(&outcome);
     let secret_fields = state.runtime.secret_fields(tool);
     let record = state
-        .audit
+        .runtime
+        .audit()
         .append(caller, args, &secret_fields, &outcome)
         .await
         .map_err(ApiError::internal)?;

@@ -18,7 +18,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
@@ -29,7 +28,6 @@ pub use error::ApiError;
 /// What every handler shares.
 pub struct AppState {
     pub runtime: Runtime,
-    pub audit: AuditLog,
     pub auth: Auth,
     pub idempotency: Idempotency,
     pub metrics: Metrics,
@@ -51,6 +49,14 @@ pub fn router(state: Shared, max_body_bytes: usize, allowed_hosts: Vec<String>) 
         .route("/v1/tools", get(tools::list))
         .route("/v1/tools/{tool}/invoke", post(tools::invoke))
         .route("/v1/plugins", get(admin::list))
+        .route(
+            "/v1/plugins/{name}",
+            put(admin::upload).delete(admin::unload).layer(DefaultBodyLimit::max(
+                crate::plugin::MAX_COMPONENT_BYTES as usize + 1024 * 1024,
+            )),
+        )
+        .route("/v1/plugins/{name}/rollback", post(admin::rollback))
+        .route("/v1/plugins/{name}/versions", get(admin::versions))
         .route("/v1/plugins/{name}/grants", get(admin::grants).put(admin::set_grants))
         .route("/v1/plugins/{name}/disable", post(admin::disable))
         .route("/v1/plugins/{name}/enable", post(admin::enable))

@@ -83,7 +83,10 @@ pub async fn invoke(
 
     let (outcome, record) = call(&state, &principal, &tool, &args, &caller).await?;
     let (status, body) = match &outcome.result {
-        Ok(value) => (StatusCode::OK, json!({ "result": value, "audit_id": record.id })),
+        Ok(value) => (
+            StatusCode::OK,
+            json!({ "result": value, "audit_id": record.id, "plugin_version": outcome.plugin_version }),
+        ),
         Err(e) => {
             let mut err = ApiError::from_call(e);
             if let Value::Object(map) = &mut err.body {

@@ -1,0 +1,128 @@
+//! The plugins folder, watched: a bundle dropped in, changed or removed is
+//! loaded, replaced or unloaded through the same path as an upload. Events
+//! are debounced per bundle folder, so a bundle still being copied in is only
+//! read once its files have been quiet for a moment; one that still fails
+//! (a half-written file, say) is refused and the serving version stays.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::manifest::Manifest;
+use crate::plugin::Bundle;
+use crate::Runtime;
+
+/// How long a bundle folder must be quiet before it is read.
+pub const QUIET: Duration = Duration::from_millis(400);
+
+/// Keeps the watch alive; dropping it stops watching.
+pub struct FolderWatch {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FolderWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start watching `runtime`'s plugins folder.
+pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
+    let root = runtime.plugins_dir().to_path_buf();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for path in event.paths {
+                let _ = tx.send(path);
+            }
+        }
+    })?;
+    watcher.watch(&root, RecursiveMode::Recursive)?;
+
+    // Which plugin each bundle folder holds, to unload it when it goes.
+    let mut names: HashMap<PathBuf, String> = runtime
+        .bundle_dirs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|dir| Manifest::load(&dir.join("connector.toml")).ok().map(|m| (dir, m.name)))
+        .collect();
+    let task = tokio::spawn(async move {
+        let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                path = rx.recv() => match path {
+                    Some(path) => {
+                        if let Some(dir) = bundle_dir(&root, &path) {
+                            pending.insert(dir, Instant::now());
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let ready: Vec<PathBuf> = pending
+                        .iter()
+                        .filter(|(_, last)| last.elapsed() >= QUIET)
+                        .map(|(dir, _)| dir.clone())
+                        .collect();
+                    for dir in ready {
+                        pending.remove(&dir);
+                        settle(&runtime, &dir, &mut names).await;
+                    }
+                }
+            }
+        }
+    });
+    Ok(FolderWatch {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// The bundle folder an event path belongs to: the first level under the
+/// plugins folder, skipping build output and hidden files.
+fn bundle_dir(root: &Path, path: &Path) -> Option<PathBuf> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut parts = rel.components();
+    let first = parts.next()?.as_os_str().to_str()?;
+    let second = parts.next().and_then(|c| c.as_os_str().to_str());
+    if first.starts_with('.')
+        || first == "target"
+        || second == Some("target")
+        || second.is_some_and(|s| s.starts_with('.'))
+    {
+        return None;
+    }
+    Some(root.join(first))
+}
+
+/// Bring one bundle folder's plugin in line with what the folder holds.
+async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, String>) {
+    if !dir.join("connector.toml").is_file() {
+        if let Some(name) = names.remove(dir) {
+            tracing::info!(plugin = %name, "bundle folder removed; unloading");
+            let _ = runtime.unload(&name, Duration::from_secs(60)).await;
+        }
+        return;
+    }
+    let bundle = match Bundle::read(dir) {
+        Ok(b) => b,
+        Err(_) => {
+            // Refused and audited by the same path as any other load.
+            let _ = runtime.load_bundle(dir).await;
+            return;
+        }
+    };
+    if let Some(serving) = runtime.registry().get(&bundle.manifest.name) {
+        if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
+            return;
+        }
+    }
+    let name = bundle.manifest.name.clone();
+    if runtime.install(bundle, "folder").await.is_ok() {
+        names.insert(dir.to_path_buf(), name);
+    }
+}

@@ -93,7 +93,7 @@ async fn invoke(
 async fn main() -> anyhow::Result<()> {
     let data = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "data-baseline".into()));
     let storage = Storage::open(&data.join("db"))?;
-    let (auth, _) = Auth::new(&[], &data.join("tokens.json"))?;
+    let (auth, _) = Auth::new(&[], u32::MAX, &data.join("tokens.json"))?;
     let state = Arc::new(Baseline {
         auth,
         audit: AuditLog::open(&storage)?,

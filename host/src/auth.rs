@@ -34,9 +34,7 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn new(name: &str, role: Role, tools: Vec<String>, rate_per_minute: u32) -> Principal {
-        let rate =
-            NonZeroU32::new(rate_per_minute).unwrap_or(NonZeroU32::new(DEFAULT_RATE_PER_MINUTE).expect("non-zero"));
+    fn new(name: &str, role: Role, tools: Vec<String>, rate: NonZeroU32) -> Principal {
         Principal {
             name: name.to_string(),
             role,
@@ -81,7 +79,14 @@ impl Auth {
     /// Tokens from the config, then `TOOLHOST_ADMIN_TOKEN` and
     /// `TOOLHOST_AGENT_TOKEN`; with none at all, generated ones saved to
     /// `generated_file`. Returns the path of that file when it is in use.
-    pub fn new(configured: &[TokenConfig], generated_file: &Path) -> Result<(Auth, Option<String>), AuthError> {
+    pub fn new(
+        configured: &[TokenConfig],
+        default_rate: u32,
+        generated_file: &Path,
+    ) -> Result<(Auth, Option<String>), AuthError> {
+        let fallback = NonZeroU32::new(DEFAULT_RATE_PER_MINUTE).expect("non-zero");
+        let default_rate = NonZeroU32::new(default_rate).unwrap_or(fallback);
+        let rate = |r: u32| NonZeroU32::new(r).unwrap_or(default_rate);
         let mut tokens = Vec::new();
         for t in configured {
             let bad = |message: &str| AuthError::Token {
@@ -102,7 +107,12 @@ impl Auth {
             };
             tokens.push((
                 hash,
-                Arc::new(Principal::new(&t.name, t.role, t.tools.clone(), t.rate_per_minute)),
+                Arc::new(Principal::new(
+                    &t.name,
+                    t.role,
+                    t.tools.clone(),
+                    rate(t.rate_per_minute),
+                )),
             ));
         }
         for (var, name, role) in [
@@ -110,7 +120,10 @@ impl Auth {
             ("TOOLHOST_AGENT_TOKEN", "agent", Role::Agent),
         ] {
             if let Ok(token) = std::env::var(var) {
-                tokens.push((digest(&token), Arc::new(Principal::new(name, role, Vec::new(), 0))));
+                tokens.push((
+                    digest(&token),
+                    Arc::new(Principal::new(name, role, Vec::new(), default_rate)),
+                ));
             }
         }
         if !tokens.is_empty() {
@@ -119,11 +132,11 @@ impl Auth {
         let generated = load_or_generate(generated_file)?;
         tokens.push((
             digest(&generated.admin),
-            Arc::new(Principal::new("admin", Role::Admin, Vec::new(), 0)),
+            Arc::new(Principal::new("admin", Role::Admin, Vec::new(), default_rate)),
         ));
         tokens.push((
             digest(&generated.agent),
-            Arc::new(Principal::new("agent", Role::Agent, Vec::new(), 0)),
+            Arc::new(Principal::new("agent", Role::Agent, Vec::new(), default_rate)),
         ));
         Ok((Auth { tokens }, Some(generated_file.display().to_string())))
     }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::toml_error;
+
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -37,6 +39,9 @@ pub struct Server {
     pub max_instances: u32,
     /// Load, replace and unload bundles as they change in the plugins folder.
     pub watch: bool,
+    /// Requests per minute for tokens that set no rate of their own
+    /// (including those from the environment).
+    pub rate_per_minute: u32,
 }
 
 impl Default for Server {
@@ -48,6 +53,7 @@ impl Default for Server {
             max_body_bytes: 1024 * 1024,
             max_instances: 256,
             watch: true,
+            rate_per_minute: crate::auth::DEFAULT_RATE_PER_MINUTE,
         }
     }
 }
@@ -93,7 +99,7 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, PolicyError> {
         let config: Config = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: origin.to_string(),
-            message: e.message().to_string(),
+            message: toml_error(&e),
         })?;
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;

@@ -115,7 +115,7 @@ impl Manifest {
     pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             path: origin.to_string(),
-            message: e.message().to_string(),
+            message: toml_error(&e),
         })?;
         manifest.validate()?;
         Ok(manifest)
@@ -231,5 +231,24 @@ mod tests {
             let err = Manifest::parse(&text, "t").unwrap_err().to_string();
             assert!(err.contains(field), "{err} should name {field}");
         }
+    }
+}
+
+/// A TOML error on one line: the message, and where when it says no more.
+pub fn toml_error(e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) if message.is_empty() || !message.contains("line") => {
+            format!(
+                "{} (at byte {})",
+                if message.is_empty() {
+                    "unexpected end of input"
+                } else {
+                    message
+                },
+                span.start
+            )
+        }
+        _ => message.to_string(),
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::toml_error;
+
 use crate::manifest::{self, Manifest};
 
 /// Host-wide limits: the defaults where neither side says anything, and the
@@ -146,7 +148,7 @@ impl Policy {
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: origin.to_string(),
-            message: e.message().to_string(),
+            message: toml_error(&e),
         })?;
         Policy::from_parts(policy.limits, policy.signing, policy.plugins)
     }

@@ -159,7 +159,11 @@ impl Runtime {
         let bundle = match Bundle::read(dir) {
             Ok(b) => b,
             Err(e) => {
-                self.log_refusal(&dir.display().to_string(), "folder", &e).await;
+                // No manifest to name the plugin: the folder's name stands in.
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+                self.log_refusal(&name, "folder", &e).await;
                 return Err(e);
             }
         };

@@ -52,7 +52,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
         .collect();
     let idempotency = Idempotency::open(runtime.storage())?;
-    let (auth, generated) = Auth::new(&config.tokens, &server.data_dir.join("tokens.json"))?;
+    let (auth, generated) = Auth::new(
+        &config.tokens,
+        server.rate_per_minute,
+        &server.data_dir.join("tokens.json"),
+    )?;
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
         auth,

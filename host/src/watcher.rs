@@ -31,10 +31,20 @@ impl Drop for FolderWatch {
 
 /// Start watching `runtime`'s plugins folder.
 pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
-    let root = runtime.plugins_dir().to_path_buf();
+    // Events come with absolute paths; compare like with like.
+    let root = std::fs::canonicalize(runtime.plugins_dir())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        use notify::event::{EventKind, ModifyKind};
+        // Only changes: reading a bundle (ours included) must not look like one.
+        let Ok(event) = event else { return };
+        let changed = matches!(
+            event.kind,
+            EventKind::Create(_)
+                | EventKind::Remove(_)
+                | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
+        );
+        if changed {
             for path in event.paths {
                 let _ = tx.send(path);
             }
@@ -47,7 +57,10 @@ pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
         .bundle_dirs()
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|dir| Manifest::load(&dir.join("connector.toml")).ok().map(|m| (dir, m.name)))
+        .filter_map(|dir| {
+            let name = Manifest::load(&dir.join("connector.toml")).ok()?.name;
+            Some((std::fs::canonicalize(&dir).ok()?, name))
+        })
         .collect();
     let task = tokio::spawn(async move {
         let mut pending: HashMap<PathBuf, Instant> = HashMap::new();

@@ -63,6 +63,18 @@ pub fn toolhost_bin() -> &'static Path {
     })
 }
 
+/// Copy a bundle folder (manifest, component, signature), not its sources.
+pub fn copy_bundle(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name == "connector.toml" || name.ends_with(".wasm") || name == "connector.sig" {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// A folder removed when dropped.
 pub struct Scratch(PathBuf);
 
@@ -124,17 +136,24 @@ impl ServerProcess {
     /// `plugins` holds the given bundles (test components by name, or
     /// `plugins/<name>` for reference connectors).
     pub fn start(config: &str, bundles: &[&str]) -> ServerProcess {
+        ServerProcess::start_prepared(config, |plugins| {
+            for b in bundles {
+                let source = match b.strip_prefix("plugins/") {
+                    Some(name) => reference(name),
+                    None => guest(b),
+                };
+                let name = source.file_name().unwrap().to_owned();
+                std::os::unix::fs::symlink(&source, plugins.join(name)).unwrap();
+            }
+        })
+    }
+
+    /// Start after `prepare` has filled the plugins folder.
+    pub fn start_prepared(config: &str, prepare: impl FnOnce(&Path)) -> ServerProcess {
         let dir = Scratch::new("server");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
-        for b in bundles {
-            let source = match b.strip_prefix("plugins/") {
-                Some(name) => reference(name),
-                None => guest(b),
-            };
-            let name = source.file_name().unwrap().to_owned();
-            std::os::unix::fs::symlink(&source, plugins.join(name)).unwrap();
-        }
+        prepare(&plugins);
         std::fs::write(dir.path().join("toolhost.toml"), config).unwrap();
         let (child, base) = spawn_server(dir.path());
         ServerProcess {

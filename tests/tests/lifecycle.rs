@@ -1,0 +1,436 @@
+//! Operators load, upgrade, sign and roll back connectors while the host
+//! serves: through the plugins folder and the API, under load.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use reqwest::Client;
+use serde_json::{json, Value};
+use toolhost_tests::{copy_bundle, guest, toolhost_bin, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn echo_manifest(version: &str) -> String {
+    std::fs::read_to_string(guest("echo").join("connector.toml"))
+        .unwrap()
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""))
+}
+
+fn echo_wasm() -> Vec<u8> {
+    std::fs::read(guest("echo").join("echo.wasm")).unwrap()
+}
+
+async fn upload(
+    server: &ServerProcess,
+    name: &str,
+    manifest: String,
+    wasm: Vec<u8>,
+    signature: Option<String>,
+) -> (u16, Value) {
+    let mut form = Form::new()
+        .part("manifest", Part::text(manifest))
+        .part("component", Part::bytes(wasm).file_name("c.wasm"));
+    if let Some(sig) = signature {
+        form = form.part("signature", Part::text(sig));
+    }
+    let r = client()
+        .put(server.url(&format!("/v1/plugins/{name}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn plugin(server: &ServerProcess, name: &str) -> Option<Value> {
+    let plugins: Value = client()
+        .get(server.url("/v1/plugins"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    plugins.as_array().unwrap().iter().find(|p| p["name"] == name).cloned()
+}
+
+async fn wait_for_version(server: &ServerProcess, name: &str, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if plugin(server, name).await.is_some_and(|p| p["version"] == version) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never reached {version}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn check(server: &ServerProcess) -> (u16, Value) {
+    let r = client()
+        .post(server.url("/v1/tools/echo.check/invoke"))
+        .bearer_auth(AGENT_TOKEN)
+        .json(&json!({ "ok": true, "message": "m" }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+const ROOMY: &str =
+    "[server]\nrate-per-minute = 4000000000\n[limits]\nmax-concurrency = 64\n[plugins.echo]\nmax-concurrency = 64\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_upgrades_under_load_drop_no_call() {
+    let server = ServerProcess::start_prepared(ROOMY, |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    let folder = server.dir.path().join("plugins/echo");
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let mut load = Vec::new();
+    for _ in 0..6 {
+        let (server, stop, seen) = (server.clone(), stop.clone(), seen.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = check(&server).await;
+                let version = body["plugin_version"].as_str().unwrap_or("?").to_string();
+                seen.lock().unwrap().push((status, version));
+            }
+        }));
+    }
+
+    let mut versions = HashSet::from(["1.0.0".to_string()]);
+    for k in 1..=10 {
+        let version = format!("1.0.{k}");
+        versions.insert(version.clone());
+        if k % 2 == 1 {
+            // Through the folder, written in place (the watcher must not
+            // take a half-written file).
+            std::fs::write(folder.join("connector.toml"), echo_manifest(&version)).unwrap();
+        } else {
+            let (status, body) = upload(&server, "echo", echo_manifest(&version), echo_wasm(), None).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        wait_for_version(&server, "echo", &version).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if k == 5 {
+            // A bad bundle during load, both ways in: refused, old one serves.
+            let (status, body) = upload(&server, "echo", echo_manifest("9.9.9"), b"\0asm garbage".to_vec(), None).await;
+            assert_eq!(status, 422, "{body}");
+            assert_eq!(body["error"]["kind"], "bundle_refused");
+            std::fs::write(folder.join("connector.toml"), "name = \"echo\"\nversion = ").unwrap();
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            assert_eq!(plugin(&server, "echo").await.unwrap()["version"], version);
+            std::fs::write(folder.join("connector.toml"), echo_manifest(&version)).unwrap();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 100, "only {} calls", seen.len());
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        seen.iter().all(|(_, v)| versions.contains(v)),
+        "a response from an unknown version"
+    );
+    let distinct: HashSet<&String> = seen.iter().map(|(_, v)| v).collect();
+    assert!(distinct.len() >= 5, "load saw only {distinct:?}");
+
+    // The trail has every load and both refusals.
+    let audit: Value = client()
+        .get(server.url("/v1/audit?tool=(plugin)%20echo&limit=100"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.iter().filter(|o| **o == "refused").count() >= 2,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().filter(|o| **o == "loaded").count() >= 11,
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_returns_to_the_previous_version() {
+    let server = ServerProcess::start_prepared("", |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    for v in ["1.1.0", "1.2.0"] {
+        assert_eq!(
+            upload(&server, "echo", echo_manifest(v), echo_wasm(), None).await.0,
+            200
+        );
+    }
+    let history: Value = client()
+        .get(server.url("/v1/plugins/echo/versions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["1.0.0", "1.1.0", "1.2.0"]);
+
+    let rollback = || {
+        client()
+            .post(server.url("/v1/plugins/echo/rollback"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    let r = rollback().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], "1.1.0");
+    assert_eq!(check(&server).await.1["plugin_version"], "1.1.0");
+    assert_eq!(rollback().await.unwrap().status(), 200);
+    assert_eq!(check(&server).await.1["plugin_version"], "1.0.0");
+    let r = rollback().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["kind"], "no_previous_version");
+    let r = client()
+        .post(server.url("/v1/plugins/nope/rollback"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+fn toolhost(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(toolhost_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_are_required_when_the_operator_says_so() {
+    let keys = toolhost_tests::Scratch::new("keys");
+    let out = toolhost(&["plugin", "keygen", "--out", "vendor.key"], keys.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(public.len(), 64);
+    let config = format!("[signing]\nrequire = true\ntrusted-keys = [\"{public}\"]\n");
+
+    // Unsigned in the folder: refused at start, nothing serves.
+    let server = ServerProcess::start_prepared(&config, |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    assert!(plugin(&server, "echo").await.is_none());
+    assert_eq!(check(&server).await.0, 404);
+
+    // Signed in place: the watcher loads it.
+    let folder = server.dir.path().join("plugins/echo");
+    let key = keys.path().join("vendor.key");
+    let out = toolhost(
+        &[
+            "plugin",
+            "sign",
+            folder.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        keys.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = toolhost(
+        &["plugin", "verify", folder.to_str().unwrap(), "--public-key", &public],
+        keys.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while plugin(&server, "echo").await.is_none() {
+        assert!(Instant::now() < deadline, "the signed bundle was not loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(plugin(&server, "echo").await.unwrap()["signed_by"], public.as_str());
+    assert_eq!(check(&server).await.0, 200);
+
+    // Uploads: unsigned refused; signed accepted; a signed component with a
+    // changed manifest refused.
+    let (status, body) = upload(&server, "echo", echo_manifest("2.0.0"), echo_wasm(), None).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("unsigned"),
+        "{body}"
+    );
+    let signature = std::fs::read_to_string(folder.join("connector.sig")).unwrap();
+    let manifest = std::fs::read_to_string(folder.join("connector.toml")).unwrap();
+    let (status, _) = upload(&server, "echo", manifest.clone(), echo_wasm(), Some(signature.clone())).await;
+    assert_eq!(status, 200);
+    let (status, body) = upload(
+        &server,
+        "echo",
+        manifest.replace("1.0.0", "1.0.1"),
+        echo_wasm(),
+        Some(signature),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("does not match"),
+        "{body}"
+    );
+    let (_, other) = toolhost_signing_keypair(&keys);
+    let out = toolhost(
+        &["plugin", "verify", folder.to_str().unwrap(), "--public-key", &other],
+        keys.path(),
+    );
+    assert!(!out.status.success());
+    assert_eq!(check(&server).await.0, 200);
+}
+
+fn toolhost_signing_keypair(dir: &toolhost_tests::Scratch) -> (String, String) {
+    let out = toolhost(&["plugin", "keygen", "--out", "other.key"], dir.path());
+    (
+        dir.path().join("other.key").display().to_string(),
+        String::from_utf8(out.stdout).unwrap().trim().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_digest_refuses_other_components() {
+    let config = format!("[plugins.echo]\ndigest = \"{}\"\n", "0".repeat(64));
+    let server = ServerProcess::start("", &["echo"]);
+    drop(server);
+    let server = ServerProcess::start(&config, &["echo"]);
+    assert!(plugin(&server, "echo").await.is_none());
+    let audit: Value = client()
+        .get(server.url("/v1/audit?outcome=refused"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["records"][0]["error"].as_str().unwrap().contains("pinned digest"),
+        "{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarts_use_the_compile_cache_and_rebuild_a_corrupt_entry() {
+    let mut server = ServerProcess::start("", &["echo", "plugins/coupon"]);
+    assert_eq!(plugin(&server, "echo").await.unwrap()["compiled"], "compiled");
+    server.restart();
+    for name in ["echo", "coupon"] {
+        assert_eq!(plugin(&server, name).await.unwrap()["compiled"], "cache", "{name}");
+    }
+    // Flip bytes in every cache entry: detected, recompiled, serving.
+    for entry in std::fs::read_dir(server.dir.path().join("data/compile-cache")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    server.restart();
+    assert_eq!(plugin(&server, "echo").await.unwrap()["compiled"], "compiled");
+    assert_eq!(check(&server).await.0, 200);
+    server.restart();
+    assert_eq!(plugin(&server, "echo").await.unwrap()["compiled"], "cache");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unloading_waits_for_calls_in_flight_and_a_removed_folder_unloads() {
+    use axum::routing::get;
+    let upstream = toolhost_tests::serve(axum::Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "late"
+        }),
+    ))
+    .await;
+    let config = format!(
+        "[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]\n",
+        upstream.port()
+    );
+    let server = ServerProcess::start_prepared(&config, |plugins| {
+        copy_bundle(&guest("netprobe"), &plugins.join("netprobe"));
+        copy_bundle(&guest("echo"), &plugins.join("echo"));
+    });
+    // A call that takes 1.5 s upstream is in flight when DELETE comes.
+    let slow = tokio::spawn(
+        client()
+            .post(server.url("/v1/tools/netprobe.fetch/invoke"))
+            .bearer_auth(AGENT_TOKEN)
+            .json(&json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", upstream.port()), "host-header": null }))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let r = client()
+        .delete(server.url("/v1/plugins/netprobe"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["drained"], true);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "DELETE returned before the call finished"
+    );
+    let finished = slow.await.unwrap().unwrap();
+    assert_eq!(finished.status(), 200);
+    assert_eq!(finished.json::<Value>().await.unwrap()["result"], 200);
+    let r = client()
+        .post(server.url("/v1/tools/netprobe.fetch/invoke"))
+        .bearer_auth(AGENT_TOKEN)
+        .json(&json!({ "method": "GET", "url": "http://127.0.0.1:1/", "host-header": null }))
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = client()
+        .get(server.url("/v1/audit?limit=20"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "{audit:#}");
+
+    std::fs::remove_dir_all(server.dir.path().join("plugins/echo")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while plugin(&server, "echo").await.is_some() {
+        assert!(Instant::now() < deadline, "removing the folder did not unload echo");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -189,6 +189,25 @@ impl Manifest {
     }
 }
 
+/// A TOML error on one line: the message, and where when it says no more.
+pub fn toml_error(e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) if message.is_empty() || !message.contains("line") => {
+            format!(
+                "{} (at byte {})",
+                if message.is_empty() {
+                    "unexpected end of input"
+                } else {
+                    message
+                },
+                span.start
+            )
+        }
+        _ => message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,24 +250,5 @@ mod tests {
             let err = Manifest::parse(&text, "t").unwrap_err().to_string();
             assert!(err.contains(field), "{err} should name {field}");
         }
-    }
-}
-
-/// A TOML error on one line: the message, and where when it says no more.
-pub fn toml_error(e: &toml::de::Error) -> String {
-    let message = e.message().trim();
-    match e.span() {
-        Some(span) if message.is_empty() || !message.contains("line") => {
-            format!(
-                "{} (at byte {})",
-                if message.is_empty() {
-                    "unexpected end of input"
-                } else {
-                    message
-                },
-                span.start
-            )
-        }
-        _ => message.to_string(),
     }
 }

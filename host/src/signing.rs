@@ -87,15 +87,15 @@ mod tests {
         assert_eq!(public_key(&private).unwrap(), public);
         let sig = sign(&private, b"wasm", b"name = \"x\"").unwrap();
         assert_eq!(
-            verify(&[public.clone()], &sig, b"wasm", b"name = \"x\"").unwrap(),
+            verify(std::slice::from_ref(&public), &sig, b"wasm", b"name = \"x\"").unwrap(),
             public
         );
         assert_eq!(
-            verify(&[public.clone()], &sig, b"wasm!", b"name = \"x\""),
+            verify(std::slice::from_ref(&public), &sig, b"wasm!", b"name = \"x\""),
             Err(SigningError::Mismatch)
         );
         assert_eq!(
-            verify(&[public.clone()], &sig, b"wasm", b"name = \"y\""),
+            verify(std::slice::from_ref(&public), &sig, b"wasm", b"name = \"y\""),
             Err(SigningError::Mismatch)
         );
         let (_, other) = keygen();

@@ -69,9 +69,18 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
         .unwrap()
         .query(&Default::default())
         .unwrap();
-    assert_eq!(records.len(), 2);
-    assert!(records.iter().all(|r| r.via == "cli" && r.outcome == "ok"));
-    assert_eq!(records[1].tool, "coupon.issue-voucher");
+    let calls: Vec<_> = records.iter().filter(|r| !r.tool.starts_with("(plugin)")).collect();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|r| r.via == "cli" && r.outcome == "ok"));
+    assert_eq!(calls[1].tool, "coupon.issue-voucher");
+    // Each run loaded the plugin, and said so.
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.tool == "(plugin) coupon" && r.outcome == "loaded")
+            .count(),
+        2
+    );
 }
 
 #[test]

@@ -434,3 +434,34 @@ async fn unloading_waits_for_calls_in_flight_and_a_removed_folder_unloads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_does_not_fit_its_world_is_refused() {
+    let server = ServerProcess::start("", &["echo"]);
+    let wrong = echo_manifest("2.0.0").replace(
+        "world = \"toolhost-test:echo/echo-guest\"",
+        "world = \"coupon-connector\"",
+    );
+    let (status, body) = upload(&server, "echo", wrong, echo_wasm(), None).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not export toolhost:connector/coupon"),
+        "{body}"
+    );
+    let (status, body) = upload(&server, "other", echo_manifest("2.0.0"), echo_wasm(), None).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("names plugin \"echo\""),
+        "{body}"
+    );
+    let (status, _) = upload(&server, "echo", "name = \"echo\"".into(), echo_wasm(), None).await;
+    assert_eq!(status, 422);
+    assert_eq!(plugin(&server, "echo").await.unwrap()["version"], "1.0.0");
+    assert_eq!(check(&server).await.0, 200);
+}

@@ -66,6 +66,8 @@ pub struct PluginEvent<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuditFilter {
     pub tool: Option<String>,
+    /// `http`, `mcp`, `cli`, or a plugin event's origin (`folder`, `api`, `rollback`).
+    pub via: Option<String>,
     pub outcome: Option<String>,
     pub session: Option<String>,
     pub token: Option<String>,
@@ -229,6 +231,7 @@ impl AuditLog {
             };
             let matches = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
             if matches(&filter.tool, Some(&record.tool))
+                && matches(&filter.via, Some(&record.via))
                 && matches(&filter.outcome, Some(&record.outcome))
                 && matches(&filter.session, record.session.as_deref())
                 && matches(&filter.token, record.token.as_deref())

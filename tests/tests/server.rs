@@ -365,10 +365,15 @@ async fn the_audit_trail_records_requests_denials_and_sessions() {
     assert_eq!(page["records"][0]["denials"][0]["capability"], "secret");
 
     // Paging, newest first.
-    let (_, p1) = get_json(&server, ADMIN_TOKEN, "/v1/audit?limit=2").await;
+    let (_, p1) = get_json(&server, ADMIN_TOKEN, "/v1/audit?via=http&limit=2").await;
     assert_eq!(p1["records"].as_array().unwrap().len(), 2);
     let next = p1["next"].as_str().unwrap();
-    let (_, p2) = get_json(&server, ADMIN_TOKEN, &format!("/v1/audit?limit=2&before={next}")).await;
+    let (_, p2) = get_json(
+        &server,
+        ADMIN_TOKEN,
+        &format!("/v1/audit?via=http&limit=2&before={next}"),
+    )
+    .await;
     assert_eq!(p2["records"].as_array().unwrap().len(), 1);
     assert!(p2["next"].is_null());
     let ids: Vec<u64> = p1["records"]
@@ -385,7 +390,7 @@ async fn the_audit_trail_records_requests_denials_and_sessions() {
     assert!(future["records"].as_array().unwrap().is_empty());
 
     let export = client()
-        .get(server.url("/v1/audit/export"))
+        .get(server.url("/v1/audit/export?via=http"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
@@ -393,6 +398,17 @@ async fn the_audit_trail_records_requests_denials_and_sessions() {
     assert_eq!(export.headers()["content-type"], "application/x-ndjson");
     let text = export.text().await.unwrap();
     assert_eq!(text.lines().count(), 3);
+    // Unfiltered, the two plugin loads at start-up are in the trail too.
+    let all = client()
+        .get(server.url("/v1/audit/export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(all.lines().filter(|l| l.contains("\"outcome\":\"loaded\"")).count(), 2);
     for line in text.lines() {
         serde_json::from_str::<Value>(line).unwrap();
     }

@@ -177,6 +177,9 @@ impl Runtime {
     /// that was serving keeps serving.
     pub async fn install(&self, bundle: Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
         let plugin = self.activate(&bundle, origin).await?;
+        if origin != "folder" {
+            self.keep_in_folder(&bundle);
+        }
         if let Err(e) = self.inner.versions.record(&bundle, origin).await {
             tracing::error!(plugin = %bundle.manifest.name, "version history not updated: {e}");
         }
@@ -233,6 +236,43 @@ impl Runtime {
         Ok(plugin)
     }
 
+    /// The plugins folder is what a restart loads: a bundle that came in
+    /// another way (upload, rollback) replaces the plugin's folder there,
+    /// written aside and renamed into place so the watcher never sees half.
+    fn keep_in_folder(&self, bundle: &Bundle) {
+        let name = &bundle.manifest.name;
+        let existing = self
+            .bundle_dirs()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| Manifest::load(&d.join("connector.toml")).is_ok_and(|m| &m.name == name));
+        let target = existing.unwrap_or_else(|| self.inner.plugins_dir.join(name));
+        let staging = self
+            .inner
+            .plugins_dir
+            .join(format!(".incoming-{name}-{}", std::process::id()));
+        let retired = self
+            .inner
+            .plugins_dir
+            .join(format!(".retired-{name}-{}", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let _ = std::fs::remove_dir_all(&staging);
+            bundle.write_to(&staging)?;
+            if target.symlink_metadata().is_ok() {
+                std::fs::rename(&target, &retired)?;
+            }
+            std::fs::rename(&staging, &target)?;
+            match std::fs::symlink_metadata(&retired) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&retired),
+                Ok(_) => std::fs::remove_file(&retired),
+                Err(_) => Ok(()),
+            }
+        })();
+        if let Err(e) = result {
+            tracing::error!(plugin = %name, "serving, but not written to the plugins folder (a restart will not load it): {e}");
+        }
+    }
+
     async fn log_refusal(&self, what: &str, origin: &'static str, e: &LoadError) {
         tracing::error!(bundle = %what, origin, "refused: {e}");
         let event = PluginEvent {
@@ -260,6 +300,7 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::NoPrevious(name.to_string()))?;
         let bundle = Bundle::read(&path)?;
         let plugin = self.activate(&bundle, "rollback").await?;
+        self.keep_in_folder(&bundle);
         self.inner.versions.drop_current(name).await?;
         Ok(plugin)
     }

@@ -181,7 +181,7 @@ async fn ten_upgrades_under_load_drop_no_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_returns_to_the_previous_version() {
-    let server = ServerProcess::start_prepared("", |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    let mut server = ServerProcess::start_prepared("", |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
     for v in ["1.1.0", "1.2.0"] {
         assert_eq!(
             upload(&server, "echo", echo_manifest(v), echo_wasm(), None).await.0,

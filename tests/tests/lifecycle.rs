@@ -227,6 +227,16 @@ async fn rollback_returns_to_the_previous_version() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+
+    // What the API installed is what a restart serves: the rolled-back echo,
+    // and a plugin that only ever came in by upload.
+    let thief = guest("secret-thief");
+    let manifest = std::fs::read_to_string(thief.join("connector.toml")).unwrap();
+    let wasm = std::fs::read(thief.join("secret-thief.wasm")).unwrap();
+    assert_eq!(upload(&server, "secret-thief", manifest, wasm, None).await.0, 200);
+    server.restart();
+    assert_eq!(check(&server).await.1["plugin_version"], "1.0.0");
+    assert!(plugin(&server, "secret-thief").await.is_some());
 }
 
 fn toolhost(args: &[&str], cwd: &Path) -> std::process::Output {

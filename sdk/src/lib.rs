@@ -115,6 +115,7 @@ pub mod rt {
 }
 
 mod backend;
+pub mod api;
 pub mod bindings;
 pub mod config;
 pub mod error;

@@ -8,6 +8,7 @@
 //! CRM and ERP, `X-Api-Key` for Nordpost, `?apikey=` for Swiftline. Fault
 //! fixtures answer 429, 500, a malformed body, or never.
 
+pub mod scenario;
 mod seed;
 
 use std::net::SocketAddr;

@@ -1,0 +1,158 @@
+//! The late-parcel scenario as a scripted agent: what an LLM planner would
+//! do, step by step, through toolhost's HTTP API, with every call under one
+//! session id so the audit trail tells the story afterwards.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// What happened, for the caller to check and print.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub order: String,
+    pub customer: String,
+    pub hours_late: u64,
+    pub lost: bool,
+    /// Basis points of the order total the SLA terms allow.
+    pub compensation_bps: u64,
+    pub compensation_minor: i64,
+    pub currency: String,
+    pub voucher: Option<String>,
+    pub case_id: String,
+    pub session: String,
+    /// Each tool call, in order: (tool, HTTP status).
+    pub calls: Vec<(String, u16)>,
+    pub elapsed: Duration,
+}
+
+/// The compensation the SLA allows, in basis points of the order total.
+pub fn compensation_bps(sla: &Value, hours_late: u64, lost: bool) -> u64 {
+    let get = |k: &str| sla[k].as_u64().unwrap_or(0);
+    if lost {
+        return get("lost-parcel-bps");
+    }
+    let grace = get("grace-hours");
+    if hours_late <= grace {
+        return 0;
+    }
+    let days = (hours_late - grace).div_ceil(24);
+    (days * get("per-day-late-bps")).min(get("max-compensation-bps"))
+}
+
+struct Agent<'a> {
+    http: reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+    session: String,
+    calls: Vec<(String, u16)>,
+}
+
+impl Agent<'_> {
+    async fn call(&mut self, tool: &str, args: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}/v1/tools/{tool}/invoke", self.base))
+            .bearer_auth(self.token)
+            .header("x-session-id", &self.session)
+            .json(&args)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        self.calls.push((tool.to_string(), status));
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status == 200, "{tool} failed ({status}): {body}");
+        Ok(body["result"].clone())
+    }
+}
+
+/// Handle a customer's complaint about `order`.
+pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &str) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let mut agent = Agent {
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        base,
+        token,
+        session: format!("late-parcel-{order}-{}", started.elapsed().as_nanos() ^ std::process::id() as u128),
+        calls: Vec::new(),
+    };
+    // The order, and who placed it.
+    let o = agent.call("erp.get-order", json!({ "order-id": order })).await?;
+    let customer = o["customer-id"].as_str().unwrap_or_default().to_string();
+    agent.call("crm.get-customer", json!({ "customer-id": customer })).await?;
+    // Where the parcel is, and how late.
+    let shipments = agent.call("logistics.find-shipments", json!({ "order-reference": order })).await?;
+    let tracking = shipments[0]["tracking-number"].as_str().unwrap_or_default().to_string();
+    let delay = agent.call("logistics.report-delay", json!({ "tracking-number": tracking })).await?;
+    let hours_late = delay["hours-late"].as_u64().unwrap_or(0);
+    let lost = delay["lost"].as_bool().unwrap_or(false);
+    // What the contract promises.
+    let contract = agent.call("erp.get-contract", json!({ "contract-id": o["contract-id"] })).await?;
+    let bps = compensation_bps(&contract["sla"], hours_late, lost);
+    let total = o["total"]["amount-minor"].as_i64().unwrap_or(0);
+    let currency = o["total"]["currency"].as_str().unwrap_or("EUR").to_string();
+    let compensation_minor = total * bps as i64 / 10_000;
+
+    // Log the case, compensate if due, record the decision.
+    let key = format!("late-parcel-{order}");
+    let case = agent
+        .call(
+            "crm.open-case",
+            json!({ "case": {
+                "customer-id": customer, "subject": format!("Late delivery of {order}"), "priority": "high",
+                "order-id": order, "description": complaint, "idempotency-key": key,
+            }}),
+        )
+        .await?;
+    let case_id = case["case-id"].as_str().unwrap_or_default().to_string();
+    let mut voucher = None;
+    if compensation_minor > 0 {
+        let v = agent
+            .call(
+                "coupon.issue-voucher",
+                json!({ "request": {
+                    "idempotency-key": key, "customer-id": customer, "reason": format!("late delivery of {order}"),
+                    "order-id": order, "valid-days": 180,
+                    "value": { "amount-minor": compensation_minor, "currency": currency },
+                }}),
+            )
+            .await?;
+        voucher = v["code"].as_str().map(str::to_string);
+    }
+    let decision = match (&voucher, lost) {
+        (Some(code), true) => format!("Parcel {tracking} lost; contract {} allows {bps} bps; voucher {code} for {compensation_minor} {currency}.", contract["contract-id"]),
+        (Some(code), false) => format!("Parcel {tracking} {hours_late} h late; contract {} allows {bps} bps; voucher {code} for {compensation_minor} {currency}.", contract["contract-id"]),
+        (None, _) => format!("Parcel {tracking} {hours_late} h late, within the {} h grace of contract {}; no compensation due.", contract["sla"]["grace-hours"], contract["contract-id"]),
+    };
+    agent.call("crm.add-note", json!({ "case-id": case_id, "author": "toolhost-agent", "text": decision })).await?;
+    agent.call("crm.set-case-status", json!({ "case-id": case_id, "status": "resolved", "resolution": decision })).await?;
+
+    Ok(Outcome {
+        order: order.to_string(),
+        customer,
+        hours_late,
+        lost,
+        compensation_bps: bps,
+        compensation_minor,
+        currency,
+        voucher,
+        case_id,
+        session: agent.session.clone(),
+        calls: agent.calls,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The toolhost grants that let the reference connectors reach the sample
+/// upstreams at `addr`, with their demo credentials.
+pub fn toolhost_config(addr: std::net::SocketAddr, logistics_base: &str, logistics_key: &str) -> String {
+    let origin = format!("http://{addr}");
+    let keys = super::Keys::default();
+    let plugin = |name: &str, methods: &str, base: &str, key: &str| {
+        format!(
+            "[plugins.{name}]\nhttp = [{{ origin = \"{origin}\", methods = [{methods}] }}]\nsecrets = {{ api-key = {{ value = \"{key}\" }} }}\nconfig = {{ base-url = \"{origin}{base}\" }}\n\n"
+        )
+    };
+    plugin("crm", "\"GET\", \"POST\", \"PATCH\"", "/crm/v1", &keys.crm)
+        + &plugin("erp", "\"GET\", \"POST\"", "/erp/v1", &keys.erp)
+        + &plugin("logistics", "\"GET\"", logistics_base, logistics_key)
+}

@@ -36,6 +36,22 @@ pub enum ServeError {
 /// listening (`toolhost listening on http://ADDR`), which scripts and tests
 /// wait for.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.server.listen.to_string(),
+            source,
+        })?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// `serve` on a listener the caller bound (an embedding, a demo, a test
+/// that needs the address before the server starts).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let server = &config.server;
     let runtime = Runtime::new(RuntimeOptions {
         plugins_dir: server.plugins_dir.clone(),
@@ -70,12 +86,6 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind(server.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: server.listen.to_string(),
-            source,
-        })?;
     let addr = listener.local_addr()?;
     println!("toolhost listening on http://{addr}");
     eprintln!(

@@ -82,7 +82,9 @@ impl Api {
 /// and encoded as one path segment.
 pub fn segment(field: &str, value: &str) -> Result<String> {
     if value.trim().is_empty() || value.len() > 128 {
-        return Err(crate::Error::InvalidInput(format!("{field} must be 1 to 128 characters")));
+        return Err(crate::Error::InvalidInput(format!(
+            "{field} must be 1 to 128 characters"
+        )));
     }
     Ok(encode_component(value))
 }

@@ -114,8 +114,8 @@ pub mod rt {
     pub use wit_bindgen::rt::*;
 }
 
-mod backend;
 pub mod api;
+mod backend;
 pub mod bindings;
 pub mod config;
 pub mod error;

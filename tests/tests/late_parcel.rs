@@ -9,10 +9,12 @@ use std::path::Path;
 
 use sample_upstreams::scenario::{handle_complaint, toolhost_config, Outcome};
 use serde_json::Value;
-use toolhost_tests::{guest, reference, ServerProcess, Scratch, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{guest, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
-    let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default()).await.unwrap();
+    let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
     addr
 }
 
@@ -31,7 +33,11 @@ fn toolhost(addr: SocketAddr, swiftline: bool) -> ServerProcess {
         for name in ["crm", "erp", "coupon"] {
             link(plugins, name, &reference(name));
         }
-        let logistics = if swiftline { guest("logistics-swiftline") } else { reference("logistics") };
+        let logistics = if swiftline {
+            guest("logistics-swiftline")
+        } else {
+            reference("logistics")
+        };
         link(plugins, "logistics", &logistics);
     })
 }
@@ -80,7 +86,12 @@ fn inside_toolhost_us(records: &[Value]) -> u64 {
     records
         .iter()
         .map(|r| {
-            let waited: u64 = r["outbound"].as_array().unwrap().iter().map(|o| o["millis"].as_u64().unwrap() * 1000).sum();
+            let waited: u64 = r["outbound"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["micros"].as_u64().unwrap())
+                .sum();
             r["duration_us"].as_u64().unwrap().saturating_sub(waited)
         })
         .sum()
@@ -103,7 +114,14 @@ async fn a_late_parcel_is_compensated_by_the_contract_and_logged() {
     let addr = upstreams(&data).await;
     let server = toolhost(addr, false);
 
-    let late = handle_complaint(&server.base, AGENT_TOKEN, "SO-1001", "My parcel from Hamburg is two days late. Where is it?").await.unwrap();
+    let late = handle_complaint(
+        &server.base,
+        AGENT_TOKEN,
+        "SO-1001",
+        "My parcel from Hamburg is two days late. Where is it?",
+    )
+    .await
+    .unwrap();
     assert_eq!(late.customer, "C-1001");
     assert_eq!(late.hours_late, 52);
     assert!(!late.lost);
@@ -141,26 +159,40 @@ async fn a_late_parcel_is_compensated_by_the_contract_and_logged() {
     let tools: Vec<&str> = records.iter().rev().map(|r| r["tool"].as_str().unwrap()).collect();
     let called: Vec<&str> = late.calls.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(tools, called);
-    assert!(records.iter().any(|r| r["tool"] == "logistics.report-delay" && r["outbound"][0]["status"] == 200));
+    assert!(records
+        .iter()
+        .any(|r| r["tool"] == "logistics.report-delay" && r["outbound"][0]["status"] == 200));
     report("late parcel", &late, &records);
 
     // Handling the same complaint again issues nothing new.
-    let again = handle_complaint(&server.base, AGENT_TOKEN, "SO-1001", "Still waiting!").await.unwrap();
+    let again = handle_complaint(&server.base, AGENT_TOKEN, "SO-1001", "Still waiting!")
+        .await
+        .unwrap();
     assert_eq!(again.voucher, late.voucher);
     assert_eq!(again.case_id, late.case_id);
 
     // On time: a case, no voucher.
-    let on_time = handle_complaint(&server.base, AGENT_TOKEN, "SO-1002", "Is my order late?").await.unwrap();
-    assert_eq!((on_time.hours_late, on_time.compensation_bps, on_time.voucher.clone()), (0, 0, None));
+    let on_time = handle_complaint(&server.base, AGENT_TOKEN, "SO-1002", "Is my order late?")
+        .await
+        .unwrap();
+    assert_eq!(
+        (on_time.hours_late, on_time.compensation_bps, on_time.voucher.clone()),
+        (0, 0, None)
+    );
     assert!(!on_time.calls.iter().any(|(t, _)| t == "coupon.issue-voucher"));
     assert_eq!(crm_case(addr, &on_time.case_id).await["status"], "resolved");
     report("on time", &on_time, &audit(&server, &on_time.session).await);
 
     // Lost: the contract's lost-parcel terms, the whole order.
-    let lost = handle_complaint(&server.base, AGENT_TOKEN, "SO-1003", "It never arrived.").await.unwrap();
+    let lost = handle_complaint(&server.base, AGENT_TOKEN, "SO-1003", "It never arrived.")
+        .await
+        .unwrap();
     assert!(lost.lost);
     assert_eq!(lost.compensation_bps, 10_000);
-    assert_eq!(lost.compensation_minor, erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap());
+    assert_eq!(
+        lost.compensation_minor,
+        erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,16 +200,32 @@ async fn the_scenario_passes_unchanged_with_another_carriers_connector() {
     let data = Scratch::new("upstreams-swap");
     let addr = upstreams(&data).await;
     let nordpost = toolhost(addr, false);
-    let a = handle_complaint(&nordpost.base, AGENT_TOKEN, "SO-1001", "Late!").await.unwrap();
+    let a = handle_complaint(&nordpost.base, AGENT_TOKEN, "SO-1001", "Late!")
+        .await
+        .unwrap();
     drop(nordpost);
     let swiftline = toolhost(addr, true);
-    let b = handle_complaint(&swiftline.base, AGENT_TOKEN, "SO-1001", "Late!").await.unwrap();
-    assert_eq!((a.hours_late, a.compensation_bps, a.compensation_minor), (b.hours_late, b.compensation_bps, b.compensation_minor));
+    let b = handle_complaint(&swiftline.base, AGENT_TOKEN, "SO-1001", "Late!")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.hours_late, a.compensation_bps, a.compensation_minor),
+        (b.hours_late, b.compensation_bps, b.compensation_minor)
+    );
     assert!(b.voucher.is_some());
     // It really was the other vendor's connector talking to the other API.
     let records = audit(&swiftline, &b.session).await;
-    let delay = records.iter().find(|r| r["tool"] == "logistics.find-shipments").unwrap();
-    assert!(delay["outbound"][0]["path"].as_str().unwrap().starts_with("/swiftline/"), "{delay}");
+    let delay = records
+        .iter()
+        .find(|r| r["tool"] == "logistics.find-shipments")
+        .unwrap();
+    assert!(
+        delay["outbound"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/swiftline/"),
+        "{delay}"
+    );
     let plugins: Value = reqwest::Client::new()
         .get(swiftline.url("/v1/plugins"))
         .bearer_auth(ADMIN_TOKEN)
@@ -187,7 +235,12 @@ async fn the_scenario_passes_unchanged_with_another_carriers_connector() {
         .json()
         .await
         .unwrap();
-    let logistics = plugins.as_array().unwrap().iter().find(|p| p["name"] == "logistics").unwrap();
+    let logistics = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "logistics")
+        .unwrap();
     assert_eq!(logistics["vendor"], "Swiftline sample vendor");
 }
 
@@ -197,23 +250,68 @@ async fn upstream_failures_come_back_typed() {
     let addr = upstreams(&data).await;
     let server = toolhost(addr, false);
     let call = |tool: &'static str, args: Value| {
-        reqwest::Client::new().post(server.url(&format!("/v1/tools/{tool}/invoke"))).bearer_auth(AGENT_TOKEN).json(&args).send()
+        reqwest::Client::new()
+            .post(server.url(&format!("/v1/tools/{tool}/invoke")))
+            .bearer_auth(AGENT_TOKEN)
+            .json(&args)
+            .send()
     };
     let cases = [
-        ("erp.get-order", serde_json::json!({ "order-id": "SO-NONE" }), 404, "not-found"),
-        ("erp.get-order", serde_json::json!({ "order-id": "SO-FAIL-429" }), 429, "rate-limited"),
-        ("erp.get-order", serde_json::json!({ "order-id": "SO-FAIL-500" }), 502, "upstream"),
-        ("erp.get-order", serde_json::json!({ "order-id": "SO-MALFORMED" }), 502, "upstream"),
-        ("logistics.track-shipment", serde_json::json!({ "tracking-number": "NP-MALFORMED" }), 502, "upstream"),
-        ("crm.get-customer", serde_json::json!({ "customer-id": "C-FAIL-500" }), 502, "upstream"),
+        (
+            "erp.get-order",
+            serde_json::json!({ "order-id": "SO-NONE" }),
+            404,
+            "not-found",
+        ),
+        (
+            "erp.get-order",
+            serde_json::json!({ "order-id": "SO-FAIL-429" }),
+            429,
+            "rate-limited",
+        ),
+        (
+            "erp.get-order",
+            serde_json::json!({ "order-id": "SO-FAIL-500" }),
+            502,
+            "upstream",
+        ),
+        (
+            "erp.get-order",
+            serde_json::json!({ "order-id": "SO-MALFORMED" }),
+            502,
+            "upstream",
+        ),
+        (
+            "logistics.track-shipment",
+            serde_json::json!({ "tracking-number": "NP-MALFORMED" }),
+            502,
+            "upstream",
+        ),
+        (
+            "crm.get-customer",
+            serde_json::json!({ "customer-id": "C-FAIL-500" }),
+            502,
+            "upstream",
+        ),
     ];
     for (tool, args, status, case) in cases {
         let r = call(tool, args.clone()).await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{tool} {args}");
         let body: Value = r.json().await.unwrap();
-        assert!(body["error"]["error"][case].is_object() || body["error"]["error"][case].is_string() || body["error"]["error"][case].is_number(), "{tool} {args}: {body}");
+        assert!(
+            body["error"]["error"][case].is_object()
+                || body["error"]["error"][case].is_string()
+                || body["error"]["error"][case].is_number(),
+            "{tool} {args}: {body}"
+        );
     }
     // A hung upstream ends at the connector's time limit, as a typed error.
-    let r = call("erp.get-order", serde_json::json!({ "order-id": "SO-SLOW" })).await.unwrap();
-    assert!(r.status().as_u16() == 502 || r.status().as_u16() == 504, "{}", r.status());
+    let r = call("erp.get-order", serde_json::json!({ "order-id": "SO-SLOW" }))
+        .await
+        .unwrap();
+    assert!(
+        r.status().as_u16() == 502 || r.status().as_u16() == 504,
+        "{}",
+        r.status()
+    );
 }

@@ -109,7 +109,7 @@ impl WasiHttpHooks for OutboundHttp {
                         path: path.clone(),
                         status,
                         error,
-                        millis: started.elapsed().as_millis() as u64,
+                        micros: started.elapsed().as_micros() as u64,
                     });
             };
             let pinned = match resolve_checked(&rule, &host, port).await {

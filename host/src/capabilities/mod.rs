@@ -57,7 +57,8 @@ pub struct OutboundRecord {
     pub path: String,
     pub status: Option<u16>,
     pub error: Option<String>,
-    pub millis: u64,
+    /// Time from send to response headers (or failure).
+    pub micros: u64,
 }
 
 /// A capability use the grant refused.

@@ -8,6 +8,10 @@
 //! CRM and ERP, `X-Api-Key` for Nordpost, `?apikey=` for Swiftline. Fault
 //! fixtures answer 429, 500, a malformed body, or never.
 
+// The helpers short-circuit a handler with the `Response` it should send;
+// boxing it would only add noise to a sample server.
+#![allow(clippy::result_large_err)]
+
 pub mod scenario;
 mod seed;
 
@@ -53,7 +57,11 @@ struct Upstreams {
 type Shared = Arc<Upstreams>;
 
 /// Open (and on first use seed) the store in `dir`, and serve on `bind`.
-pub async fn start(dir: &Path, bind: SocketAddr, keys: Keys) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn start(
+    dir: &Path,
+    bind: SocketAddr,
+    keys: Keys,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let db = sled::open(dir)?;
     if !db.contains_key("seeded")? {
         for (tree, key, doc) in seed::generate() {
@@ -114,7 +122,12 @@ impl Upstreams {
     fn all(&self, tree: &str) -> Vec<Value> {
         self.db
             .open_tree(tree)
-            .map(|t| t.iter().values().filter_map(|v| v.ok().and_then(|v| serde_json::from_slice(&v).ok())).collect())
+            .map(|t| {
+                t.iter()
+                    .values()
+                    .filter_map(|v| v.ok().and_then(|v| serde_json::from_slice(&v).ok()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -130,11 +143,15 @@ impl Upstreams {
     }
 
     fn crm(&self, headers: &HeaderMap) -> Result<(), Response> {
-        bearer_ok(headers, &self.keys.crm).then_some(()).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "bad CRM credentials"))
+        bearer_ok(headers, &self.keys.crm)
+            .then_some(())
+            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "bad CRM credentials"))
     }
 
     fn erp(&self, headers: &HeaderMap) -> Result<(), Response> {
-        bearer_ok(headers, &self.keys.erp).then_some(()).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "bad ERP credentials"))
+        bearer_ok(headers, &self.keys.erp)
+            .then_some(())
+            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "bad ERP credentials"))
     }
 }
 
@@ -162,7 +179,9 @@ async fn crm_find(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<C
         .into_iter()
         .filter(|c| match (&q.email, &q.name) {
             (Some(e), _) => c["email"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(e)),
-            (_, Some(n)) => c["name"].as_str().is_some_and(|x| x.to_lowercase().contains(&n.to_lowercase())),
+            (_, Some(n)) => c["name"]
+                .as_str()
+                .is_some_and(|x| x.to_lowercase().contains(&n.to_lowercase())),
             _ => false,
         })
         .take(20)
@@ -185,7 +204,12 @@ struct CaseFilter {
     status: Option<String>,
 }
 
-async fn crm_cases(State(s): State<Shared>, headers: HeaderMap, UrlPath(id): UrlPath<String>, Query(f): Query<CaseFilter>) -> Response {
+async fn crm_cases(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(f): Query<CaseFilter>,
+) -> Response {
     if let Err(e) = s.crm(&headers) {
         return e;
     }
@@ -215,7 +239,10 @@ async fn crm_open_case(State(s): State<Shared>, headers: HeaderMap, Json(body): 
     if s.get("customers", customer).is_none() {
         return error(StatusCode::NOT_FOUND, "customer not found");
     }
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if let Some(existing) = key.as_ref().and_then(|k| s.get("case-keys", k)) {
         return found(existing.as_str().and_then(|id| s.get("cases", id)), "case");
     }
@@ -235,11 +262,18 @@ async fn crm_open_case(State(s): State<Shared>, headers: HeaderMap, Json(body): 
     (StatusCode::CREATED, Json(case)).into_response()
 }
 
-async fn crm_add_note(State(s): State<Shared>, headers: HeaderMap, UrlPath(id): UrlPath<String>, Json(body): Json<Value>) -> Response {
+async fn crm_add_note(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<Value>,
+) -> Response {
     if let Err(e) = s.crm(&headers) {
         return e;
     }
-    let Some(mut case) = s.get("cases", &id) else { return error(StatusCode::NOT_FOUND, "case not found") };
+    let Some(mut case) = s.get("cases", &id) else {
+        return error(StatusCode::NOT_FOUND, "case not found");
+    };
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     if let Some(notes) = case["notes"].as_array_mut() {
         notes.push(json!({ "at": now, "author": body["author"], "text": body["text"] }));
@@ -250,11 +284,18 @@ async fn crm_add_note(State(s): State<Shared>, headers: HeaderMap, UrlPath(id): 
     Json(case).into_response()
 }
 
-async fn crm_update_case(State(s): State<Shared>, headers: HeaderMap, UrlPath(id): UrlPath<String>, Json(body): Json<Value>) -> Response {
+async fn crm_update_case(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<Value>,
+) -> Response {
     if let Err(e) = s.crm(&headers) {
         return e;
     }
-    let Some(mut case) = s.get("cases", &id) else { return error(StatusCode::NOT_FOUND, "case not found") };
+    let Some(mut case) = s.get("cases", &id) else {
+        return error(StatusCode::NOT_FOUND, "case not found");
+    };
     if let Some(status) = body["status"].as_str() {
         if case["status"] == "closed" && status != "closed" {
             return error(StatusCode::CONFLICT, "a closed case cannot be reopened");
@@ -279,7 +320,14 @@ async fn erp_order(State(s): State<Shared>, headers: HeaderMap, UrlPath(id): Url
     match id.as_str() {
         "SO-FAIL-429" => return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")], "slow down").into_response(),
         "SO-FAIL-500" => return error(StatusCode::INTERNAL_SERVER_ERROR, "ERP backend down"),
-        "SO-MALFORMED" => return (StatusCode::OK, [("content-type", "application/json")], "{\"order_no\": ").into_response(),
+        "SO-MALFORMED" => {
+            return (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "{\"order_no\": ",
+            )
+                .into_response()
+        }
         "SO-SLOW" => {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         }
@@ -293,11 +341,20 @@ struct Limit {
     limit: Option<usize>,
 }
 
-async fn erp_orders(State(s): State<Shared>, headers: HeaderMap, UrlPath(id): UrlPath<String>, Query(l): Query<Limit>) -> Response {
+async fn erp_orders(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(l): Query<Limit>,
+) -> Response {
     if let Err(e) = s.erp(&headers) {
         return e;
     }
-    let mut orders: Vec<Value> = s.all("orders").into_iter().filter(|o| o["customer"] == id.as_str()).collect();
+    let mut orders: Vec<Value> = s
+        .all("orders")
+        .into_iter()
+        .filter(|o| o["customer"] == id.as_str())
+        .collect();
     orders.sort_by(|a, b| b["placed"].as_str().cmp(&a["placed"].as_str()));
     orders.truncate(l.limit.unwrap_or(20));
     Json(json!({ "orders": orders })).into_response()
@@ -314,18 +371,28 @@ async fn erp_credit_note(State(s): State<Shared>, headers: HeaderMap, Json(body)
     if let Err(e) = s.erp(&headers) {
         return e;
     }
-    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string) else {
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
         return error(StatusCode::BAD_REQUEST, "Idempotency-Key is required");
     };
     if let Some(existing) = s.get("credit-note-keys", &key) {
-        return found(existing.as_str().and_then(|id| s.get("credit-notes", id)), "credit note");
+        return found(
+            existing.as_str().and_then(|id| s.get("credit-notes", id)),
+            "credit note",
+        );
     }
     let Some(order) = body["order"].as_str().and_then(|o| s.get("orders", o)) else {
         return error(StatusCode::NOT_FOUND, "order not found");
     };
     let amount = body["amount_cents"].as_i64().unwrap_or(0);
     if amount <= 0 || amount > order["total_cents"].as_i64().unwrap_or(0) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "amount must be positive and at most the order total");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount must be positive and at most the order total",
+        );
     }
     let id = format!("CN-{:06}", s.next_id("credit-note"));
     let note = json!({
@@ -346,12 +413,21 @@ fn shipment_by(s: &Upstreams, field: &str, value: &str) -> Option<Value> {
 }
 
 const NORDPOST_STATUS: &[(&str, &str)] = &[
-    ("label-created", "CREATED"), ("in-transit", "IN_TRANSIT"), ("customs-hold", "CUSTOMS"), ("out-for-delivery", "OUT_FOR_DELIVERY"),
-    ("delivered", "DELIVERED"), ("delivery-failed", "FAILED_ATTEMPT"), ("returned-to-sender", "RETURNED"), ("lost", "LOST"),
+    ("label-created", "CREATED"),
+    ("in-transit", "IN_TRANSIT"),
+    ("customs-hold", "CUSTOMS"),
+    ("out-for-delivery", "OUT_FOR_DELIVERY"),
+    ("delivered", "DELIVERED"),
+    ("delivery-failed", "FAILED_ATTEMPT"),
+    ("returned-to-sender", "RETURNED"),
+    ("lost", "LOST"),
 ];
 
 fn nordpost_code(status: &Value) -> &'static str {
-    NORDPOST_STATUS.iter().find(|(k, _)| status == *k).map_or("UNKNOWN", |(_, v)| v)
+    NORDPOST_STATUS
+        .iter()
+        .find(|(k, _)| status == *k)
+        .map_or("UNKNOWN", |(_, v)| v)
 }
 
 fn nordpost_place(p: &Value) -> Value {
@@ -383,7 +459,14 @@ fn nordpost_faults(tn: &str) -> Option<Response> {
     match tn {
         "NP-FAIL-429" => Some((StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")], "rate limited").into_response()),
         "NP-FAIL-500" => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "tracking backend down")),
-        "NP-MALFORMED" => Some((StatusCode::OK, [("content-type", "application/json")], "<html>oops</html>").into_response()),
+        "NP-MALFORMED" => Some(
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "<html>oops</html>",
+            )
+                .into_response(),
+        ),
         _ => None,
     }
 }
@@ -409,7 +492,10 @@ async fn nordpost_scans(State(s): State<Shared>, headers: HeaderMap, UrlPath(tn)
         return r;
     }
     match shipment_by(&s, "nordpost", &tn) {
-        Some(sh) => Json(json!({ "scans": sh["events"].as_array().map(|es| es.iter().map(nordpost_scan).collect::<Vec<_>>()) })).into_response(),
+        Some(sh) => {
+            Json(json!({ "scans": sh["events"].as_array().map(|es| es.iter().map(nordpost_scan).collect::<Vec<_>>()) }))
+                .into_response()
+        }
         None => error(StatusCode::NOT_FOUND, "parcel not found"),
     }
 }
@@ -428,7 +514,12 @@ async fn nordpost_search(State(s): State<Shared>, headers: HeaderMap, Query(q): 
         return e;
     }
     let reference = q.reference.unwrap_or_default();
-    let parcels: Vec<Value> = s.all("shipments").iter().filter(|sh| sh["order"] == reference.as_str()).map(nordpost_doc).collect();
+    let parcels: Vec<Value> = s
+        .all("shipments")
+        .iter()
+        .filter(|sh| sh["order"] == reference.as_str())
+        .map(nordpost_doc)
+        .collect();
     Json(json!({ "parcels": parcels })).into_response()
 }
 
@@ -440,19 +531,33 @@ fn epoch(ts: &Value) -> Value {
 }
 
 const SWIFTLINE_STATE: &[(&str, &str)] = &[
-    ("label-created", "booked"), ("in-transit", "transit"), ("customs-hold", "held"), ("out-for-delivery", "courier"),
-    ("delivered", "delivered"), ("delivery-failed", "exception"), ("returned-to-sender", "returned"), ("lost", "missing"),
+    ("label-created", "booked"),
+    ("in-transit", "transit"),
+    ("customs-hold", "held"),
+    ("out-for-delivery", "courier"),
+    ("delivered", "delivered"),
+    ("delivery-failed", "exception"),
+    ("returned-to-sender", "returned"),
+    ("lost", "missing"),
 ];
 
 fn swiftline_state(status: &Value) -> &'static str {
-    SWIFTLINE_STATE.iter().find(|(k, _)| status == *k).map_or("unknown", |(_, v)| v)
+    SWIFTLINE_STATE
+        .iter()
+        .find(|(k, _)| status == *k)
+        .map_or("unknown", |(_, v)| v)
 }
 
 fn swiftline_where(p: &Value) -> Value {
     if p.is_null() {
         return Value::Null;
     }
-    json!(format!("{}/{}/{}", p["country"].as_str().unwrap_or(""), p["city"].as_str().unwrap_or(""), p["postal_code"].as_str().unwrap_or("")))
+    json!(format!(
+        "{}/{}/{}",
+        p["country"].as_str().unwrap_or(""),
+        p["city"].as_str().unwrap_or(""),
+        p["postal_code"].as_str().unwrap_or("")
+    ))
 }
 
 fn swiftline_doc(sh: &Value) -> Value {
@@ -482,6 +587,11 @@ async fn swiftline_lookup(State(s): State<Shared>, Query(q): Query<Reference>) -
         return error(StatusCode::UNAUTHORIZED, "apikey missing or wrong");
     }
     let reference = q.reference_no.unwrap_or_default();
-    let found: Vec<Value> = s.all("shipments").iter().filter(|sh| sh["order"] == reference.as_str()).map(swiftline_doc).collect();
+    let found: Vec<Value> = s
+        .all("shipments")
+        .iter()
+        .filter(|sh| sh["order"] == reference.as_str())
+        .map(swiftline_doc)
+        .collect();
     Json(json!({ "ok": true, "shipments": found })).into_response()
 }

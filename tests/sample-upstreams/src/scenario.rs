@@ -72,21 +72,32 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
         base,
         token,
-        session: format!("late-parcel-{order}-{}", started.elapsed().as_nanos() ^ std::process::id() as u128),
+        session: format!(
+            "late-parcel-{order}-{}",
+            started.elapsed().as_nanos() ^ std::process::id() as u128
+        ),
         calls: Vec::new(),
     };
     // The order, and who placed it.
     let o = agent.call("erp.get-order", json!({ "order-id": order })).await?;
     let customer = o["customer-id"].as_str().unwrap_or_default().to_string();
-    agent.call("crm.get-customer", json!({ "customer-id": customer })).await?;
+    agent
+        .call("crm.get-customer", json!({ "customer-id": customer }))
+        .await?;
     // Where the parcel is, and how late.
-    let shipments = agent.call("logistics.find-shipments", json!({ "order-reference": order })).await?;
+    let shipments = agent
+        .call("logistics.find-shipments", json!({ "order-reference": order }))
+        .await?;
     let tracking = shipments[0]["tracking-number"].as_str().unwrap_or_default().to_string();
-    let delay = agent.call("logistics.report-delay", json!({ "tracking-number": tracking })).await?;
+    let delay = agent
+        .call("logistics.report-delay", json!({ "tracking-number": tracking }))
+        .await?;
     let hours_late = delay["hours-late"].as_u64().unwrap_or(0);
     let lost = delay["lost"].as_bool().unwrap_or(false);
     // What the contract promises.
-    let contract = agent.call("erp.get-contract", json!({ "contract-id": o["contract-id"] })).await?;
+    let contract = agent
+        .call("erp.get-contract", json!({ "contract-id": o["contract-id"] }))
+        .await?;
     let bps = compensation_bps(&contract["sla"], hours_late, lost);
     let total = o["total"]["amount-minor"].as_i64().unwrap_or(0);
     let currency = o["total"]["currency"].as_str().unwrap_or("EUR").to_string();
@@ -123,8 +134,18 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
         (Some(code), false) => format!("Parcel {tracking} {hours_late} h late; contract {} allows {bps} bps; voucher {code} for {compensation_minor} {currency}.", contract["contract-id"]),
         (None, _) => format!("Parcel {tracking} {hours_late} h late, within the {} h grace of contract {}; no compensation due.", contract["sla"]["grace-hours"], contract["contract-id"]),
     };
-    agent.call("crm.add-note", json!({ "case-id": case_id, "author": "toolhost-agent", "text": decision })).await?;
-    agent.call("crm.set-case-status", json!({ "case-id": case_id, "status": "resolved", "resolution": decision })).await?;
+    agent
+        .call(
+            "crm.add-note",
+            json!({ "case-id": case_id, "author": "toolhost-agent", "text": decision }),
+        )
+        .await?;
+    agent
+        .call(
+            "crm.set-case-status",
+            json!({ "case-id": case_id, "status": "resolved", "resolution": decision }),
+        )
+        .await?;
 
     Ok(Outcome {
         order: order.to_string(),

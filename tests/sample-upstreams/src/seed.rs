@@ -43,15 +43,41 @@ pub fn sla(tier: &str) -> Value {
     }
 }
 
-const FIRST: &[&str] = &["Ada", "Björn", "Chiara", "Dmitri", "Elif", "Farah", "Gustav", "Hana", "Ines", "Jonas", "Kaito", "Lena", "Mateo", "Nora", "Oskar", "Priya"];
-const LAST: &[&str] = &["Lindqvist", "Rossi", "Novak", "Okafor", "Schmidt", "Tanaka", "Dubois", "Kowalski", "García", "Andersen", "Müller", "Haddad"];
+const FIRST: &[&str] = &[
+    "Ada", "Björn", "Chiara", "Dmitri", "Elif", "Farah", "Gustav", "Hana", "Ines", "Jonas", "Kaito", "Lena", "Mateo",
+    "Nora", "Oskar", "Priya",
+];
+const LAST: &[&str] = &[
+    "Lindqvist",
+    "Rossi",
+    "Novak",
+    "Okafor",
+    "Schmidt",
+    "Tanaka",
+    "Dubois",
+    "Kowalski",
+    "García",
+    "Andersen",
+    "Müller",
+    "Haddad",
+];
 const PLACES: &[(&str, &str, &str)] = &[
-    ("SE", "Stockholm", "111 20"), ("DE", "Hamburg", "20095"), ("FR", "Lyon", "69001"), ("IT", "Milano", "20121"),
-    ("NL", "Rotterdam", "3011"), ("PL", "Kraków", "31-001"), ("ES", "Valencia", "46001"), ("DK", "Aarhus", "8000"),
+    ("SE", "Stockholm", "111 20"),
+    ("DE", "Hamburg", "20095"),
+    ("FR", "Lyon", "69001"),
+    ("IT", "Milano", "20121"),
+    ("NL", "Rotterdam", "3011"),
+    ("PL", "Kraków", "31-001"),
+    ("ES", "Valencia", "46001"),
+    ("DK", "Aarhus", "8000"),
 ];
 const PRODUCTS: &[(&str, &str, i64)] = &[
-    ("SKU-HEADSET", "Wireless headset", 8990), ("SKU-KETTLE", "Electric kettle", 3450), ("SKU-LAMP", "Desk lamp", 2990),
-    ("SKU-BOOTS", "Hiking boots", 12900), ("SKU-JACKET", "Rain jacket", 9900), ("SKU-GRINDER", "Coffee grinder", 5400),
+    ("SKU-HEADSET", "Wireless headset", 8990),
+    ("SKU-KETTLE", "Electric kettle", 3450),
+    ("SKU-LAMP", "Desk lamp", 2990),
+    ("SKU-BOOTS", "Hiking boots", 12900),
+    ("SKU-JACKET", "Rain jacket", 9900),
+    ("SKU-GRINDER", "Coffee grinder", 5400),
 ];
 const TIERS: &[&str] = &["standard", "standard", "standard", "business", "business", "premium"];
 
@@ -61,7 +87,17 @@ fn place(p: &(&str, &str, &str)) -> Value {
 
 /// One shipment's life, carrier-neutral; each carrier API renders it its own way.
 #[allow(clippy::too_many_arguments)]
-fn shipment(rng: &mut Rng, n: u64, order: &str, from: Value, to: Value, shipped: i64, promised: i64, fate: &str, late_hours: i64) -> Value {
+fn shipment(
+    rng: &mut Rng,
+    n: u64,
+    order: &str,
+    from: Value,
+    to: Value,
+    shipped: i64,
+    promised: i64,
+    fate: &str,
+    late_hours: i64,
+) -> Value {
     let mut events = vec![
         json!({ "at": ts(shipped - 4 * HOUR), "status": "label-created", "place": from, "text": "Shipping label created" }),
         json!({ "at": ts(shipped), "status": "in-transit", "place": from, "text": "Picked up by carrier" }),
@@ -82,7 +118,11 @@ fn shipment(rng: &mut Rng, n: u64, order: &str, from: Value, to: Value, shipped:
             Some(ts(at))
         }
     };
-    let service = if from["country"] == to["country"] { "domestic-standard" } else { "international-priority" };
+    let service = if from["country"] == to["country"] {
+        "domestic-standard"
+    } else {
+        "international-priority"
+    };
     json!({
         "order": order,
         "nordpost": format!("NP{:09}{}", 100_000_000 + n, to["country"].as_str().unwrap_or("EU")),
@@ -105,21 +145,38 @@ pub fn generate() -> Vec<Doc> {
     for c in 0..300u64 {
         let id = format!("C-{}", 1001 + c);
         let fixed = c == 0;
-        let (first, last) = if fixed { ("Ada", "Lindqvist") } else { (*rng.pick(FIRST), *rng.pick(LAST)) };
+        let (first, last) = if fixed {
+            ("Ada", "Lindqvist")
+        } else {
+            (*rng.pick(FIRST), *rng.pick(LAST))
+        };
         let tier = if fixed { "premium" } else { *rng.pick(TIERS) };
         let home = if fixed { &PLACES[0] } else { rng.pick(PLACES) };
-        let email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), if fixed { String::new() } else { c.to_string() });
-        docs.push(("customers", id.clone(), json!({
-            "id": id, "name": format!("{first} {last}"), "email": email, "country": home.0, "tier": tier,
-            "created": ts(EPOCH - (400 + c as i64) * 24 * HOUR),
-        })));
+        let email = format!(
+            "{}.{}{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            if fixed { String::new() } else { c.to_string() }
+        );
+        docs.push((
+            "customers",
+            id.clone(),
+            json!({
+                "id": id, "name": format!("{first} {last}"), "email": email, "country": home.0, "tier": tier,
+                "created": ts(EPOCH - (400 + c as i64) * 24 * HOUR),
+            }),
+        ));
         let contract = format!("K-{}", 1001 + c);
         docs.push(("contracts", contract.clone(), json!({
             "id": contract, "customer": id, "tier": tier, "valid_from": ts(EPOCH - 365 * 24 * HOUR), "valid_until": Value::Null, "sla": sla(tier),
         })));
         let orders = if fixed { 3 } else { 2 };
         for o in 0..orders {
-            let order = if fixed { format!("SO-{}", 1001 + o) } else { format!("SO-{}", 2001 + c * 2 + o) };
+            let order = if fixed {
+                format!("SO-{}", 1001 + o)
+            } else {
+                format!("SO-{}", 2001 + c * 2 + o)
+            };
             let mut lines = Vec::new();
             let mut total = 0;
             for _ in 0..(1 + rng.below(3)) {
@@ -147,12 +204,26 @@ pub fn generate() -> Vec<Doc> {
                 },
             };
             shipment_no += 1;
-            let s = shipment(&mut rng, shipment_no, &order, place(from), place(home), shipped, promised, fate, late * HOUR);
+            let s = shipment(
+                &mut rng,
+                shipment_no,
+                &order,
+                place(from),
+                place(home),
+                shipped,
+                promised,
+                fate,
+                late * HOUR,
+            );
             let state = if fate == "lost" { "shipped" } else { "delivered" };
-            docs.push(("orders", order.clone(), json!({
-                "order_no": order, "customer": id, "state": state, "placed": ts(placed), "lines": lines,
-                "total_cents": total, "currency": "EUR", "tracking": [s["nordpost"]], "contract": contract,
-            })));
+            docs.push((
+                "orders",
+                order.clone(),
+                json!({
+                    "order_no": order, "customer": id, "state": state, "placed": ts(placed), "lines": lines,
+                    "total_cents": total, "currency": "EUR", "tracking": [s["nordpost"]], "contract": contract,
+                }),
+            ));
             docs.push(("shipments", order.clone(), s));
         }
     }

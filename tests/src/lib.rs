@@ -242,3 +242,41 @@ pub fn mcp_python() -> &'static Path {
         python
     })
 }
+
+/// An HTTP client for talking to a test server.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// `POST /v1/tools/{tool}/invoke` with `args`: the status and the JSON body.
+pub async fn invoke(
+    server: &ServerProcess,
+    token: &str,
+    tool: &str,
+    args: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = client()
+        .post(server.url(&format!("/v1/tools/{tool}/invoke")))
+        .bearer_auth(token)
+        .json(&args)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `GET path` as `token`: the status and the JSON body.
+pub async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = client()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sample_upstreams::scenario::{handle_complaint, toolhost_config, Outcome};
 use serde_json::Value;
-use toolhost_tests::{guest, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{get_json, guest, invoke, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
     let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
@@ -68,15 +68,7 @@ async fn crm_case(addr: SocketAddr, id: &str) -> Value {
 }
 
 async fn audit(server: &ServerProcess, session: &str) -> Vec<Value> {
-    let page: Value = reqwest::Client::new()
-        .get(server.url(&format!("/v1/audit?session={session}&limit=100")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = get_json(server, ADMIN_TOKEN, &format!("/v1/audit?session={session}&limit=100")).await;
     page["records"].as_array().unwrap().clone()
 }
 
@@ -133,14 +125,13 @@ async fn a_late_parcel_is_compensated_by_the_contract_and_logged() {
     let code = late.voucher.clone().expect("a voucher was issued");
 
     // The voucher, as the coupon connector keeps it.
-    let r = reqwest::Client::new()
-        .post(server.url("/v1/tools/coupon.validate-voucher/invoke"))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&serde_json::json!({ "code": code, "customer-id": "C-1001" }))
-        .send()
-        .await
-        .unwrap();
-    let validation: Value = r.json().await.unwrap();
+    let (_, validation) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "coupon.validate-voucher",
+        serde_json::json!({ "code": code, "customer-id": "C-1001" }),
+    )
+    .await;
     assert_eq!(validation["result"]["valid"], true);
     assert_eq!(validation["result"]["voucher"]["value"]["amount-minor"], total / 10);
 
@@ -226,15 +217,7 @@ async fn the_scenario_passes_unchanged_with_another_carriers_connector() {
             .starts_with("/swiftline/"),
         "{delay}"
     );
-    let plugins: Value = reqwest::Client::new()
-        .get(swiftline.url("/v1/plugins"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, plugins) = get_json(&swiftline, ADMIN_TOKEN, "/v1/plugins").await;
     let logistics = plugins
         .as_array()
         .unwrap()

@@ -8,13 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
-use reqwest::Client;
 use serde_json::{json, Value};
-use toolhost_tests::{copy_bundle, guest, toolhost_bin, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
-
-fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
-}
+use toolhost_tests::{
+    client, copy_bundle, get_json, guest, invoke, toolhost_bin, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+};
 
 fn echo_manifest(version: &str) -> String {
     std::fs::read_to_string(guest("echo").join("connector.toml"))
@@ -50,16 +47,8 @@ async fn upload(
 }
 
 async fn plugin(server: &ServerProcess, name: &str) -> Option<Value> {
-    let plugins: Value = client()
-        .get(server.url("/v1/plugins"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    plugins.as_array().unwrap().iter().find(|p| p["name"] == name).cloned()
+    let (_, plugins) = get_json(server, ADMIN_TOKEN, "/v1/plugins").await;
+    plugins.as_array()?.iter().find(|p| p["name"] == name).cloned()
 }
 
 async fn wait_for_version(server: &ServerProcess, name: &str, version: &str) {
@@ -74,14 +63,8 @@ async fn wait_for_version(server: &ServerProcess, name: &str, version: &str) {
 }
 
 async fn check(server: &ServerProcess) -> (u16, Value) {
-    let r = client()
-        .post(server.url("/v1/tools/echo.check/invoke"))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&json!({ "ok": true, "message": "m" }))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    let (status, body) = invoke(server, AGENT_TOKEN, "echo.check", json!({ "ok": true, "message": "m" })).await;
+    (status.as_u16(), body)
 }
 
 const ROOMY: &str =

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use toolhost_tests::{mcp_python, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{get_json, mcp_python, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_client_lists_calls_and_hears_of_changes() {
@@ -76,15 +76,7 @@ async fn the_official_python_client_lists_calls_and_hears_of_changes() {
     assert!(client.wait().unwrap().success());
 
     // MCP calls are audited like any other, marked as such.
-    let audit: Value = reqwest::Client::new()
-        .get(server.url("/v1/audit?tool=echo.check"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
     let records = audit["records"].as_array().unwrap();
     assert_eq!(records.len(), 3);
     assert!(records.iter().all(|r| r["via"] == "mcp" && r["token"] == "agent"));

@@ -5,31 +5,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use toolhost_tests::{serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
-
-fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
-}
-
-async fn invoke(server: &ServerProcess, token: &str, tool: &str, args: Value) -> (StatusCode, Value) {
-    let r = client()
-        .post(server.url(&format!("/v1/tools/{tool}/invoke")))
-        .bearer_auth(token)
-        .json(&args)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (StatusCode, Value) {
-    let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use toolhost_tests::{client, get_json, invoke, serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 const RESTRICTED: &str = "restricted-agent-token-0123456789";
 

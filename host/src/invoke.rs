@@ -123,6 +123,19 @@ pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Val
     }
 }
 
+/// The set-up half of a call alone (store, limits, instance), for measuring.
+pub async fn instantiate_only(engine: &Engine, plugin: &crate::plugin::Plugin) -> wasmtime::Result<()> {
+    let mut store = Store::new(
+        engine.wasmtime(),
+        CallState::new(plugin.context.clone(), SharedJournal::default()),
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(Engine::ticks(plugin.context.grant.timeout));
+    store.epoch_deadline_trap();
+    plugin.pre.instantiate_async(&mut store).await?;
+    Ok(())
+}
+
 fn find(registry: &Registry, tool: &str) -> Option<ToolRef> {
     let (plugin, function) = names::split(tool)?;
     ToolRef::find(registry.get(plugin)?, function)

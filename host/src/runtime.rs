@@ -418,6 +418,20 @@ impl Runtime {
             .unwrap_or_default()
     }
 
+    /// Instantiate one of `plugin`'s instances and drop it, calling nothing:
+    /// what a call costs before the guest runs. For benchmarks.
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self, plugin: &str) -> Result<(), String> {
+        let p = self
+            .inner
+            .registry
+            .get(plugin)
+            .ok_or_else(|| format!("no plugin {plugin:?}"))?;
+        invoke::instantiate_only(&self.inner.engine, &p)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    }
+
     pub fn is_disabled(&self, plugin: &str) -> bool {
         self.inner.disabled.contains_key(plugin).unwrap_or(false)
     }

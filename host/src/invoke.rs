@@ -12,6 +12,7 @@ use wasmtime::{Store, Trap};
 
 use crate::capabilities::{CallState, Journal, SharedJournal};
 use crate::engine::Engine;
+use crate::plugin::Plugin;
 use crate::registry::{Registry, ToolRef};
 use crate::{names, values};
 
@@ -123,15 +124,20 @@ pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Val
     }
 }
 
-/// The set-up half of a call alone (store, limits, instance), for measuring.
-pub async fn instantiate_only(engine: &Engine, plugin: &crate::plugin::Plugin) -> wasmtime::Result<()> {
-    let mut store = Store::new(
-        engine.wasmtime(),
-        CallState::new(plugin.context.clone(), SharedJournal::default()),
-    );
+/// A store for one call of `plugin`, with its memory limiter and CPU
+/// deadline in place.
+fn new_store(engine: &Engine, plugin: &Plugin, journal: SharedJournal) -> Store<CallState> {
+    let mut store = Store::new(engine.wasmtime(), CallState::new(plugin.context.clone(), journal));
     store.limiter(|s| &mut s.limiter);
+    // CPU time: the epoch deadline interrupts a guest that computes forever.
     store.set_epoch_deadline(Engine::ticks(plugin.context.grant.timeout));
     store.epoch_deadline_trap();
+    store
+}
+
+/// The set-up half of a call alone (store, limits, instance), for measuring.
+pub async fn instantiate_only(engine: &Engine, plugin: &Plugin) -> wasmtime::Result<()> {
+    let mut store = new_store(engine, plugin, SharedJournal::default());
     plugin.pre.instantiate_async(&mut store).await?;
     Ok(())
 }
@@ -169,14 +175,7 @@ async fn call(
             message: format!("{} is unloading", plugin.manifest.name),
         })?;
 
-    let mut store = Store::new(
-        engine.wasmtime(),
-        CallState::new(plugin.context.clone(), journal.clone()),
-    );
-    store.limiter(|s| &mut s.limiter);
-    // CPU time: the epoch deadline interrupts a guest that computes forever.
-    store.set_epoch_deadline(Engine::ticks(grant.timeout));
-    store.epoch_deadline_trap();
+    let mut store = new_store(engine, plugin, journal.clone());
 
     let mut results = vec![Val::Bool(false); tool.func.results().len()];
     let run = async {

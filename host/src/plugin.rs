@@ -238,7 +238,26 @@ impl Plugin {
     /// The same compiled plugin under a new policy: what an operator's grant
     /// change swaps in. Calls in flight keep the old grant.
     pub fn regrant(&self, policy: &Policy, storage: &Storage) -> Result<Plugin, LoadError> {
-        let (context, slots) = grant_context(&self.manifest, policy, storage)?;
+        let (context, _) = grant_context(&self.manifest, policy, storage)?;
+        // Keep the same slots, resized, so that calls running under the old
+        // grant still count against the limit (and an unload waits for them).
+        let (old, new) = (
+            self.context.grant.max_concurrency as usize,
+            context.grant.max_concurrency as usize,
+        );
+        if new > old {
+            self.slots.add_permits(new - old);
+        } else if new < old {
+            // Shrink as the running calls give their slots back.
+            let slots = self.slots.clone();
+            let excess = (old - new) as u32;
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned(excess).await {
+                    permits.forget();
+                }
+            });
+        }
+        let slots = self.slots.clone();
         Ok(Plugin {
             manifest: self.manifest.clone(),
             digest: self.digest.clone(),

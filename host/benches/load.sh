@@ -5,7 +5,7 @@
 # tool in plain Rust), driven by wrk in the same run, so the ratio is fair on
 # a noisy machine.
 #
-# Usage: host/benches/load.sh [concurrency ...]   (default: 64)
+# Usage: [REUSE=N] [DURATION=10s] host/benches/load.sh [concurrency ...]   (default: 64)
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +44,9 @@ max-concurrency = 256
 [plugins.echo]
 max-concurrency = 256
 TOML
+# REUSE=N: let one instance serve up to N calls of the same caller (the echo
+# guest declares itself stateless); unset, a fresh instance per call.
+[ -n "${REUSE:-}" ] && echo "reuse-instances = $REUSE" >> "$work/toolhost.toml"
 
 # start NAME COMMAND...: run it, wait for its "listening on http://ADDR" line.
 start() {

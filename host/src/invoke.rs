@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 
 use crate::capabilities::{CallState, Journal, SharedJournal};
 use crate::engine::Engine;
-use crate::plugin::Plugin;
+use crate::plugin::{Plugin, Warm};
 use crate::registry::{Registry, ToolRef};
 use crate::{names, values};
 
@@ -94,7 +94,16 @@ impl CallOutcome {
     }
 }
 
-pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Value) -> CallOutcome {
+/// Call `tool` with `args`. `caller` (token and session) identifies who
+/// calls, for plugins whose grant lets an instance serve several calls: an
+/// instance is only ever reused for the same caller.
+pub async fn invoke(
+    engine: &Engine,
+    registry: &Registry,
+    tool: &str,
+    args: &Value,
+    caller: Option<&str>,
+) -> CallOutcome {
     let started = Instant::now();
     let Some(found) = find(registry, tool) else {
         return CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() });
@@ -102,7 +111,7 @@ pub async fn invoke(engine: &Engine, registry: &Registry, tool: &str, args: &Val
     let plugin = &found.plugin;
     let journal = SharedJournal::default();
     let mut timings = Timings::default();
-    let mut result = call(engine, &found, args, &journal, &mut timings).await;
+    let mut result = call(engine, &found, args, caller, &journal, &mut timings).await;
     let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let (true, Some(kv)) = (journal.kv_writes > 0, &plugin.context.kv) {
         // What the connector stored is durable before anyone hears of the
@@ -151,6 +160,7 @@ async fn call(
     engine: &Engine,
     found: &ToolRef,
     args: &Value,
+    caller: Option<&str>,
     journal: &SharedJournal,
     timings: &mut Timings,
 ) -> Result<Value, CallError> {
@@ -175,28 +185,57 @@ async fn call(
             message: format!("{} is unloading", plugin.manifest.name),
         })?;
 
-    let mut store = new_store(engine, plugin, journal.clone());
+    // An instance this caller used before, when the grant allows reuse;
+    // otherwise (and by default) a fresh one.
+    let reuse_key = caller.filter(|_| grant.calls_per_instance > 1);
+    let warm = reuse_key.and_then(|key| plugin.take_warm(key));
+    let (mut store, reused, calls) = match warm {
+        Some(Warm {
+            mut store,
+            instance,
+            calls,
+        }) => {
+            store.data_mut().reset(journal.clone());
+            store.set_epoch_deadline(Engine::ticks(grant.timeout));
+            (store, Some(instance), calls)
+        }
+        None => (new_store(engine, plugin, journal.clone()), None, 0),
+    };
 
     let mut results = vec![Val::Bool(false); tool.func.results().len()];
     let run = async {
-        let t0 = Instant::now();
-        let instance = plugin.pre.instantiate_async(&mut store).await?;
-        timings.instantiate_us = t0.elapsed().as_micros() as u64;
+        let instance = match reused {
+            Some(instance) => instance,
+            None => {
+                let t0 = Instant::now();
+                let instance = plugin.pre.instantiate_async(&mut store).await?;
+                timings.instantiate_us = t0.elapsed().as_micros() as u64;
+                instance
+            }
+        };
         let t1 = Instant::now();
         let func = instance
             .get_func(&mut store, tool.export)
             .ok_or_else(|| wasmtime::Error::msg("export vanished"))?;
         func.call_async(&mut store, &params, &mut results).await?;
         timings.execute_us = t1.elapsed().as_micros() as u64;
-        wasmtime::Result::Ok(())
+        wasmtime::Result::Ok(instance)
     };
     // Wall time: also bounds waits in host calls (HTTP), which no epoch sees.
-    match tokio::time::timeout(grant.timeout, run).await {
+    let instance = match tokio::time::timeout(grant.timeout, run).await {
         Err(_) => return Err(timeout(grant.timeout)),
+        // A trap discards the instance with the store.
         Ok(Err(e)) => return Err(classify(e, &store, grant.timeout, grant.memory_bytes)),
-        Ok(Ok(())) => {}
+        Ok(Ok(instance)) => instance,
+    };
+    if let Some(key) = reuse_key {
+        // Kept for the same caller only, for a bounded number of calls, and
+        // not once it has grown past half its memory grant.
+        let calls = calls + 1;
+        if calls < grant.calls_per_instance && store.data().limiter.used() <= grant.memory_bytes / 2 {
+            plugin.put_warm(key, Warm { store, instance, calls });
+        }
     }
-    drop(store);
 
     let value = match (tool.returns_result, results.into_iter().next()) {
         (_, None) => Value::Null,

@@ -77,6 +77,11 @@ pub struct Requested {
     pub memory_mb: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub max_concurrency: Option<u32>,
+    /// The connector keeps nothing between calls that another call must not
+    /// see, so the operator may let one instance serve several calls of the
+    /// same caller (`reuse-instances` in the grant).
+    #[serde(default)]
+    pub stateless: bool,
 }
 
 /// One outbound destination a connector asks for.

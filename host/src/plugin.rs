@@ -1,6 +1,7 @@
 //! A loaded plugin: its bundle (component + manifest) compiled, linked
 //! against the host's imports, and turned into tools.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -191,9 +192,41 @@ pub struct Plugin {
     /// Sorted by name.
     pub tools: Arc<[Tool]>,
     pub(crate) slots: Slots,
+    /// Idle instances kept for reuse, by caller (token and session); only
+    /// when the grant allows more than one call per instance.
+    warm: std::sync::Mutex<HashMap<String, Vec<Warm>>>,
 }
 
+/// An instance that served a call and may serve the same caller again.
+pub(crate) struct Warm {
+    pub store: wasmtime::Store<CallState>,
+    pub instance: wasmtime::component::Instance,
+    pub calls: u32,
+}
+
+/// Idle instances a plugin keeps at most: each holds a slot of the engine's
+/// instance pool that fresh calls would otherwise use.
+const MAX_WARM: usize = 8;
+
 impl Plugin {
+    pub(crate) fn take_warm(&self, caller: &str) -> Option<Warm> {
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = warm.get_mut(caller)?;
+        let w = idle.pop();
+        if idle.is_empty() {
+            warm.remove(caller);
+        }
+        w
+    }
+
+    /// Keep an instance for its caller's next call, if there is room.
+    pub(crate) fn put_warm(&self, caller: &str, w: Warm) {
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        if warm.values().map(Vec::len).sum::<usize>() < MAX_WARM {
+            warm.entry(caller.to_string()).or_default().push(w);
+        }
+    }
+
     /// Compile, link and describe a bundle. Slow (compilation): call it off
     /// the request path.
     pub fn load(
@@ -232,6 +265,7 @@ impl Plugin {
             pre,
             tools: tools.into(),
             slots,
+            warm: Default::default(),
         })
     }
 
@@ -268,6 +302,8 @@ impl Plugin {
             pre: self.pre.clone(),
             tools: self.tools.clone(),
             slots,
+            // Instances made under the old grant are not reused under the new.
+            warm: Default::default(),
         })
     }
 }

@@ -89,6 +89,10 @@ pub struct PluginPolicy {
     pub memory_mb: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub max_concurrency: Option<u32>,
+    /// Let one instance serve up to this many calls of the same token and
+    /// session, for connectors whose manifest declares them `stateless`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -374,6 +378,9 @@ pub struct Grant {
     pub http_response_bytes: u64,
     pub http_timeout: Duration,
     pub http_requests_per_call: u32,
+    /// Calls one instance may serve (same token and session); 1 = a fresh
+    /// instance for every call.
+    pub calls_per_instance: u32,
 }
 
 fn smallest<T: Ord + Copy>(host_default: T, requested: Option<T>, granted: Option<T>) -> T {
@@ -446,6 +453,10 @@ impl Grant {
             http_response_bytes: limits.http_response_bytes,
             http_timeout: Duration::from_millis(limits.http_timeout_ms),
             http_requests_per_call: limits.http_requests_per_call,
+            calls_per_instance: match (req.stateless, operator.reuse_instances) {
+                (true, Some(n)) => n.max(1),
+                _ => 1,
+            },
         }
     }
 

@@ -393,6 +393,12 @@ impl Runtime {
     }
 
     pub async fn invoke(&self, tool: &str, args: &Value) -> CallOutcome {
+        self.invoke_as(tool, args, None).await
+    }
+
+    /// `invoke` on behalf of `caller` (a token and session): plugins granted
+    /// instance reuse may serve it from an instance it used before.
+    pub async fn invoke_as(&self, tool: &str, args: &Value, caller: Option<&str>) -> CallOutcome {
         if let Some((plugin, _)) = names::split(tool) {
             if self.is_disabled(plugin) {
                 return CallOutcome::refused(
@@ -403,7 +409,7 @@ impl Runtime {
                 );
             }
         }
-        invoke::invoke(&self.inner.engine, &self.inner.registry, tool, args).await
+        invoke::invoke(&self.inner.engine, &self.inner.registry, tool, args, caller).await
     }
 
     /// Argument fields of `tool` its manifest marks secret (for the audit).

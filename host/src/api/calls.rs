@@ -17,7 +17,9 @@ pub async fn call(
 ) -> Result<(CallOutcome, AuditRecord), ApiError> {
     let outcome = if principal.may_use(tool) {
         let _in_flight = state.metrics.start();
-        state.runtime.invoke(tool, args).await
+        // Never two tokens or two sessions on one instance.
+        let key = format!("{}\u{0}{}", principal.name, caller.session.as_deref().unwrap_or(""));
+        state.runtime.invoke_as(tool, args, Some(&key)).await
     } else {
         CallOutcome::refused(
             tool,

@@ -49,6 +49,12 @@ impl OutboundHttp {
         }
     }
 
+    /// A reused instance starts a new call: a new journal, a new count.
+    pub fn reset(&mut self, journal: SharedJournal) {
+        self.journal = journal;
+        self.sent = 0;
+    }
+
     fn refuse(&self, detail: String) -> ResponseFuture {
         record_denial(&self.journal, &self.plugin.name, "http", detail);
         Box::new(async { Err(Error::HttpRequestDenied) })

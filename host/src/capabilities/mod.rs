@@ -105,6 +105,11 @@ impl MemoryLimiter {
             denied: false,
         }
     }
+
+    /// Bytes of linear memory the instance holds.
+    pub fn used(&self) -> usize {
+        self.used
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -153,6 +158,14 @@ impl CallState {
             plugin,
             journal,
         }
+    }
+
+    /// Prepare a reused instance's state for its next call: what the imports
+    /// record goes to this call's journal. Memory stays as the guest left it.
+    pub fn reset(&mut self, journal: SharedJournal) {
+        self.outbound.reset(journal.clone());
+        self.journal = journal;
+        self.limiter.denied = false;
     }
 
     fn deny(&self, capability: &'static str, detail: String) {

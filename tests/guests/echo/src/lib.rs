@@ -31,6 +31,11 @@ wit_bindgen::generate!({
             check: func(ok: bool, message: string) -> result<string, string>;
             /// A string of `bytes` bytes.
             blob: func(bytes: u32) -> string;
+            /// How many times this instance has been called here: shows
+            /// whether the host reused it.
+            counter: func() -> u32;
+            /// Trap.
+            crash: func();
         }
 
         world echo-guest { export echo; }
@@ -40,6 +45,8 @@ wit_bindgen::generate!({
 use exports::toolhost_test::echo::echo::{Everything, Guest};
 
 struct Echo;
+
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Guest for Echo {
     fn echo(value: Everything) -> Everything {
@@ -56,6 +63,14 @@ impl Guest for Echo {
 
     fn blob(bytes: u32) -> String {
         "x".repeat(bytes as usize)
+    }
+
+    fn counter() -> u32 {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    fn crash() {
+        std::process::abort()
     }
 }
 

@@ -36,7 +36,12 @@ component_ld_version=0.5.31
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# A 256 KiB stack instead of the default 1 MiB: connectors do not recurse
+# deeply, and every byte of initial memory is zeroed again after each call.
+stack="-Clink-arg=-zstack-size=262144"
+
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="$stack"
   cargo_cmd=(cargo)
   build_std=()
 else
@@ -57,7 +62,7 @@ else
   # Debian's cargo and rustc sit behind rustup's proxies in PATH: name them.
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
   export CARGO_TARGET_WASM32_WASIP2_LINKER="$tools/bin/wasm-component-ld"
-  export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-Clink-self-contained=no -Lnative=/usr/lib/wasm32-wasi -Clink-arg=--wasm-ld-path=/usr/lib/llvm-22/bin/wasm-ld"
+  export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-Clink-self-contained=no -Lnative=/usr/lib/wasm32-wasi -Clink-arg=--wasm-ld-path=/usr/lib/llvm-22/bin/wasm-ld $stack"
   cargo_cmd=(/usr/bin/cargo)
   build_std=(-Zbuild-std=std,panic_abort)
 fi

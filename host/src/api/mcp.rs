@@ -168,12 +168,14 @@ impl ServerHandler for McpServer {
         let (outcome, _record) = call(&self.state, &principal, &request.name, &args, &caller)
             .await
             .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
-        let structured = self
-            .state
-            .runtime
-            .tools()
-            .iter()
-            .any(|t| t.name == request.name && is_object_schema(&t.output_schema));
+        // Look up just this tool; listing them all would copy every schema.
+        let structured = crate::names::split(&request.name)
+            .and_then(|(plugin, function)| {
+                let p = self.state.runtime.registry().get(plugin)?;
+                let tool = p.tools.iter().find(|t| t.function == function)?;
+                Some(is_object_schema(&tool.output_schema))
+            })
+            .unwrap_or(false);
         let result = match outcome.result {
             Ok(value) => result(value, false, structured)?,
             Err(CallError::NotFound { tool }) => {

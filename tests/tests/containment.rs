@@ -272,3 +272,55 @@ async fn an_oversized_result_is_refused() {
     ));
     assert_eq!(ok(&runtime, "echo.blob", json!({ "bytes": 3 })).await, json!("xxx"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_concurrency_cap_turns_calls_away_quickly_instead_of_queueing() {
+    let upstream = serve(Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            "late"
+        }),
+    ))
+    .await;
+    let data = Scratch::new("cap");
+    let runtime = runtime_in(
+        data.path(),
+        &format!(
+            "[plugins.netprobe]\nmax-concurrency = 1\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]",
+            upstream.port()
+        ),
+    );
+    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    let args =
+        json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", upstream.port()), "host-header": null });
+    let first = {
+        let (runtime, args) = (runtime.clone(), args.clone());
+        tokio::spawn(async move { runtime.invoke("netprobe.fetch", &args).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    match runtime.invoke("netprobe.fetch", &args).await.result {
+        Err(CallError::ResourceExhausted { message }) => assert!(message.contains("1 calls in flight"), "{message}"),
+        other => panic!("the second call should be turned away, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1000),
+        "turned away only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(first.await.unwrap().result.unwrap(), json!(200));
+    // Once the slot is free, calls reach the plugin again (this one is then
+    // denied its destination, which is the plugin's answer, not the cap's).
+    let again = runtime
+        .invoke(
+            "netprobe.fetch",
+            &json!({ "method": "GET", "url": "http://127.0.0.1:1/", "host-header": null }),
+        )
+        .await;
+    assert!(
+        matches!(again.result, Err(CallError::PluginError { .. })),
+        "{:?}",
+        again.result
+    );
+}

@@ -324,3 +324,52 @@ async fn the_concurrency_cap_turns_calls_away_quickly_instead_of_queueing() {
         again.result
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_requests_are_bounded_in_number_and_time() {
+    let upstream = serve(Router::new().route("/ok", get(|| async { "fine" })).route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+            "late"
+        }),
+    ))
+    .await;
+    let data = Scratch::new("http-bounds");
+    let runtime = runtime_in(
+        data.path(),
+        &format!(
+            "[limits]\nhttp-requests-per-call = 5\nhttp-timeout-ms = 300\n[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]",
+            upstream.port()
+        ),
+    );
+    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+
+    let outcome = runtime
+        .invoke(
+            "netprobe.fetch-many",
+            &json!({ "url": format!("http://127.0.0.1:{}/ok", upstream.port()), "times": 10 }),
+        )
+        .await;
+    assert_eq!(outcome.result.unwrap(), json!([5, "denied"]));
+    assert_eq!(outcome.journal.outbound.len(), 5);
+    assert!(
+        outcome.journal.denials[0].detail.contains("more than 5 requests"),
+        "{:?}",
+        outcome.journal.denials
+    );
+
+    // The guest asks for 10 s (the SDK's default); the grant's 300 ms wins.
+    let started = std::time::Instant::now();
+    let slow =
+        json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", upstream.port()), "host-header": null });
+    match runtime.invoke("netprobe.fetch", &slow).await.result {
+        Err(CallError::PluginError { error }) => assert!(error.as_str().unwrap().contains("timed out"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2000),
+        "took {:?}",
+        started.elapsed()
+    );
+}

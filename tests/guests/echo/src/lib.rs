@@ -36,6 +36,8 @@ wit_bindgen::generate!({
             counter: func() -> u32;
             /// Trap.
             crash: func();
+            /// Write `lines` log lines of `size` bytes each.
+            shout: func(lines: u32, size: u32);
         }
 
         world echo-guest { export echo; }
@@ -71,6 +73,13 @@ impl Guest for Echo {
 
     fn crash() {
         std::process::abort()
+    }
+
+    fn shout(lines: u32, size: u32) {
+        let line = "!".repeat(size as usize);
+        for _ in 0..lines {
+            toolhost_sdk::log::info(&line);
+        }
     }
 }
 

@@ -58,23 +58,7 @@ stop
 
 # Twenty distinct components: the echo guest with a custom section naming each.
 mkdir -p "$work/twenty"
-for i in $(seq -w 1 20); do
-  d="$work/twenty/echo-$i"; mkdir -p "$d"
-  sed "s/^name *= *\"echo\"/name = \"echo-$i\"/" tests/guests/echo/connector.toml > "$d/connector.toml"
-  python3 - "$root/tests/guests/echo/echo.wasm" "$d/echo-$i.wasm" "$i" <<'PY'
-import sys
-def leb(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f; n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n: return bytes(out)
-src, dst, tag = sys.argv[1], sys.argv[2], sys.argv[3].encode()
-name = b"toolhost-bench"
-body = leb(len(name)) + name + tag
-open(dst, "wb").write(open(src, "rb").read() + b"\x00" + leb(len(body)) + body)
-PY
-done
+python3 host/benches/make_plugins.py tests/guests/echo "$work/twenty" 20
 serve "$work/data-twenty" "$work/twenty"; cold=$startup_ms; stop
 serve "$work/data-twenty" "$work/twenty"; warm=$startup_ms; stop
 printf '\nstart-up with 20 plugins: empty cache %d ms, warm cache %d ms, ratio %.1f\n' "$cold" "$warm" "$(awk -v c="$cold" -v w="$warm" 'BEGIN{print c/w}')"

@@ -19,24 +19,7 @@ export TOOLHOST_ADMIN_TOKEN=bench-admin-token-0123456789 TOOLHOST_AGENT_TOKEN=be
 now_ms() { date +%s%3N; }
 
 make_plugins() { # DIR N
-  python3 - "$root/tests/guests/echo" "$1" "$2" <<'PY'
-import os, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def leb(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7f; v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v: return bytes(out)
-wasm = open(os.path.join(src, "echo.wasm"), "rb").read()
-manifest = open(os.path.join(src, "connector.toml")).read()
-for i in range(n):
-    name = f"echo-{i:04d}"
-    d = os.path.join(dst, name); os.makedirs(d, exist_ok=True)
-    open(os.path.join(d, "connector.toml"), "w").write(manifest.replace('name = "echo"', f'name = "{name}"'))
-    body = leb(len(b"bench")) + b"bench" + name.encode()
-    open(os.path.join(d, f"{name}.wasm"), "wb").write(wasm + b"\x00" + leb(len(body)) + body)
-PY
+  python3 "$root/host/benches/make_plugins.py" "$root/tests/guests/echo" "$1" "$2"
 }
 
 start() { # DATA PLUGINS → sets pid, ms, rss_kb

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::toml_error;
-
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,10 +95,7 @@ impl Config {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Config, PolicyError> {
-        let config: Config = toml::from_str(text).map_err(|e| PolicyError::Parse {
-            path: origin.to_string(),
-            message: toml_error(&e),
-        })?;
+        let config: Config = crate::policy::parse_toml(text, origin)?;
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
         Ok(config)

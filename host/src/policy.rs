@@ -140,20 +140,18 @@ pub enum PolicyError {
     },
 }
 
-impl Policy {
-    pub fn load(path: &std::path::Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Policy::parse(&text, &path.display().to_string())
-    }
+/// Parse TOML from `origin` (a path, or a name for messages).
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, PolicyError> {
+    toml::from_str(text).map_err(|e| PolicyError::Parse {
+        path: origin.to_string(),
+        message: toml_error(&e),
+    })
+}
 
+impl Policy {
+    /// The `[limits]`, `[signing]` and `[plugins.*]` part of a configuration.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
-            path: origin.to_string(),
-            message: toml_error(&e),
-        })?;
+        let policy: Policy = parse_toml(text, origin)?;
         Policy::from_parts(policy.limits, policy.signing, policy.plugins)
     }
 

@@ -5,34 +5,7 @@
 #    again under a new version (compile cache hit);
 #  - start-up with 20 plugins (distinct components): empty cache vs warm.
 # Usage: host/benches/lifecycle.sh
-set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
-plugins/build.sh >&2
-cargo build --quiet --release -p toolhost --bin toolhost
-bin=$root/target/release/toolhost
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-export TOOLHOST_ADMIN_TOKEN=bench-admin-token-0123456789
-export TOOLHOST_AGENT_TOKEN=bench-agent-token-0123456789
-
-now_ms() { date +%s%3N; }
-
-# serve DATA PLUGINS: start, wait for the listening line; sets $pid, $url, $startup_ms.
-serve() {
-  local t0; t0=$(now_ms)
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$1" --plugins-dir "$2" > "$work/out" 2> "$work/err" &
-  pid=$!
-  for _ in $(seq 600); do
-    url=$(sed -n 's/^toolhost listening on //p' "$work/out")
-    if [ -n "$url" ]; then startup_ms=$(( $(now_ms) - t0 )); return; fi
-    sleep 0.01
-  done
-  cat "$work/err" >&2; exit 1
-}
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+source "$(dirname "$0")/common.sh"
 
 upload() { # DIR MANIFEST_FILE → seconds
   local dir=$1 manifest=$2 name wasm
@@ -45,7 +18,7 @@ upload() { # DIR MANIFEST_FILE → seconds
 }
 
 mkdir -p "$work/empty"
-serve "$work/data-upload" "$work/empty"
+start_server "$work/data-upload" "$work/empty"
 printf '%-12s %14s %14s %8s\n' connector "cold (ms)" "cache hit (ms)" ratio
 for manifest in plugins/*/connector.toml; do
   dir=$(dirname "$manifest")
@@ -54,11 +27,11 @@ for manifest in plugins/*/connector.toml; do
   warm=$(upload "$dir" "$work/bumped.toml")
   awk -v n="$(basename "$dir")" -v c="$cold" -v w="$warm" 'BEGIN { printf "%-12s %14.1f %14.1f %8.1f\n", n, c*1000, w*1000, c/w }'
 done
-stop
+stop_server
 
 # Twenty distinct components: the echo guest with a custom section naming each.
 mkdir -p "$work/twenty"
 python3 host/benches/make_plugins.py tests/guests/echo "$work/twenty" 20
-serve "$work/data-twenty" "$work/twenty"; cold=$startup_ms; stop
-serve "$work/data-twenty" "$work/twenty"; warm=$startup_ms; stop
+start_server "$work/data-twenty" "$work/twenty"; cold=$startup_ms; stop_server
+start_server "$work/data-twenty" "$work/twenty"; warm=$startup_ms; stop_server
 printf '\nstart-up with 20 plugins: empty cache %d ms, warm cache %d ms, ratio %.1f\n' "$cold" "$warm" "$(awk -v c="$cold" -v w="$warm" 'BEGIN{print c/w}')"

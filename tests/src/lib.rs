@@ -280,3 +280,45 @@ pub async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (reqwe
     let status = r.status();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// An upstream on 127.0.0.1: `GET /ok` answers at once, `GET /slow` after
+/// `delay` — for calls that must still be in flight while something happens.
+pub async fn upstream_with_slow(delay: std::time::Duration) -> SocketAddr {
+    use axum::routing::get;
+    serve(axum::Router::new().route("/ok", get(|| async { "fine" })).route(
+        "/slow",
+        get(move || async move {
+            tokio::time::sleep(delay).await;
+            "late"
+        }),
+    ))
+    .await
+}
+
+/// The operator grant letting the netprobe test component reach `addr`.
+pub fn netprobe_grant(addr: SocketAddr) -> String {
+    format!("[plugins.netprobe]\nhttp = [{{ origin = \"http://{addr}\" }}]\n")
+}
+
+/// `echo.check` with `ok: true`: the call tests make to see a server serve.
+pub async fn echo_check(server: &ServerProcess, token: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    invoke(
+        server,
+        token,
+        "echo.check",
+        serde_json::json!({ "ok": true, "message": "m" }),
+    )
+    .await
+}
+
+/// The element of a JSON array whose `name` is `name`.
+pub fn named<'a>(list: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    list.as_array()?.iter().find(|item| item["name"] == name)
+}
+
+/// One string field of every element of a JSON array.
+pub fn field<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .map(|items| items.iter().filter_map(|item| item[key].as_str()).collect())
+        .unwrap_or_default()
+}

@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use toolhost_tests::{components, toolhost_bin, Scratch};
+use toolhost_tests::{components, field, named, toolhost_bin, Scratch};
 
 fn toolhost(cwd: &Scratch, args: &[&str]) -> Output {
     Command::new(toolhost_bin())
@@ -32,19 +32,9 @@ fn stdout_json(out: &Output) -> Value {
 fn tools_lists_the_reference_connectors_with_no_flags() {
     let dir = workdir("cli-tools");
     let tools = stdout_json(&toolhost(&dir, &["tools"]));
-    let names: Vec<&str> = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = field(&tools, "name");
     assert!(names.contains(&"coupon.issue-voucher"), "{names:?}");
-    let issue = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "coupon.issue-voucher")
-        .unwrap();
+    let issue = named(&tools, "coupon.issue-voucher").unwrap();
     assert_eq!(issue["function_name"], "coupon_issue-voucher");
     assert_eq!(issue["parameters"]["type"], "object");
 }

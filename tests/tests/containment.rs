@@ -5,7 +5,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use toolhost::{CallError, Runtime};
-use toolhost_tests::{guest, runtime_in, serve, Scratch};
+use toolhost_tests::{guest, runtime_in, serve, upstream_with_slow, Scratch};
 
 async fn ok(runtime: &Runtime, tool: &str, args: Value) -> Value {
     let outcome = runtime.invoke(tool, &args).await;
@@ -275,14 +275,7 @@ async fn an_oversized_result_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_concurrency_cap_turns_calls_away_quickly_instead_of_queueing() {
-    let upstream = serve(Router::new().route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-            "late"
-        }),
-    ))
-    .await;
+    let upstream = upstream_with_slow(std::time::Duration::from_millis(1500)).await;
     let data = Scratch::new("cap");
     let runtime = runtime_in(
         data.path(),
@@ -327,14 +320,7 @@ async fn the_concurrency_cap_turns_calls_away_quickly_instead_of_queueing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outbound_requests_are_bounded_in_number_and_time() {
-    let upstream = serve(Router::new().route("/ok", get(|| async { "fine" })).route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-            "late"
-        }),
-    ))
-    .await;
+    let upstream = upstream_with_slow(std::time::Duration::from_millis(3000)).await;
     let data = Scratch::new("http-bounds");
     let runtime = runtime_in(
         data.path(),

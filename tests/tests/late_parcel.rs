@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sample_upstreams::scenario::{handle_complaint, toolhost_config, Outcome};
 use serde_json::Value;
-use toolhost_tests::{get_json, guest, invoke, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{get_json, guest, invoke, named, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
     let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
@@ -218,12 +218,7 @@ async fn the_scenario_passes_unchanged_with_another_carriers_connector() {
         "{delay}"
     );
     let (_, plugins) = get_json(&swiftline, ADMIN_TOKEN, "/v1/plugins").await;
-    let logistics = plugins
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "logistics")
-        .unwrap();
+    let logistics = named(&plugins, "logistics").unwrap();
     assert_eq!(logistics["vendor"], "Swiftline sample vendor");
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use toolhost_tests::{
-    client, copy_bundle, get_json, guest, invoke, toolhost_bin, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    client, copy_bundle, echo_check, field, get_json, guest, named, netprobe_grant, toolhost_bin, upstream_with_slow,
+    ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
 };
 
 fn echo_manifest(version: &str) -> String {
@@ -48,7 +49,7 @@ async fn upload(
 
 async fn plugin(server: &ServerProcess, name: &str) -> Option<Value> {
     let (_, plugins) = get_json(server, ADMIN_TOKEN, "/v1/plugins").await;
-    plugins.as_array()?.iter().find(|p| p["name"] == name).cloned()
+    named(&plugins, name).cloned()
 }
 
 async fn wait_for_version(server: &ServerProcess, name: &str, version: &str) {
@@ -63,7 +64,7 @@ async fn wait_for_version(server: &ServerProcess, name: &str, version: &str) {
 }
 
 async fn check(server: &ServerProcess) -> (u16, Value) {
-    let (status, body) = invoke(server, AGENT_TOKEN, "echo.check", json!({ "ok": true, "message": "m" })).await;
+    let (status, body) = echo_check(server, AGENT_TOKEN).await;
     (status.as_u16(), body)
 }
 
@@ -137,21 +138,8 @@ async fn ten_upgrades_under_load_drop_no_call() {
     assert!(distinct.len() >= 5, "load saw only {distinct:?}");
 
     // The trail has every load and both refusals.
-    let audit: Value = client()
-        .get(server.url("/v1/audit?tool=(plugin)%20echo&limit=100"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let outcomes: Vec<&str> = audit["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=(plugin)%20echo&limit=100").await;
+    let outcomes = field(&audit["records"], "outcome");
     assert!(
         outcomes.iter().filter(|o| **o == "refused").count() >= 2,
         "{outcomes:?}"
@@ -171,21 +159,8 @@ async fn rollback_returns_to_the_previous_version() {
             200
         );
     }
-    let history: Value = client()
-        .get(server.url("/v1/plugins/echo/versions"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed: Vec<&str> = history["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
+    let (_, history) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await;
+    let listed = field(&history["versions"], "version");
     assert_eq!(listed, ["1.0.0", "1.1.0", "1.2.0"]);
 
     let rollback = || {
@@ -316,19 +291,9 @@ fn toolhost_signing_keypair(dir: &toolhost_tests::Scratch) -> (String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_digest_refuses_other_components() {
     let config = format!("[plugins.echo]\ndigest = \"{}\"\n", "0".repeat(64));
-    let server = ServerProcess::start("", &["echo"]);
-    drop(server);
     let server = ServerProcess::start(&config, &["echo"]);
     assert!(plugin(&server, "echo").await.is_none());
-    let audit: Value = client()
-        .get(server.url("/v1/audit?outcome=refused"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?outcome=refused").await;
     assert!(
         audit["records"][0]["error"].as_str().unwrap().contains("pinned digest"),
         "{audit}"
@@ -360,19 +325,8 @@ async fn restarts_use_the_compile_cache_and_rebuild_a_corrupt_entry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unloading_waits_for_calls_in_flight_and_a_removed_folder_unloads() {
-    use axum::routing::get;
-    let upstream = toolhost_tests::serve(axum::Router::new().route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            "late"
-        }),
-    ))
-    .await;
-    let config = format!(
-        "[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]\n",
-        upstream.port()
-    );
+    let upstream = upstream_with_slow(Duration::from_millis(1500)).await;
+    let config = netprobe_grant(upstream);
     let server = ServerProcess::start_prepared(&config, |plugins| {
         copy_bundle(&guest("netprobe"), &plugins.join("netprobe"));
         copy_bundle(&guest("echo"), &plugins.join("echo"));
@@ -409,15 +363,7 @@ async fn unloading_waits_for_calls_in_flight_and_a_removed_folder_unloads() {
         .send()
         .await
         .unwrap();
-    let audit: Value = client()
-        .get(server.url("/v1/audit?limit=20"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?limit=20").await;
     assert_eq!(r.status(), 404, "{audit:#}");
 
     std::fs::remove_dir_all(server.dir.path().join("plugins/echo")).unwrap();

@@ -7,7 +7,10 @@ use axum::routing::get;
 use axum::Router;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use toolhost_tests::{client, get_json, invoke, serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{
+    client, echo_check, get_json, invoke, named, netprobe_grant, serve, upstream_with_slow, ServerProcess, ADMIN_TOKEN,
+    AGENT_TOKEN,
+};
 
 const RESTRICTED: &str = "restricted-agent-token-0123456789";
 
@@ -75,12 +78,7 @@ async fn agents_list_and_call_tools_with_typed_errors() {
     sorted.sort();
     assert_eq!(names, sorted, "deterministic order");
     assert!(names.contains(&"coupon.issue-voucher") && names.contains(&"echo.check"));
-    let check = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "echo.check")
-        .unwrap();
+    let check = named(&tools, "echo.check").unwrap();
     assert_eq!(check["function_name"], "echo_check");
     assert_eq!(check["parameters"]["required"], json!(["ok", "message"]));
 
@@ -190,17 +188,7 @@ async fn agents_list_and_call_tools_with_typed_errors() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(client().get(server.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(
-        invoke(
-            &server,
-            AGENT_TOKEN,
-            "echo.check",
-            json!({ "ok": true, "message": "m" })
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,17 +211,7 @@ async fn rate_limits_answer_429() {
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
     // Other tokens have their own budget.
-    assert_eq!(
-        invoke(
-            &server,
-            AGENT_TOKEN,
-            "echo.check",
-            json!({ "ok": true, "message": "m" })
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,10 +252,7 @@ async fn an_idempotency_key_makes_a_retry_return_the_first_result() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_audit_trail_records_requests_denials_and_sessions() {
     let upstream = serve(Router::new().route("/ok", get(|| async { "fine" }))).await;
-    let config = format!(
-        "[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]\n",
-        upstream.port()
-    );
+    let config = netprobe_grant(upstream);
     let server = ServerProcess::start(&config, &["netprobe", "secret-thief"]);
     let call = |args: Value, session: &'static str| {
         client()
@@ -402,12 +377,7 @@ async fn operators_change_grants_and_disable_plugins_while_serving() {
     assert_eq!(get_json(&server, AGENT_TOKEN, "/v1/plugins").await.0, 403);
     let (status, plugins) = get_json(&server, ADMIN_TOKEN, "/v1/plugins").await;
     assert_eq!(status, 200);
-    let netprobe = plugins
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "netprobe")
-        .unwrap();
+    let netprobe = named(&plugins, "netprobe").unwrap();
     assert_eq!(netprobe["version"], "1.0.0");
     assert_eq!(netprobe["state"], "enabled");
     assert_eq!(netprobe["digest"].as_str().unwrap().len(), 64);
@@ -482,17 +452,7 @@ async fn operators_change_grants_and_disable_plugins_while_serving() {
         invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await.0,
         200
     );
-    assert_eq!(
-        invoke(
-            &server,
-            AGENT_TOKEN,
-            "echo.check",
-            json!({ "ok": true, "message": "m" })
-        )
-        .await
-        .0,
-        503
-    );
+    assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 503);
     let r = client()
         .post(server.url("/v1/plugins/echo/enable"))
         .bearer_auth(ADMIN_TOKEN)
@@ -500,17 +460,7 @@ async fn operators_change_grants_and_disable_plugins_while_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        invoke(
-            &server,
-            AGENT_TOKEN,
-            "echo.check",
-            json!({ "ok": true, "message": "m" })
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -568,18 +518,8 @@ async fn metrics_count_calls_and_denials() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_lets_calls_in_flight_finish() {
-    let upstream = serve(Router::new().route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            "late"
-        }),
-    ))
-    .await;
-    let config = format!(
-        "[plugins.netprobe]\nhttp = [{{ origin = \"http://127.0.0.1:{}\" }}]\n",
-        upstream.port()
-    );
+    let upstream = upstream_with_slow(Duration::from_millis(1500)).await;
+    let config = netprobe_grant(upstream);
     let mut server = ServerProcess::start(&config, &["netprobe"]);
     let url = server.url("/v1/tools/netprobe.fetch/invoke");
     let slow = tokio::spawn(

@@ -1,95 +1,106 @@
 #!/usr/bin/env bash
-# Load test of POST /v1/tools/echo.check/invoke on loopback: `toolhost serve`
-# (the tool in a fresh wasm instance per call) beside the native baseline
-# (host/examples/native_baseline.rs: same auth, JSON and durable audit, the
-# tool in plain Rust), driven by wrk in the same run, so the ratio is fair on
-# a noisy machine.
+# End-to-end load: `toolhost serve` with the reference connectors (crm, erp,
+# logistics, coupon) and the echo test component, the sample upstreams
+# behind them, all on 127.0.0.1, driven through POST /v1/tools/{tool}/invoke
+# by wrk at several concurrency levels. Each tool has a baseline in the same
+# run, so the ratio is fair on a noisy machine:
 #
-# Usage: [REUSE=N] [DURATION=10s] host/benches/load.sh [concurrency ...]   (default: 64)
-# Needs wrk (apt-get install wrk).
+#   echo.check        (trivial)  host/examples/native_baseline.rs: the same
+#                                bearer check, JSON and durable audit record,
+#                                the tool in plain Rust behind axum
+#   crm.get-customer  (real)     the sample CRM's GET /crm/v1/customers/{id}
+#                                called directly, with no toolhost in between
+#
+# Per run: throughput, p50/p99/p99.9 latency, non-2xx and socket errors, the
+# CPU the serving processes used (cores busy over the run, and CPU time per
+# request) and their peak resident memory (high-water mark, reset before
+# each run). Load generator and servers share the machine's cores.
+#
+# Usage: [REUSE=N] [DURATION=8s] [TOOLS="echo.check crm.get-customer"]
+#        host/benches/load.sh [concurrency ...]        (default: 1 16 64 256 1024)
+# Writes target/bench/load[-reuseN].{tsv,md,png} and prints the table.
+# Needs wrk and gnuplot (Debian: wrk, gnuplot-nox); installs them when run
+# as root with apt-get at hand.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 levels=("$@")
-[ ${#levels[@]} -gt 0 ] || levels=(64)
-duration=${DURATION:-10s}
-command -v wrk >/dev/null || { echo "load.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
+[ ${#levels[@]} -gt 0 ] || levels=(1 16 64 256 1024)
+duration=${DURATION:-8s}
+read -r -a tools <<<"${TOOLS:-echo.check crm.get-customer}"
 
-plugins/build.sh >&2
-cargo build --quiet --release -p toolhost --bin toolhost --example native_baseline
+source "$root/host/benches/servers.sh"
+need wrk wrk
+need gnuplot gnuplot-nox
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+for tool in "${tools[@]}"; do requests "$tool"; done
 
-token=bench-agent-token-0123456789abcdef
-digest=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
-mkdir -p "$work/plugins"
-ln -s "$root/tests/guests/echo" "$work/plugins/echo"
-cat > "$work/toolhost.toml" <<TOML
-[server]
-data-dir = "$work/data"
-plugins-dir = "$work/plugins"
+ticks=$(getconf CLK_TCK)
+# cpu PID...: user + system CPU ticks the processes have used so far.
+cpu() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done; echo "$t"; }
+# peak_kib PID: resident high-water mark since the last reset.
+peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-[[tokens]]
-name = "bench"
-role = "agent"
-sha256 = "$digest"
-rate-per-minute = 4000000000
-
-[limits]
-max-concurrency = 256
-
-[plugins.echo]
-max-concurrency = 256
-TOML
-# REUSE=N: let one instance serve up to N calls of the same caller (the echo
-# guest declares itself stateless); unset, a fresh instance per call.
-[ -n "${REUSE:-}" ] && echo "reuse-instances = $REUSE" >> "$work/toolhost.toml"
-
-# start NAME COMMAND...: run it, wait for its "listening on http://ADDR" line.
-start() {
-  local name=$1; shift
-  "$@" > "$work/$name.out" 2> "$work/$name.err" &
-  pids+=($!)
-  for _ in $(seq 100); do
-    url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/$name.out")
-    [ -n "$url" ] && { echo "$url"; return; }
-    sleep 0.1
-  done
-  echo "load.sh: $name did not start:" >&2; cat "$work/$name.err" >&2; exit 1
-}
-
-wasm_url=$(start toolhost target/release/toolhost --config "$work/toolhost.toml" serve --listen 127.0.0.1:0)
-native_url=$(TOOLHOST_AGENT_TOKEN=$token start native target/release/examples/native_baseline "$work/native-data")
-
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"ok": true, "message": "hello"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $token"
-LUA
-
-# run URL CONCURRENCY → "rps p50 p99 non2xx"
+# run URL SCRIPT CONCURRENCY MEASURED-PID [OTHER-SERVING-PIDS...]
+#   → "rps p50 p99 p99.9 non2xx errors cores cpu-us/req peak-MiB"
 run() {
-  local out
-  local threads=2
-  [ "$2" -ge 2 ] || threads=1
-  out=$(wrk -t"$threads" -c"$2" -d"$duration" --latency -s "$work/post.lua" "$1/v1/tools/echo.check/invoke")
-  local rps p50 p99 bad
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  echo "$rps $p50 $p99 ${bad:-0}"
+  local url=$1 lua=$2 conns=$3 main=$4; shift 4
+  local threads=2 before after out
+  [ "$conns" -ge 2 ] || threads=1
+  echo 5 > "/proc/$main/clear_refs"
+  before=$(cpu "$main" "$@")
+  out=$(wrk -t"$threads" -c"$conns" -d"$duration" --timeout 10s -s "$lua" "$url" | awk '$1 == "RESULT" {$1 = ""; print}')
+  after=$(cpu "$main" "$@")
+  read -r rps p50 p99 p999 bad errs <<<"$out"
+  awk -v rps="$rps" -v d="${duration%s}" -v t=$(( after - before )) -v hz="$ticks" -v kib="$(peak_kib "$main")" \
+    -v rest="$p50 $p99 $p999 $bad $errs" \
+    'BEGIN { cpu = t / hz; printf "%.0f %s %.2f %.1f %.1f\n", rps, rest, cpu / d, cpu * 1e6 / (rps * d), kib / 1024 }'
 }
 
-printf '%-6s %-8s %12s %10s %10s %8s\n' conc server req/s p50 p99 non-2xx
-for c in "${levels[@]}"; do
-  read -r wr w50 w99 wbad < <(run "$wasm_url" "$c")
-  read -r nr n50 n99 nbad < <(run "$native_url" "$c")
-  printf '%-6s %-8s %12s %10s %10s %8s\n' "$c" wasm "$wr" "$w50" "$w99" "$wbad"
-  printf '%-6s %-8s %12s %10s %10s %8s\n' "$c" native "$nr" "$n50" "$n99" "$nbad"
-  awk -v w="$wr" -v n="$nr" -v c="$c" 'BEGIN { printf "%-6s throughput wasm/native = %.2f\n", c, w / n }'
+out=target/bench/load${REUSE:+-reuse$REUSE}
+mkdir -p target/bench "$work/series"
+tsv=$out.tsv
+printf 'tool\tconns\tserver\treq/s\tp50 µs\tp99 µs\tp99.9 µs\tnon-2xx\tsocket errors\tCPU cores\tCPU µs/req\tpeak MiB\tratio\n' > "$tsv"
+for tool in "${tools[@]}"; do
+  for c in "${levels[@]}"; do
+    # shellcheck disable=SC2086 # also_serving is a list of pids
+    read -r -a w <<<"$(run "$toolhost_url/v1/tools/$tool/invoke" "$work/$tool.lua" "$c" "$toolhost_pid" ${also_serving[$tool]})"
+    read -r -a b <<<"$(run "${base_url[$tool]}" "$work/$tool.base.lua" "$c" "${base_pid[$tool]}")"
+    ratio=$(awk -v w="${w[0]}" -v b="${b[0]}" 'BEGIN { printf "%.2f", w / b }')
+    printf '%s\t%s\ttoolhost\t%s\t%s\n' "$tool" "$c" "$(IFS=$'\t'; echo "${w[*]}")" "$ratio" >> "$tsv"
+    printf '%s\t%s\t%s\t%s\t\n' "$tool" "$c" "${base_label[$tool]}" "$(IFS=$'\t'; echo "${b[*]}")" >> "$tsv"
+    echo "$c ${w[0]} ${w[2]}" >> "$work/series/$tool-toolhost"
+    echo "$c ${b[0]} ${b[2]}" >> "$work/series/$tool-${base_label[$tool]}"
+    echo "load.sh: $tool at $c connections: ${w[0]} req/s through toolhost, ${b[0]} baseline ($ratio)" >&2
+  done
 done
+
+# The table as Markdown, latencies in ms.
+awk -F'\t' 'NR == 1 { printf "| tool | conns | server | req/s | p50 | p99 | p99.9 | non-2xx | errors | CPU (cores) | CPU µs/req | peak RSS | toolhost / baseline |\n"; print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"; next }
+  { printf "| %s | %s | %s | %s | %.2f ms | %.2f ms | %.2f ms | %s | %s | %s | %s | %s MiB | %s |\n", $1, $2, $3, $4, $5 / 1000, $6 / 1000, $7 / 1000, $8, $9, $10, $11, $12, $13 }' \
+  "$tsv" > "$out.md"
+
+# The plot: throughput and p99 against connections, one line per tool and server.
+plots_rps= plots_p99=
+for f in "$work"/series/*; do
+  name=$(basename "$f")
+  plots_rps+="'$f' using 1:2 with linespoints title '$name', "
+  plots_p99+="'$f' using 1:(\$3/1000) with linespoints title '$name', "
+done
+gnuplot <<GP
+set terminal pngcairo size 1200,500 font ",10"
+set output "$out.png"
+set multiplot layout 1,2 title "toolhost load${REUSE:+ (reuse $REUSE)}: $(nproc) cores, $duration per point"
+set logscale x 2
+set xlabel "concurrent connections"
+set key left top
+set grid
+set ylabel "requests / s"
+plot ${plots_rps%, }
+set logscale y 10
+set ylabel "p99 latency (ms)"
+plot ${plots_p99%, }
+unset multiplot
+GP
+cat "$out.md"
+echo "load.sh: wrote $tsv, $out.md and $out.png" >&2

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
-use crate::capabilities::{CallState, PluginContext};
+use crate::capabilities::{CallState, PluginContext, Upstreams};
 use crate::compile_cache::{CompileCache, Source};
 use crate::contract::Contract;
 use crate::manifest::{Manifest, ManifestError, Risk};
@@ -333,6 +333,7 @@ fn grant_context(
         requested_secrets: manifest.capabilities.secrets.clone(),
         requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
         kv,
+        upstreams: Upstreams::new(grant.http_timeout),
         grant,
     });
     Ok((context, slots))

@@ -5,7 +5,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use toolhost::{CallError, Runtime};
-use toolhost_tests::{guest, runtime_in, serve, upstream_with_slow, Scratch};
+use toolhost_tests::{guest, netprobe_grant, runtime_in, serve, upstream_with_slow, Scratch};
 
 async fn ok(runtime: &Runtime, tool: &str, args: Value) -> Value {
     let outcome = runtime.invoke(tool, &args).await;
@@ -357,5 +357,62 @@ async fn outbound_requests_are_bounded_in_number_and_time() {
         started.elapsed() < std::time::Duration::from_millis(2000),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_connections_are_kept_alive_for_one_plugin_and_its_grant() {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    // An upstream that notes the client port of every request it serves.
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/peer",
+            get(
+                |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+                 axum::extract::State(peers): axum::extract::State<Arc<Mutex<Vec<u16>>>>| async move {
+                    peers.lock().unwrap().push(peer.port());
+                    "ok"
+                },
+            ),
+        )
+        .with_state(peers.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        async move { axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await },
+    );
+    let data = Scratch::new("keep-alive");
+    let runtime = runtime_in(data.path(), &netprobe_grant(addr));
+    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    let url = format!("http://{addr}/peer");
+    let fetch = json!({ "method": "GET", "url": url, "host-header": null });
+
+    for _ in 0..3 {
+        assert_eq!(ok(&runtime, "netprobe.fetch", fetch.clone()).await, json!(200));
+    }
+    assert_eq!(
+        ok(&runtime, "netprobe.fetch-many", json!({ "url": url, "times": 3 })).await,
+        json!([3, null])
+    );
+    let first: Vec<u16> = peers.lock().unwrap().drain(..).collect();
+    assert_eq!(first.len(), 6);
+    assert!(
+        first.iter().all(|p| *p == first[0]),
+        "one connection across calls: {first:?}"
+    );
+
+    // A new grant starts without the old grant's connections.
+    let policy = toolhost::policy::Policy::parse(&netprobe_grant(addr), "test").unwrap();
+    runtime
+        .set_grant("netprobe", policy.plugins["netprobe"].clone())
+        .await
+        .unwrap();
+    assert_eq!(ok(&runtime, "netprobe.fetch", fetch).await, json!(200));
+    let after = peers.lock().unwrap().clone();
+    assert!(
+        !after.contains(&first[0]),
+        "the old connection was reused after a grant change: {after:?}"
     );
 }

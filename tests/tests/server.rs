@@ -215,6 +215,73 @@ async fn rate_limits_answer_429() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_host_turns_calls_away_at_once_instead_of_queueing() {
+    // Two instances host-wide, while the plugin alone would allow 32 calls:
+    // the host's own bound is the one that bites.
+    let upstream = upstream_with_slow(Duration::from_millis(2000)).await;
+    let config = format!(
+        "[server]\nmax-instances = 2\n\n{}max-concurrency = 32\n",
+        netprobe_grant(upstream)
+    );
+    let server = ServerProcess::start(&config, &["netprobe"]);
+    let slow = json!({ "method": "GET", "url": format!("http://{upstream}/slow"), "host-header": null });
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let request = client()
+                .post(server.url("/v1/tools/netprobe.fetch/invoke"))
+                .bearer_auth(AGENT_TOKEN)
+                .json(&slow)
+                .send();
+            async move {
+                let response = request.await.unwrap();
+                let (status, retry) = (response.status(), response.headers().get("retry-after").cloned());
+                let body: Value = response.json().await.unwrap();
+                (started.elapsed(), status, retry, body)
+            }
+        })
+        .map(tokio::spawn)
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+
+    let served: Vec<_> = answers.iter().filter(|a| a.1 == StatusCode::OK).collect();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.1 == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!((served.len(), refused.len()), (2, 10), "{answers:?}");
+    for (_, _, retry, body) in &refused {
+        assert_eq!(body["error"]["kind"], "resource_exhausted");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no free instance slot"),
+            "{body}"
+        );
+        assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+    }
+    // Every refusal came back while the two admitted calls were still
+    // waiting on the upstream: nothing queued behind them.
+    let first_served = served.iter().map(|a| a.0).min().unwrap();
+    let last_refused = refused.iter().map(|a| a.0).max().unwrap();
+    assert!(
+        last_refused < first_served,
+        "refused at {last_refused:?}, served at {first_served:?}"
+    );
+    for (_, _, _, body) in &served {
+        assert_eq!(body["result"], 200);
+    }
+    // The slots are free again once the slow calls are done.
+    let fine = json!({ "method": "GET", "url": format!("http://{upstream}/ok"), "host-header": null });
+    let (status, body) = invoke(&server, AGENT_TOKEN, "netprobe.fetch", fine).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(200)), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_idempotency_key_makes_a_retry_return_the_first_result() {
     let server = ServerProcess::start("", &["plugins/coupon"]);
     let issue = |amount: i64| {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -22,17 +22,9 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::{record_denial, OutboundRecord, PluginContext, SharedJournal};
 use crate::policy::{Grant, HttpRule};
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                ),
-                Error,
-            >,
-        > + Send,
->;
+/// What drives a response's connection, where it is not driven elsewhere.
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
 
 pub struct OutboundHttp {
     plugin: Arc<PluginContext>,
@@ -99,8 +91,12 @@ impl WasiHttpHooks for OutboundHttp {
             between_bytes_timeout: ask(options.and_then(|o| o.between_bytes_timeout)),
         };
         let max_body = grant.http_response_bytes;
+        let (first_byte, between_bytes) = (
+            options.first_byte_timeout.unwrap_or(cap),
+            options.between_bytes_timeout.unwrap_or(cap),
+        );
         let journal = self.journal.clone();
-        let plugin = self.plugin.name.clone();
+        let context = self.plugin.clone();
 
         Box::new(async move {
             let started = Instant::now();
@@ -121,7 +117,7 @@ impl WasiHttpHooks for OutboundHttp {
             let pinned = match resolve_checked(&rule, &host, port).await {
                 Ok(addr) => addr,
                 Err(Denied(reason)) => {
-                    record_denial(&journal, &plugin, "http", format!("{origin}: {reason}"));
+                    record_denial(&journal, &context.name, "http", format!("{origin}: {reason}"));
                     record(None, Some("denied".into()));
                     return Err(Error::HttpRequestDenied);
                 }
@@ -132,27 +128,30 @@ impl WasiHttpHooks for OutboundHttp {
             };
             // Plain HTTP connects to the very address that was checked, so a
             // second DNS answer cannot swap in another (the Host header keeps
-            // the name). TLS needs the name for the certificate, so HTTPS
-            // resolves again; its certificate check binds it to the name.
-            if scheme == "http" {
-                if let Some(uri) = pin_authority(request.uri(), pinned, port) {
+            // the name), over the plugin's kept-alive connections. TLS needs
+            // the name for the certificate, so HTTPS resolves again (its
+            // certificate check binds it to the name) on a new connection.
+            let pinned_uri = (scheme == "http")
+                .then(|| pin_authority(request.uri(), pinned, port))
+                .flatten();
+            let sent = match pinned_uri {
+                Some(uri) => {
                     *request.uri_mut() = uri;
+                    context.upstreams.send(request, first_byte).await.map(|response| {
+                        let io: IoFuture = Box::new(async { Ok(()) });
+                        (response, io)
+                    })
                 }
-            }
-            match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+                None => wasmtime_wasi_http::default_send_request(request, Some(options))
+                    .await
+                    .map(|(response, io)| (response.map(|body| body.boxed_unsync()), Box::new(io) as IoFuture)),
+            };
+            match sent {
                 Ok((response, io)) => {
                     record(Some(response.status().as_u16()), None);
-                    let response = response.map(|body| {
-                        Limited {
-                            inner: body.boxed_unsync(),
-                            left: max_body,
-                            limit: max_body,
-                        }
-                        .boxed_unsync()
-                    });
                     Ok((
-                        response,
-                        Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+                        response.map(|body| Bounded::new(body, max_body, between_bytes).boxed_unsync()),
+                        io,
                     ))
                 }
                 Err(e) => {
@@ -201,22 +200,45 @@ fn pin_authority(uri: &http::Uri, ip: IpAddr, port: u16) -> Option<http::Uri> {
     http::Uri::from_parts(parts).ok()
 }
 
-/// A response body that fails once it passes its byte limit.
-struct Limited {
+/// A response body bounded by the grant: it fails once it passes its byte
+/// limit, or when the upstream sends nothing for `idle`.
+struct Bounded {
     inner: WasiBody,
     left: u64,
     limit: u64,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl Body for Limited {
+impl Bounded {
+    fn new(inner: WasiBody, limit: u64, idle: Duration) -> Bounded {
+        Bounded {
+            inner,
+            left: limit,
+            limit,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl Body for Bounded {
     type Data = Bytes;
     type Error = Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Pending => {
+                return match self.deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             other => return other,
         };
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
             if len > self.left {

@@ -10,6 +10,7 @@ mod http;
 mod kv;
 mod log;
 mod secrets;
+mod upstream;
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +24,7 @@ use crate::policy::Grant;
 use crate::storage::KvSpace;
 
 pub use http::OutboundHttp;
+pub use upstream::Upstreams;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -46,6 +48,8 @@ pub struct PluginContext {
     pub requested_kv_bytes: u64,
     pub grant: Arc<Grant>,
     pub kv: Option<Arc<KvSpace>>,
+    /// Kept-alive connections for the plain-HTTP requests the grant allows.
+    pub upstreams: Upstreams,
 }
 
 /// One outbound HTTP request a connector made.

@@ -36,7 +36,10 @@ PHASES = [
      r"|vm::libcalls|component::libcalls|LowerContext|LiftContext|typed::Lower|typed::Lift"),
     ("JSON <-> component values", r"toolhost::values::"),
     ("instance reuse (warm pool)", r"toolhost::plugin::Plugin::(take|put)_warm"),
-    ("audit record (JSON, sled insert)", r"toolhost::audit::|native_baseline::audit"),
+    # The audit record is the only sled insert on these paths (a guest's kv
+    # writes sit under its host calls, above), and often shows without the
+    # audit frame that made it.
+    ("audit record (JSON, sled insert)", r"toolhost::audit::|sled::tree::Tree::insert"),
     ("storage group commit (fsync)", r"toolhost::storage::|sled::"),
     ("auth and rate limit", r"toolhost::auth::|governor::"),
     ("request and response JSON", r"serde_json::"),

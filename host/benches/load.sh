@@ -2,19 +2,20 @@
 # End-to-end load: `toolhost serve` with the reference connectors (crm, erp,
 # logistics, coupon) and the echo test component, the sample upstreams
 # behind them, all on 127.0.0.1, driven through POST /v1/tools/{tool}/invoke
-# by wrk at several concurrency levels. Each tool has a baseline in the same
-# run, so the ratio is fair on a noisy machine:
+# by wrk at several concurrency levels. Beside each, in the same run so the
+# ratio is fair on a noisy machine, the same tool as native Rust behind axum
+# (host/examples/native_baseline.rs: the same bearer check, JSON and durable
+# audit record):
 #
-#   echo.check        (trivial)  host/examples/native_baseline.rs: the same
-#                                bearer check, JSON and durable audit record,
-#                                the tool in plain Rust behind axum
-#   crm.get-customer  (real)     the sample CRM's GET /crm/v1/customers/{id}
-#                                called directly, with no toolhost in between
+#   echo.check        trivial: checks a flag, returns a string
+#   crm.get-customer  the reference CRM connector: one GET to the sample CRM,
+#                     its fields mapped to the contract's `customer`
 #
 # Per run: throughput, p50/p99/p99.9 latency, non-2xx and socket errors, the
-# CPU the serving processes used (cores busy over the run, and CPU time per
-# request) and their peak resident memory (high-water mark, reset before
-# each run). Load generator and servers share the machine's cores.
+# CPU the serving processes used (the server, plus the upstream for
+# crm.get-customer: cores busy over the run, and CPU time per request) and
+# the server's peak resident memory (high-water mark, reset before each
+# run). Load generator and servers share the machine's cores.
 #
 # Usage: [REUSE=N] [DURATION=8s] [TOOLS="echo.check crm.get-customer"]
 #        host/benches/load.sh [concurrency ...]        (default: 1 16 64 256 1024)
@@ -63,20 +64,21 @@ tsv=$out.tsv
 printf 'tool\tconns\tserver\treq/s\tp50 µs\tp99 µs\tp99.9 µs\tnon-2xx\tsocket errors\tCPU cores\tCPU µs/req\tpeak MiB\tratio\n' > "$tsv"
 for tool in "${tools[@]}"; do
   for c in "${levels[@]}"; do
-    # shellcheck disable=SC2086 # also_serving is a list of pids
-    read -r -a w <<<"$(run "$toolhost_url/v1/tools/$tool/invoke" "$work/$tool.lua" "$c" "$toolhost_pid" ${also_serving[$tool]})"
-    read -r -a b <<<"$(run "${base_url[$tool]}" "$work/$tool.base.lua" "$c" "${base_pid[$tool]}")"
+    # shellcheck disable=SC2046 # serving is a list of pids
+    read -r -a w <<<"$(run "$toolhost_url/v1/tools/$tool/invoke" "$work/$tool.lua" "$c" "$toolhost_pid" $(serving "$tool"))"
+    # shellcheck disable=SC2046
+    read -r -a b <<<"$(run "$native_url/v1/tools/$tool/invoke" "$work/$tool.native.lua" "$c" "$native_pid" $(serving "$tool"))"
     ratio=$(awk -v w="${w[0]}" -v b="${b[0]}" 'BEGIN { printf "%.2f", w / b }')
     printf '%s\t%s\ttoolhost\t%s\t%s\n' "$tool" "$c" "$(IFS=$'\t'; echo "${w[*]}")" "$ratio" >> "$tsv"
-    printf '%s\t%s\t%s\t%s\t\n' "$tool" "$c" "${base_label[$tool]}" "$(IFS=$'\t'; echo "${b[*]}")" >> "$tsv"
+    printf '%s\t%s\t%s\t%s\t\n' "$tool" "$c" native "$(IFS=$'\t'; echo "${b[*]}")" >> "$tsv"
     echo "$c ${w[0]} ${w[2]}" >> "$work/series/$tool-toolhost"
-    echo "$c ${b[0]} ${b[2]}" >> "$work/series/$tool-${base_label[$tool]}"
-    echo "load.sh: $tool at $c connections: ${w[0]} req/s through toolhost, ${b[0]} baseline ($ratio)" >&2
+    echo "$c ${b[0]} ${b[2]}" >> "$work/series/$tool-native"
+    echo "load.sh: $tool at $c connections: ${w[0]} req/s through toolhost, ${b[0]} native ($ratio)" >&2
   done
 done
 
 # The table as Markdown, latencies in ms.
-awk -F'\t' 'NR == 1 { printf "| tool | conns | server | req/s | p50 | p99 | p99.9 | non-2xx | errors | CPU (cores) | CPU µs/req | peak RSS | toolhost / baseline |\n"; print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"; next }
+awk -F'\t' 'NR == 1 { printf "| tool | conns | server | req/s | p50 | p99 | p99.9 | non-2xx | errors | CPU (cores) | CPU µs/req | peak RSS | toolhost / native |\n"; print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"; next }
   { printf "| %s | %s | %s | %s | %.2f ms | %.2f ms | %.2f ms | %s | %s | %s | %s | %s MiB | %s |\n", $1, $2, $3, $4, $5 / 1000, $6 / 1000, $7 / 1000, $8, $9, $10, $11, $12, $13 }' \
   "$tsv" > "$out.md"
 
@@ -92,12 +94,12 @@ set terminal pngcairo size 1200,500 font ",10"
 set output "$out.png"
 set multiplot layout 1,2 title "toolhost load${REUSE:+ (reuse $REUSE)}: $(nproc) cores, $duration per point"
 set logscale x 2
+set logscale y 10
 set xlabel "concurrent connections"
 set key left top
 set grid
 set ylabel "requests / s"
 plot ${plots_rps%, }
-set logscale y 10
 set ylabel "p99 latency (ms)"
 plot ${plots_p99%, }
 unset multiplot

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Where the time of a call goes: samples `toolhost serve` (and, for
-# comparison, the tool's baseline from servers.sh: the native handler for
-# echo.check, the upstream alone for crm.get-customer) with perf while wrk
-# drives the tool,
+# comparison, the same tool in host/examples/native_baseline.rs) with perf
+# while wrk drives the tool,
 # and sorts every sample into the phase of the call path it was taken in
 # (host/benches/breakdown.py says which frames make which phase).
 # Sampling is by CPU clock, so it sees the kernel's share too (page faults,
@@ -52,7 +51,7 @@ profile() {
   echo
   profile toolhost "$toolhost_url/v1/tools/$tool/invoke" "$work/$tool.lua" "$toolhost_pid"
   echo
-  profile "${base_label[$tool]}" "${base_url[$tool]}" "$work/$tool.base.lua" "${base_pid[$tool]}"
+  profile native "$native_url/v1/tools/$tool/invoke" "$work/$tool.native.lua" "$native_pid"
 } > "$out.md"
 cat "$out.md"
 echo "profile.sh: wrote $out.md" >&2

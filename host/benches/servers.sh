@@ -78,7 +78,8 @@ fi
 
 start toolhost target/release/toolhost --config "$work/toolhost.toml" serve --listen 127.0.0.1:0
 toolhost_url=$url toolhost_pid=$pid
-TOOLHOST_AGENT_TOKEN=$token start native target/release/examples/native_baseline "$work/native-data"
+TOOLHOST_AGENT_TOKEN=$token CRM_BASE_URL=$upstream_url/crm/v1 CRM_API_KEY=crm-demo-key \
+  start native target/release/examples/native_baseline "$work/native-data"
 native_url=$url native_pid=$pid
 
 # script FILE METHOD BODY HEADER...: a wrk script that sends one request and
@@ -102,26 +103,25 @@ LUA
 }
 
 
-# requests TOOL: write the wrk scripts for TOOL through toolhost
-# ($work/TOOL.lua) and for its baseline ($work/TOOL.base.lua), and set the
-# baseline's base_url, base_pid and base_label, and also_serving: the other
-# processes that serve a call through toolhost (the upstream a connector
-# calls), whose CPU counts too.
-declare -A base_url base_pid base_label also_serving
-requests() {
-  local tool=$1 args
-  case $tool in
-    echo.check)
-      args='{"ok": true, "message": "hello"}'
-      base_url[$tool]=$native_url/v1/tools/echo.check/invoke base_pid[$tool]=$native_pid
-      base_label[$tool]=native also_serving[$tool]=
-      script "$work/$tool.base.lua" POST "$args" "Authorization: Bearer $token" ;;
-    crm.get-customer)
-      args='{"customer-id": "C-1001"}'
-      base_url[$tool]=$upstream_url/crm/v1/customers/C-1001 base_pid[$tool]=$upstream_pid
-      base_label[$tool]=upstream also_serving[$tool]=$upstream_pid
-      script "$work/$tool.base.lua" GET "" "Authorization: Bearer crm-demo-key" ;;
-    *) echo "${0##*/}: no baseline for $tool (known: echo.check crm.get-customer)" >&2; exit 1 ;;
+# args TOOL: the arguments the benchmarks call TOOL with; each has a native
+# twin in host/examples/native_baseline.rs.
+args() {
+  case $1 in
+    echo.check) echo '{"ok": true, "message": "hello"}' ;;
+    crm.get-customer) echo '{"customer-id": "C-1001"}' ;;
+    *) echo "${0##*/}: no native baseline for $1 (known: echo.check crm.get-customer)" >&2; exit 1 ;;
   esac
-  script "$work/$tool.lua" POST "$args" "Authorization: Bearer $token"
 }
+
+# requests TOOL: write the wrk scripts that call TOOL through toolhost
+# ($work/TOOL.lua) and natively ($work/TOOL.native.lua).
+requests() {
+  local args
+  args=$(args "$1")
+  script "$work/$1.lua" POST "$args" "Authorization: Bearer $token"
+  script "$work/$1.native.lua" POST "$args" "Authorization: Bearer $token"
+}
+
+# serving TOOL: the pids besides the server's whose CPU a call of TOOL uses
+# (the upstream a connector calls).
+serving() { [ "$1" = echo.check ] || echo "$upstream_pid"; }

@@ -333,7 +333,7 @@ fn grant_context(
         requested_secrets: manifest.capabilities.secrets.clone(),
         requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
         kv,
-        upstreams: Upstreams::new(grant.http_timeout),
+        upstreams: Upstreams::new(grant.http_timeout, grant.max_concurrency as usize),
         grant,
     });
     Ok((context, slots))

@@ -68,6 +68,12 @@ impl Flusher {
     }
 }
 
+/// Pages sled keeps in memory. Its default, 1 GiB, let a busy host grow
+/// toward that as the audit trail grew (host/benches/load.sh: peak RSS past
+/// 1.1 GiB after about a million calls); what is hot (kv, grants, the newest
+/// audit records) fits in far less.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Storage {
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         // A host that is just shutting down (or a test that restarts one)
@@ -75,7 +81,7 @@ impl Storage {
         // dropped, until sled's flusher thread has finished: wait for it.
         let mut tries = 0;
         let db = loop {
-            match sled::Config::new().path(dir).open() {
+            match sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
                     tries += 1;

@@ -18,9 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use wasmtime_wasi_http::{Error, WasiBody};
 
-/// Idle connections kept per upstream address; enough for the concurrency a
-/// grant usually allows, few enough not to hold an upstream's sockets.
-const MAX_IDLE_PER_ADDRESS: usize = 32;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,14 +27,17 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// A pool whose connects give up after `connect_timeout` (the grant's
-    /// HTTP timeout; a request may be bounded tighter by its own options).
-    pub fn new(connect_timeout: Duration) -> Upstreams {
+    /// HTTP timeout; a request may be bounded tighter by its own options),
+    /// keeping up to `max_idle` idle connections per address: as many as
+    /// the plugin may have calls in flight, so a steady load stops opening
+    /// connections, and no more, so a plugin cannot hoard an upstream's.
+    pub fn new(connect_timeout: Duration, max_idle: usize) -> Upstreams {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_max_idle_per_host(MAX_IDLE_PER_ADDRESS)
+            .pool_max_idle_per_host(max_idle)
             .pool_timer(TokioTimer::new())
             // The guest's Host header (the name it asked for) stays; the
             // URI only carries the checked address.

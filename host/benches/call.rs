@@ -19,6 +19,10 @@ use serde_json::{json, Value};
 use toolhost::policy::Policy;
 use toolhost::{Runtime, RuntimeOptions};
 
+// The allocator the `toolhost` binary uses, for both sides.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }

@@ -24,6 +24,10 @@ use toolhost::capabilities::Journal;
 use toolhost::invoke::{CallOutcome, Timings};
 use toolhost::storage::Storage;
 
+// The same allocator as `toolhost`, so only the tool differs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Baseline {
     auth: Auth,
     audit: AuditLog,

@@ -10,6 +10,13 @@ use std::net::SocketAddr;
 use toolhost::config::Config;
 use toolhost::{Runtime, RuntimeOptions};
 
+// Every call builds and drops a store, an instance and their tables: many
+// small allocations from several threads, where glibc's malloc spent twice
+// the native handler's time (host/benches/profile.sh). The native baseline
+// uses the same allocator, so the ratio stays fair.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "toolhost",

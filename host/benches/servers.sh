@@ -33,14 +33,15 @@ ln -s "$root/tests/guests/echo" "$work/plugins/echo"
 for c in coupon crm erp logistics; do ln -s "$root/plugins/$c" "$work/plugins/$c"; done
 
 # start NAME COMMAND...: run it in the background and wait for its
-# "listening on http://ADDR" line; sets $url and the server's pid in $pid.
+# "listening on http://ADDR" line (or `wasmtime serve`'s "Serving HTTP on",
+# on either stream); sets $url and the server's pid in $pid.
 start() {
   local name=$1; shift
   "$@" > "$work/$name.out" 2> "$work/$name.err" &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 300); do
-    url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/$name.out")
+    url=$(sed -n 's/.*\(listening on\|Serving HTTP on\) \(http:[^ ]*\).*/\2/p' "$work/$name.out" "$work/$name.err" | head -n 1)
     [ -n "$url" ] && return
     sleep 0.1
   done

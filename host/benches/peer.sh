@@ -8,13 +8,14 @@
 #              embeds: the same check in a wasi:http/proxy component
 #              (host/benches/peer), a fresh instance per request with the
 #              pooling allocator, no auth, no audit
+#              (REUSE=N: both hosts let an instance serve N requests)
 #   native     host/examples/native_baseline.rs, as in load.sh
 #
 # The first run installs wasmtime-cli into target/peer (a release build of
 # wasmtime: ten minutes or more on two cores).
 #
-# Usage: [DURATION=8s] host/benches/peer.sh [concurrency ...]   (default: 16 64 256)
-# Writes target/bench/peer.md and prints it.
+# Usage: [REUSE=N] [DURATION=8s] host/benches/peer.sh [concurrency ...]   (default: 16 64 256)
+# Writes target/bench/peer[-reuseN].md and prints it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 levels=("$@")
@@ -30,7 +31,9 @@ fi
 plugins/build.sh host/benches/peer >&2
 component=host/benches/peer/target/wasm32-wasip2/release/peer_echo.wasm
 
-start wasmtime "$peer" serve --addr 127.0.0.1:0 -O pooling-allocator=y -S cli=y "$component"
+reuse=()
+[ -n "${REUSE:-}" ] && reuse=(--max-instance-reuse-count "$REUSE")
+start wasmtime "$peer" serve --addr 127.0.0.1:0 -O pooling-allocator=y -S cli=y "${reuse[@]}" "$component"
 wasmtime_url=${url%/}
 
 requests echo.check
@@ -62,5 +65,5 @@ mkdir -p target/bench
     awk -v c="$c" -v r="$nr" -v a="$n50" -v b="$n99" -v d="$n999" -v bad="$nbad" \
       'BEGIN { printf "| %s | native | %.0f | %.2f ms | %.2f ms | %.2f ms | %s | 1.00 |\n", c, r, a / 1000, b / 1000, d / 1000, bad }'
   done
-} > target/bench/peer.md
-cat target/bench/peer.md
+} > "target/bench/peer${REUSE:+-reuse$REUSE}.md"
+cat "target/bench/peer${REUSE:+-reuse$REUSE}.md"

@@ -8,7 +8,8 @@
 # madvise, sockets, fsync), which instruction counts would not.
 #
 # Usage: [TOOL=echo.check] [CONNS=64] [PROFILE_SECONDS=10] [REUSE=N] host/benches/profile.sh
-# Writes target/bench/profile-TOOL[-reuseN].md (and the raw samples beside it).
+# Writes target/bench/profile-TOOL[-reuseN].md, a flamegraph per server
+# (-toolhost.svg, -native.svg; inferno, installed into target/bench-tools) (and the raw samples beside it).
 # Needs perf (Debian: linux-perf) and wrk; installs them as root with apt.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/servers.sh"
@@ -20,6 +21,9 @@ secs=${PROFILE_SECONDS:-10}
 out=target/bench/profile-$tool${REUSE:+-reuse$REUSE}
 requests "$tool"
 mkdir -p target/bench
+
+tools=$root/target/bench-tools/bin
+[ -x "$tools/inferno-flamegraph" ] || cargo install --quiet --locked --root "$root/target/bench-tools" inferno >&2
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -40,6 +44,8 @@ profile() {
   local rps
   rps=$(awk '$1 == "RESULT" {print $2}' "$work/wrk.out")
   perf script -i "$work/$name.data" --no-inline -F comm,tid,ip,sym 2>/dev/null > "$out-$name.samples"
+  perf script -i "$work/$name.data" --no-inline 2>/dev/null | "$tools/inferno-collapse-perf" |
+    "$tools/inferno-flamegraph" --title "$name: $tool at $conns connections" > "$out-$name.svg"
   python3 "$root/host/benches/breakdown.py" "$name" "$out-$name.samples" \
     "$(awk -v t=$(( after - before )) -v hz="$ticks" -v s="$secs" -v r="$rps" 'BEGIN { printf "%.2f", t / hz * 1e6 / (s * r) }')" "$rps"
 }

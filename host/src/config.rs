@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EngineOptions;
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
+use crate::RuntimeOptions;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -103,5 +105,19 @@ impl Config {
 
     pub fn policy(&self) -> Result<Policy, PolicyError> {
         Policy::from_parts(self.limits.clone(), self.signing.clone(), self.plugins.clone())
+    }
+
+    /// A runtime over these folders and this policy, its engine sized by
+    /// `[server]`: the same for `serve` and for one-shot CLI commands.
+    pub fn runtime_options(&self) -> Result<RuntimeOptions, PolicyError> {
+        Ok(RuntimeOptions {
+            plugins_dir: self.server.plugins_dir.clone(),
+            data_dir: self.server.data_dir.clone(),
+            policy: self.policy()?,
+            engine: EngineOptions {
+                max_instances: self.server.max_instances,
+                ..EngineOptions::default()
+            },
+        })
     }
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 
 use toolhost::config::Config;
-use toolhost::{Runtime, RuntimeOptions};
+use toolhost::Runtime;
 
 // Every call builds and drops a store, an instance and their tables: many
 // small allocations from several threads, where glibc's malloc spent twice
@@ -175,12 +175,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
     let runtime = || -> anyhow::Result<Runtime> {
-        Ok(Runtime::new(RuntimeOptions {
-            plugins_dir: config.server.plugins_dir.clone(),
-            data_dir: config.server.data_dir.clone(),
-            policy: config.policy()?,
-            engine: Default::default(),
-        })?)
+        Ok(Runtime::new(config.runtime_options()?)?)
     };
     match cli.command {
         Command::Plugin { action } => plugin_command(action),

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::engine::EngineOptions;
 use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
-use crate::{Runtime, RuntimeOptions};
+use crate::Runtime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -53,15 +52,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let server = &config.server;
-    let runtime = Runtime::new(RuntimeOptions {
-        plugins_dir: server.plugins_dir.clone(),
-        data_dir: server.data_dir.clone(),
-        policy: config.policy()?,
-        engine: EngineOptions {
-            max_instances: server.max_instances,
-            ..EngineOptions::default()
-        },
-    })?;
+    let runtime = Runtime::new(config.runtime_options()?)?;
     let loaded = runtime.load_all().await?;
     let failed: Vec<String> = loaded
         .iter()

@@ -174,9 +174,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
-    let runtime = || -> anyhow::Result<Runtime> {
-        Ok(Runtime::new(config.runtime_options()?)?)
-    };
+    let runtime = || -> anyhow::Result<Runtime> { Ok(Runtime::new(config.runtime_options()?)?) };
     match cli.command {
         Command::Plugin { action } => plugin_command(action),
         Command::Serve { .. } => {

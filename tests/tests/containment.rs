@@ -358,6 +358,50 @@ async fn outbound_requests_are_bounded_in_number_and_time() {
         "took {:?}",
         started.elapsed()
     );
+
+    // An upstream that sends the headers and half the body, then stalls:
+    // the grant's 300 ms bounds the gap between bytes too.
+    let stalling = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalling_addr = stalling.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = stalling.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                let _ = socket.write_all(b"world").await;
+            });
+        }
+    });
+    let data = Scratch::new("http-stall");
+    let runtime = runtime_in(
+        data.path(),
+        &format!(
+            "[limits]\nhttp-timeout-ms = 300\n[plugins.netprobe]\nhttp = [{{ origin = \"http://{stalling_addr}\" }}]"
+        ),
+    );
+    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    let started = std::time::Instant::now();
+    match runtime
+        .invoke(
+            "netprobe.fetch-size",
+            &json!({ "url": format!("http://{stalling_addr}/") }),
+        )
+        .await
+        .result
+    {
+        Err(CallError::PluginError { error }) => assert!(error.as_str().unwrap().contains("timed out"), "{error}"),
+        other => panic!("a stalled body should time out, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2000),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

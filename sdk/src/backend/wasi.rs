@@ -4,7 +4,7 @@ use crate::bindings::host::toolhost::connector::{config, kv, log, secrets};
 use crate::bindings::host::wasi::clocks::wall_clock;
 use crate::bindings::host::wasi::http::outgoing_handler;
 use crate::bindings::host::wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    http_error_code, ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use crate::bindings::host::wasi::io::streams::StreamError;
 use crate::http::{split_url, HttpError, Request, Response};
@@ -126,7 +126,21 @@ pub(crate) fn http_send(req: &Request) -> Result<Response, HttpError> {
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(HttpError::Protocol(e.to_debug_string()));
+                    // Why the body failed (a stall past the grant's timeout,
+                    // a size cap) should come as an HTTP error code; hosts on
+                    // wasmtime 48 only give its text, so a timeout is known
+                    // by name.
+                    return Err(match http_error_code(&e) {
+                        Some(code) => error_code(code),
+                        None => {
+                            let text = e.to_debug_string();
+                            if text.contains("timeout") {
+                                HttpError::Timeout
+                            } else {
+                                HttpError::Protocol(text)
+                            }
+                        }
+                    });
                 }
             }
         }

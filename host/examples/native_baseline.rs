@@ -112,6 +112,7 @@ async fn invoke(
             total_us: started.elapsed().as_micros() as u64,
             ..Timings::default()
         },
+        effects: false,
     };
     let caller = Caller {
         via: "http",

@@ -1,14 +1,18 @@
 //! The audit trail: one append-only record per call, in a sled tree keyed by
 //! a time-ordered id, durable before the caller hears the outcome.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::capabilities::{Denial, OutboundRecord};
-use crate::invoke::CallOutcome;
+use crate::capabilities::{Denial, EffectGate, OutboundRecord};
+use crate::idempotency::arguments_digest;
+use crate::invoke::{CallError, CallOutcome};
 use crate::storage::{Storage, StorageError};
 
 /// Most records one query returns.
@@ -31,8 +35,18 @@ pub struct AuditRecord {
     pub plugin_digest: Option<String>,
     /// The arguments, with secret-looking fields redacted.
     pub arguments: Value,
-    /// `ok` or the error kind.
+    /// SHA-256 of the arguments as given: what an idempotency key or an
+    /// approval binds.
+    #[serde(default)]
+    pub arguments_digest: Option<String>,
+    /// `ok` or the error kind; `running` while a call that has begun to
+    /// change things is in flight, `interrupted` for one the host stopped
+    /// in the middle of.
     pub outcome: String,
+    /// Whether a side effect (kv write, outbound request other than GET or
+    /// HEAD) may have left the host.
+    #[serde(default)]
+    pub effects: bool,
     pub error: Option<Value>,
     pub duration_us: u64,
     pub instantiate_us: u64,
@@ -60,6 +74,96 @@ pub struct PluginEvent<'a> {
     pub detail: String,
     pub version: Option<String>,
     pub digest: Option<String>,
+}
+
+/// The record of a call in flight; see [`AuditLog::begin`]. It is the
+/// call's [`EffectGate`]: opening it makes the record durable as `running`.
+pub struct OpenRecord {
+    id: u64,
+    record: Mutex<AuditRecord>,
+    tree: sled::Tree,
+    open: sled::Tree,
+    storage: Storage,
+    /// Set once the `running` record is durable (or failed to become so).
+    durable: tokio::sync::OnceCell<Result<(), String>>,
+    opened: AtomicBool,
+}
+
+impl OpenRecord {
+    pub fn id(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// The version expected to serve the call, so that even a record a
+    /// crash leaves `running` names it (`finish` sets what really served).
+    pub fn set_plugin(&self, version: String, digest: String) {
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        record.plugin_version = Some(version);
+        record.plugin_digest = Some(digest);
+    }
+
+    async fn write_running(&self) -> Result<(), String> {
+        let bytes = {
+            let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            record.effects = true;
+            serde_json::to_vec(&*record).unwrap_or_default()
+        };
+        let key = self.id.to_be_bytes();
+        let write = || -> Result<(), sled::Error> {
+            self.tree.insert(key, bytes)?;
+            self.open.insert(key, &[])?;
+            Ok(())
+        };
+        write().map_err(|e| e.to_string())?;
+        self.storage.flush().await.map_err(|e| e.to_string())
+    }
+
+    /// Close the record with the call's outcome and make it durable: the
+    /// one record of the call, under the id it had from the start.
+    pub async fn finish(&self, outcome: &CallOutcome) -> Result<AuditRecord, AuditError> {
+        let record = {
+            let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            let (kind, error) = match &outcome.result {
+                Ok(_) => ("ok".to_string(), None),
+                Err(e) => (
+                    e.kind().to_string(),
+                    Some(serde_json::to_value(e).unwrap_or(Value::Null)),
+                ),
+            };
+            record.tool = outcome.tool.clone();
+            record.plugin_version = outcome.plugin_version.clone();
+            record.plugin_digest = outcome.plugin_digest.clone();
+            record.outcome = kind;
+            record.error = error;
+            record.effects |= outcome.effects;
+            record.duration_us = outcome.timings.total_us;
+            record.instantiate_us = outcome.timings.instantiate_us;
+            record.execute_us = outcome.timings.execute_us;
+            record.outbound = outcome.journal.outbound.clone();
+            record.denials = outcome.journal.denials.clone();
+            record.clone()
+        };
+        let key = self.id.to_be_bytes();
+        self.tree.insert(key, serde_json::to_vec(&record).unwrap_or_default())?;
+        if self.opened.load(Ordering::Acquire) {
+            self.open.remove(key)?;
+        }
+        self.storage.flush().await?;
+        Ok(record)
+    }
+}
+
+impl EffectGate for OpenRecord {
+    fn open(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.opened.store(true, Ordering::Release);
+            self.durable.get_or_init(|| self.write_running()).await.clone()
+        })
+    }
+
+    fn opened(&self) -> bool {
+        self.opened.load(Ordering::Acquire)
+    }
 }
 
 /// Which records a query wants. Records come newest first.
@@ -91,9 +195,20 @@ pub enum AuditError {
 
 pub struct AuditLog {
     tree: sled::Tree,
+    /// Ids of records written as `running`: a call that started changing
+    /// things and has not finished. What is left here at start belongs to
+    /// calls a crash cut short.
+    open: sled::Tree,
     storage: Storage,
     last: AtomicU64,
+    /// The records closed as `interrupted` when this log was opened.
+    interrupted: Vec<AuditRecord>,
 }
+
+/// Outcome of a call the host stopped in the middle of.
+pub const INTERRUPTED: &str = "interrupted";
+/// Outcome of a call in flight that has begun to change things.
+pub const RUNNING: &str = "running";
 
 fn now_micros() -> u64 {
     SystemTime::now()
@@ -102,18 +217,58 @@ fn now_micros() -> u64 {
 }
 
 impl AuditLog {
+    /// Open the trail; records a crash left `running` are closed as
+    /// `interrupted` (durably) before anything else happens.
     pub fn open(storage: &Storage) -> Result<AuditLog, AuditError> {
         let tree = storage.db().open_tree("audit")?;
+        let open = storage.db().open_tree("audit-open")?;
         // Ids stay increasing across restarts, even if the clock stepped back.
         let last = match tree.last()? {
             Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])),
             None => 0,
         };
-        Ok(AuditLog {
+        let mut log = AuditLog {
             tree,
+            open,
             storage: storage.clone(),
             last: AtomicU64::new(last),
-        })
+            interrupted: Vec::new(),
+        };
+        log.interrupted = log.close_interrupted()?;
+        Ok(log)
+    }
+
+    /// At start, before any call: blocking is fine here.
+    fn close_interrupted(&self) -> Result<Vec<AuditRecord>, AuditError> {
+        let mut closed = Vec::new();
+        for entry in self.open.iter() {
+            let (key, _) = entry?;
+            if let Some(bytes) = self.tree.get(&key)? {
+                if let Ok(mut record) = serde_json::from_slice::<AuditRecord>(&bytes) {
+                    let error = CallError::Interrupted {
+                        message: "the host stopped while this call ran; it may have had effects and was not run again"
+                            .into(),
+                    };
+                    record.outcome = INTERRUPTED.into();
+                    record.error = Some(serde_json::to_value(&error).unwrap_or(Value::Null));
+                    record.effects = true;
+                    self.tree
+                        .insert(&key, serde_json::to_vec(&record).unwrap_or_default())?;
+                    tracing::warn!(id = %record.id, tool = %record.tool, "audit: a call cut short by a stop is recorded as interrupted");
+                    closed.push(record);
+                }
+            }
+            self.open.remove(&key)?;
+        }
+        if !closed.is_empty() {
+            self.storage.db().flush()?;
+        }
+        Ok(closed)
+    }
+
+    /// Calls found cut short when the trail was opened.
+    pub fn interrupted(&self) -> &[AuditRecord] {
+        &self.interrupted
     }
 
     /// A new id: microseconds since the epoch, shifted to leave room for
@@ -133,7 +288,8 @@ impl AuditLog {
         }
     }
 
-    /// Record a call and make it durable.
+    /// Record a call and make it durable, in one step (for calls that
+    /// were already over before anyone recorded them).
     /// `secret_fields`: argument paths the plugin's manifest marks secret.
     pub async fn append(
         &self,
@@ -142,14 +298,16 @@ impl AuditLog {
         secret_fields: &[String],
         outcome: &CallOutcome,
     ) -> Result<AuditRecord, AuditError> {
+        let open = self.begin(caller, &outcome.tool, arguments, secret_fields);
+        open.finish(outcome).await
+    }
+
+    /// Begin the record of a call, before the connector runs. Nothing is
+    /// written yet: the record becomes durable (as `running`) when the
+    /// call's first side effect opens its gate, or at `finish`, whichever
+    /// comes first, so read-only calls write once.
+    pub fn begin(&self, caller: &Caller, tool: &str, arguments: &Value, secret_fields: &[String]) -> OpenRecord {
         let id = self.next_id();
-        let (outcome_kind, error) = match &outcome.result {
-            Ok(_) => ("ok".to_string(), None),
-            Err(e) => (
-                e.kind().to_string(),
-                Some(serde_json::to_value(e).unwrap_or(Value::Null)),
-            ),
-        };
         let record = AuditRecord {
             id: id.to_string(),
             time: rfc3339_micros(id >> 8),
@@ -157,20 +315,29 @@ impl AuditLog {
             token: caller.token.clone(),
             session: caller.session.clone(),
             idempotency_key: caller.idempotency_key.clone(),
-            tool: outcome.tool.clone(),
-            plugin_version: outcome.plugin_version.clone(),
-            plugin_digest: outcome.plugin_digest.clone(),
+            tool: tool.to_string(),
+            plugin_version: None,
+            plugin_digest: None,
             arguments: redact(arguments, secret_fields),
-            outcome: outcome_kind,
-            error,
-            duration_us: outcome.timings.total_us,
-            instantiate_us: outcome.timings.instantiate_us,
-            execute_us: outcome.timings.execute_us,
-            outbound: outcome.journal.outbound.clone(),
-            denials: outcome.journal.denials.clone(),
+            arguments_digest: Some(arguments_digest(arguments)),
+            outcome: RUNNING.into(),
+            error: None,
+            effects: false,
+            duration_us: 0,
+            instantiate_us: 0,
+            execute_us: 0,
+            outbound: Vec::new(),
+            denials: Vec::new(),
         };
-        self.write(&record, id).await?;
-        Ok(record)
+        OpenRecord {
+            id,
+            record: Mutex::new(record),
+            tree: self.tree.clone(),
+            open: self.open.clone(),
+            storage: self.storage.clone(),
+            durable: tokio::sync::OnceCell::new(),
+            opened: AtomicBool::new(false),
+        }
     }
 
     /// Record something that happened to a plugin (loaded, refused,
@@ -189,7 +356,9 @@ impl AuditLog {
             plugin_version: event.version.clone(),
             plugin_digest: event.digest.clone(),
             arguments: Value::Null,
+            arguments_digest: None,
             outcome: event.outcome.to_string(),
+            effects: false,
             error: Some(Value::from(event.detail.clone())),
             duration_us: 0,
             instantiate_us: 0,

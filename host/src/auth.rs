@@ -127,6 +127,7 @@ impl Auth {
             }
         }
         if !tokens.is_empty() {
+            check_unique(&tokens)?;
             return Ok((Auth { tokens }, None));
         }
         let generated = load_or_generate(generated_file)?;
@@ -153,6 +154,28 @@ impl Auth {
         }
         found
     }
+}
+
+/// A token's name is who it is (in the audit trail, in idempotency keys):
+/// two tokens with one name, or one token listed twice, are refused.
+fn check_unique(tokens: &[([u8; 32], Arc<Principal>)]) -> Result<(), AuthError> {
+    for (i, (hash, principal)) in tokens.iter().enumerate() {
+        for (other_hash, other) in &tokens[..i] {
+            let message = if other.name == principal.name {
+                "another token has the same name; token names must be unique (an environment token \
+                 TOOLHOST_ADMIN_TOKEN or TOOLHOST_AGENT_TOKEN is named `admin` or `agent`)"
+            } else if other_hash == hash {
+                "the same token is configured twice"
+            } else {
+                continue;
+            };
+            return Err(AuthError::Token {
+                name: principal.name.clone(),
+                message: message.into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn random_token() -> String {

@@ -37,11 +37,17 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// Calls in flight across all plugins (sizes the instance pool).
     pub max_instances: u32,
+    /// Threads that run guest code, apart from those serving the API; 0
+    /// means one per core.
+    pub guest_threads: usize,
     /// Load, replace and unload bundles as they change in the plugins folder.
     pub watch: bool,
     /// Requests per minute for tokens that set no rate of their own
     /// (including those from the environment).
     pub rate_per_minute: u32,
+    /// How long an `Idempotency-Key`'s answer is replayed before it is
+    /// swept away.
+    pub idempotency_retention_secs: u64,
 }
 
 impl Default for Server {
@@ -52,8 +58,10 @@ impl Default for Server {
             plugins_dir: PathBuf::from("plugins"),
             max_body_bytes: 1024 * 1024,
             max_instances: 256,
+            guest_threads: 0,
             watch: true,
             rate_per_minute: crate::auth::DEFAULT_RATE_PER_MINUTE,
+            idempotency_retention_secs: crate::idempotency::DEFAULT_RETENTION.as_secs(),
         }
     }
 }
@@ -116,6 +124,10 @@ impl Config {
             policy: self.policy()?,
             engine: EngineOptions {
                 max_instances: self.server.max_instances,
+                guest_threads: match self.server.guest_threads {
+                    0 => crate::executor::default_threads(),
+                    n => n,
+                },
                 ..EngineOptions::default()
             },
         })

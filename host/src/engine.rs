@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::executor::GuestExecutor;
+
 /// How often the epoch advances: the granularity of CPU-time deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -16,6 +18,8 @@ pub struct EngineOptions {
     pub max_instances: u32,
     /// Largest linear memory any grant may allow.
     pub max_memory_bytes: usize,
+    /// Threads that run guest code, apart from the API's.
+    pub guest_threads: usize,
 }
 
 impl Default for EngineOptions {
@@ -23,15 +27,17 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: 256,
             max_memory_bytes: 256 * 1024 * 1024,
+            guest_threads: crate::executor::default_threads(),
         }
     }
 }
 
-/// The engine plus the thread that advances its epoch; dropping the last
-/// `Engine` stops the thread.
+/// The engine, the thread that advances its epoch and the threads guest
+/// code runs on; dropping the last `Engine` stops them.
 #[derive(Clone)]
 pub struct Engine {
     inner: wasmtime::Engine,
+    executor: Arc<GuestExecutor>,
     _ticker: Arc<Ticker>,
 }
 
@@ -71,11 +77,20 @@ impl Engine {
 
         let ticker = Arc::new(Ticker);
         spawn_ticker(inner.weak(), Arc::downgrade(&ticker))?;
-        Ok(Engine { inner, _ticker: ticker })
+        let executor = Arc::new(GuestExecutor::new(options.guest_threads)?);
+        Ok(Engine {
+            inner,
+            executor,
+            _ticker: ticker,
+        })
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
+    }
+
+    pub fn executor(&self) -> &GuestExecutor {
+        &self.executor
     }
 
     /// Epoch ticks that make up `timeout`, rounded up, at least one.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::Val;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::capabilities::{CallState, Journal, SharedJournal};
+use crate::capabilities::{CallState, Journal, NoGate, SharedGate, SharedJournal};
 use crate::engine::Engine;
 use crate::plugin::{Plugin, Warm};
 use crate::registry::{Registry, ToolRef};
@@ -44,6 +44,9 @@ pub enum CallError {
     /// The operator disabled the plugin.
     #[error("unavailable: {message}")]
     Unavailable { message: String },
+    /// The host stopped while the call ran (found so at the next start).
+    #[error("interrupted: {message}")]
+    Interrupted { message: String },
 }
 
 impl CallError {
@@ -57,6 +60,7 @@ impl CallError {
             CallError::PluginError { .. } => "plugin_error",
             CallError::PluginFault { .. } => "plugin_fault",
             CallError::Unavailable { .. } => "unavailable",
+            CallError::Interrupted { .. } => "interrupted",
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct CallOutcome {
     pub result: Result<Value, CallError>,
     pub journal: Journal,
     pub timings: Timings,
+    /// Whether a side effect may have left the host (the call opened its
+    /// effect gate): such an outcome is final, never run again on a retry.
+    pub effects: bool,
 }
 
 impl CallOutcome {
@@ -90,19 +97,22 @@ impl CallOutcome {
             result: Err(error),
             journal: Journal::default(),
             timings: Timings::default(),
+            effects: false,
         }
     }
 }
 
 /// Call `tool` with `args`. `caller` (token and session) identifies who
 /// calls, for plugins whose grant lets an instance serve several calls: an
-/// instance is only ever reused for the same caller.
+/// instance is only ever reused for the same caller. `gate` is opened
+/// before the connector's first side effect leaves the host.
 pub async fn invoke(
     engine: &Engine,
     registry: &Registry,
     tool: &str,
     args: &Value,
     caller: Option<&str>,
+    gate: SharedGate,
 ) -> CallOutcome {
     let started = Instant::now();
     let Some(found) = find(registry, tool) else {
@@ -111,7 +121,7 @@ pub async fn invoke(
     let plugin = &found.plugin;
     let journal = SharedJournal::default();
     let mut timings = Timings::default();
-    let mut result = call(engine, &found, args, caller, &journal, &mut timings).await;
+    let mut result = call(engine, &found, args, caller, &journal, &gate, &mut timings).await;
     let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let (true, Some(kv)) = (journal.kv_writes > 0, &plugin.context.kv) {
         // What the connector stored is durable before anyone hears of the
@@ -130,23 +140,41 @@ pub async fn invoke(
         result,
         journal,
         timings,
+        effects: gate.opened(),
     }
 }
 
 /// A store for one call of `plugin`, with its memory limiter and CPU
-/// deadline in place.
-fn new_store(engine: &Engine, plugin: &Plugin, journal: SharedJournal) -> Store<CallState> {
-    let mut store = Store::new(engine.wasmtime(), CallState::new(plugin.context.clone(), journal));
+/// budget in place.
+fn new_store(engine: &Engine, plugin: &Plugin, journal: SharedJournal, gate: SharedGate) -> Store<CallState> {
+    let mut store = Store::new(engine.wasmtime(), CallState::new(plugin.context.clone(), journal, gate));
     store.limiter(|s| &mut s.limiter);
-    // CPU time: the epoch deadline interrupts a guest that computes forever.
-    store.set_epoch_deadline(Engine::ticks(plugin.context.grant.timeout));
-    store.epoch_deadline_trap();
+    arm_cpu_budget(&mut store, plugin.context.grant.timeout);
     store
+}
+
+/// CPU time. At every epoch tick the guest gives its thread back to the
+/// executor, so a connector that computes cannot hold a thread that other
+/// calls (or the wall-clock timeout) need; once it has run for `limit`
+/// worth of ticks it is stopped. The callback runs only while the guest
+/// runs, so time spent waiting (for an upstream, or for a thread) is not
+/// counted: a tick is charged when the guest ran into it.
+fn arm_cpu_budget(store: &mut Store<CallState>, limit: Duration) {
+    let budget = Engine::ticks(limit);
+    let mut used = 0u64;
+    store.epoch_deadline_callback(move |_| {
+        used += 1;
+        if used >= budget {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+    });
+    store.set_epoch_deadline(1);
 }
 
 /// The set-up half of a call alone (store, limits, instance), for measuring.
 pub async fn instantiate_only(engine: &Engine, plugin: &Plugin) -> wasmtime::Result<()> {
-    let mut store = new_store(engine, plugin, SharedJournal::default());
+    let mut store = new_store(engine, plugin, SharedJournal::default(), NoGate::shared());
     plugin.pre.instantiate_async(&mut store).await?;
     Ok(())
 }
@@ -162,6 +190,7 @@ async fn call(
     args: &Value,
     caller: Option<&str>,
     journal: &SharedJournal,
+    gate: &SharedGate,
     timings: &mut Timings,
 ) -> Result<Value, CallError> {
     let plugin = &found.plugin;
@@ -195,11 +224,11 @@ async fn call(
             instance,
             calls,
         }) => {
-            store.data_mut().reset(journal.clone());
-            store.set_epoch_deadline(Engine::ticks(grant.timeout));
+            store.data_mut().reset(journal.clone(), gate.clone());
+            arm_cpu_budget(&mut store, grant.timeout);
             (store, Some(instance), calls)
         }
-        None => (new_store(engine, plugin, journal.clone()), None, 0),
+        None => (new_store(engine, plugin, journal.clone(), gate.clone()), None, 0),
     };
 
     let mut results = vec![Val::Bool(false); tool.func.results().len()];
@@ -237,26 +266,52 @@ async fn call(
         }
     }
 
+    let cap = grant.output_bytes;
     let value = match (tool.returns_result, results.into_iter().next()) {
         (_, None) => Value::Null,
-        (true, Some(Val::Result(Ok(ok)))) => ok.as_deref().map_or(Value::Null, values::to_json),
+        (true, Some(Val::Result(Ok(ok)))) => ok.as_deref().map_or(Ok(Value::Null), |v| capped_json(v, cap))?,
         (true, Some(Val::Result(Err(err)))) => {
             return Err(CallError::PluginError {
-                error: err.as_deref().map_or(Value::Null, values::to_json),
+                error: err.as_deref().map_or(Ok(Value::Null), |v| capped_json(v, cap))?,
             })
         }
-        (_, Some(other)) => values::to_json(&other),
+        (_, Some(other)) => capped_json(&other, cap)?,
     };
-    let size = serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len());
-    if size > grant.output_bytes {
-        return Err(CallError::ResourceExhausted {
-            message: format!(
-                "result of {size} bytes is over the {}-byte output limit",
-                grant.output_bytes
-            ),
-        });
+    Ok(value)
+}
+
+/// The JSON of a result within the grant's output limit: refused from a
+/// lower bound of its size before any JSON is built, then checked exactly
+/// (escapes and floats can make it longer) without writing it out.
+fn capped_json(v: &Val, cap: usize) -> Result<Value, CallError> {
+    let over = |size: String| CallError::ResourceExhausted {
+        message: format!("result of {size} bytes is over the {cap}-byte output limit"),
+    };
+    if values::json_len_at_least(v, cap) > cap {
+        return Err(over(format!("more than {cap}")));
+    }
+    let value = values::to_json(v);
+    let mut size = ByteCount(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut size, &value);
+    if size.0 > cap {
+        return Err(over(size.0.to_string()));
     }
     Ok(value)
+}
+
+/// An `io::Write` that only counts.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn timeout(limit: Duration) -> CallError {

@@ -13,6 +13,7 @@ pub mod compile_cache;
 pub mod config;
 pub mod contract;
 pub mod engine;
+pub mod executor;
 pub mod idempotency;
 pub mod invoke;
 pub mod manifest;

@@ -204,17 +204,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };
             runtime.load_named(plugin).await?;
-            let result = runtime.invoke(&tool, &args).await;
             // A call from the command line is a call like any other: audited.
             let caller = toolhost::audit::Caller {
                 via: "cli",
                 token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
                 ..Default::default()
             };
-            runtime
-                .audit()
-                .append(&caller, &args, &runtime.secret_fields(&tool), &result)
-                .await?;
+            let (result, _record) = runtime.call(&caller, &tool, &args, None).await?;
             if outcome {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             }

@@ -44,6 +44,12 @@ pub fn split(tool: &str) -> Option<(&str, &str)> {
     (check_plugin_name(plugin).is_ok() && is_wit_name(function)).then_some((plugin, function))
 }
 
+/// The one name of a tool given in either form: `coupon_issue-voucher` →
+/// `coupon.issue-voucher`; `None` when it is no tool name at all.
+pub fn canonical(tool: &str) -> Option<String> {
+    split(tool).map(|(plugin, function)| tool_name(plugin, function))
+}
+
 /// WIT identifiers: kebab-case words of lower-case letters and digits (the
 /// component model also allows upper-case words; we take them too).
 pub fn is_wit_name(s: &str) -> bool {

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::Linker;
 
-use crate::audit::{AuditError, AuditLog, PluginEvent};
-use crate::capabilities::{self, CallState};
+use crate::audit::{AuditError, AuditLog, AuditRecord, Caller, PluginEvent};
+use crate::capabilities::{self, CallState, NoGate, SharedGate};
 use crate::compile_cache::CompileCache;
 use crate::engine::{Engine, EngineOptions};
 use crate::invoke::{self, CallError, CallOutcome};
@@ -392,13 +392,66 @@ impl Runtime {
         Ok(self.load_bundle(&dir).await?)
     }
 
+    /// Call `tool` without recording it (benchmarks, tests of the runtime).
     pub async fn invoke(&self, tool: &str, args: &Value) -> CallOutcome {
-        self.invoke_as(tool, args, None).await
+        self.invoke_gated(tool, args, None, NoGate::shared()).await
     }
 
-    /// `invoke` on behalf of `caller` (a token and session): plugins granted
-    /// instance reuse may serve it from an instance it used before.
-    pub async fn invoke_as(&self, tool: &str, args: &Value, caller: Option<&str>) -> CallOutcome {
+    /// One call, recorded: the audit record is begun before the connector
+    /// runs, made durable before its first side effect leaves the host, and
+    /// closed with the outcome. `reuse` (a token and session) lets plugins
+    /// granted instance reuse serve it from an instance that caller used
+    /// before. Runs where it is awaited; callers that must not lose the
+    /// record when they stop waiting run it on the guest executor
+    /// ([`Runtime::detach`]).
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        args: &Value,
+        reuse: Option<&str>,
+    ) -> Result<(CallOutcome, AuditRecord), AuditError> {
+        let tool = names::canonical(tool).unwrap_or_else(|| tool.to_string());
+        let open = Arc::new(self.inner.audit.begin(caller, &tool, args, &self.secret_fields(&tool)));
+        if let Some(plugin) = names::split(&tool).and_then(|(p, _)| self.inner.registry.get(p)) {
+            open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());
+        }
+        let outcome = self.invoke_gated(&tool, args, reuse, open.clone()).await;
+        let record = open.finish(&outcome).await?;
+        Ok((outcome, record))
+    }
+
+    /// The record of a call refused before it reached the runtime (a token
+    /// without permission, say).
+    pub async fn record_refusal(
+        &self,
+        caller: &Caller,
+        args: &Value,
+        outcome: &CallOutcome,
+    ) -> Result<AuditRecord, AuditError> {
+        self.inner
+            .audit
+            .append(caller, args, &self.secret_fields(&outcome.tool), outcome)
+            .await
+    }
+
+    /// Run `work` on the threads that run guest code, detached from the
+    /// caller: it finishes even if nobody waits for it any more.
+    pub fn detach<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.engine.executor().spawn(work)
+    }
+
+    /// Wait (at most `deadline`) for detached work still running: calls
+    /// whose clients have gone. Whether it all finished.
+    pub async fn drain(&self, deadline: std::time::Duration) -> bool {
+        self.inner.engine.executor().drain(deadline).await
+    }
+
+    async fn invoke_gated(&self, tool: &str, args: &Value, reuse: Option<&str>, gate: SharedGate) -> CallOutcome {
         if let Some((plugin, _)) = names::split(tool) {
             if self.is_disabled(plugin) {
                 return CallOutcome::refused(
@@ -409,7 +462,7 @@ impl Runtime {
                 );
             }
         }
-        invoke::invoke(&self.inner.engine, &self.inner.registry, tool, args, caller).await
+        invoke::invoke(&self.inner.engine, &self.inner.registry, tool, args, reuse, gate).await
     }
 
     /// Argument fields of `tool` its manifest marks secret (for the audit).

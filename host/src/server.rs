@@ -29,7 +29,12 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("cannot watch the plugins folder: {0}")]
     Watch(String),
+    #[error("start-up: {0}")]
+    Startup(String),
 }
+
+/// How long a stop waits for calls still running without a client.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Run until `shutdown` resolves. Prints one line to standard output once
 /// listening (`toolhost listening on http://ADDR`), which scripts and tests
@@ -58,7 +63,11 @@ pub async fn serve_on(
         .iter()
         .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
         .collect();
-    let idempotency = Idempotency::open(runtime.storage())?;
+    let idempotency = Arc::new(Idempotency::open(
+        runtime.storage(),
+        std::time::Duration::from_secs(server.idempotency_retention_secs),
+    )?);
+    idempotency.spawn_sweeper();
     let (auth, generated) = Auth::new(
         &config.tokens,
         server.rate_per_minute,
@@ -70,6 +79,9 @@ pub async fn serve_on(
         idempotency,
         metrics: Metrics::default(),
     });
+    api::settle_interrupted(&state)
+        .await
+        .map_err(|e| ServeError::Startup(e.body.to_string()))?;
 
     // Bundles dropped into the folder from now on are loaded as they come.
     let _watch = if server.watch {
@@ -102,6 +114,10 @@ pub async fn serve_on(
     axum::serve(listener, api::router(state, server.max_body_bytes, allowed_hosts))
         .with_graceful_shutdown(shutdown)
         .await?;
+    // Calls whose clients hung up still run; let them finish and record.
+    if !runtime.drain(DRAIN).await {
+        eprintln!("toolhost: calls still running after {DRAIN:?}; they will be recorded as interrupted");
+    }
     runtime.storage().flush().await?;
     eprintln!("toolhost: stopped; storage flushed");
     Ok(())

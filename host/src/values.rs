@@ -311,6 +311,102 @@ fn tagged<'a>(v: &'a Value, path: &[String]) -> Result<(&'a str, Option<&'a Valu
     }
 }
 
+/// A lower bound on the length of `to_json(v)` written compactly, counted
+/// without building it and given up as soon as it passes `limit` (then the
+/// result is just some number over `limit`). This is how a result over the
+/// output limit is refused before its JSON exists: a `list<u8>` of a
+/// million bytes would otherwise become a million JSON values first.
+pub fn json_len_at_least(v: &Val, limit: usize) -> usize {
+    let mut counter = LenCounter { total: 0, limit };
+    counter.add(v);
+    counter.total
+}
+
+struct LenCounter {
+    total: usize,
+    limit: usize,
+}
+
+impl LenCounter {
+    fn over(&self) -> bool {
+        self.total > self.limit
+    }
+
+    /// `[a,b,c]`-shaped: brackets, commas, then each item until over.
+    fn add_seq<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a Val>) {
+        self.total += 2 + items.len().saturating_sub(1);
+        for item in items {
+            if self.over() {
+                return;
+            }
+            self.add(item);
+        }
+    }
+
+    fn add(&mut self, v: &Val) {
+        let digits = |n: u128| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let signed = |n: i64| digits(u128::from(n.unsigned_abs())) + usize::from(n < 0);
+        match v {
+            Val::Bool(b) => self.total += if *b { 4 } else { 5 },
+            Val::S8(n) => self.total += signed(i64::from(*n)),
+            Val::S16(n) => self.total += signed(i64::from(*n)),
+            Val::S32(n) => self.total += signed(i64::from(*n)),
+            Val::S64(n) => self.total += signed(*n),
+            Val::U8(n) => self.total += digits(u128::from(*n)),
+            Val::U16(n) => self.total += digits(u128::from(*n)),
+            Val::U32(n) => self.total += digits(u128::from(*n)),
+            Val::U64(n) => self.total += digits(u128::from(*n)),
+            Val::Float32(_) | Val::Float64(_) => self.total += 1,
+            Val::Char(c) => self.total += c.len_utf8() + 2,
+            Val::String(s) | Val::Enum(s) | Val::Variant(s, None) => self.total += s.len() + 2,
+            Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => self.add_seq(items.iter()),
+            Val::Map(pairs) => {
+                // [[k,v],...]
+                self.total += 2 + pairs.len().saturating_sub(1);
+                for (k, v) in pairs {
+                    if self.over() {
+                        return;
+                    }
+                    self.total += 3;
+                    self.add(k);
+                    self.add(v);
+                }
+            }
+            Val::Record(fields) => {
+                self.total += 2 + fields.len().saturating_sub(1);
+                for (name, v) in fields {
+                    if self.over() {
+                        return;
+                    }
+                    self.total += name.len() + 3;
+                    self.add(v);
+                }
+            }
+            Val::Variant(name, Some(payload)) => {
+                self.total += name.len() + 5;
+                self.add(payload);
+            }
+            Val::Option(None) => self.total += 4,
+            Val::Option(Some(v)) => self.add(v),
+            Val::Result(r) => {
+                let (side, inner) = match r {
+                    Ok(v) => (2, v),
+                    Err(v) => (3, v),
+                };
+                self.total += side + 5;
+                match inner {
+                    Some(v) => self.add(v),
+                    None => self.total += 4,
+                }
+            }
+            Val::Flags(names) => {
+                self.total += 2 + names.len().saturating_sub(1) + names.iter().map(|n| n.len() + 2).sum::<usize>()
+            }
+            Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => self.total += 4,
+        }
+    }
+}
+
 /// Convert a component value to JSON.
 pub fn to_json(v: &Val) -> Value {
     match v {

@@ -166,6 +166,19 @@ impl ServerProcess {
     /// Stop and start again over the same files.
     pub fn restart(&mut self) {
         assert!(self.stop().success(), "toolhost did not stop cleanly");
+        self.start_again();
+    }
+
+    /// `kill -9`: no chance to finish anything or flush.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL toolhost");
+        child.wait().expect("wait for toolhost");
+    }
+
+    /// Start over the same files after `crash` or `stop`.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
         let (child, base) = spawn_server(self.dir.path());
         self.child = Some(child);
         self.base = base;

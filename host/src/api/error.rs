@@ -47,7 +47,7 @@ impl ApiError {
             CallError::Denied { .. } => StatusCode::FORBIDDEN,
             CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             CallError::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
-            CallError::PluginFault { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            CallError::PluginFault { .. } | CallError::Interrupted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             CallError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CallError::PluginError { error } => plugin_error_status(error),
         };

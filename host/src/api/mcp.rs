@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
-use super::calls::call;
+use super::calls::{call, detached};
 use super::Shared;
 use crate::audit::Caller;
 use crate::auth::Principal;
@@ -165,9 +165,15 @@ impl ServerHandler for McpServer {
             session,
             idempotency_key: None,
         };
-        let (outcome, _record) = call(&self.state, &principal, &request.name, &args, &caller)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
+        // Detached: a call runs to its end and is recorded even when the
+        // client cancels it or goes away (its effects cannot be undone);
+        // only the answer is then lost.
+        let tool = request.name.to_string();
+        let (outcome, _record) = detached(&self.state, move |state| async move {
+            call(&state, &principal, &tool, &args, &caller).await
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
         // Look up just this tool; listing them all would copy every schema.
         let structured = crate::names::split(&request.name)
             .and_then(|(plugin, function)| {

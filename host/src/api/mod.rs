@@ -24,12 +24,13 @@ use crate::metrics::Metrics;
 use crate::Runtime;
 
 pub use error::ApiError;
+pub use tools::settle_interrupted;
 
 /// What every handler shares.
 pub struct AppState {
     pub runtime: Runtime,
     pub auth: Auth,
-    pub idempotency: Idempotency,
+    pub idempotency: Arc<Idempotency>,
     pub metrics: Metrics,
 }
 

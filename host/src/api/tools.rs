@@ -2,16 +2,18 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Agent;
-use super::calls::call;
+use super::calls::{call, detached};
 use super::{ApiError, Shared};
 use crate::audit::Caller;
-use crate::idempotency::{Lookup, MAX_KEY_LEN};
+use crate::idempotency::{Lookup, Stored, MAX_KEY_LEN};
+use crate::invoke::CallOutcome;
+use crate::names;
 use crate::runtime::ToolInfo;
 
 /// Header carrying the caller's conversation or session id into the audit.
@@ -48,63 +50,150 @@ pub async fn invoke(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(args) = body?;
+    let tool = names::canonical(&tool).unwrap_or(tool);
     let caller = Caller {
         via: "http",
         token: Some(principal.name.clone()),
         session: header(&headers, SESSION_HEADER)?,
         idempotency_key: header(&headers, "idempotency-key")?,
     };
-    let guard = match &caller.idempotency_key {
-        None => None,
-        Some(key) => match state
-            .idempotency
-            .lookup(&principal.name, &tool, key, &args)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            Lookup::Replay(stored) => {
-                let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-                let mut response = (status, Json(stored.body)).into_response();
-                response
-                    .headers_mut()
-                    .insert("idempotent-replay", "true".parse().expect("static header"));
-                return Ok(response);
+    // A key only ever replays to a caller that may use the tool: without
+    // permission the call goes on to be refused (and recorded) as such.
+    let claim = match &caller.idempotency_key {
+        Some(key) if principal.may_use(&tool) => {
+            match state
+                .idempotency
+                .lookup(&principal.name, &tool, key, &args)
+                .map_err(ApiError::internal)?
+            {
+                Lookup::Replay(stored) => return Ok(replay(stored)),
+                Lookup::Mismatch => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_mismatch",
+                        "this Idempotency-Key was used with different arguments",
+                    ))
+                }
+                Lookup::InFlight => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_in_flight",
+                        "a call with this Idempotency-Key is still running; retry once it has finished",
+                    )
+                    .retry_after(1))
+                }
+                Lookup::Run(claim) => Some(claim),
             }
-            Lookup::Mismatch => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_mismatch",
-                    "this Idempotency-Key was used with different arguments",
-                ))
-            }
-            Lookup::Run(guard) => Some(guard),
-        },
+        }
+        _ => None,
     };
 
-    let (outcome, record) = call(&state, &principal, &tool, &args, &caller).await?;
-    let (status, body) = match &outcome.result {
-        Ok(value) => (
-            StatusCode::OK,
-            json!({ "result": value, "audit_id": record.id, "plugin_version": outcome.plugin_version }),
-        ),
-        Err(e) => {
-            let mut err = ApiError::from_call(e);
-            if let Value::Object(map) = &mut err.body {
-                map.insert("audit_id".into(), Value::from(record.id.clone()));
+    let answer = detached(&state, move |state| async move {
+        let (outcome, record) = call(&state, &principal, &tool, &args, &caller).await?;
+        let answer = Answer::of(&outcome, &record.id);
+        if let Some(claim) = claim {
+            // An outcome that may have changed something is final: a retry
+            // is answered with it, never run again. One that changed nothing
+            // (a timeout before any effect, a full host) may be retried.
+            if answer.is_final() || outcome.effects {
+                state
+                    .idempotency
+                    .store(claim, answer.status.as_u16(), &answer.body, &args)
+                    .await
+                    .map_err(ApiError::internal)?;
             }
-            if e.kind() == "resource_exhausted" || e.kind() == "timeout" {
-                // Not a final answer: a retry should run again, not replay it.
-                return Ok(err.into_response());
-            }
-            (err.status, err.body)
         }
-    };
-    if let Some(guard) = guard {
+        Ok(answer)
+    })
+    .await?;
+    Ok(answer.into_response())
+}
+
+fn replay(stored: Stored) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(stored.body)).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replay", HeaderValue::from_static("true"));
+    response
+}
+
+/// The REST answer to a call: status and body, and the `Retry-After` of a
+/// refusal for lack of room.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn of(outcome: &CallOutcome, audit_id: &str) -> Answer {
+        match &outcome.result {
+            Ok(value) => Answer {
+                status: StatusCode::OK,
+                body: json!({ "result": value, "audit_id": audit_id, "plugin_version": outcome.plugin_version }),
+                retry_after: None,
+            },
+            Err(e) => {
+                let mut err = ApiError::from_call(e);
+                if let Value::Object(map) = &mut err.body {
+                    map.insert("audit_id".into(), Value::from(audit_id));
+                }
+                Answer {
+                    status: err.status,
+                    body: err.body,
+                    retry_after: err.retry_after,
+                }
+            }
+        }
+    }
+
+    /// Whether a retry should get this answer again rather than run: all
+    /// but a timeout and a refusal for lack of room are.
+    fn is_final(&self) -> bool {
+        !matches!(self.status, StatusCode::GATEWAY_TIMEOUT | StatusCode::TOO_MANY_REQUESTS)
+            || self.body["error"]["kind"] == "plugin_error"
+    }
+
+    fn into_response(self) -> Response {
+        ApiError {
+            status: self.status,
+            body: self.body,
+            retry_after: self.retry_after,
+        }
+        .into_response()
+    }
+}
+
+/// Answers for the keyed calls a stop cut short (found when the audit trail
+/// was opened): a retry is told the call was interrupted, and is not run
+/// again, since it may have had effects.
+pub async fn settle_interrupted(state: &Shared) -> Result<(), ApiError> {
+    for record in state.runtime.audit().interrupted() {
+        let (Some(token), Some(key), Some(digest), Some(error)) = (
+            &record.token,
+            &record.idempotency_key,
+            &record.arguments_digest,
+            &record.error,
+        ) else {
+            continue;
+        };
+        if record.via != "http" {
+            continue;
+        }
+        let body = json!({ "error": error, "audit_id": record.id });
         state
             .idempotency
-            .store(guard, status.as_u16(), &body, &args)
+            .settle(
+                token,
+                &record.tool,
+                key,
+                digest.clone(),
+                StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+                &body,
+            )
             .await
             .map_err(ApiError::internal)?;
     }
-    Ok((status, Json(body)).into_response())
+    Ok(())
 }

@@ -19,7 +19,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{record_denial, OutboundRecord, PluginContext, SharedJournal};
+use super::{record_denial, OutboundRecord, PluginContext, SharedGate, SharedJournal};
 use crate::policy::{Grant, HttpRule};
 
 /// What drives a response's connection, where it is not driven elsewhere.
@@ -29,21 +29,24 @@ type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, 
 pub struct OutboundHttp {
     plugin: Arc<PluginContext>,
     journal: SharedJournal,
+    gate: SharedGate,
     sent: u32,
 }
 
 impl OutboundHttp {
-    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal) -> OutboundHttp {
+    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal, gate: SharedGate) -> OutboundHttp {
         OutboundHttp {
             plugin,
             journal,
+            gate,
             sent: 0,
         }
     }
 
-    /// A reused instance starts a new call: a new journal, a new count.
-    pub fn reset(&mut self, journal: SharedJournal) {
+    /// A reused instance starts a new call: a new journal, a gate, a count.
+    pub fn reset(&mut self, journal: SharedJournal, gate: SharedGate) {
         self.journal = journal;
+        self.gate = gate;
         self.sent = 0;
     }
 
@@ -97,6 +100,9 @@ impl WasiHttpHooks for OutboundHttp {
         );
         let journal = self.journal.clone();
         let context = self.plugin.clone();
+        // A request that may change something upstream waits until the
+        // call's audit record is durable; reads go at once.
+        let gate = (!matches!(request.method(), &http::Method::GET | &http::Method::HEAD)).then(|| self.gate.clone());
 
         Box::new(async move {
             let started = Instant::now();
@@ -126,6 +132,14 @@ impl WasiHttpHooks for OutboundHttp {
                     return Err(e);
                 }
             };
+            if let Some(gate) = gate {
+                if let Err(e) = gate.open().await {
+                    record(None, Some(format!("not sent: the audit trail is unavailable: {e}")));
+                    return Err(Error::InternalError(Some(format!(
+                        "the audit trail is unavailable: {e}"
+                    ))));
+                }
+            }
             // Plain HTTP connects to the very address that was checked, so a
             // second DNS answer cannot swap in another (the Host header keeps
             // the name), over the plugin's kept-alive connections. TLS needs

@@ -30,8 +30,19 @@ impl CallState {
         }
     }
 
-    fn put(&mut self, key: &str, value: &[u8], only_if_absent: bool) -> Result<bool, KvError> {
+    /// The gate before a write: the call's audit record is durable first.
+    fn before_write(&self) -> impl std::future::Future<Output = Result<(), KvError>> + Send + 'static {
+        let gate = self.gate.clone();
+        async move {
+            gate.open()
+                .await
+                .map_err(|e| KvError::Internal(format!("not written: the audit trail is unavailable: {e}")))
+        }
+    }
+
+    async fn put(&mut self, key: &str, value: &[u8], only_if_absent: bool) -> Result<bool, KvError> {
         let space = self.space()?;
+        self.before_write().await?;
         let quota = self.plugin.grant.kv_quota_bytes;
         match space.put(key, value, quota, only_if_absent) {
             Ok(wrote) => {
@@ -52,16 +63,18 @@ impl Host for CallState {
         Ok(self.space()?.get(&key)?)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
-        self.put(&key, &value, false).map(drop)
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        self.put(&key, &value, false).await.map(drop)
     }
 
-    fn set_if_absent(&mut self, key: String, value: Vec<u8>) -> Result<bool, KvError> {
-        self.put(&key, &value, true)
+    async fn set_if_absent(&mut self, key: String, value: Vec<u8>) -> Result<bool, KvError> {
+        self.put(&key, &value, true).await
     }
 
-    fn delete(&mut self, key: String) -> Result<bool, KvError> {
-        let deleted = self.space()?.delete(&key)?;
+    async fn delete(&mut self, key: String) -> Result<bool, KvError> {
+        let space = self.space()?;
+        self.before_write().await?;
+        let deleted = space.delete(&key)?;
         self.journal.lock().unwrap_or_else(|p| p.into_inner()).kv_writes += u32::from(deleted);
         Ok(deleted)
     }

@@ -12,6 +12,8 @@ mod log;
 mod secrets;
 mod upstream;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,12 @@ mod bindings {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         },
         require_store_data_send: true,
+        // Writes wait for the call's audit record to be durable first.
+        imports: {
+            "toolhost:connector/kv.set": async,
+            "toolhost:connector/kv.set-if-absent": async,
+            "toolhost:connector/kv.delete": async,
+        },
     });
 }
 
@@ -83,6 +91,40 @@ pub struct Journal {
 }
 
 pub type SharedJournal = Arc<Mutex<Journal>>;
+
+/// What must be done before a call's first side effect leaves the host (a
+/// kv write, an outbound request other than GET or HEAD): the call's audit
+/// record is made durable, so no effect ever happens without a trace, while
+/// read-only calls never open the gate and pay nothing for it.
+pub trait EffectGate: Send + Sync {
+    /// Done once; later calls wait for the first. An error means the effect
+    /// must not happen.
+    fn open(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    /// Whether an effect may have left the host.
+    fn opened(&self) -> bool;
+}
+
+pub type SharedGate = Arc<dyn EffectGate>;
+
+/// For calls nobody audits (benchmarks, tests of the runtime alone).
+pub struct NoGate(std::sync::atomic::AtomicBool);
+
+impl NoGate {
+    pub fn shared() -> SharedGate {
+        Arc::new(NoGate(Default::default()))
+    }
+}
+
+impl EffectGate for NoGate {
+    fn open(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn opened(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 pub(crate) fn record_denial(journal: &SharedJournal, plugin: &str, capability: &'static str, detail: String) {
     tracing::warn!(plugin, capability, %detail, "capability denied");
@@ -142,10 +184,11 @@ pub struct CallState {
     pub limiter: MemoryLimiter,
     pub plugin: Arc<PluginContext>,
     pub journal: SharedJournal,
+    pub gate: SharedGate,
 }
 
 impl CallState {
-    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal) -> CallState {
+    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal, gate: SharedGate) -> CallState {
         // No arguments, environment, preopened directories or sockets: the
         // WASI context gives a connector clocks and randomness, nothing more.
         let wasi = WasiCtx::builder()
@@ -157,18 +200,20 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
-            outbound: OutboundHttp::new(plugin.clone(), journal.clone()),
+            outbound: OutboundHttp::new(plugin.clone(), journal.clone(), gate.clone()),
             limiter: MemoryLimiter::new(plugin.grant.memory_bytes),
             plugin,
             journal,
+            gate,
         }
     }
 
     /// Prepare a reused instance's state for its next call: what the imports
     /// record goes to this call's journal. Memory stays as the guest left it.
-    pub fn reset(&mut self, journal: SharedJournal) {
-        self.outbound.reset(journal.clone());
+    pub fn reset(&mut self, journal: SharedJournal, gate: SharedGate) {
+        self.outbound.reset(journal.clone(), gate.clone());
         self.journal = journal;
+        self.gate = gate;
         self.limiter.denied = false;
     }
 

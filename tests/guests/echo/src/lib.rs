@@ -31,6 +31,8 @@ wit_bindgen::generate!({
             check: func(ok: bool, message: string) -> result<string, string>;
             /// A string of `bytes` bytes.
             blob: func(bytes: u32) -> string;
+            /// `count` bytes: a result whose JSON is far larger than its wire form.
+            bytes: func(count: u32) -> list<u8>;
             /// How many times this instance has been called here: shows
             /// whether the host reused it.
             counter: func() -> u32;
@@ -65,6 +67,10 @@ impl Guest for Echo {
 
     fn blob(bytes: u32) -> String {
         "x".repeat(bytes as usize)
+    }
+
+    fn bytes(count: u32) -> Vec<u8> {
+        vec![255; count as usize]
     }
 
     fn counter() -> u32 {

@@ -451,3 +451,56 @@ pub fn to_json(v: &Val) -> Value {
         Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(v: &Val) -> usize {
+        serde_json::to_vec(&to_json(v)).unwrap().len()
+    }
+
+    #[test]
+    fn the_json_length_bound_never_overshoots_and_is_exact_where_it_can_be() {
+        let record = Val::Record(vec![
+            ("name".into(), Val::String("caf\u{e9} \"x\"".into())),
+            ("count".into(), Val::U64(u64::MAX)),
+            ("delta".into(), Val::S32(-42)),
+            ("ratio".into(), Val::Float64(0.125)),
+            (
+                "tags".into(),
+                Val::List(vec![Val::String("a".into()), Val::String("bc".into())]),
+            ),
+            ("color".into(), Val::Enum("red".into())),
+            (
+                "shape".into(),
+                Val::Variant("circle".into(), Some(Box::new(Val::Float32(1.5)))),
+            ),
+            ("maybe".into(), Val::Option(None)),
+            (
+                "outcome".into(),
+                Val::Result(Err(Some(Box::new(Val::String("no".into()))))),
+            ),
+            ("perms".into(), Val::Flags(vec!["read".into(), "write".into()])),
+            ("flag".into(), Val::Bool(false)),
+            ("initial".into(), Val::Char('\u{e9}')),
+        ]);
+        assert!(json_len_at_least(&record, usize::MAX) <= exact(&record));
+
+        let bytes = Val::List((0..=255u8).map(Val::U8).collect());
+        assert_eq!(json_len_at_least(&bytes, usize::MAX), exact(&bytes));
+        let empty = Val::List(Vec::new());
+        assert_eq!(json_len_at_least(&empty, usize::MAX), exact(&empty));
+        let plain = Val::Tuple(vec![Val::String("abc".into()), Val::S64(-7), Val::Result(Ok(None))]);
+        assert_eq!(json_len_at_least(&plain, usize::MAX), exact(&plain));
+    }
+
+    #[test]
+    fn the_json_length_bound_stops_once_over_the_limit() {
+        let huge = Val::List(vec![Val::String("x".repeat(100)); 600]);
+        let counted = json_len_at_least(&huge, 1000);
+        assert!(counted > 1000);
+        // It gave up long before counting every element.
+        assert!(counted < 2000, "{counted}");
+    }
+}

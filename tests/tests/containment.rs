@@ -271,6 +271,18 @@ async fn an_oversized_result_is_refused() {
         CallError::ResourceExhausted { .. }
     ));
     assert_eq!(ok(&runtime, "echo.blob", json!({ "bytes": 3 })).await, json!("xxx"));
+
+    // 400 kB on the wire, four times that as JSON: refused from its size
+    // alone, before any of its JSON is built (hence "more than").
+    match err(&runtime, "echo.bytes", json!({ "count": 400_000 })).await {
+        CallError::ResourceExhausted { message } => {
+            assert!(message.contains("more than 1048576"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Under the limit as JSON: served.
+    let served = ok(&runtime, "echo.bytes", json!({ "count": 200_000 })).await;
+    assert_eq!(served.as_array().map(Vec::len), Some(200_000));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -471,3 +471,41 @@ async fn idempotency_answers_expire_and_are_swept_from_storage() {
     let tree = db.open_tree("idempotency").unwrap();
     assert_eq!(tree.len(), 0, "expired answers are deleted, not only ignored");
 }
+
+#[tokio::test]
+async fn a_kv_write_is_a_side_effect_and_a_kv_read_is_not() {
+    let server = ServerProcess::start("", &["kv-hog"]);
+    let call = |tool: &'static str, args: Value, session: &'static str| {
+        invoke_request(&server, &client(), tool, &args, session, None).send()
+    };
+    let wrote = call("kv-hog.fill", json!({ "prefix": "k", "count": 2, "size": 8 }), "kv-w")
+        .await
+        .unwrap();
+    assert_eq!(wrote.status(), 200);
+    let read = call("kv-hog.size-of", json!({ "key": "k0" }), "kv-r").await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(audit_of_session(&server, "kv-w").await[0]["effects"], true);
+    assert_eq!(audit_of_session(&server, "kv-r").await[0]["effects"], false);
+}
+
+// Several threads: the upstream must answer while this test blocks in `stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_for_a_call_whose_client_has_gone() {
+    let up = upstream(Duration::from_millis(1500)).await;
+    let mut server = ServerProcess::start(&netprobe_grant(up.addr), &["netprobe"]);
+    let args = fetch("POST", format!("http://{}/effect", up.addr));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gone = invoke_request(&server, &impatient, "netprobe.fetch", &args, "stop", None)
+        .send()
+        .await;
+    assert!(gone.is_err());
+    // SIGTERM while the abandoned call is still waiting for its upstream.
+    assert!(server.stop().success());
+    server.start_again();
+    let records = audit_of_session(&server, "stop").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["outcome"], "ok", "finished before the host stopped");
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The host beside connectors that compute: with every slot of a CPU-bound
+# connector (the `spin` test component, granted 2 s and 16 calls at once)
+# taken by calls that spin until their deadline, nonstop, how quickly do
+# `GET /healthz` and a trivial call of another plugin (`echo.check`) answer?
+# Each is measured by wrk over one connection, first on an idle host, then
+# under the spinning load, in the same run.
+#
+# Usage: [DURATION=8s] [BIN=path/to/toolhost] host/benches/fairness.sh
+# (BIN runs another build, e.g. an older commit's, for a before/after.)
+# Needs wrk (Debian: wrk); installs it when run as root with apt-get at hand.
+source "$(dirname "$0")/common.sh"
+bin=${BIN:-$bin}
+duration=${DURATION:-8s}
+command -v wrk >/dev/null || apt-get install -y -q wrk >&2
+
+mkdir -p "$work/plugins/spin"
+cp tests/guests/spin/connector.toml tests/guests/spin/*.wasm "$work/plugins/spin/"
+sed -i 's/^timeout-ms = .*/timeout-ms = 2000\nmax-concurrency = 16/' "$work/plugins/spin/connector.toml"
+ln -s "$root/tests/guests/echo" "$work/plugins/echo"
+start_server "$work/data" "$work/plugins"
+
+# lua METHOD BODY: a wrk script that prints "RESULT requests p50 p99 p99.9
+# non-2xx" (latencies in µs) when done.
+lua() {
+  cat <<LUA
+wrk.method = "$1"
+wrk.headers["Authorization"] = "Bearer $TOOLHOST_AGENT_TOKEN"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$2'
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), summary.errors.status))
+end
+LUA
+}
+lua GET "" > "$work/health.lua"
+lua POST '{"ok": true, "message": "m"}' > "$work/echo.lua"
+lua POST '{"seed": 7}' > "$work/spin.lua"
+
+measure() { # NAME PATH SCRIPT LOAD
+  local out
+  out=$(wrk -t1 -c1 -d"$duration" --timeout 10s -s "$3" "$url$2" | awk '$1 == "RESULT" {$1 = ""; print}')
+  read -r n p50 p99 p999 bad <<<"$out"
+  awk -v name="$1" -v load="$4" -v n="$n" -v a="$p50" -v b="$p99" -v c="$p999" -v bad="$bad" \
+    'BEGIN { printf "| %s | %s | %d | %.2f ms | %.2f ms | %.2f ms | %d |\n", name, load, n, a/1000, b/1000, c/1000, bad }'
+}
+
+echo "| request | load | requests | p50 | p99 | p99.9 | non-2xx |"
+echo "|---|---|---|---|---|---|---|"
+measure "GET /healthz" /healthz "$work/health.lua" idle
+measure "echo.check" /v1/tools/echo.check/invoke "$work/echo.lua" idle
+# 16 connections keep the spinning plugin's 16 slots busy throughout.
+wrk -t2 -c16 -d600s --timeout 10s -s "$work/spin.lua" "$url/v1/tools/spin.spin/invoke" > /dev/null &
+spinners=$!
+sleep 1
+measure "GET /healthz" /healthz "$work/health.lua" "16 spinning"
+measure "echo.check" /v1/tools/echo.check/invoke "$work/echo.lua" "16 spinning"
+kill "$spinners"; wait "$spinners" 2>/dev/null || true
+stop_server

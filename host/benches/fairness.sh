@@ -18,6 +18,9 @@ mkdir -p "$work/plugins/spin"
 cp tests/guests/spin/connector.toml tests/guests/spin/*.wasm "$work/plugins/spin/"
 sed -i 's/^timeout-ms = .*/timeout-ms = 2000\nmax-concurrency = 16/' "$work/plugins/spin/connector.toml"
 ln -s "$root/tests/guests/echo" "$work/plugins/echo"
+# No token's rate limit in the way of the measuring client.
+printf '[server]\nrate-per-minute = 4000000000\n' > "$work/toolhost.toml"
+export TOOLHOST_CONFIG=$work/toolhost.toml
 start_server "$work/data" "$work/plugins"
 
 # lua METHOD BODY: a wrk script that prints "RESULT requests p50 p99 p99.9

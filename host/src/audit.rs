@@ -52,7 +52,11 @@ pub struct AuditRecord {
     pub instantiate_us: u64,
     pub execute_us: u64,
     pub outbound: Vec<OutboundRecord>,
+    /// The first denials of the call (at most `capabilities::DENIALS_KEPT`).
     pub denials: Vec<Denial>,
+    /// How many there were in all.
+    #[serde(default)]
+    pub denials_total: u32,
 }
 
 /// Who asked, and how.
@@ -141,6 +145,7 @@ impl OpenRecord {
             record.execute_us = outcome.timings.execute_us;
             record.outbound = outcome.journal.outbound.clone();
             record.denials = outcome.journal.denials.clone();
+            record.denials_total = outcome.journal.denials_total();
             record.clone()
         };
         let key = self.id.to_be_bytes();
@@ -328,6 +333,7 @@ impl AuditLog {
             execute_us: 0,
             outbound: Vec::new(),
             denials: Vec::new(),
+            denials_total: 0,
         };
         OpenRecord {
             id,
@@ -365,6 +371,7 @@ impl AuditLog {
             execute_us: 0,
             outbound: Vec::new(),
             denials: Vec::new(),
+            denials_total: 0,
         };
         self.write(&record, id).await?;
         Ok(record)

@@ -48,6 +48,15 @@ pub struct Server {
     /// How long an `Idempotency-Key`'s answer is replayed before it is
     /// swept away.
     pub idempotency_retention_secs: u64,
+    /// Idle instances kept for reuse across all plugins; 0 means a quarter
+    /// of `max-instances`.
+    pub max_warm_instances: u32,
+    /// Seconds an idle instance is kept for its caller's next call.
+    pub warm_idle_secs: u64,
+    /// MCP sessions open at once; a new one beyond is turned away (503).
+    pub max_mcp_sessions: usize,
+    /// Seconds an MCP session may go without a request before it is closed.
+    pub mcp_idle_secs: u64,
 }
 
 impl Default for Server {
@@ -62,6 +71,10 @@ impl Default for Server {
             watch: true,
             rate_per_minute: crate::auth::DEFAULT_RATE_PER_MINUTE,
             idempotency_retention_secs: crate::idempotency::DEFAULT_RETENTION.as_secs(),
+            max_warm_instances: 0,
+            warm_idle_secs: 30,
+            max_mcp_sessions: 1024,
+            mcp_idle_secs: 300,
         }
     }
 }
@@ -124,6 +137,8 @@ impl Config {
             policy: self.policy()?,
             engine: EngineOptions {
                 max_instances: self.server.max_instances,
+                max_warm_instances: self.server.max_warm_instances,
+                warm_idle: std::time::Duration::from_secs(self.server.warm_idle_secs),
                 guest_threads: match self.server.guest_threads {
                     0 => crate::executor::default_threads(),
                     n => n,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::executor::GuestExecutor;
+use crate::warm::WarmBudget;
 
 /// How often the epoch advances: the granularity of CPU-time deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -20,6 +21,11 @@ pub struct EngineOptions {
     pub max_memory_bytes: usize,
     /// Threads that run guest code, apart from the API's.
     pub guest_threads: usize,
+    /// Idle instances kept for reuse across all plugins; 0 means a quarter
+    /// of `max_instances`.
+    pub max_warm_instances: u32,
+    /// How long an idle instance is kept for its caller's next call.
+    pub warm_idle: Duration,
 }
 
 impl Default for EngineOptions {
@@ -28,6 +34,8 @@ impl Default for EngineOptions {
             max_instances: 256,
             max_memory_bytes: 256 * 1024 * 1024,
             guest_threads: crate::executor::default_threads(),
+            max_warm_instances: 0,
+            warm_idle: Duration::from_secs(30),
         }
     }
 }
@@ -38,6 +46,7 @@ impl Default for EngineOptions {
 pub struct Engine {
     inner: wasmtime::Engine,
     executor: Arc<GuestExecutor>,
+    warm: Arc<WarmBudget>,
     _ticker: Arc<Ticker>,
 }
 
@@ -78,9 +87,14 @@ impl Engine {
         let ticker = Arc::new(Ticker);
         spawn_ticker(inner.weak(), Arc::downgrade(&ticker))?;
         let executor = Arc::new(GuestExecutor::new(options.guest_threads)?);
+        let max_warm = match options.max_warm_instances {
+            0 => options.max_instances / 4,
+            n => n.min(options.max_instances),
+        };
         Ok(Engine {
             inner,
             executor,
+            warm: WarmBudget::new(max_warm as usize, options.warm_idle),
             _ticker: ticker,
         })
     }
@@ -91,6 +105,11 @@ impl Engine {
 
     pub fn executor(&self) -> &GuestExecutor {
         &self.executor
+    }
+
+    /// The host-wide budget of idle instances kept for reuse.
+    pub fn warm(&self) -> &Arc<WarmBudget> {
+        &self.warm
     }
 
     /// Epoch ticks that make up `timeout`, rounded up, at least one.

@@ -7,16 +7,13 @@
 //! other plugin's call by whole ticks. On threads of their own, the
 //! operating system shares the cores between guest work and the API, and
 //! the API's threads, asleep until a request comes, are scheduled at once.
-//!
-//! Work spawned here is detached from whoever waits for it: a call that a
-//! client abandons still runs to its end and leaves its audit record.
+//! Only the guest's part of a call runs here; what comes before and after
+//! it (the audit record, idempotency) runs on the API's runtime, so it never
+//! queues behind a connector that computes.
 
 use std::future::Future;
 
-use std::time::Duration;
-
 use tokio::task::JoinHandle;
-use tokio_util::task::TaskTracker;
 
 /// Threads for guest code when the operator sets none: one per core.
 pub fn default_threads() -> usize {
@@ -26,9 +23,6 @@ pub fn default_threads() -> usize {
 pub struct GuestExecutor {
     /// `Some` until dropped; see `Drop`.
     runtime: Option<tokio::runtime::Runtime>,
-    /// Work not yet finished, so that shutdown can wait for calls whose
-    /// clients have gone.
-    running: TaskTracker,
 }
 
 impl GuestExecutor {
@@ -38,10 +32,7 @@ impl GuestExecutor {
             .thread_name("toolhost-guest")
             .enable_all()
             .build()?;
-        Ok(GuestExecutor {
-            runtime: Some(runtime),
-            running: TaskTracker::new(),
-        })
+        Ok(GuestExecutor { runtime: Some(runtime) })
     }
 
     /// Run `work` on the guest threads. It runs to its end even if the
@@ -51,20 +42,10 @@ impl GuestExecutor {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let runtime = self
-            .runtime
+        self.runtime
             .as_ref()
-            .expect("the runtime lives until the executor is dropped");
-        self.running.spawn_on(work, runtime.handle())
-    }
-
-    /// Wait until the work in flight has finished, at most `deadline`;
-    /// whether it all did.
-    pub async fn drain(&self, deadline: Duration) -> bool {
-        self.running.close();
-        let done = tokio::time::timeout(deadline, self.running.wait()).await.is_ok();
-        self.running.reopen();
-        done
+            .expect("the runtime lives until the executor is dropped")
+            .spawn(work)
     }
 }
 

@@ -123,6 +123,7 @@ pub async fn invoke(
     let mut timings = Timings::default();
     let mut result = call(engine, &found, args, caller, &journal, &gate, &mut timings).await;
     let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    crate::capabilities::summarize_denials(&journal, &plugin.context);
     if let (true, Some(kv)) = (journal.kv_writes > 0, &plugin.context.kv) {
         // What the connector stored is durable before anyone hears of the
         // call, whatever its outcome.
@@ -262,7 +263,7 @@ async fn call(
         // not once it has grown past half its memory grant.
         let calls = calls + 1;
         if calls < grant.calls_per_instance && store.data().limiter.used() <= grant.memory_bytes / 2 {
-            plugin.put_warm(key, Warm { store, instance, calls });
+            plugin.put_warm(key, Warm { store, instance, calls }, engine.warm());
         }
     }
 
@@ -330,6 +331,14 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
             message: format!(
                 "the connector ran out of its {} MiB memory grant",
                 memory / (1024 * 1024)
+            ),
+        };
+    }
+    if let Some(wasmtime::component::ResourceTableError::Full) = e.downcast_ref() {
+        return CallError::ResourceExhausted {
+            message: format!(
+                "the connector holds more than {} host resources at once",
+                crate::capabilities::MAX_RESOURCES
             ),
         };
     }

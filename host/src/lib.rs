@@ -29,6 +29,7 @@ pub mod signing;
 pub mod storage;
 pub mod values;
 pub mod versions;
+pub mod warm;
 pub mod watcher;
 
 pub use invoke::{CallError, CallOutcome};

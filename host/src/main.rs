@@ -129,9 +129,16 @@ fn plugin_command(action: PluginCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What is logged when `TOOLHOST_LOG` says nothing: the host's warnings
+/// and errors, and what connectors write (their `log` import at info and
+/// above, their stdout and stderr), which is bounded per call.
+const DEFAULT_LOG: &str = "warn,connector=info";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -12,6 +12,9 @@ use prometheus_client::registry::Registry;
 
 use crate::invoke::CallOutcome;
 
+/// The `tool` label of calls refused before they reached a tool.
+pub const REFUSED: &str = "(refused)";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     tool: String,
@@ -35,6 +38,17 @@ pub struct Metrics {
     latency: Family<ToolLabels, Histogram>,
     denials: Family<DenialLabels, Counter>,
     in_flight: Gauge<i64, AtomicI64>,
+    warm: Gauge<i64, AtomicI64>,
+    mcp_sessions: Gauge<i64, AtomicI64>,
+}
+
+/// What the host holds that is not counted call by call, read when the
+/// metrics are rendered.
+pub struct Holdings {
+    /// Idle instances kept for reuse.
+    pub warm_instances: usize,
+    /// MCP sessions open.
+    pub mcp_sessions: usize,
 }
 
 impl Default for Metrics {
@@ -46,6 +60,8 @@ impl Default for Metrics {
         });
         let denials = Family::<DenialLabels, Counter>::default();
         let in_flight = Gauge::<i64, AtomicI64>::default();
+        let warm = Gauge::<i64, AtomicI64>::default();
+        let mcp_sessions = Gauge::<i64, AtomicI64>::default();
         let mut registry = Registry::with_prefix("toolhost");
         registry.register(
             "calls",
@@ -63,12 +79,20 @@ impl Default for Metrics {
             "Calls running in a wasm instance now",
             in_flight.clone(),
         );
+        registry.register(
+            "instances_idle",
+            "Idle instances kept for reuse, across all plugins",
+            warm.clone(),
+        );
+        registry.register("mcp_sessions", "MCP sessions open", mcp_sessions.clone());
         Metrics {
             registry,
             calls,
             latency,
             denials,
             in_flight,
+            warm,
+            mcp_sessions,
         }
     }
 }
@@ -93,30 +117,37 @@ impl Metrics {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
+        // A call that reached a plugin carries the tool's canonical name;
+        // one refused before (unknown tool, not permitted) carries whatever
+        // the request said, and random names must not make series forever.
+        let tool = match outcome.plugin_digest {
+            Some(_) => outcome.tool.as_str(),
+            None => REFUSED,
+        };
         self.calls
             .get_or_create(&CallLabels {
-                tool: outcome.tool.clone(),
+                tool: tool.to_string(),
                 outcome: kind.to_string(),
             })
             .inc();
         self.latency
-            .get_or_create(&ToolLabels {
-                tool: outcome.tool.clone(),
-            })
+            .get_or_create(&ToolLabels { tool: tool.to_string() })
             .observe(outcome.timings.total_us as f64 / 1e6);
         let plugin = outcome.tool.split('.').next().unwrap_or_default();
-        for d in &outcome.journal.denials {
+        for (capability, count) in &outcome.journal.denied {
             self.denials
                 .get_or_create(&DenialLabels {
                     plugin: plugin.to_string(),
-                    capability: d.capability.clone(),
+                    capability: capability.as_str().to_string(),
                 })
-                .inc();
+                .inc_by(u64::from(*count));
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with `holdings` as they are now.
+    pub fn render(&self, holdings: Holdings) -> String {
+        self.warm.set(holdings.warm_instances as i64);
+        self.mcp_sessions.set(holdings.mcp_sessions as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

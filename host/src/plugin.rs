@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -17,6 +18,7 @@ use crate::manifest::{Manifest, ManifestError, Risk};
 use crate::policy::Policy;
 use crate::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::storage::Storage;
+use crate::warm::{WarmBudget, WarmPermit};
 use crate::{names, schema};
 
 /// Largest component file the host reads.
@@ -194,7 +196,7 @@ pub struct Plugin {
     pub(crate) slots: Slots,
     /// Idle instances kept for reuse, by caller (token and session); only
     /// when the grant allows more than one call per instance.
-    warm: std::sync::Mutex<HashMap<String, Vec<Warm>>>,
+    warm: std::sync::Mutex<HashMap<String, Vec<Idle>>>,
 }
 
 /// An instance that served a call and may serve the same caller again.
@@ -204,27 +206,52 @@ pub(crate) struct Warm {
     pub calls: u32,
 }
 
-/// Idle instances a plugin keeps at most: each holds a slot of the engine's
-/// instance pool that fresh calls would otherwise use.
+/// An idle [`Warm`] instance and its place in the host's budget.
+struct Idle {
+    warm: Warm,
+    permit: WarmPermit,
+}
+
+/// Idle instances one plugin keeps at most, within the host-wide budget,
+/// so that one plugin's callers cannot take all of it.
 const MAX_WARM: usize = 8;
 
 impl Plugin {
+    /// The instance `caller` left idle, unless it has idled too long.
     pub(crate) fn take_warm(&self, caller: &str) -> Option<Warm> {
         let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
         let idle = warm.get_mut(caller)?;
-        let w = idle.pop();
+        let now = Instant::now();
+        let found = std::iter::from_fn(|| idle.pop()).find(|i| !i.permit.expired(now));
         if idle.is_empty() {
             warm.remove(caller);
         }
-        w
+        found.map(|i| i.warm)
     }
 
-    /// Keep an instance for its caller's next call, if there is room.
-    pub(crate) fn put_warm(&self, caller: &str, w: Warm) {
+    /// Keep an instance for its caller's next call, if this plugin and the
+    /// host have room; otherwise it is dropped and its pool slot freed.
+    pub(crate) fn put_warm(&self, caller: &str, w: Warm, budget: &Arc<WarmBudget>) {
         let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-        if warm.values().map(Vec::len).sum::<usize>() < MAX_WARM {
-            warm.entry(caller.to_string()).or_default().push(w);
+        if warm.values().map(Vec::len).sum::<usize>() >= MAX_WARM {
+            return;
         }
+        if let Some(permit) = budget.try_hold() {
+            warm.entry(caller.to_string())
+                .or_default()
+                .push(Idle { warm: w, permit });
+        }
+    }
+
+    /// Drop the instances idle for longer than the host allows; how many.
+    pub(crate) fn evict_idle(&self, now: Instant) -> usize {
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        let before: usize = warm.values().map(Vec::len).sum();
+        warm.retain(|_, idle| {
+            idle.retain(|i| !i.permit.expired(now));
+            !idle.is_empty()
+        });
+        before - warm.values().map(Vec::len).sum::<usize>()
     }
 
     /// Compile, link and describe a bundle. Slow (compilation): call it off
@@ -334,6 +361,7 @@ fn grant_context(
         requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
         kv,
         upstreams: Upstreams::new(grant.http_timeout, grant.max_concurrency as usize),
+        log_budget: crate::capabilities::log_budget(),
         grant,
     });
     Ok((context, slots))

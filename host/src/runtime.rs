@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_util::task::TaskTracker;
 use wasmtime::component::Linker;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Caller, PluginEvent};
@@ -91,6 +92,9 @@ struct Inner {
     plugins_dir: PathBuf,
     /// Bumped whenever the set of tools or what they may do changes.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Calls running detached from their callers, so that shutdown can
+    /// wait for those whose clients have gone.
+    detached: TaskTracker,
 }
 
 impl Runtime {
@@ -132,8 +136,34 @@ impl Runtime {
                 versions,
                 plugins_dir: options.plugins_dir,
                 changes: tokio::sync::watch::Sender::new(0),
+                detached: TaskTracker::new(),
             }),
         })
+    }
+
+    /// Every `warm_idle / 2`, drop the instances kept for reuse that have
+    /// idled longer than `warm_idle`, so they give their pool slots back
+    /// even when their callers never return. Stops with the runtime.
+    pub fn spawn_warm_sweeper(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let every = (self.inner.engine.warm().idle_timeout() / 2).max(std::time::Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = inner.upgrade() else { break };
+                let now = std::time::Instant::now();
+                for plugin in inner.registry.snapshot().values() {
+                    plugin.evict_idle(now);
+                }
+            }
+        });
+    }
+
+    /// Idle instances kept for reuse now, across all plugins.
+    pub fn warm_instances(&self) -> usize {
+        self.inner.engine.warm().held()
     }
 
     /// A receiver that sees every change of the tool set (loads, grant
@@ -392,18 +422,18 @@ impl Runtime {
         Ok(self.load_bundle(&dir).await?)
     }
 
-    /// Call `tool` without recording it (benchmarks, tests of the runtime).
+    /// Call `tool` without recording it, here rather than on the guest
+    /// threads (benchmarks, tests of the runtime alone).
     pub async fn invoke(&self, tool: &str, args: &Value) -> CallOutcome {
         self.invoke_gated(tool, args, None, NoGate::shared()).await
     }
 
     /// One call, recorded: the audit record is begun before the connector
     /// runs, made durable before its first side effect leaves the host, and
-    /// closed with the outcome. `reuse` (a token and session) lets plugins
-    /// granted instance reuse serve it from an instance that caller used
-    /// before. Runs where it is awaited; callers that must not lose the
-    /// record when they stop waiting run it on the guest executor
-    /// ([`Runtime::detach`]).
+    /// closed with the outcome. The connector runs on the guest threads.
+    /// `reuse` (a token and session) lets plugins granted instance reuse
+    /// serve it from an instance that caller used before. Callers that must
+    /// not lose the record when they stop waiting run this [`Runtime::detach`]ed.
     pub async fn call(
         &self,
         caller: &Caller,
@@ -416,7 +446,7 @@ impl Runtime {
         if let Some(plugin) = names::split(&tool).and_then(|(p, _)| self.inner.registry.get(p)) {
             open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());
         }
-        let outcome = self.invoke_gated(&tool, args, reuse, open.clone()).await;
+        let outcome = self.invoke_on_guest_threads(&tool, args, reuse, open.clone()).await;
         let record = open.finish(&outcome).await?;
         Ok((outcome, record))
     }
@@ -435,20 +465,43 @@ impl Runtime {
             .await
     }
 
-    /// Run `work` on the threads that run guest code, detached from the
-    /// caller: it finishes even if nobody waits for it any more.
+    /// Run `work` detached from the caller: it finishes even if nobody
+    /// waits for it any more (a client that hung up).
     pub fn detach<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.engine.executor().spawn(work)
+        self.inner.detached.spawn(work)
     }
 
     /// Wait (at most `deadline`) for detached work still running: calls
     /// whose clients have gone. Whether it all finished.
     pub async fn drain(&self, deadline: std::time::Duration) -> bool {
-        self.inner.engine.executor().drain(deadline).await
+        let detached = &self.inner.detached;
+        detached.close();
+        let done = tokio::time::timeout(deadline, detached.wait()).await.is_ok();
+        detached.reopen();
+        done
+    }
+
+    async fn invoke_on_guest_threads(
+        &self,
+        tool: &str,
+        args: &Value,
+        reuse: Option<&str>,
+        gate: SharedGate,
+    ) -> CallOutcome {
+        let (this, owned_tool, args, reuse) = (self.clone(), tool.to_string(), args.clone(), reuse.map(str::to_string));
+        let guest = async move { this.invoke_gated(&owned_tool, &args, reuse.as_deref(), gate).await };
+        self.inner.engine.executor().spawn(guest).await.unwrap_or_else(|e| {
+            CallOutcome::refused(
+                tool,
+                CallError::PluginFault {
+                    message: format!("the call's task failed: {e}"),
+                },
+            )
+        })
     }
 
     async fn invoke_gated(&self, tool: &str, args: &Value, reuse: Option<&str>, gate: SharedGate) -> CallOutcome {

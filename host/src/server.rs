@@ -68,6 +68,7 @@ pub async fn serve_on(
         std::time::Duration::from_secs(server.idempotency_retention_secs),
     )?);
     idempotency.spawn_sweeper();
+    runtime.spawn_warm_sweeper();
     let (auth, generated) = Auth::new(
         &config.tokens,
         server.rate_per_minute,
@@ -78,6 +79,10 @@ pub async fn serve_on(
         auth,
         idempotency,
         metrics: Metrics::default(),
+        mcp_sessions: api::mcp::Sessions::new(
+            server.max_mcp_sessions,
+            std::time::Duration::from_secs(server.mcp_idle_secs),
+        ),
     });
     api::settle_interrupted(&state)
         .await

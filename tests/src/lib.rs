@@ -128,6 +128,9 @@ pub struct ServerProcess {
     pub dir: Scratch,
 }
 
+/// The server's stderr, kept in its scratch folder.
+const SERVER_LOG: &str = "server.log";
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const AGENT_TOKEN: &str = "test-agent-token-0123456789";
 
@@ -184,6 +187,11 @@ impl ServerProcess {
         self.base = base;
     }
 
+    /// What the server has logged so far (all its runs in this folder).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(SERVER_LOG)).unwrap_or_default()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -208,9 +216,24 @@ fn spawn_server(dir: &Path) -> (std::process::Child, String) {
         .env_remove("TOOLHOST_PLUGINS_DIR")
         .env_remove("TOOLHOST_CONFIG")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start toolhost serve");
+    // The log goes to the test's stderr as before, and into server.log so
+    // that a test can read what the host logged.
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(SERVER_LOG))
+        .expect("open server.log");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = writeln!(log, "{line}");
+        }
+    });
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
     std::io::BufReader::new(stdout)
@@ -334,4 +357,42 @@ pub fn field<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
     list.as_array()
         .map(|items| items.iter().filter_map(|item| item[key].as_str()).collect())
         .unwrap_or_default()
+}
+
+/// `POST /mcp` as the agent, by hand (streamable HTTP), within `session`.
+pub async fn mcp_post(
+    server: &ServerProcess,
+    client: &reqwest::Client,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    let mut request = client
+        .post(server.url("/mcp"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(s) = session {
+        request = request.header("mcp-session-id", s);
+    }
+    request.send().await.expect("MCP answers")
+}
+
+/// Open an MCP session by hand (initialize, then initialized): its id, or
+/// the response that refused it. Enough for a test to hold sessions open or
+/// walk away from them.
+pub async fn mcp_open(server: &ServerProcess) -> Result<String, reqwest::Response> {
+    let client = client();
+    let init = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": { "name": "toolhost-tests", "version": "0" } } });
+    let response = mcp_post(server, &client, None, init).await;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(response);
+    }
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let _ = response.text().await;
+    let initialized = serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let response = mcp_post(server, &client, Some(&session), initialized).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    Ok(session)
 }

@@ -187,51 +187,11 @@ async fn a_rest_call_whose_client_hangs_up_runs_to_its_end_and_is_recorded_once(
     assert_eq!(audit_of_session(&server, "hangup").await.len(), 1);
 }
 
-/// MCP over streamable HTTP, by hand: enough to open a session and send a
-/// request, so that a test can walk away from it.
-struct McpSession {
-    session: String,
-}
-
-async fn mcp_post(
-    server: &ServerProcess,
-    client: &reqwest::Client,
-    session: Option<&str>,
-    body: Value,
-) -> reqwest::Response {
-    let mut request = client
-        .post(server.url("/mcp"))
-        .bearer_auth(AGENT_TOKEN)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(s) = session {
-        request = request.header("mcp-session-id", s);
-    }
-    request.send().await.expect("MCP answers")
-}
-
-impl McpSession {
-    async fn open(server: &ServerProcess) -> McpSession {
-        let client = client();
-        let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": { "name": "resilience-test", "version": "0" } } });
-        let response = mcp_post(server, &client, None, init).await;
-        assert_eq!(response.status(), 200);
-        let session = response.headers()["mcp-session-id"].to_str().unwrap().to_string();
-        let _ = response.text().await;
-        let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let response = mcp_post(server, &client, Some(&session), initialized).await;
-        assert!(response.status().is_success(), "{}", response.status());
-        McpSession { session }
-    }
-}
-
 #[tokio::test]
 async fn an_mcp_call_whose_client_hangs_up_runs_to_its_end_and_is_recorded_once() {
     let up = upstream(Duration::from_millis(1500)).await;
     let server = ServerProcess::start(&netprobe_grant(up.addr), &["netprobe"]);
-    let mcp = McpSession::open(&server).await;
+    let session = mcp_open(&server).await.expect("a session opens");
     let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "netprobe.fetch", "arguments": fetch("POST", format!("http://{}/effect", up.addr)) } });
     let impatient = reqwest::Client::builder()
@@ -239,7 +199,7 @@ async fn an_mcp_call_whose_client_hangs_up_runs_to_its_end_and_is_recorded_once(
         .build()
         .unwrap();
     let gone = tokio::time::timeout(Duration::from_millis(400), async {
-        let response = mcp_post(&server, &impatient, Some(&mcp.session), call).await;
+        let response = mcp_post(&server, &impatient, Some(&session), call).await;
         response.text().await
     })
     .await;
@@ -249,7 +209,7 @@ async fn an_mcp_call_whose_client_hangs_up_runs_to_its_end_and_is_recorded_once(
 
     let mut records = Vec::new();
     for _ in 0..100 {
-        records = audit_of_session(&server, &mcp.session).await;
+        records = audit_of_session(&server, &session).await;
         if records.first().is_some_and(|r| r["outcome"] != "running") {
             break;
         }

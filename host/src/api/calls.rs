@@ -50,8 +50,9 @@ pub async fn call(
     Ok((outcome, record))
 }
 
-/// Run `work` (a call and what must follow it) on the guest executor, where
-/// it runs to its end whether or not the client is still there to hear it.
+/// Run `work` (a call and what must follow it) detached from the request,
+/// so that it runs to its end whether or not the client is still there to
+/// hear it.
 pub async fn detached<T, F>(state: &Shared, work: impl FnOnce(Shared) -> F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, ApiError>> + Send + 'static,

@@ -4,8 +4,10 @@
 //! a business failure is a result with `isError: true`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
@@ -19,46 +21,122 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 use super::calls::{call, detached};
-use super::Shared;
+use super::{ApiError, Shared};
 use crate::audit::Caller;
 use crate::auth::Principal;
 use crate::invoke::CallError;
 use crate::runtime::ToolInfo;
 
-/// Sessions to tell when the tool set changes.
-type Peers = Arc<Mutex<Vec<Peer<RoleServer>>>>;
+/// How long one session may take to accept a `list_changed` notification;
+/// one that does not read its stream is then dropped from the list, and
+/// never holds up the others, which are told at the same time.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The MCP sessions of this host: rmcp's session manager, which closes a
+/// session idle for longer than its keep-alive and forgets closed ones, and
+/// the cap on how many may be open at once.
+pub struct Sessions {
+    manager: Arc<LocalSessionManager>,
+    max: usize,
+}
+
+impl Sessions {
+    /// At most `max` sessions, each closed after `idle` without a request.
+    pub fn new(max: usize, idle: Duration) -> Sessions {
+        let mut manager = LocalSessionManager::default();
+        manager.session_config.keep_alive = Some(idle);
+        Sessions {
+            manager: Arc::new(manager),
+            max,
+        }
+    }
+
+    /// Sessions open now.
+    pub async fn count(&self) -> usize {
+        self.manager.sessions.read().await.len()
+    }
+}
+
+/// Sessions to tell when the tool set changes, each under a number of its
+/// own so that the notifier can drop the ones that failed while others are
+/// being added.
+#[derive(Default)]
+struct Peers {
+    next: u64,
+    open: Vec<(u64, Peer<RoleServer>)>,
+}
+
+type SharedPeers = Arc<Mutex<Peers>>;
+
+impl Peers {
+    fn add(&mut self, peer: Peer<RoleServer>) {
+        // Sessions closed since the last change are forgotten here too, so
+        // the list never holds more than the sessions open and just closed.
+        self.open.retain(|(_, p)| !p.is_transport_closed());
+        self.next += 1;
+        self.open.push((self.next, peer));
+    }
+}
 
 #[derive(Clone)]
 pub struct McpServer {
     state: Shared,
-    peers: Peers,
+    peers: SharedPeers,
 }
 
 /// The `/mcp` service, and a task that sends `notifications/tools/list_changed`
 /// to every open session whenever the plugin set or a grant changes.
 pub fn service(state: Shared, allowed_hosts: Vec<String>) -> StreamableHttpService<McpServer, LocalSessionManager> {
-    let peers = Peers::default();
-    let mut changes = state.runtime.subscribe();
-    let notify = peers.clone();
-    tokio::spawn(async move {
-        while changes.changed().await.is_ok() {
-            let open: Vec<Peer<RoleServer>> = notify.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let mut alive = Vec::new();
-            for peer in open {
-                if peer.notify_tool_list_changed().await.is_ok() {
-                    alive.push(peer);
-                }
-            }
-            *notify.lock().unwrap_or_else(|p| p.into_inner()) = alive;
-        }
-    });
+    let peers = SharedPeers::default();
+    tokio::spawn(notify_changes(state.runtime.subscribe(), peers.clone()));
+    let manager = state.mcp_sessions.manager.clone();
     let server = McpServer { state, peers };
     let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
-    StreamableHttpService::new(
-        move || Ok(server.clone()),
-        LocalSessionManager::default().into(),
-        config,
-    )
+    StreamableHttpService::new(move || Ok(server.clone()), manager, config)
+}
+
+/// Tell every open session of each change, all at once, each within
+/// [`NOTIFY_TIMEOUT`]; forget those that are closed or did not take it.
+async fn notify_changes(mut changes: tokio::sync::watch::Receiver<u64>, peers: SharedPeers) {
+    while changes.changed().await.is_ok() {
+        let open: Vec<(u64, Peer<RoleServer>)> = peers.lock().unwrap_or_else(|p| p.into_inner()).open.clone();
+        let mut sends = tokio::task::JoinSet::new();
+        for (id, peer) in open {
+            sends.spawn(async move {
+                let sent = tokio::time::timeout(NOTIFY_TIMEOUT, peer.notify_tool_list_changed()).await;
+                (id, matches!(sent, Ok(Ok(()))))
+            });
+        }
+        let failed: Vec<u64> = sends
+            .join_all()
+            .await
+            .into_iter()
+            .filter_map(|(id, sent)| (!sent).then_some(id))
+            .collect();
+        if !failed.is_empty() {
+            let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.open.retain(|(id, _)| !failed.contains(id));
+        }
+    }
+}
+
+/// Turn away a new session (a request without `Mcp-Session-Id`) while the
+/// host has as many open as it allows.
+pub async fn limit_sessions(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let sessions = &state.mcp_sessions;
+    if !request.headers().contains_key("mcp-session-id") && sessions.count().await >= sessions.max {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            format!(
+                "this host has its limit of {} MCP sessions open; retry later",
+                sessions.max
+            ),
+        )
+        .retry_after(5)
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Authenticate `/mcp` like the REST API; the principal rides along in the
@@ -200,6 +278,6 @@ impl ServerHandler for McpServer {
         self.peers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(ctx.peer.clone());
+            .add(ctx.peer.clone());
     }
 }

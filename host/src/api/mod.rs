@@ -7,7 +7,7 @@ mod audit;
 mod auth;
 mod calls;
 mod error;
-mod mcp;
+pub mod mcp;
 mod tools;
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use axum::Router;
 
 use crate::auth::Auth;
 use crate::idempotency::Idempotency;
-use crate::metrics::Metrics;
+use crate::metrics::{Holdings, Metrics};
 use crate::Runtime;
 
 pub use error::ApiError;
@@ -32,6 +32,7 @@ pub struct AppState {
     pub auth: Auth,
     pub idempotency: Arc<Idempotency>,
     pub metrics: Metrics,
+    pub mcp_sessions: mcp::Sessions,
 }
 
 pub type Shared = Arc<AppState>;
@@ -41,6 +42,7 @@ pub type Shared = Arc<AppState>;
 pub fn router(state: Shared, max_body_bytes: usize, allowed_hosts: Vec<String>) -> Router {
     let mcp = Router::new()
         .nest_service("/mcp", mcp::service(state.clone(), allowed_hosts))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::limit_sessions))
         .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::authenticate));
     Router::new()
         .merge(mcp)
@@ -92,7 +94,10 @@ async fn metrics(_admin: auth::Admin, State(state): State<Shared>) -> impl IntoR
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render(Holdings {
+            warm_instances: state.runtime.warm_instances(),
+            mcp_sessions: state.mcp_sessions.count().await,
+        }),
     )
 }
 

@@ -19,7 +19,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{record_denial, OutboundRecord, PluginContext, SharedGate, SharedJournal};
+use super::{record_denial, Capability, OutboundRecord, PluginContext, SharedGate, SharedJournal};
 use crate::policy::{Grant, HttpRule};
 
 /// What drives a response's connection, where it is not driven elsewhere.
@@ -51,7 +51,7 @@ impl OutboundHttp {
     }
 
     fn refuse(&self, detail: String) -> ResponseFuture {
-        record_denial(&self.journal, &self.plugin.name, "http", detail);
+        record_denial(&self.journal, &self.plugin, Capability::Http, detail);
         Box::new(async { Err(Error::HttpRequestDenied) })
     }
 }
@@ -123,7 +123,7 @@ impl WasiHttpHooks for OutboundHttp {
             let pinned = match resolve_checked(&rule, &host, port).await {
                 Ok(addr) => addr,
                 Err(Denied(reason)) => {
-                    record_denial(&journal, &context.name, "http", format!("{origin}: {reason}"));
+                    record_denial(&journal, &context, Capability::Http, format!("{origin}: {reason}"));
                     record(None, Some("denied".into()));
                     return Err(Error::HttpRequestDenied);
                 }

@@ -1,7 +1,7 @@
 //! `kv`: the plugin's own sled tree, within its granted byte quota.
 
 use super::wit::kv::{Host, KvError};
-use super::CallState;
+use super::{CallState, Capability};
 use crate::storage::{KvRefusal, KvSpace};
 
 impl From<KvRefusal> for KvError {
@@ -24,7 +24,7 @@ impl CallState {
                 } else {
                     "storage refused: the operator granted no kv quota".to_string()
                 };
-                self.deny("kv", detail.clone());
+                self.deny(Capability::Kv, detail.clone());
                 Err(KvError::Denied(detail))
             }
         }
@@ -50,7 +50,7 @@ impl CallState {
                 Ok(wrote)
             }
             Err(KvRefusal::QuotaExceeded(m)) => {
-                self.deny("kv", format!("write of {key:?} refused: {m}"));
+                self.deny(Capability::Kv, format!("write of {key:?} refused: {m}"));
                 Err(KvError::QuotaExceeded(m))
             }
             Err(other) => Err(other.into()),

@@ -12,6 +12,7 @@ mod log;
 mod secrets;
 mod upstream;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use crate::policy::Grant;
 use crate::storage::KvSpace;
 
 pub use http::OutboundHttp;
+use log::{GuestOutput, Stdio};
 pub use upstream::Upstreams;
 
 mod bindings {
@@ -58,6 +60,19 @@ pub struct PluginContext {
     pub kv: Option<Arc<KvSpace>>,
     /// Kept-alive connections for the plain-HTTP requests the grant allows.
     pub upstreams: Upstreams,
+    /// Lines about this plugin (its denials) the host writes to its log,
+    /// across all its calls: one connector cannot flood the operator's log.
+    pub log_budget: LogBudget,
+}
+
+pub type LogBudget = governor::DefaultDirectRateLimiter;
+
+/// A plugin's [`LogBudget`]: a burst of 64 lines, then 16 a second.
+pub fn log_budget() -> LogBudget {
+    use std::num::NonZeroU32;
+    let per_second = NonZeroU32::new(16).expect("16 is not zero");
+    let burst = NonZeroU32::new(64).expect("64 is not zero");
+    governor::RateLimiter::direct(governor::Quota::per_second(per_second).allow_burst(burst))
 }
 
 /// One outbound HTTP request a connector made.
@@ -73,21 +88,64 @@ pub struct OutboundRecord {
     pub micros: u64,
 }
 
+/// What a connector may be granted, and so refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    Http,
+    Kv,
+    Secret,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Http => "http",
+            Capability::Kv => "kv",
+            Capability::Secret => "secret",
+        }
+    }
+}
+
 /// A capability use the grant refused.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Denial {
-    pub capability: String,
+    pub capability: Capability,
     pub detail: String,
 }
 
+/// Denials a call's journal (and so its audit record) keeps in full; the
+/// rest are only counted. A connector looping on a refused capability
+/// makes millions of them.
+pub const DENIALS_KEPT: usize = 32;
+/// Denials of one call that reach the host's log; the rest are summed up
+/// in one line when the call ends.
+const DENIALS_LOGGED: u32 = 8;
+/// A denial's detail (which names what the connector asked for) is cut to
+/// this many bytes.
+const DENIAL_DETAIL_MAX: usize = 256;
+
 /// What a call did at its imports, kept for the audit trail. Shared with
-/// the HTTP hook, whose requests finish on other tasks.
+/// the HTTP hook, whose requests finish on other tasks. Bounded whatever
+/// the connector does: outbound requests by the grant's per-call count,
+/// denials by [`DENIALS_KEPT`].
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Journal {
     pub outbound: Vec<OutboundRecord>,
+    /// The first [`DENIALS_KEPT`] denials.
     pub denials: Vec<Denial>,
+    /// Every denial, by capability, kept or not.
+    pub denied: BTreeMap<Capability, u32>,
+    /// Denials written to the host's log.
+    pub denials_logged: u32,
     pub log_lines: u32,
     pub kv_writes: u32,
+}
+
+impl Journal {
+    pub fn denials_total(&self) -> u32 {
+        self.denied.values().sum()
+    }
 }
 
 pub type SharedJournal = Arc<Mutex<Journal>>;
@@ -126,12 +184,51 @@ impl EffectGate for NoGate {
     }
 }
 
-pub(crate) fn record_denial(journal: &SharedJournal, plugin: &str, capability: &'static str, detail: String) {
-    tracing::warn!(plugin, capability, %detail, "capability denied");
-    journal.lock().unwrap_or_else(|p| p.into_inner()).denials.push(Denial {
-        capability: capability.to_string(),
-        detail,
-    });
+/// Journal a denial: kept while the call has kept fewer than
+/// [`DENIALS_KEPT`], always counted, and logged while the call has logged
+/// fewer than [`DENIALS_LOGGED`] and the plugin's log budget allows.
+pub(crate) fn record_denial(journal: &SharedJournal, plugin: &PluginContext, capability: Capability, detail: String) {
+    let detail = truncated(detail, DENIAL_DETAIL_MAX);
+    let log = {
+        let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+        *journal.denied.entry(capability).or_default() += 1;
+        let log = journal.denials_logged < DENIALS_LOGGED && plugin.log_budget.check().is_ok();
+        journal.denials_logged += u32::from(log);
+        if journal.denials.len() < DENIALS_KEPT {
+            journal.denials.push(Denial {
+                capability,
+                detail: detail.clone(),
+            });
+        }
+        log
+    };
+    if log {
+        tracing::warn!(plugin = %plugin.name, capability = capability.as_str(), %detail, "capability denied");
+    }
+}
+
+/// Say in one line what a call's denials did not say in the log.
+pub(crate) fn summarize_denials(journal: &Journal, plugin: &PluginContext) {
+    let unlogged = journal.denials_total() - journal.denials_logged;
+    if unlogged > 0 && plugin.log_budget.check().is_ok() {
+        tracing::warn!(
+            plugin = %plugin.name,
+            unlogged,
+            total = journal.denials_total(),
+            "capability denials in one call not logged one by one"
+        );
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with
+/// an ellipsis when cut.
+pub(crate) fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// Bounds the memory of all of an instance's linear memories together, and
@@ -175,12 +272,20 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Host-side resources (HTTP requests, fields, streams, pollables) one
+/// instance may hold at once. wasmtime's default is a million, each one host
+/// memory a connector could hold; an honest connector holds a few per
+/// request it has in flight (at most 32 a call).
+pub const MAX_RESOURCES: usize = 4096;
+
 /// The data of one call's store.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     http_ctx: WasiHttpCtx,
     outbound: OutboundHttp,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
     pub limiter: MemoryLimiter,
     pub plugin: Arc<PluginContext>,
     pub journal: SharedJournal,
@@ -191,16 +296,25 @@ impl CallState {
     pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal, gate: SharedGate) -> CallState {
         // No arguments, environment, preopened directories or sockets: the
         // WASI context gives a connector clocks and randomness, nothing more.
+        // stdout and stderr go to the host's log, like the `log` import.
+        let stdout = GuestOutput::new(&plugin.name, Stdio::Stdout, journal.clone());
+        let stderr = GuestOutput::new(&plugin.name, Stdio::Stderr, journal.clone());
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             http_ctx: WasiHttpCtx::new(),
             outbound: OutboundHttp::new(plugin.clone(), journal.clone(), gate.clone()),
+            stdout,
+            stderr,
             limiter: MemoryLimiter::new(plugin.grant.memory_bytes),
             plugin,
             journal,
@@ -212,13 +326,15 @@ impl CallState {
     /// record goes to this call's journal. Memory stays as the guest left it.
     pub fn reset(&mut self, journal: SharedJournal, gate: SharedGate) {
         self.outbound.reset(journal.clone(), gate.clone());
+        self.stdout.reset(journal.clone());
+        self.stderr.reset(journal.clone());
         self.journal = journal;
         self.gate = gate;
         self.limiter.denied = false;
     }
 
-    fn deny(&self, capability: &'static str, detail: String) {
-        record_denial(&self.journal, &self.plugin.name, capability, detail);
+    fn deny(&self, capability: Capability, detail: String) {
+        record_denial(&self.journal, &self.plugin, capability, detail);
     }
 }
 

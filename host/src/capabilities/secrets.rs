@@ -1,7 +1,7 @@
 //! `secrets`: only names the manifest requested and the operator granted.
 
 use super::wit::secrets::{Host, SecretError};
-use super::CallState;
+use super::{CallState, Capability};
 
 impl Host for CallState {
     fn get(&mut self, name: String) -> Result<String, SecretError> {
@@ -9,7 +9,7 @@ impl Host for CallState {
             Some(Some(value)) => Ok(value.clone()),
             Some(None) => {
                 self.deny(
-                    "secret",
+                    Capability::Secret,
                     format!("secret {name:?} is granted but the operator has not set its value"),
                 );
                 Err(SecretError::NotSet(name))
@@ -20,7 +20,7 @@ impl Host for CallState {
                 } else {
                     "the connector's manifest does not request it"
                 };
-                self.deny("secret", format!("secret {name:?} refused: {who}"));
+                self.deny(Capability::Secret, format!("secret {name:?} refused: {who}"));
                 Err(SecretError::NotGranted(name))
             }
         }

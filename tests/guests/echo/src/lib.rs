@@ -40,6 +40,9 @@ wit_bindgen::generate!({
             crash: func();
             /// Write `lines` log lines of `size` bytes each.
             shout: func(lines: u32, size: u32);
+            /// Print `lines` lines of `size` bytes each to stdout and as
+            /// many to stderr, and then `tail` to stdout with no newline.
+            print: func(lines: u32, size: u32, tail: string);
         }
 
         world echo-guest { export echo; }
@@ -86,6 +89,17 @@ impl Guest for Echo {
         for _ in 0..lines {
             toolhost_sdk::log::info(&line);
         }
+    }
+
+    fn print(lines: u32, size: u32, tail: String) {
+        use std::io::Write;
+        let line = "o".repeat(size as usize);
+        for i in 0..lines {
+            println!("out {i} {line}");
+            eprintln!("err {i} {line}");
+        }
+        print!("{tail}");
+        let _ = std::io::stdout().flush();
     }
 }
 

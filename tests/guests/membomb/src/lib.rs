@@ -5,6 +5,8 @@ wit_bindgen::generate!({
         world membomb-guest {
             /// Hold `megabytes` MiB at once, touching every page.
             export hold: func(megabytes: u32) -> u32;
+            /// Hold `count` host resources (HTTP header fields) at once.
+            export handles: func(count: u32) -> u32;
         }
     "#,
 });
@@ -22,6 +24,12 @@ impl Guest for Bomb {
             .map(|c| c[c.len() - 1] as u32)
             .sum::<u32>()
             .min(megabytes)
+    }
+
+    fn handles(count: u32) -> u32 {
+        use toolhost_sdk::bindings::host::wasi::http::types::Fields;
+        let held: Vec<Fields> = (0..count).map(|_| Fields::new()).collect();
+        held.len() as u32
     }
 }
 

@@ -17,7 +17,7 @@
 # the server's peak resident memory (high-water mark, reset before each
 # run). Load generator and servers share the machine's cores.
 #
-# Usage: [REUSE=N] [DURATION=8s] [TOOLS="echo.check crm.get-customer"]
+# Usage: [REUSE=N] [BIN=toolhost] [DURATION=8s] [TOOLS="echo.check crm.get-customer"]
 #        host/benches/load.sh [concurrency ...]        (default: 1 16 64 256 1024)
 # Writes target/bench/load[-reuseN].{tsv,md,png} and prints the table.
 # Needs wrk and gnuplot (Debian: wrk, gnuplot-nox); installs them when run

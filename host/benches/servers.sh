@@ -6,6 +6,8 @@
 # $upstream_url/$upstream_pid, $token (the agent's), $work, and defines
 # `script` (a wrk script for one request) and `need`.
 # REUSE=N grants instance reuse (N calls per instance) to echo and crm.
+# BIN=path/to/toolhost serves with another build (an older commit's, for a
+# before/after); the baseline and upstreams are this checkout's.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -77,7 +79,7 @@ if [ -n "${REUSE:-}" ]; then
   sed -i "/^\[plugins\.crm\]/a reuse-instances = $REUSE" "$work/toolhost.toml"
 fi
 
-start toolhost target/release/toolhost --config "$work/toolhost.toml" serve --listen 127.0.0.1:0
+start toolhost "${BIN:-target/release/toolhost}" --config "$work/toolhost.toml" serve --listen 127.0.0.1:0
 toolhost_url=$url toolhost_pid=$pid
 TOOLHOST_AGENT_TOKEN=$token CRM_BASE_URL=$upstream_url/crm/v1 CRM_API_KEY=crm-demo-key \
   start native target/release/examples/native_baseline "$work/native-data"

@@ -281,3 +281,96 @@ impl ServerHandler for McpServer {
             .add(ctx.peer.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The notifier against real rmcp sessions over in-memory pipes: one
+    //! client reads, the other never does, and its pipe fills up.
+
+    use std::time::{Duration, Instant};
+
+    use rmcp::ServiceExt;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server with nothing to offer: only its peer matters here.
+    #[derive(Clone)]
+    struct Bare;
+
+    impl ServerHandler for Bare {}
+
+    /// A session whose client has initialized, the client's end of the pipe,
+    /// and the server's running service (kept so the session stays open).
+    async fn session(
+        pipe_bytes: usize,
+    ) -> (
+        Peer<RoleServer>,
+        tokio::io::DuplexStream,
+        rmcp::service::RunningService<RoleServer, Bare>,
+    ) {
+        let (client, server) = tokio::io::duplex(pipe_bytes);
+        let (server_read, server_write) = tokio::io::split(server);
+        let running = tokio::spawn(Bare.serve((server_read, server_write)));
+        let (read, mut write) = tokio::io::split(client);
+        write
+            .write_all(
+                concat!(
+                    r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","#,
+                    r#""capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+                    "\n",
+                    r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                    "\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let running = running.await.unwrap().expect("the session starts");
+        let peer = running.peer().clone();
+        (peer, read.unsplit(write), running)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
+        let peers = SharedPeers::default();
+        let (stuck, _stuck_pipe, _s1) = session(1024).await;
+        let (reading, pipe, _s2) = session(64 * 1024).await;
+        // The client that reads: every line it gets, onto a channel.
+        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if line.contains("notifications/tools/list_changed") {
+                    let _ = lines_tx.send(());
+                }
+            }
+        });
+        // The stuck one first, so that a notifier that tells them in turn
+        // would never reach the other.
+        peers.lock().unwrap().add(stuck);
+        peers.lock().unwrap().add(reading);
+        let (changes, receiver) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(notify_changes(receiver, peers.clone()));
+
+        // Enough changes to fill the stuck client's pipe many times over;
+        // each reaches the reading client, the whole run within one
+        // notification timeout or two, not one per change.
+        let started = Instant::now();
+        for change in 1..=60u64 {
+            changes.send(change).unwrap();
+            tokio::time::timeout(NOTIFY_TIMEOUT * 2, lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("change {change} never reached the reading client"))
+                .unwrap();
+        }
+        assert!(
+            started.elapsed() < NOTIFY_TIMEOUT * 3,
+            "60 changes took {:?}",
+            started.elapsed()
+        );
+        // The client that did not read was dropped from the list.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(peers.lock().unwrap().open.len(), 1);
+    }
+}

@@ -57,6 +57,14 @@ pub struct Server {
     pub max_mcp_sessions: usize,
     /// Seconds an MCP session may go without a request before it is closed.
     pub mcp_idle_secs: u64,
+    /// `Host` values `/mcp` accepts (`name` or `name:port`), against DNS
+    /// rebinding. Empty: the address the host listens on and `localhost`
+    /// (with its port); listening on all interfaces, the loopback names.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Browser origins `/mcp` accepts (`https://console.example.com:443`,
+    /// `http://localhost:*`). Empty: pages served from an allowed host
+    /// only. Requests without `Origin` (agents that are not browsers) pass.
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl Default for Server {
@@ -75,6 +83,8 @@ impl Default for Server {
             warm_idle_secs: 30,
             max_mcp_sessions: 1024,
             mcp_idle_secs: 300,
+            mcp_allowed_hosts: Vec::new(),
+            mcp_allowed_origins: Vec::new(),
         }
     }
 }

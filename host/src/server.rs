@@ -1,7 +1,7 @@
 //! `toolhost serve`: load the plugins, open the stores, listen, and on
 //! shutdown let calls in flight finish and flush storage.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
@@ -35,6 +35,9 @@ pub enum ServeError {
 
 /// How long a stop waits for calls still running without a client.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a stop waits for clients to finish with their connections
+/// (requests still being answered, event streams closing).
+const CONNECTIONS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Run until `shutdown` resolves. Prints one line to standard output once
 /// listening (`toolhost listening on http://ADDR`), which scripts and tests
@@ -109,16 +112,28 @@ pub async fn serve_on(
         eprintln!("toolhost: no tokens configured; generated an admin and an agent token in {path}");
     }
 
-    let ip = addr.ip().to_string();
-    let allowed_hosts = vec![
-        ip.clone(),
-        format!("{ip}:{}", addr.port()),
-        "localhost".into(),
-        format!("localhost:{}", addr.port()),
-    ];
-    axum::serve(listener, api::router(state, server.max_body_bytes, allowed_hosts))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let mcp = api::mcp::Transport::new(server, addr);
+    let streams = mcp.shutdown.clone();
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let stopped = stopping.clone();
+    let serving = axum::serve(listener, api::router(state, server.max_body_bytes, mcp))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open MCP event streams end, so that their connections close.
+            streams.cancel();
+            stopping.cancel();
+        })
+        .into_future();
+    tokio::pin!(serving);
+    // A client may still hold a connection open; past the deadline the
+    // host stops without it (its calls still drain below).
+    tokio::select! {
+        served = &mut serving => served?,
+        () = async {
+            stopped.cancelled().await;
+            tokio::time::sleep(CONNECTIONS_DEADLINE).await;
+        } => eprintln!("toolhost: connections still open after {CONNECTIONS_DEADLINE:?}; closing them"),
+    }
     // Calls whose clients hung up still run; let them finish and record.
     if !runtime.drain(DRAIN).await {
         eprintln!("toolhost: calls still running after {DRAIN:?}; they will be recorded as interrupted");

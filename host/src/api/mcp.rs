@@ -84,14 +84,76 @@ pub struct McpServer {
     peers: SharedPeers,
 }
 
+/// What the transport checks before a request reaches a session, and what
+/// ends its streams.
+#[derive(Clone)]
+pub struct Transport {
+    /// `Host` values accepted (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` values accepted from browsers; a request with any other
+    /// `Origin` is refused, one without passes.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    /// Cancelled when the host stops: every open stream and session ends,
+    /// so a graceful shutdown is not held up by a client's event stream.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Transport {
+    /// The checks for a host listening on `listen`, from `[server]`: the
+    /// operator's lists, or the listen address and `localhost` (the
+    /// loopback names when listening on all interfaces), and the origins of
+    /// pages those hosts serve.
+    pub fn new(server: &crate::config::Server, listen: std::net::SocketAddr) -> Transport {
+        let allowed_hosts = if server.mcp_allowed_hosts.is_empty() {
+            let port = listen.port();
+            let names: Vec<String> = if listen.ip().is_unspecified() {
+                vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]
+            } else {
+                // A v6 address goes in brackets, as it is in a Host header.
+                let ip = std::net::SocketAddr::new(listen.ip(), 0).to_string();
+                let ip = ip.trim_end_matches(":0").to_string();
+                vec![ip, "localhost".into()]
+            };
+            names.into_iter().map(|name| format!("{name}:{port}")).collect()
+        } else {
+            server.mcp_allowed_hosts.clone()
+        };
+        let allowed_origins = if server.mcp_allowed_origins.is_empty() {
+            allowed_hosts
+                .iter()
+                .flat_map(|host| {
+                    // A host named without a port: its pages on any port.
+                    let with_port = http::uri::Authority::try_from(host.as_str()).is_ok_and(|a| a.port().is_some());
+                    let host = if with_port { host.clone() } else { format!("{host}:*") };
+                    [format!("http://{host}"), format!("https://{host}")]
+                })
+                .collect()
+        } else {
+            server.mcp_allowed_origins.clone()
+        };
+        Transport {
+            allowed_hosts,
+            allowed_origins,
+            max_body_bytes: server.max_body_bytes,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+}
+
 /// The `/mcp` service, and a task that sends `notifications/tools/list_changed`
 /// to every open session whenever the plugin set or a grant changes.
-pub fn service(state: Shared, allowed_hosts: Vec<String>) -> StreamableHttpService<McpServer, LocalSessionManager> {
+pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<McpServer, LocalSessionManager> {
     let peers = SharedPeers::default();
     tokio::spawn(notify_changes(state.runtime.subscribe(), peers.clone()));
     let manager = state.mcp_sessions.manager.clone();
     let server = McpServer { state, peers };
-    let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(transport.allowed_hosts)
+        .with_allowed_origins(transport.allowed_origins)
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(transport.max_body_bytes)
+        .with_cancellation_token(transport.shutdown);
     StreamableHttpService::new(move || Ok(server.clone()), manager, config)
 }
 

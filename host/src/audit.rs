@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::capabilities::{Denial, EffectGate, OutboundRecord};
+use crate::capabilities::{Denial, Echo, EffectGate, OutboundRecord};
 use crate::idempotency::arguments_digest;
 use crate::invoke::{CallError, CallOutcome};
 use crate::storage::{Storage, StorageError};
@@ -57,6 +57,9 @@ pub struct AuditRecord {
     /// How many there were in all.
     #[serde(default)]
     pub denials_total: u32,
+    /// Where the connector wrote a secret it was handed (masked there).
+    #[serde(default)]
+    pub secret_echoes: Vec<Echo>,
 }
 
 /// Who asked, and how.
@@ -146,6 +149,7 @@ impl OpenRecord {
             record.outbound = outcome.journal.outbound.clone();
             record.denials = outcome.journal.denials.clone();
             record.denials_total = outcome.journal.denials_total();
+            record.secret_echoes = outcome.journal.echoes.clone();
             record.clone()
         };
         let key = self.id.to_be_bytes();
@@ -334,6 +338,7 @@ impl AuditLog {
             outbound: Vec::new(),
             denials: Vec::new(),
             denials_total: 0,
+            secret_echoes: Vec::new(),
         };
         OpenRecord {
             id,
@@ -372,6 +377,7 @@ impl AuditLog {
             outbound: Vec::new(),
             denials: Vec::new(),
             denials_total: 0,
+            secret_echoes: Vec::new(),
         };
         self.write(&record, id).await?;
         Ok(record)

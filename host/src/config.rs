@@ -65,6 +65,10 @@ pub struct Server {
     /// `http://localhost:*`). Empty: pages served from an allowed host
     /// only. Requests without `Origin` (agents that are not browsers) pass.
     pub mcp_allowed_origins: Vec<String>,
+    /// Environment variables an operator may name as a secret's source
+    /// through the admin API (`PUT .../grants`) must start with this;
+    /// unset, the API may name none (this file may name any).
+    pub api_secret_env_prefix: Option<String>,
 }
 
 impl Default for Server {
@@ -85,6 +89,7 @@ impl Default for Server {
             mcp_idle_secs: 300,
             mcp_allowed_hosts: Vec::new(),
             mcp_allowed_origins: Vec::new(),
+            api_secret_env_prefix: None,
         }
     }
 }
@@ -155,6 +160,7 @@ impl Config {
                 },
                 ..EngineOptions::default()
             },
+            api_secret_env_prefix: self.server.api_secret_env_prefix.clone(),
         })
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::capabilities::{CallState, Journal, NoGate, SharedGate, SharedJournal};
+use crate::capabilities::{CallState, Journal, NoGate, SharedGate, SharedJournal, Sink};
 use crate::engine::Engine;
 use crate::plugin::{Plugin, Warm};
 use crate::registry::{Registry, ToolRef};
@@ -122,8 +122,15 @@ pub async fn invoke(
     let journal = SharedJournal::default();
     let mut timings = Timings::default();
     let mut result = call(engine, &found, args, caller, &journal, &gate, &mut timings).await;
-    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     crate::capabilities::summarize_denials(&journal, &plugin.context);
+    // The secrets the connector was handed go no further than its requests.
+    match &mut result {
+        Ok(value) => journal.mask_json(value, Sink::Result),
+        Err(CallError::PluginError { error }) => journal.mask_json(error, Sink::Error),
+        Err(CallError::PluginFault { message }) => journal.mask(message, Sink::Error),
+        Err(_) => {}
+    }
     if let (true, Some(kv)) = (journal.kv_writes > 0, &plugin.context.kv) {
         // What the connector stored is durable before anyone hears of the
         // call, whatever its outcome.

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::toml_error;
@@ -110,19 +111,76 @@ pub struct HttpGrant {
 
 /// Where a secret's value comes from. Prefer `env`: the value then never
 /// sits in a file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+///
+/// A value is a [`SecretString`]: it prints as `[REDACTED]`, and serializing
+/// a source gives what the grants API shows (its kind, whether it is set,
+/// an environment variable's name), never the value. Only storage writes a
+/// value out, through [`PluginPolicy::stored`].
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum SecretSource {
-    Env { env: String },
-    Value { value: String },
+    Env {
+        env: String,
+    },
+    Value {
+        value: SecretString,
+    },
+    /// What the grants API showed, sent back: keep the source the grant
+    /// has now (API only; see [`PluginPolicy::settle`]).
+    Kept {
+        source: SecretKind,
+        #[serde(default)]
+        set: bool,
+        #[serde(default)]
+        env: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretKind {
+    Env,
+    Value,
 }
 
 impl SecretSource {
-    fn resolve(&self) -> Option<String> {
+    fn resolve(&self) -> Option<SecretString> {
         match self {
-            SecretSource::Env { env } => std::env::var(env).ok(),
+            SecretSource::Env { env } => std::env::var(env).ok().map(SecretString::from),
             SecretSource::Value { value } => Some(value.clone()),
+            SecretSource::Kept { .. } => None,
         }
+    }
+
+    fn same_as(&self, other: &SecretSource) -> bool {
+        match (self, other) {
+            (SecretSource::Env { env: a }, SecretSource::Env { env: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The view: `{"source": "env", "env": "CRM_KEY", "set": true}` or
+/// `{"source": "value", "set": true}`.
+impl Serialize for SecretSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            SecretSource::Env { env } => {
+                map.serialize_entry("source", &SecretKind::Env)?;
+                map.serialize_entry("env", env)?;
+            }
+            SecretSource::Value { .. } => map.serialize_entry("source", &SecretKind::Value)?,
+            SecretSource::Kept { source, env, .. } => {
+                map.serialize_entry("source", source)?;
+                if let Some(env) = env {
+                    map.serialize_entry("env", env)?;
+                }
+            }
+        }
+        map.serialize_entry("set", &self.resolve().is_some())?;
+        map.end()
     }
 }
 
@@ -189,6 +247,69 @@ impl Policy {
 }
 
 impl PluginPolicy {
+    /// A grant sent through the API, made whole against the one in force:
+    /// a secret sent back as the API showed it keeps its current source,
+    /// and an environment variable may be named only if it starts with
+    /// `env_prefix` or is the one the grant already names (the file keeps
+    /// full control; the API must not read any variable of the host).
+    pub fn settle(
+        mut self,
+        plugin: &str,
+        current: &PluginPolicy,
+        env_prefix: Option<&str>,
+    ) -> Result<Self, PolicyError> {
+        let invalid = |name: &str, message: String| PolicyError::Invalid {
+            plugin: plugin.to_string(),
+            field: format!("secrets.{name}"),
+            message,
+        };
+        for (name, source) in self.secrets.iter_mut() {
+            let now = current.secrets.get(name);
+            if let SecretSource::Kept { .. } = source {
+                *source = now
+                    .cloned()
+                    .ok_or_else(|| invalid(name, "the grant has no source for it to keep".into()))?;
+            }
+            if let SecretSource::Env { env } = &*source {
+                let allowed = now.is_some_and(|n| n.same_as(source))
+                    || env_prefix.is_some_and(|prefix| !prefix.is_empty() && env.starts_with(prefix));
+                if !allowed {
+                    let how = match env_prefix {
+                        Some(prefix) => format!("only variables starting with {prefix:?}"),
+                        None => "none ([server] api-secret-env-prefix is not set)".into(),
+                    };
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "environment variable {env:?} refused: through the API, {how}; toolhost.toml may name any"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The grant as storage keeps it: the only place a secret's value is
+    /// written out.
+    pub fn stored(&self) -> serde_json::Value {
+        let mut stored = serde_json::to_value(self).unwrap_or_default();
+        let secrets: serde_json::Map<String, serde_json::Value> = self
+            .secrets
+            .iter()
+            .map(|(name, source)| {
+                let kept = match source {
+                    SecretSource::Env { env } => serde_json::json!({ "env": env }),
+                    SecretSource::Value { value } => serde_json::json!({ "value": value.expose_secret() }),
+                    SecretSource::Kept { .. } => serde_json::Value::Null,
+                };
+                (name.clone(), kept)
+            })
+            .collect();
+        stored["secrets"] = serde_json::Value::Object(secrets);
+        stored
+    }
+
     /// Check a grant before it takes effect (from a file or the API).
     pub fn validate(&self, plugin: &str) -> Result<(), PolicyError> {
         self.check().map_err(|(field, message)| PolicyError::Invalid {
@@ -199,6 +320,14 @@ impl PluginPolicy {
     }
 
     fn check(&self) -> Result<(), (String, String)> {
+        for (name, source) in &self.secrets {
+            if let SecretSource::Kept { .. } = source {
+                return Err((
+                    format!("secrets.{name}"),
+                    "give `env` or `value`; keeping the current source only works through the API".into(),
+                ));
+            }
+        }
         for (i, h) in self.http.iter().enumerate() {
             let field = || format!("http[{i}]");
             let pattern = OriginPattern::parse(&h.origin).map_err(|m| (field(), m))?;
@@ -366,7 +495,7 @@ pub struct HttpRule {
 pub struct Grant {
     pub http: Vec<HttpRule>,
     /// Granted secret names, with their values where the operator set one.
-    pub secrets: HashMap<String, Option<String>>,
+    pub secrets: HashMap<String, Option<SecretString>>,
     pub config: HashMap<String, String>,
     pub kv_quota_bytes: u64,
     pub memory_bytes: usize,
@@ -569,7 +698,7 @@ mod tests {
         assert!(g.check_request("http", "api.acme.example", 443, "POST").is_err());
         assert!(g.check_request("https", "api.acme.example", 8443, "POST").is_err());
         assert_eq!(g.secrets.len(), 1);
-        assert_eq!(g.secrets["a"].as_deref(), Some("x"));
+        assert_eq!(g.secrets["a"].as_ref().map(|s| s.expose_secret()), Some("x"));
         assert_eq!(g.kv_quota_bytes, 50);
         assert_eq!(g.memory_bytes, 8 * 1024 * 1024);
     }

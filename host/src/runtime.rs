@@ -29,6 +29,9 @@ pub struct RuntimeOptions {
     pub data_dir: PathBuf,
     pub policy: Policy,
     pub engine: EngineOptions,
+    /// Environment variables a grant set through the API may name as a
+    /// secret's source; `None`: none (see [`PluginPolicy::settle`]).
+    pub api_secret_env_prefix: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ struct Inner {
     /// Calls running detached from their callers, so that shutdown can
     /// wait for those whose clients have gone.
     detached: TaskTracker,
+    api_secret_env_prefix: Option<String>,
 }
 
 impl Runtime {
@@ -137,6 +141,7 @@ impl Runtime {
                 plugins_dir: options.plugins_dir,
                 changes: tokio::sync::watch::Sender::new(0),
                 detached: TaskTracker::new(),
+                api_secret_env_prefix: options.api_secret_env_prefix,
             }),
         })
     }
@@ -576,16 +581,22 @@ impl Runtime {
             .unwrap_or_default()
     }
 
-    /// Replace the operator's grant for a plugin: validated, stored durably,
-    /// and in force for every call that starts after it returns.
+    /// Replace the operator's grant for a plugin (as the admin API sends
+    /// it; see [`PluginPolicy::settle`]): validated, stored durably, and in
+    /// force for every call that starts after it returns.
     pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Arc<Plugin>, RuntimeError> {
         let current = self
             .inner
             .registry
             .get(plugin)
             .ok_or_else(|| RuntimeError::NoSuchPlugin(plugin.to_string()))?;
+        let grant = grant.settle(
+            plugin,
+            &self.operator_grant(plugin),
+            self.inner.api_secret_env_prefix.as_deref(),
+        )?;
         grant.validate(plugin)?;
-        let bytes = serde_json::to_vec(&grant).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let bytes = serde_json::to_vec(&grant.stored()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         self.inner.grants.insert(plugin, bytes).map_err(StorageError::from)?;
         self.inner.storage.flush().await?;
         self.inner.policy.rcu(|policy| {

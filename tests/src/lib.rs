@@ -106,6 +106,7 @@ pub fn runtime_in(data: &Path, policy: &str) -> Runtime {
         data_dir: data.to_path_buf(),
         policy: Policy::parse(policy, "test policy").expect("test policy parses"),
         engine: Default::default(),
+        api_secret_env_prefix: None,
     })
     .expect("runtime starts")
 }

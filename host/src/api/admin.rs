@@ -72,7 +72,8 @@ pub async fn grants(_: Admin, State(state): State<Shared>, Path(name): Path<Stri
     })))
 }
 
-/// Replace the operator's grant; the secrets' values are never echoed back.
+/// Replace the operator's grant. Secrets are shown as set or not, never by value; one sent back
+/// as shown keeps its source.
 pub async fn set_grants(
     Admin(admin): Admin,
     State(state): State<Shared>,

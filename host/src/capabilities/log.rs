@@ -11,7 +11,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::wit::log::{Host, Level};
-use super::{truncated, CallState, SharedJournal};
+use super::{truncated, CallState, SharedJournal, Sink};
 
 const MAX_LINE: usize = 2048;
 const MAX_LINES_PER_CALL: u32 = 256;
@@ -31,14 +31,15 @@ pub enum Stdio {
 
 /// One line of a connector's into the host's log, if the call's budget
 /// has room; every attempt is counted.
-fn emit(plugin: &str, journal: &SharedJournal, level: Level, stdio: Option<Stdio>, message: String) {
-    let lines = {
+fn emit(plugin: &str, journal: &SharedJournal, level: Level, stdio: Option<Stdio>, mut message: String) {
+    {
         let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
         journal.log_lines += 1;
-        journal.log_lines
-    };
-    if lines > MAX_LINES_PER_CALL {
-        return;
+        if journal.log_lines > MAX_LINES_PER_CALL {
+            return;
+        }
+        // Masked whole, before it is cut: a cut could leave part of a value.
+        journal.mask(&mut message, Sink::Log);
     }
     let message = truncated(message, MAX_LINE);
     match stdio {

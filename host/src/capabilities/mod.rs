@@ -28,6 +28,7 @@ use crate::storage::KvSpace;
 
 pub use http::OutboundHttp;
 use log::{GuestOutput, Stdio};
+pub use secrets::{Echo, Handed, Sink, MASK_MIN_BYTES};
 pub use upstream::Upstreams;
 
 mod bindings {
@@ -140,6 +141,11 @@ pub struct Journal {
     pub denials_logged: u32,
     pub log_lines: u32,
     pub kv_writes: u32,
+    /// Secret values the call was handed (never written anywhere).
+    #[serde(skip)]
+    pub handed: Vec<Handed>,
+    /// Where the connector wrote one of them (and it was masked).
+    pub echoes: Vec<Echo>,
 }
 
 impl Journal {

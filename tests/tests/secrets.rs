@@ -84,6 +84,39 @@ async fn the_api_names_environment_variables_only_under_the_configured_prefix() 
     );
 }
 
+/// The whole audit trail, as the export gives it.
+async fn audit_export(server: &ServerProcess) -> String {
+    client()
+        .get(server.url("/v1/audit/export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arguments_marked_secret_never_reach_the_audit_trail() {
+    // echo's manifest marks `check`'s message secret.
+    const ARGUMENT: &str = "card 4111-1111-1111-1111";
+    let server = ServerProcess::start("", &["echo"]);
+    let args = json!({ "ok": true, "message": ARGUMENT });
+    let (status, _) = invoke(&server, AGENT_TOKEN, "echo.check", args.clone()).await;
+    assert_eq!(status, 200);
+    let session = mcp_open(&server).await.expect("a session opens");
+    let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": { "name": "echo.check", "arguments": args } });
+    let answer = mcp_post(&server, &client(), Some(&session), call).await;
+    assert_eq!(answer.status(), 200);
+    // The answer (an event stream) ends once the call is done and recorded.
+    assert!(answer.text().await.unwrap().contains("isError"));
+    let export = audit_export(&server).await;
+    assert_eq!(export.matches("\"tool\":\"echo.check\"").count(), 2, "{export}");
+    assert!(!export.contains("4111"), "{export}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connector_cannot_let_out_a_secret_it_was_handed() {
     let server = ServerProcess::start(&config(""), &["secret-thief"]);
@@ -109,15 +142,7 @@ async fn a_connector_cannot_let_out_a_secret_it_was_handed() {
     }
 
     // The audit trail: masked, with where it tried.
-    let export = client()
-        .get(server.url("/v1/audit/export"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = audit_export(&server).await;
     assert!(!export.contains(VALUE), "the audit trail shows the value");
     let (_, page) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=secret-thief.leak").await;
     let echoes = &page["records"][0]["secret_echoes"];

@@ -342,6 +342,19 @@ pub async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (reqwe
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `GET path` as `token`: the body as text (metrics, JSON Lines).
+pub async fn get_text(server: &ServerProcess, token: &str, path: &str) -> String {
+    client()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the server answers")
+        .text()
+        .await
+        .expect("a text body")
+}
+
 /// An upstream on 127.0.0.1: `GET /ok` answers at once, `GET /slow` after
 /// `delay` — for calls that must still be in flight while something happens.
 pub async fn upstream_with_slow(delay: std::time::Duration) -> SocketAddr {

@@ -10,15 +10,7 @@ use toolhost_tests::*;
 
 /// `/metrics` as the admin.
 async fn metrics(server: &ServerProcess) -> String {
-    client()
-        .get(server.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(server, ADMIN_TOKEN, "/metrics").await
 }
 
 /// The value of the metric line that starts with `series` (name and labels).
@@ -229,13 +221,15 @@ async fn idle_instances_kept_for_reuse_are_capped_host_wide_and_expire() {
 #[tokio::test(flavor = "multi_thread")]
 async fn guest_stdout_and_stderr_reach_the_host_log_within_the_call_budget() {
     let server = ServerProcess::start("", &["echo"]);
-    let (status, body) = invoke(
-        &server,
-        AGENT_TOKEN,
-        "echo.print",
-        json!({ "lines": 2, "size": 5, "tail": "no newline at the end" }),
-    )
-    .await;
+    let print = |lines: u32, size: u32, tail: &str| {
+        invoke(
+            &server,
+            AGENT_TOKEN,
+            "echo.print",
+            json!({ "lines": lines, "size": size, "tail": tail }),
+        )
+    };
+    let (status, body) = print(2, 5, "no newline at the end").await;
     assert_eq!(status, 200, "{body}");
     for (text, stream) in [
         ("out 0 ooooo", "stdout"),
@@ -253,13 +247,7 @@ async fn guest_stdout_and_stderr_reach_the_host_log_within_the_call_budget() {
     }
 
     // 2 × 1000 lines of 5 KiB: 256 lines a call, none over 2 KiB.
-    let (status, body) = invoke(
-        &server,
-        AGENT_TOKEN,
-        "echo.print",
-        json!({ "lines": 1000, "size": 5000, "tail": "" }),
-    )
-    .await;
+    let (status, body) = print(1000, 5000, "").await;
     assert_eq!(status, 200, "{body}");
     let log = server.log();
     let flood: Vec<&str> = log

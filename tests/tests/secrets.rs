@@ -86,15 +86,7 @@ async fn the_api_names_environment_variables_only_under_the_configured_prefix() 
 
 /// The whole audit trail, as the export gives it.
 async fn audit_export(server: &ServerProcess) -> String {
-    client()
-        .get(server.url("/v1/audit/export"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(server, ADMIN_TOKEN, "/v1/audit/export").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,8 +8,8 @@ use axum::Router;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    client, echo_check, get_json, invoke, named, netprobe_grant, serve, upstream_with_slow, ServerProcess, ADMIN_TOKEN,
-    AGENT_TOKEN,
+    client, echo_check, get_json, get_text, invoke, named, netprobe_grant, serve, upstream_with_slow, ServerProcess,
+    ADMIN_TOKEN, AGENT_TOKEN,
 };
 
 const RESTRICTED: &str = "restricted-agent-token-0123456789";
@@ -419,15 +419,7 @@ async fn the_audit_trail_records_requests_denials_and_sessions() {
     let text = export.text().await.unwrap();
     assert_eq!(text.lines().count(), 3);
     // Unfiltered, the two plugin loads at start-up are in the trail too.
-    let all = client()
-        .get(server.url("/v1/audit/export"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let all = get_text(&server, ADMIN_TOKEN, "/v1/audit/export").await;
     assert_eq!(all.lines().filter(|l| l.contains("\"outcome\":\"loaded\"")).count(), 2);
     for line in text.lines() {
         serde_json::from_str::<Value>(line).unwrap();

@@ -33,6 +33,7 @@ fn runtime(rt: &tokio::runtime::Runtime, data: &Path) -> Runtime {
         data_dir: data.to_path_buf(),
         policy: Policy::default(),
         engine: Default::default(),
+        outbound: Default::default(),
     })
     .expect("runtime");
     rt.block_on(async {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::{DnsServer, OutboundOptions};
 use crate::engine::EngineOptions;
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 use crate::RuntimeOptions;
@@ -48,6 +49,16 @@ pub struct Server {
     /// How long an `Idempotency-Key`'s answer is replayed before it is
     /// swept away.
     pub idempotency_retention_secs: u64,
+    /// DNS servers for connectors' upstreams (`"10.0.0.53"` or
+    /// `"127.0.0.1:5353"`); none: the system's resolv.conf.
+    pub dns_servers: Vec<DnsServer>,
+    /// How long one DNS lookup may take, waiting for its turn included.
+    pub dns_timeout_ms: u64,
+    /// DNS lookups in flight across all plugins.
+    pub dns_max_in_flight: usize,
+    /// A PEM file of CA certificates to trust for `https` upstreams besides
+    /// the built-in web roots, for upstreams with a private CA.
+    pub extra_ca_roots: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -62,6 +73,10 @@ impl Default for Server {
             watch: true,
             rate_per_minute: crate::auth::DEFAULT_RATE_PER_MINUTE,
             idempotency_retention_secs: crate::idempotency::DEFAULT_RETENTION.as_secs(),
+            dns_servers: Vec::new(),
+            dns_timeout_ms: OutboundOptions::default().dns_timeout.as_millis() as u64,
+            dns_max_in_flight: OutboundOptions::default().dns_max_in_flight,
+            extra_ca_roots: None,
         }
     }
 }
@@ -129,6 +144,12 @@ impl Config {
                     n => n,
                 },
                 ..EngineOptions::default()
+            },
+            outbound: OutboundOptions {
+                dns_servers: self.server.dns_servers.clone(),
+                dns_timeout: std::time::Duration::from_millis(self.server.dns_timeout_ms),
+                dns_max_in_flight: self.server.dns_max_in_flight,
+                extra_ca_roots: self.server.extra_ca_roots.clone(),
             },
         })
     }

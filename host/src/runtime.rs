@@ -10,7 +10,7 @@ use serde_json::Value;
 use wasmtime::component::Linker;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Caller, PluginEvent};
-use crate::capabilities::{self, CallState, NoGate, SharedGate};
+use crate::capabilities::{self, CallState, NoGate, Outbound, OutboundError, OutboundOptions, SharedGate};
 use crate::compile_cache::CompileCache;
 use crate::engine::{Engine, EngineOptions};
 use crate::invoke::{self, CallError, CallOutcome};
@@ -28,6 +28,7 @@ pub struct RuntimeOptions {
     pub data_dir: PathBuf,
     pub policy: Policy,
     pub engine: EngineOptions,
+    pub outbound: OutboundOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum RuntimeError {
     Engine(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("outbound HTTP: {0}")]
+    Outbound(#[from] OutboundError),
     #[error("cannot read plugins folder {path}: {source}")]
     PluginsDir { path: String, source: std::io::Error },
     #[error("no plugin named {0:?} in the plugins folder")]
@@ -78,6 +81,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<CallState>,
     storage: Storage,
+    /// The resolver and TLS trust all plugins' outbound requests share.
+    outbound: Arc<Outbound>,
     cache: CompileCache,
     /// The file's policy with the operator's API changes on top.
     policy: ArcSwap<Policy>,
@@ -102,6 +107,7 @@ impl Runtime {
             source: e.into(),
         })?;
         let storage = Storage::open(&options.data_dir.join("db"))?;
+        let outbound = Outbound::new(&options.outbound)?;
         let cache = CompileCache::new(engine.wasmtime(), Some(options.data_dir.join("compile-cache")));
         let grants = storage.db().open_tree("grants").map_err(StorageError::from)?;
         let disabled = storage.db().open_tree("disabled").map_err(StorageError::from)?;
@@ -123,6 +129,7 @@ impl Runtime {
                 engine,
                 linker,
                 storage,
+                outbound,
                 cache,
                 policy: ArcSwap::from_pointee(policy),
                 grants,
@@ -198,6 +205,7 @@ impl Runtime {
                 &inner.cache,
                 &inner.policy.load(),
                 &inner.storage,
+                &inner.outbound,
             )
         })
         .await
@@ -540,7 +548,7 @@ impl Runtime {
             policy.plugins.insert(plugin.to_string(), grant.clone());
             policy
         });
-        let regranted = current.regrant(&self.inner.policy.load(), &self.inner.storage)?;
+        let regranted = current.regrant(&self.inner.policy.load(), &self.inner.storage, &self.inner.outbound)?;
         let (plugin, _previous) = self.inner.registry.insert(regranted);
         self.changed();
         Ok(plugin)

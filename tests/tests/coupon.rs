@@ -56,6 +56,7 @@ config = {{ ledger-url = "http://127.0.0.1:{ledger_port}/ledger" }}"#
         data_dir: data.path().to_path_buf(),
         policy: Policy::parse(&policy, "test").unwrap(),
         engine: Default::default(),
+        outbound: Default::default(),
     })
     .unwrap();
     runtime.load_named("coupon").await.unwrap();
@@ -205,6 +206,7 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
         )
         .unwrap(),
         engine: Default::default(),
+        outbound: Default::default(),
     })
     .unwrap();
     runtime.load_named("coupon").await.unwrap();

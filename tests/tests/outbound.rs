@@ -47,11 +47,14 @@ fn localhost(last: u8) -> Ipv4Addr {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_to_a_private_ca_keeps_its_connection_and_the_name() {
-    let ca = TestCa::new(&["upstream.test"]);
+    let ca = TestCa::new(&["upstream.test", "other.test"]);
     let upstream = HttpsUpstream::start("127.0.0.1:0".parse().unwrap(), &ca).await;
-    let dns = dns_server(|name, _| (name == "upstream.test").then(|| vec![Ipv4Addr::LOCALHOST])).await;
+    let dns = dns_server(|name, _| name.ends_with(".test").then(|| vec![Ipv4Addr::LOCALHOST])).await;
     let origin = format!("https://upstream.test:{}", upstream.addr.port());
-    let grant = format!("[plugins.netprobe]\nhttp = [{{ origin = \"{origin}\", allow-private = [\"127.0.0.1\"] }}]\n");
+    let other = format!("https://other.test:{}", upstream.addr.port());
+    let grant = format!(
+        "[plugins.netprobe]\nhttp = [{{ origin = \"{origin}\", allow-private = [\"127.0.0.1\"] }}, {{ origin = \"{other}\", allow-private = [\"127.0.0.1\"] }}]\n"
+    );
     let server = start(
         &format!("[server]\ndns-servers = [\"{dns}\"]\nextra-ca-roots = \"ca.pem\"\n{grant}"),
         &ca,
@@ -82,15 +85,32 @@ async fn https_to_a_private_ca_keeps_its_connection_and_the_name() {
         assert_eq!(r.path, "/ok");
     }
 
-    // A forged Host header sent to the granted upstream: the upstream still
-    // receives the granted name, never the forged one.
-    let forged = fetch(&server, &format!("{origin}/forged"), Some("169.254.169.254")).await;
+    // Another name on the same address and port gets a connection of its
+    // own: one verified for its name, never the first name's.
+    assert_eq!(fetch(&server, &format!("{other}/ok"), None).await["result"], 200);
     let seen = upstream.seen();
+    assert_eq!(seen.connections, 2, "{seen:?}");
+    let last = seen.requests.last().unwrap();
+    assert_eq!((last.connection, last.sni.as_deref()), (2, Some("other.test")));
+
+    // A forged Host header to the granted upstream: wasi:http refuses the
+    // header in the guest, so no request leaves; the upstream received only
+    // the requests above, each with the granted name.
+    let forged = fetch(&server, &format!("{origin}/forged"), Some("169.254.169.254")).await;
+    assert!(forged.get("result").is_none(), "{forged}");
+    assert!(forged.to_string().contains("Forbidden"), "{forged}");
+    let seen = upstream.seen();
+    assert_eq!(seen.requests.len(), 7, "{seen:?}");
+    assert!(seen.requests.iter().all(|r| r.path == "/ok"), "{seen:?}");
     assert!(
-        seen.requests
+        seen.requests[..6]
             .iter()
             .all(|r| r.host.as_deref() == Some(authority.as_str())),
-        "{forged} {seen:?}"
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.requests[6].host,
+        Some(format!("other.test:{}", upstream.addr.port()))
     );
     drop(server);
 

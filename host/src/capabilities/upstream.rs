@@ -172,12 +172,43 @@ struct Idle {
     since: Instant,
 }
 
-type IdleMap = Mutex<HashMap<PoolKey, Vec<Idle>>>;
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    /// Whether a task closes the connections left idle too long (started
+    /// with the first connection kept, it ends with the pool).
+    swept: std::sync::atomic::AtomicBool,
+}
+
+impl Pool {
+    /// Let go of connections the upstream closed or that were idle too long.
+    fn prune(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        for list in idle.values_mut() {
+            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
+    fn sweep(pool: &Arc<Pool>) {
+        if pool.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let pool: Weak<Pool> = Arc::downgrade(pool);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(IDLE_TIMEOUT).await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.prune();
+            }
+        });
+    }
+}
 
 /// One plugin's kept-alive connections.
 pub struct Upstreams {
     outbound: Arc<Outbound>,
-    idle: Arc<IdleMap>,
+    pool: Arc<Pool>,
     max_idle: usize,
 }
 
@@ -189,7 +220,7 @@ impl Upstreams {
     pub fn new(outbound: Arc<Outbound>, max_idle: usize) -> Upstreams {
         Upstreams {
             outbound,
-            idle: Default::default(),
+            pool: Default::default(),
             max_idle,
         }
     }
@@ -246,7 +277,7 @@ impl Upstreams {
 
     /// An idle connection to one of `to`'s addresses, verified for its name.
     fn checkout(&self, to: &Destination) -> Option<(PoolKey, SendRequest<WasiBody>)> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         for key in to.keys() {
             let Some(list) = idle.get_mut(&key) else { continue };
             while let Some(conn) = list.pop() {
@@ -262,19 +293,15 @@ impl Upstreams {
     /// HTTP/1 connection takes its next request only then); a connection
     /// whose response was abandoned or that broke is dropped instead.
     fn checkin_when_done(&self, key: PoolKey, mut sender: SendRequest<WasiBody>) {
-        let pool: Weak<IdleMap> = Arc::downgrade(&self.idle);
+        let pool: Weak<Pool> = Arc::downgrade(&self.pool);
         let max_idle = self.max_idle;
         tokio::spawn(async move {
             if sender.ready().await.is_err() {
                 return;
             }
             let Some(pool) = pool.upgrade() else { return };
-            let mut idle = pool.lock().unwrap_or_else(|p| p.into_inner());
-            // Let go of connections that have gone stale meanwhile.
-            for list in idle.values_mut() {
-                list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
-            }
-            idle.retain(|_, list| !list.is_empty());
+            Pool::sweep(&pool);
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
             let list = idle.entry(key).or_default();
             if list.len() < max_idle {
                 list.push(Idle {

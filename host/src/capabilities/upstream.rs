@@ -364,3 +364,32 @@ where
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA file the host cannot use stops it at start, with the path in
+    /// the message, rather than failing every https request later.
+    #[tokio::test]
+    async fn unusable_extra_roots_are_refused_at_start() {
+        let dir = std::env::temp_dir().join(format!("toolhost-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        for path in [dir.join("missing.pem"), empty] {
+            let options = OutboundOptions {
+                extra_ca_roots: Some(path.clone()),
+                ..OutboundOptions::default()
+            };
+            match Outbound::new(&options) {
+                Err(e @ OutboundError::CaRoots { .. }) => {
+                    assert!(e.to_string().contains(&path.display().to_string()), "{e}")
+                }
+                Err(other) => panic!("{other}"),
+                Ok(_) => panic!("{} was accepted", path.display()),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

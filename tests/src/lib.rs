@@ -414,6 +414,9 @@ impl HttpsUpstream {
         let record = seen.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                // As servers commonly do: small responses go out at once
+                // rather than waiting for the client's delayed ACK.
+                let _ = tcp.set_nodelay(true);
                 let connection = {
                     let mut seen = record.lock().unwrap();
                     seen.connections += 1;

@@ -167,27 +167,36 @@ struct PoolKey {
     addr: SocketAddr,
 }
 
-struct Idle {
+/// A connection in the pool: idle (ready for a request) or still reading
+/// its last response back, which hyper tells without anyone polling it.
+struct Kept {
     sender: SendRequest<WasiBody>,
+    /// When it last took a request.
     since: Instant,
+}
+
+impl Kept {
+    /// Closed by the upstream, or idle for too long.
+    fn stale(&self) -> bool {
+        self.sender.is_closed() || (self.sender.is_ready() && self.since.elapsed() >= IDLE_TIMEOUT)
+    }
 }
 
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    kept: Mutex<HashMap<PoolKey, Vec<Kept>>>,
     /// Whether a task closes the connections left idle too long (started
     /// with the first connection kept, it ends with the pool).
     swept: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
-    /// Let go of connections the upstream closed or that were idle too long.
     fn prune(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        for list in idle.values_mut() {
-            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        for list in kept.values_mut() {
+            list.retain(|c| !c.stale());
         }
-        idle.retain(|_, list| !list.is_empty());
+        kept.retain(|_, list| !list.is_empty());
     }
 
     fn sweep(pool: &Arc<Pool>) {
@@ -213,10 +222,10 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// A pool keeping up to `max_idle` idle connections per address and
-    /// name: as many as the plugin may have calls in flight, so a steady
-    /// load stops opening connections, and no more, so a plugin cannot
-    /// hoard an upstream's.
+    /// A pool keeping up to `max_idle` connections per address and name: as
+    /// many as the plugin may have calls in flight, so a steady load stops
+    /// opening connections, and no more, so a plugin cannot hoard an
+    /// upstream's.
     pub fn new(outbound: Arc<Outbound>, max_idle: usize) -> Upstreams {
         Upstreams {
             outbound,
@@ -271,45 +280,38 @@ impl Upstreams {
         let (key, sender, response) = tokio::time::timeout(first_byte, exchange)
             .await
             .map_err(|_| Error::ConnectionReadTimeout)??;
-        self.checkin_when_done(key, sender);
+        self.checkin(key, sender);
         Ok(response.map(|body| body.map_err(Error::from).boxed_unsync()))
     }
 
     /// An idle connection to one of `to`'s addresses, verified for its name.
     fn checkout(&self, to: &Destination) -> Option<(PoolKey, SendRequest<WasiBody>)> {
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = self.pool.kept.lock().unwrap_or_else(|p| p.into_inner());
         for key in to.keys() {
-            let Some(list) = idle.get_mut(&key) else { continue };
-            while let Some(conn) = list.pop() {
-                if conn.sender.is_ready() && conn.since.elapsed() < IDLE_TIMEOUT {
-                    return Some((key, conn.sender));
-                }
+            let Some(list) = kept.get_mut(&key) else { continue };
+            list.retain(|c| !c.stale());
+            if let Some(i) = list.iter().position(|c| c.sender.is_ready()) {
+                return Some((key, list.swap_remove(i).sender));
             }
         }
         None
     }
 
-    /// Back into the pool once the response has been read to its end (an
-    /// HTTP/1 connection takes its next request only then); a connection
-    /// whose response was abandoned or that broke is dropped instead.
-    fn checkin_when_done(&self, key: PoolKey, mut sender: SendRequest<WasiBody>) {
-        let pool: Weak<Pool> = Arc::downgrade(&self.pool);
-        let max_idle = self.max_idle;
-        tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
-            }
-            let Some(pool) = pool.upgrade() else { return };
-            Pool::sweep(&pool);
-            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let list = idle.entry(key).or_default();
-            if list.len() < max_idle {
-                list.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                });
-            }
-        });
+    /// Keep a connection that has just taken a request. It stays in the
+    /// pool while its response is read, so it is there for the next request
+    /// the moment it is done: a connection put back only after the response
+    /// was read (by a task woken for it) was often not back yet when the
+    /// plugin's next call came, which then opened another.
+    fn checkin(&self, key: PoolKey, sender: SendRequest<WasiBody>) {
+        Pool::sweep(&self.pool);
+        let mut kept = self.pool.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let list = kept.entry(key).or_default();
+        if list.len() < self.max_idle {
+            list.push(Kept {
+                sender,
+                since: Instant::now(),
+            });
+        }
     }
 
     /// A new connection to the first of `to`'s addresses that accepts it,

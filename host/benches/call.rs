@@ -34,6 +34,7 @@ fn runtime(rt: &tokio::runtime::Runtime, data: &Path) -> Runtime {
         policy: Policy::default(),
         engine: Default::default(),
         api_secret_env_prefix: None,
+        outbound: Default::default(),
     })
     .expect("runtime");
     rt.block_on(async {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::{DnsServer, OutboundOptions};
 use crate::engine::EngineOptions;
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 use crate::RuntimeOptions;
@@ -69,6 +70,16 @@ pub struct Server {
     /// through the admin API (`PUT .../grants`) must start with this;
     /// unset, the API may name none (this file may name any).
     pub api_secret_env_prefix: Option<String>,
+    /// DNS servers for connectors' upstreams (`"10.0.0.53"` or
+    /// `"127.0.0.1:5353"`); none: the system's resolv.conf.
+    pub dns_servers: Vec<DnsServer>,
+    /// How long one DNS lookup may take, waiting for its turn included.
+    pub dns_timeout_ms: u64,
+    /// DNS lookups in flight across all plugins.
+    pub dns_max_in_flight: usize,
+    /// A PEM file of CA certificates to trust for `https` upstreams besides
+    /// the built-in web roots, for upstreams with a private CA.
+    pub extra_ca_roots: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -90,6 +101,10 @@ impl Default for Server {
             mcp_allowed_hosts: Vec::new(),
             mcp_allowed_origins: Vec::new(),
             api_secret_env_prefix: None,
+            dns_servers: Vec::new(),
+            dns_timeout_ms: OutboundOptions::default().dns_timeout.as_millis() as u64,
+            dns_max_in_flight: OutboundOptions::default().dns_max_in_flight,
+            extra_ca_roots: None,
         }
     }
 }
@@ -161,6 +176,12 @@ impl Config {
                 ..EngineOptions::default()
             },
             api_secret_env_prefix: self.server.api_secret_env_prefix.clone(),
+            outbound: OutboundOptions {
+                dns_servers: self.server.dns_servers.clone(),
+                dns_timeout: std::time::Duration::from_millis(self.server.dns_timeout_ms),
+                dns_max_in_flight: self.server.dns_max_in_flight,
+                extra_ca_roots: self.server.extra_ca_roots.clone(),
+            },
         })
     }
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
-use crate::capabilities::{CallState, PluginContext, Upstreams};
+use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
 use crate::compile_cache::{CompileCache, Source};
 use crate::contract::Contract;
 use crate::manifest::{Manifest, ManifestError, Risk};
@@ -263,6 +263,7 @@ impl Plugin {
         cache: &CompileCache,
         policy: &Policy,
         storage: &Storage,
+        outbound: &Arc<Outbound>,
     ) -> Result<Plugin, LoadError> {
         let signer = bundle.verify(policy)?;
         let manifest = bundle.manifest.clone();
@@ -281,7 +282,7 @@ impl Plugin {
         let tools = describe_tools(&manifest, &component, engine)?;
 
         let manifest = Arc::new(manifest);
-        let (context, slots) = grant_context(&manifest, policy, storage)?;
+        let (context, slots) = grant_context(&manifest, policy, storage, outbound)?;
         Ok(Plugin {
             manifest,
             digest: bundle.digest.clone(),
@@ -298,8 +299,8 @@ impl Plugin {
 
     /// The same compiled plugin under a new policy: what an operator's grant
     /// change swaps in. Calls in flight keep the old grant.
-    pub fn regrant(&self, policy: &Policy, storage: &Storage) -> Result<Plugin, LoadError> {
-        let (context, _) = grant_context(&self.manifest, policy, storage)?;
+    pub fn regrant(&self, policy: &Policy, storage: &Storage, outbound: &Arc<Outbound>) -> Result<Plugin, LoadError> {
+        let (context, _) = grant_context(&self.manifest, policy, storage, outbound)?;
         // Keep the same slots, resized, so that calls running under the old
         // grant still count against the limit (and an unload waits for them).
         let (old, new) = (
@@ -343,6 +344,7 @@ fn grant_context(
     manifest: &Manifest,
     policy: &Policy,
     storage: &Storage,
+    outbound: &Arc<Outbound>,
 ) -> Result<(Arc<PluginContext>, Slots), LoadError> {
     let plugin = &manifest.name;
     let grant = Arc::new(policy.grant_for(manifest));
@@ -360,7 +362,7 @@ fn grant_context(
         requested_secrets: manifest.capabilities.secrets.clone(),
         requested_kv_bytes: manifest.capabilities.kv_quota_bytes,
         kv,
-        upstreams: Upstreams::new(grant.http_timeout, grant.max_concurrency as usize),
+        upstreams: Upstreams::new(outbound.clone(), grant.max_concurrency as usize),
         log_budget: crate::capabilities::log_budget(),
         grant,
     });

@@ -103,10 +103,109 @@ pub struct HttpGrant {
     #[serde(default)]
     pub methods: Vec<String>,
     /// Let a DNS name in this grant resolve to loopback, private or
-    /// link-local addresses. Off by default: a public name that resolves
-    /// inward is how SSRF reaches cloud metadata and internal services.
+    /// link-local addresses: `true` for any, or a list of the networks it
+    /// may resolve into (`["10.20.0.0/16", "127.0.0.2"]`). Off by default:
+    /// a public name that resolves inward is how SSRF reaches cloud
+    /// metadata and internal services.
     #[serde(default)]
-    pub allow_private: bool,
+    pub allow_private: PrivateTargets,
+}
+
+/// Which non-public addresses a granted DNS name may lead to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "PrivateTargetsToml", into = "PrivateTargetsToml")]
+pub enum PrivateTargets {
+    /// Public addresses only.
+    #[default]
+    None,
+    /// Any address.
+    Any,
+    /// Public addresses and these networks.
+    Only(Vec<Network>),
+}
+
+/// `allow-private` as written: a flag or a list of networks.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum PrivateTargetsToml {
+    Flag(bool),
+    Networks(Vec<String>),
+}
+
+impl TryFrom<PrivateTargetsToml> for PrivateTargets {
+    type Error = String;
+
+    fn try_from(value: PrivateTargetsToml) -> Result<Self, String> {
+        Ok(match value {
+            PrivateTargetsToml::Flag(false) => PrivateTargets::None,
+            PrivateTargetsToml::Flag(true) => PrivateTargets::Any,
+            PrivateTargetsToml::Networks(list) => {
+                PrivateTargets::Only(list.iter().map(|n| n.parse()).collect::<Result<_, _>>()?)
+            }
+        })
+    }
+}
+
+impl From<PrivateTargets> for PrivateTargetsToml {
+    fn from(value: PrivateTargets) -> Self {
+        match value {
+            PrivateTargets::None => PrivateTargetsToml::Flag(false),
+            PrivateTargets::Any => PrivateTargetsToml::Flag(true),
+            PrivateTargets::Only(list) => PrivateTargetsToml::Networks(list.iter().map(Network::to_string).collect()),
+        }
+    }
+}
+
+/// An IP network: an address and a prefix length (`10.0.0.0/8`; a bare
+/// address is the network of that one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        // An IPv4-mapped IPv6 address is its IPv4 address on the wire.
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_matches(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_matches(u128::from(net), u128::from(ip), self.prefix, 128),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_matches(net: u128, ip: u128, prefix: u8, bits: u8) -> bool {
+    let shift = u32::from(bits - prefix);
+    net.checked_shr(shift).unwrap_or(0) == ip.checked_shr(shift).unwrap_or(0)
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let invalid = || format!("{s:?} is not an IP address or network (such as 10.0.0.0/8)");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
+        let addr = addr.to_canonical();
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(invalid)?,
+            None => bits,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// Where a secret's value comes from. Prefer `env`: the value then never
@@ -487,7 +586,7 @@ pub struct HttpRule {
     pub origin: OriginPattern,
     /// `None`: any method.
     pub methods: Option<Vec<String>>,
-    pub allow_private: bool,
+    pub allow_private: PrivateTargets,
 }
 
 /// The effective grant: what a connector can actually do.
@@ -548,7 +647,7 @@ impl Grant {
                 http.push(HttpRule {
                     origin: g_origin.clone(),
                     methods,
-                    allow_private: granted.allow_private,
+                    allow_private: granted.allow_private.clone(),
                 });
             }
         }
@@ -611,17 +710,32 @@ impl Grant {
         })
     }
 
-    /// Refuse addresses a public name must not lead to, unless the rule names
-    /// an address literally or the operator allowed private targets.
-    pub fn check_addresses(rule: &HttpRule, addrs: &[IpAddr]) -> Result<(), String> {
-        if rule.allow_private || rule.origin.names_ip_literal() {
-            return Ok(());
-        }
-        match addrs.iter().find(|a| !is_public(a)) {
-            Some(a) => Err(format!(
+    /// The addresses of a resolved name that this rule lets a request
+    /// reach, in the resolver's order: public ones, and private ones only
+    /// where the operator allowed them (or the rule names an address
+    /// literally). A hostile answer that mixes public and private addresses
+    /// loses the private ones; an answer with nothing left is refused.
+    pub fn allowed_addresses(rule: &HttpRule, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+        let allowed = |a: &IpAddr| {
+            rule.origin.names_ip_literal()
+                || is_public(a)
+                || match &rule.allow_private {
+                    PrivateTargets::None => false,
+                    PrivateTargets::Any => true,
+                    PrivateTargets::Only(networks) => networks.iter().any(|n| n.contains(a)),
+                }
+        };
+        let kept: Vec<IpAddr> = addrs.iter().copied().filter(allowed).collect();
+        match addrs.iter().find(|a| !allowed(a)) {
+            Some(a) if kept.is_empty() => Err(format!(
                 "the name resolves to {a}, a loopback, private or link-local address the grant does not name"
             )),
-            None => Ok(()),
+            Some(a) => {
+                tracing::warn!(address = %a, "a DNS answer mixed granted and private addresses; the private ones are dropped");
+                Ok(kept)
+            }
+            None if kept.is_empty() => Err("the name resolves to no address".into()),
+            None => Ok(kept),
         }
     }
 }
@@ -736,13 +850,52 @@ mod tests {
             "100.64.0.1",
         ] {
             assert!(
-                Grant::check_addresses(by_name, &[inward.parse().unwrap()]).is_err(),
+                Grant::allowed_addresses(by_name, &[inward.parse().unwrap()]).is_err(),
                 "{inward}"
             );
         }
-        assert!(Grant::check_addresses(by_name, &["93.184.216.34".parse().unwrap()]).is_ok());
+        let public: IpAddr = "93.184.216.34".parse().unwrap();
+        assert_eq!(Grant::allowed_addresses(by_name, &[public]), Ok(vec![public]));
+        // A hostile answer, public first and private second: only the
+        // public address is handed on.
+        let private: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(Grant::allowed_addresses(by_name, &[public, private]), Ok(vec![public]));
+        assert_eq!(Grant::allowed_addresses(by_name, &[private, public]), Ok(vec![public]));
         let literal = g.check_request("http", "127.0.0.1", 9000, "GET").unwrap();
-        assert!(Grant::check_addresses(literal, &["127.0.0.1".parse().unwrap()]).is_ok());
+        assert!(Grant::allowed_addresses(literal, &["127.0.0.1".parse().unwrap()]).is_ok());
+    }
+
+    #[test]
+    fn private_targets_can_be_named_networks() {
+        let m = manifest(r#"[{ origin = "*" }]"#);
+        let g = Grant::new(
+            &m,
+            &operator(
+                r#"http = [{ origin = "https://intranet.example", allow-private = ["10.20.0.0/16", "127.0.0.2"] }, { origin = "https://any.example", allow-private = true }]"#,
+            ),
+            &Limits::default(),
+        );
+        let named = g.check_request("https", "intranet.example", 443, "GET").unwrap();
+        let ips = |list: &[&str]| list.iter().map(|a| a.parse().unwrap()).collect::<Vec<IpAddr>>();
+        assert_eq!(
+            Grant::allowed_addresses(
+                named,
+                &ips(&["10.20.3.4", "10.21.0.1", "127.0.0.1", "127.0.0.2", "::ffff:10.20.0.9"])
+            ),
+            Ok(ips(&["10.20.3.4", "127.0.0.2", "::ffff:10.20.0.9"]))
+        );
+        assert!(Grant::allowed_addresses(named, &ips(&["169.254.169.254"])).is_err());
+        let any = g.check_request("https", "any.example", 443, "GET").unwrap();
+        assert!(Grant::allowed_addresses(any, &ips(&["169.254.169.254"])).is_ok());
+        for bad in ["10.0.0.0/33", "intranet", "10.0.0.0/x", "::1/129"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+        // The grants API writes back what it read.
+        let written = serde_json::to_value(
+            &operator(r#"http = [{ origin = "https://a.example", allow-private = ["10.0.0.0/8"] }]"#).http[0],
+        )
+        .unwrap();
+        assert_eq!(written["allow-private"], serde_json::json!(["10.0.0.0/8"]));
     }
 
     #[test]

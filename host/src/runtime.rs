@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use wasmtime::component::Linker;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Caller, PluginEvent};
-use crate::capabilities::{self, CallState, NoGate, SharedGate};
+use crate::capabilities::{self, CallState, NoGate, Outbound, OutboundError, OutboundOptions, SharedGate};
 use crate::compile_cache::CompileCache;
 use crate::engine::{Engine, EngineOptions};
 use crate::invoke::{self, CallError, CallOutcome};
@@ -32,6 +32,7 @@ pub struct RuntimeOptions {
     /// Environment variables a grant set through the API may name as a
     /// secret's source; `None`: none (see [`PluginPolicy::settle`]).
     pub api_secret_env_prefix: Option<String>,
+    pub outbound: OutboundOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ pub enum RuntimeError {
     Engine(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("outbound HTTP: {0}")]
+    Outbound(#[from] OutboundError),
     #[error("cannot read plugins folder {path}: {source}")]
     PluginsDir { path: String, source: std::io::Error },
     #[error("no plugin named {0:?} in the plugins folder")]
@@ -82,6 +85,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<CallState>,
     storage: Storage,
+    /// The resolver and TLS trust all plugins' outbound requests share.
+    outbound: Arc<Outbound>,
     cache: CompileCache,
     /// The file's policy with the operator's API changes on top.
     policy: ArcSwap<Policy>,
@@ -110,6 +115,7 @@ impl Runtime {
             source: e.into(),
         })?;
         let storage = Storage::open(&options.data_dir.join("db"))?;
+        let outbound = Outbound::new(&options.outbound)?;
         let cache = CompileCache::new(engine.wasmtime(), Some(options.data_dir.join("compile-cache")));
         let grants = storage.db().open_tree("grants").map_err(StorageError::from)?;
         let disabled = storage.db().open_tree("disabled").map_err(StorageError::from)?;
@@ -131,6 +137,7 @@ impl Runtime {
                 engine,
                 linker,
                 storage,
+                outbound,
                 cache,
                 policy: ArcSwap::from_pointee(policy),
                 grants,
@@ -233,6 +240,7 @@ impl Runtime {
                 &inner.cache,
                 &inner.policy.load(),
                 &inner.storage,
+                &inner.outbound,
             )
         })
         .await
@@ -604,7 +612,7 @@ impl Runtime {
             policy.plugins.insert(plugin.to_string(), grant.clone());
             policy
         });
-        let regranted = current.regrant(&self.inner.policy.load(), &self.inner.storage)?;
+        let regranted = current.regrant(&self.inner.policy.load(), &self.inner.storage, &self.inner.outbound)?;
         let (plugin, _previous) = self.inner.registry.insert(regranted);
         self.changed();
         Ok(plugin)

@@ -57,6 +57,7 @@ config = {{ ledger-url = "http://127.0.0.1:{ledger_port}/ledger" }}"#
         policy: Policy::parse(&policy, "test").unwrap(),
         engine: Default::default(),
         api_secret_env_prefix: None,
+        outbound: Default::default(),
     })
     .unwrap();
     runtime.load_named("coupon").await.unwrap();
@@ -207,6 +208,7 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
         .unwrap(),
         engine: Default::default(),
         api_secret_env_prefix: None,
+        outbound: Default::default(),
     })
     .unwrap();
     runtime.load_named("coupon").await.unwrap();

@@ -30,7 +30,7 @@ fn describe(state: &Shared, p: &Plugin) -> Value {
             "http": g.http.iter().map(|r| json!({
                 "origin": format!("{:?}", r.origin),
                 "methods": r.methods,
-                "allow_private": r.allow_private,
+                "allow_private": r.allow_private.clone(),
             })).collect::<Vec<_>>(),
             "secrets": g.secrets.keys().collect::<Vec<_>>(),
             "config": g.config.keys().collect::<Vec<_>>(),

@@ -3,9 +3,11 @@
 //! neither a Host header nor a URL trick can route around the check.
 //!
 //! Checks, in order: requests per call; scheme, host, port and method against
-//! the grant; then the addresses the name resolves to (a public name must not
-//! lead to loopback, private or link-local space unless the grant says so).
-//! Time and response size are bounded by the grant too.
+//! the grant; then the addresses the name resolves to, resolved once: only
+//! those the grant allows (a public name must not lead to loopback, private
+//! or link-local space unless the grant says so) are handed to the
+//! connection, which goes to one of them and nowhere else. Time and response
+//! size are bounded by the grant too.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -19,6 +21,8 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::dns::{Dns, DnsError};
+use super::upstream::Destination;
 use super::{record_denial, Capability, OutboundRecord, PluginContext, SharedGate, SharedJournal};
 use crate::policy::{Grant, HttpRule};
 
@@ -59,7 +63,7 @@ impl OutboundHttp {
 impl WasiHttpHooks for OutboundHttp {
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _request_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> ResponseFuture {
@@ -94,7 +98,8 @@ impl WasiHttpHooks for OutboundHttp {
             between_bytes_timeout: ask(options.and_then(|o| o.between_bytes_timeout)),
         };
         let max_body = grant.http_response_bytes;
-        let (first_byte, between_bytes) = (
+        let (connect, first_byte, between_bytes) = (
+            options.connect_timeout.unwrap_or(cap),
             options.first_byte_timeout.unwrap_or(cap),
             options.between_bytes_timeout.unwrap_or(cap),
         );
@@ -120,15 +125,17 @@ impl WasiHttpHooks for OutboundHttp {
                         micros: started.elapsed().as_micros() as u64,
                     });
             };
-            let pinned = match resolve_checked(&rule, &host, port).await {
-                Ok(addr) => addr,
+            // Resolved once; only the addresses that pass the grant go on,
+            // and the connection goes to one of them (see upstream.rs).
+            let checked = match resolve_checked(&context.upstreams.outbound().dns, &rule, &host).await {
+                Ok(addrs) => addrs,
                 Err(Denied(reason)) => {
                     record_denial(&journal, &context, Capability::Http, format!("{origin}: {reason}"));
                     record(None, Some("denied".into()));
                     return Err(Error::HttpRequestDenied);
                 }
                 Err(Failed(e)) => {
-                    record(None, Some(format!("{e:?}")));
+                    record(None, Some(e.to_string()));
                     return Err(e);
                 }
             };
@@ -140,29 +147,15 @@ impl WasiHttpHooks for OutboundHttp {
                     ))));
                 }
             }
-            // Plain HTTP connects to the very address that was checked, so a
-            // second DNS answer cannot swap in another (the Host header keeps
-            // the name), over the plugin's kept-alive connections. TLS needs
-            // the name for the certificate, so HTTPS resolves again (its
-            // certificate check binds it to the name) on a new connection.
-            let pinned_uri = (scheme == "http")
-                .then(|| pin_authority(request.uri(), pinned, port))
-                .flatten();
-            let sent = match pinned_uri {
-                Some(uri) => {
-                    *request.uri_mut() = uri;
-                    context.upstreams.send(request, first_byte).await.map(|response| {
-                        let io: IoFuture = Box::new(async { Ok(()) });
-                        (response, io)
-                    })
-                }
-                None => wasmtime_wasi_http::default_send_request(request, Some(options))
-                    .await
-                    .map(|(response, io)| (response.map(|body| body.boxed_unsync()), Box::new(io) as IoFuture)),
+            let sent = match Destination::new(scheme == "https", bare_host(&host), checked, port) {
+                Ok(to) => context.upstreams.send(request, &to, connect, first_byte).await,
+                Err(e) => Err(e),
             };
             match sent {
-                Ok((response, io)) => {
+                Ok(response) => {
                     record(Some(response.status().as_u16()), None);
+                    // The connection is driven by a task of its own.
+                    let io: IoFuture = Box::new(async { Ok(()) });
                     Ok((
                         response.map(|body| Bounded::new(body, max_body, between_bytes).boxed_unsync()),
                         io,
@@ -183,35 +176,27 @@ enum CheckError {
 }
 use CheckError::{Denied, Failed};
 
-/// Resolve the host and check every address; the first one is used.
-async fn resolve_checked(rule: &HttpRule, host: &str, port: u16) -> Result<IpAddr, CheckError> {
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    let addrs: Vec<IpAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|e| {
-                Failed(Error::DnsError {
-                    rcode: Some(e.to_string()),
-                    info_code: None,
-                })
-            })?
-            .map(|sa| sa.ip())
-            .collect(),
-    };
-    let first = *addrs.first().ok_or(Failed(Error::DestinationNotFound))?;
-    Grant::check_addresses(rule, &addrs).map_err(Denied)?;
-    Ok(first)
+/// `host` without the brackets of an IPv6 literal.
+fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
-fn pin_authority(uri: &http::Uri, ip: IpAddr, port: u16) -> Option<http::Uri> {
-    let authority = match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+/// Resolve the host (once) and keep the addresses the rule allows.
+async fn resolve_checked(dns: &Dns, rule: &HttpRule, host: &str) -> Result<Vec<IpAddr>, CheckError> {
+    let bare = bare_host(host);
+    let addrs = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => dns.lookup(bare).await.map_err(|e| {
+            Failed(match e {
+                DnsError::Timeout(_) => Error::DnsTimeout,
+                DnsError::Failed(message) => Error::DnsError {
+                    rcode: Some(message),
+                    info_code: None,
+                },
+            })
+        })?,
     };
-    let mut parts = uri.clone().into_parts();
-    parts.authority = Some(authority.parse().ok()?);
-    http::Uri::from_parts(parts).ok()
+    Grant::allowed_addresses(rule, &addrs).map_err(Denied)
 }
 
 /// A response body bounded by the grant: it fails once it passes its byte

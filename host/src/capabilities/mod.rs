@@ -6,6 +6,7 @@
 //! journal (for the log, the audit trail and the caller).
 
 mod config;
+mod dns;
 mod http;
 mod kv;
 mod log;
@@ -26,10 +27,11 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::policy::Grant;
 use crate::storage::KvSpace;
 
+pub use dns::{DnsError, DnsServer};
 pub use http::OutboundHttp;
 use log::{GuestOutput, Stdio};
 pub use secrets::{Echo, Handed, Sink, MASK_MIN_BYTES};
-pub use upstream::Upstreams;
+pub use upstream::{Outbound, OutboundError, OutboundOptions, Upstreams};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -59,7 +61,7 @@ pub struct PluginContext {
     pub requested_kv_bytes: u64,
     pub grant: Arc<Grant>,
     pub kv: Option<Arc<KvSpace>>,
-    /// Kept-alive connections for the plain-HTTP requests the grant allows.
+    /// Kept-alive connections for the requests the grant allows.
     pub upstreams: Upstreams,
     /// Lines about this plugin (its denials) the host writes to its log,
     /// across all its calls: one connector cannot flood the operator's log.

@@ -104,6 +104,12 @@ struct Inner {
     /// wait for those whose clients have gone.
     detached: TaskTracker,
     api_secret_env_prefix: Option<String>,
+    /// One lock per plugin name, taken by every change of that plugin's
+    /// state (install, rollback, unload, grant, enabled), so that no change
+    /// works from what another is replacing: an upload compiles against the
+    /// grant in force when it swaps in, and a grant change regrants the
+    /// version that serves, never one an upload has just replaced.
+    owners: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Runtime {
@@ -149,6 +155,7 @@ impl Runtime {
                 changes: tokio::sync::watch::Sender::new(0),
                 detached: TaskTracker::new(),
                 api_secret_env_prefix: options.api_secret_env_prefix,
+                owners: Default::default(),
             }),
         })
     }
@@ -196,6 +203,15 @@ impl Runtime {
         &self.inner.storage
     }
 
+    /// Wait for, and hold, the right to change plugin `name`'s state.
+    async fn own(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut owners = self.inner.owners.lock().unwrap_or_else(|p| p.into_inner());
+            owners.entry(name.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Read, verify, compile and swap in the bundle in `dir`.
     pub async fn load_bundle(&self, dir: &Path) -> Result<Arc<Plugin>, LoadError> {
         let bundle = match Bundle::read(dir) {
@@ -218,6 +234,7 @@ impl Runtime {
     /// finish on the version they started with. On any error the version
     /// that was serving keeps serving.
     pub async fn install(&self, bundle: Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
+        let _owner = self.own(&bundle.manifest.name).await;
         let plugin = self.activate(&bundle, origin).await?;
         if origin != "folder" {
             self.keep_in_folder(&bundle);
@@ -333,6 +350,7 @@ impl Runtime {
 
     /// Serve the version before the current one again, through the same swap.
     pub async fn rollback(&self, name: &str) -> Result<Arc<Plugin>, RuntimeError> {
+        let _owner = self.own(name).await;
         if self.inner.registry.get(name).is_none() {
             return Err(RuntimeError::NoSuchPlugin(name.to_string()));
         }
@@ -351,6 +369,7 @@ impl Runtime {
     /// Stop serving a plugin: new calls no longer find it; returns once the
     /// calls in flight have finished (or `drain` has passed).
     pub async fn unload(&self, name: &str, drain: std::time::Duration) -> Result<bool, RuntimeError> {
+        let _owner = self.own(name).await;
         let plugin = self
             .inner
             .registry
@@ -563,6 +582,7 @@ impl Runtime {
 
     /// Stop or resume serving a plugin's tools; durable before it returns.
     pub async fn set_enabled(&self, plugin: &str, enabled: bool) -> Result<(), RuntimeError> {
+        let _owner = self.own(plugin).await;
         if self.inner.registry.get(plugin).is_none() {
             return Err(RuntimeError::NoSuchPlugin(plugin.to_string()));
         }
@@ -593,6 +613,7 @@ impl Runtime {
     /// it; see [`PluginPolicy::settle`]): validated, stored durably, and in
     /// force for every call that starts after it returns.
     pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Arc<Plugin>, RuntimeError> {
+        let _owner = self.own(plugin).await;
         let current = self
             .inner
             .registry

@@ -404,3 +404,47 @@ async fn a_component_that_does_not_fit_its_world_is_refused() {
     assert_eq!(plugin(&server, "echo").await.unwrap()["version"], "1.0.0");
     assert_eq!(check(&server).await.0, 200);
 }
+
+/// An upload and a grant change at the same moment, again and again: the
+/// grant change must never put back the version the upload replaced, and
+/// what serves, what the history says last and the grant in force agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_racing_a_grant_change_is_never_undone() {
+    let server = ServerProcess::start_prepared(ROOMY, |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    for round in 1..=40u32 {
+        let version = format!("1.0.{round}");
+        let grant = json!({ "max-concurrency": 64, "timeout-ms": 1000 + round });
+        let set_grant = async {
+            // Sweep the grant change across the upload's time in flight.
+            tokio::time::sleep(Duration::from_micros(u64::from(round % 10) * 1500)).await;
+            let r = client()
+                .put(server.url("/v1/plugins/echo/grants"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&grant)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        };
+        let (uploaded, granted) = tokio::join!(
+            upload(&server, "echo", echo_manifest(&version), echo_wasm(), None),
+            set_grant
+        );
+        assert_eq!((uploaded.0, granted), (200, 200), "round {round}: {}", uploaded.1);
+
+        let serving = plugin(&server, "echo").await.expect("echo is loaded");
+        assert_eq!(serving["version"], version, "round {round}: the upload was undone");
+        assert_eq!(
+            serving["effective_grant"]["timeout_ms"],
+            1000 + round,
+            "round {round}: the grant was lost"
+        );
+        let (_, history) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await;
+        let last = history["versions"].as_array().and_then(|v| v.last()).cloned();
+        assert_eq!(
+            last.map(|v| v["version"].clone()),
+            Some(json!(version)),
+            "round {round}"
+        );
+    }
+}

@@ -301,12 +301,9 @@ impl Runtime {
     /// written aside and renamed into place so the watcher never sees half.
     fn keep_in_folder(&self, bundle: &Bundle) {
         let name = &bundle.manifest.name;
-        let existing = self
-            .bundle_dirs()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|d| Manifest::load(&d.join("connector.toml")).is_ok_and(|m| &m.name == name));
-        let target = existing.unwrap_or_else(|| self.inner.plugins_dir.join(name));
+        let target = self
+            .bundle_dir_of(name)
+            .unwrap_or_else(|| self.inner.plugins_dir.join(name));
         let staging = self
             .inner
             .plugins_dir
@@ -396,6 +393,33 @@ impl Runtime {
             tracing::error!("audit: {e}");
         }
         Ok(drained)
+    }
+
+    /// Unload a plugin and remove its folder from the plugins folder, so a
+    /// restart does not bring it back (the version archive keeps its bytes
+    /// for a later upload or rollback). What `DELETE /v1/plugins/{name}` does.
+    pub async fn remove(&self, name: &str, drain: std::time::Duration) -> Result<bool, RuntimeError> {
+        let drained = self.unload(name, drain).await?;
+        if let Some(dir) = self.bundle_dir_of(name) {
+            let gone = match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dir),
+                _ => std::fs::remove_file(&dir),
+            };
+            gone.and_then(|()| std::fs::File::open(&self.inner.plugins_dir)?.sync_all())
+                .map_err(|source| RuntimeError::PluginsDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(drained)
+    }
+
+    /// The folder in the plugins folder whose manifest names `name`.
+    pub fn bundle_dir_of(&self, name: &str) -> Option<PathBuf> {
+        self.bundle_dirs()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| Manifest::load(&d.join("connector.toml")).is_ok_and(|m| m.name == name))
     }
 
     pub fn history(&self, name: &str) -> Vec<VersionEntry> {

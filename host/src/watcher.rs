@@ -116,6 +116,10 @@ fn bundle_dir(root: &Path, path: &Path) -> Option<PathBuf> {
 async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, String>) {
     if !dir.join("connector.toml").is_file() {
         if let Some(name) = names.remove(dir) {
+            // A folder renamed: the plugin lives on in the new one.
+            if runtime.bundle_dir_of(&name).is_some() {
+                return;
+            }
             tracing::info!(plugin = %name, "bundle folder removed; unloading");
             let _ = runtime.unload(&name, Duration::from_secs(60)).await;
         }
@@ -131,6 +135,9 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
     };
     if let Some(serving) = runtime.registry().get(&bundle.manifest.name) {
         if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
+            // Written here by an upload or a rollback (or renamed): the
+            // folder now holds this plugin, and its removal unloads it.
+            names.insert(dir.to_path_buf(), bundle.manifest.name.clone());
             return;
         }
     }

@@ -448,3 +448,61 @@ async fn an_upload_racing_a_grant_change_is_never_undone() {
         );
     }
 }
+
+/// Wait until `name` is loaded (`true`) or not (`false`).
+async fn wait_loaded(server: &ServerProcess, name: &str, loaded: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while plugin(server, name).await.is_some() != loaded {
+        assert!(Instant::now() < deadline, "{name} never became loaded={loaded}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The plugins folder agrees with what serves: DELETE takes the folder
+/// with it (so a restart does not bring the plugin back); deleting the
+/// folder of a plugin that came in through the API unloads it; renaming a
+/// plugin's folder keeps it serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugins_folder_and_what_serves_agree() {
+    let mut server = ServerProcess::start_prepared("", |plugins| {
+        copy_bundle(&guest("echo"), &plugins.join("echo"));
+        copy_bundle(&guest("spin"), &plugins.join("spin"));
+    });
+    let plugins = server.dir.path().join("plugins");
+
+    // DELETE, then restart.
+    let r = client()
+        .delete(server.url("/v1/plugins/spin"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!plugins.join("spin").exists(), "DELETE left the folder");
+    server.restart();
+    assert!(
+        plugin(&server, "spin").await.is_none(),
+        "spin came back after a restart"
+    );
+
+    // An upload writes a folder; deleting that folder unloads the plugin.
+    let thief = guest("secret-thief");
+    let manifest = std::fs::read_to_string(thief.join("connector.toml")).unwrap();
+    let wasm = std::fs::read(thief.join("secret-thief.wasm")).unwrap();
+    assert_eq!(upload(&server, "secret-thief", manifest, wasm, None).await.0, 200);
+    let folder = plugins.join("secret-thief");
+    assert!(folder.join("connector.toml").is_file());
+    // Give the watcher time to see the folder the upload wrote.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(&folder).unwrap();
+    wait_loaded(&server, "secret-thief", false).await;
+
+    // A renamed folder: still serving once the watcher has settled both.
+    std::fs::rename(plugins.join("echo"), plugins.join("echo-renamed")).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        plugin(&server, "echo").await.is_some(),
+        "renaming the folder unloaded echo"
+    );
+    assert_eq!(check(&server).await.0, 200);
+}

@@ -177,14 +177,15 @@ pub async fn upload(
     Ok(Json(describe(&state, &plugin)))
 }
 
-/// `DELETE /v1/plugins/{name}`: unload once the calls in flight are done.
+/// `DELETE /v1/plugins/{name}`: unload once the calls in flight are done,
+/// and remove its folder, so a restart does not bring it back.
 pub async fn unload(
     Admin(admin): Admin,
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     plugin(&state, &name)?;
-    let drained = state.runtime.unload(&name, DRAIN).await.map_err(ApiError::internal)?;
+    let drained = state.runtime.remove(&name, DRAIN).await.map_err(ApiError::internal)?;
     tracing::info!(admin = %admin.name, plugin = %name, drained, "unloaded");
     Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
 }

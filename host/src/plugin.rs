@@ -124,13 +124,25 @@ impl Bundle {
 
     /// Write the bundle into `dir` (which must not hold another).
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        /// Written and on disk before the next one starts.
+        fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(path)?;
+            file.write_all(bytes)?;
+            file.sync_all()
+        }
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join(self.manifest.component_file()), &self.wasm)?;
+        write_synced(&dir.join(self.manifest.component_file()), &self.wasm)?;
         if let Some(sig) = &self.signature {
-            std::fs::write(dir.join(SIGNATURE_FILE), sig)?;
+            write_synced(&dir.join(SIGNATURE_FILE), sig.as_bytes())?;
         }
         // The manifest last: a reader that finds it finds the rest.
-        std::fs::write(dir.join("connector.toml"), &self.manifest_text)
+        write_synced(&dir.join("connector.toml"), self.manifest_text.as_bytes())?;
+        std::fs::File::open(dir)?.sync_all()?;
+        match dir.parent() {
+            Some(parent) => std::fs::File::open(parent)?.sync_all(),
+            None => Ok(()),
+        }
     }
 
     /// The operator's supply-chain rules, before anything is compiled: the

@@ -233,19 +233,51 @@ impl Runtime {
     /// in atomically → archive it in the version history. Calls in flight
     /// finish on the version they started with. On any error the version
     /// that was serving keeps serving.
+    ///
+    /// What a restart needs is durable before the swap: a bundle that came
+    /// in another way than the folder is written into it, and every bundle
+    /// into the version archive and history; if either fails, the call
+    /// fails and the old version keeps serving. A bundle identical to the
+    /// one serving (the folder echoing an upload, a signature added) changes
+    /// nothing.
     pub async fn install(&self, bundle: Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
-        let _owner = self.own(&bundle.manifest.name).await;
-        let plugin = self.activate(&bundle, origin).await?;
-        if origin != "folder" {
-            self.keep_in_folder(&bundle);
+        let name = bundle.manifest.name.clone();
+        let _owner = self.own(&name).await;
+        if let Some(serving) = self.inner.registry.get(&name) {
+            if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
+                return Ok(serving);
+            }
         }
-        if let Err(e) = self.inner.versions.record(&bundle, origin).await {
-            tracing::error!(plugin = %bundle.manifest.name, "version history not updated: {e}");
+        let plugin = self.compile(&bundle, origin).await?;
+        if let Err(e) = self.persist(&bundle, origin, origin != "folder").await {
+            self.log_refusal(&name, origin, &e).await;
+            return Err(e);
         }
-        Ok(plugin)
+        Ok(self.swap(plugin, origin).await)
     }
 
-    async fn activate(&self, bundle: &Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
+    /// The folder (when `into_folder`) and the version history, durably.
+    async fn persist(&self, bundle: &Bundle, origin: &str, into_folder: bool) -> Result<(), LoadError> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| LoadError::Storage {
+            plugin: bundle.manifest.name.clone(),
+            message: format!("{what}: {e}"),
+        };
+        if into_folder {
+            self.keep_in_folder(bundle)
+                .map_err(|e| failed("cannot write it into the plugins folder", &e))?;
+        }
+        self.inner
+            .versions
+            .record(bundle, origin)
+            .await
+            .map_err(|e| failed("cannot record it in the version history", &e))?;
+        Ok(())
+    }
+
+    /// Verify, compile and link a bundle under the grant in force (the
+    /// caller owns the plugin, so the grant cannot change meanwhile); a
+    /// refusal is logged and audited.
+    async fn compile(&self, bundle: &Bundle, origin: &'static str) -> Result<Plugin, LoadError> {
         let this = self.clone();
         let owned = bundle.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -267,13 +299,15 @@ impl Runtime {
                 message: format!("the loader stopped: {e}"),
             })
         });
-        let plugin = match loaded {
-            Ok(p) => p,
-            Err(e) => {
-                self.log_refusal(&bundle.manifest.name, origin, &e).await;
-                return Err(e);
-            }
-        };
+        if let Err(e) = &loaded {
+            self.log_refusal(&bundle.manifest.name, origin, e).await;
+        }
+        loaded
+    }
+
+    /// Put a compiled plugin in place of the version serving; calls in
+    /// flight finish on the old one.
+    async fn swap(&self, plugin: Plugin, origin: &'static str) -> Arc<Plugin> {
         let (plugin, previous) = self.inner.registry.insert(plugin);
         self.changed();
         let replaced = previous.map(|p| p.manifest.version.to_string());
@@ -293,13 +327,13 @@ impl Runtime {
         if let Err(e) = self.inner.audit.append_event(&event).await {
             tracing::error!("audit: {e}");
         }
-        Ok(plugin)
+        plugin
     }
 
     /// The plugins folder is what a restart loads: a bundle that came in
     /// another way (upload, rollback) replaces the plugin's folder there,
     /// written aside and renamed into place so the watcher never sees half.
-    fn keep_in_folder(&self, bundle: &Bundle) {
+    fn keep_in_folder(&self, bundle: &Bundle) -> std::io::Result<()> {
         let name = &bundle.manifest.name;
         let target = self
             .bundle_dir_of(name)
@@ -312,21 +346,18 @@ impl Runtime {
             .inner
             .plugins_dir
             .join(format!(".retired-{name}-{}", std::process::id()));
-        let result = (|| -> std::io::Result<()> {
-            let _ = std::fs::remove_dir_all(&staging);
-            bundle.write_to(&staging)?;
-            if target.symlink_metadata().is_ok() {
-                std::fs::rename(&target, &retired)?;
-            }
-            std::fs::rename(&staging, &target)?;
-            match std::fs::symlink_metadata(&retired) {
-                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&retired),
-                Ok(_) => std::fs::remove_file(&retired),
-                Err(_) => Ok(()),
-            }
-        })();
-        if let Err(e) = result {
-            tracing::error!(plugin = %name, "serving, but not written to the plugins folder (a restart will not load it): {e}");
+        let _ = std::fs::remove_dir_all(&staging);
+        bundle.write_to(&staging)?;
+        if target.symlink_metadata().is_ok() {
+            std::fs::rename(&target, &retired)?;
+        }
+        std::fs::rename(&staging, &target)?;
+        // The renames are durable once the folder holding them is.
+        std::fs::File::open(&self.inner.plugins_dir)?.sync_all()?;
+        match std::fs::symlink_metadata(&retired) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&retired),
+            Ok(_) => std::fs::remove_file(&retired),
+            Err(_) => Ok(()),
         }
     }
 
@@ -357,10 +388,15 @@ impl Runtime {
             .previous(name)
             .ok_or_else(|| RuntimeError::NoPrevious(name.to_string()))?;
         let bundle = Bundle::read(&path)?;
-        let plugin = self.activate(&bundle, "rollback").await?;
-        self.keep_in_folder(&bundle);
+        let plugin = self.compile(&bundle, "rollback").await?;
+        // Durable before it serves: the folder a restart loads, and the
+        // history without the version rolled back from.
+        self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
+            plugin: name.to_string(),
+            message: format!("cannot write it into the plugins folder: {e}"),
+        })?;
         self.inner.versions.drop_current(name).await?;
-        Ok(plugin)
+        Ok(self.swap(plugin, "rollback").await)
     }
 
     /// Stop serving a plugin: new calls no longer find it; returns once the

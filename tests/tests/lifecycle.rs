@@ -506,3 +506,25 @@ async fn the_plugins_folder_and_what_serves_agree() {
     );
     assert_eq!(check(&server).await.0, 200);
 }
+
+/// An upload whose bundle cannot be kept (here: the version archive's
+/// place is taken by a file) is refused with the reason, and does not
+/// serve, rather than serving with only a line in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_that_cannot_be_kept_is_refused_not_served() {
+    let server = ServerProcess::start("", &["echo"]);
+    let archive = server.dir.path().join("data/bundles/secret-thief");
+    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    std::fs::write(&archive, b"in the way").unwrap();
+    let thief = guest("secret-thief");
+    let manifest = std::fs::read_to_string(thief.join("connector.toml")).unwrap();
+    let wasm = std::fs::read(thief.join("secret-thief.wasm")).unwrap();
+    let (status, body) = upload(&server, "secret-thief", manifest, wasm, None).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("version history"), "{message}");
+    assert!(
+        plugin(&server, "secret-thief").await.is_none(),
+        "it serves all the same"
+    );
+}

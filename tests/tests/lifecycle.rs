@@ -528,3 +528,49 @@ async fn an_upload_that_cannot_be_kept_is_refused_not_served() {
         "it serves all the same"
     );
 }
+
+/// Rollbacks racing uploads: whatever order they land in, what serves, the
+/// history's last entry and the plugins folder name the same version.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollbacks_racing_uploads_leave_serving_history_and_folder_agreeing() {
+    let server = ServerProcess::start_prepared(ROOMY, |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    assert_eq!(
+        upload(&server, "echo", echo_manifest("1.1.0"), echo_wasm(), None)
+            .await
+            .0,
+        200
+    );
+    for round in 1..=15u32 {
+        let rollback = async {
+            tokio::time::sleep(Duration::from_micros(u64::from(round % 5) * 2000)).await;
+            client()
+                .post(server.url("/v1/plugins/echo/rollback"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        let version = format!("2.0.{round}");
+        let (uploaded, rolled) = tokio::join!(
+            upload(&server, "echo", echo_manifest(&version), echo_wasm(), None),
+            rollback
+        );
+        assert_eq!(uploaded.0, 200, "round {round}: {}", uploaded.1);
+        assert!([200, 409].contains(&rolled), "round {round}: rollback {rolled}");
+
+        let serving = plugin(&server, "echo").await.expect("echo is loaded")["version"].clone();
+        let (_, history) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await;
+        let last = history["versions"]
+            .as_array()
+            .and_then(|v| v.last())
+            .map(|v| v["version"].clone());
+        assert_eq!(last, Some(serving.clone()), "round {round}: history {history}");
+        let folder = std::fs::read_to_string(server.dir.path().join("plugins/echo/connector.toml")).unwrap();
+        assert!(
+            folder.contains(&format!("version = {serving}")),
+            "round {round}: serving {serving}, folder has\n{folder}"
+        );
+    }
+}

@@ -31,6 +31,7 @@ pub mod values;
 pub mod versions;
 pub mod warm;
 pub mod watcher;
+pub mod worlds;
 
 pub use invoke::{CallError, CallOutcome};
 pub use runtime::{Runtime, RuntimeOptions, ToolInfo};

@@ -41,6 +41,12 @@ pub enum LoadError {
         world: String,
         missing: String,
     },
+    #[error("{plugin}: the component's exports do not have world {world:?}'s types: {message}")]
+    WorldTypes {
+        plugin: String,
+        world: String,
+        message: String,
+    },
     #[error("{plugin}: function {function:?} cannot be a tool: {message}")]
     Tool {
         plugin: String,
@@ -289,6 +295,11 @@ impl Plugin {
         check_world(&manifest, &component, engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             plugin: plugin.clone(),
+            message: format!("{e:#}"),
+        })?;
+        crate::worlds::check(&manifest.world, &pre).map_err(|e| LoadError::WorldTypes {
+            plugin: plugin.clone(),
+            world: manifest.world.clone(),
             message: format!("{e:#}"),
         })?;
         let tools = describe_tools(&manifest, &component, engine)?;

@@ -574,3 +574,25 @@ async fn rollbacks_racing_uploads_leave_serving_history_and_folder_agreeing() {
         );
     }
 }
+
+/// A component that exports the contract's `crm` interface by name but not
+/// its functions with their types (here one function, of other types; the
+/// rest missing) is refused for the world its manifest names, with the
+/// function named, and never serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_with_the_worlds_names_but_other_types_is_refused() {
+    let server = ServerProcess::start("", &["echo"]);
+    let bundle = guest("crm-mismatch");
+    let manifest = std::fs::read_to_string(bundle.join("connector.toml")).unwrap();
+    let wasm = std::fs::read(bundle.join("crm-mismatch.wasm")).unwrap();
+    let (status, body) = upload(&server, "crm-mismatch", manifest, wasm, None).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("crm-connector"), "{message}");
+    assert!(message.contains("toolhost:connector/crm@0.1.0"), "{message}");
+    assert!(
+        message.contains("find-customers"),
+        "the first function it lacks: {message}"
+    );
+    assert!(plugin(&server, "crm-mismatch").await.is_none());
+}

@@ -115,7 +115,7 @@ async fn invoke(
         effects: false,
     };
     let caller = Caller {
-        via: "http",
+        via: toolhost::audit::Via::Http,
         token: Some(principal.name.clone()),
         ..Caller::default()
     };

@@ -26,7 +26,7 @@ pub struct AuditRecord {
     /// RFC 3339, UTC, microseconds.
     pub time: String,
     /// `http`, `mcp` or `cli`.
-    pub via: String,
+    pub via: Via,
     pub token: Option<String>,
     pub session: Option<String>,
     pub idempotency_key: Option<String>,
@@ -62,10 +62,37 @@ pub struct AuditRecord {
     pub secret_echoes: Vec<Echo>,
 }
 
+/// How something reached the host: a call (REST, MCP, the CLI), or a
+/// bundle (the plugins folder, an upload, a rollback).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    #[default]
+    Http,
+    Mcp,
+    Cli,
+    Folder,
+    Api,
+    Rollback,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Http => "http",
+            Via::Mcp => "mcp",
+            Via::Cli => "cli",
+            Via::Folder => "folder",
+            Via::Api => "api",
+            Via::Rollback => "rollback",
+        }
+    }
+}
+
 /// Who asked, and how.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    pub via: &'static str,
+    pub via: Via,
     pub token: Option<String>,
     pub session: Option<String>,
     pub idempotency_key: Option<String>,
@@ -73,8 +100,8 @@ pub struct Caller {
 
 /// Something that happened to a plugin, for the audit trail.
 pub struct PluginEvent<'a> {
-    /// `folder`, `api`, `rollback`.
-    pub origin: &'a str,
+    /// `Folder`, `Api` or `Rollback`.
+    pub via: Via,
     pub plugin: &'a str,
     /// `loaded`, `refused`, `unloaded`.
     pub outcome: &'a str,
@@ -320,7 +347,7 @@ impl AuditLog {
         let record = AuditRecord {
             id: id.to_string(),
             time: rfc3339_micros(id >> 8),
-            via: caller.via.to_string(),
+            via: caller.via,
             token: caller.token.clone(),
             session: caller.session.clone(),
             idempotency_key: caller.idempotency_key.clone(),
@@ -359,7 +386,7 @@ impl AuditLog {
         let record = AuditRecord {
             id: id.to_string(),
             time: rfc3339_micros(id >> 8),
-            via: event.origin.to_string(),
+            via: event.via,
             token: None,
             session: None,
             idempotency_key: None,
@@ -413,7 +440,7 @@ impl AuditLog {
             };
             let matches = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
             if matches(&filter.tool, Some(&record.tool))
-                && matches(&filter.via, Some(&record.via))
+                && matches(&filter.via, Some(record.via.as_str()))
                 && matches(&filter.outcome, Some(&record.outcome))
                 && matches(&filter.session, record.session.as_deref())
                 && matches(&filter.token, record.token.as_deref())

@@ -213,7 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.load_named(plugin).await?;
             // A call from the command line is a call like any other: audited.
             let caller = toolhost::audit::Caller {
-                via: "cli",
+                via: toolhost::audit::Via::Cli,
                 token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
                 ..Default::default()
             };

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_util::task::TaskTracker;
 use wasmtime::component::Linker;
 
-use crate::audit::{AuditError, AuditLog, AuditRecord, Caller, PluginEvent};
+use crate::audit::{AuditError, AuditLog, AuditRecord, Caller, PluginEvent, Via};
 use crate::capabilities::{self, CallState, NoGate, Outbound, OutboundError, OutboundOptions, SharedGate};
 use crate::compile_cache::CompileCache;
 use crate::engine::{Engine, EngineOptions};
@@ -221,11 +221,11 @@ impl Runtime {
                 let name = dir
                     .file_name()
                     .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-                self.log_refusal(&name, "folder", &e).await;
+                self.log_refusal(&name, Via::Folder, &e).await;
                 return Err(e);
             }
         };
-        self.install(bundle, "folder").await
+        self.install(bundle, Via::Folder).await
     }
 
     /// The one load path, whichever way a bundle came in (`folder`, `api`):
@@ -240,7 +240,7 @@ impl Runtime {
     /// fails and the old version keeps serving. A bundle identical to the
     /// one serving (the folder echoing an upload, a signature added) changes
     /// nothing.
-    pub async fn install(&self, bundle: Bundle, origin: &'static str) -> Result<Arc<Plugin>, LoadError> {
+    pub async fn install(&self, bundle: Bundle, via: Via) -> Result<Arc<Plugin>, LoadError> {
         let name = bundle.manifest.name.clone();
         let _owner = self.own(&name).await;
         if let Some(serving) = self.inner.registry.get(&name) {
@@ -248,16 +248,16 @@ impl Runtime {
                 return Ok(serving);
             }
         }
-        let plugin = self.compile(&bundle, origin).await?;
-        if let Err(e) = self.persist(&bundle, origin, origin != "folder").await {
-            self.log_refusal(&name, origin, &e).await;
+        let plugin = self.compile(&bundle, via).await?;
+        if let Err(e) = self.persist(&bundle, via, via != Via::Folder).await {
+            self.log_refusal(&name, via, &e).await;
             return Err(e);
         }
-        Ok(self.swap(plugin, origin).await)
+        Ok(self.swap(plugin, via).await)
     }
 
     /// The folder (when `into_folder`) and the version history, durably.
-    async fn persist(&self, bundle: &Bundle, origin: &str, into_folder: bool) -> Result<(), LoadError> {
+    async fn persist(&self, bundle: &Bundle, via: Via, into_folder: bool) -> Result<(), LoadError> {
         let failed = |what: &str, e: &dyn std::fmt::Display| LoadError::Storage {
             plugin: bundle.manifest.name.clone(),
             message: format!("{what}: {e}"),
@@ -268,7 +268,7 @@ impl Runtime {
         }
         self.inner
             .versions
-            .record(bundle, origin)
+            .record(bundle, via)
             .await
             .map_err(|e| failed("cannot record it in the version history", &e))?;
         Ok(())
@@ -277,7 +277,7 @@ impl Runtime {
     /// Verify, compile and link a bundle under the grant in force (the
     /// caller owns the plugin, so the grant cannot change meanwhile); a
     /// refusal is logged and audited.
-    async fn compile(&self, bundle: &Bundle, origin: &'static str) -> Result<Plugin, LoadError> {
+    async fn compile(&self, bundle: &Bundle, via: Via) -> Result<Plugin, LoadError> {
         let this = self.clone();
         let owned = bundle.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -300,24 +300,24 @@ impl Runtime {
             })
         });
         if let Err(e) = &loaded {
-            self.log_refusal(&bundle.manifest.name, origin, e).await;
+            self.log_refusal(&bundle.manifest.name, via, e).await;
         }
         loaded
     }
 
     /// Put a compiled plugin in place of the version serving; calls in
     /// flight finish on the old one.
-    async fn swap(&self, plugin: Plugin, origin: &'static str) -> Arc<Plugin> {
+    async fn swap(&self, plugin: Plugin, via: Via) -> Arc<Plugin> {
         let (plugin, previous) = self.inner.registry.insert(plugin);
         self.changed();
         let replaced = previous.map(|p| p.manifest.version.to_string());
-        tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, origin, ?replaced, "loaded");
+        tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, via = via.as_str(), ?replaced, "loaded");
         let detail = match &replaced {
             Some(v) => format!("replaced {v}; compiled code from {:?}", plugin.source),
             None => format!("compiled code from {:?}", plugin.source),
         };
         let event = PluginEvent {
-            origin,
+            via,
             plugin: &plugin.manifest.name,
             outcome: "loaded",
             detail,
@@ -361,10 +361,10 @@ impl Runtime {
         }
     }
 
-    async fn log_refusal(&self, what: &str, origin: &'static str, e: &LoadError) {
-        tracing::error!(bundle = %what, origin, "refused: {e}");
+    async fn log_refusal(&self, what: &str, via: Via, e: &LoadError) {
+        tracing::error!(bundle = %what, via = via.as_str(), "refused: {e}");
         let event = PluginEvent {
-            origin,
+            via,
             plugin: what,
             outcome: "refused",
             detail: e.to_string(),
@@ -388,7 +388,7 @@ impl Runtime {
             .previous(name)
             .ok_or_else(|| RuntimeError::NoPrevious(name.to_string()))?;
         let bundle = Bundle::read(&path)?;
-        let plugin = self.compile(&bundle, "rollback").await?;
+        let plugin = self.compile(&bundle, Via::Rollback).await?;
         // Durable before it serves: the folder a restart loads, and the
         // history without the version rolled back from.
         self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
@@ -396,7 +396,7 @@ impl Runtime {
             message: format!("cannot write it into the plugins folder: {e}"),
         })?;
         self.inner.versions.drop_current(name).await?;
-        Ok(self.swap(plugin, "rollback").await)
+        Ok(self.swap(plugin, Via::Rollback).await)
     }
 
     /// Stop serving a plugin: new calls no longer find it; returns once the
@@ -414,7 +414,7 @@ impl Runtime {
             .await
             .is_ok_and(|r| r.is_ok());
         let event = PluginEvent {
-            origin: "api",
+            via: Via::Api,
             plugin: name,
             outcome: "unloaded",
             detail: if drained {

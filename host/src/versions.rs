@@ -73,7 +73,7 @@ impl Versions {
 
     /// Archive a bundle that now serves and note it in the history (once:
     /// the same version loaded again is not a new entry).
-    pub async fn record(&self, bundle: &Bundle, origin: &str) -> Result<VersionEntry, VersionsError> {
+    pub async fn record(&self, bundle: &Bundle, via: crate::audit::Via) -> Result<VersionEntry, VersionsError> {
         let plugin = &bundle.manifest.name;
         let manifest_digest = bundle.manifest_digest();
         let archive = format!("{plugin}/{}-{}", &bundle.digest[..16], &manifest_digest[..16]);
@@ -90,7 +90,7 @@ impl Versions {
             digest: bundle.digest.clone(),
             manifest_digest,
             loaded_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            origin: origin.to_string(),
+            origin: via.as_str().to_string(),
             archive,
         };
         let same = |e: &VersionEntry| e.digest == entry.digest && e.manifest_digest == entry.manifest_digest;

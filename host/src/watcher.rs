@@ -142,7 +142,7 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
         }
     }
     let name = bundle.manifest.name.clone();
-    if runtime.install(bundle, "folder").await.is_ok() {
+    if runtime.install(bundle, crate::audit::Via::Folder).await.is_ok() {
         names.insert(dir.to_path_buf(), name);
     }
 }

@@ -61,7 +61,9 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
         .unwrap();
     let calls: Vec<_> = records.iter().filter(|r| !r.tool.starts_with("(plugin)")).collect();
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|r| r.via == "cli" && r.outcome == "ok"));
+    assert!(calls
+        .iter()
+        .all(|r| r.via == toolhost::audit::Via::Cli && r.outcome == "ok"));
     assert_eq!(calls[1].tool, "coupon.issue-voucher");
     // Each run loaded the plugin, and said so.
     assert_eq!(

@@ -172,7 +172,11 @@ pub async fn upload(
             )));
         }
     }
-    let plugin = state.runtime.install(bundle, "api").await.map_err(|e| refused(&e))?;
+    let plugin = state
+        .runtime
+        .install(bundle, crate::audit::Via::Api)
+        .await
+        .map_err(|e| refused(&e))?;
     tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "uploaded");
     Ok(Json(describe(&state, &plugin)))
 }

@@ -300,7 +300,7 @@ impl ServerHandler for McpServer {
         let (principal, session) = principal(&ctx)?;
         let args = Value::Object(request.arguments.unwrap_or_default());
         let caller = Caller {
-            via: "mcp",
+            via: crate::audit::Via::Mcp,
             token: Some(principal.name.clone()),
             session,
             idempotency_key: None,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::auth::Agent;
 use super::calls::{call, detached};
 use super::{ApiError, Shared};
-use crate::audit::Caller;
+use crate::audit::{Caller, Via};
 use crate::idempotency::{Lookup, Stored, MAX_KEY_LEN};
 use crate::invoke::CallOutcome;
 use crate::names;
@@ -52,7 +52,7 @@ pub async fn invoke(
     let Json(args) = body?;
     let tool = names::canonical(&tool).unwrap_or(tool);
     let caller = Caller {
-        via: "http",
+        via: Via::Http,
         token: Some(principal.name.clone()),
         session: header(&headers, SESSION_HEADER)?,
         idempotency_key: header(&headers, "idempotency-key")?,
@@ -178,7 +178,7 @@ pub async fn settle_interrupted(state: &Shared) -> Result<(), ApiError> {
         ) else {
             continue;
         };
-        if record.via != "http" {
+        if record.via != Via::Http {
             continue;
         }
         let body = json!({ "error": error, "audit_id": record.id });

@@ -32,3 +32,18 @@ start_server() {
 }
 
 stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+
+# wrk_script METHOD BODY: a wrk script, as the agent, that prints "RESULT
+# requests p50 p99 p99.9 non-2xx" (latencies in µs) when done.
+wrk_script() {
+  cat <<LUA
+wrk.method = "$1"
+wrk.headers["Authorization"] = "Bearer $TOOLHOST_AGENT_TOKEN"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$2'
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), summary.errors.status))
+end
+LUA
+}

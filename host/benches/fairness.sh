@@ -23,23 +23,9 @@ printf '[server]\nrate-per-minute = 4000000000\n' > "$work/toolhost.toml"
 export TOOLHOST_CONFIG=$work/toolhost.toml
 start_server "$work/data" "$work/plugins"
 
-# lua METHOD BODY: a wrk script that prints "RESULT requests p50 p99 p99.9
-# non-2xx" (latencies in µs) when done.
-lua() {
-  cat <<LUA
-wrk.method = "$1"
-wrk.headers["Authorization"] = "Bearer $TOOLHOST_AGENT_TOKEN"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '$2'
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), summary.errors.status))
-end
-LUA
-}
-lua GET "" > "$work/health.lua"
-lua POST '{"ok": true, "message": "m"}' > "$work/echo.lua"
-lua POST '{"seed": 7}' > "$work/spin.lua"
+wrk_script GET "" > "$work/health.lua"
+wrk_script POST '{"ok": true, "message": "m"}' > "$work/echo.lua"
+wrk_script POST '{"seed": 7}' > "$work/spin.lua"
 
 measure() { # NAME PATH SCRIPT LOAD
   local out

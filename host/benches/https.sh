@@ -30,16 +30,7 @@ seen() { curl -s "http://$stats/"; }
 
 mkdir -p "$work/plugins"
 ln -s "$root/tests/guests/netprobe" "$work/plugins/netprobe"
-cat > "$work/wrk.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer $TOOLHOST_AGENT_TOKEN"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"method": "GET", "url": "https://$https/ok", "host-header": null}'
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d\n", summary.requests,
-    latency:percentile(50), latency:percentile(99), summary.errors.status))
-end
-LUA
+wrk_script POST "{\"method\": \"GET\", \"url\": \"https://$https/ok\", \"host-header\": null}" > "$work/wrk.lua"
 
 # measure NAME BIN CONFIG-EXTRA: one row per concurrency
 measure() {
@@ -55,7 +46,7 @@ measure() {
     "$url/v1/tools/netprobe.fetch/invoke" | grep -q '"result":200' || { echo "$name: the first call failed" >&2; cat "$work/err" >&2; exit 1; }
   for c in 1 16; do
     read -r c0 r0 <<<"$(seen)"
-    read -r _ calls p50 p99 non2xx <<<"$(wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"$duration" -s "$work/wrk.lua" "$url/v1/tools/netprobe.fetch/invoke" | grep '^RESULT')"
+    read -r _ calls p50 p99 _ non2xx <<<"$(wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"$duration" -s "$work/wrk.lua" "$url/v1/tools/netprobe.fetch/invoke" | grep '^RESULT')"
     read -r c1 r1 <<<"$(seen)"
     local secs=${duration%s}
     printf '| %s | %d | %d | %d | %d | %d | %.1f | %d |\n' "$name" "$c" $(( calls / secs )) "$p50" "$p99" \

@@ -343,6 +343,18 @@ pub async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (reqwe
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `PUT /v1/plugins/{plugin}/grants` as the admin: the status and the body.
+pub async fn put_grant(server: &ServerProcess, plugin: &str, grant: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = client()
+        .put(server.url(&format!("/v1/plugins/{plugin}/grants")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(grant)
+        .send()
+        .await
+        .expect("the server answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// `GET path` as `token`: the body as text (metrics, JSON Lines).
 pub async fn get_text(server: &ServerProcess, token: &str, path: &str) -> String {
     client()

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use toolhost_tests::{
-    client, copy_bundle, echo_check, field, get_json, guest, named, netprobe_grant, toolhost_bin, upstream_with_slow,
-    ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    client, copy_bundle, echo_check, field, get_json, guest, named, netprobe_grant, put_grant, toolhost_bin,
+    upstream_with_slow, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
 };
 
 fn echo_manifest(version: &str) -> String {
@@ -417,14 +417,7 @@ async fn an_upload_racing_a_grant_change_is_never_undone() {
         let set_grant = async {
             // Sweep the grant change across the upload's time in flight.
             tokio::time::sleep(Duration::from_micros(u64::from(round % 10) * 1500)).await;
-            let r = client()
-                .put(server.url("/v1/plugins/echo/grants"))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&grant)
-                .send()
-                .await
-                .unwrap();
-            r.status().as_u16()
+            put_grant(&server, "echo", &grant).await.0
         };
         let (uploaded, granted) = tokio::join!(
             upload(&server, "echo", echo_manifest(&version), echo_wasm(), None),

@@ -13,17 +13,6 @@ fn config(extra_server: &str) -> String {
     format!("[server]\n{extra_server}\n[plugins.secret-thief]\nsecrets = {{ mine = {{ value = \"{VALUE}\" }} }}\n")
 }
 
-async fn put_grant(server: &ServerProcess, name: &str, grant: &Value) -> (u16, Value) {
-    let r = client()
-        .put(server.url(&format!("/v1/plugins/{name}/grants")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(grant)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn steal(server: &ServerProcess) -> Value {
     let (status, body) = invoke(server, AGENT_TOKEN, "secret-thief.steal", json!({ "name": "mine" })).await;
     assert_eq!(status, 200, "{body}");

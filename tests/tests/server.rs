@@ -8,8 +8,8 @@ use axum::Router;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    client, echo_check, get_json, get_text, invoke, named, netprobe_grant, serve, upstream_with_slow, ServerProcess,
-    ADMIN_TOKEN, AGENT_TOKEN,
+    client, echo_check, get_json, get_text, invoke, named, netprobe_grant, put_grant, serve, upstream_with_slow,
+    ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
 };
 
 const RESTRICTED: &str = "restricted-agent-token-0123456789";
@@ -447,14 +447,7 @@ async fn operators_change_grants_and_disable_plugins_while_serving() {
         502
     );
     let grant = json!({ "http": [{ "origin": format!("http://127.0.0.1:{}", upstream.port()), "methods": ["GET"] }] });
-    let r = client()
-        .put(server.url("/v1/plugins/netprobe/grants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&grant)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(put_grant(&server, "netprobe", &grant).await.0, 200);
     let (status, body) = invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await;
     assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(200)));
     let (_, grants) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/netprobe/grants").await;
@@ -462,22 +455,8 @@ async fn operators_change_grants_and_disable_plugins_while_serving() {
 
     // A bad grant is refused and changes nothing.
     let bad = json!({ "http": [{ "origin": "*" }] });
-    let r = client()
-        .put(server.url("/v1/plugins/netprobe/grants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
-    let r = client()
-        .put(server.url("/v1/plugins/nope/grants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&grant)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(put_grant(&server, "netprobe", &bad).await.0, 422);
+    assert_eq!(put_grant(&server, "nope", &grant).await.0, 404);
     assert_eq!(
         invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await.0,
         200

@@ -105,6 +105,28 @@ async fn a_connector_looping_on_a_refused_secret_leaves_a_bounded_record_and_log
         ),
         Some(100_000.0 + 40.0 * 50.0)
     );
+
+    // A denial names what was asked for, cut at 256 bytes however long.
+    let (status, _) = invoke(
+        &server,
+        AGENT_TOKEN,
+        "secret-thief.steal-repeatedly",
+        json!({ "name": "n".repeat(100_000), "times": 1 }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, page) = get_json(
+        &server,
+        ADMIN_TOKEN,
+        "/v1/audit?tool=secret-thief.steal-repeatedly&limit=1",
+    )
+    .await;
+    let detail = page["records"][0]["denials"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        (100..=260).contains(&detail.len()),
+        "a detail of {} bytes",
+        detail.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::wit::log::{Host, Level};
-use super::{truncated, CallState, SharedJournal, Sink};
+use super::{truncated, CallState, PluginContext, SharedJournal, Sink};
 
 const MAX_LINE: usize = 2048;
 const MAX_LINES_PER_CALL: u32 = 256;
@@ -63,7 +63,8 @@ fn emit(plugin: &str, journal: &SharedJournal, level: Level, stdio: Option<Stdio
 pub struct GuestOutput(Arc<OutputSink>);
 
 struct OutputSink {
-    plugin: String,
+    /// Shared with the call, not copied: two streams are made per call.
+    plugin: Arc<PluginContext>,
     stdio: Stdio,
     journal: Mutex<SharedJournal>,
     /// The line being written, up to [`MAX_LINE`] bytes; past that the rest
@@ -78,9 +79,9 @@ struct Partial {
 }
 
 impl GuestOutput {
-    pub fn new(plugin: &str, stdio: Stdio, journal: SharedJournal) -> GuestOutput {
+    pub fn new(plugin: Arc<PluginContext>, stdio: Stdio, journal: SharedJournal) -> GuestOutput {
         GuestOutput(Arc::new(OutputSink {
-            plugin: plugin.to_string(),
+            plugin,
             stdio,
             journal: Mutex::new(journal),
             partial: Mutex::default(),
@@ -114,7 +115,7 @@ impl OutputSink {
             text.push('…');
         }
         let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        emit(&self.plugin, &journal, Level::Info, Some(self.stdio), text);
+        emit(&self.plugin.name, &journal, Level::Info, Some(self.stdio), text);
     }
 
     fn write_bytes(&self, mut bytes: &[u8]) {

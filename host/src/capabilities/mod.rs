@@ -305,8 +305,8 @@ impl CallState {
         // No arguments, environment, preopened directories or sockets: the
         // WASI context gives a connector clocks and randomness, nothing more.
         // stdout and stderr go to the host's log, like the `log` import.
-        let stdout = GuestOutput::new(&plugin.name, Stdio::Stdout, journal.clone());
-        let stderr = GuestOutput::new(&plugin.name, Stdio::Stderr, journal.clone());
+        let stdout = GuestOutput::new(plugin.clone(), Stdio::Stdout, journal.clone());
+        let stderr = GuestOutput::new(plugin.clone(), Stdio::Stderr, journal.clone());
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)

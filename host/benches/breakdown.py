@@ -30,22 +30,22 @@ PHASES = [
      r"drop_in_place<wasmtime::runtime::store::Store|drop_in_place<wasmtime::runtime::module::registry"
      r"|index_allocator::Inner::remove|deallocate|MemoryImageSlot::clear_and_remain_ready|decommit"),
     ("store, WASI context, limits (set-up)",
-     r"toolhost::invoke::new_store|Store<.*>::new|CallState::new|WasiCtxBuilder|StoreOpaque::new"),
+     r"toolhost::call::invoke::new_store|Store<.*>::new|CallState::new|WasiCtxBuilder|StoreOpaque::new"),
     ("guest code and its host calls (WASI, kv, log; lowering, lifting)",
      r"component::func::Func::call|HostFn::cabi_entrypoint|HostFn::entrypoint|array_call_trampoline"
      r"|vm::libcalls|component::libcalls|LowerContext|LiftContext|typed::Lower|typed::Lift"),
-    ("JSON <-> component values", r"toolhost::values::"),
-    ("instance reuse (warm pool)", r"toolhost::plugin::Plugin::(take|put)_warm"),
+    ("JSON <-> component values", r"toolhost::call::values::"),
+    ("instance reuse (warm pool)", r"toolhost::plugins::plugin::Plugin::(take|put)_warm"),
     # The audit record is the only sled insert on these paths (a guest's kv
     # writes sit under its host calls, above), and often shows without the
     # audit frame that made it.
-    ("audit record (JSON, sled insert)", r"toolhost::audit::|sled::tree::Tree::insert"),
+    ("audit record (JSON, sled insert)", r"toolhost::storage::audit::|sled::tree::Tree::insert"),
     ("storage group commit (fsync)", r"toolhost::storage::|sled::"),
-    ("auth and rate limit", r"toolhost::auth::|governor::"),
+    ("auth and rate limit", r"toolhost::server::auth::|governor::"),
     ("request and response JSON", r"serde_json::"),
     ("inbound HTTP (hyper, axum, sockets)", r"hyper::|axum::|tower::|tokio::net::|mio::"),
     ("tokio scheduling and wake-ups", r"tokio::runtime::"),
-    ("epoch ticker", r"toolhost::engine::"),
+    ("epoch ticker", r"toolhost::wasm::engine::"),
 ]
 COMPILED = [(name, re.compile(pattern)) for name, pattern in PHASES]
 

@@ -39,11 +39,13 @@ fn runtime(rt: &tokio::runtime::Runtime, data: &Path) -> Runtime {
     .expect("runtime");
     rt.block_on(async {
         runtime
+            .plugins()
             .load_named("coupon")
             .await
             .expect("coupon built: run plugins/build.sh");
         for guest in ["echo", "kv-hog"] {
             runtime
+                .plugins()
                 .load_bundle(&root().join("tests/guests").join(guest))
                 .await
                 .expect("guests built: run plugins/build.sh");
@@ -76,7 +78,7 @@ fn calls(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let data = std::env::temp_dir().join(format!("toolhost-bench-{}", std::process::id()));
     let runtime = runtime(&rt, &data);
-    let native_kv = runtime.storage().kv("bench-native").unwrap();
+    let native_kv = runtime.storage().kv().space("bench-native").unwrap();
 
     let mut group = c.benchmark_group("call");
     group.bench_function(BenchmarkId::new("instantiate", "wasm"), |b| {
@@ -122,7 +124,7 @@ fn calls(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("kv-100", "native"), |b| {
         b.to_async(&rt).iter(|| async {
             for i in 0..100 {
-                native_kv.put(&format!("k{i}"), &[7u8; 10], 4096, false).unwrap();
+                native_kv.put(&format!("k{i}"), &[7u8; 10], 4096, false).await.unwrap();
             }
             native_kv.flush().await.unwrap();
         })

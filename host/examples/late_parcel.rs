@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sample_upstreams::scenario::{handle_complaint, toolhost_config};
-use toolhost::audit::AuditFilter;
 use toolhost::config::Config;
+use toolhost::storage::audit::AuditFilter;
 
 const AGENT_TOKEN: &str = "demo-agent-token-0123456789";
 
@@ -102,13 +102,13 @@ async fn main() -> anyhow::Result<()> {
 
     // The audit trail, straight from toolhost's store.
     let storage = toolhost::storage::Storage::open(&work.join("toolhost/db"))?;
-    let audit = toolhost::audit::AuditLog::open(&storage)?;
+    let audit = toolhost::storage::audit::AuditLog::open(&storage)?;
     println!("\naudit trail of the first complaint (oldest first):");
     let filter = AuditFilter {
         session: Some(sessions[0].clone()),
         ..Default::default()
     };
-    let (records, _) = audit.query(&filter)?;
+    let (records, _) = audit.query(&filter).await?;
     let total: u64 = records.iter().map(|r| r.duration_us).sum();
     let upstream: u64 = records.iter().flat_map(|r| &r.outbound).map(|o| o.micros).sum();
     println!(

@@ -18,10 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use toolhost::audit::{AuditLog, Caller};
-use toolhost::auth::Auth;
+use toolhost::call::invoke::{CallOutcome, Timings};
 use toolhost::capabilities::Journal;
-use toolhost::invoke::{CallOutcome, Timings};
+use toolhost::server::auth::Auth;
+use toolhost::storage::audit::{AuditLog, Caller};
 use toolhost::storage::Storage;
 
 // The same allocator as `toolhost`, so only the tool differs.
@@ -115,7 +115,7 @@ async fn invoke(
         effects: false,
     };
     let caller = Caller {
-        via: toolhost::audit::Via::Http,
+        via: toolhost::storage::audit::Via::Http,
         token: Some(principal.name.clone()),
         ..Caller::default()
     };

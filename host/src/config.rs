@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::{DnsServer, OutboundOptions};
-use crate::engine::EngineOptions;
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
+use crate::wasm::engine::EngineOptions;
 use crate::RuntimeOptions;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -92,8 +92,8 @@ impl Default for Server {
             max_instances: 256,
             guest_threads: 0,
             watch: true,
-            rate_per_minute: crate::auth::DEFAULT_RATE_PER_MINUTE,
-            idempotency_retention_secs: crate::idempotency::DEFAULT_RETENTION.as_secs(),
+            rate_per_minute: crate::server::auth::DEFAULT_RATE_PER_MINUTE,
+            idempotency_retention_secs: crate::storage::idempotency::DEFAULT_RETENTION.as_secs(),
             max_warm_instances: 0,
             warm_idle_secs: 30,
             max_mcp_sessions: 1024,
@@ -170,7 +170,7 @@ impl Config {
                 max_warm_instances: self.server.max_warm_instances,
                 warm_idle: std::time::Duration::from_secs(self.server.warm_idle_secs),
                 guest_threads: match self.server.guest_threads {
-                    0 => crate::executor::default_threads(),
+                    0 => crate::wasm::executor::default_threads(),
                     n => n,
                 },
                 ..EngineOptions::default()

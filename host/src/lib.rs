@@ -1,37 +1,26 @@
 //! toolhost: a WebAssembly plugin host for AI-agent tool connectors.
 //!
-//! The call path reads top to bottom in [`invoke`]; everything else hangs off
-//! it: [`plugin`] loads bundles, [`policy`] decides grants, [`capabilities`]
-//! enforces them at the imports, [`schema`] and [`values`] turn WIT types
-//! into JSON Schema and JSON into component values.
+//! One folder per concern:
+//! - [`call`]: the call path, top to bottom in [`call::invoke`];
+//! - [`wasm`]: the engine, compiled code, guest threads, reused instances;
+//! - [`capabilities`]: the host's imports, each one checking its grant;
+//! - [`plugins`]: bundles, manifests, signatures, the registry, and the one
+//!   owner of their lifecycle;
+//! - [`policy`]: what the operator grants and what each connector gets;
+//! - [`storage`]: what the host keeps (kv, audit, idempotency, grants,
+//!   history) behind the storage seam, sled by default;
+//! - [`server`]: HTTP and MCP, tokens, metrics;
+//! - [`runtime`]: the facade the server and the command line use.
 
-pub mod api;
-pub mod audit;
-pub mod auth;
+pub mod call;
 pub mod capabilities;
-pub mod compile_cache;
 pub mod config;
-pub mod contract;
-pub mod engine;
-pub mod executor;
-pub mod idempotency;
-pub mod invoke;
-pub mod manifest;
-pub mod metrics;
-pub mod names;
-pub mod plugin;
+pub mod plugins;
 pub mod policy;
-pub mod registry;
 pub mod runtime;
-pub mod schema;
 pub mod server;
-pub mod signing;
 pub mod storage;
-pub mod values;
-pub mod versions;
-pub mod warm;
-pub mod watcher;
-pub mod worlds;
+pub mod wasm;
 
-pub use invoke::{CallError, CallOutcome};
+pub use call::invoke::{CallError, CallOutcome};
 pub use runtime::{Runtime, RuntimeOptions, ToolInfo};

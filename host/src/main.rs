@@ -92,8 +92,8 @@ enum PluginCommand {
 fn plugin_command(action: PluginCommand) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    use toolhost::plugin::Bundle;
-    use toolhost::signing;
+    use toolhost::plugins::bundle::Bundle;
+    use toolhost::plugins::signing;
     match action {
         PluginCommand::Keygen { out } => {
             let (private, public) = signing::keygen();
@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tools => {
             let runtime = runtime()?;
-            let loaded = runtime.load_all().await?;
+            let loaded = runtime.plugins().load_all().await?;
             let failed = loaded.iter().filter(|(_, r)| r.is_err()).count();
             println!("{}", serde_json::to_string_pretty(&runtime.tools())?);
             Ok(if failed > 0 {
@@ -207,13 +207,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let args: serde_json::Value = serde_json::from_str(&text).context("the arguments are not valid JSON")?;
             let runtime = runtime()?;
-            let Some((plugin, _)) = toolhost::names::split(&tool) else {
+            let Some((plugin, _)) = toolhost::call::names::split(&tool) else {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };
-            runtime.load_named(plugin).await?;
+            runtime.plugins().load_named(plugin).await?;
             // A call from the command line is a call like any other: audited.
-            let caller = toolhost::audit::Caller {
-                via: toolhost::audit::Via::Cli,
+            let caller = toolhost::storage::audit::Caller {
+                via: toolhost::storage::audit::Via::Cli,
                 token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
                 ..Default::default()
             };

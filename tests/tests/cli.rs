@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use toolhost::storage::audit::{Outcome, Via};
 use toolhost_tests::{components, field, named, toolhost_bin, Scratch};
 
 fn toolhost(cwd: &Scratch, args: &[&str]) -> Output {
@@ -55,21 +56,20 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
 
     // Both calls are in the audit trail, marked as from the command line.
     let storage = toolhost::storage::Storage::open(&dir.path().join("data/db")).unwrap();
-    let (records, _) = toolhost::audit::AuditLog::open(&storage)
+    let audit = toolhost::storage::audit::AuditLog::open(&storage).unwrap();
+    let (records, _) = tokio::runtime::Runtime::new()
         .unwrap()
-        .query(&Default::default())
+        .block_on(audit.query(&Default::default()))
         .unwrap();
     let calls: Vec<_> = records.iter().filter(|r| !r.tool.starts_with("(plugin)")).collect();
     assert_eq!(calls.len(), 2);
-    assert!(calls
-        .iter()
-        .all(|r| r.via == toolhost::audit::Via::Cli && r.outcome == "ok"));
+    assert!(calls.iter().all(|r| r.via == Via::Cli && r.outcome == Outcome::Ok));
     assert_eq!(calls[1].tool, "coupon.issue-voucher");
     // Each run loaded the plugin, and said so.
     assert_eq!(
         records
             .iter()
-            .filter(|r| r.tool == "(plugin) coupon" && r.outcome == "loaded")
+            .filter(|r| r.tool == "(plugin) coupon" && r.outcome == Outcome::Loaded)
             .count(),
         2
     );

@@ -23,7 +23,7 @@ async fn err(runtime: &Runtime, tool: &str, args: Value) -> CallError {
 async fn an_endless_loop_times_out_and_the_host_serves_on() {
     let data = Scratch::new("spin");
     let runtime = runtime_in(data.path(), "");
-    runtime.load_bundle(&guest("spin")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("spin")).await.unwrap();
 
     let started = std::time::Instant::now();
     let e = err(&runtime, "spin.spin", json!({ "seed": 7 })).await;
@@ -40,7 +40,7 @@ async fn an_endless_loop_times_out_and_the_host_serves_on() {
 async fn a_memory_bomb_hits_the_grant_and_the_host_serves_on() {
     let data = Scratch::new("membomb");
     let runtime = runtime_in(data.path(), "");
-    runtime.load_bundle(&guest("membomb")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("membomb")).await.unwrap();
 
     match err(&runtime, "membomb.hold", json!({ "megabytes": 64 })).await {
         CallError::ResourceExhausted { message } => {
@@ -56,7 +56,7 @@ async fn a_memory_bomb_hits_the_grant_and_the_host_serves_on() {
 async fn an_operator_can_lower_memory_below_the_request() {
     let data = Scratch::new("membomb-op");
     let runtime = runtime_in(data.path(), "[plugins.membomb]\nmemory-mb = 4");
-    runtime.load_bundle(&guest("membomb")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("membomb")).await.unwrap();
     assert!(matches!(
         err(&runtime, "membomb.hold", json!({ "megabytes": 8 })).await,
         CallError::ResourceExhausted { .. }
@@ -82,7 +82,7 @@ async fn outbound_http_reaches_only_what_is_granted() {
             upstream.port()
         ),
     );
-    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("netprobe")).await.unwrap();
     let fetch =
         |method: &str, url: String, host: Option<String>| json!({ "method": method, "url": url, "host-header": host });
 
@@ -181,7 +181,7 @@ async fn only_requested_and_granted_secrets_are_handed_out() {
         data.path(),
         "[plugins.secret-thief]\nsecrets = { mine = { value = \"s3cret\" }, theirs = { value = \"nope\" } }",
     );
-    runtime.load_bundle(&guest("secret-thief")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("secret-thief")).await.unwrap();
 
     assert_eq!(
         ok(&runtime, "secret-thief.steal", json!({ "name": "mine" })).await,
@@ -198,7 +198,7 @@ async fn only_requested_and_granted_secrets_are_handed_out() {
     // Requested, but this operator grants nothing.
     let stingy = Scratch::new("thief-stingy");
     let runtime = runtime_in(stingy.path(), "");
-    runtime.load_bundle(&guest("secret-thief")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("secret-thief")).await.unwrap();
     let outcome = runtime.invoke("secret-thief.steal", &json!({ "name": "mine" })).await;
     assert!(outcome.journal.denials[0].detail.contains("operator did not grant"));
     assert!(!serde_json::to_string(&outcome).unwrap().contains("s3cret"));
@@ -209,7 +209,7 @@ async fn kv_beyond_quota_is_refused_and_what_was_written_survives_a_restart() {
     let data = Scratch::new("hog");
     {
         let runtime = runtime_in(data.path(), "");
-        runtime.load_bundle(&guest("kv-hog")).await.unwrap();
+        runtime.plugins().load_bundle(&guest("kv-hog")).await.unwrap();
         let result = ok(
             &runtime,
             "kv-hog.fill",
@@ -231,7 +231,7 @@ async fn kv_beyond_quota_is_refused_and_what_was_written_survives_a_restart() {
     }
     // A new host over the same files: the data and the accounting are there.
     let runtime = runtime_in(data.path(), "");
-    runtime.load_bundle(&guest("kv-hog")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("kv-hog")).await.unwrap();
     assert_eq!(ok(&runtime, "kv-hog.size-of", json!({ "key": "k0" })).await, json!(100));
     assert_eq!(
         ok(
@@ -248,7 +248,7 @@ async fn kv_beyond_quota_is_refused_and_what_was_written_survives_a_restart() {
 async fn no_kv_grant_means_no_storage() {
     let data = Scratch::new("hog-none");
     let runtime = runtime_in(data.path(), "[plugins.kv-hog]\nkv-quota-bytes = 0");
-    runtime.load_bundle(&guest("kv-hog")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("kv-hog")).await.unwrap();
     let outcome = runtime
         .invoke("kv-hog.fill", &json!({ "prefix": "k", "count": 1, "size": 1 }))
         .await;
@@ -265,7 +265,7 @@ async fn no_kv_grant_means_no_storage() {
 async fn an_oversized_result_is_refused() {
     let data = Scratch::new("blob");
     let runtime = runtime_in(data.path(), "");
-    runtime.load_bundle(&guest("echo")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("echo")).await.unwrap();
     assert!(matches!(
         err(&runtime, "echo.blob", json!({ "bytes": 2_000_000 })).await,
         CallError::ResourceExhausted { .. }
@@ -296,7 +296,7 @@ async fn the_concurrency_cap_turns_calls_away_quickly_instead_of_queueing() {
             upstream.port()
         ),
     );
-    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("netprobe")).await.unwrap();
     let args =
         json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", upstream.port()), "host-header": null });
     let first = {
@@ -341,7 +341,7 @@ async fn outbound_requests_are_bounded_in_number_and_time() {
             upstream.port()
         ),
     );
-    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("netprobe")).await.unwrap();
 
     let outcome = runtime
         .invoke(
@@ -396,7 +396,7 @@ async fn outbound_requests_are_bounded_in_number_and_time() {
             "[limits]\nhttp-timeout-ms = 300\n[plugins.netprobe]\nhttp = [{{ origin = \"http://{stalling_addr}\" }}]"
         ),
     );
-    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("netprobe")).await.unwrap();
     let started = std::time::Instant::now();
     match runtime
         .invoke(
@@ -441,7 +441,7 @@ async fn outbound_connections_are_kept_alive_for_one_plugin_and_its_grant() {
     );
     let data = Scratch::new("keep-alive");
     let runtime = runtime_in(data.path(), &netprobe_grant(addr));
-    runtime.load_bundle(&guest("netprobe")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("netprobe")).await.unwrap();
     let url = format!("http://{addr}/peer");
     let fetch = json!({ "method": "GET", "url": url, "host-header": null });
 
@@ -462,6 +462,7 @@ async fn outbound_connections_are_kept_alive_for_one_plugin_and_its_grant() {
     // A new grant starts without the old grant's connections.
     let policy = toolhost::policy::Policy::parse(&netprobe_grant(addr), "test").unwrap();
     runtime
+        .plugins()
         .set_grant("netprobe", policy.plugins["netprobe"].clone())
         .await
         .unwrap();

@@ -60,7 +60,7 @@ config = {{ ledger-url = "http://127.0.0.1:{ledger_port}/ledger" }}"#
         outbound: Default::default(),
     })
     .unwrap();
-    runtime.load_named("coupon").await.unwrap();
+    runtime.plugins().load_named("coupon").await.unwrap();
     runtime
 }
 
@@ -211,7 +211,7 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
         outbound: Default::default(),
     })
     .unwrap();
-    runtime.load_named("coupon").await.unwrap();
+    runtime.plugins().load_named("coupon").await.unwrap();
     let outcome = runtime.invoke("coupon.issue-voucher", &issue("k", 100)).await;
     match outcome.result {
         Err(CallError::PluginError { error }) => assert!(error["denied"].is_string(), "{error}"),

@@ -44,7 +44,7 @@ async fn a_chatty_connector_cannot_flood_the_log() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(counter.clone())).unwrap();
     let data = Scratch::new("log");
     let runtime = runtime_in(data.path(), "");
-    runtime.load_bundle(&guest("echo")).await.unwrap();
+    runtime.plugins().load_bundle(&guest("echo")).await.unwrap();
 
     let outcome = runtime
         .invoke("echo.shout", &json!({ "lines": 1000, "size": 10_000 }))

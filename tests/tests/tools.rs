@@ -8,7 +8,7 @@ use toolhost_tests::{guest, reference, runtime_in, Scratch};
 async fn loaded(data: &Scratch, bundles: &[std::path::PathBuf]) -> Runtime {
     let runtime = runtime_in(data.path(), "");
     for b in bundles {
-        runtime.load_bundle(b).await.unwrap();
+        runtime.plugins().load_bundle(b).await.unwrap();
     }
     runtime
 }

@@ -1,8 +1,8 @@
-//! `kv`: the plugin's own sled tree, within its granted byte quota.
+//! `kv`: the plugin's own keys and values, within its granted byte quota.
 
 use super::wit::kv::{Host, KvError};
 use super::{CallState, Capability};
-use crate::storage::{KvRefusal, KvSpace};
+use crate::storage::kv::{KvRefusal, KvSpace};
 
 impl From<KvRefusal> for KvError {
     fn from(r: KvRefusal) -> KvError {
@@ -15,7 +15,7 @@ impl From<KvRefusal> for KvError {
 }
 
 impl CallState {
-    fn space(&self) -> Result<std::sync::Arc<KvSpace>, KvError> {
+    fn space(&self) -> Result<std::sync::Arc<dyn KvSpace>, KvError> {
         match &self.plugin.kv {
             Some(space) => Ok(space.clone()),
             None => {
@@ -44,7 +44,7 @@ impl CallState {
         let space = self.space()?;
         self.before_write().await?;
         let quota = self.plugin.grant.kv_quota_bytes;
-        match space.put(key, value, quota, only_if_absent) {
+        match space.put(key, value, quota, only_if_absent).await {
             Ok(wrote) => {
                 self.journal.lock().unwrap_or_else(|p| p.into_inner()).kv_writes += u32::from(wrote);
                 Ok(wrote)
@@ -59,8 +59,8 @@ impl CallState {
 }
 
 impl Host for CallState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.space()?.get(&key)?)
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.space()?.get(&key).await?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
@@ -74,12 +74,12 @@ impl Host for CallState {
     async fn delete(&mut self, key: String) -> Result<bool, KvError> {
         let space = self.space()?;
         self.before_write().await?;
-        let deleted = space.delete(&key)?;
+        let deleted = space.delete(&key).await?;
         self.journal.lock().unwrap_or_else(|p| p.into_inner()).kv_writes += u32::from(deleted);
         Ok(deleted)
     }
 
-    fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, KvError> {
-        Ok(self.space()?.list_keys(&prefix, limit)?)
+    async fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, KvError> {
+        Ok(self.space()?.list_keys(&prefix, limit).await?)
     }
 }

@@ -25,7 +25,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::policy::Grant;
-use crate::storage::KvSpace;
+use crate::storage::kv::KvSpace;
 
 pub use dns::{DnsError, DnsServer};
 pub use http::OutboundHttp;
@@ -44,9 +44,11 @@ mod bindings {
         require_store_data_send: true,
         // Writes wait for the call's audit record to be durable first.
         imports: {
+            "toolhost:connector/kv.get": async,
             "toolhost:connector/kv.set": async,
             "toolhost:connector/kv.set-if-absent": async,
             "toolhost:connector/kv.delete": async,
+            "toolhost:connector/kv.list-keys": async,
         },
     });
 }
@@ -60,7 +62,7 @@ pub struct PluginContext {
     pub requested_secrets: Vec<String>,
     pub requested_kv_bytes: u64,
     pub grant: Arc<Grant>,
-    pub kv: Option<Arc<KvSpace>>,
+    pub kv: Option<Arc<dyn KvSpace>>,
     /// Kept-alive connections for the requests the grant allows.
     pub upstreams: Upstreams,
     /// Lines about this plugin (its denials) the host writes to its log,

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use super::auth::Admin;
 use super::{ApiError, Shared};
-use crate::plugin::{Bundle, Plugin};
+use crate::plugins::bundle::Bundle;
+use crate::plugins::lifecycle::LifecycleError;
+use crate::plugins::plugin::Plugin;
 use crate::policy::PluginPolicy;
-use crate::runtime::RuntimeError;
 
 fn describe(state: &Shared, p: &Plugin) -> Value {
     let g = &p.context.grant;
@@ -24,7 +25,7 @@ fn describe(state: &Shared, p: &Plugin) -> Value {
         "manifest_digest": p.manifest_digest,
         "signed_by": p.signer,
         "compiled": p.source,
-        "state": if state.runtime.is_disabled(&p.manifest.name) { "disabled" } else { "enabled" },
+        "state": if state.runtime.plugins().is_disabled(&p.manifest.name) { "disabled" } else { "enabled" },
         "tools": p.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "effective_grant": {
             "http": g.http.iter().map(|r| json!({
@@ -45,6 +46,7 @@ fn describe(state: &Shared, p: &Plugin) -> Value {
 fn plugin(state: &Shared, name: &str) -> Result<std::sync::Arc<Plugin>, ApiError> {
     state
         .runtime
+        .plugins()
         .registry()
         .get(name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no plugin named {name:?}")))
@@ -54,6 +56,7 @@ pub async fn list(_: Admin, State(state): State<Shared>) -> Json<Vec<Value>> {
     Json(
         state
             .runtime
+            .plugins()
             .registry()
             .snapshot()
             .values()
@@ -64,7 +67,7 @@ pub async fn list(_: Admin, State(state): State<Shared>) -> Json<Vec<Value>> {
 
 pub async fn grants(_: Admin, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let p = plugin(&state, &name)?;
-    let operator = serde_json::to_value(state.runtime.operator_grant(&name)).map_err(ApiError::internal)?;
+    let operator = serde_json::to_value(state.runtime.plugins().operator_grant(&name)).map_err(ApiError::internal)?;
     Ok(Json(json!({
         "plugin": name,
         "operator": operator,
@@ -82,10 +85,17 @@ pub async fn set_grants(
 ) -> Result<Json<Value>, ApiError> {
     let Json(grant) = body?;
     plugin(&state, &name)?;
-    let p = state.runtime.set_grant(&name, grant).await.map_err(|e| match e {
-        RuntimeError::Policy(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()),
-        other => ApiError::internal(other),
-    })?;
+    let p = state
+        .runtime
+        .plugins()
+        .set_grant(&name, grant)
+        .await
+        .map_err(|e| match e {
+            LifecycleError::Policy(e) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string())
+            }
+            other => ApiError::internal(other),
+        })?;
     tracing::info!(admin = %admin.name, plugin = %name, "grant changed");
     Ok(Json(describe(&state, &p)))
 }
@@ -94,6 +104,7 @@ async fn set_enabled(admin: &str, state: &Shared, name: &str, enabled: bool) -> 
     let p = plugin(state, name)?;
     state
         .runtime
+        .plugins()
         .set_enabled(name, enabled)
         .await
         .map_err(ApiError::internal)?;
@@ -174,7 +185,8 @@ pub async fn upload(
     }
     let plugin = state
         .runtime
-        .install(bundle, crate::audit::Via::Api)
+        .plugins()
+        .install(bundle, crate::storage::audit::Via::Api)
         .await
         .map_err(|e| refused(&e))?;
     tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "uploaded");
@@ -189,7 +201,12 @@ pub async fn unload(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     plugin(&state, &name)?;
-    let drained = state.runtime.remove(&name, DRAIN).await.map_err(ApiError::internal)?;
+    let drained = state
+        .runtime
+        .plugins()
+        .remove(&name, DRAIN)
+        .await
+        .map_err(ApiError::internal)?;
     tracing::info!(admin = %admin.name, plugin = %name, drained, "unloaded");
     Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
 }
@@ -200,10 +217,10 @@ pub async fn rollback(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = state.runtime.rollback(&name).await.map_err(|e| match e {
-        RuntimeError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-        RuntimeError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", e.to_string()),
-        RuntimeError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
+    let plugin = state.runtime.plugins().rollback(&name).await.map_err(|e| match e {
+        LifecycleError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        LifecycleError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", e.to_string()),
+        LifecycleError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
         other => ApiError::internal(other),
     })?;
     tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "rolled back");
@@ -216,8 +233,13 @@ pub async fn versions(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let history = state.runtime.history(&name);
-    if history.is_empty() && state.runtime.registry().get(&name).is_none() {
+    let history = state
+        .runtime
+        .plugins()
+        .history(&name)
+        .await
+        .map_err(ApiError::internal)?;
+    if history.is_empty() && state.runtime.plugins().registry().get(&name).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::executor::GuestExecutor;
-use crate::warm::WarmBudget;
+use crate::wasm::executor::GuestExecutor;
+use crate::wasm::warm::WarmBudget;
 
 /// How often the epoch advances: the granularity of CPU-time deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -33,7 +33,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: 256,
             max_memory_bytes: 256 * 1024 * 1024,
-            guest_threads: crate::executor::default_threads(),
+            guest_threads: crate::wasm::executor::default_threads(),
             max_warm_instances: 0,
             warm_idle: Duration::from_secs(30),
         }

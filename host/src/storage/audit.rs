@@ -1,5 +1,6 @@
-//! The audit trail: one append-only record per call, in a sled tree keyed by
-//! a time-ordered id, durable before the caller hears the outcome.
+//! The audit trail: one append-only record per call, keyed by a
+//! time-ordered id, durable before the caller hears the outcome. Where the
+//! records live is an [`AuditStore`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,9 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::call::invoke::{CallError, CallOutcome};
 use crate::capabilities::{Denial, Echo, EffectGate, OutboundRecord};
-use crate::idempotency::arguments_digest;
-use crate::invoke::{CallError, CallOutcome};
+use crate::storage::idempotency::arguments_digest;
+use async_trait::async_trait;
+
 use crate::storage::{Storage, StorageError};
 
 /// Most records one query returns.
@@ -39,10 +42,7 @@ pub struct AuditRecord {
     /// approval binds.
     #[serde(default)]
     pub arguments_digest: Option<String>,
-    /// `ok` or the error kind; `running` while a call that has begun to
-    /// change things is in flight, `interrupted` for one the host stopped
-    /// in the middle of.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Whether a side effect (kv write, outbound request other than GET or
     /// HEAD) may have left the host.
     #[serde(default)]
@@ -60,6 +60,75 @@ pub struct AuditRecord {
     /// Where the connector wrote a secret it was handed (masked there).
     #[serde(default)]
     pub secret_echoes: Vec<Echo>,
+}
+
+/// How a call or a plugin event ended, as the audit trail and the API
+/// name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// A call in flight that has begun to change things.
+    Running,
+    /// A call the host stopped in the middle of (found so at the next start).
+    Interrupted,
+    NotFound,
+    InvalidInput,
+    Denied,
+    Timeout,
+    ResourceExhausted,
+    PluginError,
+    PluginFault,
+    Unavailable,
+    /// A bundle now serving.
+    Loaded,
+    /// A bundle refused; the version before keeps serving.
+    Refused,
+    /// A plugin no longer serving.
+    Unloaded,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Running => "running",
+            Outcome::Interrupted => "interrupted",
+            Outcome::NotFound => "not_found",
+            Outcome::InvalidInput => "invalid_input",
+            Outcome::Denied => "denied",
+            Outcome::Timeout => "timeout",
+            Outcome::ResourceExhausted => "resource_exhausted",
+            Outcome::PluginError => "plugin_error",
+            Outcome::PluginFault => "plugin_fault",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Loaded => "loaded",
+            Outcome::Refused => "refused",
+            Outcome::Unloaded => "unloaded",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<&CallError> for Outcome {
+    fn from(e: &CallError) -> Outcome {
+        match e {
+            CallError::NotFound { .. } => Outcome::NotFound,
+            CallError::InvalidInput { .. } => Outcome::InvalidInput,
+            CallError::Denied { .. } => Outcome::Denied,
+            CallError::Timeout { .. } => Outcome::Timeout,
+            CallError::ResourceExhausted { .. } => Outcome::ResourceExhausted,
+            CallError::PluginError { .. } => Outcome::PluginError,
+            CallError::PluginFault { .. } => Outcome::PluginFault,
+            CallError::Unavailable { .. } => Outcome::Unavailable,
+            CallError::Interrupted { .. } => Outcome::Interrupted,
+        }
+    }
 }
 
 /// How something reached the host: a call (REST, MCP, the CLI), or a
@@ -103,8 +172,8 @@ pub struct PluginEvent<'a> {
     /// `Folder`, `Api` or `Rollback`.
     pub via: Via,
     pub plugin: &'a str,
-    /// `loaded`, `refused`, `unloaded`.
-    pub outcome: &'a str,
+    /// `Loaded`, `Refused` or `Unloaded`.
+    pub outcome: Outcome,
     pub detail: String,
     pub version: Option<String>,
     pub digest: Option<String>,
@@ -115,8 +184,6 @@ pub struct PluginEvent<'a> {
 pub struct OpenRecord {
     id: u64,
     record: Mutex<AuditRecord>,
-    tree: sled::Tree,
-    open: sled::Tree,
     storage: Storage,
     /// Set once the `running` record is durable (or failed to become so).
     durable: tokio::sync::OnceCell<Result<(), String>>,
@@ -137,19 +204,16 @@ impl OpenRecord {
     }
 
     async fn write_running(&self) -> Result<(), String> {
-        let bytes = {
+        let record = {
             let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
             record.effects = true;
-            serde_json::to_vec(&*record).unwrap_or_default()
+            record.clone()
         };
-        let key = self.id.to_be_bytes();
-        let write = || -> Result<(), sled::Error> {
-            self.tree.insert(key, bytes)?;
-            self.open.insert(key, &[])?;
-            Ok(())
-        };
-        write().map_err(|e| e.to_string())?;
-        self.storage.flush().await.map_err(|e| e.to_string())
+        self.storage
+            .audit()
+            .put(self.id, &record, Mark::Running)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Close the record with the call's outcome and make it durable: the
@@ -158,11 +222,8 @@ impl OpenRecord {
         let record = {
             let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
             let (kind, error) = match &outcome.result {
-                Ok(_) => ("ok".to_string(), None),
-                Err(e) => (
-                    e.kind().to_string(),
-                    Some(serde_json::to_value(e).unwrap_or(Value::Null)),
-                ),
+                Ok(_) => (Outcome::Ok, None),
+                Err(e) => (Outcome::from(e), Some(serde_json::to_value(e).unwrap_or(Value::Null))),
             };
             record.tool = outcome.tool.clone();
             record.plugin_version = outcome.plugin_version.clone();
@@ -179,12 +240,12 @@ impl OpenRecord {
             record.secret_echoes = outcome.journal.echoes.clone();
             record.clone()
         };
-        let key = self.id.to_be_bytes();
-        self.tree.insert(key, serde_json::to_vec(&record).unwrap_or_default())?;
-        if self.opened.load(Ordering::Acquire) {
-            self.open.remove(key)?;
-        }
-        self.storage.flush().await?;
+        let mark = if self.opened.load(Ordering::Acquire) {
+            Mark::Closed
+        } else {
+            Mark::None
+        };
+        self.storage.audit().put(self.id, &record, mark).await?;
         Ok(record)
     }
 }
@@ -206,9 +267,9 @@ impl EffectGate for OpenRecord {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuditFilter {
     pub tool: Option<String>,
-    /// `http`, `mcp`, `cli`, or a plugin event's origin (`folder`, `api`, `rollback`).
-    pub via: Option<String>,
-    pub outcome: Option<String>,
+    /// How the call or bundle came in.
+    pub via: Option<Via>,
+    pub outcome: Option<Outcome>,
     pub session: Option<String>,
     pub token: Option<String>,
     /// RFC 3339 or Unix seconds; inclusive.
@@ -223,28 +284,72 @@ pub struct AuditFilter {
 pub enum AuditError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("audit: {0}")]
-    Sled(#[from] sled::Error),
     #[error("bad filter `{field}`: {message}")]
     BadFilter { field: &'static str, message: String },
 }
 
+/// What a write does to a record's note of being `running` (a call in
+/// flight that has begun to change things).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// No note, and none to clear.
+    None,
+    /// Note it: if the host stops now, the record is closed as
+    /// `interrupted` at the next start.
+    Running,
+    /// Clear the note: the call is over.
+    Closed,
+}
+
+/// A query as a store runs it: ids in `after..before`, newest first, the
+/// first `limit` that match.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub after: u64,
+    pub before: u64,
+    pub limit: usize,
+    pub tool: Option<String>,
+    pub via: Option<Via>,
+    pub outcome: Option<Outcome>,
+    pub session: Option<String>,
+    pub token: Option<String>,
+}
+
+impl AuditQuery {
+    /// Whether `record` passes the query's field filters (the id range is
+    /// the store's to apply).
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        let matches = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
+        matches(&self.tool, Some(&record.tool))
+            && self.via.is_none_or(|v| v == record.via)
+            && self.outcome.is_none_or(|o| o == record.outcome)
+            && matches(&self.session, record.session.as_deref())
+            && matches(&self.token, record.token.as_deref())
+    }
+}
+
+/// Where the audit trail is kept. Writes are durable when they return.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// The highest id stored (0 when none), so that ids keep increasing
+    /// across restarts even if the clock steps back.
+    fn last_id(&self) -> Result<u64, StorageError>;
+    /// Store `record` under `id` (replacing what was there) and apply `mark`.
+    async fn put(&self, id: u64, record: &AuditRecord, mark: Mark) -> Result<(), StorageError>;
+    /// Records still noted `running`: at start, the calls a stop cut short.
+    fn running(&self) -> Result<Vec<(u64, AuditRecord)>, StorageError>;
+    /// At start, before any call: store these records and clear their
+    /// `running` notes, durably.
+    fn close_at_start(&self, records: &[(u64, AuditRecord)]) -> Result<(), StorageError>;
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StorageError>;
+}
+
 pub struct AuditLog {
-    tree: sled::Tree,
-    /// Ids of records written as `running`: a call that started changing
-    /// things and has not finished. What is left here at start belongs to
-    /// calls a crash cut short.
-    open: sled::Tree,
     storage: Storage,
     last: AtomicU64,
     /// The records closed as `interrupted` when this log was opened.
     interrupted: Vec<AuditRecord>,
 }
-
-/// Outcome of a call the host stopped in the middle of.
-pub const INTERRUPTED: &str = "interrupted";
-/// Outcome of a call in flight that has begun to change things.
-pub const RUNNING: &str = "running";
 
 fn now_micros() -> u64 {
     SystemTime::now()
@@ -256,16 +361,8 @@ impl AuditLog {
     /// Open the trail; records a crash left `running` are closed as
     /// `interrupted` (durably) before anything else happens.
     pub fn open(storage: &Storage) -> Result<AuditLog, AuditError> {
-        let tree = storage.db().open_tree("audit")?;
-        let open = storage.db().open_tree("audit-open")?;
-        // Ids stay increasing across restarts, even if the clock stepped back.
-        let last = match tree.last()? {
-            Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])),
-            None => 0,
-        };
+        let last = storage.audit().last_id()?;
         let mut log = AuditLog {
-            tree,
-            open,
             storage: storage.clone(),
             last: AtomicU64::new(last),
             interrupted: Vec::new(),
@@ -276,30 +373,20 @@ impl AuditLog {
 
     /// At start, before any call: blocking is fine here.
     fn close_interrupted(&self) -> Result<Vec<AuditRecord>, AuditError> {
-        let mut closed = Vec::new();
-        for entry in self.open.iter() {
-            let (key, _) = entry?;
-            if let Some(bytes) = self.tree.get(&key)? {
-                if let Ok(mut record) = serde_json::from_slice::<AuditRecord>(&bytes) {
-                    let error = CallError::Interrupted {
-                        message: "the host stopped while this call ran; it may have had effects and was not run again"
-                            .into(),
-                    };
-                    record.outcome = INTERRUPTED.into();
-                    record.error = Some(serde_json::to_value(&error).unwrap_or(Value::Null));
-                    record.effects = true;
-                    self.tree
-                        .insert(&key, serde_json::to_vec(&record).unwrap_or_default())?;
-                    tracing::warn!(id = %record.id, tool = %record.tool, "audit: a call cut short by a stop is recorded as interrupted");
-                    closed.push(record);
-                }
-            }
-            self.open.remove(&key)?;
+        let error = CallError::Interrupted {
+            message: "the host stopped while this call ran; it may have had effects and was not run again".into(),
+        };
+        let mut closed = self.storage.audit().running()?;
+        for (_, record) in &mut closed {
+            record.outcome = Outcome::Interrupted;
+            record.error = Some(serde_json::to_value(&error).unwrap_or(Value::Null));
+            record.effects = true;
+            tracing::warn!(id = %record.id, tool = %record.tool, "audit: a call cut short by a stop is recorded as interrupted");
         }
         if !closed.is_empty() {
-            self.storage.db().flush()?;
+            self.storage.audit().close_at_start(&closed)?;
         }
-        Ok(closed)
+        Ok(closed.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Calls found cut short when the trail was opened.
@@ -356,7 +443,7 @@ impl AuditLog {
             plugin_digest: None,
             arguments: redact(arguments, secret_fields),
             arguments_digest: Some(arguments_digest(arguments)),
-            outcome: RUNNING.into(),
+            outcome: Outcome::Running,
             error: None,
             effects: false,
             duration_us: 0,
@@ -370,8 +457,6 @@ impl AuditLog {
         OpenRecord {
             id,
             record: Mutex::new(record),
-            tree: self.tree.clone(),
-            open: self.open.clone(),
             storage: self.storage.clone(),
             durable: tokio::sync::OnceCell::new(),
             opened: AtomicBool::new(false),
@@ -395,7 +480,7 @@ impl AuditLog {
             plugin_digest: event.digest.clone(),
             arguments: Value::Null,
             arguments_digest: None,
-            outcome: event.outcome.to_string(),
+            outcome: event.outcome,
             effects: false,
             error: Some(Value::from(event.detail.clone())),
             duration_us: 0,
@@ -406,20 +491,13 @@ impl AuditLog {
             denials_total: 0,
             secret_echoes: Vec::new(),
         };
-        self.write(&record, id).await?;
+        self.storage.audit().put(id, &record, Mark::None).await?;
         Ok(record)
-    }
-
-    async fn write(&self, record: &AuditRecord, id: u64) -> Result<(), AuditError> {
-        let bytes = serde_json::to_vec(record).unwrap_or_default();
-        self.tree.insert(id.to_be_bytes(), bytes)?;
-        self.storage.flush().await?;
-        Ok(())
     }
 
     /// Records matching `filter`, newest first, and the cursor of the next
     /// page when there may be more.
-    pub fn query(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, Option<String>), AuditError> {
+    pub async fn query(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, Option<String>), AuditError> {
         let limit = filter.limit.unwrap_or(100).clamp(1, MAX_PAGE);
         let since = filter.since.as_deref().map(|s| parse_time("since", s)).transpose()?;
         let until = filter.until.as_deref().map(|s| parse_time("until", s)).transpose()?;
@@ -430,27 +508,17 @@ impl AuditLog {
             })?,
             None => u64::MAX,
         };
-        let upper = until.map_or(before, |u| before.min(((u + 1) * 1_000_000) << 8));
-        let lower = since.map_or(0, |s| (s * 1_000_000) << 8);
-        let mut records = Vec::new();
-        for entry in self.tree.range(lower.to_be_bytes()..upper.to_be_bytes()).rev() {
-            let (_, bytes) = entry?;
-            let Ok(record) = serde_json::from_slice::<AuditRecord>(&bytes) else {
-                continue;
-            };
-            let matches = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
-            if matches(&filter.tool, Some(&record.tool))
-                && matches(&filter.via, Some(record.via.as_str()))
-                && matches(&filter.outcome, Some(&record.outcome))
-                && matches(&filter.session, record.session.as_deref())
-                && matches(&filter.token, record.token.as_deref())
-            {
-                records.push(record);
-                if records.len() == limit {
-                    break;
-                }
-            }
-        }
+        let query = AuditQuery {
+            after: since.map_or(0, |s| (s * 1_000_000) << 8),
+            before: until.map_or(before, |u| before.min(((u + 1) * 1_000_000) << 8)),
+            limit,
+            tool: filter.tool.clone(),
+            via: filter.via,
+            outcome: filter.outcome,
+            session: filter.session.clone(),
+            token: filter.token.clone(),
+        };
+        let records = self.storage.audit().query(&query).await?;
         let next = (records.len() == limit).then(|| records[records.len() - 1].id.clone());
         Ok((records, next))
     }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::auth::Admin;
 use super::{ApiError, Shared};
-use crate::audit::{AuditError, AuditFilter, MAX_PAGE};
+use crate::storage::audit::{AuditError, AuditFilter, MAX_PAGE};
 
 fn bad_filter(e: AuditError) -> ApiError {
     match e {
@@ -24,7 +24,7 @@ pub async fn query(
     filter: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(filter) = filter?;
-    let (records, next) = state.runtime.audit().query(&filter).map_err(bad_filter)?;
+    let (records, next) = state.runtime.audit().query(&filter).await.map_err(bad_filter)?;
     Ok(Json(json!({ "records": records, "next": next })))
 }
 
@@ -38,7 +38,7 @@ pub async fn export(
     filter.limit = Some(MAX_PAGE);
     let mut out = String::new();
     loop {
-        let (records, next) = state.runtime.audit().query(&filter).map_err(bad_filter)?;
+        let (records, next) = state.runtime.audit().query(&filter).await.map_err(bad_filter)?;
         for r in &records {
             out.push_str(&serde_json::to_string(r).map_err(ApiError::internal)?);
             out.push('\n');

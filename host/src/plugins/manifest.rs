@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::names;
+use crate::call::names;
 
 /// Upper bounds no manifest may ask past, whatever the operator grants.
 pub const MAX_MEMORY_MB: u32 = 4096;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{ApiError, Shared};
-use crate::audit::{AuditRecord, Caller};
-use crate::auth::Principal;
-use crate::invoke::{CallError, CallOutcome};
-use crate::names;
+use crate::call::invoke::{CallError, CallOutcome};
+use crate::call::names;
+use crate::server::auth::Principal;
+use crate::storage::audit::{AuditRecord, Caller};
 
 pub async fn call(
     state: &Shared,

@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::{ApiError, Shared};
-use crate::auth::Principal;
 use crate::config::Role;
+use crate::server::auth::Principal;
 
 pub struct Agent(pub Arc<Principal>);
 pub struct Admin(pub Arc<Principal>);

@@ -10,11 +10,12 @@ use serde_json::Value;
 use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::call::{names, values};
 use crate::capabilities::{CallState, Journal, NoGate, SharedGate, SharedJournal, Sink};
-use crate::engine::Engine;
-use crate::plugin::{Plugin, Warm};
-use crate::registry::{Registry, ToolRef};
-use crate::{names, values};
+use crate::plugins::plugin::{Plugin, Warm};
+use crate::plugins::registry::{Registry, ToolRef};
+use crate::storage::audit::Outcome;
+use crate::wasm::engine::Engine;
 
 /// How long a call may wait for one of its plugin's concurrency slots before
 /// it is turned away, instead of queueing without bound.
@@ -50,18 +51,9 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The `kind` of the error as agents and the audit trail name it.
     pub fn kind(&self) -> &'static str {
-        match self {
-            CallError::NotFound { .. } => "not_found",
-            CallError::InvalidInput { .. } => "invalid_input",
-            CallError::Denied { .. } => "denied",
-            CallError::Timeout { .. } => "timeout",
-            CallError::ResourceExhausted { .. } => "resource_exhausted",
-            CallError::PluginError { .. } => "plugin_error",
-            CallError::PluginFault { .. } => "plugin_fault",
-            CallError::Unavailable { .. } => "unavailable",
-            CallError::Interrupted { .. } => "interrupted",
-        }
+        Outcome::from(self).as_str()
     }
 }
 

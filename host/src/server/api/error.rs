@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::invoke::CallError;
+use crate::call::invoke::CallError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -8,23 +8,23 @@ use std::sync::OnceLock;
 use wit_parser::{Resolve, SourceMap, Type, TypeDefKind};
 
 const PACKAGE: &[(&str, &str)] = &[
-    ("types.wit", include_str!("../../wit/types.wit")),
-    ("host.wit", include_str!("../../wit/host.wit")),
-    ("crm.wit", include_str!("../../wit/crm.wit")),
-    ("erp.wit", include_str!("../../wit/erp.wit")),
-    ("logistics.wit", include_str!("../../wit/logistics.wit")),
-    ("coupon.wit", include_str!("../../wit/coupon.wit")),
-    ("worlds.wit", include_str!("../../wit/worlds.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("host.wit", include_str!("../../../wit/host.wit")),
+    ("crm.wit", include_str!("../../../wit/crm.wit")),
+    ("erp.wit", include_str!("../../../wit/erp.wit")),
+    ("logistics.wit", include_str!("../../../wit/logistics.wit")),
+    ("coupon.wit", include_str!("../../../wit/coupon.wit")),
+    ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
 const DEPS: &[(&str, &str)] = &[
-    ("deps/io.wit", include_str!("../../wit/deps/io.wit")),
-    ("deps/clocks.wit", include_str!("../../wit/deps/clocks.wit")),
-    ("deps/random.wit", include_str!("../../wit/deps/random.wit")),
-    ("deps/filesystem.wit", include_str!("../../wit/deps/filesystem.wit")),
-    ("deps/sockets.wit", include_str!("../../wit/deps/sockets.wit")),
-    ("deps/cli.wit", include_str!("../../wit/deps/cli.wit")),
-    ("deps/http.wit", include_str!("../../wit/deps/http.wit")),
+    ("deps/io.wit", include_str!("../../../wit/deps/io.wit")),
+    ("deps/clocks.wit", include_str!("../../../wit/deps/clocks.wit")),
+    ("deps/random.wit", include_str!("../../../wit/deps/random.wit")),
+    ("deps/filesystem.wit", include_str!("../../../wit/deps/filesystem.wit")),
+    ("deps/sockets.wit", include_str!("../../../wit/deps/sockets.wit")),
+    ("deps/cli.wit", include_str!("../../../wit/deps/cli.wit")),
+    ("deps/http.wit", include_str!("../../../wit/deps/http.wit")),
 ];
 
 /// Documentation attached to a value's type: its own text, and that of its

@@ -18,9 +18,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::auth::Auth;
-use crate::idempotency::Idempotency;
-use crate::metrics::{Holdings, Metrics};
+use crate::server::auth::Auth;
+use crate::server::metrics::{Holdings, Metrics};
+use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
 
 pub use error::ApiError;
@@ -55,7 +55,7 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .route(
             "/v1/plugins/{name}",
             put(admin::upload).delete(admin::unload).layer(DefaultBodyLimit::max(
-                crate::plugin::MAX_COMPONENT_BYTES as usize + 1024 * 1024,
+                crate::plugins::bundle::MAX_COMPONENT_BYTES as usize + 1024 * 1024,
             )),
         )
         .route("/v1/plugins/{name}/rollback", post(admin::rollback))
@@ -81,7 +81,7 @@ async fn healthz() -> &'static str {
 /// Ready once the plugins folder has been loaded (even if some bundles
 /// failed: those are reported, the rest serve).
 async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
-    let plugins = state.runtime.registry().snapshot().len();
+    let plugins = state.runtime.plugins().registry().snapshot().len();
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({ "ready": true, "plugins": plugins })),

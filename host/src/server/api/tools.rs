@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use super::auth::Agent;
 use super::calls::{call, detached};
 use super::{ApiError, Shared};
-use crate::audit::{Caller, Via};
-use crate::idempotency::{Lookup, Stored, MAX_KEY_LEN};
-use crate::invoke::CallOutcome;
-use crate::names;
+use crate::call::invoke::CallOutcome;
+use crate::call::names;
 use crate::runtime::ToolInfo;
+use crate::storage::audit::{Caller, Via};
+use crate::storage::idempotency::{self, Lookup, MAX_KEY_LEN};
 
 /// Header carrying the caller's conversation or session id into the audit.
 pub const SESSION_HEADER: &str = "x-session-id";
@@ -64,6 +64,7 @@ pub async fn invoke(
             match state
                 .idempotency
                 .lookup(&principal.name, &tool, key, &args)
+                .await
                 .map_err(ApiError::internal)?
             {
                 Lookup::Replay(stored) => return Ok(replay(stored)),
@@ -109,7 +110,7 @@ pub async fn invoke(
     Ok(answer.into_response())
 }
 
-fn replay(stored: Stored) -> Response {
+fn replay(stored: idempotency::Answer) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, Json(stored.body)).into_response();
     response

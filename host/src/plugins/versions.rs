@@ -1,12 +1,14 @@
 //! Every version a plugin has served: its bundle archived under
-//! `data/bundles/<name>/`, and its history in sled, so an operator can roll
+//! `data/bundles/<name>/`, and its history in the storage's
+//! [`HistoryStore`](crate::storage::HistoryStore), so an operator can roll
 //! back to the version before without having kept the files.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::Bundle;
+use crate::plugins::bundle::Bundle;
+use crate::storage::audit::Via;
 use crate::storage::{Storage, StorageError};
 
 /// Versions kept per plugin.
@@ -20,15 +22,15 @@ pub struct VersionEntry {
     pub manifest_digest: String,
     /// RFC 3339.
     pub loaded_at: String,
-    /// `folder`, `api` or `rollback`.
-    pub origin: String,
+    /// How the bundle came in. (Stored as `origin` before it had this name.)
+    #[serde(alias = "origin")]
+    pub via: Via,
     /// The archived bundle, relative to the archive folder.
     pub archive: String,
 }
 
 pub struct Versions {
     dir: PathBuf,
-    tree: sled::Tree,
     storage: Storage,
 }
 
@@ -40,40 +42,27 @@ pub enum VersionsError {
     Archive { path: String, source: std::io::Error },
 }
 
-impl From<sled::Error> for VersionsError {
-    fn from(e: sled::Error) -> Self {
-        VersionsError::Storage(e.into())
-    }
-}
-
 impl Versions {
-    pub fn open(dir: &Path, storage: &Storage) -> Result<Versions, VersionsError> {
-        Ok(Versions {
+    pub fn open(dir: &Path, storage: &Storage) -> Versions {
+        Versions {
             dir: dir.to_path_buf(),
-            tree: storage.db().open_tree("plugins")?,
             storage: storage.clone(),
-        })
+        }
     }
 
-    pub fn history(&self, plugin: &str) -> Vec<VersionEntry> {
-        self.tree
-            .get(plugin)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default()
+    pub async fn history(&self, plugin: &str) -> Result<Vec<VersionEntry>, VersionsError> {
+        Ok(self.storage.history().history(plugin).await?)
     }
 
-    async fn save(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), VersionsError> {
-        self.tree
-            .insert(plugin, serde_json::to_vec(history).unwrap_or_default())?;
-        self.storage.flush().await?;
-        Ok(())
+    /// Replace the history (to undo a [`record`](Versions::record) whose
+    /// bundle could not be kept after all).
+    pub async fn restore(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), VersionsError> {
+        Ok(self.storage.history().set_history(plugin, history).await?)
     }
 
     /// Archive a bundle that now serves and note it in the history (once:
     /// the same version loaded again is not a new entry).
-    pub async fn record(&self, bundle: &Bundle, via: crate::audit::Via) -> Result<VersionEntry, VersionsError> {
+    pub async fn record(&self, bundle: &Bundle, via: Via) -> Result<VersionEntry, VersionsError> {
         let plugin = &bundle.manifest.name;
         let manifest_digest = bundle.manifest_digest();
         let archive = format!("{plugin}/{}-{}", &bundle.digest[..16], &manifest_digest[..16]);
@@ -84,13 +73,13 @@ impl Versions {
                 source,
             })?;
         }
-        let mut history = self.history(plugin);
+        let mut history = self.history(plugin).await?;
         let entry = VersionEntry {
             version: bundle.manifest.version.to_string(),
             digest: bundle.digest.clone(),
             manifest_digest,
             loaded_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            origin: via.as_str().to_string(),
+            via,
             archive,
         };
         let same = |e: &VersionEntry| e.digest == entry.digest && e.manifest_digest == entry.manifest_digest;
@@ -99,24 +88,25 @@ impl Versions {
             if history.len() > KEEP {
                 history.drain(..history.len() - KEEP);
             }
-            self.save(plugin, &history).await?;
+            self.restore(plugin, &history).await?;
         }
         Ok(entry)
     }
 
     /// The version before the current one, and where its bundle is.
-    pub fn previous(&self, plugin: &str) -> Option<(VersionEntry, PathBuf)> {
-        let history = self.history(plugin);
-        let previous = history.iter().rev().nth(1)?.clone();
-        let path = self.dir.join(&previous.archive);
-        Some((previous, path))
+    pub async fn previous(&self, plugin: &str) -> Result<Option<(VersionEntry, PathBuf)>, VersionsError> {
+        let history = self.history(plugin).await?;
+        Ok(history.iter().rev().nth(1).map(|previous| {
+            let path = self.dir.join(&previous.archive);
+            (previous.clone(), path)
+        }))
     }
 
     /// After a rollback succeeded: the version rolled back from leaves the
     /// history, so a second rollback goes further back.
     pub async fn drop_current(&self, plugin: &str) -> Result<(), VersionsError> {
-        let mut history = self.history(plugin);
+        let mut history = self.history(plugin).await?;
         history.pop();
-        self.save(plugin, &history).await
+        self.restore(plugin, &history).await
     }
 }

@@ -1,15 +1,19 @@
 //! `toolhost serve`: load the plugins, open the stores, listen, and on
 //! shutdown let calls in flight finish and flush storage.
 
+pub mod api;
+pub mod auth;
+pub mod metrics;
+
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
-use crate::api::{self, AppState};
-use crate::auth::Auth;
 use crate::config::Config;
-use crate::idempotency::Idempotency;
-use crate::metrics::Metrics;
+use crate::server::auth::Auth;
+use crate::server::metrics::Metrics;
+use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
+use api::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -18,9 +22,9 @@ pub enum ServeError {
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
+    Audit(#[from] crate::storage::audit::AuditError),
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(#[from] crate::server::auth::AuthError),
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("cannot listen on {addr}: {source}")]
@@ -61,7 +65,11 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     let server = &config.server;
     let runtime = Runtime::new(config.runtime_options()?)?;
-    let loaded = runtime.load_all().await?;
+    let loaded = runtime
+        .plugins()
+        .load_all()
+        .await
+        .map_err(crate::runtime::RuntimeError::from)?;
     let failed: Vec<String> = loaded
         .iter()
         .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
@@ -69,7 +77,7 @@ pub async fn serve_on(
     let idempotency = Arc::new(Idempotency::open(
         runtime.storage(),
         std::time::Duration::from_secs(server.idempotency_retention_secs),
-    )?);
+    ));
     idempotency.spawn_sweeper();
     runtime.spawn_warm_sweeper();
     let (auth, generated) = Auth::new(
@@ -93,7 +101,7 @@ pub async fn serve_on(
 
     // Bundles dropped into the folder from now on are loaded as they come.
     let _watch = if server.watch {
-        Some(crate::watcher::watch(runtime.clone()).map_err(|e| ServeError::Watch(e.to_string()))?)
+        Some(crate::plugins::watcher::watch(runtime.clone()).map_err(|e| ServeError::Watch(e.to_string()))?)
     } else {
         None
     };

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::manifest::Manifest;
-use crate::plugin::Bundle;
+use crate::plugins::bundle::Bundle;
+use crate::plugins::manifest::Manifest;
 use crate::Runtime;
 
 /// How long a bundle folder must be quiet before it is read.
@@ -32,7 +32,7 @@ impl Drop for FolderWatch {
 /// Start watching `runtime`'s plugins folder.
 pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
     // Events come with absolute paths; compare like with like.
-    let root = std::fs::canonicalize(runtime.plugins_dir())?;
+    let root = std::fs::canonicalize(runtime.plugins().plugins_dir())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         use notify::event::{EventKind, ModifyKind};
@@ -54,6 +54,7 @@ pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
 
     // Which plugin each bundle folder holds, to unload it when it goes.
     let mut names: HashMap<PathBuf, String> = runtime
+        .plugins()
         .bundle_dirs()
         .unwrap_or_default()
         .into_iter()
@@ -117,11 +118,11 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
     if !dir.join("connector.toml").is_file() {
         if let Some(name) = names.remove(dir) {
             // A folder renamed: the plugin lives on in the new one.
-            if runtime.bundle_dir_of(&name).is_some() {
+            if runtime.plugins().bundle_dir_of(&name).is_some() {
                 return;
             }
             tracing::info!(plugin = %name, "bundle folder removed; unloading");
-            let _ = runtime.unload(&name, Duration::from_secs(60)).await;
+            let _ = runtime.plugins().unload(&name, Duration::from_secs(60)).await;
         }
         return;
     }
@@ -129,11 +130,11 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
         Ok(b) => b,
         Err(_) => {
             // Refused and audited by the same path as any other load.
-            let _ = runtime.load_bundle(dir).await;
+            let _ = runtime.plugins().load_bundle(dir).await;
             return;
         }
     };
-    if let Some(serving) = runtime.registry().get(&bundle.manifest.name) {
+    if let Some(serving) = runtime.plugins().registry().get(&bundle.manifest.name) {
         if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
             // Written here by an upload or a rollback (or renamed): the
             // folder now holds this plugin, and its removal unloads it.
@@ -142,7 +143,12 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
         }
     }
     let name = bundle.manifest.name.clone();
-    if runtime.install(bundle, crate::audit::Via::Folder).await.is_ok() {
+    if runtime
+        .plugins()
+        .install(bundle, crate::storage::audit::Via::Folder)
+        .await
+        .is_ok()
+    {
         names.insert(dir.to_path_buf(), name);
     }
 }

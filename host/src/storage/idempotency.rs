@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use async_trait::async_trait;
+
 use crate::storage::{Storage, StorageError};
 
 /// How long an answer is replayed when the operator sets nothing.
@@ -21,21 +23,41 @@ pub const MAX_KEY_LEN: usize = 200;
 
 /// A stored answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stored {
+pub struct Answer {
     pub status: u16,
     pub body: Value,
     /// SHA-256 of the arguments, so a key reused for other arguments is
     /// caught instead of answered with an unrelated result.
     pub arguments: String,
+    /// When it was stored, Unix seconds.
     pub at: u64,
 }
 
-/// Keys whose first call is running now, shared with the claims that
-/// release them.
+/// Whose answer: `principal` must identify one caller (token names are
+/// unique), `tool` be the canonical `plugin.function`.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerKey<'a> {
+    pub principal: &'a str,
+    pub tool: &'a str,
+    pub key: &'a str,
+}
+
+/// Where answers are kept. Writes are durable when they return.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    async fn answer(&self, key: &AnswerKey<'_>) -> Result<Option<Answer>, StorageError>;
+    /// Keep `answer` for `key`; with `only_if_absent`, an answer already
+    /// there stays. Whether it wrote.
+    async fn keep(&self, key: &AnswerKey<'_>, answer: &Answer, only_if_absent: bool) -> Result<bool, StorageError>;
+    /// Delete answers stored before `stored_before` (Unix seconds); how many went.
+    async fn sweep(&self, stored_before: u64) -> Result<usize, StorageError>;
+}
+
+/// Keys whose first call is running now (on this host), shared with the
+/// claims that release them.
 type InFlight = Arc<Mutex<HashSet<Vec<u8>>>>;
 
 pub struct Idempotency {
-    tree: sled::Tree,
     storage: Storage,
     retention: Duration,
     in_flight: InFlight,
@@ -45,7 +67,7 @@ pub struct Idempotency {
 pub enum Lookup {
     /// First time: run it, then `store` the answer.
     Run(Claim),
-    Replay(Stored),
+    Replay(Answer),
     /// Same key, other arguments.
     Mismatch,
     /// The first call with this key is still running.
@@ -56,7 +78,20 @@ pub enum Lookup {
 /// stored or dropped.
 pub struct Claim {
     id: Vec<u8>,
+    principal: String,
+    tool: String,
+    key: String,
     in_flight: InFlight,
+}
+
+impl Claim {
+    fn key(&self) -> AnswerKey<'_> {
+        AnswerKey {
+            principal: &self.principal,
+            tool: &self.tool,
+            key: &self.key,
+        }
+    }
 }
 
 impl Drop for Claim {
@@ -76,67 +111,58 @@ pub fn arguments_digest(args: &Value) -> String {
     hex::encode(Sha256::digest(serde_json::to_vec(args).unwrap_or_default()))
 }
 
-/// `principal` must identify one caller (token names are unique), `tool`
-/// be the canonical `plugin.function`.
-fn entry_id(principal: &str, tool: &str, key: &str) -> Vec<u8> {
-    format!("{principal}\u{0}{tool}\u{0}{key}").into_bytes()
-}
-
 impl Idempotency {
-    pub fn open(storage: &Storage, retention: Duration) -> Result<Idempotency, StorageError> {
-        Ok(Idempotency {
-            tree: storage.db().open_tree("idempotency")?,
+    pub fn open(storage: &Storage, retention: Duration) -> Idempotency {
+        Idempotency {
             storage: storage.clone(),
             retention,
             in_flight: InFlight::default(),
-        })
-    }
-
-    fn fresh(&self, stored: &Stored) -> bool {
-        now().saturating_sub(stored.at) < self.retention.as_secs()
-    }
-
-    pub fn lookup(&self, principal: &str, tool: &str, key: &str, args: &Value) -> sled::Result<Lookup> {
-        let id = entry_id(principal, tool, key);
-        // Held while looking, so that two retries cannot both claim the key.
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if in_flight.contains(&id) {
-            return Ok(Lookup::InFlight);
         }
-        if let Some(bytes) = self.tree.get(&id)? {
-            if let Ok(stored) = serde_json::from_slice::<Stored>(&bytes) {
-                if self.fresh(&stored) {
-                    return Ok(if stored.arguments == arguments_digest(args) {
-                        Lookup::Replay(stored)
-                    } else {
-                        Lookup::Mismatch
-                    });
-                }
+    }
+
+    fn fresh(&self, answer: &Answer) -> bool {
+        now().saturating_sub(answer.at) < self.retention.as_secs()
+    }
+
+    pub async fn lookup(&self, principal: &str, tool: &str, key: &str, args: &Value) -> Result<Lookup, StorageError> {
+        // Claimed before looking, so that two retries cannot both run it;
+        // one that arrives while this looks is told the call is in flight.
+        let claim = {
+            let id = format!("{principal}\u{0}{tool}\u{0}{key}").into_bytes();
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if !in_flight.insert(id.clone()) {
+                return Ok(Lookup::InFlight);
+            }
+            Claim {
+                id,
+                principal: principal.to_string(),
+                tool: tool.to_string(),
+                key: key.to_string(),
+                in_flight: self.in_flight.clone(),
+            }
+        };
+        if let Some(answer) = self.storage.idempotency().answer(&claim.key()).await? {
+            if self.fresh(&answer) {
+                return Ok(if answer.arguments == arguments_digest(args) {
+                    Lookup::Replay(answer)
+                } else {
+                    Lookup::Mismatch
+                });
             }
         }
-        in_flight.insert(id.clone());
-        Ok(Lookup::Run(Claim {
-            id,
-            in_flight: self.in_flight.clone(),
-        }))
+        Ok(Lookup::Run(claim))
     }
 
     /// Keep the answer, durably, then let retries see it.
     pub async fn store(&self, claim: Claim, status: u16, body: &Value, args: &Value) -> Result<(), StorageError> {
-        self.put(&claim.id, status, body, arguments_digest(args))?;
-        self.storage.flush().await?;
-        drop(claim);
-        Ok(())
-    }
-
-    fn put(&self, id: &[u8], status: u16, body: &Value, arguments: String) -> Result<(), StorageError> {
-        let stored = Stored {
+        let answer = Answer {
             status,
             body: body.clone(),
-            arguments,
+            arguments: arguments_digest(args),
             at: now(),
         };
-        self.tree.insert(id, serde_json::to_vec(&stored).unwrap_or_default())?;
+        self.storage.idempotency().keep(&claim.key(), &answer, false).await?;
+        drop(claim);
         Ok(())
     }
 
@@ -152,26 +178,21 @@ impl Idempotency {
         status: u16,
         body: &Value,
     ) -> Result<(), StorageError> {
-        let id = entry_id(principal, tool, key);
-        if self.tree.get(&id)?.is_none() {
-            self.put(&id, status, body, arguments)?;
-            self.storage.flush().await?;
-        }
+        let answer = Answer {
+            status,
+            body: body.clone(),
+            arguments,
+            at: now(),
+        };
+        let key = AnswerKey { principal, tool, key };
+        self.storage.idempotency().keep(&key, &answer, true).await?;
         Ok(())
     }
 
     /// Delete answers past their retention; how many went.
-    pub fn sweep(&self) -> Result<usize, StorageError> {
-        let mut swept = 0;
-        for entry in self.tree.iter() {
-            let (id, bytes) = entry?;
-            let expired = serde_json::from_slice::<Stored>(&bytes).map_or(true, |s| !self.fresh(&s));
-            if expired {
-                self.tree.remove(&id)?;
-                swept += 1;
-            }
-        }
-        Ok(swept)
+    pub async fn sweep(&self) -> Result<usize, StorageError> {
+        let cutoff = now().saturating_sub(self.retention.as_secs());
+        self.storage.idempotency().sweep(cutoff).await
     }
 
     /// How often to sweep: often enough that an entry outlives its
@@ -191,9 +212,9 @@ impl Idempotency {
             loop {
                 ticks.tick().await;
                 let Some(this) = weak.upgrade() else { break };
-                match tokio::task::spawn_blocking(move || this.sweep()).await {
-                    Ok(Ok(n)) if n > 0 => tracing::debug!(swept = n, "idempotency: expired answers deleted"),
-                    Ok(Err(e)) => tracing::error!("idempotency sweep: {e}"),
+                match this.sweep().await {
+                    Ok(n) if n > 0 => tracing::debug!(swept = n, "idempotency: expired answers deleted"),
+                    Err(e) => tracing::error!("idempotency sweep: {e}"),
                     _ => {}
                 }
             }

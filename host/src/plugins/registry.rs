@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::plugin::{Plugin, Tool};
+use crate::plugins::plugin::{Plugin, Tool};
 
 #[derive(Default)]
 pub struct Registry {

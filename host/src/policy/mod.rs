@@ -12,9 +12,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::toml_error;
+use crate::plugins::manifest::toml_error;
 
-use crate::manifest::{self, Manifest};
+use crate::plugins::manifest::{self, Manifest};
 
 /// Host-wide limits: the defaults where neither side says anything, and the
 /// ceiling no grant can exceed.

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::invoke::CallOutcome;
+use crate::call::invoke::CallOutcome;
 
 /// The `tool` label of calls refused before they reached a tool.
 pub const REFUSED: &str = "(refused)";

@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 use wasmtime::component::types::{ComponentFunc, Type};
 
-use crate::contract::{Doc, FunctionDoc};
+use crate::plugins::contract::{Doc, FunctionDoc};
 
 /// Why a function cannot be a tool.
 #[derive(Debug, thiserror::Error)]

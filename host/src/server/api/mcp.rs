@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 
 use super::calls::{call, detached};
 use super::{ApiError, Shared};
-use crate::audit::Caller;
-use crate::auth::Principal;
-use crate::invoke::CallError;
+use crate::call::invoke::CallError;
 use crate::runtime::ToolInfo;
+use crate::server::auth::Principal;
+use crate::storage::audit::Caller;
 
 /// How long one session may take to accept a `list_changed` notification;
 /// one that does not read its stream is then dropped from the list, and
@@ -145,7 +145,7 @@ impl Transport {
 /// to every open session whenever the plugin set or a grant changes.
 pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<McpServer, LocalSessionManager> {
     let peers = SharedPeers::default();
-    tokio::spawn(notify_changes(state.runtime.subscribe(), peers.clone()));
+    tokio::spawn(notify_changes(state.runtime.plugins().subscribe(), peers.clone()));
     let manager = state.mcp_sessions.manager.clone();
     let server = McpServer { state, peers };
     let config = StreamableHttpServerConfig::default()
@@ -243,8 +243,8 @@ fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
         "description": t.description,
         "inputSchema": t.parameters,
         "annotations": {
-            "readOnlyHint": t.risk == crate::manifest::Risk::Read,
-            "destructiveHint": t.risk == crate::manifest::Risk::High,
+            "readOnlyHint": t.risk == crate::plugins::manifest::Risk::Read,
+            "destructiveHint": t.risk == crate::plugins::manifest::Risk::High,
         },
     });
     // MCP wants an object for structured output; other results go as text.
@@ -300,7 +300,7 @@ impl ServerHandler for McpServer {
         let (principal, session) = principal(&ctx)?;
         let args = Value::Object(request.arguments.unwrap_or_default());
         let caller = Caller {
-            via: crate::audit::Via::Mcp,
+            via: crate::storage::audit::Via::Mcp,
             token: Some(principal.name.clone()),
             session,
             idempotency_key: None,
@@ -315,9 +315,9 @@ impl ServerHandler for McpServer {
         .await
         .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
         // Look up just this tool; listing them all would copy every schema.
-        let structured = crate::names::split(&request.name)
+        let structured = crate::call::names::split(&request.name)
             .and_then(|(plugin, function)| {
-                let p = self.state.runtime.registry().get(plugin)?;
+                let p = self.state.runtime.plugins().registry().get(plugin)?;
                 let tool = p.tools.iter().find(|t| t.function == function)?;
                 Some(is_object_schema(&tool.output_schema))
             })

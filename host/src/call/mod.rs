@@ -1,0 +1,8 @@
+//! The call path, top to bottom in [`invoke`]: a tool's name ([`names`]),
+//! its arguments checked and converted against the function's WIT types
+//! ([`values`]), the JSON Schema agents see for them ([`schema`]).
+
+pub mod invoke;
+pub mod names;
+pub mod schema;
+pub mod values;

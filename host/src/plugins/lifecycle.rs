@@ -1,0 +1,493 @@
+//! The one owner of what serves. Every change of a plugin's state goes
+//! through here (install from the folder or the API, rollback, unload,
+//! removal, grant change, enable/disable), under that plugin's lock, so no
+//! change works from what another is replacing: an upload compiles against
+//! the grant in force when it swaps in, a grant change regrants the version
+//! that serves, and a rollback pops the entry of the version it replaced.
+//!
+//! Compiled code is cached by digest apart from any grant (`CompileCache`);
+//! the registry entry pairs a compiled version with its grant, assembled
+//! here at swap time. What a restart needs is durable before a change is
+//! acknowledged: the plugins folder, the version history, the operator's
+//! grants and enabled state.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use wasmtime::component::Linker;
+
+use super::bundle::Bundle;
+use super::manifest::Manifest;
+use super::plugin::{LoadError, Plugin};
+use super::registry::Registry;
+use super::versions::{VersionEntry, Versions, VersionsError};
+use crate::capabilities::{CallState, Outbound};
+use crate::policy::{PluginPolicy, Policy, PolicyError};
+use crate::storage::audit::{AuditLog, Outcome, PluginEvent, Via};
+use crate::storage::{Storage, StorageError};
+use crate::wasm::compile_cache::CompileCache;
+use crate::wasm::engine::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("cannot read plugins folder {path}: {source}")]
+    PluginsDir { path: String, source: std::io::Error },
+    #[error("no plugin named {0:?}")]
+    NoSuchPlugin(String),
+    #[error("{0} has no earlier version to roll back to")]
+    NoPrevious(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Versions(#[from] VersionsError),
+}
+
+/// What a compile needs, shared with the call path.
+pub struct Toolchain {
+    pub engine: Engine,
+    pub linker: Linker<CallState>,
+    pub cache: CompileCache,
+    /// The resolver and TLS trust all plugins' outbound requests share.
+    pub outbound: Arc<Outbound>,
+}
+
+pub struct Lifecycle {
+    toolchain: Arc<Toolchain>,
+    storage: Storage,
+    audit: Arc<AuditLog>,
+    registry: Registry,
+    versions: Versions,
+    plugins_dir: PathBuf,
+    /// The file's policy with the operator's API changes on top.
+    policy: ArcSwap<Policy>,
+    /// Plugins the operator disabled (kept in memory: every call checks).
+    disabled: ArcSwap<HashSet<String>>,
+    api_secret_env_prefix: Option<String>,
+    /// Bumped whenever the set of tools or what they may do changes.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// One lock per plugin name; see the module's doc.
+    owners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+pub struct LifecycleOptions {
+    pub plugins_dir: PathBuf,
+    /// Where archived bundles go.
+    pub archive_dir: PathBuf,
+    /// The policy file's; the operator's stored changes go on top.
+    pub policy: Policy,
+    /// Environment variables a grant set through the API may name as a
+    /// secret's source; `None`: none (see [`PluginPolicy::settle`]).
+    pub api_secret_env_prefix: Option<String>,
+}
+
+impl Lifecycle {
+    pub fn new(
+        options: LifecycleOptions,
+        toolchain: Arc<Toolchain>,
+        storage: Storage,
+        audit: Arc<AuditLog>,
+    ) -> Result<Lifecycle, LifecycleError> {
+        let mut policy = options.policy;
+        for (name, grant) in storage.operator().grants()? {
+            policy.plugins.insert(name, grant);
+        }
+        let disabled: HashSet<String> = storage.operator().disabled()?.into_iter().collect();
+        Ok(Lifecycle {
+            toolchain,
+            versions: Versions::open(&options.archive_dir, &storage),
+            storage,
+            audit,
+            registry: Registry::default(),
+            plugins_dir: options.plugins_dir,
+            policy: ArcSwap::from_pointee(policy),
+            disabled: ArcSwap::from_pointee(disabled),
+            api_secret_env_prefix: options.api_secret_env_prefix,
+            changes: tokio::sync::watch::Sender::new(0),
+            owners: Mutex::default(),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn plugins_dir(&self) -> &Path {
+        &self.plugins_dir
+    }
+
+    /// A receiver that sees every change of the tool set (loads, grant
+    /// changes, disabling).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Wait for, and hold, the right to change plugin `name`'s state.
+    async fn own(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+            owners.entry(name.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Read, verify, compile and swap in the bundle in `dir`.
+    pub async fn load_bundle(&self, dir: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let bundle = match Bundle::read(dir) {
+            Ok(b) => b,
+            Err(e) => {
+                // No manifest to name the plugin: the folder's name stands in.
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+                self.log_refusal(&name, Via::Folder, &e).await;
+                return Err(e);
+            }
+        };
+        self.install(bundle, Via::Folder).await
+    }
+
+    /// The one load path, whichever way a bundle came in: verify → compile
+    /// (on a blocking thread, off the request path) → make it durable →
+    /// swap in atomically. Calls in flight finish on the version they
+    /// started with. On any error the version that was serving keeps
+    /// serving, and the history and the folder still say so.
+    ///
+    /// A bundle identical to the one serving (the folder echoing an upload,
+    /// a signature added) changes nothing.
+    pub async fn install(&self, bundle: Bundle, via: Via) -> Result<Arc<Plugin>, LoadError> {
+        let name = bundle.manifest.name.clone();
+        let _owner = self.own(&name).await;
+        if let Some(serving) = self.registry.get(&name) {
+            if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
+                return Ok(serving);
+            }
+        }
+        let plugin = self.compile(&bundle, via).await?;
+        if let Err(e) = self.persist(&bundle, via).await {
+            self.log_refusal(&name, via, &e).await;
+            return Err(e);
+        }
+        Ok(self.swap(plugin, via).await)
+    }
+
+    /// What a restart needs, before the swap: the bundle in the version
+    /// history, and (when it came in another way) in the plugins folder.
+    /// If the folder cannot take it, the history is put back as it was, so
+    /// that both keep naming the version that still serves.
+    async fn persist(&self, bundle: &Bundle, via: Via) -> Result<(), LoadError> {
+        let name = &bundle.manifest.name;
+        let failed = |what: &str, e: &dyn std::fmt::Display| LoadError::Storage {
+            plugin: name.clone(),
+            message: format!("{what}: {e}"),
+        };
+        let before = self
+            .versions
+            .history(name)
+            .await
+            .map_err(|e| failed("cannot read the version history", &e))?;
+        self.versions
+            .record(bundle, via)
+            .await
+            .map_err(|e| failed("cannot record it in the version history", &e))?;
+        if via != Via::Folder {
+            if let Err(e) = self.keep_in_folder(bundle) {
+                if let Err(undo) = self.versions.restore(name, &before).await {
+                    tracing::error!(plugin = %name, "version history names a version that does not serve: {undo}");
+                }
+                return Err(failed("cannot write it into the plugins folder", &e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verify, compile and link a bundle under the grant in force (the
+    /// caller owns the plugin, so the grant cannot change meanwhile); a
+    /// refusal is logged and audited.
+    async fn compile(&self, bundle: &Bundle, via: Via) -> Result<Plugin, LoadError> {
+        let (toolchain, storage, owned) = (self.toolchain.clone(), self.storage.clone(), bundle.clone());
+        let policy = self.policy.load_full();
+        let loaded = tokio::task::spawn_blocking(move || {
+            Plugin::load(
+                &owned,
+                toolchain.engine.wasmtime(),
+                &toolchain.linker,
+                &toolchain.cache,
+                &policy,
+                &storage,
+                &toolchain.outbound,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError::Compile {
+                plugin: bundle.manifest.name.clone(),
+                message: format!("the loader stopped: {e}"),
+            })
+        });
+        if let Err(e) = &loaded {
+            self.log_refusal(&bundle.manifest.name, via, e).await;
+        }
+        loaded
+    }
+
+    /// Put a compiled plugin in place of the version serving; calls in
+    /// flight finish on the old one.
+    async fn swap(&self, plugin: Plugin, via: Via) -> Arc<Plugin> {
+        let (plugin, previous) = self.registry.insert(plugin);
+        self.changed();
+        let replaced = previous.map(|p| p.manifest.version.to_string());
+        tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, via = via.as_str(), ?replaced, "loaded");
+        let detail = match &replaced {
+            Some(v) => format!("replaced {v}; compiled code from {:?}", plugin.source),
+            None => format!("compiled code from {:?}", plugin.source),
+        };
+        self.event(PluginEvent {
+            via,
+            plugin: &plugin.manifest.name,
+            outcome: Outcome::Loaded,
+            detail,
+            version: Some(plugin.manifest.version.to_string()),
+            digest: Some(plugin.digest.clone()),
+        })
+        .await;
+        plugin
+    }
+
+    async fn event(&self, event: PluginEvent<'_>) {
+        if let Err(e) = self.audit.append_event(&event).await {
+            tracing::error!("audit: {e}");
+        }
+    }
+
+    /// The plugins folder is what a restart loads: a bundle that came in
+    /// another way (upload, rollback) replaces the plugin's folder there,
+    /// written aside and renamed into place so the watcher never sees half.
+    fn keep_in_folder(&self, bundle: &Bundle) -> std::io::Result<()> {
+        let name = &bundle.manifest.name;
+        let target = self.bundle_dir_of(name).unwrap_or_else(|| self.plugins_dir.join(name));
+        let aside = |what: &str| self.plugins_dir.join(format!(".{what}-{name}-{}", std::process::id()));
+        let (staging, retired) = (aside("incoming"), aside("retired"));
+        let _ = std::fs::remove_dir_all(&staging);
+        bundle.write_to(&staging)?;
+        if target.symlink_metadata().is_ok() {
+            std::fs::rename(&target, &retired)?;
+        }
+        std::fs::rename(&staging, &target)?;
+        // The renames are durable once the folder holding them is.
+        std::fs::File::open(&self.plugins_dir)?.sync_all()?;
+        remove_entry(&retired)
+    }
+
+    async fn log_refusal(&self, what: &str, via: Via, e: &LoadError) {
+        tracing::error!(bundle = %what, via = via.as_str(), "refused: {e}");
+        self.event(PluginEvent {
+            via,
+            plugin: what,
+            outcome: Outcome::Refused,
+            detail: e.to_string(),
+            version: None,
+            digest: None,
+        })
+        .await;
+    }
+
+    /// Serve the version before the current one again, through the same swap.
+    pub async fn rollback(&self, name: &str) -> Result<Arc<Plugin>, LifecycleError> {
+        let _owner = self.own(name).await;
+        if self.registry.get(name).is_none() {
+            return Err(LifecycleError::NoSuchPlugin(name.to_string()));
+        }
+        let (_, path) = self
+            .versions
+            .previous(name)
+            .await?
+            .ok_or_else(|| LifecycleError::NoPrevious(name.to_string()))?;
+        let bundle = Bundle::read(&path)?;
+        let plugin = self.compile(&bundle, Via::Rollback).await?;
+        // Durable before it serves: the folder a restart loads, and the
+        // history without the version rolled back from.
+        self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
+            plugin: name.to_string(),
+            message: format!("cannot write it into the plugins folder: {e}"),
+        })?;
+        self.versions.drop_current(name).await?;
+        Ok(self.swap(plugin, Via::Rollback).await)
+    }
+
+    /// Stop serving a plugin: new calls no longer find it; returns once the
+    /// calls in flight have finished (or `drain` has passed).
+    pub async fn unload(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
+        let _owner = self.own(name).await;
+        let plugin = self
+            .registry
+            .remove(name)
+            .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
+        self.changed();
+        let slots = plugin.context.grant.max_concurrency;
+        let drained = tokio::time::timeout(drain, plugin.slots.acquire_many(slots))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        self.event(PluginEvent {
+            via: Via::Api,
+            plugin: name,
+            outcome: Outcome::Unloaded,
+            detail: if drained {
+                "drained".into()
+            } else {
+                format!("calls still running after {drain:?}")
+            },
+            version: Some(plugin.manifest.version.to_string()),
+            digest: Some(plugin.digest.clone()),
+        })
+        .await;
+        Ok(drained)
+    }
+
+    /// Unload a plugin and remove its folder from the plugins folder, so a
+    /// restart does not bring it back (the version archive keeps its bytes
+    /// for a later upload or rollback). What `DELETE /v1/plugins/{name}` does.
+    pub async fn remove(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
+        let drained = self.unload(name, drain).await?;
+        if let Some(dir) = self.bundle_dir_of(name) {
+            remove_entry(&dir)
+                .and_then(|()| std::fs::File::open(&self.plugins_dir)?.sync_all())
+                .map_err(|source| LifecycleError::PluginsDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(drained)
+    }
+
+    /// The folder in the plugins folder whose manifest names `name`.
+    pub fn bundle_dir_of(&self, name: &str) -> Option<PathBuf> {
+        self.bundle_dirs()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| Manifest::load(&d.join("connector.toml")).is_ok_and(|m| m.name == name))
+    }
+
+    pub async fn history(&self, name: &str) -> Result<Vec<VersionEntry>, LifecycleError> {
+        Ok(self.versions.history(name).await?)
+    }
+
+    /// The bundle folders in the plugins folder: each subfolder with a
+    /// `connector.toml`, in name order.
+    pub fn bundle_dirs(&self) -> Result<Vec<PathBuf>, LifecycleError> {
+        let dir = &self.plugins_dir;
+        let entries = std::fs::read_dir(dir).map_err(|source| LifecycleError::PluginsDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("connector.toml").is_file())
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// Load every bundle; one that fails is reported and skipped.
+    pub async fn load_all(&self) -> Result<Vec<(PathBuf, Result<String, LoadError>)>, LifecycleError> {
+        let mut results = Vec::new();
+        for dir in self.bundle_dirs()? {
+            let result = self.load_bundle(&dir).await.map(|p| p.manifest.name.clone());
+            if let Err(e) = &result {
+                tracing::error!(bundle = %dir.display(), "not loaded: {e}");
+            }
+            results.push((dir, result));
+        }
+        Ok(results)
+    }
+
+    /// Load only the plugin called `name`.
+    pub async fn load_named(&self, name: &str) -> Result<Arc<Plugin>, LifecycleError> {
+        let direct = self.plugins_dir.join(name);
+        let dir = if direct.join("connector.toml").is_file() {
+            direct
+        } else {
+            self.bundle_dir_of(name)
+                .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?
+        };
+        Ok(self.load_bundle(&dir).await?)
+    }
+
+    pub fn is_disabled(&self, plugin: &str) -> bool {
+        self.disabled.load().contains(plugin)
+    }
+
+    /// Stop or resume serving a plugin's tools; durable before it returns.
+    pub async fn set_enabled(&self, plugin: &str, enabled: bool) -> Result<(), LifecycleError> {
+        let _owner = self.own(plugin).await;
+        if self.registry.get(plugin).is_none() {
+            return Err(LifecycleError::NoSuchPlugin(plugin.to_string()));
+        }
+        self.storage.operator().set_disabled(plugin, !enabled).await?;
+        self.disabled.rcu(|disabled| {
+            let mut disabled = HashSet::clone(disabled);
+            if enabled {
+                disabled.remove(plugin);
+            } else {
+                disabled.insert(plugin.to_string());
+            }
+            disabled
+        });
+        self.changed();
+        Ok(())
+    }
+
+    /// The operator's grant for a plugin (what the policy says, before the
+    /// intersection with the manifest).
+    pub fn operator_grant(&self, plugin: &str) -> PluginPolicy {
+        self.policy.load().plugins.get(plugin).cloned().unwrap_or_default()
+    }
+
+    /// Replace the operator's grant for a plugin (as the admin API sends
+    /// it; see [`PluginPolicy::settle`]): validated, stored durably, and in
+    /// force for every call that starts after it returns.
+    pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Arc<Plugin>, LifecycleError> {
+        let _owner = self.own(plugin).await;
+        let current = self
+            .registry
+            .get(plugin)
+            .ok_or_else(|| LifecycleError::NoSuchPlugin(plugin.to_string()))?;
+        let grant = grant.settle(
+            plugin,
+            &self.operator_grant(plugin),
+            self.api_secret_env_prefix.as_deref(),
+        )?;
+        grant.validate(plugin)?;
+        self.storage.operator().set_grant(plugin, &grant).await?;
+        self.policy.rcu(|policy| {
+            let mut policy = Policy::clone(policy);
+            policy.plugins.insert(plugin.to_string(), grant.clone());
+            policy
+        });
+        let regranted = current.regrant(&self.policy.load(), &self.storage, &self.toolchain.outbound)?;
+        let (plugin, _previous) = self.registry.insert(regranted);
+        self.changed();
+        Ok(plugin)
+    }
+}
+
+/// Remove a folder or a file (a symlinked bundle) at `path`, if any.
+fn remove_entry(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,108 @@
+//! What the host keeps, behind one seam: connectors' kv spaces ([`kv`]),
+//! the audit trail ([`audit`]), idempotency answers ([`idempotency`]), the
+//! operator's grants and disabled plugins, and each plugin's version
+//! history. Each is a trait; a backend implements them all ([`Backend`]).
+//! [`sled`] is the embedded default; a networked backend is another
+//! implementation, and nothing on the call path changes with it.
+//!
+//! One durability rule for every backend: a write is durable when the
+//! method returns, except kv writes, which are durable at the space's
+//! `flush` (a call that wrote several keys waits for storage once).
+
+pub mod audit;
+pub mod idempotency;
+pub mod kv;
+pub mod sled;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::plugins::versions::VersionEntry;
+use crate::policy::PluginPolicy;
+use audit::AuditStore;
+use idempotency::IdempotencyStore;
+use kv::KvStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage at {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("storage: a stored {what} does not parse: {message}")]
+    Corrupt { what: &'static str, message: String },
+}
+
+/// The operator's decisions that outlive a restart: grants changed through
+/// the API, and which plugins are disabled. Read whole at start (the host
+/// keeps them in memory; calls never wait on these stores).
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Every stored grant, by plugin. One that no longer parses is left
+    /// out with an error in the log, not a refusal to start.
+    fn grants(&self) -> Result<Vec<(String, PluginPolicy)>, StorageError>;
+    /// Keep `grant` as [`PluginPolicy::stored`] writes it out: secrets'
+    /// values included, so this store is as sensitive as the policy file.
+    async fn set_grant(&self, plugin: &str, grant: &PluginPolicy) -> Result<(), StorageError>;
+    fn disabled(&self) -> Result<Vec<String>, StorageError>;
+    async fn set_disabled(&self, plugin: &str, disabled: bool) -> Result<(), StorageError>;
+}
+
+/// Which versions each plugin has served, oldest first (the bundles
+/// themselves are archived as files; see `plugins::versions`).
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    async fn history(&self, plugin: &str) -> Result<Vec<VersionEntry>, StorageError>;
+    async fn set_history(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), StorageError>;
+}
+
+/// All the stores of one backend.
+#[async_trait]
+pub trait Backend: KvStore + AuditStore + IdempotencyStore + OperatorStore + HistoryStore {
+    /// Make every write made so far durable (kv writes included): at
+    /// shutdown, and by kv spaces.
+    async fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// The host's stores; cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    backend: Arc<dyn Backend>,
+}
+
+impl Storage {
+    /// The embedded default: a sled database in `dir`.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        Ok(Storage::with(Arc::new(sled::SledBackend::open(dir)?)))
+    }
+
+    pub fn with(backend: Arc<dyn Backend>) -> Storage {
+        Storage { backend }
+    }
+
+    pub fn kv(&self) -> &dyn KvStore {
+        &*self.backend
+    }
+
+    pub fn audit(&self) -> &dyn AuditStore {
+        &*self.backend
+    }
+
+    pub fn idempotency(&self) -> &dyn IdempotencyStore {
+        &*self.backend
+    }
+
+    pub fn operator(&self) -> &dyn OperatorStore {
+        &*self.backend
+    }
+
+    pub fn history(&self) -> &dyn HistoryStore {
+        &*self.backend
+    }
+
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.backend.flush().await
+    }
+}

@@ -1,0 +1,441 @@
+//! The embedded backend: one sled database, one tree per store (and one
+//! per connector for its kv), made durable by group commit.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
+use super::idempotency::{Answer, AnswerKey, IdempotencyStore};
+use super::kv::{self, KvRefusal, KvSpace, KvStore};
+use super::{Backend, HistoryStore, OperatorStore, StorageError};
+use crate::plugins::versions::VersionEntry;
+use crate::policy::PluginPolicy;
+
+impl From<sled::Error> for StorageError {
+    fn from(e: sled::Error) -> Self {
+        StorageError::Backend(e.to_string())
+    }
+}
+
+/// Pages sled keeps in memory. Its default, 1 GiB, let a busy host grow
+/// toward that as the audit trail grew (host/benches/load.sh: peak RSS past
+/// 1.1 GiB after about a million calls); what is hot (kv, grants, the newest
+/// audit records) fits in far less.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub struct SledBackend {
+    db: sled::Db,
+    flusher: Arc<Flusher>,
+    spaces: Mutex<HashMap<String, Arc<SledSpace>>>,
+    audit: sled::Tree,
+    /// Ids of audit records written as `running`: calls that started
+    /// changing things and have not finished. What is left here at start
+    /// belongs to calls a crash cut short.
+    audit_running: sled::Tree,
+    idempotency: sled::Tree,
+    grants: sled::Tree,
+    disabled: sled::Tree,
+    history: sled::Tree,
+}
+
+impl SledBackend {
+    pub fn open(dir: &Path) -> Result<SledBackend, StorageError> {
+        let failed = |e: &dyn std::fmt::Display| StorageError::Open {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+        // A host that is just shutting down (or a test that restarts one)
+        // still holds the file lock for a moment after its last handle is
+        // dropped, until sled's flusher thread has finished: wait for it.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(failed(&e)),
+            }
+        };
+        let tree = |name: &str| db.open_tree(name).map_err(|e| failed(&e));
+        Ok(SledBackend {
+            flusher: Arc::new(Flusher {
+                db: db.clone(),
+                issued: Default::default(),
+                covered: Default::default(),
+            }),
+            spaces: Mutex::default(),
+            audit: tree("audit")?,
+            audit_running: tree("audit-open")?,
+            idempotency: tree("idempotency")?,
+            grants: tree("grants")?,
+            disabled: tree("disabled")?,
+            history: tree("plugins")?,
+            db,
+        })
+    }
+
+    async fn durable(&self) -> Result<(), StorageError> {
+        self.flusher.flush().await.map_err(StorageError::from)
+    }
+}
+
+/// Group commit. Every acknowledged write waits for a flush that started
+/// after it; one flush to disk covers every write made before it began, so
+/// many concurrent callers share one fsync instead of queueing for their own
+/// (sled's `flush_async` from many tasks at once slows to a crawl).
+struct Flusher {
+    db: sled::Db,
+    /// Tickets handed out; a caller takes one after its write.
+    issued: AtomicU64,
+    /// The highest ticket a finished flush covered; held while flushing.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl Flusher {
+    async fn flush(&self) -> Result<(), sled::Error> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued until now belongs to a write that is already
+        // in sled's buffers, so this flush covers them all.
+        let target = self.issued.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(format!("flush task: {e}")))??;
+        *covered = target;
+        Ok(())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+        what,
+        message: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl Backend for SledBackend {
+    async fn flush(&self) -> Result<(), StorageError> {
+        self.durable().await
+    }
+}
+
+impl KvStore for SledBackend {
+    fn space(&self, plugin: &str) -> Result<Arc<dyn KvSpace>, StorageError> {
+        let mut spaces = self.spaces.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(space) = spaces.get(plugin) {
+            return Ok(space.clone());
+        }
+        let tree = self.db.open_tree(format!("kv/{plugin}"))?;
+        // Count once what the tree holds; every write keeps it current.
+        let mut used = 0u64;
+        for entry in tree.iter() {
+            let (k, v) = entry?;
+            used += (k.len() + v.len()) as u64;
+        }
+        let space = Arc::new(SledSpace {
+            tree,
+            used: Mutex::new(used),
+            flusher: self.flusher.clone(),
+        });
+        spaces.insert(plugin.to_string(), space.clone());
+        Ok(space)
+    }
+}
+
+/// One plugin's keys and values, and the bytes they take.
+struct SledSpace {
+    tree: sled::Tree,
+    /// Bytes of keys plus values. Writes take this lock so that two calls
+    /// cannot both squeeze under the quota.
+    used: Mutex<u64>,
+    flusher: Arc<Flusher>,
+}
+
+fn internal(e: sled::Error) -> KvRefusal {
+    KvRefusal::Internal(e.to_string())
+}
+
+#[async_trait]
+impl KvSpace for SledSpace {
+    fn used(&self) -> u64 {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvRefusal> {
+        Ok(self.tree.get(key).map_err(internal)?.map(|v| v.to_vec()))
+    }
+
+    async fn put(&self, key: &str, value: &[u8], quota: u64, only_if_absent: bool) -> Result<bool, KvRefusal> {
+        kv::check_sizes(key, value)?;
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.tree.get(key).map_err(internal)?;
+        if only_if_absent && old.is_some() {
+            return Ok(false);
+        }
+        let new_used = kv::check_write(*used, old.map(|v| v.len()), key, value, quota)?;
+        self.tree.insert(key, value).map_err(internal)?;
+        *used = new_used;
+        Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, KvRefusal> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        match self.tree.remove(key).map_err(internal)? {
+            Some(old) => {
+                *used -= (key.len() + old.len()) as u64;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn list_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, KvRefusal> {
+        let mut keys = Vec::new();
+        for entry in self
+            .tree
+            .scan_prefix(prefix)
+            .keys()
+            .take(limit.min(kv::MAX_LISTED) as usize)
+        {
+            let key = entry.map_err(internal)?;
+            keys.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(keys)
+    }
+
+    async fn flush(&self) -> Result<(), KvRefusal> {
+        self.flusher.flush().await.map_err(internal)
+    }
+}
+
+#[async_trait]
+impl AuditStore for SledBackend {
+    fn last_id(&self) -> Result<u64, StorageError> {
+        Ok(match self.audit.last()? {
+            Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])),
+            None => 0,
+        })
+    }
+
+    async fn put(&self, id: u64, record: &AuditRecord, mark: Mark) -> Result<(), StorageError> {
+        let key = id.to_be_bytes();
+        self.audit.insert(key, to_json(record))?;
+        match mark {
+            Mark::Running => {
+                self.audit_running.insert(key, &[])?;
+            }
+            Mark::Closed => {
+                self.audit_running.remove(key)?;
+            }
+            Mark::None => {}
+        }
+        self.durable().await
+    }
+
+    fn running(&self) -> Result<Vec<(u64, AuditRecord)>, StorageError> {
+        let mut running = Vec::new();
+        for entry in self.audit_running.iter() {
+            let (key, _) = entry?;
+            let id = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
+            let record = self.audit.get(&key)?.and_then(|b| serde_json::from_slice(&b).ok());
+            match record {
+                Some(record) => running.push((id, record)),
+                // Noted but not there or unreadable: nothing to close.
+                None => {
+                    self.audit_running.remove(&key)?;
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    fn close_at_start(&self, records: &[(u64, AuditRecord)]) -> Result<(), StorageError> {
+        for (id, record) in records {
+            let key = id.to_be_bytes();
+            self.audit.insert(key, to_json(record))?;
+            self.audit_running.remove(key)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StorageError> {
+        let mut records = Vec::new();
+        let range = self.audit.range(query.after.to_be_bytes()..query.before.to_be_bytes());
+        for entry in range.rev() {
+            let (_, bytes) = entry?;
+            // A record that does not parse is skipped, not a failed query.
+            let Ok(record) = serde_json::from_slice::<AuditRecord>(&bytes) else {
+                continue;
+            };
+            if query.matches(&record) {
+                records.push(record);
+                if records.len() == query.limit {
+                    break;
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+fn answer_key(key: &AnswerKey<'_>) -> Vec<u8> {
+    format!("{}\u{0}{}\u{0}{}", key.principal, key.tool, key.key).into_bytes()
+}
+
+#[async_trait]
+impl IdempotencyStore for SledBackend {
+    async fn answer(&self, key: &AnswerKey<'_>) -> Result<Option<Answer>, StorageError> {
+        match self.idempotency.get(answer_key(key))? {
+            // An answer that no longer parses is treated as none: the call runs.
+            Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            None => Ok(None),
+        }
+    }
+
+    async fn keep(&self, key: &AnswerKey<'_>, answer: &Answer, only_if_absent: bool) -> Result<bool, StorageError> {
+        let id = answer_key(key);
+        let bytes = to_json(answer);
+        let wrote = if only_if_absent {
+            self.idempotency
+                .compare_and_swap(&id, None as Option<&[u8]>, Some(bytes))?
+                .is_ok()
+        } else {
+            self.idempotency.insert(&id, bytes)?;
+            true
+        };
+        if wrote {
+            self.durable().await?;
+        }
+        Ok(wrote)
+    }
+
+    async fn sweep(&self, stored_before: u64) -> Result<usize, StorageError> {
+        let tree = self.idempotency.clone();
+        let sweep = move || -> Result<usize, StorageError> {
+            let mut swept = 0;
+            for entry in tree.iter() {
+                let (id, bytes) = entry?;
+                let expired = serde_json::from_slice::<Answer>(&bytes).map_or(true, |a| a.at < stored_before);
+                if expired {
+                    tree.remove(&id)?;
+                    swept += 1;
+                }
+            }
+            Ok(swept)
+        };
+        // A full scan: off the async threads.
+        tokio::task::spawn_blocking(sweep)
+            .await
+            .map_err(|e| StorageError::Backend(format!("sweep task: {e}")))?
+    }
+}
+
+#[async_trait]
+impl OperatorStore for SledBackend {
+    fn grants(&self) -> Result<Vec<(String, PluginPolicy)>, StorageError> {
+        let mut grants = Vec::new();
+        for entry in self.grants.iter() {
+            let (name, value) = entry?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            match serde_json::from_slice::<PluginPolicy>(&value) {
+                Ok(grant) => grants.push((name, grant)),
+                Err(e) => tracing::error!(plugin = %name, "ignoring a stored grant that no longer parses: {e}"),
+            }
+        }
+        Ok(grants)
+    }
+
+    async fn set_grant(&self, plugin: &str, grant: &PluginPolicy) -> Result<(), StorageError> {
+        self.grants.insert(plugin, to_json(&grant.stored()))?;
+        self.durable().await
+    }
+
+    fn disabled(&self) -> Result<Vec<String>, StorageError> {
+        self.disabled
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    async fn set_disabled(&self, plugin: &str, disabled: bool) -> Result<(), StorageError> {
+        if disabled {
+            self.disabled.insert(plugin, b"".as_slice())?;
+        } else {
+            self.disabled.remove(plugin)?;
+        }
+        self.durable().await
+    }
+}
+
+#[async_trait]
+impl HistoryStore for SledBackend {
+    async fn history(&self, plugin: &str) -> Result<Vec<VersionEntry>, StorageError> {
+        match self.history.get(plugin)? {
+            Some(bytes) => from_json("version history", &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn set_history(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), StorageError> {
+        self.history.insert(plugin, to_json(&history))?;
+        self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn quota_counts_keys_and_values_and_survives_reopen() {
+        let dir = tempdir();
+        {
+            let backend = SledBackend::open(&dir).unwrap();
+            let kv = backend.space("p").unwrap();
+            assert!(kv.put("a", &[0; 40], 100, false).await.unwrap());
+            assert!(kv.put("b", &[0; 40], 100, false).await.unwrap());
+            assert!(matches!(
+                kv.put("c", &[0; 40], 100, false).await,
+                Err(KvRefusal::QuotaExceeded(_))
+            ));
+            // Replacing with something smaller is always allowed.
+            assert!(kv.put("a", &[0; 10], 100, false).await.unwrap());
+            assert_eq!(kv.used(), 11 + 41);
+            assert!(!kv.put("a", b"x", 100, true).await.unwrap());
+            assert!(kv.delete("b").await.unwrap());
+            assert_eq!(kv.used(), 11);
+            kv.flush().await.unwrap();
+        }
+        let backend = SledBackend::open(&dir).unwrap();
+        assert_eq!(backend.space("p").unwrap().used(), 11);
+        assert_eq!(backend.space("p").unwrap().list_keys("", 10).await.unwrap(), vec!["a"]);
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "toolhost-storage-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}

@@ -6,7 +6,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 plugins/build.sh >&2
 cargo build --quiet --release -p toolhost --bin toolhost
-bin=${CARGO_TARGET_DIR:-$root/target}/release/toolhost
+# BIN=path/to/toolhost measures another build (an older commit's, for a
+# before/after in one run).
+bin=${BIN:-${CARGO_TARGET_DIR:-$root/target}/release/toolhost}
 work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }

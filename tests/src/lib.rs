@@ -189,6 +189,11 @@ impl ServerProcess {
         self.base = base;
     }
 
+    /// The server process's id (names of its temporary files carry it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// What the server has logged so far (all its runs in this folder).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join(SERVER_LOG)).unwrap_or_default()

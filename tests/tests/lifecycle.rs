@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use toolhost_tests::{
-    client, copy_bundle, echo_check, field, get_json, guest, named, netprobe_grant, put_grant, toolhost_bin,
+    client, copy_bundle, echo_check, field, get_json, guest, invoke, named, netprobe_grant, put_grant, toolhost_bin,
     upstream_with_slow, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
 };
 
@@ -522,6 +522,32 @@ async fn an_upload_that_cannot_be_kept_is_refused_not_served() {
     );
 }
 
+/// An upload whose bundle cannot be written into the plugins folder (here
+/// the place it is written aside in is taken by a file) is refused, and
+/// leaves no trace that would contradict what serves: the version history
+/// is put back as it was, and a restart does not bring the bundle back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_the_folder_cannot_take_leaves_the_history_as_it_was() {
+    let mut server = ServerProcess::start_prepared(ROOMY, |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    let plugins = server.dir.path().join("plugins");
+    let before = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await.1["versions"].clone();
+    std::fs::write(plugins.join(format!(".incoming-echo-{}", server.pid())), b"in the way").unwrap();
+    let (status, body) = upload(&server, "echo", echo_manifest("9.0.0"), echo_wasm(), None).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("plugins folder"), "{message}");
+
+    let serving = plugin(&server, "echo").await.expect("echo still serves")["version"].clone();
+    assert_ne!(serving, "9.0.0");
+    let after = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await.1["versions"].clone();
+    assert_eq!(after, before, "the history names a version that never served");
+    let folder = std::fs::read_to_string(plugins.join("echo/connector.toml")).unwrap();
+    assert!(!folder.contains("9.0.0"), "{folder}");
+
+    server.restart();
+    assert_eq!(plugin(&server, "echo").await.expect("echo serves")["version"], serving);
+}
+
 /// Rollbacks racing uploads: whatever order they land in, what serves, the
 /// history's last entry and the plugins folder name the same version.
 #[tokio::test(flavor = "multi_thread")]
@@ -588,4 +614,165 @@ async fn a_component_with_the_worlds_names_but_other_types_is_refused() {
         "the first function it lacks: {message}"
     );
     assert!(plugin(&server, "crm-mismatch").await.is_none());
+}
+
+/// Folders that an interrupted write left in the plugins folder (a bundle
+/// written aside, the folder it was to replace moved aside) are never
+/// loaded as plugins: a restart puts a plugin's moved-aside folder back
+/// when nothing took its place, and removes the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn folders_left_by_an_interrupted_write_are_not_plugins() {
+    let mut server = ServerProcess::start_prepared("", |plugins| {
+        copy_bundle(&guest("echo"), &plugins.join("echo"));
+        copy_bundle(&guest("spin"), &plugins.join("spin"));
+    });
+    let plugins = server.dir.path().join("plugins");
+    server.crash();
+    // An upgrade of echo written aside, never renamed into place.
+    copy_bundle(&guest("echo"), &plugins.join(".incoming-echo-1"));
+    std::fs::write(plugins.join(".incoming-echo-1/connector.toml"), echo_manifest("9.0.0")).unwrap();
+    // A new plugin's upload, cut off before it was renamed into place.
+    copy_bundle(&guest("secret-thief"), &plugins.join(".incoming-secret-thief-2"));
+    // spin's folder moved aside, with nothing yet in its place.
+    std::fs::rename(plugins.join("spin"), plugins.join(".retired-spin-3")).unwrap();
+    server.start_again();
+
+    assert_eq!(plugin(&server, "echo").await.expect("echo serves")["version"], "1.0.0");
+    assert!(
+        plugin(&server, "secret-thief").await.is_none(),
+        "a half-done upload was loaded"
+    );
+    assert!(
+        plugin(&server, "spin").await.is_some(),
+        "spin's folder was not put back"
+    );
+    assert!(plugins.join("spin/connector.toml").is_file());
+    let hidden: Vec<String> = std::fs::read_dir(&plugins)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
+    assert_eq!(check(&server).await.0, 200);
+}
+
+/// What serves, the history's last entry and the folder's manifest, once
+/// the watcher has had time to settle.
+async fn settled_agreement(server: &ServerProcess, name: &str, round: u32) -> String {
+    let manifest = server.dir.path().join(format!("plugins/{name}/connector.toml"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // The watcher waits 400 ms for a folder to settle, then loads.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let serving = plugin(server, name).await.expect("it serves")["version"].clone();
+        let (_, history) = get_json(server, ADMIN_TOKEN, &format!("/v1/plugins/{name}/versions")).await;
+        let last = history["versions"]
+            .as_array()
+            .and_then(|v| v.last())
+            .map(|v| v["version"].clone());
+        let folder = std::fs::read_to_string(&manifest).unwrap_or_default();
+        let agree = last.as_ref() == Some(&serving) && folder.contains(&format!("version = {serving}"));
+        if agree {
+            return serving.as_str().unwrap_or_default().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "round {round}: serving {serving}, history ends {last:?}, folder has\n{folder}"
+        );
+    }
+}
+
+/// The watcher and the API on one name: the folder rewritten in place
+/// while an upload of another version is in flight. Whichever lands last,
+/// once the watcher has settled what serves, the history and the folder
+/// name one version, one of the two written.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watcher_and_the_api_on_one_name_agree() {
+    let server = ServerProcess::start_prepared(ROOMY, |plugins| copy_bundle(&guest("echo"), &plugins.join("echo")));
+    let manifest = server.dir.path().join("plugins/echo/connector.toml");
+    for round in 1..=10u32 {
+        let (by_folder, by_api) = (format!("3.{round}.1"), format!("3.{round}.2"));
+        let write = async {
+            tokio::time::sleep(Duration::from_micros(u64::from(round % 5) * 3000)).await;
+            std::fs::write(&manifest, echo_manifest(&by_folder)).unwrap();
+        };
+        let (uploaded, ()) = tokio::join!(
+            upload(&server, "echo", echo_manifest(&by_api), echo_wasm(), None),
+            write
+        );
+        assert_eq!(uploaded.0, 200, "round {round}: {}", uploaded.1);
+        let agreed = settled_agreement(&server, "echo", round).await;
+        assert!(
+            agreed == by_folder || agreed == by_api,
+            "round {round}: {agreed} was never written"
+        );
+    }
+    assert_eq!(check(&server).await.0, 200);
+}
+
+/// `wasm` with a custom section appended: the same code under another
+/// digest, so the host must compile it afresh (the cache is by digest).
+fn recompiled(wasm: &[u8], tag: u32) -> Vec<u8> {
+    let name = b"toolhost-test";
+    let payload = tag.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    out.push(u8::try_from(size).unwrap());
+    out.push(u8::try_from(name.len()).unwrap());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// A grant revoked while an upload compiles (a component the cache has
+/// never seen, so the compile takes a while): the revocation holds for the
+/// version the upload brings in, and for every one after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_revoked_during_a_cold_compile_holds_for_the_new_version() {
+    let upstream = upstream_with_slow(Duration::from_millis(10)).await;
+    let server = ServerProcess::start(&netprobe_grant(upstream), &["echo", "netprobe"]);
+    let bundle = guest("netprobe");
+    let manifest = std::fs::read_to_string(bundle.join("connector.toml")).unwrap();
+    let wasm = std::fs::read(bundle.join("netprobe.wasm")).unwrap();
+    let fetch = json!({ "method": "GET", "url": format!("http://{upstream}/ok"), "host-header": null });
+    let granted = json!({ "http": [{ "origin": format!("http://{upstream}") }] });
+    let revoked = json!({ "http": [] });
+    for round in 1..=8u32 {
+        assert_eq!(put_grant(&server, "netprobe", &granted).await.0, 200);
+        let (status, body) = invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await;
+        assert_eq!(status, 200, "round {round}: granted, yet {body}");
+
+        let version = format!("1.{round}.0");
+        let revoke = async {
+            // Into the compile, which takes far longer than this.
+            tokio::time::sleep(Duration::from_millis(5 + u64::from(round) * 3)).await;
+            put_grant(&server, "netprobe", &revoked).await.0
+        };
+        let (uploaded, revoked_status) = tokio::join!(
+            upload(
+                &server,
+                "netprobe",
+                manifest.replace("version = \"1.0.0\"", &format!("version = \"{version}\"")),
+                recompiled(&wasm, round),
+                None
+            ),
+            revoke
+        );
+        assert_eq!(
+            (uploaded.0, revoked_status),
+            (200, 200),
+            "round {round}: {}",
+            uploaded.1
+        );
+        let serving = plugin(&server, "netprobe").await.expect("netprobe serves");
+        assert_eq!(serving["version"], version.as_str(), "round {round}");
+        assert_eq!(
+            serving["effective_grant"]["http"],
+            json!([]),
+            "round {round}: the revocation was lost"
+        );
+        let (status, body) = invoke(&server, AGENT_TOKEN, "netprobe.fetch", fetch.clone()).await;
+        assert_eq!(status, 502, "round {round}: revoked, yet {body}");
+    }
 }

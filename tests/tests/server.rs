@@ -406,6 +406,21 @@ async fn the_audit_trail_records_requests_denials_and_sessions() {
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
     let (status, _) = get_json(&server, ADMIN_TOKEN, "/v1/audit?since=yesterday").await;
     assert_eq!(status, 400);
+    // `via` and `outcome` are closed sets: a value outside them is an
+    // error naming the field, not a query that quietly matches nothing.
+    for bad in ["via=carrier-pigeon", "outcome=fine"] {
+        let (status, body) = get_json(&server, ADMIN_TOKEN, &format!("/v1/audit?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        let field = bad.split('=').next().unwrap();
+        assert!(body.to_string().contains(field), "{bad}: {body}");
+    }
+    let (status, refused) = get_json(&server, ADMIN_TOKEN, "/v1/audit?outcome=denied&via=http").await;
+    assert_eq!(status, 200);
+    assert!(refused["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "denied"));
     let (_, future) = get_json(&server, ADMIN_TOKEN, "/v1/audit?since=2100-01-01T00:00:00Z").await;
     assert!(future["records"].as_array().unwrap().is_empty());
 

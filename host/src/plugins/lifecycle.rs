@@ -142,19 +142,33 @@ impl Lifecycle {
     }
 
     /// Read, verify, compile and swap in the bundle in `dir`.
+    ///
+    /// The folder is read again once the plugin is ours: while this waited,
+    /// an upload of the same name may have written its bundle there, and
+    /// what the folder holds now is what must serve.
     pub async fn load_bundle(&self, dir: &Path) -> Result<Arc<Plugin>, LoadError> {
-        let bundle = match Bundle::read(dir) {
-            Ok(b) => b,
-            Err(e) => {
-                // No manifest to name the plugin: the folder's name stands in.
-                let name = dir
-                    .file_name()
-                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-                self.log_refusal(&name, Via::Folder, &e).await;
-                return Err(e);
-            }
-        };
-        self.install(bundle, Via::Folder).await
+        let name = self.read_bundle(dir).await?.manifest.name;
+        let owner = self.own(&name).await;
+        let bundle = self.read_bundle(dir).await?;
+        if bundle.manifest.name != name {
+            // Renamed in its manifest meanwhile: a plugin of another name.
+            drop(owner);
+            return self.install(bundle, Via::Folder).await;
+        }
+        self.install_owned(bundle, Via::Folder).await
+    }
+
+    /// The bundle in `dir`; a folder that holds none is refused and audited.
+    async fn read_bundle(&self, dir: &Path) -> Result<Bundle, LoadError> {
+        let read = Bundle::read(dir);
+        if let Err(e) = &read {
+            // No manifest to name the plugin: the folder's name stands in.
+            let name = dir
+                .file_name()
+                .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+            self.log_refusal(&name, Via::Folder, e).await;
+        }
+        read
     }
 
     /// The one load path, whichever way a bundle came in: verify → compile
@@ -166,8 +180,13 @@ impl Lifecycle {
     /// A bundle identical to the one serving (the folder echoing an upload,
     /// a signature added) changes nothing.
     pub async fn install(&self, bundle: Bundle, via: Via) -> Result<Arc<Plugin>, LoadError> {
+        let _owner = self.own(&bundle.manifest.name).await;
+        self.install_owned(bundle, via).await
+    }
+
+    /// `install`, for a caller that owns the plugin already.
+    async fn install_owned(&self, bundle: Bundle, via: Via) -> Result<Arc<Plugin>, LoadError> {
         let name = bundle.manifest.name.clone();
-        let _owner = self.own(&name).await;
         if let Some(serving) = self.registry.get(&name) {
             if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
                 return Ok(serving);
@@ -390,13 +409,57 @@ impl Lifecycle {
             path: dir.display().to_string(),
             source,
         })?;
+        // Hidden folders are ours (a bundle being written aside, or the one
+        // it replaced), never a plugin: the watcher skips them too.
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
             .filter(|p| p.join("connector.toml").is_file())
             .collect();
         dirs.sort();
         Ok(dirs)
+    }
+
+    /// Finish what a crash interrupted in `keep_in_folder`: a plugin's folder
+    /// moved aside (`.retired-NAME-PID`) with nothing renamed into its place
+    /// goes back, so the plugin serves after the restart; then every folder
+    /// written aside by an earlier process is removed. Call once, at
+    /// start-up, before `load_all`.
+    pub fn recover_folder(&self) -> Result<(), LifecycleError> {
+        let dir = &self.plugins_dir;
+        let failed = |path: &Path, source| LifecycleError::PluginsDir {
+            path: path.display().to_string(),
+            source,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| failed(dir, e))?;
+        let own = format!("-{}", std::process::id());
+        let mut changed = false;
+        for entry in entries.filter_map(Result::ok) {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some((what, name)) = aside_name(&file_name) else {
+                continue;
+            };
+            if file_name.ends_with(&own) {
+                continue;
+            }
+            let path = entry.path();
+            let home = dir.join(name);
+            if what == "retired" && home.symlink_metadata().is_err() && self.bundle_dir_of(name).is_none() {
+                tracing::warn!(plugin = %name, "restoring its folder, moved aside when a write was interrupted");
+                std::fs::rename(&path, &home).map_err(|e| failed(&path, e))?;
+            } else {
+                tracing::info!(folder = %path.display(), "removing a folder left by an interrupted write");
+                remove_entry(&path).map_err(|e| failed(&path, e))?;
+            }
+            changed = true;
+        }
+        if changed {
+            std::fs::File::open(dir)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| failed(dir, e))?;
+        }
+        Ok(())
     }
 
     /// Load every bundle; one that fails is reported and skipped.
@@ -483,6 +546,18 @@ impl Lifecycle {
 }
 
 /// Remove a folder or a file (a symlinked bundle) at `path`, if any.
+/// `("incoming" | "retired", plugin name)` for a folder `keep_in_folder`
+/// writes aside: `.incoming-NAME-PID` or `.retired-NAME-PID`.
+fn aside_name(file_name: &str) -> Option<(&str, &str)> {
+    let rest = file_name.strip_prefix('.')?;
+    let (what, rest) = rest.split_once('-')?;
+    if what != "incoming" && what != "retired" {
+        return None;
+    }
+    let (name, pid) = rest.rsplit_once('-')?;
+    (!name.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some((what, name))
+}
+
 fn remove_entry(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),

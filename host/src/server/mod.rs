@@ -65,6 +65,10 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     let server = &config.server;
     let runtime = Runtime::new(config.runtime_options()?)?;
+    runtime
+        .plugins()
+        .recover_folder()
+        .map_err(crate::runtime::RuntimeError::from)?;
     let loaded = runtime
         .plugins()
         .load_all()

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::{DnsServer, OutboundOptions};
+use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy};
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 use crate::wasm::engine::EngineOptions;
 use crate::RuntimeOptions;
@@ -26,6 +27,9 @@ pub struct Config {
     pub signing: Signing,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
+    /// Which calls wait for a person (see [`crate::policy::approvals`]).
+    #[serde(default)]
+    pub approvals: ApprovalConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +120,19 @@ pub enum Role {
     Agent,
     /// Everything, including managing plugins and grants and reading the audit trail.
     Admin,
+    /// Lists and decides held calls, and reads the audit trail; nothing else
+    /// (not even calling tools).
+    Approver,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+            Role::Approver => "approver",
+        }
+    }
 }
 
 /// One bearer token. The token itself is never in the file: either its
@@ -151,6 +168,7 @@ impl Config {
         let config: Config = crate::policy::parse_toml(text, origin)?;
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
+        ApprovalPolicy::new(config.approvals.clone())?;
         Ok(config)
     }
 

@@ -62,6 +62,10 @@ pub struct ToolInfo {
     pub risk: Risk,
     pub plugin: String,
     pub plugin_version: String,
+    /// Whether calls may wait for a person's approval (filled in by the
+    /// server, which owns the approval rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::policy::approvals::ApprovalSummary>,
 }
 
 #[derive(Clone)]
@@ -151,7 +155,7 @@ impl Runtime {
         &self.inner.storage
     }
 
-    pub fn audit(&self) -> &AuditLog {
+    pub fn audit(&self) -> &Arc<AuditLog> {
         &self.inner.audit
     }
 
@@ -251,6 +255,11 @@ impl Runtime {
         invoke::invoke(self.engine(), self.inner.plugins.registry(), tool, args, reuse, gate).await
     }
 
+    /// The tool named `tool` (canonical name), as it serves now.
+    pub fn find(&self, tool: &str) -> Option<crate::plugins::registry::ToolRef> {
+        invoke::find(self.inner.plugins.registry(), tool)
+    }
+
     /// Argument fields of `tool` its manifest marks secret (for the audit).
     pub fn secret_fields(&self, tool: &str) -> Vec<String> {
         let Some((plugin, function)) = names::split(tool) else {
@@ -298,6 +307,7 @@ impl Runtime {
                     risk: t.risk,
                     plugin: p.manifest.name.clone(),
                     plugin_version: p.manifest.version.to_string(),
+                    approval: None,
                 })
             })
             .collect();

@@ -172,6 +172,20 @@ fn arm_cpu_budget(store: &mut Store<CallState>, limit: Duration) {
     store.set_epoch_deadline(1);
 }
 
+/// The arguments as the tool's parameters, or why they cannot be.
+fn params(found: &ToolRef, args: &Value) -> Result<Vec<Val>, CallError> {
+    values::args_from_json(&found.tool().func, args).map_err(|e| CallError::InvalidInput {
+        field: e.field,
+        message: e.message,
+    })
+}
+
+/// Whether `args` fit the tool's parameters, without calling it (a call
+/// held for approval is checked before a person looks at it).
+pub fn check_arguments(found: &ToolRef, args: &Value) -> Result<(), CallError> {
+    params(found, args).map(drop)
+}
+
 /// The set-up half of a call alone (store, limits, instance), for measuring.
 pub async fn instantiate_only(engine: &Engine, plugin: &Plugin) -> wasmtime::Result<()> {
     let mut store = new_store(engine, plugin, SharedJournal::default(), NoGate::shared());
@@ -179,7 +193,8 @@ pub async fn instantiate_only(engine: &Engine, plugin: &Plugin) -> wasmtime::Res
     Ok(())
 }
 
-fn find(registry: &Registry, tool: &str) -> Option<ToolRef> {
+/// The tool named `plugin.function`, with the version that serves it now.
+pub fn find(registry: &Registry, tool: &str) -> Option<ToolRef> {
     let (plugin, function) = names::split(tool)?;
     ToolRef::find(registry.get(plugin)?, function)
 }
@@ -197,10 +212,7 @@ async fn call(
     let tool = found.tool();
     let grant = &plugin.context.grant;
 
-    let params = values::args_from_json(&tool.func, args).map_err(|e| CallError::InvalidInput {
-        field: e.field,
-        message: e.message,
-    })?;
+    let params = params(found, args)?;
 
     let _slot = tokio::time::timeout(QUEUE_WAIT, plugin.slots.clone().acquire_owned())
         .await

@@ -4,6 +4,10 @@
 //! requests it *and* the operator grants it (`requested ∩ granted`); numeric
 //! limits are the smallest of the request, the grant and the host's defaults.
 //! Each refusal says what was refused and by whom.
+//!
+//! [`approvals`]: which calls wait for a person.
+
+pub mod approvals;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -295,6 +299,8 @@ pub enum PolicyError {
         field: String,
         message: String,
     },
+    #[error(transparent)]
+    Approvals(#[from] approvals::RuleError),
 }
 
 /// Parse TOML from `origin` (a path, or a name for messages).

@@ -1,4 +1,4 @@
-//! Bearer tokens and their two roles. Tokens are kept only as SHA-256
+//! Bearer tokens and their roles (agent, approver, admin). Tokens are kept only as SHA-256
 //! digests and compared in constant time; each has its own rate limit.
 
 use std::num::NonZeroU32;
@@ -45,8 +45,13 @@ impl Principal {
 
     /// May this caller see and call `tool` (`plugin.function`)?
     pub fn may_use(&self, tool: &str) -> bool {
-        self.role == Role::Admin
-            || self.tools.is_empty()
+        match self.role {
+            Role::Admin => return true,
+            // Reviewers decide calls; they never make them.
+            Role::Approver => return false,
+            Role::Agent => {}
+        }
+        self.tools.is_empty()
             || self.tools.iter().any(|p| match p.strip_suffix(".*") {
                 Some(plugin) => tool.split_once('.').is_some_and(|(p, _)| p == plugin),
                 None => p == tool,
@@ -76,8 +81,8 @@ struct Generated {
 }
 
 impl Auth {
-    /// Tokens from the config, then `TOOLHOST_ADMIN_TOKEN` and
-    /// `TOOLHOST_AGENT_TOKEN`; with none at all, generated ones saved to
+    /// Tokens from the config, then `TOOLHOST_ADMIN_TOKEN`,
+    /// `TOOLHOST_AGENT_TOKEN` and `TOOLHOST_APPROVER_TOKEN`; with none at all, generated ones saved to
     /// `generated_file`. Returns the path of that file when it is in use.
     pub fn new(
         configured: &[TokenConfig],
@@ -118,6 +123,7 @@ impl Auth {
         for (var, name, role) in [
             ("TOOLHOST_ADMIN_TOKEN", "admin", Role::Admin),
             ("TOOLHOST_AGENT_TOKEN", "agent", Role::Agent),
+            ("TOOLHOST_APPROVER_TOKEN", "approver", Role::Approver),
         ] {
             if let Ok(token) = std::env::var(var) {
                 tokens.push((
@@ -154,6 +160,12 @@ impl Auth {
         }
         found
     }
+
+    /// The principal of the token named `name`, if it is still configured
+    /// (a held call re-checks its caller's permission when it runs).
+    pub fn named(&self, name: &str) -> Option<Arc<Principal>> {
+        self.tokens.iter().find(|(_, p)| p.name == name).map(|(_, p)| p.clone())
+    }
 }
 
 /// A token's name is who it is (in the audit trail, in idempotency keys):
@@ -163,7 +175,7 @@ fn check_unique(tokens: &[([u8; 32], Arc<Principal>)]) -> Result<(), AuthError> 
         for (other_hash, other) in &tokens[..i] {
             let message = if other.name == principal.name {
                 "another token has the same name; token names must be unique (an environment token \
-                 TOOLHOST_ADMIN_TOKEN or TOOLHOST_AGENT_TOKEN is named `admin` or `agent`)"
+                 TOOLHOST_ADMIN_TOKEN, TOOLHOST_AGENT_TOKEN or TOOLHOST_APPROVER_TOKEN is named `admin`, `agent` or `approver`)"
             } else if other_hash == hash {
                 "the same token is configured twice"
             } else {

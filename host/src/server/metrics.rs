@@ -1,5 +1,6 @@
 //! Prometheus metrics: calls and errors by tool and outcome, latency per
-//! tool, denials by plugin and capability, instances in use.
+//! tool, denials by plugin and capability, instances in use, held calls
+//! (pending, decision latency, outcomes by tool).
 
 use std::sync::atomic::AtomicI64;
 
@@ -40,6 +41,9 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     warm: Gauge<i64, AtomicI64>,
     mcp_sessions: Gauge<i64, AtomicI64>,
+    approvals: Family<CallLabels, Counter>,
+    decisions: Histogram,
+    approvals_pending: Gauge<i64, AtomicI64>,
 }
 
 /// What the host holds that is not counted call by call, read when the
@@ -49,6 +53,8 @@ pub struct Holdings {
     pub warm_instances: usize,
     /// MCP sessions open.
     pub mcp_sessions: usize,
+    /// Held calls waiting for a decision.
+    pub approvals_pending: usize,
 }
 
 impl Default for Metrics {
@@ -85,6 +91,25 @@ impl Default for Metrics {
             warm.clone(),
         );
         registry.register("mcp_sessions", "MCP sessions open", mcp_sessions.clone());
+        let approvals = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "approvals",
+            "Held calls by tool and what became of them (held, approved, rejected, expired, lapsed)",
+            approvals.clone(),
+        );
+        // 1 s to ~3 days.
+        let decisions = Histogram::new(exponential_buckets(1.0, 2.0, 19));
+        registry.register(
+            "approval_decision_seconds",
+            "Time from a call being held to its final decision (approval, rejection or expiry)",
+            decisions.clone(),
+        );
+        let approvals_pending = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "approvals_pending",
+            "Held calls waiting for a decision",
+            approvals_pending.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -93,6 +118,9 @@ impl Default for Metrics {
             in_flight,
             warm,
             mcp_sessions,
+            approvals,
+            decisions,
+            approvals_pending,
         }
     }
 }
@@ -144,10 +172,26 @@ impl Metrics {
         }
     }
 
+    /// A step of a held call of `tool` (`held`, `approved`, ...).
+    pub fn approval(&self, tool: &str, outcome: &str) {
+        self.approvals
+            .get_or_create(&CallLabels {
+                tool: tool.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// A held call decided (or expired) `waited` after it was held.
+    pub fn decided(&self, waited: std::time::Duration) {
+        self.decisions.observe(waited.as_secs_f64());
+    }
+
     /// The Prometheus text exposition, with `holdings` as they are now.
     pub fn render(&self, holdings: Holdings) -> String {
         self.warm.set(holdings.warm_instances as i64);
         self.mcp_sessions.set(holdings.mcp_sessions as i64);
+        self.approvals_pending.set(holdings.approvals_pending as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

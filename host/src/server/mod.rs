@@ -2,8 +2,10 @@
 //! shutdown let calls in flight finish and flush storage.
 
 pub mod api;
+pub mod approvals;
 pub mod auth;
 pub mod metrics;
+pub mod webhook;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -35,6 +37,12 @@ pub enum ServeError {
     Watch(String),
     #[error("start-up: {0}")]
     Startup(String),
+    #[error(transparent)]
+    Webhook(#[from] crate::server::webhook::WebhookError),
+    #[error(transparent)]
+    Approvals(#[from] crate::server::approvals::ApprovalError),
+    #[error(transparent)]
+    Rules(#[from] crate::policy::approvals::RuleError),
 }
 
 /// How long a stop waits for calls still running without a client.
@@ -89,19 +97,30 @@ pub async fn serve_on(
         server.rate_per_minute,
         &server.data_dir.join("tokens.json"),
     )?;
+    let metrics = Arc::new(Metrics::default());
+    let approvals = Arc::new(open_approvals(&config, &runtime, &metrics)?);
+    let stopping = tokio_util::sync::CancellationToken::new();
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
         auth,
         idempotency,
-        metrics: Metrics::default(),
+        metrics,
         mcp_sessions: api::mcp::Sessions::new(
             server.max_mcp_sessions,
             std::time::Duration::from_secs(server.mcp_idle_secs),
         ),
+        approvals: approvals.clone(),
+        stopping: stopping.clone(),
     });
     api::settle_interrupted(&state)
         .await
         .map_err(|e| ServeError::Startup(e.body.to_string()))?;
+    // Decisions taken just before the last stop run now; calls it caught
+    // running are closed, not run again.
+    for id in approvals.recover().await? {
+        api::spawn_execution(&state, id);
+    }
+    spawn_expiry(&approvals, stopping.clone());
 
     // Bundles dropped into the folder from now on are loaded as they come.
     let _watch = if server.watch {
@@ -126,7 +145,6 @@ pub async fn serve_on(
 
     let mcp = api::mcp::Transport::new(server, addr);
     let streams = mcp.shutdown.clone();
-    let stopping = tokio_util::sync::CancellationToken::new();
     let stopped = stopping.clone();
     let serving = axum::serve(listener, api::router(state, server.max_body_bytes, mcp))
         .with_graceful_shutdown(async move {
@@ -153,6 +171,52 @@ pub async fn serve_on(
     runtime.storage().flush().await?;
     eprintln!("toolhost: stopped; storage flushed");
     Ok(())
+}
+
+/// The approval rules (those set through the API replace the file's) and
+/// the reviewers' webhook.
+fn open_approvals(
+    config: &Config,
+    runtime: &Runtime,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::server::approvals::Approvals, ServeError> {
+    let mut rules = match runtime.storage().operator().approval_rules()? {
+        Some(stored) => stored,
+        None => config.approvals.clone(),
+    };
+    rules.webhook = None;
+    let webhook = config
+        .approvals
+        .webhook
+        .as_ref()
+        .map(crate::server::webhook::Webhook::new)
+        .transpose()?;
+    Ok(crate::server::approvals::Approvals::new(
+        crate::policy::approvals::ApprovalPolicy::new(rules)?,
+        runtime.storage().clone(),
+        runtime.audit().clone(),
+        metrics.clone(),
+        webhook,
+    ))
+}
+
+/// Expire undecided approvals as their time comes, until the host stops.
+fn spawn_expiry(approvals: &Arc<crate::server::approvals::Approvals>, stopping: tokio_util::sync::CancellationToken) {
+    let approvals = Arc::downgrade(approvals);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stopping.cancelled() => return,
+            }
+            let Some(approvals) = approvals.upgrade() else { return };
+            if let Err(e) = approvals.sweep().await {
+                tracing::error!("expiring approvals: {e}");
+            }
+        }
+    });
 }
 
 /// Ctrl-C or SIGTERM.

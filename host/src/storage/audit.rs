@@ -60,6 +60,44 @@ pub struct AuditRecord {
     /// Where the connector wrote a secret it was handed (masked there).
     #[serde(default)]
     pub secret_echoes: Vec<Echo>,
+    /// The approval this record belongs to: the hold, each decision, and
+    /// the call it let run all carry its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// Why, in words: the rule that held a call, a reviewer's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl AuditRecord {
+    /// A record with nothing but its id, time, way in and tool.
+    fn new(id: u64, via: Via, tool: String) -> AuditRecord {
+        AuditRecord {
+            id: id.to_string(),
+            time: rfc3339_micros(id >> 8),
+            via,
+            token: None,
+            session: None,
+            idempotency_key: None,
+            tool,
+            plugin_version: None,
+            plugin_digest: None,
+            arguments: Value::Null,
+            arguments_digest: None,
+            outcome: Outcome::Running,
+            effects: false,
+            error: None,
+            duration_us: 0,
+            instantiate_us: 0,
+            execute_us: 0,
+            outbound: Vec::new(),
+            denials: Vec::new(),
+            denials_total: 0,
+            secret_echoes: Vec::new(),
+            approval: None,
+            reason: None,
+        }
+    }
 }
 
 /// How a call or a plugin event ended, as the audit trail and the API
@@ -86,6 +124,16 @@ pub enum Outcome {
     Refused,
     /// A plugin no longer serving.
     Unloaded,
+    /// A call waiting for a person's approval; it has not run.
+    Held,
+    /// A reviewer approved a held call.
+    Approved,
+    /// A reviewer rejected a held call; it never runs.
+    Rejected,
+    /// Nobody decided a held call in time; it never runs.
+    Expired,
+    /// An approved call that did not run: what was approved changed.
+    Lapsed,
 }
 
 impl Outcome {
@@ -105,6 +153,11 @@ impl Outcome {
             Outcome::Loaded => "loaded",
             Outcome::Refused => "refused",
             Outcome::Unloaded => "unloaded",
+            Outcome::Held => "held",
+            Outcome::Approved => "approved",
+            Outcome::Rejected => "rejected",
+            Outcome::Expired => "expired",
+            Outcome::Lapsed => "lapsed",
         }
     }
 }
@@ -165,6 +218,27 @@ pub struct Caller {
     pub token: Option<String>,
     pub session: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The approval that let this call run, when it was held.
+    pub approval: Option<String>,
+}
+
+/// Something that happened to a held call: its hold, a decision, its
+/// expiry or lapse (the call itself is recorded as any call is).
+pub struct ApprovalEvent<'a> {
+    pub approval: &'a str,
+    pub outcome: Outcome,
+    /// The agent's call: its way in, tool, session, plugin version.
+    pub via: Via,
+    pub tool: &'a str,
+    pub session: Option<&'a str>,
+    pub plugin_version: Option<&'a str>,
+    pub plugin_digest: Option<&'a str>,
+    /// Who: the agent for a hold, the reviewer for a decision.
+    pub token: Option<&'a str>,
+    /// The arguments (redacted) and their digest, on the hold.
+    pub arguments: Value,
+    pub arguments_digest: Option<&'a str>,
+    pub reason: String,
 }
 
 /// Something that happened to a plugin, for the audit trail.
@@ -272,6 +346,8 @@ pub struct AuditFilter {
     pub outcome: Option<Outcome>,
     pub session: Option<String>,
     pub token: Option<String>,
+    /// Records of one approval: its hold, decisions and the call it let run.
+    pub approval: Option<String>,
     /// RFC 3339 or Unix seconds; inclusive.
     pub since: Option<String>,
     pub until: Option<String>,
@@ -313,6 +389,7 @@ pub struct AuditQuery {
     pub outcome: Option<Outcome>,
     pub session: Option<String>,
     pub token: Option<String>,
+    pub approval: Option<String>,
 }
 
 impl AuditQuery {
@@ -325,6 +402,7 @@ impl AuditQuery {
             && self.outcome.is_none_or(|o| o == record.outcome)
             && matches(&self.session, record.session.as_deref())
             && matches(&self.token, record.token.as_deref())
+            && matches(&self.approval, record.approval.as_deref())
     }
 }
 
@@ -431,29 +509,13 @@ impl AuditLog {
     /// comes first, so read-only calls write once.
     pub fn begin(&self, caller: &Caller, tool: &str, arguments: &Value, secret_fields: &[String]) -> OpenRecord {
         let id = self.next_id();
-        let record = AuditRecord {
-            id: id.to_string(),
-            time: rfc3339_micros(id >> 8),
-            via: caller.via,
-            token: caller.token.clone(),
-            session: caller.session.clone(),
-            idempotency_key: caller.idempotency_key.clone(),
-            tool: tool.to_string(),
-            plugin_version: None,
-            plugin_digest: None,
-            arguments: redact(arguments, secret_fields),
-            arguments_digest: Some(arguments_digest(arguments)),
-            outcome: Outcome::Running,
-            error: None,
-            effects: false,
-            duration_us: 0,
-            instantiate_us: 0,
-            execute_us: 0,
-            outbound: Vec::new(),
-            denials: Vec::new(),
-            denials_total: 0,
-            secret_echoes: Vec::new(),
-        };
+        let mut record = AuditRecord::new(id, caller.via, tool.to_string());
+        record.token = caller.token.clone();
+        record.session = caller.session.clone();
+        record.idempotency_key = caller.idempotency_key.clone();
+        record.arguments = redact(arguments, secret_fields);
+        record.arguments_digest = Some(arguments_digest(arguments));
+        record.approval = caller.approval.clone();
         OpenRecord {
             id,
             record: Mutex::new(record),
@@ -468,29 +530,29 @@ impl AuditLog {
     /// `(plugin) NAME`.
     pub async fn append_event(&self, event: &PluginEvent<'_>) -> Result<AuditRecord, AuditError> {
         let id = self.next_id();
-        let record = AuditRecord {
-            id: id.to_string(),
-            time: rfc3339_micros(id >> 8),
-            via: event.via,
-            token: None,
-            session: None,
-            idempotency_key: None,
-            tool: format!("(plugin) {}", event.plugin),
-            plugin_version: event.version.clone(),
-            plugin_digest: event.digest.clone(),
-            arguments: Value::Null,
-            arguments_digest: None,
-            outcome: event.outcome,
-            effects: false,
-            error: Some(Value::from(event.detail.clone())),
-            duration_us: 0,
-            instantiate_us: 0,
-            execute_us: 0,
-            outbound: Vec::new(),
-            denials: Vec::new(),
-            denials_total: 0,
-            secret_echoes: Vec::new(),
-        };
+        let mut record = AuditRecord::new(id, event.via, format!("(plugin) {}", event.plugin));
+        record.plugin_version = event.version.clone();
+        record.plugin_digest = event.digest.clone();
+        record.outcome = event.outcome;
+        record.error = Some(Value::from(event.detail.clone()));
+        self.storage.audit().put(id, &record, Mark::None).await?;
+        Ok(record)
+    }
+
+    /// Record a step of a held call, under the call's tool and session so
+    /// that the conversation's trail shows the human step in its place.
+    pub async fn append_approval(&self, event: &ApprovalEvent<'_>) -> Result<AuditRecord, AuditError> {
+        let id = self.next_id();
+        let mut record = AuditRecord::new(id, event.via, event.tool.to_string());
+        record.token = event.token.map(str::to_string);
+        record.session = event.session.map(str::to_string);
+        record.plugin_version = event.plugin_version.map(str::to_string);
+        record.plugin_digest = event.plugin_digest.map(str::to_string);
+        record.arguments = event.arguments.clone();
+        record.arguments_digest = event.arguments_digest.map(str::to_string);
+        record.outcome = event.outcome;
+        record.approval = Some(event.approval.to_string());
+        record.reason = Some(event.reason.clone());
         self.storage.audit().put(id, &record, Mark::None).await?;
         Ok(record)
     }
@@ -517,6 +579,7 @@ impl AuditLog {
             outcome: filter.outcome,
             session: filter.session.clone(),
             token: filter.token.clone(),
+            approval: filter.approval.clone(),
         };
         let records = self.storage.audit().query(&query).await?;
         let next = (records.len() == limit).then(|| records[records.len() - 1].id.clone());

@@ -1,7 +1,7 @@
 //! What the host keeps, behind one seam: connectors' kv spaces ([`kv`]),
 //! the audit trail ([`audit`]), idempotency answers ([`idempotency`]), the
-//! operator's grants and disabled plugins, and each plugin's version
-//! history. Each is a trait; a backend implements them all ([`Backend`]).
+//! operator's grants, disabled plugins and approval rules, each plugin's
+//! version history, and held calls ([`approvals`]). Each is a trait; a backend implements them all ([`Backend`]).
 //! [`sled`] is the embedded default; a networked backend is another
 //! implementation, and nothing on the call path changes with it.
 //!
@@ -9,6 +9,7 @@
 //! method returns, except kv writes, which are durable at the space's
 //! `flush` (a call that wrote several keys waits for storage once).
 
+pub mod approvals;
 pub mod audit;
 pub mod idempotency;
 pub mod kv;
@@ -20,7 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::plugins::versions::VersionEntry;
+use crate::policy::approvals::ApprovalConfig;
 use crate::policy::PluginPolicy;
+use approvals::ApprovalStore;
 use audit::AuditStore;
 use idempotency::IdempotencyStore;
 use kv::KvStore;
@@ -48,6 +51,9 @@ pub trait OperatorStore: Send + Sync {
     async fn set_grant(&self, plugin: &str, grant: &PluginPolicy) -> Result<(), StorageError>;
     fn disabled(&self) -> Result<Vec<String>, StorageError>;
     async fn set_disabled(&self, plugin: &str, disabled: bool) -> Result<(), StorageError>;
+    /// The approval rules set through the API, which replace the file's.
+    fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError>;
+    async fn set_approval_rules(&self, rules: &ApprovalConfig) -> Result<(), StorageError>;
 }
 
 /// Which versions each plugin has served, oldest first (the bundles
@@ -60,7 +66,7 @@ pub trait HistoryStore: Send + Sync {
 
 /// All the stores of one backend.
 #[async_trait]
-pub trait Backend: KvStore + AuditStore + IdempotencyStore + OperatorStore + HistoryStore {
+pub trait Backend: KvStore + AuditStore + IdempotencyStore + OperatorStore + HistoryStore + ApprovalStore {
     /// Make every write made so far durable (kv writes included): at
     /// shutdown, and by kv spaces.
     async fn flush(&self) -> Result<(), StorageError>;
@@ -99,6 +105,10 @@ impl Storage {
     }
 
     pub fn history(&self) -> &dyn HistoryStore {
+        &*self.backend
+    }
+
+    pub fn approvals(&self) -> &dyn ApprovalStore {
         &*self.backend
     }
 

@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::approvals::{Approval, ApprovalStore};
 use super::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
 use super::idempotency::{Answer, AnswerKey, IdempotencyStore};
 use super::kv::{self, KvRefusal, KvSpace, KvStore};
 use super::{Backend, HistoryStore, OperatorStore, StorageError};
 use crate::plugins::versions::VersionEntry;
+use crate::policy::approvals::ApprovalConfig;
 use crate::policy::PluginPolicy;
 
 impl From<sled::Error> for StorageError {
@@ -40,7 +42,14 @@ pub struct SledBackend {
     grants: sled::Tree,
     disabled: sled::Tree,
     history: sled::Tree,
+    approvals: sled::Tree,
+    /// Ids of approvals still open (the sweep and a restart read only these).
+    approvals_open: sled::Tree,
+    /// Single values the operator set (the approval rules).
+    settings: sled::Tree,
 }
+
+const APPROVAL_RULES: &str = "approval-rules";
 
 impl SledBackend {
     pub fn open(dir: &Path) -> Result<SledBackend, StorageError> {
@@ -77,6 +86,9 @@ impl SledBackend {
             grants: tree("grants")?,
             disabled: tree("disabled")?,
             history: tree("plugins")?,
+            approvals: tree("approvals")?,
+            approvals_open: tree("approvals-open")?,
+            settings: tree("settings")?,
             db,
         })
     }
@@ -382,6 +394,73 @@ impl OperatorStore for SledBackend {
             self.disabled.remove(plugin)?;
         }
         self.durable().await
+    }
+
+    fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError> {
+        match self.settings.get(APPROVAL_RULES)? {
+            Some(bytes) => from_json("approval rules", &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_approval_rules(&self, rules: &ApprovalConfig) -> Result<(), StorageError> {
+        self.settings.insert(APPROVAL_RULES, to_json(rules))?;
+        self.durable().await
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for SledBackend {
+    async fn put_approval(&self, approval: &Approval) -> Result<(), StorageError> {
+        use sled::Transactional;
+        let (key, bytes, open) = (approval.id.as_bytes(), to_json(approval), approval.state.is_open());
+        // The record and the index change together, or neither does.
+        (&self.approvals, &self.approvals_open)
+            .transaction(|(approvals, index)| {
+                approvals.insert(key, bytes.as_slice())?;
+                if open {
+                    index.insert(key, &[])?;
+                } else {
+                    index.remove(key)?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| StorageError::Backend(format!("{e:?}")))?;
+        self.durable().await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StorageError> {
+        match self.approvals.get(id)? {
+            Some(bytes) => from_json("approval", &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn open_approvals(&self) -> Result<Vec<Approval>, StorageError> {
+        let mut open = Vec::new();
+        for key in self.approvals_open.iter().keys() {
+            let key = key?;
+            match self.approvals.get(&key)? {
+                Some(bytes) => open.push(from_json("approval", &bytes)?),
+                None => {
+                    self.approvals_open.remove(&key)?;
+                }
+            }
+        }
+        Ok(open)
+    }
+
+    async fn approvals(&self, before: Option<&str>, limit: usize) -> Result<Vec<Approval>, StorageError> {
+        let range = match before {
+            Some(b) => self.approvals.range(..b.as_bytes().to_vec()),
+            None => self.approvals.range::<Vec<u8>, _>(..),
+        };
+        let mut out = Vec::new();
+        for entry in range.rev().take(limit) {
+            let (_, bytes) = entry?;
+            out.push(from_json("approval", &bytes)?);
+        }
+        Ok(out)
     }
 }
 

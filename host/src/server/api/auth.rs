@@ -1,5 +1,5 @@
-//! Extractors that authenticate: `Agent` for any valid token, `Admin` for an
-//! admin token. Each takes one request from the token's rate budget.
+//! Extractors that authenticate: `Agent` for any valid token, `Reviewer` for
+//! an approver or admin token, `Admin` for an admin token. Each takes one request from the token's rate budget.
 
 use std::sync::Arc;
 
@@ -13,6 +13,24 @@ use crate::server::auth::Principal;
 
 pub struct Agent(pub Arc<Principal>);
 pub struct Admin(pub Arc<Principal>);
+pub struct Reviewer(pub Arc<Principal>);
+
+/// The principal, if its role is one of `roles`; otherwise 403 naming what
+/// the route needs.
+fn require(principal: Arc<Principal>, roles: &[Role], needs: &str) -> Result<Arc<Principal>, ApiError> {
+    if roles.contains(&principal.role) {
+        return Ok(principal);
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "token {:?} is an {} token; this needs {needs}",
+            principal.name,
+            principal.role.as_str()
+        ),
+    ))
+}
 
 pub(super) fn authenticate(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, ApiError> {
     let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
@@ -60,17 +78,19 @@ impl FromRequestParts<Shared> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        let principal = authenticate(parts, state)?;
-        if principal.role != Role::Admin {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "token {:?} is an agent token; this needs an admin token",
-                    principal.name
-                ),
-            ));
-        }
-        Ok(Admin(principal))
+        require(authenticate(parts, state)?, &[Role::Admin], "an admin token").map(Admin)
+    }
+}
+
+impl FromRequestParts<Shared> for Reviewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        require(
+            authenticate(parts, state)?,
+            &[Role::Approver, Role::Admin],
+            "an approver or admin token",
+        )
+        .map(Reviewer)
     }
 }

@@ -1,18 +1,32 @@
 //! One call on behalf of a caller, whichever way it came in (REST or MCP):
-//! permission → the runtime's recorded call → metrics. Entry points run it
-//! with [`detached`], so that a client that hangs up cannot cut a call short
-//! between its effects and its audit record.
+//! permission → approval policy (a held call is stored, not run) → the
+//! runtime's recorded call → metrics. Entry points run it with [`detached`],
+//! so that a client that hangs up cannot cut a call short between its
+//! effects and its audit record. [`execute`] runs a held call once it is
+//! approved.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::Value;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
 
 use super::{ApiError, Shared};
-use crate::call::invoke::{CallError, CallOutcome};
+use crate::call::invoke::{check_arguments, CallError, CallOutcome};
 use crate::call::names;
+use crate::server::approvals::{self, Serving};
 use crate::server::auth::Principal;
+use crate::storage::approvals::{Approval, StoredAnswer};
 use crate::storage::audit::{AuditRecord, Caller};
+
+/// What became of a call.
+pub enum Called {
+    /// It ran (or was refused), and was recorded.
+    Ran(Box<(CallOutcome, AuditRecord)>),
+    /// It waits for a person; nothing ran.
+    Held(Arc<Approval>),
+}
 
 pub async fn call(
     state: &Shared,
@@ -20,9 +34,71 @@ pub async fn call(
     tool: &str,
     args: &Value,
     caller: &Caller,
-) -> Result<(CallOutcome, AuditRecord), ApiError> {
+) -> Result<Called, ApiError> {
     let canonical = names::canonical(tool);
     let tool = canonical.as_deref().unwrap_or(tool);
+    if principal.may_use(tool) {
+        if let Some(approval) = hold(state, principal, tool, args, caller).await? {
+            return Ok(Called::Held(approval));
+        }
+    }
+    let (outcome, record) = run(state, principal, tool, args, caller).await?;
+    Ok(Called::Ran(Box::new((outcome, record))))
+}
+
+/// Hold the call if the approval rules say so. A call for a tool that does
+/// not exist, of a disabled plugin, or whose arguments could never run goes
+/// on to be refused as it would be without rules: a person should only be
+/// asked about calls that can run.
+async fn hold(
+    state: &Shared,
+    principal: &Principal,
+    tool: &str,
+    args: &Value,
+    caller: &Caller,
+) -> Result<Option<Arc<Approval>>, ApiError> {
+    let Some(found) = state.runtime.find(tool) else {
+        return Ok(None);
+    };
+    let plugin = &found.plugin;
+    if state.runtime.plugins().is_disabled(&plugin.manifest.name) {
+        return Ok(None);
+    }
+    let call = approvals::Call {
+        caller,
+        token: &principal.name,
+        tool,
+        risk: found.tool().risk,
+        args,
+    };
+    let Some(held) = state.approvals.check(&call) else {
+        return Ok(None);
+    };
+    if check_arguments(&found, args).is_err() {
+        return Ok(None);
+    }
+    let version = plugin.manifest.version.to_string();
+    let serving = Serving {
+        version: &version,
+        digest: &plugin.digest,
+        secret_fields: state.runtime.secret_fields(tool),
+    };
+    let approval = state
+        .approvals
+        .hold(&call, held, serving)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Some(approval))
+}
+
+/// Run the call now if `principal` may, or record its refusal.
+async fn run(
+    state: &Shared,
+    principal: &Principal,
+    tool: &str,
+    args: &Value,
+    caller: &Caller,
+) -> Result<(CallOutcome, AuditRecord), ApiError> {
     let (outcome, record) = if principal.may_use(tool) {
         let _in_flight = state.metrics.start();
         // Never two tokens or two sessions on one instance.
@@ -50,6 +126,68 @@ pub async fn call(
     Ok((outcome, record))
 }
 
+/// Run an approved call, once: with the arguments that were approved, on
+/// the plugin version that was approved, for a caller who may still make
+/// it. If the plugin changed or the caller's token is gone, the approval
+/// lapses and nothing runs. The answer is kept for the agent.
+pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
+    let Some(approval) = state.approvals.begin_execution(id).await.map_err(ApiError::internal)? else {
+        return Ok(());
+    };
+    let principal = state.auth.named(&approval.token);
+    let lapsed = match (state.runtime.find(&approval.tool), &principal) {
+        (None, _) => Some(format!("{} is no longer loaded", approval.tool)),
+        (Some(found), _) if found.plugin.digest != approval.plugin_digest => Some(format!(
+            "the plugin changed after the approval (approved: version {} {}, serving: version {} {})",
+            approval.plugin_version,
+            short(&approval.plugin_digest),
+            found.plugin.manifest.version,
+            short(&found.plugin.digest)
+        )),
+        (_, None) => Some(format!("token {:?} is no longer configured", approval.token)),
+        _ => None,
+    };
+    let (Some(principal), None) = (principal, &lapsed) else {
+        let why = lapsed.unwrap_or_default();
+        state.approvals.lapse(approval, why).await.map_err(ApiError::internal)?;
+        return Ok(());
+    };
+    let caller = Caller {
+        via: approval.via,
+        token: Some(approval.token.clone()),
+        session: approval.session.clone(),
+        idempotency_key: approval.idempotency_key.clone(),
+        approval: Some(approval.id.clone()),
+    };
+    let (outcome, record) = run(state, &principal, &approval.tool, &approval.arguments, &caller).await?;
+    let answer = Answer::of(&outcome, &record.id);
+    let stored = StoredAnswer {
+        status: answer.status.as_u16(),
+        body: answer.body,
+    };
+    state
+        .approvals
+        .finish(approval, stored, record.id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// Run [`execute`] detached, so a stop waits for it; failures are logged
+/// (the approval stays `executing`, and the next start closes it).
+pub fn spawn_execution(state: &Shared, id: String) {
+    let runner = state.clone();
+    drop(state.runtime.detach(async move {
+        if let Err(e) = execute(&runner, &id).await {
+            tracing::error!(approval = %id, "running an approved call failed: {}", e.body);
+        }
+    }));
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
 /// Run `work` (a call and what must follow it) detached from the request,
 /// so that it runs to its end whether or not the client is still there to
 /// hear it.
@@ -63,4 +201,69 @@ where
         .detach(work(Arc::clone(state)))
         .await
         .map_err(|e| ApiError::internal(format!("the call's task failed: {e}")))?
+}
+
+/// The REST answer to a call: status and body, and the `Retry-After` of a
+/// refusal for lack of room.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub retry_after: Option<u64>,
+}
+
+impl Answer {
+    pub fn of(outcome: &CallOutcome, audit_id: &str) -> Answer {
+        match &outcome.result {
+            Ok(value) => Answer {
+                status: StatusCode::OK,
+                body: json!({ "result": value, "audit_id": audit_id, "plugin_version": outcome.plugin_version }),
+                retry_after: None,
+            },
+            Err(e) => {
+                let mut err = ApiError::from_call(e);
+                if let Value::Object(map) = &mut err.body {
+                    map.insert("audit_id".into(), Value::from(audit_id));
+                }
+                Answer {
+                    status: err.status,
+                    body: err.body,
+                    retry_after: err.retry_after,
+                }
+            }
+        }
+    }
+
+    /// The answer to a held call: 202, the approval and where to wait.
+    pub fn held(approval: &Approval) -> Answer {
+        Answer {
+            status: StatusCode::ACCEPTED,
+            body: json!({
+                "approval": approvals::view(approval),
+                "wait": format!("/v1/approvals/{}?wait=60", approval.id),
+                "message": format!(
+                    "this call waits for a reviewer's approval (rule {:?}); GET the wait URL for its result",
+                    approval.rule
+                ),
+            }),
+            retry_after: None,
+        }
+    }
+
+    /// Whether a retry should get this answer again rather than run: all
+    /// but a timeout and a refusal for lack of room are.
+    pub fn is_final(&self) -> bool {
+        !matches!(self.status, StatusCode::GATEWAY_TIMEOUT | StatusCode::TOO_MANY_REQUESTS)
+            || self.body["error"]["kind"] == "plugin_error"
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        ApiError {
+            status: self.status,
+            body: self.body,
+            retry_after: self.retry_after,
+        }
+        .into_response()
+    }
 }

@@ -2,6 +2,13 @@
 //! official Rust SDK (`rmcp`), so existing agent clients connect as they are.
 //! Tools are the same as over REST (same names, schemas, permissions, audit);
 //! a business failure is a result with `isError: true`.
+//!
+//! A call held for approval answers at once with a result marked
+//! `isError: true` whose content says `approval_required` and names the
+//! approval; the agent then calls the tool [`AWAIT_TOOL`] with that id,
+//! which waits for the decision and returns the call's own result (or why
+//! it did not run). Any MCP client can follow this, since it is only tool
+//! calls; the long-running tasks of newer MCP revisions are not used yet.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,12 +27,18 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
-use super::calls::{call, detached};
+use super::calls::{call, detached, Called};
+use super::tools::visible_tools;
 use super::{ApiError, Shared};
 use crate::call::invoke::CallError;
 use crate::runtime::ToolInfo;
+use crate::server::approvals::{self, ApprovalError, MAX_WAIT};
 use crate::server::auth::Principal;
+use crate::storage::approvals::Approval;
 use crate::storage::audit::Caller;
+
+/// The tool an agent calls to wait for a held call's result.
+pub const AWAIT_TOOL: &str = "toolhost.await-approval";
 
 /// How long one session may take to accept a `list_changed` notification;
 /// one that does not read its stream is then dropped from the list, and
@@ -247,6 +260,10 @@ fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
             "destructiveHint": t.risk == crate::plugins::manifest::Risk::High,
         },
     });
+    // Whether a call may wait for a reviewer (MCP has no field for it).
+    if let Some(approval) = t.approval {
+        tool["_meta"] = json!({ "toolhost/approval": approval });
+    }
     // MCP wants an object for structured output; other results go as text.
     if is_object_schema(&t.output_schema) {
         tool["outputSchema"] = t.output_schema.clone().unwrap_or_default();
@@ -261,6 +278,87 @@ fn result(value: Value, is_error: bool, structured: bool) -> Result<CallToolResu
         body["structuredContent"] = value;
     }
     serde_json::from_value(body).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+/// The answer to a held call: what to do next, in words an LLM follows.
+fn held(approval: &Approval) -> Result<CallToolResult, ErrorData> {
+    result(
+        json!({
+            "kind": "approval_required",
+            "message": format!(
+                "This call was not run: it waits for a human reviewer's approval (rule {:?}). \
+                 Call the tool {AWAIT_TOOL} with {{\"approval\": \"{}\"}} to wait for the decision and get the result.",
+                approval.rule, approval.id
+            ),
+            "approval": approvals::view(approval),
+        }),
+        true,
+        false,
+    )
+}
+
+fn await_tool() -> Result<Tool, ErrorData> {
+    serde_json::from_value(json!({
+        "name": AWAIT_TOOL,
+        "description": "Wait for a call that was held for a human reviewer's approval, and get its result \
+            once it is decided and has run (or why it did not run). Give the approval id the held call returned.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "approval": { "type": "string", "description": "The approval id of the held call" },
+                "wait_secs": { "type": "integer", "minimum": 0, "maximum": MAX_WAIT.as_secs(), "description": "How long to wait for the decision (default 60)" },
+            },
+            "required": ["approval"],
+        },
+        "annotations": { "readOnlyHint": true },
+    }))
+    .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+impl McpServer {
+    /// Whether `tool`'s results go as structured content.
+    fn structured(&self, tool: &str) -> bool {
+        self.state
+            .runtime
+            .find(tool)
+            .is_some_and(|found| is_object_schema(&found.tool().output_schema))
+    }
+
+    async fn await_approval(&self, principal: &Principal, args: &Value) -> Result<CallToolResult, ErrorData> {
+        let id = args["approval"]
+            .as_str()
+            .ok_or_else(|| ErrorData::invalid_params("`approval` (the approval id) is required", None))?;
+        let wait = std::time::Duration::from_secs(args["wait_secs"].as_u64().unwrap_or(60)).min(MAX_WAIT);
+        let not_found = || ErrorData::invalid_params(format!("no approval {id:?}"), None);
+        let approval = match self.state.approvals.wait(id, wait).await {
+            Ok(a) => a,
+            Err(ApprovalError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
+        };
+        // An agent sees only the calls it made.
+        if approval.token != principal.name && principal.role == crate::config::Role::Agent {
+            return Err(not_found());
+        }
+        match &approval.answer {
+            Some(answer) if answer.status == 200 => {
+                result(answer.body["result"].clone(), false, self.structured(&approval.tool))
+            }
+            Some(answer) => {
+                let mut body = answer.body["error"].clone();
+                body["approval"] = Value::from(approval.id.clone());
+                result(body, true, false)
+            }
+            None => result(
+                json!({
+                    "kind": "approval_pending",
+                    "message": format!("Still waiting for a reviewer (state: {}). Call {AWAIT_TOOL} again to keep waiting.", approval.state.as_str()),
+                    "approval": approvals::view(&approval),
+                }),
+                true,
+                false,
+            ),
+        }
+    }
 }
 
 impl ServerHandler for McpServer {
@@ -281,14 +379,11 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let (principal, _) = principal(&ctx)?;
-        let tools = self
-            .state
-            .runtime
-            .tools()
+        let mut tools = visible_tools(&self.state, &principal)
             .iter()
-            .filter(|t| principal.may_use(&t.name))
             .map(mcp_tool)
             .collect::<Result<Vec<_>, _>>()?;
+        tools.push(await_tool()?);
         serde_json::from_value(json!({ "tools": tools })).map_err(|e| ErrorData::internal_error(e.to_string(), None))
     }
 
@@ -304,24 +399,26 @@ impl ServerHandler for McpServer {
             token: Some(principal.name.clone()),
             session,
             idempotency_key: None,
+            approval: None,
         };
         // Detached: a call runs to its end and is recorded even when the
         // client cancels it or goes away (its effects cannot be undone);
         // only the answer is then lost.
+        if request.name == AWAIT_TOOL {
+            return self.await_approval(&principal, &args).await.map(Into::into);
+        }
         let tool = request.name.to_string();
-        let (outcome, _record) = detached(&self.state, move |state| async move {
+        let called = detached(&self.state, move |state| async move {
             call(&state, &principal, &tool, &args, &caller).await
         })
         .await
         .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
+        let outcome = match called {
+            Called::Ran(ran) => ran.0,
+            Called::Held(approval) => return held(&approval).map(Into::into),
+        };
         // Look up just this tool; listing them all would copy every schema.
-        let structured = crate::call::names::split(&request.name)
-            .and_then(|(plugin, function)| {
-                let p = self.state.runtime.plugins().registry().get(plugin)?;
-                let tool = p.tools.iter().find(|t| t.function == function)?;
-                Some(is_object_schema(&tool.output_schema))
-            })
-            .unwrap_or(false);
+        let structured = self.structured(&request.name);
         let result = match outcome.result {
             Ok(value) => result(value, false, structured)?,
             Err(CallError::NotFound { tool }) => {

@@ -3,12 +3,13 @@
 //! is in [`calls`] (one call: permission, invoke, metrics, audit) and below.
 
 mod admin;
+mod approvals;
 mod audit;
 mod auth;
 mod calls;
 mod error;
 pub mod mcp;
-mod tools;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use crate::server::metrics::{Holdings, Metrics};
 use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
 
+pub use calls::spawn_execution;
 pub use error::ApiError;
 pub use tools::settle_interrupted;
 
@@ -31,8 +33,12 @@ pub struct AppState {
     pub runtime: Runtime,
     pub auth: Auth,
     pub idempotency: Arc<Idempotency>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub mcp_sessions: mcp::Sessions,
+    pub approvals: Arc<crate::server::approvals::Approvals>,
+    /// Cancelled when the host begins to stop: long-lived responses (event
+    /// streams) end.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 pub type Shared = Arc<AppState>;
@@ -63,6 +69,12 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .route("/v1/plugins/{name}/grants", get(admin::grants).put(admin::set_grants))
         .route("/v1/plugins/{name}/disable", post(admin::disable))
         .route("/v1/plugins/{name}/enable", post(admin::enable))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/stream", get(approvals::stream))
+        .route("/v1/approvals/rules", get(approvals::rules).put(approvals::set_rules))
+        .route("/v1/approvals/{id}", get(approvals::get))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/reject", post(approvals::reject))
         .route("/v1/audit", get(audit::query))
         .route("/v1/audit/export", get(audit::export))
         .route(
@@ -97,6 +109,7 @@ async fn metrics(_admin: auth::Admin, State(state): State<Shared>) -> impl IntoR
         state.metrics.render(Holdings {
             warm_instances: state.runtime.warm_instances(),
             mcp_sessions: state.mcp_sessions.count().await,
+            approvals_pending: state.approvals.pending().await.map_or(0, |p| p.len()),
         }),
     )
 }

@@ -8,11 +8,11 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Agent;
-use super::calls::{call, detached};
+use super::calls::{call, detached, Answer, Called};
 use super::{ApiError, Shared};
-use crate::call::invoke::CallOutcome;
 use crate::call::names;
 use crate::runtime::ToolInfo;
+use crate::server::auth::Principal;
 use crate::storage::audit::{Caller, Via};
 use crate::storage::idempotency::{self, Lookup, MAX_KEY_LEN};
 
@@ -20,14 +20,22 @@ use crate::storage::idempotency::{self, Lookup, MAX_KEY_LEN};
 pub const SESSION_HEADER: &str = "x-session-id";
 
 pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<Vec<ToolInfo>> {
-    Json(
-        state
-            .runtime
-            .tools()
-            .into_iter()
-            .filter(|t| principal.may_use(&t.name))
-            .collect(),
-    )
+    Json(visible_tools(&state, &principal))
+}
+
+/// The tools `principal` may use, each with whether its calls may wait for
+/// an approval.
+pub fn visible_tools(state: &Shared, principal: &Principal) -> Vec<ToolInfo> {
+    state
+        .runtime
+        .tools()
+        .into_iter()
+        .filter(|t| principal.may_use(&t.name))
+        .map(|mut t| {
+            t.approval = Some(state.approvals.summary(&t.name, t.risk));
+            t
+        })
+        .collect()
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
@@ -56,6 +64,7 @@ pub async fn invoke(
         token: Some(principal.name.clone()),
         session: header(&headers, SESSION_HEADER)?,
         idempotency_key: header(&headers, "idempotency-key")?,
+        approval: None,
     };
     // A key only ever replays to a caller that may use the tool: without
     // permission the call goes on to be refused (and recorded) as such.
@@ -90,13 +99,16 @@ pub async fn invoke(
     };
 
     let answer = detached(&state, move |state| async move {
-        let (outcome, record) = call(&state, &principal, &tool, &args, &caller).await?;
-        let answer = Answer::of(&outcome, &record.id);
+        let (answer, effects) = match call(&state, &principal, &tool, &args, &caller).await? {
+            Called::Ran(ran) => (Answer::of(&ran.0, &ran.1.id), ran.0.effects),
+            // A retry of a held call is answered with the same approval.
+            Called::Held(approval) => (Answer::held(&approval), false),
+        };
         if let Some(claim) = claim {
             // An outcome that may have changed something is final: a retry
             // is answered with it, never run again. One that changed nothing
             // (a timeout before any effect, a full host) may be retried.
-            if answer.is_final() || outcome.effects {
+            if answer.is_final() || effects {
                 state
                     .idempotency
                     .store(claim, answer.status.as_u16(), &answer.body, &args)
@@ -117,53 +129,6 @@ fn replay(stored: idempotency::Answer) -> Response {
         .headers_mut()
         .insert("idempotent-replay", HeaderValue::from_static("true"));
     response
-}
-
-/// The REST answer to a call: status and body, and the `Retry-After` of a
-/// refusal for lack of room.
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    retry_after: Option<u64>,
-}
-
-impl Answer {
-    fn of(outcome: &CallOutcome, audit_id: &str) -> Answer {
-        match &outcome.result {
-            Ok(value) => Answer {
-                status: StatusCode::OK,
-                body: json!({ "result": value, "audit_id": audit_id, "plugin_version": outcome.plugin_version }),
-                retry_after: None,
-            },
-            Err(e) => {
-                let mut err = ApiError::from_call(e);
-                if let Value::Object(map) = &mut err.body {
-                    map.insert("audit_id".into(), Value::from(audit_id));
-                }
-                Answer {
-                    status: err.status,
-                    body: err.body,
-                    retry_after: err.retry_after,
-                }
-            }
-        }
-    }
-
-    /// Whether a retry should get this answer again rather than run: all
-    /// but a timeout and a refusal for lack of room are.
-    fn is_final(&self) -> bool {
-        !matches!(self.status, StatusCode::GATEWAY_TIMEOUT | StatusCode::TOO_MANY_REQUESTS)
-            || self.body["error"]["kind"] == "plugin_error"
-    }
-
-    fn into_response(self) -> Response {
-        ApiError {
-            status: self.status,
-            body: self.body,
-            retry_after: self.retry_after,
-        }
-        .into_response()
-    }
 }
 
 /// Answers for the keyed calls a stop cut short (found when the audit trail

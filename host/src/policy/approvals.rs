@@ -1,0 +1,530 @@
+//! Which calls wait for a person: the operator's approval rules
+//! (`[approvals]` in `toolhost.toml`, or `PUT /v1/approvals/rules`).
+//!
+//! Rules are tried in order; the first whose `tools` match the call
+//! decides. A rule holds a call `always`, `never`, or when its `when`
+//! condition (CEL) is true; a call it would let pass is still held with
+//! probability `sample`. A tool whose manifest says `risk = "high"` and that
+//! no rule names is held: the vendor's warning stands unless the operator
+//! decides otherwise. A condition that cannot be evaluated for a call holds
+//! it (an approval is the safe side of a mistake in a rule).
+//!
+//! Why CEL: it is the condition language of Kubernetes admission policies,
+//! Envoy and Google IAM, so operators may already know it; it cannot loop,
+//! allocate without bound or reach outside the values it is given, so a
+//! condition is safe to evaluate on every call; and the `cel` crate
+//! evaluates it in-process in microseconds.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::plugins::manifest::Risk;
+
+/// How long an approval waits for a decision when neither the rule nor
+/// `[approvals]` says.
+pub const DEFAULT_EXPIRY_SECS: u64 = 3600;
+/// The longest an approval may wait.
+pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
+/// The name under which calls of a high-risk tool that no rule names are held.
+pub const HIGH_RISK_RULE: &str = "(risk = high)";
+/// Rules one policy may have.
+pub const MAX_RULES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("approval rule {rule:?}: {message}")]
+    Invalid { rule: String, message: String },
+}
+
+/// `[approvals]`: the rules, the default expiry, and the reviewers' webhook.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApprovalConfig {
+    /// Seconds a held call waits for a decision before it expires.
+    #[serde(default = "default_expiry")]
+    pub expiry_secs: u64,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Where reviewers are told of held calls (the file only: the API
+    /// changes rules, not where notices go).
+    #[serde(default, skip_serializing)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        ApprovalConfig {
+            expiry_secs: DEFAULT_EXPIRY_SECS,
+            rules: Vec::new(),
+            webhook: None,
+        }
+    }
+}
+
+fn default_expiry() -> u64 {
+    DEFAULT_EXPIRY_SECS
+}
+
+/// The reviewers' webhook: a POST of each held call, signed with HMAC-SHA256.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The environment variable holding the signing secret (never the
+    /// secret itself in the file).
+    pub secret_env: String,
+    /// Deliveries tried before one is given up (logged).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles each time.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+}
+
+fn default_attempts() -> u32 {
+    6
+}
+
+fn default_backoff() -> u64 {
+    1000
+}
+
+/// One rule as the operator writes it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleConfig {
+    /// Shown to reviewers and in the audit trail as the reason a call waits.
+    pub name: String,
+    /// `plugin.function`, `plugin.*` or `*`.
+    pub tools: Vec<String>,
+    /// `always` or `never`; absent: when `when` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// A CEL condition over `args`, `tool`, `risk`, `token`, `session` and
+    /// `session_calls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// The share of calls this rule would let pass that are held anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<f64>,
+    /// Distinct reviewers who must approve (1, or 2 for the two-person rule).
+    #[serde(default = "one")]
+    pub approvers: u8,
+    /// Seconds before an undecided approval expires; absent: `[approvals]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_secs: Option<u64>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Hold {
+    Always,
+    Never,
+}
+
+/// Why a call was held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// The rule holds every call.
+    Always,
+    /// The rule's condition was true.
+    Condition,
+    /// The condition could not be evaluated for this call.
+    ConditionFailed,
+    /// Drawn for review at the rule's sampling rate.
+    Sampled,
+    /// A high-risk tool no rule names.
+    HighRisk,
+}
+
+/// The verdict on one call that must wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub rule: String,
+    pub reason: HoldReason,
+    /// The error of a condition that failed, for the reviewer.
+    pub detail: Option<String>,
+    pub approvers: u8,
+    pub expiry_secs: u64,
+}
+
+/// What the policy looks at for one call.
+pub struct CallFacts<'a> {
+    pub tool: &'a str,
+    pub risk: Risk,
+    pub args: &'a Value,
+    pub token: &'a str,
+    pub session: Option<&'a str>,
+    /// Calls this session made before this one.
+    pub session_calls: u64,
+    /// SHA-256 of the arguments: with the caller, what a sample draws on.
+    pub args_digest: &'a str,
+}
+
+/// How a tool's calls may wait, as the tools list shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalSummary {
+    Never,
+    Always,
+    /// Some calls, depending on their arguments or context.
+    Conditional,
+    /// A share of calls, drawn at random.
+    Sampled,
+}
+
+struct Rule {
+    config: RuleConfig,
+    condition: Option<cel::Program>,
+}
+
+/// The rules, checked and compiled.
+pub struct ApprovalPolicy {
+    config: ApprovalConfig,
+    rules: Vec<Rule>,
+    env: Arc<cel::Env>,
+}
+
+impl std::fmt::Debug for ApprovalPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApprovalPolicy").field("config", &self.config).finish()
+    }
+}
+
+impl ApprovalPolicy {
+    /// Check every rule and compile its condition.
+    pub fn new(config: ApprovalConfig) -> Result<ApprovalPolicy, RuleError> {
+        let env = Arc::new(cel::Env::stdlib());
+        let general = |message: String| RuleError::Invalid {
+            rule: "[approvals]".into(),
+            message,
+        };
+        if config.expiry_secs == 0 || config.expiry_secs > MAX_EXPIRY_SECS {
+            return Err(general(format!("expiry-secs must be 1 to {MAX_EXPIRY_SECS}")));
+        }
+        if config.rules.len() > MAX_RULES {
+            return Err(general(format!("at most {MAX_RULES} rules")));
+        }
+        if let Some(hook) = &config.webhook {
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                return Err(general("webhook url must be http:// or https://".into()));
+            }
+            if hook.attempts == 0 {
+                return Err(general("webhook attempts must be at least 1".into()));
+            }
+        }
+        let mut rules = Vec::with_capacity(config.rules.len());
+        for (i, rule) in config.rules.iter().enumerate() {
+            let bad = |message: String| RuleError::Invalid {
+                rule: rule.name.clone(),
+                message,
+            };
+            if rule.name.trim().is_empty() || rule.name.len() > 128 {
+                return Err(RuleError::Invalid {
+                    rule: format!("#{}", i + 1),
+                    message: "every rule needs a name of 1 to 128 characters".into(),
+                });
+            }
+            if config.rules[..i].iter().any(|r| r.name == rule.name) {
+                return Err(bad("another rule has the same name".into()));
+            }
+            if rule.tools.is_empty() {
+                return Err(bad("`tools` names no tool (use \"*\" for all)".into()));
+            }
+            for pattern in &rule.tools {
+                check_pattern(pattern).map_err(&bad)?;
+            }
+            if rule.hold.is_some() && (rule.when.is_some() || rule.sample.is_some()) {
+                return Err(bad(
+                    "`hold` decides alone: give either `hold`, or `when` and/or `sample`".into(),
+                ));
+            }
+            if rule.hold.is_none() && rule.when.is_none() && rule.sample.is_none() {
+                return Err(bad("give `hold`, `when` or `sample`".into()));
+            }
+            if let Some(rate) = rule.sample {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(bad(format!("sample must be between 0 and 1, not {rate}")));
+                }
+            }
+            if !(1..=2).contains(&rule.approvers) {
+                return Err(bad("approvers must be 1 or 2".into()));
+            }
+            if let Some(secs) = rule.expiry_secs {
+                if secs == 0 || secs > MAX_EXPIRY_SECS {
+                    return Err(bad(format!("expiry-secs must be 1 to {MAX_EXPIRY_SECS}")));
+                }
+            }
+            let condition = match &rule.when {
+                Some(source) => Some(
+                    env.compile(source)
+                        .map_err(|e| bad(format!("condition `{source}` does not parse: {e}")))?,
+                ),
+                None => None,
+            };
+            rules.push(Rule {
+                config: rule.clone(),
+                condition,
+            });
+        }
+        Ok(ApprovalPolicy { config, rules, env })
+    }
+
+    pub fn config(&self) -> &ApprovalConfig {
+        &self.config
+    }
+
+    fn rule_for(&self, tool: &str) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|r| r.config.tools.iter().any(|p| pattern_matches(p, tool)))
+    }
+
+    /// Whether this call must wait for a person, and under which rule.
+    pub fn check(&self, call: &CallFacts<'_>) -> Option<Held> {
+        let Some(rule) = self.rule_for(call.tool) else {
+            return (call.risk == Risk::High).then(|| Held {
+                rule: HIGH_RISK_RULE.into(),
+                reason: HoldReason::HighRisk,
+                detail: None,
+                approvers: 1,
+                expiry_secs: self.config.expiry_secs,
+            });
+        };
+        let held = |reason, detail| {
+            Some(Held {
+                rule: rule.config.name.clone(),
+                reason,
+                detail,
+                approvers: rule.config.approvers,
+                expiry_secs: rule.config.expiry_secs.unwrap_or(self.config.expiry_secs),
+            })
+        };
+        match rule.config.hold {
+            Some(Hold::Always) => return held(HoldReason::Always, None),
+            Some(Hold::Never) => return None,
+            None => {}
+        }
+        if let Some(condition) = &rule.condition {
+            match self.evaluate(condition, call) {
+                Ok(true) => return held(HoldReason::Condition, None),
+                Ok(false) => {}
+                Err(e) => return held(HoldReason::ConditionFailed, Some(e)),
+            }
+        }
+        match rule.config.sample {
+            Some(rate) if draw(&rule.config.name, call) < rate => held(HoldReason::Sampled, None),
+            _ => None,
+        }
+    }
+
+    fn evaluate(&self, condition: &cel::Program, call: &CallFacts<'_>) -> Result<bool, String> {
+        let mut context = cel::Context::with_env(self.env.clone());
+        let risk = match call.risk {
+            Risk::Read => "read",
+            Risk::Write => "write",
+            Risk::High => "high",
+        };
+        context.add_variable("args", call.args).map_err(|e| e.to_string())?;
+        context.add_variable_from_value("tool", call.tool.to_string());
+        context.add_variable_from_value("risk", risk.to_string());
+        context.add_variable_from_value("token", call.token.to_string());
+        context.add_variable_from_value("session", call.session.unwrap_or("").to_string());
+        context.add_variable_from_value("session_calls", call.session_calls as i64);
+        match condition.execute(&context) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// How `tool`'s calls may wait, for the tools list.
+    pub fn summary(&self, tool: &str, risk: Risk) -> ApprovalSummary {
+        let Some(rule) = self.rule_for(tool) else {
+            return if risk == Risk::High {
+                ApprovalSummary::Always
+            } else {
+                ApprovalSummary::Never
+            };
+        };
+        match (rule.config.hold, &rule.condition, rule.config.sample) {
+            (Some(Hold::Always), _, _) => ApprovalSummary::Always,
+            (Some(Hold::Never), _, _) => ApprovalSummary::Never,
+            (None, Some(_), _) => ApprovalSummary::Conditional,
+            (None, None, Some(rate)) if rate >= 1.0 => ApprovalSummary::Always,
+            (None, None, Some(rate)) if rate > 0.0 => ApprovalSummary::Sampled,
+            _ => ApprovalSummary::Never,
+        }
+    }
+}
+
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    let ok = pattern == "*"
+        || match pattern.split_once('.') {
+            Some((plugin, function)) => {
+                !plugin.is_empty()
+                    && !function.is_empty()
+                    && !plugin.contains('*')
+                    && (function == "*" || !function.contains('*'))
+            }
+            None => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tool pattern {pattern:?} is not `plugin.function`, `plugin.*` or `*`"
+        ))
+    }
+}
+
+fn pattern_matches(pattern: &str, tool: &str) -> bool {
+    if pattern == "*" || pattern == tool {
+        return true;
+    }
+    match pattern.strip_suffix(".*") {
+        Some(plugin) => tool.split_once('.').is_some_and(|(p, _)| p == plugin),
+        None => false,
+    }
+}
+
+/// A number in [0, 1) fixed by the call: its rule, caller, session, tool
+/// and arguments. The same call draws the same number, so a retry is never
+/// resampled and a test knows its draws; different calls spread evenly.
+fn draw(rule: &str, call: &CallFacts<'_>) -> f64 {
+    let mut hash = Sha256::new();
+    for part in [
+        rule,
+        call.token,
+        call.session.unwrap_or(""),
+        call.tool,
+        call.args_digest,
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let bytes: [u8; 8] = hash.finalize()[..8].try_into().unwrap_or_default();
+    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(toml_text: &str) -> Result<ApprovalPolicy, RuleError> {
+        let config: ApprovalConfig = toml::from_str(toml_text).expect("toml");
+        ApprovalPolicy::new(config)
+    }
+
+    fn facts<'a>(tool: &'a str, risk: Risk, args: &'a Value, digest: &'a str) -> CallFacts<'a> {
+        CallFacts {
+            tool,
+            risk,
+            args,
+            token: "agent",
+            session: Some("s1"),
+            session_calls: 3,
+            args_digest: digest,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        let p = policy(
+            r#"
+            [[rules]]
+            name = "big vouchers"
+            tools = ["coupon.issue-voucher"]
+            when = "args.amount > 5000 && args.currency == 'EUR'"
+            approvers = 2
+            [[rules]]
+            name = "coupon reads"
+            tools = ["coupon.*"]
+            hold = "never"
+            "#,
+        )
+        .unwrap();
+        let big = json!({"amount": 8000, "currency": "EUR"});
+        let held = p.check(&facts("coupon.issue-voucher", Risk::High, &big, "d")).unwrap();
+        assert_eq!(
+            (held.rule.as_str(), held.reason, held.approvers),
+            ("big vouchers", HoldReason::Condition, 2)
+        );
+        let small = json!({"amount": 800, "currency": "EUR"});
+        assert_eq!(p.check(&facts("coupon.issue-voucher", Risk::High, &small, "d")), None);
+        assert_eq!(p.check(&facts("coupon.list", Risk::High, &small, "d")), None);
+        // A high-risk tool that no rule names waits.
+        let held = p.check(&facts("erp.refund", Risk::High, &small, "d")).unwrap();
+        assert_eq!(held.reason, HoldReason::HighRisk);
+        assert_eq!(p.check(&facts("erp.refund", Risk::Write, &small, "d")), None);
+        assert_eq!(
+            p.summary("coupon.issue-voucher", Risk::High),
+            ApprovalSummary::Conditional
+        );
+        assert_eq!(p.summary("erp.refund", Risk::High), ApprovalSummary::Always);
+    }
+
+    #[test]
+    fn a_condition_that_cannot_be_evaluated_holds() {
+        let p = policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nwhen = \"args.amount > 10\"").unwrap();
+        let held = p.check(&facts("a.b", Risk::Read, &json!({}), "d")).unwrap();
+        assert_eq!(held.reason, HoldReason::ConditionFailed);
+        assert!(held.detail.is_some());
+        let p =
+            policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nwhen = \"session_calls > 2 && risk == 'read'\"").unwrap();
+        assert!(p.check(&facts("a.b", Risk::Read, &json!({}), "d")).is_some());
+    }
+
+    #[test]
+    fn sampling_is_deterministic_and_near_its_rate() {
+        let p = policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nsample = 0.2").unwrap();
+        let args = json!({});
+        let held = (0..10_000)
+            .filter(|i| p.check(&facts("a.b", Risk::Read, &args, &i.to_string())).is_some())
+            .count();
+        assert!((1850..=2150).contains(&held), "{held}");
+        let again = (0..10_000)
+            .filter(|i| p.check(&facts("a.b", Risk::Read, &args, &i.to_string())).is_some())
+            .count();
+        assert_eq!(held, again);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_rule_named() {
+        for (text, want) in [
+            (
+                "[[rules]]\nname = \"r\"\ntools = [\"*\"]\nwhen = \"args.amount >\"",
+                "does not parse",
+            ),
+            (
+                "[[rules]]\nname = \"r\"\ntools = [\"*\"]\nsample = 1.5",
+                "between 0 and 1",
+            ),
+            (
+                "[[rules]]\nname = \"r\"\ntools = [\"co*\"]\nhold = \"always\"",
+                "tool pattern",
+            ),
+            ("[[rules]]\nname = \"r\"\ntools = [\"*\"]", "give `hold`"),
+            (
+                "[[rules]]\nname = \"r\"\ntools = [\"*\"]\nhold = \"always\"\napprovers = 3",
+                "1 or 2",
+            ),
+            (
+                "[[rules]]\nname = \"r\"\ntools = [\"*\"]\nhold = \"always\"\nwhen = \"true\"",
+                "decides alone",
+            ),
+        ] {
+            let e = policy(text).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("\"r\""), "{text}: {e}");
+        }
+    }
+}

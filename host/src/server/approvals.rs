@@ -1,0 +1,648 @@
+//! Held calls from hold to answer: the policy decides which calls wait;
+//! each held call is stored durably before the agent hears of it; reviewers
+//! decide; an approved call runs once (see `api::calls::execute`) and its
+//! answer is kept for the agent. Every step is an audit record linked by the
+//! approval id, and a notice for the event stream and the webhook.
+//!
+//! One approval changes under its own lock, so two reviewers deciding at
+//! once, or a decision racing the expiry, are taken one after the other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::plugins::manifest::Risk;
+use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
+use crate::server::metrics::Metrics;
+use crate::server::webhook::Webhook;
+use crate::storage::approvals::{Approval, ApprovalState, Decision, StoredAnswer, Verdict};
+use crate::storage::audit::{redact, ApprovalEvent, AuditError, AuditLog, Caller, Outcome};
+use crate::storage::idempotency::arguments_digest;
+use crate::storage::{Storage, StorageError};
+
+/// The longest a long-poll waits.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// The longest reason a reviewer may give.
+pub const MAX_REASON_BYTES: usize = 2048;
+/// Sessions whose call counts are kept (for `session_calls`); past this the
+/// least recently seen are forgotten.
+const MAX_SESSIONS: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no approval {0:?}")]
+    NotFound(String),
+    #[error("approval {id} is already {}", state.as_str())]
+    Decided { id: String, state: ApprovalState },
+    #[error("token {token:?} made this call and cannot decide it (separation of duties)")]
+    OwnCall { token: String },
+    #[error("token {token:?} has already approved this call; the rule needs another reviewer")]
+    AlreadyApproved { token: String },
+    #[error("a reason of 1 to {MAX_REASON_BYTES} bytes is required")]
+    Reason,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Something that happened to an approval, for the event stream and the
+/// webhook.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// `held`, `decision`, `approved`, `rejected`, `expired`, `executing`,
+    /// `lapsed`, `done`.
+    pub event: &'static str,
+    pub approval: Arc<Approval>,
+}
+
+/// What a held call's caller and the tool look like to the policy.
+pub struct Call<'a> {
+    pub caller: &'a Caller,
+    pub token: &'a str,
+    pub tool: &'a str,
+    pub risk: Risk,
+    pub args: &'a Value,
+}
+
+/// The plugin version that would serve a held call.
+pub struct Serving<'a> {
+    pub version: &'a str,
+    pub digest: &'a str,
+    pub secret_fields: Vec<String>,
+}
+
+pub struct Approvals {
+    policy: ArcSwap<ApprovalPolicy>,
+    storage: Storage,
+    audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
+    webhook: Option<Webhook>,
+    notices: broadcast::Sender<Notice>,
+    /// One lock per approval being changed.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    sessions: Mutex<SessionCalls>,
+}
+
+impl Approvals {
+    pub fn new(
+        policy: ApprovalPolicy,
+        storage: Storage,
+        audit: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
+        webhook: Option<Webhook>,
+    ) -> Approvals {
+        Approvals {
+            policy: ArcSwap::from_pointee(policy),
+            storage,
+            audit,
+            metrics,
+            webhook,
+            notices: broadcast::channel(1024).0,
+            locks: Mutex::default(),
+            sessions: Mutex::default(),
+        }
+    }
+
+    pub fn rules(&self) -> ApprovalConfig {
+        self.policy.load().config().clone()
+    }
+
+    /// Replace the rules: checked, durable, then applied to the next call.
+    pub async fn set_rules(&self, mut rules: ApprovalConfig) -> Result<ApprovalConfig, SetRulesError> {
+        rules.webhook = None;
+        let policy = ApprovalPolicy::new(rules.clone())?;
+        self.storage.operator().set_approval_rules(&rules).await?;
+        self.policy.store(Arc::new(policy));
+        Ok(rules)
+    }
+
+    /// How `tool`'s calls may wait, for the tools list.
+    pub fn summary(&self, tool: &str, risk: Risk) -> ApprovalSummary {
+        self.policy.load().summary(tool, risk)
+    }
+
+    /// Whether this call must wait for a person. Counts the call in its
+    /// session either way.
+    pub fn check(&self, call: &Call<'_>) -> Option<Held> {
+        let session_calls = match call.caller.session.as_deref() {
+            Some(session) => self
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .count(call.token, session),
+            None => 0,
+        };
+        let digest = arguments_digest(call.args);
+        self.policy.load().check(&CallFacts {
+            tool: call.tool,
+            risk: call.risk,
+            args: call.args,
+            token: call.token,
+            session: call.caller.session.as_deref(),
+            session_calls,
+            args_digest: &digest,
+        })
+    }
+
+    /// Keep a held call: its audit record and the approval are durable
+    /// before this returns, and reviewers are told.
+    pub async fn hold(
+        &self,
+        call: &Call<'_>,
+        held: Held,
+        serving: Serving<'_>,
+    ) -> Result<Arc<Approval>, ApprovalError> {
+        let now = now_ms();
+        let id = format!("{now:013x}{:08x}", rand::random::<u32>());
+        let digest = arguments_digest(call.args);
+        let reason = match &held.detail {
+            Some(detail) => format!("rule {:?} ({}): {detail}", held.rule, reason_word(&held)),
+            None => format!("rule {:?} ({})", held.rule, reason_word(&held)),
+        };
+        let record = self
+            .audit
+            .append_approval(&ApprovalEvent {
+                approval: &id,
+                outcome: Outcome::Held,
+                via: call.caller.via,
+                tool: call.tool,
+                session: call.caller.session.as_deref(),
+                plugin_version: Some(serving.version),
+                plugin_digest: Some(serving.digest),
+                token: Some(call.token),
+                arguments: redact(call.args, &serving.secret_fields),
+                arguments_digest: Some(&digest),
+                reason,
+            })
+            .await?;
+        let approval = Approval {
+            id,
+            state: ApprovalState::Pending,
+            tool: call.tool.to_string(),
+            plugin_version: serving.version.to_string(),
+            plugin_digest: serving.digest.to_string(),
+            arguments: call.args.clone(),
+            arguments_digest: digest,
+            secret_fields: serving.secret_fields,
+            via: call.caller.via,
+            token: call.token.to_string(),
+            session: call.caller.session.clone(),
+            idempotency_key: call.caller.idempotency_key.clone(),
+            rule: held.rule,
+            reason: held.reason,
+            detail: held.detail,
+            approvers: held.approvers,
+            created: now,
+            expires: now + held.expiry_secs * 1000,
+            decisions: Vec::new(),
+            held_audit_id: record.id,
+            call_audit_id: None,
+            answer: None,
+            finished: None,
+        };
+        self.storage.approvals().put_approval(&approval).await?;
+        self.metrics.approval(&approval.tool, "held");
+        let approval = Arc::new(approval);
+        self.announce("held", &approval);
+        Ok(approval)
+    }
+
+    /// The approval as it stands (expired first, if its time is up).
+    pub async fn get(&self, id: &str) -> Result<Arc<Approval>, ApprovalError> {
+        let approval = self.load(id).await?;
+        if approval.state == ApprovalState::Pending && approval.expires <= now_ms() {
+            return self.expire(id).await;
+        }
+        Ok(Arc::new(approval))
+    }
+
+    /// The approval once it is final, or as it stands after `wait`.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Arc<Approval>, ApprovalError> {
+        // Listen before looking, so nothing that happens in between is missed.
+        let mut notices = self.notices.subscribe();
+        let approval = self.get(id).await?;
+        if approval.state.is_final() || wait.is_zero() {
+            return Ok(approval);
+        }
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        // Wake for the expiry too, in case no sweep gets there first.
+        let expires = tokio::time::Instant::now() + Duration::from_millis(approval.expires.saturating_sub(now_ms()));
+        loop {
+            let next = tokio::time::timeout_at(deadline.min(expires), notices.recv()).await;
+            match next {
+                Ok(Ok(notice)) if notice.approval.id == id && notice.approval.state.is_final() => {
+                    return Ok(notice.approval)
+                }
+                Ok(Ok(_)) => {}
+                // Missed some: look again.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    let approval = self.get(id).await?;
+                    if approval.state.is_final() {
+                        return Ok(approval);
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return self.get(id).await,
+            }
+        }
+    }
+
+    /// One reviewer's decision. Returns the approval after it; its state is
+    /// `Approved` when this decision was the last one needed (the caller
+    /// then runs it).
+    pub async fn decide(
+        &self,
+        id: &str,
+        reviewer: &str,
+        verdict: Verdict,
+        reason: &str,
+    ) -> Result<Arc<Approval>, ApprovalError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_REASON_BYTES {
+            return Err(ApprovalError::Reason);
+        }
+        let lock = self.lock(id);
+        let _held = lock.lock().await;
+        let mut approval = self.load(id).await?;
+        let now = now_ms();
+        if approval.state == ApprovalState::Pending && approval.expires <= now {
+            drop(_held);
+            drop(lock);
+            let expired = self.expire(id).await?;
+            return Err(ApprovalError::Decided {
+                id: id.to_string(),
+                state: expired.state,
+            });
+        }
+        if approval.state != ApprovalState::Pending {
+            return Err(ApprovalError::Decided {
+                id: id.to_string(),
+                state: approval.state,
+            });
+        }
+        if approval.token == reviewer {
+            return Err(ApprovalError::OwnCall {
+                token: reviewer.to_string(),
+            });
+        }
+        if approval.decisions.iter().any(|d| d.by == reviewer) {
+            return Err(ApprovalError::AlreadyApproved {
+                token: reviewer.to_string(),
+            });
+        }
+        approval.decisions.push(Decision {
+            by: reviewer.to_string(),
+            verdict,
+            reason: reason.to_string(),
+            at: now,
+        });
+        let approvals = approval
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Approve)
+            .count();
+        let (event, outcome) = match verdict {
+            Verdict::Reject => {
+                approval.state = ApprovalState::Rejected;
+                approval.finished = Some(now);
+                approval.answer = Some(refusal(
+                    403,
+                    "approval_rejected",
+                    &format!("a reviewer ({reviewer}) rejected this call: {reason}"),
+                    &approval,
+                ));
+                ("rejected", Outcome::Rejected)
+            }
+            Verdict::Approve if approvals >= usize::from(approval.approvers) => {
+                approval.state = ApprovalState::Approved;
+                ("approved", Outcome::Approved)
+            }
+            Verdict::Approve => ("decision", Outcome::Approved),
+        };
+        self.record(&approval, outcome, Some(reviewer), reason.to_string())
+            .await?;
+        self.storage.approvals().put_approval(&approval).await?;
+        if event != "decision" {
+            self.metrics.approval(&approval.tool, event);
+            self.metrics
+                .decided(Duration::from_millis(now.saturating_sub(approval.created)));
+        }
+        drop(_held);
+        drop(lock);
+        let approval = Arc::new(approval);
+        self.announce(event, &approval);
+        if approval.state.is_final() {
+            self.unlock(id);
+        }
+        Ok(approval)
+    }
+
+    /// Take an approved call for running: marked `executing` durably first,
+    /// so that a crash from here on never runs it a second time. `None` when
+    /// it is not (or no longer) approved.
+    pub async fn begin_execution(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
+        let lock = self.lock(id);
+        let _held = lock.lock().await;
+        let mut approval = self.load(id).await?;
+        if approval.state != ApprovalState::Approved {
+            return Ok(None);
+        }
+        approval.state = ApprovalState::Executing;
+        self.storage.approvals().put_approval(&approval).await?;
+        self.announce("executing", &Arc::new(approval.clone()));
+        Ok(Some(approval))
+    }
+
+    /// An approved call that must not run: what was approved changed.
+    pub async fn lapse(&self, mut approval: Approval, why: String) -> Result<Arc<Approval>, ApprovalError> {
+        approval.state = ApprovalState::Lapsed;
+        approval.finished = Some(now_ms());
+        approval.answer = Some(refusal(
+            409,
+            "approval_lapsed",
+            &format!("{why}; nothing ran: call again to ask for a new approval"),
+            &approval,
+        ));
+        self.record(&approval, Outcome::Lapsed, None, why).await?;
+        self.storage.approvals().put_approval(&approval).await?;
+        self.metrics.approval(&approval.tool, "lapsed");
+        Ok(self.close(approval, "lapsed"))
+    }
+
+    /// The approved call ran: keep its answer for the agent.
+    pub async fn finish(
+        &self,
+        mut approval: Approval,
+        answer: StoredAnswer,
+        audit_id: String,
+    ) -> Result<Arc<Approval>, ApprovalError> {
+        approval.state = ApprovalState::Done;
+        approval.finished = Some(now_ms());
+        approval.answer = Some(answer);
+        approval.call_audit_id = Some(audit_id);
+        self.storage.approvals().put_approval(&approval).await?;
+        self.metrics.approval(&approval.tool, "executed");
+        Ok(self.close(approval, "done"))
+    }
+
+    fn close(&self, approval: Approval, event: &'static str) -> Arc<Approval> {
+        let approval = Arc::new(approval);
+        self.announce(event, &approval);
+        self.unlock(&approval.id);
+        approval
+    }
+
+    /// Expire `id` if it is still pending and due.
+    async fn expire(&self, id: &str) -> Result<Arc<Approval>, ApprovalError> {
+        let lock = self.lock(id);
+        let _held = lock.lock().await;
+        let mut approval = self.load(id).await?;
+        let now = now_ms();
+        if approval.state != ApprovalState::Pending || approval.expires > now {
+            return Ok(Arc::new(approval));
+        }
+        approval.state = ApprovalState::Expired;
+        approval.finished = Some(now);
+        approval.answer = Some(refusal(
+            410,
+            "approval_expired",
+            "nobody decided this call in time; nothing ran: call again to ask for a new approval",
+            &approval,
+        ));
+        self.record(&approval, Outcome::Expired, None, "not decided in time".into())
+            .await?;
+        self.storage.approvals().put_approval(&approval).await?;
+        self.metrics.approval(&approval.tool, "expired");
+        self.metrics
+            .decided(Duration::from_millis(now.saturating_sub(approval.created)));
+        drop(_held);
+        drop(lock);
+        Ok(self.close(approval, "expired"))
+    }
+
+    /// Expire what is due. Returns how many are still pending.
+    pub async fn sweep(&self) -> Result<usize, ApprovalError> {
+        let now = now_ms();
+        let mut pending = 0;
+        for approval in self.storage.approvals().open_approvals().await? {
+            if approval.state != ApprovalState::Pending {
+                continue;
+            }
+            if approval.expires <= now {
+                self.expire(&approval.id).await?;
+            } else {
+                pending += 1;
+            }
+        }
+        Ok(pending)
+    }
+
+    /// At start: approvals decided before a stop, to run now, and those a
+    /// stop caught running, closed without running again (they may have
+    /// had effects; the agent is told they were interrupted).
+    pub async fn recover(&self) -> Result<Vec<String>, ApprovalError> {
+        let mut to_run = Vec::new();
+        for mut approval in self.storage.approvals().open_approvals().await? {
+            match approval.state {
+                ApprovalState::Approved => to_run.push(approval.id.clone()),
+                ApprovalState::Executing => {
+                    approval.state = ApprovalState::Done;
+                    approval.finished = Some(now_ms());
+                    approval.answer = Some(StoredAnswer {
+                        status: 500,
+                        body: json!({
+                            "error": {
+                                "kind": "interrupted",
+                                "message": "the host stopped while this approved call ran; it was not run again (it may have had effects)",
+                            },
+                            "approval": approval.id,
+                        }),
+                    });
+                    self.storage.approvals().put_approval(&approval).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(to_run)
+    }
+
+    /// Held calls waiting for a decision.
+    pub async fn pending(&self) -> Result<Vec<Approval>, ApprovalError> {
+        let open = self.storage.approvals().open_approvals().await?;
+        Ok(open.into_iter().filter(|a| a.state == ApprovalState::Pending).collect())
+    }
+
+    /// Every approval, newest first.
+    pub async fn list(&self, before: Option<&str>, limit: usize) -> Result<Vec<Approval>, ApprovalError> {
+        Ok(self.storage.approvals().approvals(before, limit).await?)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    async fn load(&self, id: &str) -> Result<Approval, ApprovalError> {
+        self.storage
+            .approvals()
+            .approval(id)
+            .await?
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
+    }
+
+    async fn record(
+        &self,
+        approval: &Approval,
+        outcome: Outcome,
+        by: Option<&str>,
+        reason: String,
+    ) -> Result<(), ApprovalError> {
+        self.audit
+            .append_approval(&ApprovalEvent {
+                approval: &approval.id,
+                outcome,
+                via: approval.via,
+                tool: &approval.tool,
+                session: approval.session.as_deref(),
+                plugin_version: Some(&approval.plugin_version),
+                plugin_digest: Some(&approval.plugin_digest),
+                token: by,
+                arguments: Value::Null,
+                arguments_digest: Some(&approval.arguments_digest),
+                reason,
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn announce(&self, event: &'static str, approval: &Arc<Approval>) {
+        // Nobody listening is fine.
+        let _ = self.notices.send(Notice {
+            event,
+            approval: approval.clone(),
+        });
+        if let (Some(webhook), "held") = (&self.webhook, event) {
+            webhook.deliver(
+                approval.id.clone(),
+                json!({ "event": event, "approval": view(approval) }),
+            );
+        }
+    }
+
+    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Forget the lock of a final approval (nothing changes it any more),
+    /// unless someone is still holding or waiting for it.
+    fn unlock(&self, id: &str) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(id);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetRulesError {
+    #[error(transparent)]
+    Invalid(#[from] RuleError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn reason_word(held: &Held) -> &'static str {
+    use crate::policy::approvals::HoldReason;
+    match held.reason {
+        HoldReason::Always => "always held",
+        HoldReason::Condition => "its condition is true",
+        HoldReason::ConditionFailed => "its condition could not be evaluated",
+        HoldReason::Sampled => "drawn for review",
+        HoldReason::HighRisk => "a high-risk tool no rule names",
+    }
+}
+
+/// The typed error an agent gets for a held call that did not run.
+fn refusal(status: u16, kind: &str, message: &str, approval: &Approval) -> StoredAnswer {
+    StoredAnswer {
+        status,
+        body: json!({
+            "error": { "kind": kind, "message": message },
+            "approval": approval.id,
+        }),
+    }
+}
+
+/// An approval as agents and reviewers see it: secret argument fields
+/// redacted, times in RFC 3339.
+pub fn view(approval: &Approval) -> Value {
+    let decisions: Vec<Value> = approval
+        .decisions
+        .iter()
+        .map(|d| json!({ "by": d.by, "verdict": d.verdict, "reason": d.reason, "at": rfc3339(d.at) }))
+        .collect();
+    json!({
+        "id": approval.id,
+        "state": approval.state,
+        "tool": approval.tool,
+        "plugin_version": approval.plugin_version,
+        "plugin_digest": approval.plugin_digest,
+        "arguments": redact(&approval.arguments, &approval.secret_fields),
+        "arguments_digest": approval.arguments_digest,
+        "token": approval.token,
+        "session": approval.session,
+        "rule": approval.rule,
+        "reason": approval.reason,
+        "detail": approval.detail,
+        "approvers": approval.approvers,
+        "decisions": decisions,
+        "created": rfc3339(approval.created),
+        "expires": rfc3339(approval.expires),
+        "held_audit_id": approval.held_audit_id,
+        "call_audit_id": approval.call_audit_id,
+        "wait": format!("/v1/approvals/{}?wait=60", approval.id),
+    })
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Calls per session so far, for `session_calls`; bounded by forgetting
+/// the sessions seen least recently.
+#[derive(Default)]
+struct SessionCalls {
+    counts: HashMap<(String, String), (u64, u64)>,
+    tick: u64,
+}
+
+impl SessionCalls {
+    /// The calls counted before this one, then count this one.
+    fn count(&mut self, token: &str, session: &str) -> u64 {
+        self.tick += 1;
+        if self.counts.len() >= MAX_SESSIONS {
+            // Forget the older half in one pass, so this is rare.
+            let mut ticks: Vec<u64> = self.counts.values().map(|(_, seen)| *seen).collect();
+            let (_, median, _) = ticks.select_nth_unstable(MAX_SESSIONS / 2);
+            let median = *median;
+            self.counts.retain(|_, (_, seen)| *seen > median);
+        }
+        let entry = self
+            .counts
+            .entry((token.to_string(), session.to_string()))
+            .or_insert((0, 0));
+        let before = entry.0;
+        *entry = (before + 1, self.tick);
+        before
+    }
+}

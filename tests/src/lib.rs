@@ -135,6 +135,11 @@ const SERVER_LOG: &str = "server.log";
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const AGENT_TOKEN: &str = "test-agent-token-0123456789";
+/// The token of `TOOLHOST_APPROVER_TOKEN`: a reviewer named `approver`.
+pub const APPROVER_TOKEN: &str = "test-approver-token-0123456789";
+/// What `TOOLHOST_WEBHOOK_SECRET` holds in a test server's environment (for
+/// `[approvals.webhook] secret-env = "TOOLHOST_WEBHOOK_SECRET"`).
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
 
 impl ServerProcess {
     /// Start with `config` as toolhost.toml in a scratch folder whose
@@ -218,6 +223,8 @@ fn spawn_server(dir: &Path) -> (std::process::Child, String) {
         .current_dir(dir)
         .env("TOOLHOST_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("TOOLHOST_AGENT_TOKEN", AGENT_TOKEN)
+        .env("TOOLHOST_APPROVER_TOKEN", APPROVER_TOKEN)
+        .env("TOOLHOST_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env_remove("TOOLHOST_LISTEN")
         .env_remove("TOOLHOST_DATA_DIR")
         .env_remove("TOOLHOST_PLUGINS_DIR")

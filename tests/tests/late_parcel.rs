@@ -7,9 +7,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use sample_upstreams::scenario::{handle_complaint, toolhost_config, Outcome};
+use sample_upstreams::scenario::{handle_complaint, toolhost_config, Outcome, VOUCHER_REVIEW_ABOVE_MINOR};
 use serde_json::Value;
-use toolhost_tests::{get_json, guest, invoke, named, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{
+    get_json, guest, invoke, named, reference, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+};
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
     let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
@@ -174,15 +176,169 @@ async fn a_late_parcel_is_compensated_by_the_contract_and_logged() {
     assert_eq!(crm_case(addr, &on_time.case_id).await["status"], "resolved");
     report("on time", &on_time, &audit(&server, &on_time.session).await);
 
-    // Lost: the contract's lost-parcel terms, the whole order.
+    // Lost: the contract's lost-parcel terms, the whole order (over the
+    // operator's threshold, so a reviewer approves it).
+    let desk = reviewer(server.base.clone(), vec![("approve", "lost parcel confirmed")]);
     let lost = handle_complaint(&server.base, AGENT_TOKEN, "SO-1003", "It never arrived.")
         .await
         .unwrap();
+    desk.await.unwrap();
     assert!(lost.lost);
     assert_eq!(lost.compensation_bps, 10_000);
     assert_eq!(
         lost.compensation_minor,
         erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap()
+    );
+}
+
+/// A reviewer at the queue: decides each held call as it comes, with the
+/// next of `verdicts` (`approve` or `reject`, and a reason).
+fn reviewer(base: String, verdicts: Vec<(&'static str, &'static str)>) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut decided = Vec::new();
+        for (verdict, reason) in verdicts {
+            let id = loop {
+                let queue: Value = http
+                    .get(format!("{base}/v1/approvals"))
+                    .bearer_auth(APPROVER_TOKEN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if let Some(id) = queue["approvals"][0]["id"].as_str() {
+                    break id.to_string();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            let r = http
+                .post(format!("{base}/v1/approvals/{id}/{verdict}"))
+                .bearer_auth(APPROVER_TOKEN)
+                .json(&serde_json::json!({ "reason": reason }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            decided.push(id);
+        }
+        decided
+    })
+}
+
+async fn vouchers(server: &ServerProcess, customer: &str) -> Vec<Value> {
+    let (_, list) = invoke(
+        server,
+        AGENT_TOKEN,
+        "coupon.list-vouchers",
+        serde_json::json!({ "customer-id": customer }),
+    )
+    .await;
+    list["result"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voucher_over_the_threshold_waits_for_a_reviewer() {
+    let data = Scratch::new("upstreams-review");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, false);
+    let lost_total = erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap();
+    let late_total = erp_order(addr, "SO-1001").await["total_cents"].as_i64().unwrap();
+    assert!(late_total / 10 <= VOUCHER_REVIEW_ABOVE_MINOR && lost_total > VOUCHER_REVIEW_ABOVE_MINOR);
+
+    // A small voucher passes without anyone looking.
+    let small = handle_complaint(&server.base, AGENT_TOKEN, "SO-1001", "Two days late!")
+        .await
+        .unwrap();
+    assert!(small.voucher.is_some() && small.review.is_none());
+
+    // The whole order for a lost parcel is over the threshold: it waits,
+    // and the reviewer rejects it. Nothing is issued; the case says why.
+    let desk = reviewer(
+        server.base.clone(),
+        vec![("reject", "lost parcels go to the claims team first")],
+    );
+    let rejected = handle_complaint(&server.base, AGENT_TOKEN, "SO-1003", "It never arrived.")
+        .await
+        .unwrap();
+    let decided = desk.await.unwrap();
+    let review = rejected.review.clone().expect("the voucher was held");
+    assert_eq!(
+        (review.approval.as_str(), review.approved),
+        (decided[0].as_str(), false)
+    );
+    assert_eq!(rejected.voucher, None);
+    assert!(!vouchers(&server, "C-1001")
+        .await
+        .iter()
+        .any(|v| v["value"]["amount-minor"] == lost_total));
+    let case = crm_case(addr, &rejected.case_id).await;
+    let note = case["notes"].as_array().unwrap().last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        note.contains("approval_rejected") && note.contains("claims team"),
+        "{note}"
+    );
+    assert_eq!(
+        rejected
+            .calls
+            .iter()
+            .find(|(t, _)| t == "coupon.issue-voucher")
+            .unwrap()
+            .1,
+        202
+    );
+
+    // Asked again, another reviewer's approval lets it through: the voucher
+    // is issued once, and the case note names who approved it.
+    let desk = reviewer(server.base.clone(), vec![("approve", "claim confirmed by the carrier")]);
+    let approved = handle_complaint(&server.base, AGENT_TOKEN, "SO-1003", "Any news?")
+        .await
+        .unwrap();
+    desk.await.unwrap();
+    let code = approved.voucher.clone().expect("issued after approval");
+    let review = approved.review.clone().unwrap();
+    assert!(review.approved);
+    assert_eq!(
+        review.by,
+        vec![("approver".to_string(), "claim confirmed by the carrier".to_string())]
+    );
+    let issued: Vec<Value> = vouchers(&server, "C-1001")
+        .await
+        .into_iter()
+        .filter(|v| v["code"] == code)
+        .collect();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0]["value"]["amount-minor"], lost_total);
+    let case = crm_case(addr, &approved.case_id).await;
+    let note = case["notes"].as_array().unwrap().last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(note.contains(&code) && note.contains("approved by approver"), "{note}");
+
+    // The conversation's trail has the human step in its place.
+    let trail: Vec<Value> = audit(&server, &approved.session).await.into_iter().rev().collect();
+    let steps: Vec<(String, String)> = trail
+        .iter()
+        .filter(|r| r["tool"] == "coupon.issue-voucher")
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().to_string(),
+                r["token"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("held".into(), "agent".into()),
+            ("approved".into(), "approver".into()),
+            ("ok".into(), "agent".into())
+        ]
     );
 }
 

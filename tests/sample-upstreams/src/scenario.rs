@@ -18,11 +18,28 @@ pub struct Outcome {
     pub compensation_minor: i64,
     pub currency: String,
     pub voucher: Option<String>,
+    /// The voucher's review, when the operator's rules held it.
+    pub review: Option<Review>,
     pub case_id: String,
     pub session: String,
     /// Each tool call, in order: (tool, HTTP status).
     pub calls: Vec<(String, u16)>,
     pub elapsed: Duration,
+}
+
+/// What a reviewer decided about a held voucher.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub approval: String,
+    pub approved: bool,
+    /// The reviewers (token names) and their reasons.
+    pub by: Vec<(String, String)>,
+}
+
+/// A tool call's end: its result, or the error body of a refusal.
+enum Answer {
+    Ok(Value),
+    Refused(Value),
 }
 
 /// The compensation the SLA allows, in basis points of the order total.
@@ -49,6 +66,12 @@ struct Agent<'a> {
 
 impl Agent<'_> {
     async fn call(&mut self, tool: &str, args: Value) -> anyhow::Result<Value> {
+        let (status, body) = self.post(tool, args).await?;
+        anyhow::ensure!(status == 200, "{tool} failed ({status}): {body}");
+        Ok(body["result"].clone())
+    }
+
+    async fn post(&mut self, tool: &str, args: Value) -> anyhow::Result<(u16, Value)> {
         let response = self
             .http
             .post(format!("{}/v1/tools/{tool}/invoke", self.base))
@@ -59,9 +82,47 @@ impl Agent<'_> {
             .await?;
         let status = response.status().as_u16();
         self.calls.push((tool.to_string(), status));
-        let body: Value = response.json().await?;
-        anyhow::ensure!(status == 200, "{tool} failed ({status}): {body}");
-        Ok(body["result"].clone())
+        Ok((status, response.json().await?))
+    }
+
+    /// A call that the operator's rules may hold for a reviewer: wait for
+    /// the decision (202 until then) and take the call's own answer.
+    async fn call_reviewed(&mut self, tool: &str, args: Value) -> anyhow::Result<(Answer, Option<Review>)> {
+        let (mut status, mut body) = self.post(tool, args).await?;
+        let mut review = None;
+        if status == 202 {
+            let approval = body["approval"]["id"].as_str().unwrap_or_default().to_string();
+            while status == 202 {
+                let response = self
+                    .http
+                    .get(format!("{}/v1/approvals/{approval}?wait=20", self.base))
+                    .bearer_auth(self.token)
+                    .send()
+                    .await?;
+                status = response.status().as_u16();
+                body = response.json().await?;
+            }
+            let by = body["decisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                    (text("by"), text("reason"))
+                })
+                .collect();
+            review = Some(Review {
+                approval,
+                approved: status == 200,
+                by,
+            });
+        }
+        let answer = match status {
+            200 => Answer::Ok(body["result"].clone()),
+            403 | 409 | 410 if review.is_some() => Answer::Refused(body["error"].clone()),
+            _ => anyhow::bail!("{tool} failed ({status}): {body}"),
+        };
+        Ok((answer, review))
     }
 }
 
@@ -116,9 +177,13 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
         .await?;
     let case_id = case["case-id"].as_str().unwrap_or_default().to_string();
     let mut voucher = None;
+    let mut review = None;
+    let mut refusal = None;
     if compensation_minor > 0 {
-        let v = agent
-            .call(
+        // The operator may hold a large voucher for a reviewer: then this
+        // waits for the decision.
+        let (answer, reviewed) = agent
+            .call_reviewed(
                 "coupon.issue-voucher",
                 json!({ "request": {
                     "idempotency-key": key, "customer-id": customer, "reason": format!("late delivery of {order}"),
@@ -127,12 +192,37 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
                 }}),
             )
             .await?;
-        voucher = v["code"].as_str().map(str::to_string);
+        match answer {
+            Answer::Ok(v) => voucher = v["code"].as_str().map(str::to_string),
+            Answer::Refused(e) => refusal = Some(e),
+        }
+        review = reviewed;
     }
-    let decision = match (&voucher, lost) {
-        (Some(code), true) => format!("Parcel {tracking} lost; contract {} allows {bps} bps; voucher {code} for {compensation_minor} {currency}.", contract["contract-id"]),
-        (Some(code), false) => format!("Parcel {tracking} {hours_late} h late; contract {} allows {bps} bps; voucher {code} for {compensation_minor} {currency}.", contract["contract-id"]),
-        (None, _) => format!("Parcel {tracking} {hours_late} h late, within the {} h grace of contract {}; no compensation due.", contract["sla"]["grace-hours"], contract["contract-id"]),
+    let what = if lost {
+        format!("Parcel {tracking} lost")
+    } else {
+        format!("Parcel {tracking} {hours_late} h late")
+    };
+    let terms = format!("contract {} allows {bps} bps", contract["contract-id"]);
+    let reviewers = |review: &Option<Review>| {
+        review
+            .iter()
+            .flat_map(|r| r.by.iter().map(|(by, reason)| format!("{by} ({reason})")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let decision = match (&voucher, &refusal) {
+        (Some(code), _) if review.is_some() => format!(
+            "{what}; {terms}; voucher {code} for {compensation_minor} {currency}, approved by {}.",
+            reviewers(&review)
+        ),
+        (Some(code), _) => format!("{what}; {terms}; voucher {code} for {compensation_minor} {currency}."),
+        (None, Some(e)) => format!(
+            "{what}; {terms}; a voucher for {compensation_minor} {currency} was not issued: {} {}. Referred to a person.",
+            e["kind"].as_str().unwrap_or("refused"),
+            reviewers(&review)
+        ),
+        (None, None) => format!("{what}, within the {} h grace of {terms}; no compensation due.", contract["sla"]["grace-hours"]),
     };
     agent
         .call(
@@ -156,6 +246,7 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
         compensation_minor,
         currency,
         voucher,
+        review,
         case_id,
         session: agent.session.clone(),
         calls: agent.calls,
@@ -163,8 +254,14 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
     })
 }
 
+/// Vouchers above this (minor units) wait for a reviewer in the demo.
+pub const VOUCHER_REVIEW_ABOVE_MINOR: i64 = 5000;
+
 /// The toolhost grants that let the reference connectors reach the sample
-/// upstreams at `addr`, with their demo credentials.
+/// upstreams at `addr`, with their demo credentials, and the operator's
+/// approval rule: vouchers above [`VOUCHER_REVIEW_ABOVE_MINOR`] wait for a
+/// reviewer (smaller ones pass; credit notes, `risk = "high"` and named by
+/// no rule, always wait).
 pub fn toolhost_config(addr: std::net::SocketAddr, logistics_base: &str, logistics_key: &str) -> String {
     let origin = format!("http://{addr}");
     let keys = super::Keys::default();
@@ -176,4 +273,9 @@ pub fn toolhost_config(addr: std::net::SocketAddr, logistics_base: &str, logisti
     plugin("crm", "\"GET\", \"POST\", \"PATCH\"", "/crm/v1", &keys.crm)
         + &plugin("erp", "\"GET\", \"POST\"", "/erp/v1", &keys.erp)
         + &plugin("logistics", "\"GET\"", logistics_base, logistics_key)
+        + &format!(
+            "[[approvals.rules]]\nname = \"vouchers over {}.{:02}\"\ntools = [\"coupon.issue-voucher\"]\nwhen = \"args.request.value['amount-minor'] > {VOUCHER_REVIEW_ABOVE_MINOR}\"\n",
+            VOUCHER_REVIEW_ABOVE_MINOR / 100,
+            VOUCHER_REVIEW_ABOVE_MINOR % 100
+        )
 }

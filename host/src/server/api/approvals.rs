@@ -71,8 +71,10 @@ pub async fn get(
         Some(answer) if approval.state.is_final() => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
             let mut body = answer.body.clone();
+            // Beside the call's own answer: which approval, and who decided.
             if let Value::Object(map) = &mut body {
                 map.insert("approval".into(), Value::from(approval.id.clone()));
+                map.insert("decisions".into(), view(&approval)["decisions"].take());
             }
             Ok((status, Json(body)).into_response())
         }

@@ -8,7 +8,11 @@
 //!   native JSON round trip of the same value;
 //! - `kv-100`: a tool doing 100 kv writes vs. 100 writes to the same store
 //!   (a plugin's `KvSpace`) natively;
-//! - `coupon`: `coupon.validate-voucher`, a real connector doing a kv read.
+//! - `coupon`: `coupon.validate-voucher`, a real connector doing a kv read;
+//! - `approval-check`: the approval policy's verdict on a call that passes
+//!   (what every call pays before it runs), with no rules, and with two CEL
+//!   conditions and a sampling rule that all let it pass; read beside
+//!   `trivial/wasm`.
 //!
 //! Needs the components built (`plugins/build.sh`).
 
@@ -16,7 +20,13 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+use toolhost::plugins::manifest::Risk;
+use toolhost::policy::approvals::{ApprovalConfig, ApprovalPolicy};
 use toolhost::policy::Policy;
+use toolhost::server::approvals::{Approvals, Call};
+use toolhost::storage::audit::Caller;
 use toolhost::{Runtime, RuntimeOptions};
 
 // The allocator the `toolhost` binary uses, for both sides.
@@ -140,6 +150,49 @@ fn calls(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("approval-check");
+    let caller = Caller {
+        session: Some("conversation-42".into()),
+        ..Default::default()
+    };
+    let call = Call {
+        caller: &caller,
+        token: "agent",
+        tool: "echo.check",
+        risk: Risk::Read,
+        args: &trivial,
+    };
+    let rules: ApprovalConfig = toml::from_str(
+        r#"
+        [[rules]]
+        name = "long messages"
+        tools = ["echo.check"]
+        when = "has(args.message) && size(args.message) > 100"
+        [[rules]]
+        name = "late in a conversation"
+        tools = ["echo.*"]
+        when = "session_calls > 1000000 && risk == 'high'"
+        [[rules]]
+        name = "spot checks"
+        tools = ["*"]
+        sample = 0.000001
+        "#,
+    )
+    .unwrap();
+    for (name, config) in [("no-rules", ApprovalConfig::default()), ("three-rules", rules)] {
+        let approvals = Approvals::new(
+            ApprovalPolicy::new(config).unwrap(),
+            runtime.storage().clone(),
+            runtime.audit().clone(),
+            Arc::default(),
+            None,
+        );
+        group.bench_function(BenchmarkId::new("passes", name), |b| {
+            b.iter(|| assert!(approvals.check(&call).is_none()))
+        });
+    }
     group.finish();
     let _ = std::fs::remove_dir_all(&data);
 }

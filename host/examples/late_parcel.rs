@@ -1,7 +1,9 @@
 //! The late-parcel scenario as a demo: starts the SAMPLE upstream systems and
 //! toolhost (with the reference connectors from `plugins/`, built by
 //! `plugins/build.sh`) on 127.0.0.1, then lets a scripted agent handle three
-//! complaints and prints what it did and the audit trail.
+//! complaints and prints what it did and the audit trail. The demo operator
+//! holds vouchers over 50.00 for a reviewer; a scripted reviewer here
+//! approves them as they come.
 //!
 //! `cargo run --release -p toolhost --example late_parcel`
 
@@ -13,6 +15,32 @@ use toolhost::config::Config;
 use toolhost::storage::audit::AuditFilter;
 
 const AGENT_TOKEN: &str = "demo-agent-token-0123456789";
+const REVIEWER_TOKEN: &str = "demo-reviewer-token-0123456789";
+
+/// A reviewer at the approvals queue, approving each held call with a reason.
+async fn review(http: reqwest::Client, base: String) {
+    loop {
+        let queue = http
+            .get(format!("{base}/v1/approvals"))
+            .bearer_auth(REVIEWER_TOKEN)
+            .send()
+            .await;
+        let queue: serde_json::Value = match queue {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return,
+        };
+        for approval in queue["approvals"].as_array().into_iter().flatten() {
+            let id = approval["id"].as_str().unwrap_or_default();
+            let _ = http
+                .post(format!("{base}/v1/approvals/{id}/approve"))
+                .bearer_auth(REVIEWER_TOKEN)
+                .json(&serde_json::json!({ "reason": "compensation matches the contract terms" }))
+                .send()
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     config.server.watch = false;
     // SAFETY of set_var: nothing else runs yet; the server reads it at start.
     std::env::set_var("TOOLHOST_AGENT_TOKEN", AGENT_TOKEN);
+    std::env::set_var("TOOLHOST_APPROVER_TOKEN", REVIEWER_TOKEN);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -55,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    tokio::spawn(review(http.clone(), base.clone()));
 
     let complaints = [
         (
@@ -84,6 +115,12 @@ async fn main() -> anyhow::Result<()> {
             ),
             None => "no compensation due".into(),
         };
+        if let Some(review) = &o.review {
+            for (by, reason) in &review.by {
+                let verdict = if review.approved { "approved" } else { "rejected" };
+                println!("  (the voucher waited for a reviewer: {by} {verdict} it, \"{reason}\")");
+            }
+        }
         let lateness = if o.lost {
             "lost".to_string()
         } else {

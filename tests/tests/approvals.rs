@@ -552,7 +552,15 @@ async fn rules_set_through_the_api_are_checked_durable_and_shown_per_tool() {
     // Durable: a restart keeps them.
     server.restart();
     let (_, kept) = get_json(&server, APPROVER_TOKEN, "/v1/approvals/rules").await;
-    assert_eq!(kept["rules"], rules["rules"]);
+    let shape = |rules: &Value| -> Vec<Value> {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["name"], r["when"], r["hold"]]))
+            .collect()
+    };
+    assert_eq!(shape(&kept["rules"]), shape(&rules["rules"]));
     assert_eq!(kept["expiry-secs"], 600);
     let (status, held) = call(&server, AGENT_TOKEN, &fetch("POST", upstream, "/effect"), "s-6", None).await;
     assert_eq!(status, 202);

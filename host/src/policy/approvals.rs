@@ -282,48 +282,51 @@ impl ApprovalPolicy {
         &self.config
     }
 
-    fn rule_for(&self, tool: &str) -> Option<&Rule> {
+    fn rules_for<'a>(&'a self, tool: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
         self.rules
             .iter()
-            .find(|r| r.config.tools.iter().any(|p| pattern_matches(p, tool)))
+            .filter(move |r| r.config.tools.iter().any(|p| pattern_matches(p, tool)))
     }
 
     /// Whether this call must wait for a person, and under which rule.
     pub fn check(&self, call: &CallFacts<'_>) -> Option<Held> {
-        let Some(rule) = self.rule_for(call.tool) else {
-            return (call.risk == Risk::High).then(|| Held {
-                rule: HIGH_RISK_RULE.into(),
-                reason: HoldReason::HighRisk,
-                detail: None,
-                approvers: 1,
-                expiry_secs: self.config.expiry_secs,
-            });
-        };
-        let held = |reason, detail| {
-            Some(Held {
-                rule: rule.config.name.clone(),
-                reason,
-                detail,
-                approvers: rule.config.approvers,
-                expiry_secs: rule.config.expiry_secs.unwrap_or(self.config.expiry_secs),
-            })
-        };
-        match rule.config.hold {
-            Some(Hold::Always) => return held(HoldReason::Always, None),
-            Some(Hold::Never) => return None,
-            None => {}
-        }
-        if let Some(condition) = &rule.condition {
-            match self.evaluate(condition, call) {
-                Ok(true) => return held(HoldReason::Condition, None),
-                Ok(false) => {}
-                Err(e) => return held(HoldReason::ConditionFailed, Some(e)),
+        let mut named = false;
+        for rule in self.rules_for(call.tool) {
+            named = true;
+            let held = |reason, detail| {
+                Some(Held {
+                    rule: rule.config.name.clone(),
+                    reason,
+                    detail,
+                    approvers: rule.config.approvers,
+                    expiry_secs: rule.config.expiry_secs.unwrap_or(self.config.expiry_secs),
+                })
+            };
+            match rule.config.hold {
+                Some(Hold::Always) => return held(HoldReason::Always, None),
+                Some(Hold::Never) => return None,
+                None => {}
+            }
+            if let Some(condition) = &rule.condition {
+                match self.evaluate(condition, call) {
+                    Ok(true) => return held(HoldReason::Condition, None),
+                    Ok(false) => {}
+                    Err(e) => return held(HoldReason::ConditionFailed, Some(e)),
+                }
+            }
+            if let Some(rate) = rule.config.sample {
+                if draw(&rule.config.name, call) < rate {
+                    return held(HoldReason::Sampled, None);
+                }
             }
         }
-        match rule.config.sample {
-            Some(rate) if draw(&rule.config.name, call) < rate => held(HoldReason::Sampled, None),
-            _ => None,
-        }
+        (!named && call.risk == Risk::High).then(|| Held {
+            rule: HIGH_RISK_RULE.into(),
+            reason: HoldReason::HighRisk,
+            detail: None,
+            approvers: 1,
+            expiry_secs: self.config.expiry_secs,
+        })
     }
 
     fn evaluate(&self, condition: &cel::Program, call: &CallFacts<'_>) -> Result<bool, String> {
@@ -348,21 +351,31 @@ impl ApprovalPolicy {
 
     /// How `tool`'s calls may wait, for the tools list.
     pub fn summary(&self, tool: &str, risk: Risk) -> ApprovalSummary {
-        let Some(rule) = self.rule_for(tool) else {
-            return if risk == Risk::High {
-                ApprovalSummary::Always
-            } else {
-                ApprovalSummary::Never
-            };
-        };
-        match (rule.config.hold, &rule.condition, rule.config.sample) {
-            (Some(Hold::Always), _, _) => ApprovalSummary::Always,
-            (Some(Hold::Never), _, _) => ApprovalSummary::Never,
-            (None, Some(_), _) => ApprovalSummary::Conditional,
-            (None, None, Some(rate)) if rate >= 1.0 => ApprovalSummary::Always,
-            (None, None, Some(rate)) if rate > 0.0 => ApprovalSummary::Sampled,
-            _ => ApprovalSummary::Never,
+        // What the rules in order can do: the first `always` or `never`
+        // ends it; conditions and samples before it make it depend.
+        let mut may = ApprovalSummary::Never;
+        let mut named = false;
+        for rule in self.rules_for(tool) {
+            named = true;
+            match rule.config.hold {
+                Some(Hold::Always) => return ApprovalSummary::Always,
+                Some(Hold::Never) => return may,
+                None => {}
+            }
+            let rate = rule.config.sample.unwrap_or(0.0);
+            if rule.condition.is_none() && rate >= 1.0 {
+                return ApprovalSummary::Always;
+            }
+            if rule.condition.is_some() {
+                may = ApprovalSummary::Conditional;
+            } else if rate > 0.0 && may == ApprovalSummary::Never {
+                may = ApprovalSummary::Sampled;
+            }
         }
+        if !named && risk == Risk::High {
+            return ApprovalSummary::Always;
+        }
+        may
     }
 }
 
@@ -438,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_matching_rule_decides() {
+    fn rules_are_tried_in_order_until_one_decides() {
         let p = policy(
             r#"
             [[rules]]
@@ -471,6 +484,39 @@ mod tests {
             ApprovalSummary::Conditional
         );
         assert_eq!(p.summary("erp.refund", Risk::High), ApprovalSummary::Always);
+    }
+
+    #[test]
+    fn a_condition_that_is_false_leaves_the_call_to_the_next_rule() {
+        let p = policy(
+            r#"
+            [[rules]]
+            name = "very big"
+            tools = ["coupon.issue-voucher"]
+            when = "args.amount > 10000"
+            approvers = 2
+            [[rules]]
+            name = "big"
+            tools = ["coupon.*"]
+            when = "args.amount > 5000"
+            [[rules]]
+            name = "the rest"
+            tools = ["coupon.*"]
+            sample = 1.0
+            "#,
+        )
+        .unwrap();
+        let call = |amount: i64| json!({ "amount": amount });
+        let (a, b, c) = (call(20000), call(8000), call(1));
+        let check = |args: &Value| p.check(&facts("coupon.issue-voucher", Risk::High, args, "d")).unwrap();
+        assert_eq!(check(&a).approvers, 2);
+        assert_eq!(check(&b).rule, "big");
+        assert_eq!(check(&c).reason, HoldReason::Sampled);
+        assert_eq!(p.summary("coupon.issue-voucher", Risk::High), ApprovalSummary::Always);
+        // A high-risk tool that a rule names is the rule's to decide.
+        let p = policy("[[rules]]\nname = \"r\"\ntools = [\"erp.*\"]\nwhen = \"args.amount > 5\"").unwrap();
+        assert_eq!(p.check(&facts("erp.refund", Risk::High, &c, "d")), None);
+        assert_eq!(p.summary("erp.refund", Risk::High), ApprovalSummary::Conditional);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use super::calls::{call, detached, Called};
 use super::tools::visible_tools;
 use super::{ApiError, Shared};
 use crate::call::invoke::CallError;
+use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
 use crate::server::approvals::{self, ApprovalError, MAX_WAIT};
 use crate::server::auth::Principal;
@@ -260,9 +261,17 @@ fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
             "destructiveHint": t.risk == crate::plugins::manifest::Risk::High,
         },
     });
-    // Whether a call may wait for a reviewer (MCP has no field for it).
+    // Whether a call may wait for a reviewer: MCP has no field for it, so
+    // it is in `_meta` for programs and in the description for models.
     if let Some(approval) = t.approval {
         tool["_meta"] = json!({ "toolhost/approval": approval });
+        if approval != ApprovalSummary::Never {
+            tool["description"] = Value::from(format!(
+                "{}\n\nCalls of this tool may wait for a human reviewer's approval (the result then says \
+                 approval_required; use {AWAIT_TOOL}).",
+                t.description
+            ));
+        }
     }
     // MCP wants an object for structured output; other results go as text.
     if is_object_schema(&t.output_schema) {

@@ -646,3 +646,27 @@ impl SessionCalls {
         before
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_counts_are_bounded_and_forget_the_least_recent() {
+        let mut calls = SessionCalls::default();
+        assert_eq!(calls.count("agent", "kept"), 0);
+        assert_eq!(calls.count("agent", "kept"), 1);
+        // Another token's session of the same name is another session.
+        assert_eq!(calls.count("other", "kept"), 0);
+        for i in 0..MAX_SESSIONS + 10 {
+            calls.count("agent", &format!("s{i}"));
+            if i % 1000 == 0 {
+                // Seen again and again, so never among the least recent.
+                calls.count("agent", "kept");
+            }
+            assert!(calls.counts.len() <= MAX_SESSIONS);
+        }
+        assert!(calls.count("agent", "kept") > 2);
+        assert_eq!(calls.count("agent", "s0"), 0, "the oldest sessions are forgotten");
+    }
+}

@@ -606,3 +606,58 @@ async fn the_queue_pages_and_refuses_what_it_does_not_know() {
     assert_eq!(get_json(&server, ADMIN_TOKEN, "/v1/approvals/nope").await.0, 404);
     assert_eq!(decide(&server, APPROVER_TOKEN, "nope", "approve", "x").await.0, 404);
 }
+
+/// A webhook receiver that never answers holds at most
+/// `webhook::MAX_IN_FLIGHT` deliveries; the rest are dropped with an error
+/// in the log, and held calls are still held and answered at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_that_hangs_holds_a_bounded_number_of_deliveries() {
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let counter = arrived.clone();
+    let receiver = serve(Router::new().route(
+        "/hook",
+        post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                "late"
+            }
+        }),
+    ))
+    .await;
+    let config = format!(
+        "[server]\nrate-per-minute = 100000\n\n[approvals.webhook]\nurl = \"http://{receiver}/hook\"\n\
+         secret-env = \"TOOLHOST_WEBHOOK_SECRET\"\nattempts = 1\n\n\
+         [[approvals.rules]]\nname = \"all\"\ntools = [\"echo.*\"]\nhold = \"always\"\n"
+    );
+    let server = ServerProcess::start(&config, &["echo"]);
+    let bound = toolhost::server::webhook::MAX_IN_FLIGHT;
+    let held = |i: usize| {
+        let url = server.url("/v1/tools/echo.check/invoke");
+        async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(AGENT_TOKEN)
+                .json(&json!({ "ok": true, "message": format!("m{i}") }))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let statuses: Vec<u16> = futures::stream::iter(0..bound + 40)
+        .map(held)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 202));
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while arrived.load(Ordering::SeqCst) < bound && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(arrived.load(Ordering::SeqCst), bound);
+    let dropped = server.log().matches("this one is dropped").count();
+    assert_eq!(dropped, 40, "{dropped} deliveries dropped");
+}

@@ -394,6 +394,53 @@ pub async fn upstream_with_slow(delay: std::time::Duration) -> SocketAddr {
     .await
 }
 
+/// An upstream that counts the POSTs to `/effect` (the side effect a held
+/// call must not have until it is approved); `GET /ok` answers too.
+pub async fn counting_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let effects = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = effects.clone();
+    let router = axum::Router::new()
+        .route("/ok", axum::routing::get(|| async { "fine" }))
+        .route(
+            "/effect",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    "done"
+                }
+            }),
+        );
+    (serve(router).await, effects)
+}
+
+/// `POST /v1/approvals/{id}/{verdict}` (`approve` or `reject`) as `token`.
+pub async fn decide(
+    server: &ServerProcess,
+    token: &str,
+    id: &str,
+    verdict: &str,
+    reason: &str,
+) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(server.url(&format!("/v1/approvals/{id}/{verdict}")))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "reason": reason }))
+        .send()
+        .await
+        .expect("the server answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The approval id of a held call's 202 answer.
+pub fn held_id(body: &serde_json::Value) -> String {
+    body["approval"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not held: {body}"))
+        .to_string()
+}
+
 /// The operator grant letting the netprobe test component reach `addr`.
 pub fn netprobe_grant(addr: SocketAddr) -> String {
     format!("[plugins.netprobe]\nhttp = [{{ origin = \"http://{addr}\" }}]\n")

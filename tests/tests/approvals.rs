@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use toolhost_tests::{
-    client, get_json, get_text, guest, netprobe_grant, serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    client, counting_upstream, decide, get_json, get_text, guest, held_id, netprobe_grant, serve, ServerProcess,
+    ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
 };
 
 /// A second agent and a second reviewer, configured by digest.
@@ -35,24 +36,6 @@ fn tokens() -> String {
     )
 }
 
-/// An upstream that counts the POSTs to `/effect` (the side effect a held
-/// call must not have until it is approved).
-async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let effects = Arc::new(AtomicUsize::new(0));
-    let counter = effects.clone();
-    let router = Router::new().route("/ok", get(|| async { "fine" })).route(
-        "/effect",
-        post(move || {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                "done"
-            }
-        }),
-    );
-    (serve(router).await, effects)
-}
-
 fn fetch(method: &str, upstream: SocketAddr, path: &str) -> Value {
     json!({ "method": method, "url": format!("http://{upstream}{path}"), "host-header": null })
 }
@@ -71,27 +54,9 @@ async fn call(server: &ServerProcess, token: &str, args: &Value, session: &str, 
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn decide(server: &ServerProcess, token: &str, id: &str, verdict: &str, reason: &str) -> (u16, Value) {
-    let r = client()
-        .post(server.url(&format!("/v1/approvals/{id}/{verdict}")))
-        .bearer_auth(token)
-        .json(&json!({ "reason": reason }))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn wait(server: &ServerProcess, token: &str, id: &str, secs: u64) -> (u16, Value) {
     let (status, body) = get_json(server, token, &format!("/v1/approvals/{id}?wait={secs}")).await;
     (status.as_u16(), body)
-}
-
-fn held_id(body: &Value) -> String {
-    body["approval"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not held: {body}"))
-        .to_string()
 }
 
 async fn session_trail(server: &ServerProcess, session: &str) -> Vec<Value> {

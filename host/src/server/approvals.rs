@@ -229,14 +229,23 @@ impl Approvals {
         if approval.state.is_final() || wait.is_zero() {
             return Ok(approval);
         }
-        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        // Wake for the expiry too, in case no sweep gets there first.
-        let expires = tokio::time::Instant::now() + Duration::from_millis(approval.expires.saturating_sub(now_ms()));
+        let until = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let mut deadline = until;
+        // Wake for the expiry of a pending one too, in case no sweep gets
+        // there first (an approved one no longer expires).
+        if approval.state == ApprovalState::Pending {
+            let expires = Duration::from_millis(approval.expires.saturating_sub(now_ms()));
+            deadline = deadline.min(tokio::time::Instant::now() + expires);
+        }
         loop {
-            let next = tokio::time::timeout_at(deadline.min(expires), notices.recv()).await;
+            let next = tokio::time::timeout_at(deadline, notices.recv()).await;
             match next {
-                Ok(Ok(notice)) if notice.approval.id == id && notice.approval.state.is_final() => {
-                    return Ok(notice.approval)
+                Ok(Ok(notice)) if notice.approval.id == id => {
+                    if notice.approval.state.is_final() {
+                        return Ok(notice.approval);
+                    }
+                    // Decided: it no longer expires; wait the whole time.
+                    deadline = until;
                 }
                 Ok(Ok(_)) => {}
                 // Missed some: look again.

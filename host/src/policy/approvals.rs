@@ -22,6 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::plugins::manifest::Risk;
+use crate::storage::idempotency::arguments_digest;
 
 /// How long an approval waits for a decision when neither the rule nor
 /// `[approvals]` says.
@@ -165,8 +166,6 @@ pub struct CallFacts<'a> {
     pub session: Option<&'a str>,
     /// Calls this session made before this one.
     pub session_calls: u64,
-    /// SHA-256 of the arguments: with the caller, what a sample draws on.
-    pub args_digest: &'a str,
 }
 
 /// How a tool's calls may wait, as the tools list shows it.
@@ -413,14 +412,10 @@ fn pattern_matches(pattern: &str, tool: &str) -> bool {
 /// and arguments. The same call draws the same number, so a retry is never
 /// resampled and a test knows its draws; different calls spread evenly.
 fn draw(rule: &str, call: &CallFacts<'_>) -> f64 {
+    // Only here: a call no sampling rule reaches never pays for it.
+    let args_digest = arguments_digest(call.args);
     let mut hash = Sha256::new();
-    for part in [
-        rule,
-        call.token,
-        call.session.unwrap_or(""),
-        call.tool,
-        call.args_digest,
-    ] {
+    for part in [rule, call.token, call.session.unwrap_or(""), call.tool, &args_digest] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -438,7 +433,7 @@ mod tests {
         ApprovalPolicy::new(config)
     }
 
-    fn facts<'a>(tool: &'a str, risk: Risk, args: &'a Value, digest: &'a str) -> CallFacts<'a> {
+    fn facts<'a>(tool: &'a str, risk: Risk, args: &'a Value) -> CallFacts<'a> {
         CallFacts {
             tool,
             risk,
@@ -446,7 +441,6 @@ mod tests {
             token: "agent",
             session: Some("s1"),
             session_calls: 3,
-            args_digest: digest,
         }
     }
 
@@ -467,18 +461,18 @@ mod tests {
         )
         .unwrap();
         let big = json!({"amount": 8000, "currency": "EUR"});
-        let held = p.check(&facts("coupon.issue-voucher", Risk::High, &big, "d")).unwrap();
+        let held = p.check(&facts("coupon.issue-voucher", Risk::High, &big)).unwrap();
         assert_eq!(
             (held.rule.as_str(), held.reason, held.approvers),
             ("big vouchers", HoldReason::Condition, 2)
         );
         let small = json!({"amount": 800, "currency": "EUR"});
-        assert_eq!(p.check(&facts("coupon.issue-voucher", Risk::High, &small, "d")), None);
-        assert_eq!(p.check(&facts("coupon.list", Risk::High, &small, "d")), None);
+        assert_eq!(p.check(&facts("coupon.issue-voucher", Risk::High, &small)), None);
+        assert_eq!(p.check(&facts("coupon.list", Risk::High, &small)), None);
         // A high-risk tool that no rule names waits.
-        let held = p.check(&facts("erp.refund", Risk::High, &small, "d")).unwrap();
+        let held = p.check(&facts("erp.refund", Risk::High, &small)).unwrap();
         assert_eq!(held.reason, HoldReason::HighRisk);
-        assert_eq!(p.check(&facts("erp.refund", Risk::Write, &small, "d")), None);
+        assert_eq!(p.check(&facts("erp.refund", Risk::Write, &small)), None);
         assert_eq!(
             p.summary("coupon.issue-voucher", Risk::High),
             ApprovalSummary::Conditional
@@ -508,39 +502,38 @@ mod tests {
         .unwrap();
         let call = |amount: i64| json!({ "amount": amount });
         let (a, b, c) = (call(20000), call(8000), call(1));
-        let check = |args: &Value| p.check(&facts("coupon.issue-voucher", Risk::High, args, "d")).unwrap();
+        let check = |args: &Value| p.check(&facts("coupon.issue-voucher", Risk::High, args)).unwrap();
         assert_eq!(check(&a).approvers, 2);
         assert_eq!(check(&b).rule, "big");
         assert_eq!(check(&c).reason, HoldReason::Sampled);
         assert_eq!(p.summary("coupon.issue-voucher", Risk::High), ApprovalSummary::Always);
         // A high-risk tool that a rule names is the rule's to decide.
         let p = policy("[[rules]]\nname = \"r\"\ntools = [\"erp.*\"]\nwhen = \"args.amount > 5\"").unwrap();
-        assert_eq!(p.check(&facts("erp.refund", Risk::High, &c, "d")), None);
+        assert_eq!(p.check(&facts("erp.refund", Risk::High, &c)), None);
         assert_eq!(p.summary("erp.refund", Risk::High), ApprovalSummary::Conditional);
     }
 
     #[test]
     fn a_condition_that_cannot_be_evaluated_holds() {
         let p = policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nwhen = \"args.amount > 10\"").unwrap();
-        let held = p.check(&facts("a.b", Risk::Read, &json!({}), "d")).unwrap();
+        let held = p.check(&facts("a.b", Risk::Read, &json!({}))).unwrap();
         assert_eq!(held.reason, HoldReason::ConditionFailed);
         assert!(held.detail.is_some());
         let p =
             policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nwhen = \"session_calls > 2 && risk == 'read'\"").unwrap();
-        assert!(p.check(&facts("a.b", Risk::Read, &json!({}), "d")).is_some());
+        assert!(p.check(&facts("a.b", Risk::Read, &json!({}))).is_some());
     }
 
     #[test]
     fn sampling_is_deterministic_and_near_its_rate() {
         let p = policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nsample = 0.2").unwrap();
-        let args = json!({});
-        let held = (0..10_000)
-            .filter(|i| p.check(&facts("a.b", Risk::Read, &args, &i.to_string())).is_some())
-            .count();
+        let draws = || {
+            (0..10_000)
+                .filter(|i| p.check(&facts("a.b", Risk::Read, &json!({ "i": i }))).is_some())
+                .count()
+        };
+        let (held, again) = (draws(), draws());
         assert!((1850..=2150).contains(&held), "{held}");
-        let again = (0..10_000)
-            .filter(|i| p.check(&facts("a.b", Risk::Read, &args, &i.to_string())).is_some())
-            .count();
         assert_eq!(held, again);
     }
 

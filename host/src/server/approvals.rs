@@ -137,7 +137,6 @@ impl Approvals {
                 .count(call.token, session),
             None => 0,
         };
-        let digest = arguments_digest(call.args);
         self.policy.load().check(&CallFacts {
             tool: call.tool,
             risk: call.risk,
@@ -145,7 +144,6 @@ impl Approvals {
             token: call.token,
             session: call.caller.session.as_deref(),
             session_calls,
-            args_digest: &digest,
         })
     }
 

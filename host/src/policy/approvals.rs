@@ -290,6 +290,7 @@ impl ApprovalPolicy {
     /// Whether this call must wait for a person, and under which rule.
     pub fn check(&self, call: &CallFacts<'_>) -> Option<Held> {
         let mut named = false;
+        let mut context = None;
         for rule in self.rules_for(call.tool) {
             named = true;
             let held = |reason, detail| {
@@ -307,7 +308,11 @@ impl ApprovalPolicy {
                 None => {}
             }
             if let Some(condition) = &rule.condition {
-                match self.evaluate(condition, call) {
+                let verdict = match context.get_or_insert_with(|| self.context(call)) {
+                    Ok(context) => Self::evaluate(condition, context),
+                    Err(e) => Err(e.clone()),
+                };
+                match verdict {
                     Ok(true) => return held(HoldReason::Condition, None),
                     Ok(false) => {}
                     Err(e) => return held(HoldReason::ConditionFailed, Some(e)),
@@ -328,7 +333,9 @@ impl ApprovalPolicy {
         })
     }
 
-    fn evaluate(&self, condition: &cel::Program, call: &CallFacts<'_>) -> Result<bool, String> {
+    /// The values a condition sees, made once per call (converting the
+    /// arguments is most of a condition's cost).
+    fn context(&self, call: &CallFacts<'_>) -> Result<cel::Context<'static, 'static>, String> {
         let mut context = cel::Context::with_env(self.env.clone());
         let risk = match call.risk {
             Risk::Read => "read",
@@ -341,7 +348,11 @@ impl ApprovalPolicy {
         context.add_variable_from_value("token", call.token.to_string());
         context.add_variable_from_value("session", call.session.unwrap_or("").to_string());
         context.add_variable_from_value("session_calls", call.session_calls as i64);
-        match condition.execute(&context) {
+        Ok(context)
+    }
+
+    fn evaluate(condition: &cel::Program, context: &cel::Context<'_, '_>) -> Result<bool, String> {
+        match condition.execute(context) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
             Err(e) => Err(e.to_string()),

@@ -556,3 +556,114 @@ async fn an_unmodified_mcp_client_can_follow_a_held_call() {
     assert!(exit.success(), "the MCP client failed: {exit:?}");
     assert_eq!(effects.load(Ordering::SeqCst), 1, "a rejected call ran");
 }
+
+// ---------------------------------------------------------------------------
+// An MCP client that takes tasks (SEP-2663), spoken by hand: no client
+// library we could run here implements the extension yet.
+
+/// One JSON-RPC request over `/mcp`; its response, from a JSON body or the
+/// event stream the server answered with.
+async fn rpc(server: &ServerProcess, session: Option<&str>, body: Value) -> (Option<String>, Value) {
+    let response = toolhost_tests::mcp_post(server, &toolhost_tests::client(), session, body).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let answer = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .chain(std::iter::once(text.as_str()))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {text:?}"));
+    (session, answer)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
+    let (upstream, effects) = counting_upstream().await;
+    let server = ServerProcess::start(&config(upstream, None), &["netprobe"]);
+    let tasks = "io.modelcontextprotocol/tasks";
+    let (session, init) = rpc(
+        &server,
+        None,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": { "extensions": { tasks: {} } },
+            "clientInfo": { "name": "tasks-by-hand", "version": "0" } } }),
+    )
+    .await;
+    assert!(
+        init["result"]["capabilities"]["extensions"][tasks].is_object(),
+        "{init}"
+    );
+    let session = session.expect("a session id");
+    let s = Some(session.as_str());
+    rpc_notify(&server, &session).await;
+
+    let call = |n: u64| {
+        json!({ "jsonrpc": "2.0", "id": n, "method": "tools/call",
+                "params": { "name": "netprobe.fetch", "arguments": post_effect(upstream) } })
+    };
+    let get =
+        |n: u64, id: &str| json!({ "jsonrpc": "2.0", "id": n, "method": "tasks/get", "params": { "taskId": id } });
+
+    // Held: a task, working, and nothing ran.
+    let (_, created) = rpc(&server, s, call(2)).await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    assert_eq!(created["result"]["status"], "working", "{created}");
+    let id = created["result"]["taskId"].as_str().unwrap().to_string();
+    let (_, queue) = get_json(&server, APPROVER_TOKEN, "/v1/approvals").await;
+    assert_eq!(queue["approvals"][0]["id"], id.as_str(), "the task is the approval");
+    let (_, working) = rpc(&server, s, get(3, &id)).await;
+    assert_eq!(working["result"]["status"], "working", "{working}");
+    assert_eq!(effects.load(Ordering::SeqCst), 0);
+
+    // Approved: completed with the call's own result.
+    assert_eq!(
+        decide(&server, APPROVER_TOKEN, &id, "approve", "expected POST").await.0,
+        200
+    );
+    let mut n = 4;
+    let done = loop {
+        let (_, polled) = rpc(&server, s, get(n, &id)).await;
+        n += 1;
+        if polled["result"]["status"] != "working" {
+            break polled;
+        }
+        assert!(n < 200, "still working: {polled}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(done["result"]["result"]["isError"], false, "{done}");
+    assert_eq!(done["result"]["result"]["content"][0]["text"], "200", "{done}");
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+
+    // Rejected: completed, as an error result saying why; nothing ran.
+    let (_, created) = rpc(&server, s, call(300)).await;
+    let id = created["result"]["taskId"].as_str().unwrap().to_string();
+    assert_eq!(decide(&server, APPROVER_TOKEN, &id, "reject", "not today").await.0, 200);
+    let (_, done) = rpc(&server, s, get(301, &id)).await;
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(done["result"]["result"]["isError"], true, "{done}");
+    assert!(
+        done["result"]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("approval_rejected"),
+        "{done}"
+    );
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+
+    // An id that is no task of this agent's is an error.
+    let (_, unknown) = rpc(&server, s, get(302, "nope")).await;
+    assert!(unknown["error"].is_object(), "{unknown}");
+}
+
+async fn rpc_notify(server: &ServerProcess, session: &str) {
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let response = toolhost_tests::mcp_post(server, &toolhost_tests::client(), Some(session), initialized).await;
+    assert!(response.status().is_success(), "{}", response.status());
+}

@@ -8,7 +8,9 @@
 //! approval; the agent then calls the tool [`AWAIT_TOOL`] with that id,
 //! which waits for the decision and returns the call's own result (or why
 //! it did not run). Any MCP client can follow this, since it is only tool
-//! calls; the long-running tasks of newer MCP revisions are not used yet.
+//! calls. A client that declares the tasks extension (SEP-2663,
+//! `io.modelcontextprotocol/tasks`) gets a task instead, whose id is the
+//! approval's, and polls `tasks/get` for the call's result.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +20,9 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, InitializeResult, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CreateTaskResult, DetailedTask, GetTaskParams,
+    GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Task,
+    TaskPayload, TaskStatus, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -35,7 +38,7 @@ use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
 use crate::server::approvals::{self, ApprovalError, MAX_WAIT};
 use crate::server::auth::Principal;
-use crate::storage::approvals::Approval;
+use crate::storage::approvals::{Approval, ApprovalState};
 use crate::storage::audit::Caller;
 
 /// The tool an agent calls to wait for a held call's result.
@@ -333,30 +336,35 @@ impl McpServer {
             .is_some_and(|found| is_object_schema(&found.tool().output_schema))
     }
 
+    /// `id`, if `principal` may see it: an agent sees only the calls it
+    /// made (another's is not found, as over REST).
+    async fn approval(&self, principal: &Principal, id: &str) -> Result<Arc<Approval>, ErrorData> {
+        let not_found = || ErrorData::invalid_params(format!("no approval {id:?}"), None);
+        let approval = match self.state.approvals.get(id).await {
+            Ok(a) => a,
+            Err(ApprovalError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
+        };
+        if approval.token != principal.name && principal.role == crate::config::Role::Agent {
+            return Err(not_found());
+        }
+        Ok(approval)
+    }
+
     async fn await_approval(&self, principal: &Principal, args: &Value) -> Result<CallToolResult, ErrorData> {
         let id = args["approval"]
             .as_str()
             .ok_or_else(|| ErrorData::invalid_params("`approval` (the approval id) is required", None))?;
         let wait = std::time::Duration::from_secs(args["wait_secs"].as_u64().unwrap_or(60)).min(MAX_WAIT);
-        let not_found = || ErrorData::invalid_params(format!("no approval {id:?}"), None);
-        let approval = match self.state.approvals.wait(id, wait).await {
-            Ok(a) => a,
-            Err(ApprovalError::NotFound(_)) => return Err(not_found()),
-            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
-        };
-        // An agent sees only the calls it made.
-        if approval.token != principal.name && principal.role == crate::config::Role::Agent {
-            return Err(not_found());
-        }
-        match &approval.answer {
-            Some(answer) if answer.status == 200 => {
-                result(answer.body["result"].clone(), false, self.structured(&approval.tool))
-            }
-            Some(answer) => {
-                let mut body = answer.body["error"].clone();
-                body["approval"] = Value::from(approval.id.clone());
-                result(body, true, false)
-            }
+        self.approval(principal, id).await?;
+        let approval = self
+            .state
+            .approvals
+            .wait(id, wait)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        match self.final_result(&approval)? {
+            Some(done) => Ok(done),
             None => result(
                 json!({
                     "kind": "approval_pending",
@@ -368,6 +376,40 @@ impl McpServer {
             ),
         }
     }
+
+    /// A final approval's answer as the call's own tool result: its result,
+    /// or why it did not run. `None` while it is not final.
+    fn final_result(&self, approval: &Approval) -> Result<Option<CallToolResult>, ErrorData> {
+        let Some(answer) = approval.answer.as_ref().filter(|_| approval.state.is_final()) else {
+            return Ok(None);
+        };
+        if answer.status == 200 {
+            return result(answer.body["result"].clone(), false, self.structured(&approval.tool)).map(Some);
+        }
+        let mut body = answer.body["error"].clone();
+        body["approval"] = Value::from(approval.id.clone());
+        result(body, true, false).map(Some)
+    }
+}
+
+/// A held call as an MCP task (SEP-2663): the task id is the approval id.
+fn task(approval: &Approval, payload: TaskPayload) -> DetailedTask {
+    let at = |ms: u64| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+    let message = match approval.state {
+        ApprovalState::Pending => format!("waiting for a reviewer's approval (rule {:?})", approval.rule),
+        ApprovalState::Approved | ApprovalState::Executing => "approved; running".to_string(),
+        state => state.as_str().to_string(),
+    };
+    let updated = approval.finished.unwrap_or(approval.created);
+    let base = Task::new(
+        approval.id.clone(),
+        TaskStatus::Working,
+        at(approval.created),
+        at(updated),
+    )
+    .with_status_message(message)
+    .with_poll_interval_ms(1000);
+    DetailedTask::new(base, payload)
 }
 
 impl ServerHandler for McpServer {
@@ -376,6 +418,7 @@ impl ServerHandler for McpServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("toolhost", env!("CARGO_PKG_VERSION")))
@@ -413,6 +456,10 @@ impl ServerHandler for McpServer {
         // Detached: a call runs to its end and is recorded even when the
         // client cancels it or goes away (its effects cannot be undone);
         // only the answer is then lost.
+        let supports_tasks = ctx
+            .peer
+            .peer_info()
+            .is_some_and(|client| client.capabilities.supports_tasks());
         if request.name == AWAIT_TOOL {
             return self.await_approval(&principal, &args).await.map(Into::into);
         }
@@ -424,6 +471,11 @@ impl ServerHandler for McpServer {
         .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
         let outcome = match called {
             Called::Ran(ran) => ran.0,
+            // A client that takes tasks gets one; any other the fallback.
+            Called::Held(approval) if supports_tasks => {
+                let created = task(&approval, TaskPayload::Working);
+                return Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)));
+            }
             Called::Held(approval) => return held(&approval).map(Into::into),
         };
         // Look up just this tool; listing them all would copy every schema.
@@ -440,6 +492,29 @@ impl ServerHandler for McpServer {
             }
         };
         Ok(result.into())
+    }
+
+    /// A held call taken as a task: working until it is decided and has
+    /// run, then completed with the call's own result (a rejection, expiry
+    /// or lapse is a completed result with `isError`, as over the fallback).
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let (principal, _) = principal(&ctx)?;
+        let approval = self.approval(&principal, &request.task_id).await?;
+        let payload = match self.final_result(&approval)? {
+            Some(done) => {
+                let result = match serde_json::to_value(done) {
+                    Ok(Value::Object(map)) => map,
+                    _ => return Err(ErrorData::internal_error("a tool result is not an object", None)),
+                };
+                TaskPayload::Completed { result }
+            }
+            None => TaskPayload::Working,
+        };
+        Ok(GetTaskResult::new(task(&approval, payload)))
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {

@@ -327,7 +327,7 @@ impl Events {
                 Ok(Next::Event(name, data)) if data["id"] == id => return (name, data),
                 Ok(Next::Event(..)) => {}
                 Ok(Next::Failed(e)) => panic!("the stream failed before an event about {id}: {e}"),
-                Ok(other) => panic!("the stream stopped before an event about {id}: {other:?}"),
+                Ok(Next::End) => panic!("the stream ended before an event about {id}"),
                 Err(_) => panic!("no event about {id} within {within:?}"),
             }
         }
@@ -421,7 +421,9 @@ async fn the_event_stream_follows_an_approval_and_ends_at_shutdown() {
     .await;
     match ended {
         Ok(Next::End) => {}
-        other => panic!("the stream did not end cleanly at shutdown: {other:?}"),
+        Ok(Next::Failed(e)) => panic!("the stream broke off at shutdown instead of ending: {e}"),
+        Ok(Next::Event(..)) => unreachable!(),
+        Err(_) => panic!("the stream was still open 8 s after the host was told to stop"),
     }
     let (server, status) = tokio::time::timeout(Duration::from_secs(30), stopper)
         .await

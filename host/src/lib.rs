@@ -21,6 +21,7 @@ pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod wasm;
+pub mod workflow;
 
 pub use call::invoke::{CallError, CallOutcome};
 pub use runtime::{Runtime, RuntimeOptions, ToolInfo};

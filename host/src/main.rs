@@ -110,20 +110,17 @@ fn plugin_command(action: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Sign { bundle, key } => {
             let private = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
             let b = Bundle::read(&bundle)?;
-            let signature = signing::sign(&private, &b.wasm, b.manifest_text.as_bytes())?;
-            std::fs::write(bundle.join(signing::SIGNATURE_FILE), format!("{signature}\n"))?;
-            println!(
-                "signed {} {} (component {})",
-                b.manifest.name, b.manifest.version, b.digest
-            );
+            let signature = signing::sign(&private, b.payload(), b.manifest_text.as_bytes())?;
+            std::fs::write(bundle.join(b.signature_file()), format!("{signature}\n"))?;
+            println!("signed {} {} (component {})", b.name, b.version, b.digest);
         }
         PluginCommand::Verify { bundle, public_keys } => {
             let b = Bundle::read(&bundle)?;
             let Some(signature) = &b.signature else {
-                bail!("{} has no {}", bundle.display(), signing::SIGNATURE_FILE);
+                bail!("{} has no {}", bundle.display(), b.signature_file());
             };
-            let key = signing::verify(&public_keys, signature, &b.wasm, b.manifest_text.as_bytes())?;
-            println!("good signature by {key} on {} {}", b.manifest.name, b.manifest.version);
+            let key = signing::verify(&public_keys, signature, b.payload(), b.manifest_text.as_bytes())?;
+            println!("good signature by {key} on {} {}", b.name, b.version);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -311,6 +311,34 @@ impl Runtime {
                 })
             })
             .collect();
+        let registry = self.inner.plugins.registry();
+        tools.extend(
+            registry
+                .workflows()
+                .values()
+                .filter(|w| !self.inner.plugins.is_disabled(w.name()))
+                .map(|w| {
+                    let d = &w.definition;
+                    // As risky as the riskiest tool it calls.
+                    let risk = d
+                        .tools
+                        .iter()
+                        .filter_map(|t| self.find(t).map(|found| found.tool().risk))
+                        .max()
+                        .unwrap_or_default();
+                    ToolInfo {
+                        name: d.name.clone(),
+                        function_name: d.name.clone(),
+                        description: d.description(),
+                        parameters: d.input_schema.clone(),
+                        output_schema: None,
+                        risk,
+                        plugin: d.name.clone(),
+                        plugin_version: d.version.to_string(),
+                        approval: None,
+                    }
+                }),
+        );
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
     }

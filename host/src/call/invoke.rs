@@ -48,6 +48,13 @@ pub enum CallError {
     /// The host stopped while the call ran (found so at the next start).
     #[error("interrupted: {message}")]
     Interrupted { message: String },
+    /// A workflow's run ended in an error no `catch` handled: the problem
+    /// (type, status, title, detail, the task it happened in).
+    #[error("the workflow failed: {problem}")]
+    WorkflowFailed { problem: Value },
+    /// A workflow's run was cancelled.
+    #[error("cancelled: {message}")]
+    Cancelled { message: String },
 }
 
 impl CallError {

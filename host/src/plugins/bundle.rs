@@ -1,9 +1,12 @@
 //! A bundle: a connector as a vendor ships it (`connector.toml`, the
-//! component it names, and `connector.sig` if signed), read from a folder or
+//! component it names, and `connector.sig` if signed) or a workflow
+//! (`workflow.yaml`, and `workflow.sig` if signed), read from a folder or
 //! an upload, checked against the operator's supply-chain rules, and written
-//! durably into a folder.
+//! durably into a folder. Both kinds are versioned, pinned, signed and
+//! rolled back the same way.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -11,25 +14,89 @@ use super::manifest::{Manifest, ManifestError};
 use super::plugin::LoadError;
 use super::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::policy::Policy;
+use crate::workflow::definition::Definition;
+use crate::workflow::DOCUMENT_FILE;
+
+/// The signature file of a workflow bundle.
+pub const WORKFLOW_SIGNATURE_FILE: &str = "workflow.sig";
+
+/// What a bundle holds.
+#[derive(Clone)]
+pub enum Contents {
+    /// A Wasm component and its manifest.
+    Connector { manifest: Manifest, wasm: Vec<u8> },
+    /// A workflow document (`manifest_text` is the document).
+    Workflow(Arc<Definition>),
+}
 
 /// Largest component file the host reads.
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// A bundle before compilation: the manifest (parsed, and as the exact
-/// bytes the signature covers), the component, and its signature if any.
+/// A bundle before compilation: what it holds, the manifest (or workflow
+/// document) as the exact bytes the signature covers, and its signature if
+/// any.
 #[derive(Clone)]
 pub struct Bundle {
-    pub manifest: Manifest,
+    /// The plugin's name (the connector's or the workflow's).
+    pub name: String,
+    pub version: semver::Version,
+    pub contents: Contents,
     pub manifest_text: String,
-    pub wasm: Vec<u8>,
     pub signature: Option<String>,
-    /// sha256 of the component, hex.
+    /// sha256 of the component (of the document, for a workflow), hex.
     pub digest: String,
 }
 
 impl Bundle {
-    /// Read `dir/connector.toml`, the component it names and `connector.sig`.
+    /// Read the bundle in `dir`: a connector if it has a `connector.toml`,
+    /// else a workflow if it has a `workflow.yaml`.
     pub fn read(dir: &Path) -> Result<Bundle, LoadError> {
+        if !dir.join("connector.toml").is_file() && dir.join(DOCUMENT_FILE).is_file() {
+            return Bundle::read_workflow(dir);
+        }
+        Bundle::read_connector(dir)
+    }
+
+    /// Whether `dir` holds a bundle of either kind.
+    pub fn is_bundle(dir: &Path) -> bool {
+        dir.join("connector.toml").is_file() || dir.join(DOCUMENT_FILE).is_file()
+    }
+
+    /// The name of the plugin in `dir`, if it holds a readable bundle.
+    pub fn name_in(dir: &Path) -> Option<String> {
+        match Manifest::load(&dir.join("connector.toml")) {
+            Ok(m) => Some(m.name),
+            Err(_) => Bundle::read_workflow(dir).ok().map(|b| b.name),
+        }
+    }
+
+    fn read_workflow(dir: &Path) -> Result<Bundle, LoadError> {
+        let path = dir.join(DOCUMENT_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let signature = std::fs::read_to_string(dir.join(WORKFLOW_SIGNATURE_FILE)).ok();
+        Bundle::workflow(text, signature, &path.display().to_string())
+    }
+
+    /// A workflow bundle from its document.
+    pub fn workflow(text: String, signature: Option<String>, path: &str) -> Result<Bundle, LoadError> {
+        let definition = Definition::parse(&text).map_err(|e| LoadError::Workflow {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Bundle {
+            name: definition.name.clone(),
+            version: definition.version.clone(),
+            contents: Contents::Workflow(Arc::new(definition)),
+            digest: hex::encode(Sha256::digest(text.as_bytes())),
+            manifest_text: text,
+            signature: clean(signature),
+        })
+    }
+
+    fn read_connector(dir: &Path) -> Result<Bundle, LoadError> {
         let manifest_path = dir.join("connector.toml");
         let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|source| ManifestError::Read {
             path: manifest_path.display().to_string(),
@@ -61,13 +128,30 @@ impl Bundle {
     }
 
     fn new(manifest: Manifest, manifest_text: String, wasm: Vec<u8>, signature: Option<String>) -> Bundle {
-        let digest = hex::encode(Sha256::digest(&wasm));
         Bundle {
-            manifest,
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            digest: hex::encode(Sha256::digest(&wasm)),
+            contents: Contents::Connector { manifest, wasm },
             manifest_text,
-            wasm,
-            signature: signature.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
-            digest,
+            signature: clean(signature),
+        }
+    }
+
+    /// What the digest and the signature cover besides the manifest: the
+    /// component, or the workflow document.
+    pub fn payload(&self) -> &[u8] {
+        match &self.contents {
+            Contents::Connector { wasm, .. } => wasm,
+            Contents::Workflow(_) => self.manifest_text.as_bytes(),
+        }
+    }
+
+    /// The file its signature is kept in.
+    pub fn signature_file(&self) -> &'static str {
+        match self.contents {
+            Contents::Connector { .. } => SIGNATURE_FILE,
+            Contents::Workflow(_) => WORKFLOW_SIGNATURE_FILE,
         }
     }
 
@@ -86,12 +170,18 @@ impl Bundle {
             file.sync_all()
         }
         std::fs::create_dir_all(dir)?;
-        write_synced(&dir.join(self.manifest.component_file()), &self.wasm)?;
+        let manifest_file = match &self.contents {
+            Contents::Connector { manifest, wasm } => {
+                write_synced(&dir.join(manifest.component_file()), wasm)?;
+                "connector.toml"
+            }
+            Contents::Workflow(_) => DOCUMENT_FILE,
+        };
         if let Some(sig) = &self.signature {
-            write_synced(&dir.join(SIGNATURE_FILE), sig.as_bytes())?;
+            write_synced(&dir.join(self.signature_file()), sig.as_bytes())?;
         }
         // The manifest last: a reader that finds it finds the rest.
-        write_synced(&dir.join("connector.toml"), self.manifest_text.as_bytes())?;
+        write_synced(&dir.join(manifest_file), self.manifest_text.as_bytes())?;
         std::fs::File::open(dir)?.sync_all()?;
         match dir.parent() {
             Some(parent) => std::fs::File::open(parent)?.sync_all(),
@@ -103,7 +193,7 @@ impl Bundle {
     /// digest pin, and the signature (required, or present and checked).
     /// Returns the trusted key that signed it, if any.
     pub fn verify(&self, policy: &Policy) -> Result<Option<String>, LoadError> {
-        let plugin = &self.manifest.name;
+        let plugin = &self.name;
         if let Some(pin) = policy.plugins.get(plugin).and_then(|p| p.digest.as_ref()) {
             if !pin.eq_ignore_ascii_case(&self.digest) {
                 return Err(LoadError::Pinned {
@@ -122,9 +212,18 @@ impl Bundle {
             None if signing.require => Err(signature_error(SigningError::Unsigned)),
             None => Ok(None),
             Some(_) if signing.trusted_keys.is_empty() && !signing.require => Ok(None),
-            Some(sig) => signing::verify(&signing.trusted_keys, sig, &self.wasm, self.manifest_text.as_bytes())
-                .map(Some)
-                .map_err(signature_error),
+            Some(sig) => signing::verify(
+                &signing.trusted_keys,
+                sig,
+                self.payload(),
+                self.manifest_text.as_bytes(),
+            )
+            .map(Some)
+            .map_err(signature_error),
         }
     }
+}
+
+fn clean(signature: Option<String>) -> Option<String> {
+    signature.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }

@@ -19,10 +19,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use wasmtime::component::Linker;
 
-use super::bundle::Bundle;
-use super::manifest::Manifest;
+use super::bundle::{Bundle, Contents};
 use super::plugin::{LoadError, Plugin};
-use super::registry::Registry;
+use super::registry::{Loaded, Registry};
 use super::versions::{VersionEntry, Versions, VersionsError};
 use crate::capabilities::{CallState, Outbound};
 use crate::policy::{PluginPolicy, Policy, PolicyError};
@@ -30,6 +29,7 @@ use crate::storage::audit::{AuditLog, Outcome, PluginEvent, Via};
 use crate::storage::{Storage, StorageError};
 use crate::wasm::compile_cache::CompileCache;
 use crate::wasm::engine::Engine;
+use crate::workflow::Workflow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -146,11 +146,11 @@ impl Lifecycle {
     /// The folder is read again once the plugin is ours: while this waited,
     /// an upload of the same name may have written its bundle there, and
     /// what the folder holds now is what must serve.
-    pub async fn load_bundle(&self, dir: &Path) -> Result<Arc<Plugin>, LoadError> {
-        let name = self.read_bundle(dir).await?.manifest.name;
+    pub async fn load_bundle(&self, dir: &Path) -> Result<Loaded, LoadError> {
+        let name = self.read_bundle(dir).await?.name;
         let owner = self.own(&name).await;
         let bundle = self.read_bundle(dir).await?;
-        if bundle.manifest.name != name {
+        if bundle.name != name {
             // Renamed in its manifest meanwhile: a plugin of another name.
             drop(owner);
             return self.install(bundle, Via::Folder).await;
@@ -179,16 +179,16 @@ impl Lifecycle {
     ///
     /// A bundle identical to the one serving (the folder echoing an upload,
     /// a signature added) changes nothing.
-    pub async fn install(&self, bundle: Bundle, via: Via) -> Result<Arc<Plugin>, LoadError> {
-        let _owner = self.own(&bundle.manifest.name).await;
+    pub async fn install(&self, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
+        let _owner = self.own(&bundle.name).await;
         self.install_owned(bundle, via).await
     }
 
     /// `install`, for a caller that owns the plugin already.
-    async fn install_owned(&self, bundle: Bundle, via: Via) -> Result<Arc<Plugin>, LoadError> {
-        let name = bundle.manifest.name.clone();
-        if let Some(serving) = self.registry.get(&name) {
-            if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
+    async fn install_owned(&self, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
+        let name = bundle.name.clone();
+        if let Some(serving) = self.registry.loaded(&name) {
+            if serving.digest() == bundle.digest && serving.manifest_digest() == bundle.manifest_digest() {
                 return Ok(serving);
             }
         }
@@ -205,7 +205,7 @@ impl Lifecycle {
     /// If the folder cannot take it, the history is put back as it was, so
     /// that both keep naming the version that still serves.
     async fn persist(&self, bundle: &Bundle, via: Via) -> Result<(), LoadError> {
-        let name = &bundle.manifest.name;
+        let name = &bundle.name;
         let failed = |what: &str, e: &dyn std::fmt::Display| LoadError::Storage {
             plugin: name.clone(),
             message: format!("{what}: {e}"),
@@ -233,54 +233,70 @@ impl Lifecycle {
     /// Verify, compile and link a bundle under the grant in force (the
     /// caller owns the plugin, so the grant cannot change meanwhile); a
     /// refusal is logged and audited.
-    async fn compile(&self, bundle: &Bundle, via: Via) -> Result<Plugin, LoadError> {
-        let (toolchain, storage, owned) = (self.toolchain.clone(), self.storage.clone(), bundle.clone());
+    async fn compile(&self, bundle: &Bundle, via: Via) -> Result<Compiled, LoadError> {
         let policy = self.policy.load_full();
-        let loaded = tokio::task::spawn_blocking(move || {
-            Plugin::load(
-                &owned,
-                toolchain.engine.wasmtime(),
-                &toolchain.linker,
-                &toolchain.cache,
-                &policy,
-                &storage,
-                &toolchain.outbound,
-            )
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(LoadError::Compile {
-                plugin: bundle.manifest.name.clone(),
-                message: format!("the loader stopped: {e}"),
-            })
-        });
+        let loaded = match &bundle.contents {
+            Contents::Workflow(_) => Workflow::load(bundle, &policy).map(Compiled::Workflow),
+            Contents::Connector { .. } => {
+                let (toolchain, storage, owned) = (self.toolchain.clone(), self.storage.clone(), bundle.clone());
+                tokio::task::spawn_blocking(move || {
+                    Plugin::load(
+                        &owned,
+                        toolchain.engine.wasmtime(),
+                        &toolchain.linker,
+                        &toolchain.cache,
+                        &policy,
+                        &storage,
+                        &toolchain.outbound,
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LoadError::Compile {
+                        plugin: bundle.name.clone(),
+                        message: format!("the loader stopped: {e}"),
+                    })
+                })
+                .map(Compiled::Connector)
+            }
+        };
         if let Err(e) = &loaded {
-            self.log_refusal(&bundle.manifest.name, via, e).await;
+            self.log_refusal(&bundle.name, via, e).await;
         }
         loaded
     }
 
-    /// Put a compiled plugin in place of the version serving; calls in
-    /// flight finish on the old one.
-    async fn swap(&self, plugin: Plugin, via: Via) -> Arc<Plugin> {
-        let (plugin, previous) = self.registry.insert(plugin);
+    /// Put a compiled plugin in place of the version serving; calls (and
+    /// runs) in flight finish on the old one.
+    async fn swap(&self, compiled: Compiled, via: Via) -> Loaded {
+        let (loaded, previous, source) = match compiled {
+            Compiled::Connector(plugin) => {
+                let source = format!("compiled code from {:?}", plugin.source);
+                let (plugin, previous) = self.registry.insert(plugin);
+                (Loaded::Connector(plugin), previous, source)
+            }
+            Compiled::Workflow(workflow) => {
+                let (workflow, previous) = self.registry.insert_workflow(workflow);
+                (Loaded::Workflow(workflow), previous, "workflow".to_string())
+            }
+        };
         self.changed();
-        let replaced = previous.map(|p| p.manifest.version.to_string());
-        tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, source = ?plugin.source, via = via.as_str(), ?replaced, "loaded");
+        let replaced = previous.map(|p| p.version());
+        tracing::info!(plugin = %loaded.name(), version = %loaded.version(), via = via.as_str(), ?replaced, "loaded: {source}");
         let detail = match &replaced {
-            Some(v) => format!("replaced {v}; compiled code from {:?}", plugin.source),
-            None => format!("compiled code from {:?}", plugin.source),
+            Some(v) => format!("replaced {v}; {source}"),
+            None => source,
         };
         self.event(PluginEvent {
             via,
-            plugin: &plugin.manifest.name,
+            plugin: loaded.name(),
             outcome: Outcome::Loaded,
             detail,
-            version: Some(plugin.manifest.version.to_string()),
-            digest: Some(plugin.digest.clone()),
+            version: Some(loaded.version()),
+            digest: Some(loaded.digest().to_string()),
         })
         .await;
-        plugin
+        loaded
     }
 
     async fn event(&self, event: PluginEvent<'_>) {
@@ -293,7 +309,7 @@ impl Lifecycle {
     /// another way (upload, rollback) replaces the plugin's folder there,
     /// written aside and renamed into place so the watcher never sees half.
     fn keep_in_folder(&self, bundle: &Bundle) -> std::io::Result<()> {
-        let name = &bundle.manifest.name;
+        let name = &bundle.name;
         let target = self.bundle_dir_of(name).unwrap_or_else(|| self.plugins_dir.join(name));
         let aside = |what: &str| self.plugins_dir.join(format!(".{what}-{name}-{}", std::process::id()));
         let (staging, retired) = (aside("incoming"), aside("retired"));
@@ -322,9 +338,9 @@ impl Lifecycle {
     }
 
     /// Serve the version before the current one again, through the same swap.
-    pub async fn rollback(&self, name: &str) -> Result<Arc<Plugin>, LifecycleError> {
+    pub async fn rollback(&self, name: &str) -> Result<Loaded, LifecycleError> {
         let _owner = self.own(name).await;
-        if self.registry.get(name).is_none() {
+        if self.registry.loaded(name).is_none() {
             return Err(LifecycleError::NoSuchPlugin(name.to_string()));
         }
         let (_, path) = self
@@ -348,15 +364,21 @@ impl Lifecycle {
     /// calls in flight have finished (or `drain` has passed).
     pub async fn unload(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
         let _owner = self.own(name).await;
-        let plugin = self
+        let removed = self
             .registry
             .remove(name)
             .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?;
         self.changed();
-        let slots = plugin.context.grant.max_concurrency;
-        let drained = tokio::time::timeout(drain, plugin.slots.acquire_many(slots))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        // A workflow's runs hold what they started with and finish on it.
+        let drained = match &removed {
+            Loaded::Workflow(_) => true,
+            Loaded::Connector(plugin) => {
+                let slots = plugin.context.grant.max_concurrency;
+                tokio::time::timeout(drain, plugin.slots.acquire_many(slots))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+        };
         self.event(PluginEvent {
             via: Via::Api,
             plugin: name,
@@ -366,8 +388,8 @@ impl Lifecycle {
             } else {
                 format!("calls still running after {drain:?}")
             },
-            version: Some(plugin.manifest.version.to_string()),
-            digest: Some(plugin.digest.clone()),
+            version: Some(removed.version()),
+            digest: Some(removed.digest().to_string()),
         })
         .await;
         Ok(drained)
@@ -394,7 +416,20 @@ impl Lifecycle {
         self.bundle_dirs()
             .unwrap_or_default()
             .into_iter()
-            .find(|d| Manifest::load(&d.join("connector.toml")).is_ok_and(|m| m.name == name))
+            .find(|d| Bundle::name_in(d).is_some_and(|n| n == name))
+    }
+
+    /// Workflow `name` as it was at `digest`: the one serving if it is
+    /// that, else its archived bundle under today's grant (a run resumes on
+    /// the version it started on).
+    pub async fn workflow_version(&self, name: &str, digest: &str) -> Option<Arc<Workflow>> {
+        if let Some(serving) = self.registry.workflow(name).filter(|w| w.digest == digest) {
+            return Some(serving);
+        }
+        let history = self.versions.history(name).await.ok()?;
+        let entry = history.iter().rev().find(|e| e.digest == digest)?;
+        let bundle = Bundle::read(&self.versions.path(&entry.archive)).ok()?;
+        Workflow::load(&bundle, &self.policy.load()).ok().map(Arc::new)
     }
 
     pub async fn history(&self, name: &str) -> Result<Vec<VersionEntry>, LifecycleError> {
@@ -402,7 +437,7 @@ impl Lifecycle {
     }
 
     /// The bundle folders in the plugins folder: each subfolder with a
-    /// `connector.toml`, in name order.
+    /// `connector.toml` or a `workflow.yaml`, in name order.
     pub fn bundle_dirs(&self) -> Result<Vec<PathBuf>, LifecycleError> {
         let dir = &self.plugins_dir;
         let entries = std::fs::read_dir(dir).map_err(|source| LifecycleError::PluginsDir {
@@ -415,7 +450,7 @@ impl Lifecycle {
             .filter_map(Result::ok)
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
-            .filter(|p| p.join("connector.toml").is_file())
+            .filter(|p| Bundle::is_bundle(p))
             .collect();
         dirs.sort();
         Ok(dirs)
@@ -466,7 +501,7 @@ impl Lifecycle {
     pub async fn load_all(&self) -> Result<Vec<(PathBuf, Result<String, LoadError>)>, LifecycleError> {
         let mut results = Vec::new();
         for dir in self.bundle_dirs()? {
-            let result = self.load_bundle(&dir).await.map(|p| p.manifest.name.clone());
+            let result = self.load_bundle(&dir).await.map(|p| p.name().to_string());
             if let Err(e) = &result {
                 tracing::error!(bundle = %dir.display(), "not loaded: {e}");
             }
@@ -476,9 +511,9 @@ impl Lifecycle {
     }
 
     /// Load only the plugin called `name`.
-    pub async fn load_named(&self, name: &str) -> Result<Arc<Plugin>, LifecycleError> {
+    pub async fn load_named(&self, name: &str) -> Result<Loaded, LifecycleError> {
         let direct = self.plugins_dir.join(name);
-        let dir = if direct.join("connector.toml").is_file() {
+        let dir = if Bundle::is_bundle(&direct) {
             direct
         } else {
             self.bundle_dir_of(name)
@@ -494,7 +529,7 @@ impl Lifecycle {
     /// Stop or resume serving a plugin's tools; durable before it returns.
     pub async fn set_enabled(&self, plugin: &str, enabled: bool) -> Result<(), LifecycleError> {
         let _owner = self.own(plugin).await;
-        if self.registry.get(plugin).is_none() {
+        if self.registry.loaded(plugin).is_none() {
             return Err(LifecycleError::NoSuchPlugin(plugin.to_string()));
         }
         self.storage.operator().set_disabled(plugin, !enabled).await?;
@@ -520,11 +555,11 @@ impl Lifecycle {
     /// Replace the operator's grant for a plugin (as the admin API sends
     /// it; see [`PluginPolicy::settle`]): validated, stored durably, and in
     /// force for every call that starts after it returns.
-    pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Arc<Plugin>, LifecycleError> {
+    pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Loaded, LifecycleError> {
         let _owner = self.own(plugin).await;
         let current = self
             .registry
-            .get(plugin)
+            .loaded(plugin)
             .ok_or_else(|| LifecycleError::NoSuchPlugin(plugin.to_string()))?;
         let grant = grant.settle(
             plugin,
@@ -532,17 +567,30 @@ impl Lifecycle {
             self.api_secret_env_prefix.as_deref(),
         )?;
         grant.validate(plugin)?;
+        grant.fits(plugin, matches!(current, Loaded::Workflow(_)))?;
         self.storage.operator().set_grant(plugin, &grant).await?;
         self.policy.rcu(|policy| {
             let mut policy = Policy::clone(policy);
             policy.plugins.insert(plugin.to_string(), grant.clone());
             policy
         });
-        let regranted = current.regrant(&self.policy.load(), &self.storage, &self.toolchain.outbound)?;
-        let (plugin, _previous) = self.registry.insert(regranted);
+        let policy = self.policy.load();
+        let regranted = match current {
+            Loaded::Connector(current) => {
+                let regranted = current.regrant(&policy, &self.storage, &self.toolchain.outbound)?;
+                Loaded::Connector(self.registry.insert(regranted).0)
+            }
+            Loaded::Workflow(current) => Loaded::Workflow(self.registry.insert_workflow(current.regrant(&policy)).0),
+        };
         self.changed();
-        Ok(plugin)
+        Ok(regranted)
     }
+}
+
+/// A bundle ready to serve.
+enum Compiled {
+    Connector(Plugin),
+    Workflow(Workflow),
 }
 
 /// Remove a folder or a file (a symlinked bundle) at `path`, if any.

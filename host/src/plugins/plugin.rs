@@ -11,7 +11,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
 use crate::call::{names, schema};
 use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
-use crate::plugins::bundle::Bundle;
+use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::contract::Contract;
 use crate::plugins::manifest::{Manifest, ManifestError, Risk};
 use crate::plugins::signing::SigningError;
@@ -61,6 +61,14 @@ pub enum LoadError {
     NoTools { plugin: String },
     #[error("{plugin}: storage: {message}")]
     Storage { plugin: String, message: String },
+    #[error("{path} is not a workflow toolhost can run: {message}")]
+    Workflow { path: String, message: String },
+    #[error("{plugin} is a {actual}, not a {expected}")]
+    Kind {
+        plugin: String,
+        expected: &'static str,
+        actual: &'static str,
+    },
 }
 
 /// One tool: an exported function of a plugin.
@@ -166,10 +174,19 @@ impl Plugin {
         outbound: &Arc<Outbound>,
     ) -> Result<Plugin, LoadError> {
         let signer = bundle.verify(policy)?;
-        let manifest = bundle.manifest.clone();
+        let (manifest, wasm) = match &bundle.contents {
+            Contents::Connector { manifest, wasm } => (manifest.clone(), wasm),
+            Contents::Workflow(_) => {
+                return Err(LoadError::Kind {
+                    plugin: bundle.name.clone(),
+                    expected: "connector",
+                    actual: "workflow",
+                })
+            }
+        };
         let plugin = manifest.name.clone();
         let (component, source) = cache
-            .load(engine, &bundle.digest, &bundle.wasm)
+            .load(engine, &bundle.digest, wasm)
             .map_err(|e| LoadError::Compile {
                 plugin: plugin.clone(),
                 message: format!("{e:#}"),

@@ -63,11 +63,11 @@ impl Versions {
     /// Archive a bundle that now serves and note it in the history (once:
     /// the same version loaded again is not a new entry).
     pub async fn record(&self, bundle: &Bundle, via: Via) -> Result<VersionEntry, VersionsError> {
-        let plugin = &bundle.manifest.name;
+        let plugin = &bundle.name;
         let manifest_digest = bundle.manifest_digest();
         let archive = format!("{plugin}/{}-{}", &bundle.digest[..16], &manifest_digest[..16]);
         let path = self.dir.join(&archive);
-        if !path.join("connector.toml").is_file() {
+        if !Bundle::is_bundle(&path) {
             bundle.write_to(&path).map_err(|source| VersionsError::Archive {
                 path: path.display().to_string(),
                 source,
@@ -75,7 +75,7 @@ impl Versions {
         }
         let mut history = self.history(plugin).await?;
         let entry = VersionEntry {
-            version: bundle.manifest.version.to_string(),
+            version: bundle.version.to_string(),
             digest: bundle.digest.clone(),
             manifest_digest,
             loaded_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -91,6 +91,11 @@ impl Versions {
             self.restore(plugin, &history).await?;
         }
         Ok(entry)
+    }
+
+    /// Where an archived bundle is, from its history entry's `archive`.
+    pub fn path(&self, archive: &str) -> PathBuf {
+        self.dir.join(archive)
     }
 
     /// The version before the current one, and where its bundle is.

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 
 use crate::plugins::bundle::Bundle;
-use crate::plugins::manifest::Manifest;
 use crate::Runtime;
 
 /// How long a bundle folder must be quiet before it is read.
@@ -59,7 +58,7 @@ pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|dir| {
-            let name = Manifest::load(&dir.join("connector.toml")).ok()?.name;
+            let name = Bundle::name_in(&dir)?;
             Some((std::fs::canonicalize(&dir).ok()?, name))
         })
         .collect();
@@ -115,7 +114,7 @@ fn bundle_dir(root: &Path, path: &Path) -> Option<PathBuf> {
 
 /// Bring one bundle folder's plugin in line with what the folder holds.
 async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, String>) {
-    if !dir.join("connector.toml").is_file() {
+    if !Bundle::is_bundle(dir) {
         if let Some(name) = names.remove(dir) {
             // A folder renamed: the plugin lives on in the new one.
             if runtime.plugins().bundle_dir_of(&name).is_some() {
@@ -134,15 +133,15 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
             return;
         }
     };
-    if let Some(serving) = runtime.plugins().registry().get(&bundle.manifest.name) {
-        if serving.digest == bundle.digest && serving.manifest_digest == bundle.manifest_digest() {
+    if let Some(serving) = runtime.plugins().registry().loaded(&bundle.name) {
+        if serving.digest() == bundle.digest && serving.manifest_digest() == bundle.manifest_digest() {
             // Written here by an upload or a rollback (or renamed): the
             // folder now holds this plugin, and its removal unloads it.
-            names.insert(dir.to_path_buf(), bundle.manifest.name.clone());
+            names.insert(dir.to_path_buf(), bundle.name.clone());
             return;
         }
     }
-    let name = bundle.manifest.name.clone();
+    let name = bundle.name.clone();
     if runtime
         .plugins()
         .install(bundle, crate::storage::audit::Via::Folder)

@@ -98,6 +98,10 @@ pub struct PluginPolicy {
     /// session, for connectors whose manifest declares them `stateless`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse_instances: Option<u32>,
+    /// For a workflow: the tools its steps may call (`plugin.function`, or
+    /// `plugin.*`), whatever the calling agent's token allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -415,6 +419,34 @@ impl PluginPolicy {
         stored
     }
 
+    /// Check that a grant is of the kind its plugin is: a workflow is
+    /// granted tools to call and nothing else; a connector never tools.
+    pub fn fits(&self, plugin: &str, workflow: bool) -> Result<(), PolicyError> {
+        let invalid = |field: &str, message: &str| PolicyError::Invalid {
+            plugin: plugin.to_string(),
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        if workflow {
+            let connector_only = !self.http.is_empty()
+                || !self.secrets.is_empty()
+                || !self.config.is_empty()
+                || self.kv_quota_bytes.is_some()
+                || self.memory_mb.is_some()
+                || self.max_concurrency.is_some()
+                || self.reuse_instances.is_some();
+            if connector_only {
+                return Err(invalid(
+                    "tools",
+                    "a workflow is granted the tools it may call (`tools`), and nothing a connector is",
+                ));
+            }
+        } else if !self.tools.is_empty() {
+            return Err(invalid("tools", "only a workflow is granted tools to call"));
+        }
+        Ok(())
+    }
+
     /// Check a grant before it takes effect (from a file or the API).
     pub fn validate(&self, plugin: &str) -> Result<(), PolicyError> {
         self.check().map_err(|(field, message)| PolicyError::Invalid {
@@ -430,6 +462,19 @@ impl PluginPolicy {
                 return Err((
                     format!("secrets.{name}"),
                     "give `env` or `value`; keeping the current source only works through the API".into(),
+                ));
+            }
+        }
+        for (i, tool) in self.tools.iter().enumerate() {
+            let plugin = tool.strip_suffix(".*");
+            let ok = match plugin {
+                Some(p) => crate::call::names::check_plugin_name(p).is_ok(),
+                None => crate::call::names::canonical(tool).as_deref() == Some(tool.as_str()),
+            };
+            if !ok {
+                return Err((
+                    format!("tools[{i}]"),
+                    format!("{tool:?} is not a tool name (`plugin.function`) or `plugin.*`"),
                 ));
             }
         }

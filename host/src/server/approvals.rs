@@ -176,6 +176,8 @@ impl Approvals {
                 arguments: redact(call.args, &serving.secret_fields),
                 arguments_digest: Some(&digest),
                 reason,
+                run: call.caller.run.as_deref(),
+                step: call.caller.step.as_deref(),
             })
             .await?;
         let approval = Approval {
@@ -202,6 +204,8 @@ impl Approvals {
             call_audit_id: None,
             answer: None,
             finished: None,
+            run: call.caller.run.clone(),
+            step: call.caller.step.clone(),
         };
         self.storage.approvals().put_approval(&approval).await?;
         self.metrics.approval(&approval.tool, "held");
@@ -221,10 +225,26 @@ impl Approvals {
 
     /// The approval once it is final, or as it stands after `wait`.
     pub async fn wait(&self, id: &str, wait: Duration) -> Result<Arc<Approval>, ApprovalError> {
+        self.wait_for(id, wait, ApprovalState::is_final).await
+    }
+
+    /// The approval once it is decided (no longer pending), or as it stands
+    /// after `wait`: what a workflow run waits for before it carries out
+    /// its approved step itself.
+    pub async fn wait_decided(&self, id: &str, wait: Duration) -> Result<Arc<Approval>, ApprovalError> {
+        self.wait_for(id, wait, |s| s != ApprovalState::Pending).await
+    }
+
+    async fn wait_for(
+        &self,
+        id: &str,
+        wait: Duration,
+        settled: fn(ApprovalState) -> bool,
+    ) -> Result<Arc<Approval>, ApprovalError> {
         // Listen before looking, so nothing that happens in between is missed.
         let mut notices = self.notices.subscribe();
         let approval = self.get(id).await?;
-        if approval.state.is_final() || wait.is_zero() {
+        if settled(approval.state) || wait.is_zero() {
             return Ok(approval);
         }
         let until = tokio::time::Instant::now() + wait.min(MAX_WAIT);
@@ -239,7 +259,7 @@ impl Approvals {
             let next = tokio::time::timeout_at(deadline, notices.recv()).await;
             match next {
                 Ok(Ok(notice)) if notice.approval.id == id => {
-                    if notice.approval.state.is_final() {
+                    if settled(notice.approval.state) {
                         return Ok(notice.approval);
                     }
                     // Decided: it no longer expires; wait the whole time.
@@ -249,7 +269,7 @@ impl Approvals {
                 // Missed some: look again.
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
                     let approval = self.get(id).await?;
-                    if approval.state.is_final() {
+                    if settled(approval.state) {
                         return Ok(approval);
                     }
                 }
@@ -454,6 +474,11 @@ impl Approvals {
     pub async fn recover(&self) -> Result<Vec<String>, ApprovalError> {
         let mut to_run = Vec::new();
         for mut approval in self.storage.approvals().open_approvals().await? {
+            // A workflow step's approval is its run's to carry out: the run
+            // resumes and takes it from where it stands.
+            if approval.run.is_some() {
+                continue;
+            }
             match approval.state {
                 ApprovalState::Approved => to_run.push(approval.id.clone()),
                 ApprovalState::Executing => {
@@ -520,6 +545,8 @@ impl Approvals {
                 arguments: Value::Null,
                 arguments_digest: Some(&approval.arguments_digest),
                 reason,
+                run: approval.run.as_deref(),
+                step: approval.step.as_deref(),
             })
             .await?;
         Ok(())
@@ -611,6 +638,8 @@ pub fn view(approval: &Approval) -> Value {
         "expires": rfc3339(approval.expires),
         "held_audit_id": approval.held_audit_id,
         "call_audit_id": approval.call_audit_id,
+        "run": approval.run,
+        "step": approval.step,
         "wait": format!("/v1/approvals/{}?wait=60", approval.id),
     })
 }

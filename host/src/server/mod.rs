@@ -5,6 +5,7 @@ pub mod api;
 pub mod approvals;
 pub mod auth;
 pub mod metrics;
+pub mod runs;
 pub mod webhook;
 
 use std::future::{Future, IntoFuture};
@@ -110,6 +111,7 @@ pub async fn serve_on(
             std::time::Duration::from_secs(server.mcp_idle_secs),
         ),
         approvals: approvals.clone(),
+        runs: Default::default(),
         stopping: stopping.clone(),
     });
     api::settle_interrupted(&state)
@@ -121,6 +123,13 @@ pub async fn serve_on(
         api::spawn_execution(&state, id);
     }
     spawn_expiry(&approvals, stopping.clone());
+    // Workflow runs a stop or a crash left open go on where they were.
+    let resumed = runs::recover(&state)
+        .await
+        .map_err(|e| ServeError::Startup(format!("resuming workflow runs: {e}")))?;
+    if resumed > 0 {
+        eprintln!("toolhost: resumed {resumed} workflow run(s)");
+    }
 
     // Bundles dropped into the folder from now on are loaded as they come.
     let _watch = if server.watch {

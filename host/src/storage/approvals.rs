@@ -123,6 +123,12 @@ pub struct Approval {
     pub answer: Option<StoredAnswer>,
     /// When it became final (unix milliseconds).
     pub finished: Option<u64>,
+    /// The workflow run whose step was held: the run, not the approvals
+    /// service, carries it out once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// Where approvals are kept. Writes are durable when they return.

@@ -67,6 +67,14 @@ pub struct AuditRecord {
     /// Why, in words: the rule that held a call, a reviewer's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The workflow run this call was a step of (or the run, for the
+    /// record of the workflow call itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The step within the run: the task's reference, with loop indices
+    /// and retry attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 impl AuditRecord {
@@ -96,6 +104,8 @@ impl AuditRecord {
             secret_echoes: Vec::new(),
             approval: None,
             reason: None,
+            run: None,
+            step: None,
         }
     }
 }
@@ -134,6 +144,10 @@ pub enum Outcome {
     Expired,
     /// An approved call that did not run: what was approved changed.
     Lapsed,
+    /// A workflow's run ended in an error.
+    WorkflowFailed,
+    /// A workflow's run was cancelled.
+    Cancelled,
 }
 
 impl Outcome {
@@ -158,6 +172,8 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Expired => "expired",
             Outcome::Lapsed => "lapsed",
+            Outcome::WorkflowFailed => "workflow_failed",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -180,6 +196,8 @@ impl From<&CallError> for Outcome {
             CallError::PluginFault { .. } => Outcome::PluginFault,
             CallError::Unavailable { .. } => Outcome::Unavailable,
             CallError::Interrupted { .. } => Outcome::Interrupted,
+            CallError::WorkflowFailed { .. } => Outcome::WorkflowFailed,
+            CallError::Cancelled { .. } => Outcome::Cancelled,
         }
     }
 }
@@ -220,6 +238,9 @@ pub struct Caller {
     pub idempotency_key: Option<String>,
     /// The approval that let this call run, when it was held.
     pub approval: Option<String>,
+    /// The workflow run and step this call is part of.
+    pub run: Option<String>,
+    pub step: Option<String>,
 }
 
 /// Something that happened to a held call: its hold, a decision, its
@@ -239,6 +260,9 @@ pub struct ApprovalEvent<'a> {
     pub arguments: Value,
     pub arguments_digest: Option<&'a str>,
     pub reason: String,
+    /// The workflow run and step the held call belongs to, if any.
+    pub run: Option<&'a str>,
+    pub step: Option<&'a str>,
 }
 
 /// Something that happened to a plugin, for the audit trail.
@@ -348,6 +372,8 @@ pub struct AuditFilter {
     pub token: Option<String>,
     /// Records of one approval: its hold, decisions and the call it let run.
     pub approval: Option<String>,
+    /// Records of one workflow run: each step's call, and the run's own.
+    pub run: Option<String>,
     /// RFC 3339 or Unix seconds; inclusive.
     pub since: Option<String>,
     pub until: Option<String>,
@@ -390,6 +416,7 @@ pub struct AuditQuery {
     pub session: Option<String>,
     pub token: Option<String>,
     pub approval: Option<String>,
+    pub run: Option<String>,
 }
 
 impl AuditQuery {
@@ -403,6 +430,7 @@ impl AuditQuery {
             && matches(&self.session, record.session.as_deref())
             && matches(&self.token, record.token.as_deref())
             && matches(&self.approval, record.approval.as_deref())
+            && matches(&self.run, record.run.as_deref())
     }
 }
 
@@ -516,6 +544,8 @@ impl AuditLog {
         record.arguments = redact(arguments, secret_fields);
         record.arguments_digest = Some(arguments_digest(arguments));
         record.approval = caller.approval.clone();
+        record.run = caller.run.clone();
+        record.step = caller.step.clone();
         OpenRecord {
             id,
             record: Mutex::new(record),
@@ -553,6 +583,8 @@ impl AuditLog {
         record.outcome = event.outcome;
         record.approval = Some(event.approval.to_string());
         record.reason = Some(event.reason.clone());
+        record.run = event.run.map(str::to_string);
+        record.step = event.step.map(str::to_string);
         self.storage.audit().put(id, &record, Mark::None).await?;
         Ok(record)
     }
@@ -580,6 +612,7 @@ impl AuditLog {
             session: filter.session.clone(),
             token: filter.token.clone(),
             approval: filter.approval.clone(),
+            run: filter.run.clone(),
         };
         let records = self.storage.audit().query(&query).await?;
         let next = (records.len() == limit).then(|| records[records.len() - 1].id.clone());

@@ -1,7 +1,7 @@
 //! What the host keeps, behind one seam: connectors' kv spaces ([`kv`]),
 //! the audit trail ([`audit`]), idempotency answers ([`idempotency`]), the
 //! operator's grants, disabled plugins and approval rules, each plugin's
-//! version history, and held calls ([`approvals`]). Each is a trait; a backend implements them all ([`Backend`]).
+//! version history, held calls ([`approvals`]) and workflow runs ([`runs`]). Each is a trait; a backend implements them all ([`Backend`]).
 //! [`sled`] is the embedded default; a networked backend is another
 //! implementation, and nothing on the call path changes with it.
 //!
@@ -13,6 +13,7 @@ pub mod approvals;
 pub mod audit;
 pub mod idempotency;
 pub mod kv;
+pub mod runs;
 pub mod sled;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use approvals::ApprovalStore;
 use audit::AuditStore;
 use idempotency::IdempotencyStore;
 use kv::KvStore;
+use runs::RunStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -66,7 +68,9 @@ pub trait HistoryStore: Send + Sync {
 
 /// All the stores of one backend.
 #[async_trait]
-pub trait Backend: KvStore + AuditStore + IdempotencyStore + OperatorStore + HistoryStore + ApprovalStore {
+pub trait Backend:
+    KvStore + AuditStore + IdempotencyStore + OperatorStore + HistoryStore + ApprovalStore + RunStore
+{
     /// Make every write made so far durable (kv writes included): at
     /// shutdown, and by kv spaces.
     async fn flush(&self) -> Result<(), StorageError>;
@@ -109,6 +113,10 @@ impl Storage {
     }
 
     pub fn approvals(&self) -> &dyn ApprovalStore {
+        &*self.backend
+    }
+
+    pub fn runs(&self) -> &dyn RunStore {
         &*self.backend
     }
 

@@ -12,6 +12,7 @@ use super::approvals::{Approval, ApprovalStore};
 use super::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
 use super::idempotency::{Answer, AnswerKey, IdempotencyStore};
 use super::kv::{self, KvRefusal, KvSpace, KvStore};
+use super::runs::{Run, RunStore, Step};
 use super::{Backend, HistoryStore, OperatorStore, StorageError};
 use crate::plugins::versions::VersionEntry;
 use crate::policy::approvals::ApprovalConfig;
@@ -42,9 +43,14 @@ pub struct SledBackend {
     grants: sled::Tree,
     disabled: sled::Tree,
     history: sled::Tree,
-    approvals: sled::Tree,
-    /// Ids of approvals still open (the sweep and a restart read only these).
-    approvals_open: sled::Tree,
+    /// Approvals, and the ids of those still open (the sweep and a
+    /// restart read only these).
+    approvals: Indexed,
+    /// Workflow runs, and the ids of those still open (a restart resumes
+    /// them).
+    runs: Indexed,
+    /// Runs' steps, keyed by run id and step number.
+    run_steps: sled::Tree,
     /// Single values the operator set (the approval rules).
     settings: sled::Tree,
 }
@@ -86,8 +92,15 @@ impl SledBackend {
             grants: tree("grants")?,
             disabled: tree("disabled")?,
             history: tree("plugins")?,
-            approvals: tree("approvals")?,
-            approvals_open: tree("approvals-open")?,
+            approvals: Indexed {
+                records: tree("approvals")?,
+                open: tree("approvals-open")?,
+            },
+            runs: Indexed {
+                records: tree("runs")?,
+                open: tree("runs-open")?,
+            },
+            run_steps: tree("run-steps")?,
             settings: tree("settings")?,
             db,
         })
@@ -409,15 +422,21 @@ impl OperatorStore for SledBackend {
     }
 }
 
-#[async_trait]
-impl ApprovalStore for SledBackend {
-    async fn put_approval(&self, approval: &Approval) -> Result<(), StorageError> {
+/// Records by time-ordered id, with an index of the ids still open: what
+/// approvals and runs both need.
+struct Indexed {
+    records: sled::Tree,
+    open: sled::Tree,
+}
+
+impl Indexed {
+    fn put(&self, id: &str, bytes: &[u8], open: bool) -> Result<(), StorageError> {
         use sled::Transactional;
-        let (key, bytes, open) = (approval.id.as_bytes(), to_json(approval), approval.state.is_open());
+        let key = id.as_bytes();
         // The record and the index change together, or neither does.
-        (&self.approvals, &self.approvals_open)
-            .transaction(|(approvals, index)| {
-                approvals.insert(key, bytes.as_slice())?;
+        (&self.records, &self.open)
+            .transaction(|(records, index)| {
+                records.insert(key, bytes)?;
                 if open {
                     index.insert(key, &[])?;
                 } else {
@@ -425,42 +444,115 @@ impl ApprovalStore for SledBackend {
                 }
                 Ok(())
             })
-            .map_err(|e: sled::transaction::TransactionError<()>| StorageError::Backend(format!("{e:?}")))?;
-        self.durable().await
+            .map_err(|e: sled::transaction::TransactionError<()>| StorageError::Backend(format!("{e:?}")))
     }
 
-    async fn approval(&self, id: &str) -> Result<Option<Approval>, StorageError> {
-        match self.approvals.get(id)? {
-            Some(bytes) => from_json("approval", &bytes).map(Some),
+    fn get<T: serde::de::DeserializeOwned>(&self, what: &'static str, id: &str) -> Result<Option<T>, StorageError> {
+        match self.records.get(id)? {
+            Some(bytes) => from_json(what, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    async fn open_approvals(&self) -> Result<Vec<Approval>, StorageError> {
+    /// The open records, oldest first.
+    fn open<T: serde::de::DeserializeOwned>(&self, what: &'static str) -> Result<Vec<T>, StorageError> {
         let mut open = Vec::new();
-        for key in self.approvals_open.iter().keys() {
+        for key in self.open.iter().keys() {
             let key = key?;
-            match self.approvals.get(&key)? {
-                Some(bytes) => open.push(from_json("approval", &bytes)?),
+            match self.records.get(&key)? {
+                Some(bytes) => open.push(from_json(what, &bytes)?),
                 None => {
-                    self.approvals_open.remove(&key)?;
+                    self.open.remove(&key)?;
                 }
             }
         }
         Ok(open)
     }
 
-    async fn approvals(&self, before: Option<&str>, limit: usize) -> Result<Vec<Approval>, StorageError> {
+    /// Records with ids below `before`, newest first.
+    fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<T>, StorageError> {
         let range = match before {
-            Some(b) => self.approvals.range(..b.as_bytes().to_vec()),
-            None => self.approvals.range::<Vec<u8>, _>(..),
+            Some(b) => self.records.range(..b.as_bytes().to_vec()),
+            None => self.records.range::<Vec<u8>, _>(..),
         };
         let mut out = Vec::new();
         for entry in range.rev().take(limit) {
             let (_, bytes) = entry?;
-            out.push(from_json("approval", &bytes)?);
+            out.push(from_json(what, &bytes)?);
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for SledBackend {
+    async fn put_approval(&self, approval: &Approval) -> Result<(), StorageError> {
+        self.approvals
+            .put(&approval.id, &to_json(approval), approval.state.is_open())?;
+        self.durable().await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<Approval>, StorageError> {
+        self.approvals.get("approval", id)
+    }
+
+    async fn open_approvals(&self) -> Result<Vec<Approval>, StorageError> {
+        self.approvals.open("approval")
+    }
+
+    async fn approvals(&self, before: Option<&str>, limit: usize) -> Result<Vec<Approval>, StorageError> {
+        self.approvals.page("approval", before, limit)
+    }
+}
+
+/// A step's key in `run-steps`: the run id, a separator no id contains, the
+/// step number big-endian (so a prefix scan returns them in order).
+fn step_key(run: &str, seq: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(run.len() + 5);
+    key.extend_from_slice(run.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+#[async_trait]
+impl RunStore for SledBackend {
+    async fn put_run(&self, run: &Run) -> Result<(), StorageError> {
+        self.runs.put(&run.id, &to_json(run), run.state.is_open())?;
+        self.durable().await
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<Run>, StorageError> {
+        self.runs.get("run", id)
+    }
+
+    async fn open_runs(&self) -> Result<Vec<Run>, StorageError> {
+        self.runs.open("run")
+    }
+
+    async fn runs(&self, before: Option<&str>, limit: usize) -> Result<Vec<Run>, StorageError> {
+        self.runs.page("run", before, limit)
+    }
+
+    async fn put_step(&self, run: &str, step: &Step) -> Result<(), StorageError> {
+        self.run_steps.insert(step_key(run, step.seq), to_json(step))?;
+        self.durable().await
+    }
+
+    async fn steps(&self, run: &str) -> Result<Vec<Step>, StorageError> {
+        let mut prefix = run.as_bytes().to_vec();
+        prefix.push(b'/');
+        let mut steps = Vec::new();
+        for entry in self.run_steps.scan_prefix(prefix) {
+            let (_, bytes) = entry?;
+            steps.push(from_json("run step", &bytes)?);
+        }
+        Ok(steps)
     }
 }
 

@@ -12,12 +12,48 @@ use super::{ApiError, Shared};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::plugin::Plugin;
+use crate::plugins::registry::Loaded;
 use crate::policy::PluginPolicy;
+use crate::workflow::Workflow;
 
-fn describe(state: &Shared, p: &Plugin) -> Value {
+fn describe(state: &Shared, loaded: &Loaded) -> Value {
+    match loaded {
+        Loaded::Connector(p) => describe_connector(state, p),
+        Loaded::Workflow(w) => describe_workflow(state, w),
+    }
+}
+
+fn enabled(state: &Shared, name: &str) -> &'static str {
+    if state.runtime.plugins().is_disabled(name) {
+        "disabled"
+    } else {
+        "enabled"
+    }
+}
+
+fn describe_workflow(state: &Shared, w: &Workflow) -> Value {
+    let d = &w.definition;
+    json!({
+        "name": d.name,
+        "kind": "workflow",
+        "version": d.version.to_string(),
+        "vendor": d.namespace,
+        "digest": w.digest,
+        "manifest_digest": w.digest,
+        "signed_by": w.signer,
+        "state": enabled(state, &d.name),
+        "tools": [d.name],
+        "calls": d.tools,
+        "effective_grant": { "tools": w.granted },
+        "ungranted": w.ungranted(),
+    })
+}
+
+fn describe_connector(state: &Shared, p: &Plugin) -> Value {
     let g = &p.context.grant;
     json!({
         "name": p.manifest.name,
+        "kind": "connector",
         "version": p.manifest.version.to_string(),
         "vendor": p.manifest.vendor,
         "world": p.manifest.world,
@@ -25,7 +61,7 @@ fn describe(state: &Shared, p: &Plugin) -> Value {
         "manifest_digest": p.manifest_digest,
         "signed_by": p.signer,
         "compiled": p.source,
-        "state": if state.runtime.plugins().is_disabled(&p.manifest.name) { "disabled" } else { "enabled" },
+        "state": enabled(state, &p.manifest.name),
         "tools": p.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "effective_grant": {
             "http": g.http.iter().map(|r| json!({
@@ -43,24 +79,24 @@ fn describe(state: &Shared, p: &Plugin) -> Value {
     })
 }
 
-fn plugin(state: &Shared, name: &str) -> Result<std::sync::Arc<Plugin>, ApiError> {
+fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
     state
         .runtime
         .plugins()
         .registry()
-        .get(name)
+        .loaded(name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no plugin named {name:?}")))
 }
 
 pub async fn list(_: Admin, State(state): State<Shared>) -> Json<Vec<Value>> {
+    let registry = state.runtime.plugins().registry();
+    let connectors = registry.snapshot();
+    let workflows = registry.workflows();
     Json(
-        state
-            .runtime
-            .plugins()
-            .registry()
-            .snapshot()
+        connectors
             .values()
-            .map(|p| describe(&state, p))
+            .map(|p| describe_connector(&state, p))
+            .chain(workflows.values().map(|w| describe_workflow(&state, w)))
             .collect(),
     )
 }
@@ -130,8 +166,10 @@ pub async fn enable(
 
 /// `PUT /v1/plugins/{name}`: a bundle as multipart form fields `manifest`
 /// (connector.toml), `component` (the .wasm) and optionally `signature`
-/// (connector.sig) and `sha256` (the component's digest, checked on arrival).
-/// It goes through the same load path as the plugins folder.
+/// (connector.sig) and `sha256` (the component's digest, checked on arrival);
+/// or, for a workflow, `workflow` (workflow.yaml) and optionally `signature`
+/// (workflow.sig) and `sha256` (the document's digest). It goes through the
+/// same load path as the plugins folder.
 pub async fn upload(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -139,7 +177,7 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (mut manifest, mut component, mut signature, mut sha256) = (None, None, None, None);
+    let (mut manifest, mut component, mut signature, mut sha256, mut workflow) = (None, None, None, None, None);
     while let Some(field) = multipart
         .next_field()
         .await
@@ -156,28 +194,42 @@ pub async fn upload(
             "signature" => signature = Some(text()?),
             "sha256" => sha256 = Some(text()?),
             "component" => component = Some(bytes.to_vec()),
+            "workflow" => workflow = Some(text()?),
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field `{other}`; expected manifest, component, signature, sha256"
+                    "unknown field `{other}`; expected manifest, component, workflow, signature, sha256"
                 )))
             }
         }
     }
-    let manifest = manifest.ok_or_else(|| ApiError::bad_request("missing field `manifest` (connector.toml)"))?;
-    let component = component.ok_or_else(|| ApiError::bad_request("missing field `component` (the .wasm)"))?;
     let refused =
         |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string());
-    let bundle = Bundle::from_parts(manifest, component, signature).map_err(|e| refused(&e))?;
-    if bundle.manifest.name != name {
+    let bundle = match (workflow, manifest, component) {
+        (Some(document), None, None) => {
+            Bundle::workflow(document, signature, crate::workflow::DOCUMENT_FILE).map_err(|e| refused(&e))?
+        }
+        (Some(_), _, _) => {
+            return Err(ApiError::bad_request(
+                "a bundle is a connector (`manifest`, `component`) or a workflow (`workflow`), not both",
+            ))
+        }
+        (None, manifest, component) => {
+            let manifest =
+                manifest.ok_or_else(|| ApiError::bad_request("missing field `manifest` (connector.toml)"))?;
+            let component = component.ok_or_else(|| ApiError::bad_request("missing field `component` (the .wasm)"))?;
+            Bundle::from_parts(manifest, component, signature).map_err(|e| refused(&e))?
+        }
+    };
+    if bundle.name != name {
         return Err(refused(&format!(
-            "the manifest names plugin {:?}, not {name:?}",
-            bundle.manifest.name
+            "the bundle names plugin {:?}, not {name:?}",
+            bundle.name
         )));
     }
     if let Some(expected) = sha256 {
         if !expected.trim().eq_ignore_ascii_case(&bundle.digest) {
             return Err(refused(&format!(
-                "component digest is {}, not the {} given",
+                "digest is {}, not the {} given",
                 bundle.digest,
                 expected.trim()
             )));
@@ -189,7 +241,7 @@ pub async fn upload(
         .install(bundle, crate::storage::audit::Via::Api)
         .await
         .map_err(|e| refused(&e))?;
-    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "uploaded");
+    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.version(), "uploaded");
     Ok(Json(describe(&state, &plugin)))
 }
 
@@ -223,7 +275,7 @@ pub async fn rollback(
         LifecycleError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
         other => ApiError::internal(other),
     })?;
-    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.manifest.version, "rolled back");
+    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.version(), "rolled back");
     Ok(Json(describe(&state, &plugin)))
 }
 
@@ -239,7 +291,7 @@ pub async fn versions(
         .history(&name)
         .await
         .map_err(ApiError::internal)?;
-    if history.is_empty() && state.runtime.plugins().registry().get(&name).is_none() {
+    if history.is_empty() && state.runtime.plugins().registry().loaded(&name).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

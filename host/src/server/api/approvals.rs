@@ -153,7 +153,8 @@ async fn decide(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let approval = state.approvals.decide(&id, &reviewer, verdict, &body.reason).await?;
-    if approval.state == ApprovalState::Approved {
+    // A workflow step's approval is carried out by its run, which waits for it.
+    if approval.state == ApprovalState::Approved && approval.run.is_none() {
         spawn_execution(&state, approval.id.clone());
     }
     Ok(Json(json!({ "approval": view(&approval) })))

@@ -1,9 +1,11 @@
 //! One call on behalf of a caller, whichever way it came in (REST or MCP):
 //! permission → approval policy (a held call is stored, not run) → the
-//! runtime's recorded call → metrics. Entry points run it with [`detached`],
-//! so that a client that hangs up cannot cut a call short between its
-//! effects and its audit record. [`execute`] runs a held call once it is
-//! approved.
+//! runtime's recorded call → metrics. A workflow's tool starts a run
+//! instead (see `server::runs`), whose steps come back here through
+//! [`hold`] and [`execute_call`] under the workflow's grant. Entry points
+//! run it with [`detached`], so that a client that hangs up cannot cut a
+//! call short between its effects and its audit record. [`execute`] runs a
+//! held call once it is approved.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,8 +19,10 @@ use crate::call::invoke::{check_arguments, CallError, CallOutcome};
 use crate::call::names;
 use crate::server::approvals::{self, Serving};
 use crate::server::auth::Principal;
+use crate::server::runs;
 use crate::storage::approvals::{Approval, StoredAnswer};
 use crate::storage::audit::{AuditRecord, Caller};
+use crate::storage::runs::{Run, RunState};
 
 /// What became of a call.
 pub enum Called {
@@ -26,6 +30,9 @@ pub enum Called {
     Ran(Box<(CallOutcome, AuditRecord)>),
     /// It waits for a person; nothing ran.
     Held(Arc<Approval>),
+    /// A workflow's run: ended, or still going (running, or a step waits
+    /// for a person).
+    Started(Box<Run>),
 }
 
 pub async fn call(
@@ -37,8 +44,28 @@ pub async fn call(
 ) -> Result<Called, ApiError> {
     let canonical = names::canonical(tool);
     let tool = canonical.as_deref().unwrap_or(tool);
+    if let Some(workflow) = state.runtime.plugins().registry().workflow(tool) {
+        let refusal = if !principal.may_use(tool) {
+            Some(CallError::Denied {
+                message: format!("token {:?} may not use {tool}", principal.name),
+            })
+        } else if state.runtime.plugins().is_disabled(tool) {
+            Some(CallError::Unavailable {
+                message: format!("workflow {tool:?} is disabled by the operator"),
+            })
+        } else {
+            workflow.check_input(args).err()
+        };
+        if let Some(error) = refusal {
+            return Ok(Called::Ran(Box::new(refuse(state, tool, args, caller, error).await?)));
+        }
+        let run = runs::start(state, workflow, &principal.name, caller, args)
+            .await
+            .map_err(ApiError::internal)?;
+        return Ok(Called::Started(Box::new(run)));
+    }
     if principal.may_use(tool) {
-        if let Some(approval) = hold(state, principal, tool, args, caller).await? {
+        if let Some(approval) = hold(state, &principal.name, tool, args, caller).await? {
             return Ok(Called::Held(approval));
         }
     }
@@ -46,13 +73,13 @@ pub async fn call(
     Ok(Called::Ran(Box::new((outcome, record))))
 }
 
-/// Hold the call if the approval rules say so. A call for a tool that does
-/// not exist, of a disabled plugin, or whose arguments could never run goes
-/// on to be refused as it would be without rules: a person should only be
-/// asked about calls that can run.
-async fn hold(
+/// Hold the call (made with `token`'s name) if the approval rules say so. A
+/// call for a tool that does not exist, of a disabled plugin, or whose
+/// arguments could never run goes on to be refused as it would be without
+/// rules: a person should only be asked about calls that can run.
+pub async fn hold(
     state: &Shared,
-    principal: &Principal,
+    token: &str,
     tool: &str,
     args: &Value,
     caller: &Caller,
@@ -66,7 +93,7 @@ async fn hold(
     }
     let call = approvals::Call {
         caller,
-        token: &principal.name,
+        token,
         tool,
         risk: found.tool().risk,
         args,
@@ -99,29 +126,50 @@ async fn run(
     args: &Value,
     caller: &Caller,
 ) -> Result<(CallOutcome, AuditRecord), ApiError> {
-    let (outcome, record) = if principal.may_use(tool) {
-        let _in_flight = state.metrics.start();
-        // Never two tokens or two sessions on one instance.
-        let reuse = format!("{}\u{0}{}", principal.name, caller.session.as_deref().unwrap_or(""));
-        state
-            .runtime
-            .call(caller, tool, args, Some(&reuse))
-            .await
-            .map_err(ApiError::internal)?
+    if principal.may_use(tool) {
+        execute_call(state, &principal.name, tool, args, caller).await
     } else {
-        let outcome = CallOutcome::refused(
-            tool,
-            CallError::Denied {
-                message: format!("token {:?} may not use {tool}", principal.name),
-            },
-        );
-        let record = state
-            .runtime
-            .record_refusal(caller, args, &outcome)
-            .await
-            .map_err(ApiError::internal)?;
-        (outcome, record)
-    };
+        let error = CallError::Denied {
+            message: format!("token {:?} may not use {tool}", principal.name),
+        };
+        refuse(state, tool, args, caller, error).await
+    }
+}
+
+/// Run a permitted call (made with `token`'s name) now: recorded, counted.
+pub async fn execute_call(
+    state: &Shared,
+    token: &str,
+    tool: &str,
+    args: &Value,
+    caller: &Caller,
+) -> Result<(CallOutcome, AuditRecord), ApiError> {
+    let _in_flight = state.metrics.start();
+    // Never two tokens or two sessions on one instance.
+    let reuse = format!("{token}\u{0}{}", caller.session.as_deref().unwrap_or(""));
+    let (outcome, record) = state
+        .runtime
+        .call(caller, tool, args, Some(&reuse))
+        .await
+        .map_err(ApiError::internal)?;
+    state.metrics.record(&outcome);
+    Ok((outcome, record))
+}
+
+/// Record a call refused before it ran.
+async fn refuse(
+    state: &Shared,
+    tool: &str,
+    args: &Value,
+    caller: &Caller,
+    error: CallError,
+) -> Result<(CallOutcome, AuditRecord), ApiError> {
+    let outcome = CallOutcome::refused(tool, error);
+    let record = state
+        .runtime
+        .record_refusal(caller, args, &outcome)
+        .await
+        .map_err(ApiError::internal)?;
     state.metrics.record(&outcome);
     Ok((outcome, record))
 }
@@ -158,6 +206,7 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
         session: approval.session.clone(),
         idempotency_key: approval.idempotency_key.clone(),
         approval: Some(approval.id.clone()),
+        ..Default::default()
     };
     let (outcome, record) = run(state, &principal, &approval.tool, &approval.arguments, &caller).await?;
     let answer = Answer::of(&outcome, &record.id);
@@ -246,6 +295,55 @@ impl Answer {
                 ),
             }),
             retry_after: None,
+        }
+    }
+
+    /// The answer to a workflow call: its output once the run completed,
+    /// its typed error once it failed, and until then `202` with the run
+    /// and where to wait.
+    pub fn run(run: &Run) -> Answer {
+        let base = json!({ "run": run.id, "audit_id": run.audit_id, "plugin_version": run.version });
+        let with = |mut body: Value| {
+            if let (Value::Object(body), Value::Object(base)) = (&mut body, &base) {
+                body.extend(base.clone());
+            }
+            body
+        };
+        match run.state {
+            RunState::Completed => Answer {
+                status: StatusCode::OK,
+                body: with(json!({ "result": run.output })),
+                retry_after: None,
+            },
+            RunState::Failed | RunState::Cancelled => {
+                let problem = serde_json::to_value(&run.error).unwrap_or_default();
+                let error = if run.state == RunState::Cancelled {
+                    CallError::Cancelled {
+                        message: run.error.as_ref().and_then(|p| p.detail.clone()).unwrap_or_default(),
+                    }
+                } else {
+                    CallError::WorkflowFailed { problem }
+                };
+                let err = ApiError::from_call(&error);
+                Answer {
+                    status: err.status,
+                    body: with(err.body),
+                    retry_after: None,
+                }
+            }
+            RunState::Running | RunState::Waiting => Answer {
+                status: StatusCode::ACCEPTED,
+                body: with(json!({
+                    "state": run.state,
+                    "waiting_on": run.waiting_on,
+                    "wait": format!("/v1/runs/{}?wait=60", run.id),
+                    "message": match &run.waiting_on {
+                        Some(a) => format!("the run waits for a reviewer's approval ({a}); GET the wait URL for its result"),
+                        None => "the run is still going; GET the wait URL for its result".to_string(),
+                    },
+                })),
+                retry_after: None,
+            },
         }
     }
 

@@ -50,6 +50,13 @@ impl ApiError {
             CallError::PluginFault { .. } | CallError::Interrupted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             CallError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CallError::PluginError { error } => plugin_error_status(error),
+            CallError::Cancelled { .. } => StatusCode::CONFLICT,
+            // The problem's own status, when it is an error status.
+            CallError::WorkflowFailed { problem } => problem["status"]
+                .as_u64()
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         };
         let mut body = serde_json::to_value(e).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut body {

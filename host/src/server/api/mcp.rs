@@ -30,7 +30,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
-use super::calls::{call, detached, Called};
+use super::calls::{call, detached, Answer, Called};
 use super::tools::visible_tools;
 use super::{ApiError, Shared};
 use crate::call::invoke::CallError;
@@ -40,6 +40,7 @@ use crate::server::approvals::{self, ApprovalError, MAX_WAIT};
 use crate::server::auth::Principal;
 use crate::storage::approvals::{Approval, ApprovalState};
 use crate::storage::audit::Caller;
+use crate::storage::runs::{Run, RunState};
 
 /// The tool an agent calls to wait for a held call's result.
 pub const AWAIT_TOOL: &str = "toolhost.await-approval";
@@ -328,6 +329,22 @@ fn await_tool() -> Result<Tool, ErrorData> {
 }
 
 impl McpServer {
+    /// A workflow call's result: the run's output once it ends (waiting
+    /// for it as long as a run may be waited on), its typed error as an
+    /// error result, or, while it still waits (for a person, say), the run
+    /// and where to follow it.
+    async fn run_result(&self, run: &Run) -> Result<CallToolResult, ErrorData> {
+        let run = crate::server::runs::wait(&self.state, &run.id, crate::server::runs::MAX_WAIT, false)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = Answer::run(&run);
+        match run.state {
+            RunState::Completed => result(run.output.clone().unwrap_or_default(), false, false),
+            RunState::Failed | RunState::Cancelled => result(answer.body["error"].clone(), true, false),
+            RunState::Running | RunState::Waiting => result(answer.body, false, false),
+        }
+    }
+
     /// Whether `tool`'s results go as structured content.
     fn structured(&self, tool: &str) -> bool {
         self.state
@@ -451,7 +468,7 @@ impl ServerHandler for McpServer {
             token: Some(principal.name.clone()),
             session,
             idempotency_key: None,
-            approval: None,
+            ..Default::default()
         };
         // Detached: a call runs to its end and is recorded even when the
         // client cancels it or goes away (its effects cannot be undone);
@@ -477,6 +494,7 @@ impl ServerHandler for McpServer {
                 return Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)));
             }
             Called::Held(approval) => return held(&approval).map(Into::into),
+            Called::Started(run) => return self.run_result(&run).await.map(Into::into),
         };
         // Look up just this tool; listing them all would copy every schema.
         let structured = self.structured(&request.name);

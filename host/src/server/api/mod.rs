@@ -9,6 +9,7 @@ mod auth;
 mod calls;
 mod error;
 pub mod mcp;
+mod runs;
 pub mod tools;
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::server::metrics::{Holdings, Metrics};
 use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
 
-pub use calls::spawn_execution;
+pub use calls::{execute_call, hold, spawn_execution, Answer};
 pub use error::ApiError;
 pub use tools::settle_interrupted;
 
@@ -36,6 +37,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub mcp_sessions: mcp::Sessions,
     pub approvals: Arc<crate::server::approvals::Approvals>,
+    pub runs: crate::server::runs::Runs,
     /// Cancelled when the host begins to stop: long-lived responses (event
     /// streams) end.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -75,6 +77,9 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .route("/v1/approvals/{id}", get(approvals::get))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/audit", get(audit::query))
         .route("/v1/audit/export", get(audit::export))
         .route(

@@ -64,7 +64,7 @@ pub async fn invoke(
         token: Some(principal.name.clone()),
         session: header(&headers, SESSION_HEADER)?,
         idempotency_key: header(&headers, "idempotency-key")?,
-        approval: None,
+        ..Default::default()
     };
     // A key only ever replays to a caller that may use the tool: without
     // permission the call goes on to be refused (and recorded) as such.
@@ -103,6 +103,9 @@ pub async fn invoke(
             Called::Ran(ran) => (Answer::of(&ran.0, &ran.1.id), ran.0.effects),
             // A retry of a held call is answered with the same approval.
             Called::Held(approval) => (Answer::held(&approval), false),
+            // A run's steps are recorded as they go; a retry with the key
+            // gets this answer (the same run) rather than a second run.
+            Called::Started(run) => (Answer::run(&run), false),
         };
         if let Some(claim) = claim {
             // An outcome that may have changed something is final: a retry

@@ -1,0 +1,587 @@
+//! Workflow runs on this host: starting one for a caller, driving it (the
+//! [`Engine`] with this host's side of each step: the workflow's grant, the
+//! approval rules, the call and its audit record, the journal in storage),
+//! waiting for one, cancelling one, and resuming those a stop or a crash
+//! left open.
+//!
+//! A run's task is tracked like a detached call, so a stop waits for the
+//! step in flight to finish and be journaled; a run waiting (for a person
+//! or a timer) stops at once, and resumes at the next start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::call::invoke::{CallError, CallOutcome, Timings};
+use crate::server::api::{self, ApiError, Shared};
+use crate::storage::approvals::{Approval, ApprovalState, StoredAnswer};
+use crate::storage::audit::{AuditRecord, Caller};
+use crate::storage::runs::{Run, RunState, Step};
+use crate::workflow::definition::{kinds, Problem};
+use crate::workflow::engine::{CallEnd, Engine, Halt, Host, StepCall};
+use crate::workflow::Workflow;
+
+/// How long a call of a workflow waits for its run to end before it
+/// answers `202` with the run (it answers at once when a step waits for a
+/// person).
+pub const CALL_WAIT: Duration = Duration::from_secs(20);
+/// Longest wait a client may ask for on `GET /v1/runs/{id}?wait=`.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The runs this process drives.
+#[derive(Default)]
+pub struct Runs {
+    /// Bumped whenever a run changes; waiters look again.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Each running run's halt, by id: cancelling one stops it.
+    active: Mutex<HashMap<String, CancellationToken>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no run {0:?}")]
+    NotFound(String),
+    #[error("run {id} has ended ({state})")]
+    Ended { id: String, state: &'static str },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+impl Runs {
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Start a run of `workflow` for `caller` (input already checked): stored
+/// before it starts, then driven in the background. Returns the run once it
+/// ended, waits for a person, or [`CALL_WAIT`] passed.
+pub async fn start(
+    state: &Shared,
+    workflow: Arc<Workflow>,
+    token: &str,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Run, RunError> {
+    let now = now_ms();
+    let run = Run {
+        id: format!("{now:013x}{:08x}", rand::random::<u32>()),
+        workflow: workflow.name().to_string(),
+        version: workflow.definition.version.to_string(),
+        digest: workflow.digest.clone(),
+        state: RunState::Running,
+        input: input.clone(),
+        output: None,
+        error: None,
+        via: caller.via,
+        token: token.to_string(),
+        session: caller.session.clone(),
+        waiting_on: None,
+        created: now,
+        updated: now,
+        finished: None,
+        cancelled_by: None,
+        audit_id: None,
+    };
+    state.runtime.storage().runs().put_run(&run).await?;
+    let id = run.id.clone();
+    spawn(state, workflow, run);
+    wait(state, &id, CALL_WAIT, true).await
+}
+
+/// Drive `run` (new or resumed) in the background.
+pub fn spawn(state: &Shared, workflow: Arc<Workflow>, run: Run) {
+    let halt = state.stopping.child_token();
+    state.runs.active().insert(run.id.clone(), halt.clone());
+    let driver = state.clone();
+    drop(state.runtime.detach(async move {
+        let id = run.id.clone();
+        drive(&driver, workflow, run, halt).await;
+        driver.runs.active().remove(&id);
+        driver.runs.changed();
+    }));
+}
+
+/// The run `id` once it has ended (or, with `or_waiting`, waits for a
+/// person), or as it stands after `wait`.
+pub async fn wait(state: &Shared, id: &str, wait: Duration, or_waiting: bool) -> Result<Run, RunError> {
+    let mut changes = state.runs.changes.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let run = get(state, id).await?;
+        let settled = !run.state.is_open() || (or_waiting && run.state == RunState::Waiting);
+        if settled {
+            return Ok(run);
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return get(state, id).await,
+        }
+    }
+}
+
+pub async fn get(state: &Shared, id: &str) -> Result<Run, RunError> {
+    state
+        .runtime
+        .storage()
+        .runs()
+        .run(id)
+        .await?
+        .ok_or_else(|| RunError::NotFound(id.to_string()))
+}
+
+/// Cancel an open run: recorded first, then its task stops at its next safe
+/// point (a step in flight finishes and is journaled; nothing after it runs).
+pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError> {
+    let mut run = get(state, id).await?;
+    if !run.state.is_open() {
+        return Err(RunError::Ended {
+            id: id.to_string(),
+            state: run.state.as_str(),
+        });
+    }
+    if let Some(halt) = state.runs.active().get(id) {
+        halt.cancel();
+    }
+    run.state = RunState::Cancelled;
+    run.cancelled_by = Some(by.to_string());
+    run.waiting_on = None;
+    let problem = Problem::new(
+        kinds::TOOL_PREFIX.to_string() + "cancelled",
+        409,
+        "the run was cancelled",
+    )
+    .detail(format!("cancelled by {by}"));
+    close(state, run, Err(problem)).await
+}
+
+/// At start: drive again every run a stop or a crash left open, on the
+/// version of its workflow it started on.
+pub async fn recover(state: &Shared) -> Result<usize, RunError> {
+    let open = state.runtime.storage().runs().open_runs().await?;
+    let mut resumed = 0;
+    for run in open {
+        match state
+            .runtime
+            .plugins()
+            .workflow_version(&run.workflow, &run.digest)
+            .await
+        {
+            Some(workflow) => {
+                tracing::info!(run = %run.id, workflow = %run.workflow, "resuming a run");
+                spawn(state, workflow, run);
+                resumed += 1;
+            }
+            None => {
+                let problem = Problem::new(kinds::RUNTIME, 500, "the workflow is gone").detail(format!(
+                    "{} version {} ({}) is neither loaded nor archived; the run cannot resume",
+                    run.workflow, run.version, run.digest
+                ));
+                tracing::error!(run = %run.id, "{}", problem.detail.as_deref().unwrap_or_default());
+                close(state, run, Err(problem)).await?;
+            }
+        }
+    }
+    Ok(resumed)
+}
+
+async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: CancellationToken) {
+    let steps = match state.runtime.storage().runs().steps(&run.id).await {
+        Ok(steps) => steps,
+        Err(e) => {
+            tracing::error!(run = %run.id, "cannot read the run's journal: {e}");
+            return;
+        }
+    };
+    let host = StepHost {
+        state: state.clone(),
+        workflow: workflow.clone(),
+        run: run.clone(),
+    };
+    let engine = Engine::new(
+        &workflow.definition,
+        &host,
+        &run.id,
+        run.created,
+        &run.input,
+        steps,
+        halt,
+    );
+    let ended = match engine {
+        Ok(engine) => engine.run().await,
+        Err(problem) => Err(Halt::Failed(problem)),
+    };
+    let result = match ended {
+        // Cancelled (already recorded), or the host stops: it resumes at
+        // the next start.
+        Err(Halt::Stopped) => return,
+        Ok(output) => Ok(output),
+        Err(Halt::Failed(problem)) => Err(problem),
+    };
+    // Read again: a cancel may have closed it meanwhile.
+    let current = match get(state, &run.id).await {
+        Ok(current) if current.state.is_open() => current,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(run = %run.id, "{e}");
+            return;
+        }
+    };
+    if let Err(e) = close(state, current, result).await {
+        tracing::error!(run = %run.id, "cannot record the run's end: {e}");
+    }
+}
+
+/// Record a run's end: its audit record (the workflow call as a whole),
+/// then the run, durably.
+async fn close(state: &Shared, mut run: Run, result: Result<Value, Problem>) -> Result<Run, RunError> {
+    let now = now_ms();
+    let caller = Caller {
+        via: run.via,
+        token: Some(run.token.clone()),
+        session: run.session.clone(),
+        run: Some(run.id.clone()),
+        ..Default::default()
+    };
+    let outcome = CallOutcome {
+        tool: run.workflow.clone(),
+        plugin_version: Some(run.version.clone()),
+        plugin_digest: Some(run.digest.clone()),
+        result: match &result {
+            Ok(output) => Ok(output.clone()),
+            Err(problem) if run.state == RunState::Cancelled => Err(CallError::Cancelled {
+                message: problem.detail.clone().unwrap_or_default(),
+            }),
+            Err(problem) => Err(CallError::WorkflowFailed {
+                problem: serde_json::to_value(problem).unwrap_or_default(),
+            }),
+        },
+        journal: Default::default(),
+        timings: Timings {
+            total_us: now.saturating_sub(run.created) * 1000,
+            ..Default::default()
+        },
+        effects: false,
+    };
+    match state.runtime.record_refusal(&caller, &run.input, &outcome).await {
+        Ok(record) => run.audit_id = Some(record.id),
+        Err(e) => tracing::error!(run = %run.id, "audit: {e}"),
+    }
+    state.metrics.record(&outcome);
+    match result {
+        Ok(output) => {
+            run.state = RunState::Completed;
+            run.output = Some(output);
+        }
+        Err(problem) => {
+            if run.state != RunState::Cancelled {
+                run.state = RunState::Failed;
+            }
+            run.error = Some(problem);
+        }
+    }
+    run.waiting_on = None;
+    run.updated = now;
+    run.finished = Some(now);
+    state.runtime.storage().runs().put_run(&run).await?;
+    state.runs.changed();
+    Ok(run)
+}
+
+/// This host's side of a run's steps.
+struct StepHost {
+    state: Shared,
+    workflow: Arc<Workflow>,
+    run: Run,
+}
+
+impl StepHost {
+    fn caller(&self, call: &StepCall<'_>) -> Caller {
+        Caller {
+            via: self.run.via,
+            token: Some(self.run.token.clone()),
+            session: self.run.session.clone(),
+            idempotency_key: Some(call.idempotency_key.to_string()),
+            approval: None,
+            run: Some(self.run.id.clone()),
+            step: Some(call.key.to_string()),
+        }
+    }
+
+    /// Run `work` (a step's call and its record) detached: a stop waits
+    /// for it to end and be recorded.
+    async fn detached<F>(&self, work: F) -> CallEnd
+    where
+        F: std::future::Future<Output = Result<CallEnd, ApiError>> + Send + 'static,
+    {
+        match self.state.runtime.detach(work).await {
+            Ok(Ok(end)) => end,
+            Ok(Err(e)) => failed_internally(&e.body.to_string()),
+            Err(e) => failed_internally(&e.to_string()),
+        }
+    }
+
+    /// Carry out an approved (or, after a crash, interrupted) step's call
+    /// and keep its answer in the approval.
+    async fn execute(&self, call: &StepCall<'_>, approval: Approval) -> CallEnd {
+        let (state, tool, args) = (self.state.clone(), call.tool.to_string(), call.arguments.clone());
+        let mut caller = self.caller(call);
+        caller.approval = Some(approval.id.clone());
+        let token = self.run.token.clone();
+        self.detached(async move {
+            let (outcome, record) = api::execute_call(&state, &token, &tool, &args, &caller).await?;
+            let answer = api::Answer::of(&outcome, &record.id);
+            let stored = StoredAnswer {
+                status: answer.status.as_u16(),
+                body: answer.body,
+            };
+            state
+                .approvals
+                .finish(approval, stored, record.id.clone())
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(end_of(&outcome, &record))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Host for StepHost {
+    async fn call(&self, call: &StepCall<'_>) -> CallEnd {
+        let (state, workflow) = (self.state.clone(), self.workflow.clone());
+        let (tool, args, caller) = (call.tool.to_string(), call.arguments.clone(), self.caller(call));
+        let token = self.run.token.clone();
+        self.detached(async move {
+            if !workflow.may_call(&tool) {
+                let outcome = CallOutcome::refused(
+                    &tool,
+                    CallError::Denied {
+                        message: format!(
+                            "workflow {:?} may not call {tool}: its grant does not name it",
+                            workflow.name()
+                        ),
+                    },
+                );
+                let record = state
+                    .runtime
+                    .record_refusal(&caller, &args, &outcome)
+                    .await
+                    .map_err(ApiError::internal)?;
+                state.metrics.record(&outcome);
+                return Ok(end_of(&outcome, &record));
+            }
+            if let Some(approval) = api::hold(&state, &token, &tool, &args, &caller).await? {
+                return Ok(CallEnd::Held {
+                    approval: approval.id.clone(),
+                });
+            }
+            let (outcome, record) = api::execute_call(&state, &token, &tool, &args, &caller).await?;
+            Ok(end_of(&outcome, &record))
+        })
+        .await
+    }
+
+    async fn held(&self, call: &StepCall<'_>, id: &str) -> CallEnd {
+        loop {
+            let approval = match self.state.approvals.wait_decided(id, MAX_WAIT).await {
+                Ok(approval) => approval,
+                Err(e) => return failed_internally(&e.to_string()),
+            };
+            let refused = |kind: &str, status: u16| {
+                let reasons: Vec<String> = approval
+                    .decisions
+                    .iter()
+                    .map(|d| format!("{}: {}", d.by, d.reason))
+                    .collect();
+                CallEnd::Failed {
+                    problem: Problem::new(format!("{}{kind}", kinds::TOOL_PREFIX), status, kind.replace('-', " "))
+                        .detail(if reasons.is_empty() {
+                            format!("approval {}", approval.id)
+                        } else {
+                            format!("approval {}: {}", approval.id, reasons.join("; "))
+                        }),
+                    audit_id: None,
+                }
+            };
+            match approval.state {
+                ApprovalState::Pending => continue,
+                ApprovalState::Approved => match self.state.approvals.begin_execution(id).await {
+                    Ok(Some(approval)) => return self.execute(call, approval).await,
+                    Ok(None) => continue,
+                    Err(e) => return failed_internally(&e.to_string()),
+                },
+                // Only this run carries it out: a restart found it cut
+                // short, so it runs again with the same idempotency key.
+                ApprovalState::Executing => return self.execute(call, Approval::clone(&approval)).await,
+                ApprovalState::Done => {
+                    let answer = approval.answer.clone().unwrap_or(StoredAnswer {
+                        status: 500,
+                        body: Value::Null,
+                    });
+                    let audit_id = approval.call_audit_id.clone().unwrap_or_default();
+                    return if answer.status == 200 {
+                        CallEnd::Done {
+                            output: answer.body["result"].clone(),
+                            audit_id,
+                        }
+                    } else {
+                        CallEnd::Failed {
+                            problem: problem_of(answer.status, &answer.body),
+                            audit_id: Some(audit_id),
+                        }
+                    };
+                }
+                ApprovalState::Rejected => return refused("approval-rejected", 403),
+                ApprovalState::Expired => return refused("approval-expired", 410),
+                ApprovalState::Lapsed => return refused("approval-lapsed", 409),
+            }
+        }
+    }
+
+    async fn journal(&self, step: &Step) -> Result<(), Problem> {
+        let stored = self.state.runtime.storage().runs().put_step(&self.run.id, step).await;
+        self.state.runs.changed();
+        stored.map_err(|e| Problem::new(kinds::RUNTIME, 500, "cannot journal a step").detail(e.to_string()))
+    }
+
+    async fn waiting(&self, approval: Option<&str>) {
+        let result = async {
+            let mut run = get(&self.state, &self.run.id).await?;
+            if !run.state.is_open() {
+                return Ok(());
+            }
+            run.state = if approval.is_some() {
+                RunState::Waiting
+            } else {
+                RunState::Running
+            };
+            run.waiting_on = approval.map(str::to_string);
+            run.updated = now_ms();
+            self.state.runtime.storage().runs().put_run(&run).await?;
+            self.state.runs.changed();
+            Ok::<(), RunError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(run = %self.run.id, "cannot record that the run waits: {e}");
+        }
+    }
+}
+
+fn failed_internally(message: &str) -> CallEnd {
+    CallEnd::Failed {
+        problem: Problem::new(kinds::RUNTIME, 500, "the host failed to carry out the step").detail(message),
+        audit_id: None,
+    }
+}
+
+/// A step's call as the engine sees it: its result, or the error as a
+/// problem (the same mapping as the REST answer's status and kind).
+fn end_of(outcome: &CallOutcome, record: &AuditRecord) -> CallEnd {
+    let answer = api::Answer::of(outcome, &record.id);
+    match &outcome.result {
+        Ok(value) => CallEnd::Done {
+            output: value.clone(),
+            audit_id: record.id.clone(),
+        },
+        Err(_) => CallEnd::Failed {
+            problem: problem_of(answer.status.as_u16(), &answer.body),
+            audit_id: Some(record.id.clone()),
+        },
+    }
+}
+
+/// The problem for a call's error answer (`{"error": {"kind", "message",
+/// "error"?}}`): the DSL's own error types where one fits, and
+/// `toolhost:errors/<kind>` otherwise; a connector's typed error by its
+/// case (`toolhost:errors/rate-limited`, `toolhost:errors/upstream`).
+pub fn problem_of(status: u16, body: &Value) -> Problem {
+    let error = &body["error"];
+    let kind = error["kind"].as_str().unwrap_or("internal");
+    let (kind, detail) = match kind {
+        "timeout" => (kinds::TIMEOUT.to_string(), None),
+        "denied" => (kinds::AUTHORIZATION.to_string(), None),
+        "invalid_input" => (kinds::VALIDATION.to_string(), None),
+        "plugin_error" => {
+            let case = match &error["error"] {
+                Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
+                Value::String(s) => s.clone(),
+                _ => "error".into(),
+            };
+            let detail = match &error["error"][&case] {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            };
+            (format!("{}{case}", kinds::TOOL_PREFIX), detail)
+        }
+        other => (format!("{}{}", kinds::TOOL_PREFIX, other.replace('_', "-")), None),
+    };
+    let mut problem = Problem::new(kind, status, error["message"].as_str().unwrap_or("the call failed"));
+    problem.detail = detail;
+    if !error["error"].is_null() {
+        problem.error = Some(error["error"].clone());
+    }
+    problem
+}
+
+/// A run as the API shows it, with its steps (arguments a tool's manifest
+/// marks secret redacted).
+pub fn view(state: &Shared, run: &Run, steps: &[Step]) -> Value {
+    let time = |ms: u64| humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+    json!({
+        "id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "digest": run.digest,
+        "state": run.state,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "token": run.token,
+        "session": run.session,
+        "waiting_on": run.waiting_on,
+        "created": time(run.created),
+        "updated": time(run.updated),
+        "finished": run.finished.map(time),
+        "cancelled_by": run.cancelled_by,
+        "audit_id": run.audit_id,
+        "steps": steps.iter().map(|s| json!({
+            "seq": s.seq,
+            "task": s.task,
+            "reference": s.reference,
+            "key": s.key,
+            "kind": s.kind,
+            "state": s.state,
+            "tool": s.tool,
+            "idempotency_key": s.idempotency_key,
+            "arguments": s.arguments.as_ref().map(|a| {
+                crate::storage::audit::redact(a, &state.runtime.secret_fields(s.tool.as_deref().unwrap_or_default()))
+            }),
+            "output": s.output,
+            "error": s.error,
+            "approval": s.approval,
+            "audit_ids": s.audit_ids,
+            "until": s.until.map(time),
+            "started": time(s.started),
+            "finished": s.finished.map(time),
+        })).collect::<Vec<_>>(),
+        "wait": format!("/v1/runs/{}?wait=60", run.id),
+        "audit": format!("/v1/audit?run={}", run.id),
+    })
+}

@@ -384,7 +384,7 @@ impl Reader {
                 };
                 let from = input
                     .get("from")
-                    .map(|f| template(f, "input.from", &scope))
+                    .map(|f| transform(f, "input.from", &scope))
                     .transpose()?;
                 (schema, from)
             }
@@ -394,7 +394,10 @@ impl Reader {
             Some(output) => {
                 let output = object(output, "output")?;
                 known(output, "output", &["as", "schema"])?;
-                output.get("as").map(|a| template(a, "output.as", &scope)).transpose()?
+                output
+                    .get("as")
+                    .map(|a| transform(a, "output.as", &scope))
+                    .transpose()?
             }
         };
         let timeout = top.get("timeout").map(|t| timeout(t, "timeout")).transpose()?;
@@ -506,7 +509,7 @@ impl Reader {
                 let i = object(i, &join(at, "input"))?;
                 known(i, &join(at, "input"), &["from"])?;
                 i.get("from")
-                    .map(|f| template(f, &join(at, "input.from"), scope))
+                    .map(|f| transform(f, &join(at, "input.from"), scope))
                     .transpose()?
             }
         };
@@ -517,7 +520,7 @@ impl Reader {
                     let here = join(at, key);
                     let o = object(o, &here)?;
                     known(o, &here, &["as"])?;
-                    o.get("as").map(|a| template(a, &join(&here, "as"), scope)).transpose()
+                    o.get("as").map(|a| transform(a, &join(&here, "as"), scope)).transpose()
                 }
             }
         };
@@ -803,6 +806,15 @@ fn expr(v: &Value, at: &str, scope: &Scope) -> Result<Expr, DefinitionError> {
 
 fn template(v: &Value, at: &str, scope: &Scope) -> Result<Template, DefinitionError> {
     Template::compile(v, &scope.names()).map_err(|e| error(at, e.to_string()))
+}
+
+/// `input.from`, `output.as`, `export.as`: a string there is a runtime
+/// expression with or without its `${ }`, as the DSL allows.
+fn transform(v: &Value, at: &str, scope: &Scope) -> Result<Template, DefinitionError> {
+    match v.as_str() {
+        Some(s) if runtime_expression(s).is_none() => template(&Value::from(format!("${{ {s} }}")), at, scope),
+        _ => template(v, at, scope),
+    }
 }
 
 fn flow(v: &Value, at: &str) -> Result<Flow, DefinitionError> {

@@ -24,7 +24,7 @@ pub const WORKFLOW_SIGNATURE_FILE: &str = "workflow.sig";
 #[derive(Clone)]
 pub enum Contents {
     /// A Wasm component and its manifest.
-    Connector { manifest: Manifest, wasm: Vec<u8> },
+    Connector { manifest: Box<Manifest>, wasm: Vec<u8> },
     /// A workflow document (`manifest_text` is the document).
     Workflow(Arc<Definition>),
 }
@@ -132,7 +132,10 @@ impl Bundle {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             digest: hex::encode(Sha256::digest(&wasm)),
-            contents: Contents::Connector { manifest, wasm },
+            contents: Contents::Connector {
+                manifest: Box::new(manifest),
+                wasm,
+            },
             manifest_text,
             signature: clean(signature),
         }

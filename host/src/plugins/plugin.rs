@@ -175,7 +175,7 @@ impl Plugin {
     ) -> Result<Plugin, LoadError> {
         let signer = bundle.verify(policy)?;
         let (manifest, wasm) = match &bundle.contents {
-            Contents::Connector { manifest, wasm } => (manifest.clone(), wasm),
+            Contents::Connector { manifest, wasm } => (Manifest::clone(manifest), wasm),
             Contents::Workflow(_) => {
                 return Err(LoadError::Kind {
                     plugin: bundle.name.clone(),

@@ -535,7 +535,7 @@ pub fn problem_of(status: u16, body: &Value) -> Problem {
     let mut problem = Problem::new(kind, status, error["message"].as_str().unwrap_or("the call failed"));
     problem.detail = detail;
     if !error["error"].is_null() {
-        problem.error = Some(error["error"].clone());
+        problem.error = Some(Box::new(error["error"].clone()));
     }
     problem
 }

@@ -196,7 +196,7 @@ pub struct Problem {
     pub instance: Option<String>,
     /// The tool's own error, when a tool call failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
+    pub error: Option<Box<Value>>,
 }
 
 /// Error types. The DSL's own where one fits; `toolhost:errors/…` for what

@@ -164,6 +164,26 @@ async fn the_late_parcel_workflow_compensates_by_the_contract_in_one_call() {
     assert_eq!(shown["run"]["state"], "completed");
     assert_eq!(shown["run"]["steps"].as_array().unwrap().len(), 9);
 
+    // Measured (debug build, loopback): the run's own time less the time
+    // inside its tool calls, per step; and the scripted agent's nine HTTP
+    // calls for the same complaint on the same host.
+    let records = trail["records"].as_array().unwrap();
+    let run_us = records[0]["duration_us"].as_u64().unwrap();
+    let steps_us: u64 = records[1..].iter().map(|r| r["duration_us"].as_u64().unwrap()).sum();
+    let started = std::time::Instant::now();
+    let scripted = sample_upstreams::scenario::handle_complaint(&server.base, AGENT_TOKEN, "SO-1001", "Late!")
+        .await
+        .unwrap();
+    eprintln!(
+        "late-parcel workflow: run {:.1} ms, inside its 9 tool calls {:.1} ms, engine {:.2} ms per step; scripted agent: {} HTTP calls in {:.1} ms",
+        run_us as f64 / 1e3,
+        steps_us as f64 / 1e3,
+        run_us.saturating_sub(steps_us) as f64 / 1e3 / 9.0,
+        scripted.calls.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    assert_eq!(scripted.voucher.as_deref(), Some(code.as_str()));
+
     // On time: a case, no voucher.
     let (status, body) = complaint(&server, "SO-1002").await;
     assert_eq!(status, 200, "{body}");

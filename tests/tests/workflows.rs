@@ -272,3 +272,40 @@ async fn a_held_step_waits_durably_and_its_run_resumes_after_kill_9() {
     assert_eq!(count("coupon.issue-voucher", "ok"), 1);
     assert_eq!(count("coupon.issue-voucher", "held"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_run_carries_out_nothing_more_even_when_its_step_is_approved_later() {
+    let data = Scratch::new("wf-cancel");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, GRANT);
+    let (status, body) = complaint(&server, "SO-1003").await;
+    assert_eq!(status, 202, "{body}");
+    let run = body["run"].as_str().unwrap().to_string();
+    let approval = body["waiting_on"].as_str().unwrap().to_string();
+
+    let cancelled = toolhost_tests::client()
+        .post(server.url(&format!("/v1/runs/{run}/cancel")))
+        .bearer_auth(AGENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let (status, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{run}")).await;
+    assert_eq!(status, 409, "{shown}");
+    assert_eq!(shown["run"]["state"], "cancelled");
+    assert_eq!(shown["run"]["cancelled_by"], "agent");
+
+    // The reviewer approves afterwards: the run is gone, nothing is issued.
+    let (status, _) = decide(&server, APPROVER_TOKEN, &approval, "approve", "late").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(vouchers(&server, "C-1001").await.is_empty());
+    // Cancelling twice is a conflict.
+    let again = toolhost_tests::client()
+        .post(server.url(&format!("/v1/runs/{run}/cancel")))
+        .bearer_auth(AGENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+}

@@ -189,6 +189,28 @@ async fn the_late_parcel_workflow_compensates_by_the_contract_in_one_call() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["compensation-bps"], 0);
     assert_eq!(body["result"]["voucher"], Value::Null);
+
+    // The same tool over MCP: listed, and called with the run's output as its result.
+    let session = toolhost_tests::mcp_open(&server).await.expect("an MCP session");
+    let http = toolhost_tests::client();
+    let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "late-parcel", "arguments": { "order-id": "SO-1002", "complaint": "On time?" } } });
+    let answer = toolhost_tests::mcp_post(&server, &http, Some(&session), call)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let data = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok().filter(|v| v["id"] == 2))
+        .unwrap_or_else(|| panic!("no answer to the call: {answer}"));
+    assert_eq!(data["result"]["isError"], false, "{data}");
+    let text: Value = serde_json::from_str(data["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (text["order"].as_str(), text["compensation-bps"].as_u64()),
+        (Some("SO-1002"), Some(0))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use sample_upstreams::records::{crm_case, erp_order};
 use sample_upstreams::scenario::{handle_complaint, toolhost_config, Outcome, VOUCHER_REVIEW_ABOVE_MINOR};
 use serde_json::Value;
 use toolhost_tests::{
@@ -42,31 +43,6 @@ fn toolhost(addr: SocketAddr, swiftline: bool) -> ServerProcess {
         };
         link(plugins, "logistics", &logistics);
     })
-}
-
-/// The order as the ERP system itself has it.
-async fn erp_order(addr: SocketAddr, order: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("http://{addr}/erp/v1/orders/{order}"))
-        .bearer_auth(sample_upstreams::Keys::default().erp)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn crm_case(addr: SocketAddr, id: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("http://{addr}/crm/v1/cases/{id}"))
-        .bearer_auth(sample_upstreams::Keys::default().crm)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn audit(server: &ServerProcess, session: &str) -> Vec<Value> {

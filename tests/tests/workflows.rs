@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use sample_upstreams::records::{crm_case, erp_order};
 use sample_upstreams::scenario::toolhost_config;
 use serde_json::{json, Value};
 use toolhost_tests::{
@@ -38,31 +39,6 @@ fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
         )
         .unwrap();
     })
-}
-
-async fn erp_total(addr: SocketAddr, order: &str) -> i64 {
-    let order: Value = reqwest::Client::new()
-        .get(format!("http://{addr}/erp/v1/orders/{order}"))
-        .bearer_auth(sample_upstreams::Keys::default().erp)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    order["total_cents"].as_i64().unwrap()
-}
-
-async fn crm_case(addr: SocketAddr, id: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("http://{addr}/crm/v1/cases/{id}"))
-        .bearer_auth(sample_upstreams::Keys::default().crm)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn complaint(server: &ServerProcess, order: &str) -> (reqwest::StatusCode, Value) {
@@ -122,7 +98,7 @@ async fn the_late_parcel_workflow_compensates_by_the_contract_in_one_call() {
     let (status, body) = complaint(&server, "SO-1001").await;
     assert_eq!(status, 200, "{body}");
     let out = &body["result"];
-    let total = erp_total(addr, "SO-1001").await;
+    let total = erp_order(addr, "SO-1001").await["total_cents"].as_i64().unwrap();
     assert_eq!(
         (out["hours-late"].as_u64(), out["compensation-bps"].as_u64()),
         (Some(52), Some(1000))
@@ -214,7 +190,7 @@ async fn the_late_parcel_workflow_compensates_by_the_contract_in_one_call() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_step_the_grant_does_not_name_fails_the_run_with_a_typed_error() {
+async fn a_step_the_grant_does_not_name_is_denied_and_the_workflow_catches_it() {
     let data = Scratch::new("wf-grant");
     let addr = upstreams(&data).await;
     // No coupon.issue-voucher: the agent's token could call it, the workflow may not.
@@ -249,7 +225,7 @@ async fn a_held_step_waits_durably_and_its_run_resumes_after_kill_9() {
     let data = Scratch::new("wf-crash");
     let addr = upstreams(&data).await;
     let mut server = toolhost(addr, GRANT);
-    let lost_total = erp_total(addr, "SO-1003").await;
+    let lost_total = erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap();
 
     // Lost parcel: the whole order, over the operator's threshold, so the
     // voucher step is held and the call answers 202 with the run.

@@ -15,6 +15,36 @@
 pub mod scenario;
 mod seed;
 
+/// What the sample systems themselves hold, read over their own APIs:
+/// what tests check a tool's effects against.
+pub mod records {
+    use std::net::SocketAddr;
+
+    use serde_json::Value;
+
+    async fn get(addr: SocketAddr, path: &str, key: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("the sample systems answer")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    /// An order as the ERP system has it.
+    pub async fn erp_order(addr: SocketAddr, order: &str) -> Value {
+        get(addr, &format!("/erp/v1/orders/{order}"), &super::Keys::default().erp).await
+    }
+
+    /// A case as the CRM has it.
+    pub async fn crm_case(addr: SocketAddr, id: &str) -> Value {
+        get(addr, &format!("/crm/v1/cases/{id}"), &super::Keys::default().crm).await
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,16 +1,24 @@
 //! The late-parcel scenario as a demo: starts the SAMPLE upstream systems and
-//! toolhost (with the reference connectors from `plugins/`, built by
-//! `plugins/build.sh`) on 127.0.0.1, then lets a scripted agent handle three
-//! complaints and prints what it did and the audit trail. The demo operator
-//! holds vouchers over 50.00 for a reviewer; a scripted reviewer here
-//! approves them as they come.
+//! toolhost (with the reference connectors and the `late-parcel` workflow
+//! from `plugins/`, built by `plugins/build.sh`) on 127.0.0.1. Each of three
+//! complaints is handled by one call of the workflow, then by a scripted
+//! agent making the nine calls itself, for comparison (vouchers are keyed by
+//! order, so both end with the same voucher). It prints the run's steps and
+//! the audit trail. The demo operator holds vouchers over 50.00 for a
+//! reviewer; a scripted reviewer here approves them as they come.
 //!
-//! `cargo run --release -p toolhost --example late_parcel`
+//! Then it measures: ROUNDS (default 20) interleaved pairs of the same
+//! complaint (SO-1001) handled by the workflow and by the scripted agent,
+//! and the engine's own time per step (a run's time less the time inside
+//! its tool calls, from the audit trail).
+//!
+//! `cargo run --release -p toolhost --example late_parcel [ROUNDS]`
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sample_upstreams::scenario::{handle_complaint, toolhost_config};
+use sample_upstreams::scenario::{handle_complaint, toolhost_config, WORKFLOW_GRANT};
+use serde_json::{json, Value};
 use toolhost::config::Config;
 use toolhost::storage::audit::AuditFilter;
 
@@ -53,12 +61,14 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let work = std::env::temp_dir().join(format!("toolhost-late-parcel-{}", std::process::id()));
-    let (upstreams, _task) =
-        sample_upstreams::start(&work.join("upstreams"), "127.0.0.1:0".parse()?, Default::default()).await?;
+    let upstreams = sample_upstreams::start(&work.join("upstreams"), "127.0.0.1:0".parse()?, Default::default())
+        .await?
+        .addr;
     println!("sample upstreams (CRM, ERP, Nordpost, Swiftline) on http://{upstreams}");
 
     let keys = sample_upstreams::Keys::default();
-    let mut config = Config::parse(&toolhost_config(upstreams, "/nordpost/v2", &keys.nordpost), "demo")?;
+    let config = toolhost_config(upstreams, "/nordpost/v2", &keys.nordpost) + WORKFLOW_GRANT;
+    let mut config = Config::parse(&config, "demo")?;
     config.server.plugins_dir = plugins;
     config.server.data_dir = work.join("toolhost");
     config.server.watch = false;
@@ -98,13 +108,26 @@ async fn main() -> anyhow::Result<()> {
             "My third parcel never arrived. The tracking says nothing for days.",
         ),
     ];
-    let mut sessions = Vec::new();
+    let mut runs = Vec::new();
     for (order, text) in complaints {
         println!("\ncomplaint about {order}: \"{text}\"");
-        let o = handle_complaint(&base, AGENT_TOKEN, order, text).await?;
-        for (tool, status) in &o.calls {
-            println!("  {status} {tool}");
+        let (run, took) = run_workflow(&http, &base, order, text).await?;
+        for step in run["run"]["steps"].as_array().into_iter().flatten() {
+            if let Some(tool) = step["tool"].as_str() {
+                println!("  {:<9} {tool}", step["state"].as_str().unwrap_or_default());
+            }
         }
+        let result = &run["result"];
+        println!(
+            "  → workflow run {} ({}) in {:.1} ms: {}",
+            run["run"]["id"].as_str().unwrap_or_default(),
+            run["run"]["state"].as_str().unwrap_or_default(),
+            took.as_secs_f64() * 1e3,
+            result["decision"].as_str().unwrap_or("no decision")
+        );
+        runs.push(run["run"]["id"].as_str().unwrap_or_default().to_string());
+
+        let o = handle_complaint(&base, AGENT_TOKEN, order, text).await?;
         let verdict = match &o.voucher {
             Some(code) => format!(
                 "voucher {code} for {}.{:02} {} ({} bps of the order)",
@@ -115,24 +138,29 @@ async fn main() -> anyhow::Result<()> {
             ),
             None => "no compensation due".into(),
         };
-        if let Some(review) = &o.review {
-            for (by, reason) in &review.by {
-                let verdict = if review.approved { "approved" } else { "rejected" };
-                println!("  (the voucher waited for a reviewer: {by} {verdict} it, \"{reason}\")");
-            }
-        }
-        let lateness = if o.lost {
-            "lost".to_string()
-        } else {
-            format!("{} h late", o.hours_late)
-        };
         println!(
-            "  → {lateness}; {verdict}; case {} resolved; {} calls in {:.1} ms",
-            o.case_id,
+            "  → the scripted agent, for comparison: {verdict}; {} calls in {:.1} ms",
             o.calls.len(),
             o.elapsed.as_secs_f64() * 1e3
         );
-        sessions.push(o.session);
+        if o.voucher.is_some() && o.voucher.as_deref() != result["voucher"].as_str() {
+            anyhow::bail!("the workflow and the scripted agent disagree on {order}'s voucher");
+        }
+    }
+    // Measured: interleaved pairs, so both see the same machine.
+    let rounds: usize = match std::env::args().nth(1) {
+        Some(n) => n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("ROUNDS must be a number, not {n:?}"))?,
+        None => 20,
+    };
+    let (mut workflow_ms, mut scripted_ms, mut measured) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (run, took) = run_workflow(&http, &base, "SO-1001", "Late again!").await?;
+        workflow_ms.push(took.as_secs_f64() * 1e3);
+        measured.push(run["run"]["id"].as_str().unwrap_or_default().to_string());
+        let o = handle_complaint(&base, AGENT_TOKEN, "SO-1001", "Late again!").await?;
+        scripted_ms.push(o.elapsed.as_secs_f64() * 1e3);
     }
     let _ = stop.send(());
     server.await??;
@@ -140,9 +168,9 @@ async fn main() -> anyhow::Result<()> {
     // The audit trail, straight from toolhost's store.
     let storage = toolhost::storage::Storage::open(&work.join("toolhost/db"))?;
     let audit = toolhost::storage::audit::AuditLog::open(&storage)?;
-    println!("\naudit trail of the first complaint (oldest first):");
+    println!("\naudit trail of the first complaint's workflow run (oldest first):");
     let filter = AuditFilter {
-        session: Some(sessions[0].clone()),
+        run: Some(runs[0].clone()),
         ..Default::default()
     };
     let (records, _) = audit.query(&filter).await?;
@@ -178,6 +206,75 @@ async fn main() -> anyhow::Result<()> {
             upstream.join("; ")
         );
     }
+    if rounds > 0 {
+        // Per run: its own record's time, and its steps' records' times.
+        let mut engine_us_per_step = Vec::new();
+        for run in &measured {
+            let filter = AuditFilter {
+                run: Some(run.clone()),
+                ..Default::default()
+            };
+            let (records, _) = audit.query(&filter).await?;
+            let (own, steps): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.tool == "late-parcel");
+            let run_us = own.first().map_or(0, |r| r.duration_us);
+            let inside: u64 = steps.iter().map(|r| r.duration_us).sum();
+            engine_us_per_step.push(run_us.saturating_sub(inside) as f64 / steps.len().max(1) as f64);
+        }
+        let (w, s, e) = (
+            median(&mut workflow_ms),
+            median(&mut scripted_ms),
+            median(&mut engine_us_per_step),
+        );
+        println!("\n{rounds} interleaved rounds of SO-1001 (medians):");
+        println!("  the workflow, one call (its run followed to the end): {w:.1} ms");
+        println!("  the scripted agent, nine calls:                       {s:.1} ms");
+        println!("  workflow / scripted agent: {:.2}", w / s);
+        println!("  engine's own time per step (run less its tool calls): {:.0} µs", e);
+    }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// One call of the `late-parcel` workflow; a run that waits (for the
+/// reviewer) is followed until it ends. The run as last shown, and the time.
+async fn run_workflow(
+    http: &reqwest::Client,
+    base: &str,
+    order: &str,
+    text: &str,
+) -> anyhow::Result<(Value, Duration)> {
+    let started = std::time::Instant::now();
+    let response = http
+        .post(format!("{base}/v1/tools/late-parcel/invoke"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("x-session-id", format!("demo-workflow-{order}"))
+        .json(&json!({ "order-id": order, "complaint": text }))
+        .send()
+        .await?;
+    let (mut status, mut body) = (response.status().as_u16(), response.json::<Value>().await?);
+    let id = body["run"]
+        .as_str()
+        .or(body["run"]["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(!id.is_empty(), "late-parcel answered {status} without a run: {body}");
+    loop {
+        let shown = http
+            .get(format!("{base}/v1/runs/{id}?wait=30"))
+            .bearer_auth(AGENT_TOKEN)
+            .send()
+            .await?;
+        status = shown.status().as_u16();
+        body = shown.json().await?;
+        if status != 202 {
+            break;
+        }
+    }
+    anyhow::ensure!(status == 200, "run {id} ended with {status}: {body}");
+    Ok((body, started.elapsed()))
 }

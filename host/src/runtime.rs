@@ -188,9 +188,10 @@ impl Runtime {
         Ok((outcome, record))
     }
 
-    /// The record of a call refused before it reached the runtime (a token
-    /// without permission, say).
-    pub async fn record_refusal(
+    /// The record of a call's outcome decided outside the runtime: a call
+    /// refused before it reached it (a token without permission, say), or
+    /// a workflow's run, whose steps have records of their own.
+    pub async fn record_outcome(
         &self,
         caller: &Caller,
         args: &Value,

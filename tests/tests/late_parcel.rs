@@ -15,10 +15,10 @@ use toolhost_tests::{
 };
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
-    let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
+    sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
         .await
-        .unwrap();
-    addr
+        .unwrap()
+        .addr
 }
 
 fn link(plugins: &Path, name: &str, bundle: &Path) {

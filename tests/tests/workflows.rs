@@ -4,29 +4,75 @@
 
 use std::net::SocketAddr;
 
-use sample_upstreams::records::{crm_case, erp_order};
-use sample_upstreams::scenario::toolhost_config;
+use sample_upstreams::records::{crm_case, erp_order, ledger_events};
+use sample_upstreams::scenario::{toolhost_config, WORKFLOW_GRANT};
+use sample_upstreams::Fault;
 use serde_json::{json, Value};
 use toolhost_tests::{
     decide, get_json, invoke, reference, repo_root, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
 };
 
-/// The tools the late-parcel workflow's steps call: its operator grant.
-const GRANT: &str = r#"
-[plugins.late-parcel]
-tools = ["erp.get-order", "erp.get-contract", "crm.*", "logistics.find-shipments", "logistics.report-delay", "coupon.issue-voucher"]
+async fn upstreams(dir: &Scratch) -> SocketAddr {
+    sample_systems(dir).await.addr
+}
+
+/// The sample systems, with their fault switchboard.
+async fn sample_systems(dir: &Scratch) -> sample_upstreams::Started {
+    sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap()
+}
+
+/// A second workflow, for what the reference one does not use: a `for` loop
+/// over tool calls, a `wait`, and a `raise` that ends the run in a typed
+/// error of the workflow's own.
+const ORDER_TOTALS: &str = r#"
+document: { dsl: '1.0.0', namespace: toolhost-tests, name: order-totals, version: '1.0.0' }
+input:
+  schema:
+    format: json
+    document:
+      type: object
+      required: [orders, limit]
+      properties:
+        orders: { type: array, items: { type: string }, maxItems: 5 }
+        limit: { type: integer }
+do:
+  - sum:
+      for: { each: order, in: '${ .orders }', at: i }
+      do:
+        - get:
+            call: erp.get-order
+            with: { order-id: '${ $order }' }
+            export:
+              as: '$context + { total: (($context.total // 0) + .total["amount-minor"]), seen: (($context.seen // []) + [[$i, $order]]) }'
+  - pause:
+      wait: { milliseconds: 300 }
+  - check:
+      switch:
+        - over:
+            when: '${ $context.total > $input.limit }'
+            then: tooMuch
+        - fine:
+            then: report
+  - tooMuch:
+      raise:
+        error:
+          type: https://example.com/errors/over-limit
+          status: 422
+          title: Over the limit
+          detail: '${ "the orders total \($context.total), over the limit of \($input.limit)" }'
+  - report:
+      set:
+        total: '${ $context.total }'
+        seen: '${ $context.seen }'
 "#;
 
-async fn upstreams(dir: &Scratch) -> SocketAddr {
-    let (addr, _task) = sample_upstreams::start(dir.path(), "127.0.0.1:0".parse().unwrap(), Default::default())
-        .await
-        .unwrap();
-    addr
-}
+const ORDER_TOTALS_GRANT: &str = "\n[plugins.order-totals]\ntools = [\"erp.get-order\"]\n";
 
 fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
     let keys = sample_upstreams::Keys::default();
-    let config = toolhost_config(addr, "/nordpost/v2", &keys.nordpost) + grant;
+    let config = toolhost_config(addr, "/nordpost/v2", &keys.nordpost) + grant + ORDER_TOTALS_GRANT;
     ServerProcess::start_prepared(&config, |plugins| {
         for name in ["crm", "erp", "logistics", "coupon"] {
             std::os::unix::fs::symlink(reference(name), plugins.join(name)).unwrap();
@@ -38,6 +84,8 @@ fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
             workflow.join("workflow.yaml"),
         )
         .unwrap();
+        std::fs::create_dir(plugins.join("order-totals")).unwrap();
+        std::fs::write(plugins.join("order-totals/workflow.yaml"), ORDER_TOTALS).unwrap();
     })
 }
 
@@ -77,7 +125,7 @@ async fn vouchers(server: &ServerProcess, customer: &str) -> Vec<Value> {
 async fn the_late_parcel_workflow_compensates_by_the_contract_in_one_call() {
     let data = Scratch::new("wf-upstreams");
     let addr = upstreams(&data).await;
-    let server = toolhost(addr, GRANT);
+    let server = toolhost(addr, WORKFLOW_GRANT);
 
     // Listed like any tool, with the workflow's input schema.
     let (_, tools) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
@@ -224,7 +272,7 @@ async fn a_step_the_grant_does_not_name_is_denied_and_the_workflow_catches_it() 
 async fn a_held_step_waits_durably_and_its_run_resumes_after_kill_9() {
     let data = Scratch::new("wf-crash");
     let addr = upstreams(&data).await;
-    let mut server = toolhost(addr, GRANT);
+    let mut server = toolhost(addr, WORKFLOW_GRANT);
     let lost_total = erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap();
 
     // Lost parcel: the whole order, over the operator's threshold, so the
@@ -272,10 +320,10 @@ async fn a_held_step_waits_durably_and_its_run_resumes_after_kill_9() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cancelled_run_carries_out_nothing_more_even_when_its_step_is_approved_later() {
+async fn a_cancelled_run_withdraws_its_held_step_and_carries_out_nothing_more() {
     let data = Scratch::new("wf-cancel");
     let addr = upstreams(&data).await;
-    let server = toolhost(addr, GRANT);
+    let server = toolhost(addr, WORKFLOW_GRANT);
     let (status, body) = complaint(&server, "SO-1003").await;
     assert_eq!(status, 202, "{body}");
     let run = body["run"].as_str().unwrap().to_string();
@@ -293,9 +341,16 @@ async fn a_cancelled_run_carries_out_nothing_more_even_when_its_step_is_approved
     assert_eq!(shown["run"]["state"], "cancelled");
     assert_eq!(shown["run"]["cancelled_by"], "agent");
 
-    // The reviewer approves afterwards: the run is gone, nothing is issued.
-    let (status, _) = decide(&server, APPROVER_TOKEN, &approval, "approve", "late").await;
-    assert_eq!(status, 200);
+    // Its held step left the queue: a reviewer who approves it anyway (from
+    // a page loaded before) is refused, and nothing is issued.
+    let (_, queue) = get_json(&server, APPROVER_TOKEN, "/v1/approvals").await;
+    assert_eq!(queue["approvals"], json!([]), "{queue}");
+    let (status, shown) = get_json(&server, APPROVER_TOKEN, &format!("/v1/approvals/{approval}")).await;
+    assert_eq!(status, 409, "{shown}");
+    assert!(shown.to_string().contains("approval_lapsed"), "{shown}");
+    assert!(shown.to_string().contains("was cancelled by agent"), "{shown}");
+    let (status, refused) = decide(&server, APPROVER_TOKEN, &approval, "approve", "late").await;
+    assert_eq!(status, 409, "{refused}");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(vouchers(&server, "C-1001").await.is_empty());
     // Cancelling twice is a conflict.
@@ -306,4 +361,278 @@ async fn a_cancelled_run_carries_out_nothing_more_even_when_its_step_is_approved
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
+}
+
+/// The audit records of one run: how many of `tool` ended with `outcome`.
+async fn steps_ended(server: &ServerProcess, run: &str, tool: &str, outcome: &str) -> usize {
+    let (_, trail) = get_json(
+        server,
+        ADMIN_TOKEN,
+        &format!("/v1/audit?run={run}&tool={tool}&limit=100"),
+    )
+    .await;
+    trail["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == outcome)
+        .count()
+}
+
+/// The CRM's cases about `order`.
+async fn cases_about(addr: SocketAddr, order: &str) -> Vec<Value> {
+    let cases = reqwest::Client::new()
+        .get(format!("http://{addr}/crm/v1/customers/C-1001/cases"))
+        .bearer_auth(sample_upstreams::Keys::default().crm)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["order_id"] == order)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ledger_and_the_carrier_failing_take_the_workflows_error_paths() {
+    let data = Scratch::new("wf-faults");
+    let systems = sample_systems(&data).await;
+    let (addr, faults) = (systems.addr, systems.faults.clone());
+    let server = toolhost(addr, WORKFLOW_GRANT);
+    let ledger_posts = || faults.seen("POST /ledger/v1/events");
+
+    // The ledger fails for good: the voucher step is tried five times (one
+    // call and four retries, with backoff), then its catch records on the
+    // case that no voucher went out.
+    faults.arm(Fault::Fail, "/ledger/", 5);
+    let (status, body) = complaint(&server, "SO-1001").await;
+    assert_eq!(status, 200, "{body}");
+    let run = body["run"].as_str().unwrap().to_string();
+    assert_eq!(ledger_posts(), 5);
+    assert_eq!(body["result"]["voucher"], Value::Null);
+    assert_eq!(body["result"]["voucher-failure"]["type"], "toolhost:errors/upstream");
+    assert_eq!(
+        steps_ended(&server, &run, "coupon.issue-voucher", "plugin_error").await,
+        5
+    );
+    assert!(vouchers(&server, "C-1001").await.is_empty());
+    assert!(ledger_events(addr, "late-parcel-SO-1001").await.is_empty());
+    let case = crm_case(addr, body["result"]["case-id"].as_str().unwrap()).await;
+    let notes = case["notes"].to_string();
+    assert!(notes.contains("was not issued: upstream"), "{case}");
+    assert_eq!(case["status"], "resolved");
+
+    // The ledger fails twice, then recovers: the third try issues, once.
+    faults.clear();
+    faults.arm(Fault::Fail, "/ledger/", 2);
+    let (status, body) = complaint(&server, "SO-1001").await;
+    assert_eq!(status, 200, "{body}");
+    let run = body["run"].as_str().unwrap().to_string();
+    assert_eq!(ledger_posts(), 5 + 3);
+    let code = body["result"]["voucher"].as_str().expect("a voucher after retries");
+    assert_eq!(
+        steps_ended(&server, &run, "coupon.issue-voucher", "plugin_error").await,
+        2
+    );
+    assert_eq!(steps_ended(&server, &run, "coupon.issue-voucher", "ok").await, 1);
+    let kept = ledger_events(addr, "late-parcel-SO-1001").await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["code"], code);
+    assert_eq!(vouchers(&server, "C-1001").await.len(), 1);
+
+    // The carrier does not answer: each of the three tries times out, and
+    // the case goes to a person with no compensation decided.
+    faults.clear();
+    let tracking = erp_order(addr, "SO-1002").await["tracking"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    faults.arm(Fault::Hang, &format!("/nordpost/v2/parcels/{tracking}$"), 3);
+    let (status, body) = complaint(&server, "SO-1002").await;
+    faults.clear();
+    assert_eq!(status, 200, "{body}");
+    let run = body["run"].as_str().unwrap().to_string();
+    assert_eq!(body["result"]["voucher"], Value::Null);
+    assert!(
+        body["result"]["decision"]
+            .as_str()
+            .unwrap()
+            .starts_with("The carrier did not answer"),
+        "{body}"
+    );
+    assert_eq!(steps_ended(&server, &run, "logistics.report-delay", "ok").await, 0);
+    let (_, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{run}")).await;
+    let tries = shown["run"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["tool"] == "logistics.report-delay")
+        .count();
+    assert_eq!(tries, 3, "{shown}");
+    let case = crm_case(addr, body["result"]["case-id"].as_str().unwrap()).await;
+    assert!(case["notes"].to_string().contains("Referred to a person"), "{case}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_run_never_issues_a_second_voucher_or_opens_a_second_case() {
+    let data = Scratch::new("wf-kill");
+    let systems = sample_systems(&data).await;
+    let (addr, faults) = (systems.addr, systems.faults.clone());
+    let mut server = toolhost(addr, WORKFLOW_GRANT);
+    let ledger_posts = || faults.seen("POST /ledger/v1/events");
+
+    // 1. Right after the voucher step returned: the next request (the note
+    // on the case) hangs, and the host is killed while it waits on it.
+    faults.arm(Fault::Hang, "/notes", 1);
+    // The call is cut off with the host; its run is followed by id below.
+    let call = toolhost_tests::client()
+        .post(server.url("/v1/tools/late-parcel/invoke"))
+        .bearer_auth(AGENT_TOKEN)
+        .json(&json!({ "order-id": "SO-1001", "complaint": "Late!" }))
+        .send();
+    let call = tokio::spawn(call);
+    assert!(
+        faults.wait_seen("/notes", 1, std::time::Duration::from_secs(60)).await,
+        "the note was never sent"
+    );
+    let run = newest_run(&server).await;
+    server.crash();
+    faults.release();
+    let _ = call.await;
+    server.start_again();
+    let (status, body) = finished(&server, &run).await;
+    assert_eq!(status, 200, "{body}");
+    let code = body["result"]["voucher"].as_str().unwrap().to_string();
+    // The voucher step's result came from the journal: the ledger heard once.
+    assert_eq!(ledger_posts(), 1);
+    assert_eq!(steps_ended(&server, &run, "coupon.issue-voucher", "ok").await, 1);
+    assert_eq!(ledger_events(addr, "late-parcel-SO-1001").await.len(), 1);
+    let issued = vouchers(&server, "C-1001").await;
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(issued[0]["code"], code.as_str());
+    let cases = cases_about(addr, "SO-1001").await;
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    // The customer's words and the decision, once each.
+    assert_eq!(cases[0]["notes"].as_array().unwrap().len(), 2, "{cases:?}");
+    assert_eq!(cases[0]["status"], "resolved");
+
+    // 2. While the voucher call is in flight: a reviewer approves the lost
+    // parcel's voucher, the ledger records it but its answer never comes
+    // back, and the host is killed. The step runs again with the same key:
+    // the ledger keeps one entry, and the voucher carries its code.
+    let lost_total = erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap();
+    faults.arm(Fault::HangAfter, "/ledger/", 1);
+    let (status, body) = complaint(&server, "SO-1003").await;
+    assert_eq!(status, 202, "{body}");
+    let run = body["run"].as_str().unwrap().to_string();
+    let approval = body["waiting_on"].as_str().unwrap().to_string();
+    let (status, decided) = decide(&server, APPROVER_TOKEN, &approval, "approve", "claim confirmed").await;
+    assert_eq!(status, 200, "{decided}");
+    assert!(
+        faults
+            .wait_seen("POST /ledger/", 2, std::time::Duration::from_secs(60))
+            .await,
+        "the voucher was never reported"
+    );
+    for _ in 0..100 {
+        if !ledger_events(addr, "late-parcel-SO-1003").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.crash();
+    faults.release();
+    server.start_again();
+    let (status, body) = finished(&server, &run).await;
+    assert_eq!(status, 200, "{body}");
+    let kept = ledger_events(addr, "late-parcel-SO-1003").await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(ledger_posts(), 3, "the in-flight step ran again once");
+    assert_eq!(body["result"]["voucher"], kept[0]["code"]);
+    let issued: Vec<Value> = vouchers(&server, "C-1001")
+        .await
+        .into_iter()
+        .filter(|v| v["value"]["amount-minor"] == lost_total)
+        .collect();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(issued[0]["code"], kept[0]["code"]);
+    assert_eq!(cases_about(addr, "SO-1003").await.len(), 1);
+}
+
+/// The newest run's id.
+async fn newest_run(server: &ServerProcess) -> String {
+    for _ in 0..100 {
+        let (_, runs) = get_json(server, ADMIN_TOKEN, "/v1/runs?limit=1").await;
+        if let Some(id) = runs["runs"][0]["id"].as_str() {
+            return id.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no run was started");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loops_timers_and_raised_errors_run_as_written() {
+    let data = Scratch::new("wf-loops");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, WORKFLOW_GRANT);
+    let total = |order: &'static str| async move { erp_order(addr, order).await["total_cents"].as_i64().unwrap() };
+    let sum = total("SO-1001").await + total("SO-1002").await + total("SO-1003").await;
+
+    // A loop over three orders, one call each, then a timer; under the limit.
+    let args = json!({ "orders": ["SO-1001", "SO-1002", "SO-1003"], "limit": sum });
+    let (status, body) = invoke(&server, AGENT_TOKEN, "order-totals", args).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["total"].as_i64(), Some(sum));
+    assert_eq!(
+        body["result"]["seen"],
+        json!([[0, "SO-1001"], [1, "SO-1002"], [2, "SO-1003"]])
+    );
+    // Each iteration is its own step in the journal (the loop index in its
+    // key), and the timer is journaled with its end.
+    let (_, shown) = get_json(
+        &server,
+        AGENT_TOKEN,
+        &format!("/v1/runs/{}", body["run"].as_str().unwrap()),
+    )
+    .await;
+    let steps = shown["run"]["steps"].as_array().unwrap();
+    let keys: Vec<&str> = steps.iter().map(|s| s["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 4, "{shown}");
+    assert!(
+        keys[0].ends_with("[0]") && keys[1].ends_with("[1]") && keys[2].ends_with("[2]"),
+        "{keys:?}"
+    );
+    let idempotency: std::collections::HashSet<&str> = steps[..3]
+        .iter()
+        .map(|s| s["idempotency_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(idempotency.len(), 3, "one key per iteration: {shown}");
+    assert_eq!(steps[3]["kind"], "timer", "{shown}");
+    assert!(steps[3]["until"].is_string(), "{shown}");
+
+    // Over the limit: the workflow raises its own error, and the run fails
+    // with it, as the call's answer.
+    let args = json!({ "orders": ["SO-1001", "SO-1002"], "limit": 1 });
+    let (status, body) = invoke(&server, AGENT_TOKEN, "order-totals", args).await;
+    assert_eq!(status, 422, "{body}");
+    let problem = &body["error"]["problem"];
+    assert_eq!(problem["type"], "https://example.com/errors/over-limit", "{body}");
+    assert!(
+        problem["detail"].as_str().unwrap().ends_with("over the limit of 1"),
+        "{body}"
+    );
+    let (_, trail) = get_json(
+        &server,
+        ADMIN_TOKEN,
+        &format!("/v1/audit?run={}&tool=order-totals", body["run"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(trail["records"][0]["outcome"], "workflow_failed", "{trail}");
 }

@@ -400,6 +400,24 @@ impl Approvals {
         Ok(self.close(approval, "lapsed"))
     }
 
+    /// Take back a held call nobody waits for any more (its workflow run was
+    /// cancelled): a pending approval, or an approved one not yet started,
+    /// lapses, so it leaves the queue and a later decision is refused.
+    /// `None` when it had already gone further.
+    pub async fn withdraw(&self, id: &str, why: String) -> Result<Option<Arc<Approval>>, ApprovalError> {
+        let lock = self.lock(id);
+        let held = lock.lock().await;
+        let approval = self.load(id).await?;
+        if !matches!(approval.state, ApprovalState::Pending | ApprovalState::Approved) {
+            return Ok(None);
+        }
+        let lapsed = self.lapse(approval, why).await?;
+        drop(held);
+        drop(lock);
+        self.unlock(id);
+        Ok(Some(lapsed))
+    }
+
     /// The approved call ran: keep its answer for the agent.
     pub async fn finish(
         &self,

@@ -159,14 +159,22 @@ pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError>
     }
     run.state = RunState::Cancelled;
     run.cancelled_by = Some(by.to_string());
-    run.waiting_on = None;
+    let waiting_on = run.waiting_on.take();
     let problem = Problem::new(
         kinds::TOOL_PREFIX.to_string() + "cancelled",
         409,
         "the run was cancelled",
     )
     .detail(format!("cancelled by {by}"));
-    close(state, run, Err(problem)).await
+    let run = close(state, run, Err(problem)).await?;
+    // The step it waited on leaves the reviewers' queue.
+    if let Some(approval) = waiting_on {
+        let why = format!("workflow run {id} was cancelled by {by}");
+        if let Err(e) = state.approvals.withdraw(&approval, why).await {
+            tracing::error!(run = %id, %approval, "cannot withdraw the approval of a cancelled run: {e}");
+        }
+    }
+    Ok(run)
 }
 
 /// At start: drive again every run a stop or a crash left open, on the
@@ -277,7 +285,7 @@ async fn close(state: &Shared, mut run: Run, result: Result<Value, Problem>) -> 
         },
         effects: false,
     };
-    match state.runtime.record_refusal(&caller, &run.input, &outcome).await {
+    match state.runtime.record_outcome(&caller, &run.input, &outcome).await {
         Ok(record) => run.audit_id = Some(record.id),
         Err(e) => tracing::error!(run = %run.id, "audit: {e}"),
     }
@@ -379,7 +387,7 @@ impl Host for StepHost {
                 );
                 let record = state
                     .runtime
-                    .record_refusal(&caller, &args, &outcome)
+                    .record_outcome(&caller, &args, &outcome)
                     .await
                     .map_err(ApiError::internal)?;
                 state.metrics.record(&outcome);

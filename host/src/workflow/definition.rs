@@ -152,8 +152,9 @@ pub struct Retry {
     pub except_when: Option<Expr>,
     pub delay: Duration,
     pub backoff: Backoff,
-    /// Attempts in all, the first included.
-    pub attempts: Option<u32>,
+    /// Retries after the first attempt (`limit.attempt.count`: "the maximum
+    /// amount of retry attempts" in the DSL's words).
+    pub retries: Option<u32>,
     /// How long retrying may go on, from the first attempt.
     pub duration: Option<Duration>,
     pub jitter: Option<(Duration, Duration)>,
@@ -852,7 +853,7 @@ fn retry(v: &Value, at: &str, scope: &Scope) -> Result<Retry, DefinitionError> {
             }
         }
     };
-    let (mut attempts, mut limit_duration) = (None, None);
+    let (mut retries, mut limit_duration) = (None, None);
     if let Some(l) = map.get("limit") {
         let here = join(at, "limit");
         let l = object(l, &here)?;
@@ -866,7 +867,7 @@ fn retry(v: &Value, at: &str, scope: &Scope) -> Result<Retry, DefinitionError> {
                     .as_u64()
                     .filter(|c| (1..=100).contains(c))
                     .ok_or_else(|| error(&join(&there, "count"), "must be 1 to 100"))?;
-                attempts = Some(count as u32);
+                retries = Some(count as u32);
             }
         }
         limit_duration = l
@@ -891,7 +892,7 @@ fn retry(v: &Value, at: &str, scope: &Scope) -> Result<Retry, DefinitionError> {
             Some((from, to))
         }
     };
-    if attempts.is_none() && limit_duration.is_none() {
+    if retries.is_none() && limit_duration.is_none() {
         return Err(error(
             at,
             "needs a `limit` (attempt.count or duration): retrying forever is not allowed",
@@ -909,7 +910,7 @@ fn retry(v: &Value, at: &str, scope: &Scope) -> Result<Retry, DefinitionError> {
             .transpose()?
             .unwrap_or(Duration::ZERO),
         backoff,
-        attempts,
+        retries,
         duration: limit_duration,
         jitter,
     })
@@ -1062,7 +1063,7 @@ do:
         };
         let retry = catch.retry.as_ref().unwrap();
         assert_eq!(
-            (retry.attempts, retry.backoff, retry.jitter.unwrap().1),
+            (retry.retries, retry.backoff, retry.jitter.unwrap().1),
             (Some(3), Backoff::Exponential, Duration::from_millis(50))
         );
         let e = refused(&doc.replace("crm.get-customer", "http"));

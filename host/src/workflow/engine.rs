@@ -594,9 +594,10 @@ impl<'a> Engine<'a> {
 }
 
 impl Retry {
-    /// Whether attempt `next` (counted from 1) may start after `elapsed`.
+    /// Whether attempt `next` (counted from 1, so retry `next - 1`) may start
+    /// after `elapsed`.
     fn allows(&self, next: u32, elapsed: Duration) -> bool {
-        self.attempts.is_none_or(|max| next <= max) && self.duration.is_none_or(|max| elapsed < max)
+        self.retries.is_none_or(|max| next <= max.saturating_add(1)) && self.duration.is_none_or(|max| elapsed < max)
     }
 
     /// The pause after failed attempt `attempt` (from 1): the backoff's

@@ -8,7 +8,10 @@
 //! Keys:
 //! - `voucher/<code>`: the voucher (JSON)
 //! - `customer/<customer-id>/<issued-at, zero-padded>/<code>`: an index for listing
-//! - `idem/issue/<key>`, `idem/redeem/<key>`: what an idempotency key produced
+//! - `idem/issue/<key>`: the voucher an issue key claimed (JSON), written
+//!   before the ledger is told, so an issue cut short (the host stopped
+//!   mid-call) is finished by the next call with that key, under the same code
+//! - `idem/redeem/<key>`: the code a redemption key redeemed
 
 use serde::{Deserialize, Serialize};
 use toolhost_sdk::coupon::{Guest, IssueRequest, Validation, Voucher, VoucherStatus};
@@ -77,18 +80,8 @@ impl Guest for Coupon {
         check_id("customer-id", &request.customer_id)?;
         let memo = format!("idem/issue/{}", request.idempotency_key);
         let now = time::now_unix();
-        if let Some(code) = kv::get(&memo)? {
-            let stored = load(&String::from_utf8_lossy(&code))?;
-            if stored.customer_id != request.customer_id
-                || stored.amount_minor != request.value.amount_minor
-                || stored.currency != request.value.currency
-            {
-                return Err(Error::Conflict(format!(
-                    "idempotency key {:?} was used for a different voucher ({})",
-                    request.idempotency_key, stored.code
-                )));
-            }
-            return Ok(stored.to_voucher(now));
+        if let Some(claimed) = claimed(&memo)? {
+            return Self::issue_claimed(&memo, claimed, &request, now);
         }
         check_value(&request.value)?;
         if request.valid_days == 0 || request.valid_days > MAX_VALID_DAYS {
@@ -102,29 +95,27 @@ impl Guest for Coupon {
         }
         let stored = Stored {
             code: format!("V-{}", random::code(10)),
-            customer_id: request.customer_id,
+            customer_id: request.customer_id.clone(),
             amount_minor: request.value.amount_minor,
-            currency: request.value.currency,
+            currency: request.value.currency.clone(),
             status: "active".into(),
-            reason: request.reason,
-            order_id: request.order_id,
+            reason: request.reason.clone(),
+            order_id: request.order_id.clone(),
             issued_at: now,
             expires_at: now + i64::from(request.valid_days) * 86_400,
             redeemed_at: None,
             redeemed_on_order: None,
-            issue_key: request.idempotency_key,
+            issue_key: request.idempotency_key.clone(),
         };
         // Claim the key first: of two racing calls with one key, one wins and
-        // the other returns the winner's voucher.
-        if !kv::set_if_absent(&memo, stored.code.as_bytes())? {
-            return Self::issue_voucher_again(&memo, now);
+        // the other finishes (or returns) the winner's voucher.
+        if !kv::set_if_absent(&memo, &serde_json::to_vec(&stored).map_err(internal)?)? {
+            let claimed = claimed(&memo)?.ok_or_else(|| {
+                Error::Conflict("a concurrent issue with this key failed; retry".into())
+            })?;
+            return Self::issue_claimed(&memo, claimed, &request, now);
         }
-        if let Err(e) = report("issued", &stored).and_then(|()| save_new(&stored)) {
-            // Nothing was issued: free the key so a retry can succeed.
-            let _ = kv::delete(&memo);
-            return Err(e);
-        }
-        Ok(stored.to_voucher(now))
+        Self::finish_issue(&memo, stored, now)
     }
 
     fn validate_voucher(code: String, customer_id: String) -> Result<Validation> {
@@ -228,13 +219,68 @@ impl Guest for Coupon {
 }
 
 impl Coupon {
-    /// Lost the race for an idempotency key: answer with the winner's voucher.
-    fn issue_voucher_again(memo: &str, now: i64) -> Result<Voucher> {
-        let code = kv::get(memo)?.ok_or_else(|| {
-            Error::Conflict("a concurrent issue with this key failed; retry".into())
-        })?;
-        Ok(load(&String::from_utf8_lossy(&code))?.to_voucher(now))
+    /// An issue key already claimed: the voucher it produced, or, when the
+    /// claim was never carried through (a call cut short by a host that
+    /// stopped, or still under way beside this one), that same voucher
+    /// issued now.
+    fn issue_claimed(memo: &str, claimed: Stored, request: &IssueRequest, now: i64) -> Result<Voucher> {
+        if claimed.customer_id != request.customer_id
+            || claimed.amount_minor != request.value.amount_minor
+            || claimed.currency != request.value.currency
+        {
+            return Err(Error::Conflict(format!(
+                "idempotency key {:?} was used for a different voucher ({})",
+                request.idempotency_key, claimed.code
+            )));
+        }
+        if let Some(stored) = find(&claimed.code)? {
+            return Ok(stored.to_voucher(now));
+        }
+        Self::finish_issue(memo, claimed, now)
     }
+
+    /// Tell the ledger, then keep the voucher. The ledger keeps one entry per
+    /// idempotency key: when it already has one under another code (our
+    /// claim was lost with a host that crashed after the ledger heard of
+    /// it), the voucher takes the ledger's code, so the books and the
+    /// customer see one voucher.
+    fn finish_issue(memo: &str, mut stored: Stored, now: i64) -> Result<Voucher> {
+        let issued = report("issued", &stored).and_then(|kept| {
+            if let Some(code) = kept.filter(|code| *code != stored.code) {
+                stored.code = code;
+                if let Some(existing) = find(&stored.code)? {
+                    return Ok(existing);
+                }
+                kv::set(memo, &serde_json::to_vec(&stored).map_err(internal)?)?;
+            }
+            save_new(&stored)?;
+            Ok(stored)
+        });
+        match issued {
+            Ok(stored) => Ok(stored.to_voucher(now)),
+            Err(e) => {
+                // Nothing was issued: free the key so a retry can succeed.
+                let _ = kv::delete(memo);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What an issue key claimed. Claims before this connector kept the whole
+/// voucher in them held just its code.
+fn claimed(memo: &str) -> Result<Option<Stored>> {
+    let Some(bytes) = kv::get(memo)? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(stored) => Ok(Some(stored)),
+        Err(_) => load(&String::from_utf8_lossy(&bytes)).map(Some),
+    }
+}
+
+fn internal(e: serde_json::Error) -> Error {
+    Error::Internal(e.to_string())
 }
 
 fn voucher_key(code: &str) -> String {
@@ -295,12 +341,13 @@ fn check_value(value: &Money) -> Result<()> {
     Ok(())
 }
 
-/// Tell the operator's ledger about a change, if the operator set one.
-fn report(event: &str, stored: &Stored) -> Result<()> {
+/// Tell the operator's ledger about a change, if the operator set one; the
+/// code of the voucher the ledger keeps for this key and event, if it says.
+fn report(event: &str, stored: &Stored) -> Result<Option<String>> {
     let Some(base) = config::get("ledger-url") else {
-        return Ok(());
+        return Ok(None);
     };
-    Request::post(format!("{}/events", base.trim_end_matches('/')))
+    let answer = Request::post(format!("{}/events", base.trim_end_matches('/')))
         .bearer(&secrets::get("ledger-token")?)
         .json(&serde_json::json!({
             "event": event,
@@ -313,7 +360,9 @@ fn report(event: &str, stored: &Stored) -> Result<()> {
         }))
         .send()?
         .error_for_status()?;
-    Ok(())
+    // A ledger that answers with no body, or another shape, kept what we sent.
+    let kept: Option<serde_json::Value> = answer.json().ok();
+    Ok(kept.and_then(|k| k["code"].as_str().map(str::to_string)))
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -392,6 +441,47 @@ mod tests {
             host.requests()[0].header_value("authorization"),
             Some("Bearer t")
         );
+    }
+
+    #[test]
+    fn an_issue_cut_short_is_finished_under_its_claimed_code() {
+        let mut host = TestHost::new()
+            .now(1_764_000_000)
+            .config("ledger-url", "https://ledger.example")
+            .secret("ledger-token", "t")
+            .on_http(|_| Ok(Response::json_body(201, &serde_json::json!({}))));
+        host.run(|| {
+            // A host that stopped after the claim, before the voucher was kept.
+            let first = Coupon::issue_voucher(request("k1", 1500)).unwrap();
+            kv::delete(&voucher_key(&first.code)).unwrap();
+            let again = Coupon::issue_voucher(request("k1", 1500)).unwrap();
+            assert_eq!(again.code, first.code);
+            assert_eq!(Coupon::list_vouchers("C-1".into()).unwrap().len(), 1);
+        });
+        // Both calls told the ledger (which keeps one entry per key).
+        assert_eq!(host.requests().len(), 2);
+    }
+
+    #[test]
+    fn the_ledgers_code_wins_when_it_already_kept_the_key() {
+        let mut host = TestHost::new()
+            .config("ledger-url", "https://ledger.example")
+            .secret("ledger-token", "t")
+            .on_http(|_| {
+                Ok(Response::json_body(
+                    200,
+                    &serde_json::json!({"code": "V-KEPT000001", "event": "issued"}),
+                ))
+            });
+        host.run(|| {
+            let v = Coupon::issue_voucher(request("k1", 1500)).unwrap();
+            assert_eq!(v.code, "V-KEPT000001");
+            let again = Coupon::issue_voucher(request("k1", 1500)).unwrap();
+            assert_eq!(again.code, "V-KEPT000001");
+            let listed = Coupon::list_vouchers("C-1".into()).unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].code, "V-KEPT000001");
+        });
     }
 
     #[test]

@@ -1,19 +1,24 @@
-//! SAMPLE upstream systems for toolhost's demo and tests — a CRM, an ERP and
+//! SAMPLE upstream systems for toolhost's demo and tests — a CRM, an ERP,
 //! two carriers' tracking APIs (Nordpost and Swiftline, with different
-//! shapes) — over HTTP on one port, backed by a sled store seeded with a
-//! realistic data set. They play the vendors' systems that the reference
+//! shapes) and a voucher ledger — over HTTP on one port, backed by a sled
+//! store seeded with a realistic data set. They play the vendors' systems that the reference
 //! connectors talk to; they are not part of toolhost.
 //!
 //! Each system checks its own credential: `Authorization: Bearer` for the
-//! CRM and ERP, `X-Api-Key` for Nordpost, `?apikey=` for Swiftline. Fault
-//! fixtures answer 429, 500, a malformed body, or never.
+//! CRM, ERP and ledger, `X-Api-Key` for Nordpost, `?apikey=` for Swiftline.
+//! Fault fixtures answer 429, 500, a malformed body, or never; and any
+//! request can be made to fail or hang on demand ([`Faults`]).
 
 // The helpers short-circuit a handler with the `Response` it should send;
 // boxing it would only add noise to a sample server.
 #![allow(clippy::result_large_err)]
 
+mod faults;
+mod ledger;
 pub mod scenario;
 mod seed;
+
+pub use faults::{Armed, Fault, Faults};
 
 /// What the sample systems themselves hold, read over their own APIs:
 /// what tests check a tool's effects against.
@@ -43,6 +48,13 @@ pub mod records {
     pub async fn crm_case(addr: SocketAddr, id: &str) -> Value {
         get(addr, &format!("/crm/v1/cases/{id}"), &super::Keys::default().crm).await
     }
+
+    /// The voucher ledger's entries for one idempotency key.
+    pub async fn ledger_events(addr: SocketAddr, idempotency_key: &str) -> Vec<Value> {
+        let path = format!("/ledger/v1/events?idempotency_key={idempotency_key}");
+        let body = get(addr, &path, &super::Keys::default().ledger).await;
+        body["events"].as_array().cloned().unwrap_or_default()
+    }
 }
 
 use std::net::SocketAddr;
@@ -66,6 +78,7 @@ pub struct Keys {
     pub erp: String,
     pub nordpost: String,
     pub swiftline: String,
+    pub ledger: String,
 }
 
 impl Default for Keys {
@@ -75,6 +88,7 @@ impl Default for Keys {
             erp: "erp-demo-key".into(),
             nordpost: "nordpost-demo-key".into(),
             swiftline: "swiftline-demo-key".into(),
+            ledger: "ledger-demo-key".into(),
         }
     }
 }
@@ -86,12 +100,16 @@ struct Upstreams {
 
 type Shared = Arc<Upstreams>;
 
+/// The sample systems, serving.
+pub struct Started {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+    /// Arms failures and hangs on this server's requests.
+    pub faults: Faults,
+}
+
 /// Open (and on first use seed) the store in `dir`, and serve on `bind`.
-pub async fn start(
-    dir: &Path,
-    bind: SocketAddr,
-    keys: Keys,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn start(dir: &Path, bind: SocketAddr, keys: Keys) -> anyhow::Result<Started> {
     let db = sled::open(dir)?;
     if !db.contains_key("seeded")? {
         for (tree, key, doc) in seed::generate() {
@@ -117,13 +135,21 @@ pub async fn start(
         .route("/nordpost/v2/parcels/{tn}/scans", get(nordpost_scans))
         .route("/swiftline/track", get(swiftline_track))
         .route("/swiftline/lookup", get(swiftline_lookup))
+        .route("/ledger/v1/events", get(ledger::list).post(ledger::record))
         .with_state(state);
+    let faults = Faults::default();
+    let switchboard = Router::new()
+        .route("/faults", get(faults::show).post(faults::arm).delete(faults::clear))
+        .with_state(faults.clone());
+    let app = app
+        .merge(switchboard)
+        .layer(axum::middleware::from_fn_with_state(faults.clone(), faults::apply));
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok((addr, task))
+    Ok(Started { addr, task, faults })
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -167,7 +167,7 @@ async fn refuse(
     let outcome = CallOutcome::refused(tool, error);
     let record = state
         .runtime
-        .record_refusal(caller, args, &outcome)
+        .record_outcome(caller, args, &outcome)
         .await
         .map_err(ApiError::internal)?;
     state.metrics.record(&outcome);

@@ -68,7 +68,17 @@ do:
         seen: '${ $context.seen }'
 "#;
 
-const ORDER_TOTALS_GRANT: &str = "\n[plugins.order-totals]\ntools = [\"erp.get-order\"]\n";
+/// Its grant, and a rule that holds the workflow's call itself when it
+/// would sum more than four orders.
+const ORDER_TOTALS_GRANT: &str = r#"
+[plugins.order-totals]
+tools = ["erp.get-order"]
+
+[[approvals.rules]]
+name = "totals of more than four orders"
+tools = ["order-totals"]
+when = "size(args.orders) > 4"
+"#;
 
 fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
     let keys = sample_upstreams::Keys::default();
@@ -635,4 +645,26 @@ async fn loops_timers_and_raised_errors_run_as_written() {
     )
     .await;
     assert_eq!(trail["records"][0]["outcome"], "workflow_failed", "{trail}");
+
+    // A rule names the workflow itself: the call waits for a reviewer before
+    // anything runs; once approved, its run (under the approval's id)
+    // carries it out and its end is the approval's answer.
+    let five = json!({ "orders": ["SO-1001", "SO-1002", "SO-1003", "SO-1001", "SO-1002"], "limit": 10 * sum });
+    let (status, body) = invoke(&server, AGENT_TOKEN, "order-totals", five).await;
+    assert_eq!(status, 202, "{body}");
+    let approval = body["approval"]["id"]
+        .as_str()
+        .expect("held for a reviewer")
+        .to_string();
+    let (status, _) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{approval}")).await;
+    assert_eq!(status, 404, "nothing runs before the decision");
+    let (status, decided) = decide(&server, APPROVER_TOKEN, &approval, "approve", "five is fine").await;
+    assert_eq!(status, 200, "{decided}");
+    let (status, answer) = get_json(&server, AGENT_TOKEN, &format!("/v1/approvals/{approval}?wait=30")).await;
+    assert_eq!(status, 200, "{answer}");
+    let twice = 2 * total("SO-1001").await + 2 * total("SO-1002").await + total("SO-1003").await;
+    assert_eq!(answer["result"]["total"].as_i64(), Some(twice), "{answer}");
+    let (status, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{approval}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["run"]["steps"].as_array().unwrap().len(), 6, "{shown}");
 }

@@ -99,7 +99,7 @@ fn default_backoff() -> u64 {
 pub struct RuleConfig {
     /// Shown to reviewers and in the audit trail as the reason a call waits.
     pub name: String,
-    /// `plugin.function`, `plugin.*` or `*`.
+    /// `plugin.function`, `plugin.*`, a workflow's name, or `*`.
     pub tools: Vec<String>,
     /// `always` or `never`; absent: when `when` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,13 +398,14 @@ fn check_pattern(pattern: &str) -> Result<(), String> {
                     && !plugin.contains('*')
                     && (function == "*" || !function.contains('*'))
             }
-            None => false,
+            // A workflow's tool is named after the workflow alone.
+            None => !pattern.is_empty() && !pattern.contains('*'),
         };
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "tool pattern {pattern:?} is not `plugin.function`, `plugin.*` or `*`"
+            "tool pattern {pattern:?} is not `plugin.function`, `plugin.*`, a workflow's name or `*`"
         ))
     }
 }

@@ -497,6 +497,11 @@ impl Approvals {
             if approval.run.is_some() {
                 continue;
             }
+            // A held workflow call whose run started: the run resumes, and
+            // its end answers the approval.
+            if approval.state == ApprovalState::Executing && self.storage.runs().run(&approval.id).await?.is_some() {
+                continue;
+            }
             match approval.state {
                 ApprovalState::Approved => to_run.push(approval.id.clone()),
                 ApprovalState::Executing => {

@@ -77,9 +77,30 @@ pub async fn start(
     caller: &Caller,
     input: &Value,
 ) -> Result<Run, RunError> {
+    let run = begin(state, workflow, token, caller, input).await?;
+    wait(state, &run.id, CALL_WAIT, true).await
+}
+
+/// Start a run (kept durably first) without waiting for it. The run of an
+/// approved call (`caller.approval`) takes the approval's id, so carrying
+/// the approval out again finds the run rather than starting another.
+pub async fn begin(
+    state: &Shared,
+    workflow: Arc<Workflow>,
+    token: &str,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Run, RunError> {
     let now = now_ms();
+    let id = match &caller.approval {
+        Some(approval) => approval.clone(),
+        None => format!("{now:013x}{:08x}", rand::random::<u32>()),
+    };
+    if let Some(run) = state.runtime.storage().runs().run(&id).await? {
+        return Ok(run);
+    }
     let run = Run {
-        id: format!("{now:013x}{:08x}", rand::random::<u32>()),
+        id,
         workflow: workflow.name().to_string(),
         version: workflow.definition.version.to_string(),
         digest: workflow.digest.clone(),
@@ -96,11 +117,11 @@ pub async fn start(
         finished: None,
         cancelled_by: None,
         audit_id: None,
+        approval: caller.approval.clone(),
     };
     state.runtime.storage().runs().put_run(&run).await?;
-    let id = run.id.clone();
-    spawn(state, workflow, run);
-    wait(state, &id, CALL_WAIT, true).await
+    spawn(state, workflow, run.clone());
+    Ok(run)
 }
 
 /// Drive `run` (new or resumed) in the background.
@@ -307,7 +328,35 @@ async fn close(state: &Shared, mut run: Run, result: Result<Value, Problem>) -> 
     run.finished = Some(now);
     state.runtime.storage().runs().put_run(&run).await?;
     state.runs.changed();
+    if let Some(approval) = &run.approval {
+        answer_approval(state, approval, &run).await;
+    }
     Ok(run)
+}
+
+/// The run of a workflow call that was held and approved has ended: its
+/// answer is the approval's, for the agent waiting on it.
+async fn answer_approval(state: &Shared, id: &str, run: &Run) {
+    let finished = async {
+        let approval = state.approvals.get(id).await?;
+        if approval.state != ApprovalState::Executing {
+            return Ok(());
+        }
+        let answer = api::Answer::run(run);
+        let stored = StoredAnswer {
+            status: answer.status.as_u16(),
+            body: answer.body,
+        };
+        let audit_id = run.audit_id.clone().unwrap_or_default();
+        state
+            .approvals
+            .finish(Approval::clone(&approval), stored, audit_id)
+            .await
+            .map(drop)
+    };
+    if let Err(e) = finished.await {
+        tracing::error!(run = %run.id, approval = %id, "cannot answer the approval with the run's end: {e}");
+    }
 }
 
 /// This host's side of a run's steps.

@@ -69,6 +69,10 @@ pub struct Run {
     /// The audit record of the workflow call as a whole, once it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_id: Option<String>,
+    /// The approval a rule held the workflow's call itself for (the run
+    /// then has its id): the run's end is that approval's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// What a journaled step is.

@@ -17,12 +17,14 @@ use serde_json::{json, Value};
 use super::{ApiError, Shared};
 use crate::call::invoke::{check_arguments, CallError, CallOutcome};
 use crate::call::names;
+use crate::plugins::manifest::Risk;
 use crate::server::approvals::{self, Serving};
 use crate::server::auth::Principal;
 use crate::server::runs;
 use crate::storage::approvals::{Approval, StoredAnswer};
 use crate::storage::audit::{AuditRecord, Caller};
 use crate::storage::runs::{Run, RunState};
+use crate::workflow::Workflow;
 
 /// What became of a call.
 pub enum Called {
@@ -58,6 +60,9 @@ pub async fn call(
         };
         if let Some(error) = refusal {
             return Ok(Called::Ran(Box::new(refuse(state, tool, args, caller, error).await?)));
+        }
+        if let Some(approval) = hold_run(state, &principal.name, &workflow, args, caller).await? {
+            return Ok(Called::Held(approval));
         }
         let run = runs::start(state, workflow, &principal.name, caller, args)
             .await
@@ -109,6 +114,40 @@ pub async fn hold(
         version: &version,
         digest: &plugin.digest,
         secret_fields: state.runtime.secret_fields(tool),
+    };
+    let approval = state
+        .approvals
+        .hold(&call, held, serving)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Some(approval))
+}
+
+/// Hold a workflow's call itself if the approval rules name it (by name or
+/// pattern). Its risk does not hold it: each of its steps goes through the
+/// rules on its own, so a workflow is not held for what its steps may do.
+async fn hold_run(
+    state: &Shared,
+    token: &str,
+    workflow: &Workflow,
+    args: &Value,
+    caller: &Caller,
+) -> Result<Option<Arc<Approval>>, ApiError> {
+    let call = approvals::Call {
+        caller,
+        token,
+        tool: workflow.name(),
+        risk: Risk::Read,
+        args,
+    };
+    let Some(held) = state.approvals.check(&call) else {
+        return Ok(None);
+    };
+    let version = workflow.definition.version.to_string();
+    let serving = Serving {
+        version: &version,
+        digest: &workflow.digest,
+        secret_fields: Vec::new(),
     };
     let approval = state
         .approvals
@@ -182,6 +221,9 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
     let Some(approval) = state.approvals.begin_execution(id).await.map_err(ApiError::internal)? else {
         return Ok(());
     };
+    if let Some(workflow) = state.runtime.plugins().registry().workflow(&approval.tool) {
+        return start_approved(state, approval, workflow).await;
+    }
     let principal = state.auth.named(&approval.token);
     let lapsed = match (state.runtime.find(&approval.tool), &principal) {
         (None, _) => Some(format!("{} is no longer loaded", approval.tool)),
@@ -217,6 +259,49 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
     state
         .approvals
         .finish(approval, stored, record.id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// An approved workflow call: its run starts under the approval's id, on the
+/// version that was approved, and answers the approval when it ends (see
+/// `runs::close`). If the workflow changed or the caller's token is gone,
+/// the approval lapses and nothing runs.
+async fn start_approved(state: &Shared, approval: Approval, workflow: Arc<Workflow>) -> Result<(), ApiError> {
+    let lapsed = if workflow.digest != approval.plugin_digest {
+        Some(format!(
+            "the workflow changed after the approval (approved: version {} {}, serving: version {} {})",
+            approval.plugin_version,
+            short(&approval.plugin_digest),
+            workflow.definition.version,
+            short(&workflow.digest)
+        ))
+    } else if !state
+        .auth
+        .named(&approval.token)
+        .is_some_and(|p| p.may_use(&approval.tool))
+    {
+        Some(format!(
+            "token {:?} may no longer call {}",
+            approval.token, approval.tool
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = lapsed {
+        state.approvals.lapse(approval, why).await.map_err(ApiError::internal)?;
+        return Ok(());
+    }
+    let caller = Caller {
+        via: approval.via,
+        token: Some(approval.token.clone()),
+        session: approval.session.clone(),
+        idempotency_key: approval.idempotency_key.clone(),
+        approval: Some(approval.id.clone()),
+        ..Default::default()
+    };
+    runs::begin(state, workflow, &approval.token, &caller, &approval.arguments)
         .await
         .map_err(ApiError::internal)?;
     Ok(())

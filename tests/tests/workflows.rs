@@ -68,6 +68,16 @@ do:
         seen: '${ $context.seen }'
 "#;
 
+/// A plan whose `then:` never lets it end: the engine's bound on task
+/// transitions ends it.
+const ENDLESS: &str = r#"
+document: { dsl: '1.0.0', namespace: toolhost-tests, name: endless, version: '1.0.0' }
+do:
+  - again:
+      set: { round: 1 }
+      then: again
+"#;
+
 /// Its grant, and a rule that holds the workflow's call itself when it
 /// would sum more than four orders.
 const ORDER_TOTALS_GRANT: &str = r#"
@@ -96,6 +106,8 @@ fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
         .unwrap();
         std::fs::create_dir(plugins.join("order-totals")).unwrap();
         std::fs::write(plugins.join("order-totals/workflow.yaml"), ORDER_TOTALS).unwrap();
+        std::fs::create_dir(plugins.join("endless")).unwrap();
+        std::fs::write(plugins.join("endless/workflow.yaml"), ENDLESS).unwrap();
     })
 }
 
@@ -339,13 +351,7 @@ async fn a_cancelled_run_withdraws_its_held_step_and_carries_out_nothing_more() 
     let run = body["run"].as_str().unwrap().to_string();
     let approval = body["waiting_on"].as_str().unwrap().to_string();
 
-    let cancelled = toolhost_tests::client()
-        .post(server.url(&format!("/v1/runs/{run}/cancel")))
-        .bearer_auth(AGENT_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancelled.status(), 200);
+    assert_eq!(cancel(&server, &run).await, 200);
     let (status, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{run}")).await;
     assert_eq!(status, 409, "{shown}");
     assert_eq!(shown["run"]["state"], "cancelled");
@@ -364,13 +370,18 @@ async fn a_cancelled_run_withdraws_its_held_step_and_carries_out_nothing_more() 
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(vouchers(&server, "C-1001").await.is_empty());
     // Cancelling twice is a conflict.
-    let again = toolhost_tests::client()
+    assert_eq!(cancel(&server, &run).await, 409);
+}
+
+/// `POST /v1/runs/{run}/cancel` as the agent that started it.
+async fn cancel(server: &ServerProcess, run: &str) -> reqwest::StatusCode {
+    toolhost_tests::client()
         .post(server.url(&format!("/v1/runs/{run}/cancel")))
         .bearer_auth(AGENT_TOKEN)
         .send()
         .await
-        .unwrap();
-    assert_eq!(again.status(), 409);
+        .unwrap()
+        .status()
 }
 
 /// The audit records of one run: how many of `tool` ended with `outcome`.
@@ -645,6 +656,16 @@ async fn loops_timers_and_raised_errors_run_as_written() {
     )
     .await;
     assert_eq!(trail["records"][0]["outcome"], "workflow_failed", "{trail}");
+
+    // A plan that never ends by itself is ended by the bound on transitions.
+    let (status, body) = invoke(&server, AGENT_TOKEN, "endless", json!({})).await;
+    assert_eq!(status, 500, "{body}");
+    let problem = &body["error"]["problem"];
+    assert_eq!(problem["title"], "too many task transitions", "{body}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("more than 10000"),
+        "{body}"
+    );
 
     // A rule names the workflow itself: the call waits for a reviewer before
     // anything runs; once approved, its run (under the approval's id)

@@ -93,12 +93,14 @@ pub async fn begin(
 ) -> Result<Run, RunError> {
     let now = now_ms();
     let id = match &caller.approval {
-        Some(approval) => approval.clone(),
+        Some(approval) => {
+            if let Some(run) = state.runtime.storage().runs().run(approval).await? {
+                return Ok(run);
+            }
+            approval.clone()
+        }
         None => format!("{now:013x}{:08x}", rand::random::<u32>()),
     };
-    if let Some(run) = state.runtime.storage().runs().run(&id).await? {
-        return Ok(run);
-    }
     let run = Run {
         id,
         workflow: workflow.name().to_string(),
@@ -342,11 +344,7 @@ async fn answer_approval(state: &Shared, id: &str, run: &Run) {
         if approval.state != ApprovalState::Executing {
             return Ok(());
         }
-        let answer = api::Answer::run(run);
-        let stored = StoredAnswer {
-            status: answer.status.as_u16(),
-            body: answer.body,
-        };
+        let stored = api::Answer::run(run).stored();
         let audit_id = run.audit_id.clone().unwrap_or_default();
         state
             .approvals
@@ -385,11 +383,9 @@ impl StepHost {
     where
         F: std::future::Future<Output = Result<CallEnd, ApiError>> + Send + 'static,
     {
-        match self.state.runtime.detach(work).await {
-            Ok(Ok(end)) => end,
-            Ok(Err(e)) => failed_internally(&e.body.to_string()),
-            Err(e) => failed_internally(&e.to_string()),
-        }
+        api::detached(&self.state, |_| work)
+            .await
+            .unwrap_or_else(|e| failed_internally(&e.body.to_string()))
     }
 
     /// Carry out an approved (or, after a crash, interrupted) step's call
@@ -401,11 +397,7 @@ impl StepHost {
         let token = self.run.token.clone();
         self.detached(async move {
             let (outcome, record) = api::execute_call(&state, &token, &tool, &args, &caller).await?;
-            let answer = api::Answer::of(&outcome, &record.id);
-            let stored = StoredAnswer {
-                status: answer.status.as_u16(),
-                body: answer.body,
-            };
+            let stored = api::Answer::of(&outcome, &record.id).stored();
             state
                 .approvals
                 .finish(approval, stored, record.id.clone())
@@ -425,21 +417,13 @@ impl Host for StepHost {
         let token = self.run.token.clone();
         self.detached(async move {
             if !workflow.may_call(&tool) {
-                let outcome = CallOutcome::refused(
-                    &tool,
-                    CallError::Denied {
-                        message: format!(
-                            "workflow {:?} may not call {tool}: its grant does not name it",
-                            workflow.name()
-                        ),
-                    },
-                );
-                let record = state
-                    .runtime
-                    .record_outcome(&caller, &args, &outcome)
-                    .await
-                    .map_err(ApiError::internal)?;
-                state.metrics.record(&outcome);
+                let error = CallError::Denied {
+                    message: format!(
+                        "workflow {:?} may not call {tool}: its grant does not name it",
+                        workflow.name()
+                    ),
+                };
+                let (outcome, record) = api::refuse(&state, &tool, &args, &caller, error).await?;
                 return Ok(end_of(&outcome, &record));
             }
             if let Some(approval) = api::hold(&state, &token, &tool, &args, &caller).await? {

@@ -265,6 +265,15 @@ mod tests {
     }
 
     #[test]
+    fn an_output_over_the_limit_is_refused() {
+        // About 2 MB of strings: over MAX_OUTPUT_BYTES.
+        let e = run("[range(300000)] | map(\"xxxx\")", Value::Null).unwrap_err();
+        assert!(matches!(e, ExprError::Output { .. }), "{e}");
+        assert!(e.to_string().contains("-byte limit"), "{e}");
+        assert!(run("[range(1000)] | map(\"xxxx\") | length", Value::Null).is_ok());
+    }
+
+    #[test]
     fn templates_and_threads() {
         let t = Template::compile(
             &json!({ "id": "${ .a }", "text": "a ${ .a } b", "n": [1, "${ .a + 1 }"] }),

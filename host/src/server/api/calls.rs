@@ -196,7 +196,7 @@ pub async fn execute_call(
 }
 
 /// Record a call refused before it ran.
-async fn refuse(
+pub async fn refuse(
     state: &Shared,
     tool: &str,
     args: &Value,
@@ -227,12 +227,11 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
     let principal = state.auth.named(&approval.token);
     let lapsed = match (state.runtime.find(&approval.tool), &principal) {
         (None, _) => Some(format!("{} is no longer loaded", approval.tool)),
-        (Some(found), _) if found.plugin.digest != approval.plugin_digest => Some(format!(
-            "the plugin changed after the approval (approved: version {} {}, serving: version {} {})",
-            approval.plugin_version,
-            short(&approval.plugin_digest),
-            found.plugin.manifest.version,
-            short(&found.plugin.digest)
+        (Some(found), _) if found.plugin.digest != approval.plugin_digest => Some(changed_since(
+            "plugin",
+            &approval,
+            &found.plugin.manifest.version.to_string(),
+            &found.plugin.digest,
         )),
         (_, None) => Some(format!("token {:?} is no longer configured", approval.token)),
         _ => None,
@@ -242,20 +241,9 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
         state.approvals.lapse(approval, why).await.map_err(ApiError::internal)?;
         return Ok(());
     };
-    let caller = Caller {
-        via: approval.via,
-        token: Some(approval.token.clone()),
-        session: approval.session.clone(),
-        idempotency_key: approval.idempotency_key.clone(),
-        approval: Some(approval.id.clone()),
-        ..Default::default()
-    };
+    let caller = caller_of(&approval);
     let (outcome, record) = run(state, &principal, &approval.tool, &approval.arguments, &caller).await?;
-    let answer = Answer::of(&outcome, &record.id);
-    let stored = StoredAnswer {
-        status: answer.status.as_u16(),
-        body: answer.body,
-    };
+    let stored = Answer::of(&outcome, &record.id).stored();
     state
         .approvals
         .finish(approval, stored, record.id)
@@ -270,12 +258,11 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
 /// the approval lapses and nothing runs.
 async fn start_approved(state: &Shared, approval: Approval, workflow: Arc<Workflow>) -> Result<(), ApiError> {
     let lapsed = if workflow.digest != approval.plugin_digest {
-        Some(format!(
-            "the workflow changed after the approval (approved: version {} {}, serving: version {} {})",
-            approval.plugin_version,
-            short(&approval.plugin_digest),
-            workflow.definition.version,
-            short(&workflow.digest)
+        Some(changed_since(
+            "workflow",
+            &approval,
+            &workflow.definition.version.to_string(),
+            &workflow.digest,
         ))
     } else if !state
         .auth
@@ -293,14 +280,7 @@ async fn start_approved(state: &Shared, approval: Approval, workflow: Arc<Workfl
         state.approvals.lapse(approval, why).await.map_err(ApiError::internal)?;
         return Ok(());
     }
-    let caller = Caller {
-        via: approval.via,
-        token: Some(approval.token.clone()),
-        session: approval.session.clone(),
-        idempotency_key: approval.idempotency_key.clone(),
-        approval: Some(approval.id.clone()),
-        ..Default::default()
-    };
+    let caller = caller_of(&approval);
     runs::begin(state, workflow, &approval.token, &caller, &approval.arguments)
         .await
         .map_err(ApiError::internal)?;
@@ -318,8 +298,27 @@ pub fn spawn_execution(state: &Shared, id: String) {
     }));
 }
 
-fn short(digest: &str) -> &str {
-    digest.get(..12).unwrap_or(digest)
+/// The caller of an approved call, as it was when the call was held.
+fn caller_of(approval: &Approval) -> Caller {
+    Caller {
+        via: approval.via,
+        token: Some(approval.token.clone()),
+        session: approval.session.clone(),
+        idempotency_key: approval.idempotency_key.clone(),
+        approval: Some(approval.id.clone()),
+        ..Default::default()
+    }
+}
+
+/// Why an approval lapses when what serves is no longer what was approved.
+fn changed_since(what: &str, approval: &Approval, version: &str, digest: &str) -> String {
+    let short = |d: &str| d.get(..12).unwrap_or(d).to_string();
+    format!(
+        "the {what} changed after the approval (approved: version {} {}, serving: version {version} {})",
+        approval.plugin_version,
+        short(&approval.plugin_digest),
+        short(digest)
+    )
 }
 
 /// Run `work` (a call and what must follow it) detached from the request,
@@ -364,6 +363,14 @@ impl Answer {
                     retry_after: err.retry_after,
                 }
             }
+        }
+    }
+
+    /// The answer as an approval keeps it for the agent.
+    pub fn stored(self) -> StoredAnswer {
+        StoredAnswer {
+            status: self.status.as_u16(),
+            body: self.body,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::server::metrics::{Holdings, Metrics};
 use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
 
-pub use calls::{execute_call, hold, spawn_execution, Answer};
+pub use calls::{detached, execute_call, hold, refuse, spawn_execution, Answer};
 pub use error::ApiError;
 pub use tools::settle_interrupted;
 

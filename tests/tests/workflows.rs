@@ -46,6 +46,9 @@ do:
             with: { order-id: '${ $order }' }
             export:
               as: '$context + { total: (($context.total // 0) + .total["amount-minor"]), seen: (($context.seen // []) + [[$i, $order]]) }'
+      # Sees the $context the loop's steps exported, and adds to it.
+      export:
+        as: '$context + { counted: true }'
   - pause:
       wait: { milliseconds: 300 }
   - check:
@@ -66,6 +69,7 @@ do:
       set:
         total: '${ $context.total }'
         seen: '${ $context.seen }'
+        counted: '${ $context.counted }'
 "#;
 
 /// A plan whose `then:` never lets it end: the engine's bound on task
@@ -615,6 +619,7 @@ async fn loops_timers_and_raised_errors_run_as_written() {
         body["result"]["seen"],
         json!([[0, "SO-1001"], [1, "SO-1002"], [2, "SO-1003"]])
     );
+    assert_eq!(body["result"]["counted"], true, "{body}");
     // Each iteration is its own step in the journal (the loop index in its
     // key), and the timer is journaled with its end.
     let (_, shown) = get_json(

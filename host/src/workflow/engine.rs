@@ -122,6 +122,11 @@ struct Frame {
 }
 
 impl Frame {
+    /// The journal key of `task` here (see the module doc).
+    fn key(&self, task: &Task) -> String {
+        format!("{}{}{}", task.reference, self.loops, self.attempts)
+    }
+
     fn with(&self, name: &str, value: Value) -> Frame {
         let mut frame = self.clone();
         match frame.vars.iter_mut().find(|(n, _)| n == name) {
@@ -265,16 +270,19 @@ impl<'a> Engine<'a> {
 
     async fn task(&self, task: &Task, input: Value, frame: &Frame) -> Result<(Value, Flow), Halt> {
         let key = self.idempotency_key(task, frame);
-        let vars = self.vars(frame, &input, Some((task, &key)));
+        // Built when an expression needs them, and again after the body ran:
+        // a `do`, `for` or `try` body may have exported a new `$context`.
+        let vars = |input: &Value| self.vars(frame, input, Some((task, &key)));
         let at = |e: ExprError, what: &str| expression(&e, &format!("{}/{what}", task.reference));
-        if let Some(condition) = &task.when {
-            if !condition.test(&input, &vars).map_err(|e| at(e, "if"))? {
+        let before = (task.when.is_some() || task.input_from.is_some()).then(|| vars(&input));
+        if let (Some(condition), Some(before)) = (&task.when, &before) {
+            if !condition.test(&input, before).map_err(|e| at(e, "if"))? {
                 return Ok((input, Flow::Continue));
             }
         }
-        let input = match &task.input_from {
-            Some(from) => from.eval(&input, &vars).map_err(|e| at(e, "input/from"))?,
-            None => input,
+        let input = match (&task.input_from, &before) {
+            (Some(from), Some(before)) => from.eval(&input, before).map_err(|e| at(e, "input/from"))?,
+            _ => input,
         };
         let body = self.kind(task, input, frame, &key);
         let (raw, flow) = match task.timeout {
@@ -287,11 +295,11 @@ impl<'a> Engine<'a> {
             None => body.await?,
         };
         let output = match &task.output_as {
-            Some(t) => t.eval(&raw, &vars).map_err(|e| at(e, "output/as"))?,
+            Some(t) => t.eval(&raw, &vars(&raw)).map_err(|e| at(e, "output/as"))?,
             None => raw,
         };
         if let Some(export) = &task.export_as {
-            let exported = export.eval(&output, &vars).map_err(|e| at(e, "export/as"))?;
+            let exported = export.eval(&output, &vars(&output)).map_err(|e| at(e, "export/as"))?;
             *self.context.lock().unwrap_or_else(|p| p.into_inner()) = exported;
         }
         Ok((output, flow.unwrap_or_else(|| task.then.clone())))
@@ -307,7 +315,7 @@ impl<'a> Engine<'a> {
         key: &'f str,
     ) -> BoxFuture<'f, Result<(Value, Option<Flow>), Halt>> {
         Box::pin(async move {
-            let vars = self.vars(frame, &input, Some((task, key)));
+            let vars = || self.vars(frame, &input, Some((task, key)));
             let at = |e: ExprError, what: &str| expression(&e, &format!("{}/{what}", task.reference));
             let ended = |(data, signal): (Value, Signal)| match signal {
                 Signal::End => (data, Some(Flow::End)),
@@ -315,12 +323,13 @@ impl<'a> Engine<'a> {
             };
             match &task.kind {
                 Kind::Call { tool, with } => {
-                    let arguments = with.eval(&input, &vars).map_err(|e| at(e, "with"))?;
+                    let arguments = with.eval(&input, &vars()).map_err(|e| at(e, "with"))?;
                     let output = self.call(task, frame, key, tool, &arguments).await?;
                     Ok((output, None))
                 }
-                Kind::Set(set) => Ok((set.eval(&input, &vars).map_err(|e| at(e, "set"))?, None)),
+                Kind::Set(set) => Ok((set.eval(&input, &vars()).map_err(|e| at(e, "set"))?, None)),
                 Kind::Switch(cases) => {
+                    let vars = vars();
                     for case in cases {
                         let matched = match &case.when {
                             None => true,
@@ -333,7 +342,7 @@ impl<'a> Engine<'a> {
                     Ok((input, None))
                 }
                 Kind::Raise(template) => {
-                    let raised = template.0.eval(&input, &vars).map_err(|e| at(e, "raise/error"))?;
+                    let raised = template.0.eval(&input, &vars()).map_err(|e| at(e, "raise/error"))?;
                     let mut problem: Problem = serde_json::from_value(raised.clone()).map_err(|e| {
                         Problem::new(kinds::VALIDATION, 400, "a raised error is not an error")
                             .detail(format!("{raised}: {e}"))
@@ -343,16 +352,11 @@ impl<'a> Engine<'a> {
                 }
                 Kind::Do(tasks) => Ok(ended(self.list(tasks, input, frame.clone()).await?)),
                 Kind::Wait(duration) => {
-                    self.timer(
-                        task,
-                        &format!("{}{}{}", task.reference, frame.loops, frame.attempts),
-                        *duration,
-                    )
-                    .await?;
+                    self.timer(task, &frame.key(task), *duration).await?;
                     Ok((input, None))
                 }
                 Kind::For(each) => {
-                    let collection = each.collection.eval(&input, &vars).map_err(|e| at(e, "for/in"))?;
+                    let collection = each.collection.eval(&input, &vars()).map_err(|e| at(e, "for/in"))?;
                     let items = match collection {
                         Value::Array(items) => items,
                         Value::Null => Vec::new(),
@@ -412,13 +416,7 @@ impl<'a> Engine<'a> {
                                 && !test(&retry.except_when, "catch/retry/exceptWhen", false)?;
                             if wanted && retry.allows(attempt + 1, first.elapsed()) {
                                 let pause = retry.pause(attempt);
-                                let timer = format!(
-                                    "{}{}{}/retry@{}",
-                                    task.reference,
-                                    frame.loops,
-                                    frame.attempts,
-                                    attempt + 1
-                                );
+                                let timer = format!("{}/retry@{}", frame.key(task), attempt + 1);
                                 self.timer(task, &timer, pause).await?;
                                 attempt += 1;
                                 continue;
@@ -498,7 +496,7 @@ impl<'a> Engine<'a> {
         tool: &str,
         arguments: &Value,
     ) -> Result<Value, Halt> {
-        let key = format!("{}{}{}", task.reference, frame.loops, frame.attempts);
+        let key = frame.key(task);
         let call = StepCall {
             run: &self.run,
             task,

@@ -33,6 +33,15 @@ pub fn tool_name(plugin: &str, function: &str) -> String {
     format!("{plugin}.{function}")
 }
 
+/// Whether a tool pattern of a grant or a rule names `tool`: the tool
+/// itself, or `plugin.*` for each of that plugin's tools.
+pub fn pattern_matches(pattern: &str, tool: &str) -> bool {
+    match pattern.strip_suffix(".*") {
+        Some(plugin) => tool.split_once('.').is_some_and(|(p, _)| p == plugin),
+        None => pattern == tool,
+    }
+}
+
 /// The LLM function-calling form: `coupon_issue-voucher`.
 pub fn function_name(tool: &str) -> String {
     tool.replacen('.', "_", 1)

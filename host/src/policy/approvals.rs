@@ -411,13 +411,7 @@ fn check_pattern(pattern: &str) -> Result<(), String> {
 }
 
 fn pattern_matches(pattern: &str, tool: &str) -> bool {
-    if pattern == "*" || pattern == tool {
-        return true;
-    }
-    match pattern.strip_suffix(".*") {
-        Some(plugin) => tool.split_once('.').is_some_and(|(p, _)| p == plugin),
-        None => false,
-    }
+    pattern == "*" || crate::call::names::pattern_matches(pattern, tool)
 }
 
 /// A number in [0, 1) fixed by the call: its rule, caller, session, tool

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::call::names;
 use crate::config::{Role, TokenConfig};
 
 /// Requests per minute for a token that does not set its own.
@@ -51,11 +52,7 @@ impl Principal {
             Role::Approver => return false,
             Role::Agent => {}
         }
-        self.tools.is_empty()
-            || self.tools.iter().any(|p| match p.strip_suffix(".*") {
-                Some(plugin) => tool.split_once('.').is_some_and(|(p, _)| p == plugin),
-                None => p == tool,
-            })
+        self.tools.is_empty() || self.tools.iter().any(|p| names::pattern_matches(p, tool))
     }
 
     /// Take one request from the budget; `false` when it is spent.

@@ -91,10 +91,9 @@ impl Workflow {
     /// Whether the grant lets a step call `tool` (names exactly, or
     /// `plugin.*`).
     pub fn may_call(&self, tool: &str) -> bool {
-        self.granted.iter().any(|g| match g.strip_suffix(".*") {
-            Some(plugin) => tool.split_once('.').is_some_and(|(p, _)| p == plugin),
-            None => g == tool,
-        })
+        self.granted
+            .iter()
+            .any(|g| crate::call::names::pattern_matches(g, tool))
     }
 
     /// Whether `input` fits the input schema; the first misfit, with where.

@@ -223,7 +223,12 @@ impl Coupon {
     /// claim was never carried through (a call cut short by a host that
     /// stopped, or still under way beside this one), that same voucher
     /// issued now.
-    fn issue_claimed(memo: &str, claimed: Stored, request: &IssueRequest, now: i64) -> Result<Voucher> {
+    fn issue_claimed(
+        memo: &str,
+        claimed: Stored,
+        request: &IssueRequest,
+        now: i64,
+    ) -> Result<Voucher> {
         if claimed.customer_id != request.customer_id
             || claimed.amount_minor != request.value.amount_minor
             || claimed.currency != request.value.currency
@@ -460,6 +465,21 @@ mod tests {
         });
         // Both calls told the ledger (which keeps one entry per key).
         assert_eq!(host.requests().len(), 2);
+    }
+
+    #[test]
+    fn a_claim_kept_by_an_earlier_version_as_just_the_code_still_answers() {
+        let mut host = TestHost::new();
+        host.run(|| {
+            let v = Coupon::issue_voucher(request("k1", 1500)).unwrap();
+            kv::set("idem/issue/k1", v.code.as_bytes()).unwrap();
+            let again = Coupon::issue_voucher(request("k1", 1500)).unwrap();
+            assert_eq!(again.code, v.code);
+            assert!(matches!(
+                Coupon::issue_voucher(request("k1", 9999)),
+                Err(Error::Conflict(_))
+            ));
+        });
     }
 
     #[test]

@@ -337,11 +337,10 @@ impl McpServer {
         let run = crate::server::runs::wait(&self.state, &run.id, crate::server::runs::MAX_WAIT, false)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let answer = Answer::run(&run);
         match run.state {
             RunState::Completed => result(run.output.clone().unwrap_or_default(), false, false),
-            RunState::Failed | RunState::Cancelled => result(answer.body["error"].clone(), true, false),
-            RunState::Running | RunState::Waiting => result(answer.body, false, false),
+            RunState::Failed | RunState::Cancelled => result(Answer::run(&run).body["error"].take(), true, false),
+            RunState::Running | RunState::Waiting => result(Answer::run(&run).body, false, false),
         }
     }
 

@@ -84,6 +84,8 @@ pub struct Server {
     /// A PEM file of CA certificates to trust for `https` upstreams besides
     /// the built-in web roots, for upstreams with a private CA.
     pub extra_ca_roots: Option<PathBuf>,
+    /// Minutes a console sign-in lasts.
+    pub console_session_minutes: u64,
 }
 
 impl Default for Server {
@@ -109,6 +111,7 @@ impl Default for Server {
             dns_timeout_ms: OutboundOptions::default().dns_timeout.as_millis() as u64,
             dns_max_in_flight: OutboundOptions::default().dns_max_in_flight,
             extra_ca_roots: None,
+            console_session_minutes: 8 * 60,
         }
     }
 }

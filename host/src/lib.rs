@@ -15,6 +15,7 @@
 pub mod call;
 pub mod capabilities;
 pub mod config;
+pub mod console;
 pub mod plugins;
 pub mod policy;
 pub mod runtime;

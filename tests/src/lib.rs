@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod browser;
+
 use toolhost::policy::Policy;
 use toolhost::{Runtime, RuntimeOptions};
 

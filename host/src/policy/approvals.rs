@@ -146,6 +146,19 @@ pub enum HoldReason {
     HighRisk,
 }
 
+impl HoldReason {
+    /// Why, in words a reviewer reads.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HoldReason::Always => "always held",
+            HoldReason::Condition => "its condition is true",
+            HoldReason::ConditionFailed => "its condition could not be evaluated",
+            HoldReason::Sampled => "drawn for review",
+            HoldReason::HighRisk => "a high-risk tool no rule names",
+        }
+    }
+}
+
 /// The verdict on one call that must wait.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {

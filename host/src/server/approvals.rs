@@ -613,14 +613,7 @@ pub enum SetRulesError {
 }
 
 fn reason_word(held: &Held) -> &'static str {
-    use crate::policy::approvals::HoldReason;
-    match held.reason {
-        HoldReason::Always => "always held",
-        HoldReason::Condition => "its condition is true",
-        HoldReason::ConditionFailed => "its condition could not be evaluated",
-        HoldReason::Sampled => "drawn for review",
-        HoldReason::HighRisk => "a high-risk tool no rule names",
-    }
+    held.reason.describe()
 }
 
 /// The typed error an agent gets for a held call that did not run.

@@ -2,7 +2,7 @@
 //! tool, denials by plugin and capability, instances in use, held calls
 //! (pending, decision latency, outcomes by tool).
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -44,6 +44,84 @@ pub struct Metrics {
     approvals: Family<CallLabels, Counter>,
     decisions: Histogram,
     approvals_pending: Gauge<i64, AtomicI64>,
+    recent: Recent,
+}
+
+/// Minutes the console's chart covers.
+pub const RECENT_MINUTES: usize = 60;
+
+/// Calls and errors per minute over the last hour (since start), for the
+/// console's chart: one slot per minute of the hour, reused as minutes pass.
+/// Atomics only, since every call passes here.
+struct Recent {
+    slots: [Minute; RECENT_MINUTES],
+}
+
+impl Default for Recent {
+    fn default() -> Recent {
+        Recent {
+            slots: std::array::from_fn(|_| Minute::default()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Minute {
+    /// Minutes since the epoch this slot counts.
+    minute: AtomicU64,
+    calls: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One minute of calls, as the chart shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// Minutes since the Unix epoch.
+    pub minute: u64,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+fn this_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
+}
+
+impl Recent {
+    fn count(&self, error: bool) {
+        let now = this_minute();
+        let slot = &self.slots[(now % RECENT_MINUTES as u64) as usize];
+        // The first call of a new minute claims the slot and clears it; a
+        // call racing it may be counted in the old minute, which the chart
+        // can afford.
+        if slot.minute.load(Ordering::Relaxed) != now && slot.minute.swap(now, Ordering::AcqRel) != now {
+            slot.calls.store(0, Ordering::Relaxed);
+            slot.errors.store(0, Ordering::Relaxed);
+        }
+        slot.calls.fetch_add(1, Ordering::Relaxed);
+        if error {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The last hour, oldest minute first, the current one last.
+    fn last_hour(&self) -> Vec<MinuteCount> {
+        let now = this_minute();
+        (0..RECENT_MINUTES as u64)
+            .rev()
+            .map(|ago| {
+                let minute = now.saturating_sub(ago);
+                let slot = &self.slots[(minute % RECENT_MINUTES as u64) as usize];
+                let fresh = slot.minute.load(Ordering::Acquire) == minute;
+                MinuteCount {
+                    minute,
+                    calls: if fresh { slot.calls.load(Ordering::Relaxed) } else { 0 },
+                    errors: if fresh { slot.errors.load(Ordering::Relaxed) } else { 0 },
+                }
+            })
+            .collect()
+    }
 }
 
 /// What the host holds that is not counted call by call, read when the
@@ -121,6 +199,7 @@ impl Default for Metrics {
             approvals,
             decisions,
             approvals_pending,
+            recent: Recent::default(),
         }
     }
 }
@@ -158,6 +237,7 @@ impl Metrics {
                 outcome: kind.to_string(),
             })
             .inc();
+        self.recent.count(outcome.result.is_err());
         self.latency
             .get_or_create(&ToolLabels { tool: tool.to_string() })
             .observe(outcome.timings.total_us as f64 / 1e6);
@@ -170,6 +250,16 @@ impl Metrics {
                 })
                 .inc_by(u64::from(*count));
         }
+    }
+
+    /// Calls and errors in each minute of the last hour, oldest first.
+    pub fn last_hour(&self) -> Vec<MinuteCount> {
+        self.recent.last_hour()
+    }
+
+    /// Calls running in a wasm instance now.
+    pub fn instances_in_use(&self) -> i64 {
+        self.in_flight.get()
     }
 
     /// A step of a held call of `tool` (`held`, `approved`, ...).

@@ -112,6 +112,7 @@ pub async fn serve_on(
         ),
         approvals: approvals.clone(),
         runs: Default::default(),
+        console: crate::console::Sessions::new(std::time::Duration::from_secs(server.console_session_minutes * 60)),
         stopping: stopping.clone(),
     });
     api::settle_interrupted(&state)

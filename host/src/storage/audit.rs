@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,36 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in the order they are declared (for choosing one).
+    pub const ALL: [Outcome; 21] = [
+        Outcome::Ok,
+        Outcome::Running,
+        Outcome::Interrupted,
+        Outcome::NotFound,
+        Outcome::InvalidInput,
+        Outcome::Denied,
+        Outcome::Timeout,
+        Outcome::ResourceExhausted,
+        Outcome::PluginError,
+        Outcome::PluginFault,
+        Outcome::Unavailable,
+        Outcome::Loaded,
+        Outcome::Refused,
+        Outcome::Unloaded,
+        Outcome::Held,
+        Outcome::Approved,
+        Outcome::Rejected,
+        Outcome::Expired,
+        Outcome::Lapsed,
+        Outcome::WorkflowFailed,
+        Outcome::Cancelled,
+    ];
+
+    /// The outcome named `name` (as `as_str` spells it).
+    pub fn named(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -286,6 +316,22 @@ pub struct OpenRecord {
     /// Set once the `running` record is durable (or failed to become so).
     durable: tokio::sync::OnceCell<Result<(), String>>,
     opened: AtomicBool,
+    published: Published,
+}
+
+/// Records as they become final, for whoever watches (the console's live
+/// calls). Sent only while someone listens, so the call path pays nothing
+/// otherwise; a watcher that falls behind misses records (the trail has
+/// them all).
+#[derive(Clone)]
+struct Published(tokio::sync::broadcast::Sender<Arc<AuditRecord>>);
+
+impl Published {
+    fn send(&self, record: &AuditRecord) {
+        if self.0.receiver_count() > 0 {
+            let _ = self.0.send(Arc::new(record.clone()));
+        }
+    }
 }
 
 impl OpenRecord {
@@ -344,6 +390,7 @@ impl OpenRecord {
             Mark::None
         };
         self.storage.audit().put(self.id, &record, mark).await?;
+        self.published.send(&record);
         Ok(record)
     }
 }
@@ -453,6 +500,7 @@ pub trait AuditStore: Send + Sync {
 pub struct AuditLog {
     storage: Storage,
     last: AtomicU64,
+    published: Published,
     /// The records closed as `interrupted` when this log was opened.
     interrupted: Vec<AuditRecord>,
 }
@@ -471,6 +519,7 @@ impl AuditLog {
         let mut log = AuditLog {
             storage: storage.clone(),
             last: AtomicU64::new(last),
+            published: Published(tokio::sync::broadcast::channel(256).0),
             interrupted: Vec::new(),
         };
         log.interrupted = log.close_interrupted()?;
@@ -552,7 +601,13 @@ impl AuditLog {
             storage: self.storage.clone(),
             durable: tokio::sync::OnceCell::new(),
             opened: AtomicBool::new(false),
+            published: self.published.clone(),
         }
+    }
+
+    /// Every record from now on, as it becomes final.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<AuditRecord>> {
+        self.published.0.subscribe()
     }
 
     /// Record something that happened to a plugin (loaded, refused,
@@ -566,6 +621,7 @@ impl AuditLog {
         record.outcome = event.outcome;
         record.error = Some(Value::from(event.detail.clone()));
         self.storage.audit().put(id, &record, Mark::None).await?;
+        self.published.send(&record);
         Ok(record)
     }
 
@@ -586,6 +642,7 @@ impl AuditLog {
         record.run = event.run.map(str::to_string);
         record.step = event.step.map(str::to_string);
         self.storage.audit().put(id, &record, Mark::None).await?;
+        self.published.send(&record);
         Ok(record)
     }
 

@@ -16,7 +16,7 @@ use crate::plugins::registry::Loaded;
 use crate::policy::PluginPolicy;
 use crate::workflow::Workflow;
 
-fn describe(state: &Shared, loaded: &Loaded) -> Value {
+pub fn describe(state: &Shared, loaded: &Loaded) -> Value {
     match loaded {
         Loaded::Connector(p) => describe_connector(state, p),
         Loaded::Workflow(w) => describe_workflow(state, w),
@@ -79,7 +79,7 @@ fn describe_connector(state: &Shared, p: &Plugin) -> Value {
     })
 }
 
-fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
+pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
     state
         .runtime
         .plugins()
@@ -120,11 +120,18 @@ pub async fn set_grants(
     body: Result<Json<PluginPolicy>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(grant) = body?;
-    plugin(&state, &name)?;
+    let p = replace_grant(&state, &admin.name, &name, grant).await?;
+    Ok(Json(describe(&state, &p)))
+}
+
+/// The operator's grant of `name` becomes `grant` (the API and the console
+/// change grants through this one path).
+pub async fn replace_grant(state: &Shared, admin: &str, name: &str, grant: PluginPolicy) -> Result<Loaded, ApiError> {
+    plugin(state, name)?;
     let p = state
         .runtime
         .plugins()
-        .set_grant(&name, grant)
+        .set_grant(name, grant)
         .await
         .map_err(|e| match e {
             LifecycleError::Policy(e) => {
@@ -132,11 +139,12 @@ pub async fn set_grants(
             }
             other => ApiError::internal(other),
         })?;
-    tracing::info!(admin = %admin.name, plugin = %name, "grant changed");
-    Ok(Json(describe(&state, &p)))
+    tracing::info!(admin, plugin = %name, "grant changed");
+    Ok(p)
 }
 
-async fn set_enabled(admin: &str, state: &Shared, name: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
+/// Switch `name` on or off (for the API and the console).
+pub async fn set_enabled(state: &Shared, admin: &str, name: &str, enabled: bool) -> Result<Loaded, ApiError> {
     let p = plugin(state, name)?;
     state
         .runtime
@@ -145,7 +153,7 @@ async fn set_enabled(admin: &str, state: &Shared, name: &str, enabled: bool) -> 
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(admin, plugin = %name, enabled, "plugin state changed");
-    Ok(Json(describe(state, &p)))
+    Ok(p)
 }
 
 pub async fn disable(
@@ -153,7 +161,8 @@ pub async fn disable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_enabled(&admin.name, &state, &name, false).await
+    let p = set_enabled(&state, &admin.name, &name, false).await?;
+    Ok(Json(describe(&state, &p)))
 }
 
 pub async fn enable(
@@ -161,7 +170,8 @@ pub async fn enable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_enabled(&admin.name, &state, &name, true).await
+    let p = set_enabled(&state, &admin.name, &name, true).await?;
+    Ok(Json(describe(&state, &p)))
 }
 
 /// `PUT /v1/plugins/{name}`: a bundle as multipart form fields `manifest`
@@ -176,37 +186,73 @@ pub async fn upload(
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (mut manifest, mut component, mut signature, mut sha256, mut workflow) = (None, None, None, None, None);
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad_request(e.body_text()))?
-    {
-        let field_name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let text = || {
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| ApiError::bad_request(format!("field `{field_name}` must be UTF-8 text")))
-        };
-        match field_name.as_str() {
-            "manifest" => manifest = Some(text()?),
-            "signature" => signature = Some(text()?),
-            "sha256" => sha256 = Some(text()?),
-            "component" => component = Some(bytes.to_vec()),
-            "workflow" => workflow = Some(text()?),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown field `{other}`; expected manifest, component, workflow, signature, sha256"
-                )))
+    let multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (parts, _) = BundleParts::read(multipart, None).await?;
+    let plugin = install(&state, &admin.name, &name, parts).await?;
+    Ok(Json(describe(&state, &plugin)))
+}
+
+/// An uploaded bundle's form fields, as sent.
+#[derive(Default)]
+pub struct BundleParts {
+    manifest: Option<String>,
+    component: Option<Vec<u8>>,
+    signature: Option<String>,
+    sha256: Option<String>,
+    workflow: Option<String>,
+}
+
+impl BundleParts {
+    /// Read the form; `extra` names one more text field the caller wants
+    /// (the console's CSRF token), returned beside the parts. A file input
+    /// left empty in a browser form arrives as an empty field: it counts as
+    /// absent.
+    pub async fn read(
+        mut multipart: Multipart,
+        extra: Option<&str>,
+    ) -> Result<(BundleParts, Option<String>), ApiError> {
+        let mut parts = BundleParts::default();
+        let mut extra_value = None;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?
+        {
+            let field_name = field.name().unwrap_or_default().to_string();
+            let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            if bytes.is_empty() {
+                continue;
+            }
+            let text = || {
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| ApiError::bad_request(format!("field `{field_name}` must be UTF-8 text")))
+            };
+            match field_name.as_str() {
+                "manifest" => parts.manifest = Some(text()?),
+                "signature" => parts.signature = Some(text()?),
+                "sha256" => parts.sha256 = Some(text()?),
+                "component" => parts.component = Some(bytes.to_vec()),
+                "workflow" => parts.workflow = Some(text()?),
+                other if Some(other) == extra => extra_value = Some(text()?),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown field `{other}`; expected manifest, component, workflow, signature, sha256"
+                    )))
+                }
             }
         }
+        Ok((parts, extra_value))
     }
+}
+
+/// Check an uploaded bundle and install it as `name` (for the API and the
+/// console).
+pub async fn install(state: &Shared, admin: &str, name: &str, parts: BundleParts) -> Result<Loaded, ApiError> {
     let refused =
         |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string());
-    let bundle = match (workflow, manifest, component) {
+    let bundle = match (parts.workflow, parts.manifest, parts.component) {
         (Some(document), None, None) => {
-            Bundle::workflow(document, signature, crate::workflow::DOCUMENT_FILE).map_err(|e| refused(&e))?
+            Bundle::workflow(document, parts.signature, crate::workflow::DOCUMENT_FILE).map_err(|e| refused(&e))?
         }
         (Some(_), _, _) => {
             return Err(ApiError::bad_request(
@@ -217,7 +263,7 @@ pub async fn upload(
             let manifest =
                 manifest.ok_or_else(|| ApiError::bad_request("missing field `manifest` (connector.toml)"))?;
             let component = component.ok_or_else(|| ApiError::bad_request("missing field `component` (the .wasm)"))?;
-            Bundle::from_parts(manifest, component, signature).map_err(|e| refused(&e))?
+            Bundle::from_parts(manifest, component, parts.signature).map_err(|e| refused(&e))?
         }
     };
     if bundle.name != name {
@@ -226,7 +272,7 @@ pub async fn upload(
             bundle.name
         )));
     }
-    if let Some(expected) = sha256 {
+    if let Some(expected) = parts.sha256 {
         if !expected.trim().eq_ignore_ascii_case(&bundle.digest) {
             return Err(refused(&format!(
                 "digest is {}, not the {} given",
@@ -241,8 +287,8 @@ pub async fn upload(
         .install(bundle, crate::storage::audit::Via::Api)
         .await
         .map_err(|e| refused(&e))?;
-    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.version(), "uploaded");
-    Ok(Json(describe(&state, &plugin)))
+    tracing::info!(admin, plugin = %name, version = %plugin.version(), "uploaded");
+    Ok(plugin)
 }
 
 /// `DELETE /v1/plugins/{name}`: unload once the calls in flight are done,
@@ -269,14 +315,20 @@ pub async fn rollback(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = state.runtime.plugins().rollback(&name).await.map_err(|e| match e {
+    let plugin = roll_back(&state, &admin.name, &name).await?;
+    Ok(Json(describe(&state, &plugin)))
+}
+
+/// Serve `name`'s previous version again (for the API and the console).
+pub async fn roll_back(state: &Shared, admin: &str, name: &str) -> Result<Loaded, ApiError> {
+    let plugin = state.runtime.plugins().rollback(name).await.map_err(|e| match e {
         LifecycleError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         LifecycleError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", e.to_string()),
         LifecycleError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
         other => ApiError::internal(other),
     })?;
-    tracing::info!(admin = %admin.name, plugin = %name, version = %plugin.version(), "rolled back");
-    Ok(Json(describe(&state, &plugin)))
+    tracing::info!(admin, plugin = %name, version = %plugin.version(), "rolled back");
+    Ok(plugin)
 }
 
 /// `GET /v1/plugins/{name}/versions`: what it has served, oldest first.

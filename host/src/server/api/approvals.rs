@@ -152,12 +152,26 @@ async fn decide(
     verdict: Verdict,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let approval = state.approvals.decide(&id, &reviewer, verdict, &body.reason).await?;
+    let approval = decide_and_carry_out(&state, &reviewer, &id, verdict, &body.reason).await?;
+    Ok(Json(json!({ "approval": view(&approval) })))
+}
+
+/// Record `reviewer`'s decision; once approved, the call runs (here, or in
+/// the workflow run whose step it is). The API and the console decide
+/// through this one path.
+pub async fn decide_and_carry_out(
+    state: &Shared,
+    reviewer: &str,
+    id: &str,
+    verdict: Verdict,
+    reason: &str,
+) -> Result<std::sync::Arc<crate::storage::approvals::Approval>, ApprovalError> {
+    let approval = state.approvals.decide(id, reviewer, verdict, reason).await?;
     // A workflow step's approval is carried out by its run, which waits for it.
     if approval.state == ApprovalState::Approved && approval.run.is_none() {
-        spawn_execution(&state, approval.id.clone());
+        spawn_execution(state, approval.id.clone());
     }
-    Ok(Json(json!({ "approval": view(&approval) })))
+    Ok(approval)
 }
 
 /// Every change to an approval as it happens, as server-sent events named

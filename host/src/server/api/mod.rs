@@ -2,8 +2,8 @@
 //! plugins and grants and read the audit trail. Handlers are small; the work
 //! is in [`calls`] (one call: permission, invoke, metrics, audit) and below.
 
-mod admin;
-mod approvals;
+pub mod admin;
+pub mod approvals;
 mod audit;
 mod auth;
 mod calls;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub mcp_sessions: mcp::Sessions,
     pub approvals: Arc<crate::server::approvals::Approvals>,
     pub runs: crate::server::runs::Runs,
+    /// The operator console's signed-in sessions.
+    pub console: crate::console::Sessions,
     /// Cancelled when the host begins to stop: long-lived responses (event
     /// streams) end.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -82,6 +84,7 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/audit", get(audit::query))
         .route("/v1/audit/export", get(audit::export))
+        .merge(crate::console::router())
         .route(
             "/v1/{*rest}",
             put(not_found).get(not_found).post(not_found).delete(not_found),

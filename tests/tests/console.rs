@@ -630,3 +630,114 @@ async fn the_console_guards_its_sessions_and_every_change() {
         assert!(r.bytes().await.unwrap().len() > 1000);
     }
 }
+
+/// The numbers for the console's closing note, not a check: time to first
+/// paint and page weight of the overview and the audit pages with 100,000
+/// records in the trail, from headless Chromium's navigation and paint
+/// timing. Run with `cargo test --release -p toolhost-tests --test console
+/// -- --ignored --nocapture` (`TRAIL=N` for another size).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn first_paint_and_page_weight_with_a_large_trail() {
+    let records: usize = std::env::var("TRAIL")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    // No request rate limit in the way of filling the trail.
+    let server = ServerProcess::start("[server]\nrate-per-minute = 100000000\n", &["echo"]);
+    // The trail, filled by real calls (one in fifty failing): 16 clients,
+    // 2,000 conversations.
+    let started = std::time::Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (next, url, http) = (next.clone(), server.url("/v1/tools/echo.check/invoke"), client());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= records {
+                        return;
+                    }
+                    http.post(&url)
+                        .bearer_auth(AGENT_TOKEN)
+                        .header("x-session-id", format!("conversation-{}", i % 2000))
+                        .json(&json!({ "ok": i % 50 != 0, "message": format!("call {i}") }))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    eprintln!("trail: {records} calls in {:.1?}", started.elapsed());
+
+    let b = Browser::start().await;
+    sign_in(&b, &server, ADMIN_TOKEN).await;
+    const TIMING: &str = r#"
+        const nav = performance.getEntriesByType("navigation")[0];
+        const paint = Object.fromEntries(performance.getEntriesByType("paint").map(p => [p.name, p.startTime]));
+        const resources = performance.getEntriesByType("resource");
+        return {
+          first_contentful_paint_ms: paint["first-contentful-paint"],
+          response_start_ms: nav.responseStart,
+          html_bytes: nav.encodedBodySize,
+          assets_bytes: resources.reduce((s, r) => s + r.encodedBodySize, 0),
+          transferred_bytes: nav.transferSize + resources.reduce((s, r) => s + r.transferSize, 0),
+          elements: document.getElementsByTagName("*").length,
+        };"#;
+    let pages = [
+        ("overview", "/console".to_string()),
+        ("audit (newest 50)", "/console/audit".to_string()),
+        (
+            "audit, one session",
+            "/console/audit?session=conversation-1000".to_string(),
+        ),
+        ("audit, one outcome", "/console/audit?outcome=plugin_error".to_string()),
+        (
+            "timeline of one conversation",
+            "/console/audit/sessions/conversation-1000".to_string(),
+        ),
+    ];
+    println!("| page | first contentful paint (median of 5) | server answer starts | HTML | elements |");
+    println!("|---|---|---|---|---|");
+    let mut assets: f64 = 0.0;
+    for (name, page) in pages {
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            b.client.goto(&server.url(&page)).await.unwrap();
+            b.wait_for("main").await;
+            let mut t = b.run(TIMING, vec![]).await;
+            for _ in 0..20 {
+                if !t["first_contentful_paint_ms"].is_null() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                t = b.run(TIMING, vec![]).await;
+            }
+            assets = assets.max(t["assets_bytes"].as_f64().unwrap_or(0.0));
+            samples.push(t);
+        }
+        samples.sort_by(|a, b| {
+            a["first_contentful_paint_ms"]
+                .as_f64()
+                .partial_cmp(&b["first_contentful_paint_ms"].as_f64())
+                .unwrap()
+        });
+        let median = &samples[2];
+        println!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.1} KB | {} |",
+            median["first_contentful_paint_ms"].as_f64().unwrap_or(f64::NAN),
+            median["response_start_ms"].as_f64().unwrap_or(f64::NAN),
+            median["html_bytes"].as_f64().unwrap_or(0.0) / 1024.0,
+            median["elements"],
+        );
+    }
+    println!(
+        "stylesheet and script, once per browser (cached after): {:.1} KB",
+        assets / 1024.0
+    );
+    b.close().await;
+}

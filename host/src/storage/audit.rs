@@ -467,6 +467,28 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
+    /// What a stored record's JSON must contain to pass the field filters:
+    /// each wanted field as `"name":value`, as serde_json writes it (no
+    /// spaces, the same escaping). A store may skip a record missing any of
+    /// them without parsing it; one containing them all may still not match
+    /// (the text can occur inside the arguments), so `matches` decides.
+    pub fn needles(&self) -> Vec<Vec<u8>> {
+        fn field(name: &str, value: &impl Serialize) -> Vec<u8> {
+            format!("\"{name}\":{}", serde_json::to_string(value).unwrap_or_default()).into_bytes()
+        }
+        let texts = [
+            ("tool", &self.tool),
+            ("session", &self.session),
+            ("token", &self.token),
+            ("approval", &self.approval),
+            ("run", &self.run),
+        ];
+        let texts = texts.iter().filter_map(|(name, v)| v.as_ref().map(|v| field(name, v)));
+        let outcome = self.outcome.map(|o| field("outcome", &o));
+        let via = self.via.map(|v| field("via", &v));
+        texts.chain(outcome).chain(via).collect()
+    }
+
     /// Whether `record` passes the query's field filters (the id range is
     /// the store's to apply).
     pub fn matches(&self, record: &AuditRecord) -> bool {
@@ -758,6 +780,35 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_query_needs_what_a_matching_record_contains_as_stored() {
+        let mut record = AuditRecord::new(1, Via::Mcp, "crm.get-customer".into());
+        record.session = Some("case \"7\"/é".into());
+        record.outcome = Outcome::PluginError;
+        let stored = serde_json::to_vec(&record).unwrap();
+        let query = |session: &str, outcome| AuditQuery {
+            after: 0,
+            before: u64::MAX,
+            limit: 10,
+            tool: Some("crm.get-customer".into()),
+            via: Some(Via::Mcp),
+            outcome: Some(outcome),
+            session: Some(session.into()),
+            token: None,
+            approval: None,
+            run: None,
+        };
+        let contains = |q: &AuditQuery| {
+            q.needles()
+                .iter()
+                .all(|n| stored.windows(n.len()).any(|w| w == n.as_slice()))
+        };
+        let wanted = query("case \"7\"/é", Outcome::PluginError);
+        assert!(contains(&wanted) && wanted.matches(&record));
+        assert!(!contains(&query("case 7", Outcome::PluginError)));
+        assert!(!contains(&query("case \"7\"/é", Outcome::Ok)));
+    }
 
     #[test]
     fn redacts_marked_paths_and_secret_names() {

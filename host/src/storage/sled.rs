@@ -302,9 +302,18 @@ impl AuditStore for SledBackend {
 
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StorageError> {
         let mut records = Vec::new();
+        let needles: Vec<memchr::memmem::Finder<'static>> = query
+            .needles()
+            .iter()
+            .map(|n| memchr::memmem::Finder::new(n).into_owned())
+            .collect();
         let range = self.audit.range(query.after.to_be_bytes()..query.before.to_be_bytes());
         for entry in range.rev() {
             let (_, bytes) = entry?;
+            // Most records of a filtered search are skipped here, unparsed.
+            if !needles.iter().all(|n| n.find(&bytes).is_some()) {
+                continue;
+            }
             // A record that does not parse is skipped, not a failed query.
             let Ok(record) = serde_json::from_slice::<AuditRecord>(&bytes) else {
                 continue;

@@ -50,11 +50,15 @@ pub fn reference(name: &str) -> PathBuf {
     components().join("plugins").join(name)
 }
 
-/// The `toolhost` binary, built if needed.
+/// The `toolhost` binary, built if needed (debug), or the one named by
+/// `TOOLHOST_BIN` (a release build, for the tests that measure).
 pub fn toolhost_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = repo_root();
+        if let Some(bin) = std::env::var_os("TOOLHOST_BIN") {
+            return root.join(bin);
+        }
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         build
             .args(["build", "--quiet", "-p", "toolhost", "--bin", "toolhost"])

@@ -193,7 +193,7 @@ async fn a_reviewer_approves_a_held_voucher_sees_the_call_complete_and_in_the_ti
     b.run("window.notReloaded = true; return null;", vec![]).await;
     let base = server.base.clone();
     let agent = tokio::spawn(async move { handle_complaint(&base, AGENT_TOKEN, "SO-1003", "It never arrived.").await });
-    let held = b.wait_for("#queue > li.held").await;
+    let held = b.wait_for("#queue > li.held-call").await;
     assert_eq!(b.run("return window.notReloaded === true;", vec![]).await, json!(true));
     let held_text = held.text().await.unwrap();
     assert!(held_text.contains("coupon.issue-voucher"), "{held_text}");
@@ -438,6 +438,15 @@ async fn an_admin_sees_the_connectors_uploads_edits_and_rolls_back_a_plugin_and_
         .unwrap();
     let tools = texts(&b, "#records tbody td:nth-child(2)").await;
     assert!(tools.iter().any(|t| t == "(plugin) crm"), "{tools:?}");
+    // By time (UTC, as the form's fields say): nothing after the year 2999.
+    b.client
+        .goto(&server.url("/console/audit?since=2999-01-01T00%3A00"))
+        .await
+        .unwrap();
+    assert!(b.text("main").await.contains("No record matches."));
+    // A misspelt outcome is named, not ignored.
+    b.client.goto(&server.url("/console/audit?outcome=okay")).await.unwrap();
+    assert!(b.text("#problem").await.contains("there is no outcome \"okay\""));
     b.client.goto(&server.url("/console/audit")).await.unwrap();
     b.wait_for("#records tbody tr").await;
     b.screenshot(&shots, "audit").await;

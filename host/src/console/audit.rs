@@ -35,7 +35,9 @@ pub struct Row {
     pub via: &'static str,
     pub token: Option<String>,
     pub session: Option<String>,
-    pub duration: String,
+    /// How long the call took; none for what is not a call (a hold, a
+    /// decision, a plugin change).
+    pub duration: Option<String>,
     pub version: Option<String>,
     pub approval: Option<String>,
     pub run: Option<String>,
@@ -52,15 +54,15 @@ pub struct Row {
 impl Row {
     fn of(r: &AuditRecord) -> Row {
         let kind = match r.outcome {
-            Outcome::Held => "held for review",
-            Outcome::Approved => "approved by a reviewer",
-            Outcome::Rejected => "rejected by a reviewer",
-            Outcome::Expired | Outcome::Lapsed => "approval ended",
-            Outcome::Loaded | Outcome::Refused | Outcome::Unloaded => "plugin change",
-            _ if r.step.is_some() => "workflow step",
-            _ if r.run.is_some() => "workflow run",
-            _ if !r.denials.is_empty() => "tool call with denials",
-            _ => "tool call",
+            Outcome::Held => "Held for review",
+            Outcome::Approved => "Approved by a reviewer",
+            Outcome::Rejected => "Rejected by a reviewer",
+            Outcome::Expired | Outcome::Lapsed => "Approval ended",
+            Outcome::Loaded | Outcome::Refused | Outcome::Unloaded => "Plugin change",
+            _ if r.step.is_some() => "Workflow step",
+            _ if r.run.is_some() => "Workflow run",
+            _ if !r.denials.is_empty() => "Tool call with denials",
+            _ => "Tool call",
         };
         let tone = match r.outcome {
             Outcome::Ok | Outcome::Approved | Outcome::Loaded => "ok",
@@ -83,7 +85,7 @@ impl Row {
             via: r.via.as_str(),
             token: r.token.clone(),
             session: r.session.clone(),
-            duration: format!("{:.1} ms", r.duration_us as f64 / 1000.0),
+            duration: (r.duration_us > 0).then(|| format!("{:.1} ms", r.duration_us as f64 / 1000.0)),
             version: r.plugin_version.clone(),
             approval: r.approval.clone(),
             run: r.run.clone(),

@@ -317,6 +317,20 @@ mod tests {
     }
 
     #[test]
+    fn sessions_are_bounded_and_expired_ones_make_room() {
+        let sessions = Sessions::new(Duration::from_millis(200));
+        let first = sessions.open("admin").unwrap();
+        for _ in 1..MAX_SESSIONS {
+            sessions.open("admin").unwrap();
+        }
+        assert!(sessions.open("admin").is_err(), "one more than the bound is refused");
+        assert!(sessions.find(&first).is_some(), "and nobody is signed out for it");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(sessions.open("admin").is_ok(), "expired sessions make room");
+        assert_eq!(sessions.lock().len(), 1);
+    }
+
+    #[test]
     fn the_cookie_is_secure_only_over_tls() {
         let plain = set_cookie("v", Duration::from_secs(60), &HeaderMap::new());
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict") && plain.contains("Max-Age=60"));

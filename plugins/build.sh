@@ -73,7 +73,9 @@ flags=(--target "$target")
 for dir in "${dirs[@]}"; do
   dir=$(cd "$dir" && pwd)
   echo "build.sh: building $dir ($profile)" >&2
-  (cd "$dir" && "${cargo_cmd[@]}" build --quiet "${flags[@]}" "${build_std[@]}")
+  # The output goes to the workspace's own target/ whatever CARGO_TARGET_DIR
+  # says (a global one, a CI's): the components are picked up from there.
+  (cd "$dir" && "${cargo_cmd[@]}" build --quiet --target-dir "$dir/target" "${flags[@]}" "${build_std[@]}")
   # Each member with a connector.toml is a bundle: put its component beside it.
   for manifest in "$dir"/*/connector.toml; do
     [ -f "$manifest" ] || continue

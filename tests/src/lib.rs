@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod browser;
+pub mod postgres;
 
 use toolhost::policy::Policy;
 use toolhost::{Runtime, RuntimeOptions};

@@ -13,6 +13,7 @@ pub mod approvals;
 pub mod audit;
 pub mod idempotency;
 pub mod kv;
+pub mod postgres;
 pub mod runs;
 pub mod sled;
 

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
+use toolhost::storage::audit::{AuditQuery, AuditRecord, AuditStore, Mark, Outcome};
 use toolhost::storage::kv::{KvRefusal, KvStore};
 use toolhost::storage::postgres::Postgres;
 use toolhost_tests::postgres::Postgres as Server;
@@ -11,19 +13,19 @@ use toolhost_tests::postgres::Postgres as Server;
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_starting_together_apply_each_migration_once() {
     let url = Server::shared().database();
-    let nodes = futures::future::join_all((0..4).map(|_| Postgres::connect(&url))).await;
+    let nodes = futures::future::join_all((0..4).map(|_| Postgres::connect(&url, "a"))).await;
     for node in &nodes {
         assert!(node.is_ok(), "{:?}", node.as_ref().err());
     }
-    let again = Postgres::connect(&url).await.unwrap();
-    assert_eq!(again.migrate().await.unwrap(), 1);
+    let again = Postgres::connect(&url, "a").await.unwrap();
+    assert_eq!(again.migrate().await.unwrap(), 2);
     let (client, connection) = tokio_postgres_connect(&url).await;
     let applied: i64 = client
         .query_one("SELECT count(*) FROM toolhost_migrations", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
     drop(client);
     connection.abort();
 }
@@ -31,8 +33,8 @@ async fn nodes_starting_together_apply_each_migration_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kv_quota_holds_across_nodes_writing_at_once() {
     let url = Server::shared().database();
-    let a = Postgres::connect(&url).await.unwrap();
-    let b = Postgres::connect(&url).await.unwrap();
+    let a = Postgres::connect(&url, "a").await.unwrap();
+    let b = Postgres::connect(&url, "b").await.unwrap();
     let (space_a, space_b) = (a.kv().space("coupon").unwrap(), b.kv().space("coupon").unwrap());
     // 100 writes of 100 bytes (key and value) from each node at once, under
     // a quota that fits 40 of them.
@@ -77,8 +79,8 @@ async fn a_kv_quota_holds_across_nodes_writing_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_claimed_on_two_nodes_at_once_goes_to_one() {
     let url = Server::shared().database();
-    let a = Postgres::connect(&url).await.unwrap();
-    let b = Postgres::connect(&url).await.unwrap();
+    let a = Postgres::connect(&url, "a").await.unwrap();
+    let b = Postgres::connect(&url, "b").await.unwrap();
     let (space_a, space_b) = (a.kv().space("coupon").unwrap(), b.kv().space("coupon").unwrap());
     for round in 0..25 {
         let key = format!("claim-{round}");
@@ -113,4 +115,109 @@ async fn tokio_postgres_connect(url: &str) -> (tokio_postgres::Client, tokio::ta
         let _ = connection.await;
     });
     (client, task)
+}
+
+/// A call's record as a node would write it.
+fn record(id: u64, tool: &str, session: &str, outcome: &str) -> AuditRecord {
+    serde_json::from_value(json!({
+        "id": id.to_string(), "time": "2026-12-04T00:00:00Z", "via": "http", "token": "agent",
+        "session": session, "idempotency_key": null, "tool": tool, "plugin_version": "0.1.0",
+        "plugin_digest": "d", "arguments": { "order-id": "SO-1" }, "outcome": outcome, "error": null,
+        "duration_us": 5, "instantiate_us": 1, "execute_us": 2, "outbound": [], "denials": [],
+    }))
+    .unwrap()
+}
+
+fn search(session: Option<&str>, outcome: Option<Outcome>, after: u64, before: u64) -> AuditQuery {
+    AuditQuery {
+        after,
+        before,
+        limit: 1000,
+        tool: None,
+        via: None,
+        outcome,
+        session: session.map(str::to_string),
+        token: None,
+        approval: None,
+        run: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_is_shared_searched_by_index_and_each_node_closes_only_its_own_calls() {
+    let url = Server::shared().database();
+    let a = Postgres::connect(&url, "a").await.unwrap();
+    let b = Postgres::connect(&url, "b").await.unwrap();
+    // Both nodes write at once: node a even ids, node b odd ones.
+    let writes = |node: &Postgres, parity: u64, session: &'static str| {
+        let node = node.clone();
+        async move {
+            for i in 0..100u64 {
+                let id = 1_000 + i * 2 + parity;
+                let outcome = if i % 10 == 0 { "plugin_error" } else { "ok" };
+                node.put(id, &record(id, "erp.get-order", session, outcome), Mark::None)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    tokio::join!(writes(&a, 0, "s-a"), writes(&b, 1, "s-b"));
+    // Either node finds the other's, newest first, by session, outcome and time.
+    let found = a.query(&search(Some("s-b"), None, 0, u64::MAX)).await.unwrap();
+    assert_eq!(found.len(), 100);
+    assert!(found.iter().all(|r| r.session.as_deref() == Some("s-b")));
+    assert!(found
+        .windows(2)
+        .all(|w| w[0].id.parse::<u64>().unwrap() > w[1].id.parse::<u64>().unwrap()));
+    let failed = b
+        .query(&search(None, Some(Outcome::PluginError), 0, u64::MAX))
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 20);
+    let window = b.query(&search(Some("s-a"), None, 1_000, 1_010)).await.unwrap();
+    assert_eq!(
+        window.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["1008", "1006", "1004", "1002", "1000"]
+    );
+    assert_eq!(a.last_id().unwrap(), 1_199);
+
+    // Calls in flight on each node; node a restarts and closes only its own.
+    a.put(
+        5_000,
+        &record(5_000, "coupon.issue-voucher", "s-a", "running"),
+        Mark::Running,
+    )
+    .await
+    .unwrap();
+    b.put(
+        5_001,
+        &record(5_001, "coupon.issue-voucher", "s-b", "running"),
+        Mark::Running,
+    )
+    .await
+    .unwrap();
+    let mine = a.running().unwrap();
+    assert_eq!(mine.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [5_000]);
+    let mut closed = mine;
+    closed[0].1.outcome = Outcome::Interrupted;
+    a.close_at_start(&closed).unwrap();
+    assert!(a.running().unwrap().is_empty());
+    assert_eq!(b.running().unwrap().len(), 1, "node b's call is still its own");
+    let interrupted = b
+        .query(&search(None, Some(Outcome::Interrupted), 0, u64::MAX))
+        .await
+        .unwrap();
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].id, "5000");
+
+    // Two nodes making one id is refused, not an overwrite.
+    let clash = b
+        .put(5_000, &record(5_000, "crm.get-customer", "s-b", "ok"), Mark::None)
+        .await;
+    assert!(clash.unwrap_err().to_string().contains("another node"));
+    let kept = a
+        .query(&search(Some("s-a"), Some(Outcome::Interrupted), 0, u64::MAX))
+        .await
+        .unwrap();
+    assert_eq!(kept[0].tool, "coupon.issue-voucher");
 }

@@ -9,6 +9,7 @@
 //! The audit trail, idempotency, operator state, history, approvals and runs
 //! follow, after which it implements the whole [`super::Backend`].
 
+mod audit;
 mod kv;
 
 use std::str::FromStr;
@@ -22,7 +23,10 @@ pub use kv::PgKv;
 
 /// Each migration once, in order; a database that has applied more than
 /// this build knows is refused (an older node must not write a newer schema).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_kv.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_kv.sql")),
+    (2, include_str!("migrations/0002_audit.sql")),
+];
 
 /// Connections one node keeps at most.
 const POOL_SIZE: usize = 16;
@@ -30,7 +34,7 @@ const POOL_SIZE: usize = 16;
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: toolhost's migrations.
 const MIGRATION_LOCK: i64 = 0x746f_6f6c_686f_7374;
 
-fn backend(what: &str, e: impl std::fmt::Display) -> StorageError {
+pub(super) fn backend(what: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(format!("postgres: {what}: {e}"))
 }
 
@@ -38,11 +42,16 @@ fn backend(what: &str, e: impl std::fmt::Display) -> StorageError {
 #[derive(Clone)]
 pub struct Postgres {
     pool: Pool,
+    url: String,
+    /// This node's name: what it writes is marked with it, so that at start
+    /// it closes only its own calls that a stop cut short.
+    node: String,
 }
 
 impl Postgres {
-    /// Connect to `url` and bring its schema up to this build's version.
-    pub async fn connect(url: &str) -> Result<Postgres, StorageError> {
+    /// Connect to `url` as the node named `node` and bring the schema up to
+    /// this build's version.
+    pub async fn connect(url: &str, node: &str) -> Result<Postgres, StorageError> {
         let config = tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Open {
             path: redact_password(url),
             message: e.to_string(),
@@ -58,7 +67,11 @@ impl Postgres {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| backend("pool", e))?;
-        let postgres = Postgres { pool };
+        let postgres = Postgres {
+            pool,
+            url: url.to_string(),
+            node: node.to_string(),
+        };
         postgres.migrate().await?;
         Ok(postgres)
     }
@@ -106,6 +119,39 @@ impl Postgres {
         }
         tx.commit().await.map_err(|e| backend("migrating", e))?;
         Ok(known)
+    }
+
+    /// Run `work` on a connection of its own, on a thread of its own, and
+    /// wait for it: for the reads the host makes once at start through the
+    /// seam's synchronous methods. The pool's connections are driven by the
+    /// caller's runtime, which this call blocks.
+    fn at_start<T, F, Fut>(&self, work: F) -> Result<T, StorageError>
+    where
+        T: Send,
+        F: FnOnce(tokio_postgres::Client) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        let url = &self.url;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| backend("start-up runtime", e))?;
+                    runtime.block_on(async move {
+                        let (client, connection) = tokio_postgres::connect(url, NoTls)
+                            .await
+                            .map_err(|e| backend("connecting", e))?;
+                        let driver = tokio::spawn(connection);
+                        let out = work(client).await;
+                        driver.abort();
+                        out
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(StorageError::Backend("postgres: a start-up read panicked".into())))
+        })
     }
 
     /// The connectors' kv spaces on this database.

@@ -628,6 +628,21 @@ async fn the_console_guards_its_sessions_and_every_change() {
         .unwrap();
     assert_eq!(r.status(), 303);
 
+    // An agent's session id may hold `/` or be `..`: the timeline is found
+    // by a query parameter, so neither misroutes it.
+    let admin = session_cookie(&server, ADMIN_TOKEN).await;
+    for session in ["case/7", ".."] {
+        let page = http
+            .get(server.url("/console/audit/timeline"))
+            .query(&[("session", session)])
+            .header("cookie", &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains(&format!("<code>{session}</code>")));
+    }
+
     // The assets are embedded, and served without a session.
     for asset in ["console.css", "console.js"] {
         let r = http
@@ -707,7 +722,7 @@ async fn first_paint_and_page_weight_with_a_large_trail() {
         ("audit, one outcome", "/console/audit?outcome=plugin_error".to_string()),
         (
             "timeline of one conversation",
-            "/console/audit/sessions/conversation-1000".to_string(),
+            "/console/audit/timeline?session=conversation-1000".to_string(),
         ),
     ];
     println!("| page | first contentful paint (median of 5) | server answer starts | HTML | elements |");

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -271,11 +271,20 @@ struct TimelinePage {
 /// One conversation (an agent's session) from its first record to its
 /// last: tool calls with their upstream requests, denials, holds and
 /// reviewers' decisions, workflow steps.
+/// Whose timeline: a query parameter, not a path segment, since an agent's
+/// session id may hold `/` or be `..`, which a path would misroute.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conversation {
+    session: String,
+}
+
 pub async fn timeline(
     viewer: Viewer,
     State(state): State<Shared>,
-    Path(session): Path<String>,
+    query: Result<Query<Conversation>, QueryRejection>,
 ) -> Result<Response, Refusal> {
+    let Query(Conversation { session }) = query.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
     let filter = AuditFilter {
         session: Some(session.clone()),
         limit: Some(MAX_PAGE),

@@ -62,7 +62,7 @@ pub fn router() -> Router<Shared> {
         .route("/console/approvals/stream", get(approvals::stream))
         .route("/console/approvals/{id}/decide", post(approvals::decide))
         .route("/console/audit", get(audit::page))
-        .route("/console/audit/sessions/{session}", get(audit::timeline))
+        .route("/console/audit/timeline", get(audit::timeline))
         .route("/console/live", get(audit::live))
         .route("/console/live/stream", get(audit::live_stream))
         .route("/console/runs", get(runs::list))
@@ -331,9 +331,9 @@ async fn asset(Path(file): Path<String>) -> Response {
     (
         [
             (header::CONTENT_TYPE, kind),
-            // Named with the host's version in the pages, so an upgrade
-            // is fetched anew.
-            (header::CACHE_CONTROL, "public, max-age=86400"),
+            // Asked again on each page, so an upgraded host's script never
+            // runs against another version's pages (9.6 KB together).
+            (header::CACHE_CONTROL, "no-cache"),
         ],
         body,
     )

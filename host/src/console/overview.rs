@@ -68,7 +68,9 @@ impl Chart {
             .enumerate()
             .map(|(i, m)| {
                 // The error rate on the same height: 100 % at the top.
-                let rate = (m.errors * 100).checked_div(m.calls).unwrap_or(0);
+                // At most 100 %: the counters are read one after the other
+                // while calls land, so errors can briefly outrun calls.
+                let rate = (m.errors.min(m.calls) * 100).checked_div(m.calls).unwrap_or(0);
                 let y = CHART_HEIGHT - (rate * u64::from(CHART_HEIGHT) / 100) as u32;
                 format!("{},{y}", i as u32 * BAR_WIDTH + BAR_WIDTH / 2)
             })

@@ -93,8 +93,8 @@ impl Recent {
         let now = this_minute();
         let slot = &self.slots[(now % RECENT_MINUTES as u64) as usize];
         // The first call of a new minute claims the slot and clears it; a
-        // call racing it may be counted in the old minute, which the chart
-        // can afford.
+        // call racing it may be lost, or leave its error without its call,
+        // which the chart can afford (it caps the rate at 100 %).
         if slot.minute.load(Ordering::Relaxed) != now && slot.minute.swap(now, Ordering::AcqRel) != now {
             slot.calls.store(0, Ordering::Relaxed);
             slot.errors.store(0, Ordering::Relaxed);

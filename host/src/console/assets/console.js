@@ -26,6 +26,14 @@ function followQueue(section) {
           li.remove();
         }
       }
+      // An item whose content changed (a first decision of two) is replaced,
+      // unless the reviewer is working in it.
+      for (const li of [...list.children]) {
+        const current = wanted.get(li.dataset.id);
+        if (current && !li.contains(document.activeElement) && current.innerHTML !== li.innerHTML) {
+          li.replaceWith(document.importNode(current, true));
+        }
+      }
       const have = new Set([...list.children].map((li) => li.dataset.id));
       const arrived = [];
       for (const [id, li] of wanted) {

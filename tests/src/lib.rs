@@ -324,6 +324,31 @@ pub fn mcp_conformance() -> &'static Path {
     })
 }
 
+/// `PUT /v1/plugins/{name}` as the admin: a connector bundle (manifest,
+/// component, optional signature). The status and the JSON body.
+pub async fn upload(
+    server: &ServerProcess,
+    name: &str,
+    manifest: String,
+    wasm: Vec<u8>,
+    signature: Option<String>,
+) -> (u16, serde_json::Value) {
+    let mut form = reqwest::multipart::Form::new()
+        .part("manifest", reqwest::multipart::Part::text(manifest))
+        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"));
+    if let Some(sig) = signature {
+        form = form.part("signature", reqwest::multipart::Part::text(sig));
+    }
+    let r = client()
+        .put(server.url(&format!("/v1/plugins/{name}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// An HTTP client for talking to a test server.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

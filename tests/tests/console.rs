@@ -18,7 +18,8 @@ use sample_upstreams::scenario::{handle_complaint, toolhost_config, WORKFLOW_GRA
 use serde_json::{json, Value};
 use toolhost_tests::browser::Browser;
 use toolhost_tests::{
-    client, get_json, invoke, reference, repo_root, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    client, get_json, invoke, reference, repo_root, upload, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    APPROVER_TOKEN,
 };
 
 /// The host with the four reference connectors and the late-parcel
@@ -57,27 +58,6 @@ fn bumped(name: &str, version: &str, into: &Scratch) -> PathBuf {
     )
     .unwrap();
     dir
-}
-
-/// Upload a bundle folder through the admin API.
-async fn upload(server: &ServerProcess, name: &str, dir: &std::path::Path) {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "manifest",
-            reqwest::multipart::Part::bytes(std::fs::read(dir.join("connector.toml")).unwrap()),
-        )
-        .part(
-            "component",
-            reqwest::multipart::Part::bytes(std::fs::read(dir.join(format!("{name}.wasm"))).unwrap()),
-        );
-    let r = client()
-        .put(server.url(&format!("/v1/plugins/{name}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 async fn serving_version(server: &ServerProcess, name: &str) -> String {
@@ -163,7 +143,16 @@ async fn a_reviewer_approves_a_held_voucher_sees_the_call_complete_and_in_the_ti
         .unwrap();
     let server = toolhost(upstreams.addr);
     // crm has a version to go back to, so that only the role can refuse it.
-    upload(&server, "crm", &bumped("crm", "0.1.1", &data)).await;
+    let next = bumped("crm", "0.1.1", &data);
+    let (status, body) = upload(
+        &server,
+        "crm",
+        std::fs::read_to_string(next.join("connector.toml")).unwrap(),
+        std::fs::read(next.join("crm.wasm")).unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let shots = screenshots(&data);
     let b = Browser::start().await;
 
@@ -655,13 +644,13 @@ async fn the_console_guards_its_sessions_and_every_change() {
     }
 }
 
-/// The numbers for the console's closing note, not a check: time to first
-/// paint and page weight of the overview and the audit pages with 100,000
-/// records in the trail, from headless Chromium's navigation and paint
-/// timing. Run with `cargo test --release -p toolhost-tests --test console
-/// -- --ignored --nocapture` (`TRAIL=N` for another size).
+/// Every page paints over a trail of real calls, and what that takes: time
+/// to first paint and page weight of the overview and the audit pages, from
+/// headless Chromium's navigation and paint timing (printed, never asserted
+/// on: timings belong to benchmarks). The suite runs it over 2,000 records;
+/// BENCHMARKS.md's figures come from `TRAIL=100000` against a release host
+/// (`TOOLHOST_BIN=target/release/toolhost ... -- --nocapture first_paint`).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore]
 async fn first_paint_and_page_weight_with_a_large_trail() {
     let records: usize = std::env::var("TRAIL")
         .ok()
@@ -750,6 +739,10 @@ async fn first_paint_and_page_weight_with_a_large_trail() {
                 .partial_cmp(&b["first_contentful_paint_ms"].as_f64())
                 .unwrap()
         });
+        assert!(
+            samples.iter().all(|t| t["first_contentful_paint_ms"].is_number()),
+            "{name} painted nothing: {samples:?}"
+        );
         let median = &samples[2];
         println!(
             "| {name} | {:.0} ms | {:.0} ms | {:.1} KB | {} |",

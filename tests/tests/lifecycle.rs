@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use toolhost_tests::{
     client, copy_bundle, echo_check, field, get_json, guest, invoke, named, netprobe_grant, put_grant, toolhost_bin,
-    upstream_with_slow, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    upload, upstream_with_slow, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
 };
 
 fn echo_manifest(version: &str) -> String {
@@ -22,29 +21,6 @@ fn echo_manifest(version: &str) -> String {
 
 fn echo_wasm() -> Vec<u8> {
     std::fs::read(guest("echo").join("echo.wasm")).unwrap()
-}
-
-async fn upload(
-    server: &ServerProcess,
-    name: &str,
-    manifest: String,
-    wasm: Vec<u8>,
-    signature: Option<String>,
-) -> (u16, Value) {
-    let mut form = Form::new()
-        .part("manifest", Part::text(manifest))
-        .part("component", Part::bytes(wasm).file_name("c.wasm"));
-    if let Some(sig) = signature {
-        form = form.part("signature", Part::text(sig));
-    }
-    let r = client()
-        .put(server.url(&format!("/v1/plugins/{name}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 async fn plugin(server: &ServerProcess, name: &str) -> Option<Value> {

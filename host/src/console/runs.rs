@@ -114,16 +114,9 @@ pub async fn list(
     query: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Response, Refusal> {
     let Query(paging) = query.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let page = state
-        .runtime
-        .storage()
-        .runs()
-        .runs(paging.before.as_deref(), PAGE)
+    let (page, next) = runs::page(&state, paging.before.as_deref(), PAGE)
         .await
-        .map_err(ApiError::internal)?;
-    let next = (page.len() == PAGE)
-        .then(|| page.last().map(|r| r.id.clone()))
-        .flatten();
+        .map_err(ApiError::from)?;
     Ok(render(&RunsPage {
         nav: Nav::new(&viewer, Section::Runs),
         runs: page.iter().map(|r| RunRow::of(&runs::view(&state, r, &[]))).collect(),

@@ -157,6 +157,17 @@ pub async fn wait(state: &Shared, id: &str, wait: Duration, or_waiting: bool) ->
     }
 }
 
+/// Runs, newest first, older than `before` (a run id), at most `limit`; and
+/// the cursor of the next page when there may be more (for the API and the
+/// console).
+pub async fn page(state: &Shared, before: Option<&str>, limit: usize) -> Result<(Vec<Run>, Option<String>), RunError> {
+    let page = state.runtime.storage().runs().runs(before, limit).await?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok((page, next))
+}
+
 pub async fn get(state: &Shared, id: &str) -> Result<Run, RunError> {
     state
         .runtime

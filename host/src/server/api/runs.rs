@@ -108,16 +108,7 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let page = state
-        .runtime
-        .storage()
-        .runs()
-        .runs(query.before.as_deref(), limit)
-        .await
-        .map_err(ApiError::internal)?;
-    let next = (page.len() == limit)
-        .then(|| page.last().map(|r| r.id.clone()))
-        .flatten();
+    let (page, next) = runs::page(&state, query.before.as_deref(), limit).await?;
     let runs: Vec<_> = page.iter().map(|r| runs::view(&state, r, &[])).collect();
     Ok(Json(json!({ "runs": runs, "next": next })))
 }

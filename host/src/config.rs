@@ -30,6 +30,9 @@ pub struct Config {
     /// Which calls wait for a person (see [`crate::policy::approvals`]).
     #[serde(default)]
     pub approvals: ApprovalConfig,
+    /// Where state is kept: sled here, or PostgreSQL shared by nodes.
+    #[serde(default)]
+    pub storage: crate::storage::StorageConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +180,14 @@ impl Config {
 
     pub fn policy(&self) -> Result<Policy, PolicyError> {
         Policy::from_parts(self.limits.clone(), self.signing.clone(), self.plugins.clone())
+    }
+
+    /// The runtime `serve` and the one-shot CLI commands use: its state where
+    /// `[storage]` says, its folders, policy and engine as configured.
+    pub async fn runtime(&self) -> Result<crate::Runtime, crate::runtime::RuntimeError> {
+        let options = self.runtime_options()?;
+        let storage = crate::storage::Storage::connect(&self.storage, &options.data_dir.join("db")).await?;
+        crate::Runtime::with_storage(options, storage)
     }
 
     /// A runtime over these folders and this policy, its engine sized by

@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 
 use toolhost::config::Config;
-use toolhost::Runtime;
 
 // Every call builds and drops a store, an instance and their tables: many
 // small allocations from several threads, where glibc's malloc spent twice
@@ -34,6 +33,14 @@ struct Cli {
     /// The configuration file; `toolhost.toml` is read when it exists.
     #[arg(long, global = true, env = "TOOLHOST_CONFIG")]
     config: Option<PathBuf>,
+    /// A PostgreSQL URL shared by every node, instead of the embedded
+    /// database ([storage] url).
+    #[arg(long, global = true, env = "TOOLHOST_STORAGE_URL", hide_env_values = true)]
+    storage_url: Option<String>,
+    /// This node's name among those sharing the database ([storage] node)
+    /// [default: the host name].
+    #[arg(long, global = true, env = "TOOLHOST_NODE")]
+    node: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -170,6 +177,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(dir) = &cli.data_dir {
         config.server.data_dir = dir.clone();
     }
+    if let Some(url) = &cli.storage_url {
+        config.storage.url = Some(url.clone());
+        config.storage.url_env = None;
+    }
+    if let Some(node) = &cli.node {
+        config.storage.node = Some(node.clone());
+    }
     if let Command::Serve { listen: Some(addr) } = &cli.command {
         config.server.listen = *addr;
     }
@@ -178,7 +192,6 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
-    let runtime = || -> anyhow::Result<Runtime> { Ok(Runtime::new(config.runtime_options()?)?) };
     match cli.command {
         Command::Plugin { action } => plugin_command(action),
         Command::Serve { .. } => {
@@ -186,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools => {
-            let runtime = runtime()?;
+            let runtime = config.runtime().await?;
             let loaded = runtime.plugins().load_all().await?;
             let failed = loaded.iter().filter(|(_, r)| r.is_err()).count();
             println!("{}", serde_json::to_string_pretty(&runtime.tools())?);
@@ -203,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args
             };
             let args: serde_json::Value = serde_json::from_str(&text).context("the arguments are not valid JSON")?;
-            let runtime = runtime()?;
+            let runtime = config.runtime().await?;
             let Some((plugin, _)) = toolhost::call::names::split(&tool) else {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };

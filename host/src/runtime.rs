@@ -45,6 +45,8 @@ pub enum RuntimeError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// A tool as agents see it: the shape LLM function calling expects, plus
@@ -84,10 +86,16 @@ struct Inner {
 }
 
 impl Runtime {
+    /// A runtime keeping its state in sled, in the data folder.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        let storage = Storage::open(&options.data_dir.join("db"))?;
+        Runtime::with_storage(options, storage)
+    }
+
+    /// A runtime keeping its state in `storage` (see [`Storage::connect`]).
+    pub fn with_storage(options: RuntimeOptions, storage: Storage) -> Result<Runtime, RuntimeError> {
         let engine = Engine::new(&options.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let linker = capabilities::linker(engine.wasmtime()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let storage = Storage::open(&options.data_dir.join("db"))?;
         let toolchain = Arc::new(Toolchain {
             cache: CompileCache::new(engine.wasmtime(), Some(options.data_dir.join("compile-cache"))),
             outbound: Outbound::new(&options.outbound)?,

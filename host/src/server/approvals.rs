@@ -31,6 +31,9 @@ pub const MAX_REASON_BYTES: usize = 2048;
 /// Sessions whose call counts are kept (for `session_calls`); past this the
 /// least recently seen are forgotten.
 const MAX_SESSIONS: usize = 100_000;
+/// How often a waiter reads an approval again when other nodes share the
+/// store (their announcements are best effort).
+const RECHECK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -83,8 +86,11 @@ pub struct Approvals {
     metrics: Arc<Metrics>,
     webhook: Option<Webhook>,
     notices: broadcast::Sender<Notice>,
-    /// One lock per approval being changed.
+    /// One lock per approval being changed on this node (nodes sharing a
+    /// store are kept apart by [`crate::storage::approvals::ApprovalStore::update_approval`]).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How often a waiter looks again when other nodes share the store.
+    recheck: Option<Duration>,
     sessions: Mutex<SessionCalls>,
 }
 
@@ -96,6 +102,7 @@ impl Approvals {
         metrics: Arc<Metrics>,
         webhook: Option<Webhook>,
     ) -> Approvals {
+        let recheck = storage.is_shared().then_some(RECHECK);
         Approvals {
             policy: ArcSwap::from_pointee(policy),
             storage,
@@ -104,6 +111,7 @@ impl Approvals {
             webhook,
             notices: broadcast::channel(1024).0,
             locks: Mutex::default(),
+            recheck,
             sessions: Mutex::default(),
         }
     }
@@ -206,6 +214,7 @@ impl Approvals {
             finished: None,
             run: call.caller.run.clone(),
             step: call.caller.step.clone(),
+            executor: None,
         };
         self.storage.approvals().put_approval(&approval).await?;
         self.metrics.approval(&approval.tool, "held");
@@ -256,7 +265,13 @@ impl Approvals {
             deadline = deadline.min(tokio::time::Instant::now() + expires);
         }
         loop {
-            let next = tokio::time::timeout_at(deadline, notices.recv()).await;
+            // Nodes sharing a store also look again now and then, in case an
+            // announcement from another node was lost.
+            let wake = match self.recheck {
+                Some(every) => deadline.min(tokio::time::Instant::now() + every),
+                None => deadline,
+            };
+            let next = tokio::time::timeout_at(wake, notices.recv()).await;
             match next {
                 Ok(Ok(notice)) if notice.approval.id == id => {
                     if settled(notice.approval.state) {
@@ -271,6 +286,15 @@ impl Approvals {
                     let approval = self.get(id).await?;
                     if settled(approval.state) {
                         return Ok(approval);
+                    }
+                }
+                Err(_) if wake < deadline => {
+                    let approval = self.get(id).await?;
+                    if settled(approval.state) {
+                        return Ok(approval);
+                    }
+                    if approval.state != ApprovalState::Pending {
+                        deadline = until;
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return self.get(id).await,
@@ -294,69 +318,77 @@ impl Approvals {
         }
         let lock = self.lock(id);
         let _held = lock.lock().await;
-        let mut approval = self.load(id).await?;
-        let now = now_ms();
-        if approval.state == ApprovalState::Pending && approval.expires <= now {
-            drop(_held);
-            drop(lock);
-            let expired = self.expire(id).await?;
-            return Err(ApprovalError::Decided {
-                id: id.to_string(),
-                state: expired.state,
-            });
-        }
-        if approval.state != ApprovalState::Pending {
-            return Err(ApprovalError::Decided {
-                id: id.to_string(),
-                state: approval.state,
-            });
-        }
-        if approval.token == reviewer {
-            return Err(ApprovalError::OwnCall {
-                token: reviewer.to_string(),
-            });
-        }
-        if approval.decisions.iter().any(|d| d.by == reviewer) {
-            return Err(ApprovalError::AlreadyApproved {
-                token: reviewer.to_string(),
-            });
-        }
-        approval.decisions.push(Decision {
-            by: reviewer.to_string(),
-            verdict,
-            reason: reason.to_string(),
-            at: now,
-        });
-        let approvals = approval
-            .decisions
-            .iter()
-            .filter(|d| d.verdict == Verdict::Approve)
-            .count();
-        let (event, outcome) = match verdict {
-            Verdict::Reject => {
-                approval.state = ApprovalState::Rejected;
-                approval.finished = Some(now);
-                approval.answer = Some(refusal(
-                    403,
-                    "approval_rejected",
-                    &format!("a reviewer ({reviewer}) rejected this call: {reason}"),
-                    &approval,
-                ));
-                ("rejected", Outcome::Rejected)
+        // Another node may change the same call at the same moment: a
+        // decision applies only to the approval as it was read; otherwise it
+        // is read again and judged afresh.
+        let (approval, event, outcome) = loop {
+            let mut approval = self.load(id).await?;
+            let from = (approval.state, approval.decisions.len());
+            let now = now_ms();
+            if approval.state == ApprovalState::Pending && approval.expires <= now {
+                drop(_held);
+                drop(lock);
+                let expired = self.expire(id).await?;
+                return Err(ApprovalError::Decided {
+                    id: id.to_string(),
+                    state: expired.state,
+                });
             }
-            Verdict::Approve if approvals >= usize::from(approval.approvers) => {
-                approval.state = ApprovalState::Approved;
-                ("approved", Outcome::Approved)
+            if approval.state != ApprovalState::Pending {
+                return Err(ApprovalError::Decided {
+                    id: id.to_string(),
+                    state: approval.state,
+                });
             }
-            Verdict::Approve => ("decision", Outcome::Approved),
+            if approval.token == reviewer {
+                return Err(ApprovalError::OwnCall {
+                    token: reviewer.to_string(),
+                });
+            }
+            if approval.decisions.iter().any(|d| d.by == reviewer) {
+                return Err(ApprovalError::AlreadyApproved {
+                    token: reviewer.to_string(),
+                });
+            }
+            approval.decisions.push(Decision {
+                by: reviewer.to_string(),
+                verdict,
+                reason: reason.to_string(),
+                at: now,
+            });
+            let approvals = approval
+                .decisions
+                .iter()
+                .filter(|d| d.verdict == Verdict::Approve)
+                .count();
+            let (event, outcome) = match verdict {
+                Verdict::Reject => {
+                    approval.state = ApprovalState::Rejected;
+                    approval.finished = Some(now);
+                    approval.answer = Some(refusal(
+                        403,
+                        "approval_rejected",
+                        &format!("a reviewer ({reviewer}) rejected this call: {reason}"),
+                        &approval,
+                    ));
+                    ("rejected", Outcome::Rejected)
+                }
+                Verdict::Approve if approvals >= usize::from(approval.approvers) => {
+                    approval.state = ApprovalState::Approved;
+                    ("approved", Outcome::Approved)
+                }
+                Verdict::Approve => ("decision", Outcome::Approved),
+            };
+            if self.save(&approval, from).await? {
+                break (approval, event, outcome);
+            }
         };
         self.record(&approval, outcome, Some(reviewer), reason.to_string())
             .await?;
-        self.storage.approvals().put_approval(&approval).await?;
         if event != "decision" {
             self.metrics.approval(&approval.tool, event);
             self.metrics
-                .decided(Duration::from_millis(now.saturating_sub(approval.created)));
+                .decided(Duration::from_millis(now_ms().saturating_sub(approval.created)));
         }
         drop(_held);
         drop(lock);
@@ -368,9 +400,21 @@ impl Approvals {
         Ok(approval)
     }
 
+    /// Store `approval`, changed from `from` (its state and decision count
+    /// as read). False when another node changed it first: this change must
+    /// not apply.
+    async fn save(&self, approval: &Approval, from: (ApprovalState, usize)) -> Result<bool, ApprovalError> {
+        Ok(self
+            .storage
+            .approvals()
+            .update_approval(approval, from.0, from.1)
+            .await?)
+    }
+
     /// Take an approved call for running: marked `executing` durably first,
-    /// so that a crash from here on never runs it a second time. `None` when
-    /// it is not (or no longer) approved.
+    /// so that a crash from here on never runs it a second time, and only
+    /// if it still was approved as read, so that of the nodes that try, one
+    /// runs it. `None` when it is not (or no longer) approved.
     pub async fn begin_execution(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
         let lock = self.lock(id);
         let _held = lock.lock().await;
@@ -378,14 +422,21 @@ impl Approvals {
         if approval.state != ApprovalState::Approved {
             return Ok(None);
         }
+        let from = (approval.state, approval.decisions.len());
         approval.state = ApprovalState::Executing;
-        self.storage.approvals().put_approval(&approval).await?;
+        approval.executor = Some(self.storage.node().to_string());
+        if !self.save(&approval, from).await? {
+            return Ok(None);
+        }
         self.announce("executing", &Arc::new(approval.clone()));
         Ok(Some(approval))
     }
 
-    /// An approved call that must not run: what was approved changed.
+    /// A call that must not run: what was approved changed, or nobody waits
+    /// for it any more. Returns the approval as it stands: lapsed, or as
+    /// another node left it if that node changed it first.
     pub async fn lapse(&self, mut approval: Approval, why: String) -> Result<Arc<Approval>, ApprovalError> {
+        let from = (approval.state, approval.decisions.len());
         approval.state = ApprovalState::Lapsed;
         approval.finished = Some(now_ms());
         approval.answer = Some(refusal(
@@ -394,8 +445,10 @@ impl Approvals {
             &format!("{why}; nothing ran: call again to ask for a new approval"),
             &approval,
         ));
+        if !self.save(&approval, from).await? {
+            return Ok(Arc::new(self.load(&approval.id).await?));
+        }
         self.record(&approval, Outcome::Lapsed, None, why).await?;
-        self.storage.approvals().put_approval(&approval).await?;
         self.metrics.approval(&approval.tool, "lapsed");
         Ok(self.close(approval, "lapsed"))
     }
@@ -425,11 +478,17 @@ impl Approvals {
         answer: StoredAnswer,
         audit_id: String,
     ) -> Result<Arc<Approval>, ApprovalError> {
+        let from = (approval.state, approval.decisions.len());
         approval.state = ApprovalState::Done;
         approval.finished = Some(now_ms());
         approval.answer = Some(answer);
         approval.call_audit_id = Some(audit_id);
-        self.storage.approvals().put_approval(&approval).await?;
+        // Only this node runs it (it took it for running), so nothing else
+        // changes it meanwhile.
+        if !self.save(&approval, from).await? {
+            tracing::error!(approval = %approval.id, "an approval changed while this node ran it; its answer is kept anyway");
+            self.storage.approvals().put_approval(&approval).await?;
+        }
         self.metrics.approval(&approval.tool, "executed");
         Ok(self.close(approval, "done"))
     }
@@ -450,6 +509,7 @@ impl Approvals {
         if approval.state != ApprovalState::Pending || approval.expires > now {
             return Ok(Arc::new(approval));
         }
+        let from = (approval.state, approval.decisions.len());
         approval.state = ApprovalState::Expired;
         approval.finished = Some(now);
         approval.answer = Some(refusal(
@@ -458,9 +518,12 @@ impl Approvals {
             "nobody decided this call in time; nothing ran: call again to ask for a new approval",
             &approval,
         ));
+        // Every node expires what is due; one of them records it.
+        if !self.save(&approval, from).await? {
+            return Ok(Arc::new(self.load(id).await?));
+        }
         self.record(&approval, Outcome::Expired, None, "not decided in time".into())
             .await?;
-        self.storage.approvals().put_approval(&approval).await?;
         self.metrics.approval(&approval.tool, "expired");
         self.metrics
             .decided(Duration::from_millis(now.saturating_sub(approval.created)));
@@ -504,7 +567,15 @@ impl Approvals {
             }
             match approval.state {
                 ApprovalState::Approved => to_run.push(approval.id.clone()),
+                // Another node runs it (or did, and closes it when it
+                // starts again).
+                ApprovalState::Executing
+                    if approval
+                        .executor
+                        .as_deref()
+                        .is_some_and(|node| node != self.storage.node()) => {}
                 ApprovalState::Executing => {
+                    let from = (approval.state, approval.decisions.len());
                     approval.state = ApprovalState::Done;
                     approval.finished = Some(now_ms());
                     approval.answer = Some(StoredAnswer {
@@ -517,7 +588,7 @@ impl Approvals {
                             "approval": approval.id,
                         }),
                     });
-                    self.storage.approvals().put_approval(&approval).await?;
+                    self.save(&approval, from).await?;
                 }
                 _ => {}
             }
@@ -538,6 +609,39 @@ impl Approvals {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+
+    /// Another node changed approval `id`: this node's waiters and event
+    /// streams hear of it (reviewers' webhook was called by the node that
+    /// held the call).
+    pub async fn heard(&self, id: &str) -> Result<(), ApprovalError> {
+        let approval = Arc::new(self.load(id).await?);
+        let event = match approval.state {
+            ApprovalState::Pending if approval.decisions.is_empty() => "held",
+            ApprovalState::Pending => "decision",
+            state => state.as_str(),
+        };
+        let _ = self.notices.send(Notice {
+            event,
+            approval: approval.clone(),
+        });
+        if approval.state.is_final() {
+            self.unlock(id);
+        }
+        Ok(())
+    }
+
+    /// Another node replaced the approval rules: apply them here too.
+    pub async fn reload_rules(&self) -> Result<(), SetRulesError> {
+        let storage = self.storage.clone();
+        let stored = tokio::task::spawn_blocking(move || storage.operator().approval_rules())
+            .await
+            .map_err(|e| StorageError::Backend(format!("reading the approval rules: {e}")))??;
+        if let Some(mut rules) = stored {
+            rules.webhook = None;
+            self.policy.store(Arc::new(ApprovalPolicy::new(rules)?));
+        }
+        Ok(())
     }
 
     async fn load(&self, id: &str) -> Result<Approval, ApprovalError> {

@@ -73,7 +73,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let server = &config.server;
-    let runtime = Runtime::new(config.runtime_options()?)?;
+    let runtime = config.runtime().await?;
     runtime
         .plugins()
         .recover_folder()

@@ -129,13 +129,27 @@ pub struct Approval {
     pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// The node that took it for running (nodes sharing a store each close
+    /// only their own when they start again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
 }
 
 /// Where approvals are kept. Writes are durable when they return.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
-    /// Insert or replace `approval`, keeping the index of open ones.
+    /// Insert `approval` (a call just held), keeping the index of open ones.
     async fn put_approval(&self, approval: &Approval) -> Result<(), StorageError>;
+    /// Replace the approval by `approval` only if the stored one still is as
+    /// the caller read it: in state `from`, with `decisions` decisions.
+    /// Whether it was (false: another node changed it first, so this change
+    /// must not apply). Every change after the hold goes through here.
+    async fn update_approval(
+        &self,
+        approval: &Approval,
+        from: ApprovalState,
+        decisions: usize,
+    ) -> Result<bool, StorageError>;
     async fn approval(&self, id: &str) -> Result<Option<Approval>, StorageError>;
     /// Every approval still open (pending, approved, executing), oldest first.
     async fn open_approvals(&self) -> Result<Vec<Approval>, StorageError>;

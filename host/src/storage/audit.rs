@@ -509,6 +509,9 @@ pub trait AuditStore: Send + Sync {
     /// The highest id stored (0 when none), so that ids keep increasing
     /// across restarts even if the clock steps back.
     fn last_id(&self) -> Result<u64, StorageError>;
+    /// This node's number among those sharing the store (0 to 255): the low
+    /// byte of every id it makes, so that nodes never make the same id.
+    fn id_slot(&self) -> u8;
     /// Store `record` under `id` (replacing what was there) and apply `mark`.
     async fn put(&self, id: u64, record: &AuditRecord, mark: Mark) -> Result<(), StorageError>;
     /// Records still noted `running`: at start, the calls a stop cut short.
@@ -522,9 +525,17 @@ pub trait AuditStore: Send + Sync {
 pub struct AuditLog {
     storage: Storage,
     last: AtomicU64,
+    /// The low byte of every id this node makes.
+    slot: u8,
     published: Published,
     /// The records closed as `interrupted` when this log was opened.
     interrupted: Vec<AuditRecord>,
+}
+
+/// The smallest id from `at` on whose low byte is `slot`.
+fn with_slot(at: u64, slot: u8) -> u64 {
+    let slot = u64::from(slot);
+    ((at.saturating_sub(slot) + 0xff) & !0xff) + slot
 }
 
 fn now_micros() -> u64 {
@@ -541,6 +552,7 @@ impl AuditLog {
         let mut log = AuditLog {
             storage: storage.clone(),
             last: AtomicU64::new(last),
+            slot: storage.audit().id_slot(),
             published: Published(tokio::sync::broadcast::channel(256).0),
             interrupted: Vec::new(),
         };
@@ -571,13 +583,14 @@ impl AuditLog {
         &self.interrupted
     }
 
-    /// A new id: microseconds since the epoch, shifted to leave room for
-    /// calls in the same microsecond.
+    /// A new id: microseconds since the epoch in the high bits, this node's
+    /// slot in the low byte. Calls in the same microsecond take the next
+    /// microseconds (ids run at most a little ahead of the clock).
     fn next_id(&self) -> u64 {
         let candidate = now_micros() << 8;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let next = candidate.max(last + 1);
+            let next = with_slot(candidate.max(last + 1), self.slot);
             match self
                 .last
                 .compare_exchange_weak(last, next, Ordering::SeqCst, Ordering::Relaxed)
@@ -780,6 +793,22 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ids_carry_the_node_slot_and_never_go_back() {
+        assert_eq!(with_slot(0x1_00, 5), 0x1_05);
+        assert_eq!(with_slot(0x1_05, 5), 0x1_05);
+        assert_eq!(with_slot(0x1_06, 5), 0x2_05);
+        assert_eq!(with_slot(0x1_00, 0), 0x1_00);
+        assert_eq!(with_slot(0x1_01, 0), 0x2_00);
+        assert_eq!(with_slot(0x1_ff, 255), 0x1_ff);
+        // Two nodes from the same instant never meet.
+        for at in 0x1000..0x1400u64 {
+            assert_ne!(with_slot(at, 1), with_slot(at, 2));
+            assert_eq!(with_slot(at, 7) & 0xff, 7);
+            assert!(with_slot(at, 7) >= at);
+        }
+    }
 
     #[test]
     fn a_query_needs_what_a_matching_record_contains_as_stored() {

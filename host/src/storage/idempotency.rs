@@ -1,8 +1,10 @@
 //! `Idempotency-Key`: a retried call returns the first call's answer instead
-//! of running again. Answers are kept in sled per (principal, canonical
+//! of running again. Answers are kept in storage per (principal, canonical
 //! tool, key) for a retention period (a day by default) and swept after it;
 //! a retry that arrives while the first call still runs is told so (409)
-//! instead of running the call a second time.
+//! instead of running the call a second time. On one node the running
+//! calls' claims are kept in memory; nodes sharing a store also claim the
+//! key there, so a retry on another node is told the same.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,11 @@ use crate::storage::{Storage, StorageError};
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 200;
+/// How long a node's claim on a key holds in a store that nodes share: a
+/// node that dies in the middle of a call keeps retries out until it starts
+/// again (and answers them `interrupted`) or this passes. Longer than any
+/// call runs.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(600);
 
 /// A stored answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +58,16 @@ pub trait IdempotencyStore: Send + Sync {
     async fn keep(&self, key: &AnswerKey<'_>, answer: &Answer, only_if_absent: bool) -> Result<bool, StorageError>;
     /// Delete answers stored before `stored_before` (Unix seconds); how many went.
     async fn sweep(&self, stored_before: u64) -> Result<usize, StorageError>;
+    /// Claim `key` for a first call that this node runs now, until `until`
+    /// (Unix ms), so that a retry on another node is told it is in flight.
+    /// Refused (false) while another node's claim that has not run out holds
+    /// it, or while an answer stored at or after `fresh_since` (Unix
+    /// seconds) is there. A store that one process owns has nothing to add
+    /// to the claim the process keeps in memory.
+    async fn claim(&self, key: &AnswerKey<'_>, fresh_since: u64, until: u64) -> Result<bool, StorageError>;
+    /// Give up this node's claim on `key` (its call ended with no answer to
+    /// keep, or before it ran).
+    async fn release(&self, key: &AnswerKey<'_>) -> Result<(), StorageError>;
 }
 
 /// Keys whose first call is running now (on this host), shared with the
@@ -61,6 +78,8 @@ pub struct Idempotency {
     storage: Storage,
     retention: Duration,
     in_flight: InFlight,
+    /// Whether other nodes share the store (claims are then kept there too).
+    shared: bool,
 }
 
 /// What to do with a request that carries a key.
@@ -82,6 +101,8 @@ pub struct Claim {
     tool: String,
     key: String,
     in_flight: InFlight,
+    /// The shared store holding this node's claim, until an answer is kept.
+    stored: Option<Storage>,
 }
 
 impl Claim {
@@ -100,11 +121,31 @@ impl Drop for Claim {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+        // No answer was kept: let other nodes' retries run it.
+        if let (Some(storage), Ok(runtime)) = (self.stored.take(), tokio::runtime::Handle::try_current()) {
+            let (principal, tool, key) = (self.principal.clone(), self.tool.clone(), self.key.clone());
+            runtime.spawn(async move {
+                let key = AnswerKey {
+                    principal: &principal,
+                    tool: &tool,
+                    key: &key,
+                };
+                if let Err(e) = storage.idempotency().release(&key).await {
+                    tracing::warn!("idempotency: a claim could not be released ({e}); it runs out by itself");
+                }
+            });
+        }
     }
 }
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn arguments_digest(args: &Value) -> String {
@@ -117,6 +158,7 @@ impl Idempotency {
             storage: storage.clone(),
             retention,
             in_flight: InFlight::default(),
+            shared: storage.is_shared(),
         }
     }
 
@@ -139,18 +181,37 @@ impl Idempotency {
                 tool: tool.to_string(),
                 key: key.to_string(),
                 in_flight: self.in_flight.clone(),
+                stored: None,
             }
         };
-        if let Some(answer) = self.storage.idempotency().answer(&claim.key()).await? {
-            if self.fresh(&answer) {
-                return Ok(if answer.arguments == arguments_digest(args) {
-                    Lookup::Replay(answer)
-                } else {
-                    Lookup::Mismatch
-                });
+        if let Some(found) = self.replay(&claim, args).await? {
+            return Ok(found);
+        }
+        if self.shared {
+            // Other nodes see the claim too; one of them may hold it, or
+            // have just kept an answer.
+            let fresh_since = now().saturating_sub(self.retention.as_secs());
+            let until = now_ms() + CLAIM_LEASE.as_millis() as u64;
+            if !self.storage.idempotency().claim(&claim.key(), fresh_since, until).await? {
+                return Ok(self.replay(&claim, args).await?.unwrap_or(Lookup::InFlight));
             }
+            let mut claim = claim;
+            claim.stored = Some(self.storage.clone());
+            return Ok(Lookup::Run(claim));
         }
         Ok(Lookup::Run(claim))
+    }
+
+    /// The answer kept for `claim`'s key, if one is fresh.
+    async fn replay(&self, claim: &Claim, args: &Value) -> Result<Option<Lookup>, StorageError> {
+        Ok(match self.storage.idempotency().answer(&claim.key()).await? {
+            Some(answer) if self.fresh(&answer) => Some(if answer.arguments == arguments_digest(args) {
+                Lookup::Replay(answer)
+            } else {
+                Lookup::Mismatch
+            }),
+            _ => None,
+        })
     }
 
     /// Keep the answer, durably, then let retries see it.
@@ -161,7 +222,10 @@ impl Idempotency {
             arguments: arguments_digest(args),
             at: now(),
         };
+        let mut claim = claim;
         self.storage.idempotency().keep(&claim.key(), &answer, false).await?;
+        // Keeping the answer ended the stored claim.
+        claim.stored = None;
         drop(claim);
         Ok(())
     }

@@ -37,6 +37,8 @@ pub enum StorageError {
     Open { path: String, message: String },
     #[error("storage: {0}")]
     Backend(String),
+    #[error("storage: {0}")]
+    Config(String),
     #[error("storage: a stored {what} does not parse: {message}")]
     Corrupt { what: &'static str, message: String },
 }
@@ -67,6 +69,24 @@ pub trait HistoryStore: Send + Sync {
     async fn set_history(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), StorageError>;
 }
 
+/// A change that another node sharing the store made, as it announces it:
+/// what this node keeps in memory about it (a waiter, what serves) must be
+/// read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A held call changed (decided, taken for running, done, ...).
+    Approval(String),
+    /// A workflow run changed.
+    Run(String),
+    /// What serves a plugin changed: its version, grant or enabled state.
+    Plugin(String),
+    /// The approval rules were replaced.
+    Rules,
+    /// Announcements may have been missed (the feed's connection was
+    /// lost): anything may have changed.
+    Missed,
+}
+
 /// All the stores of one backend.
 #[async_trait]
 pub trait Backend:
@@ -75,6 +95,53 @@ pub trait Backend:
     /// Make every write made so far durable (kv writes included): at
     /// shutdown, and by kv spaces.
     async fn flush(&self) -> Result<(), StorageError>;
+    /// The changes other nodes make, as they are announced; `None` when one
+    /// process owns the store (nobody else changes it).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>>;
+    /// This node's name, as the store knows it (leases name it).
+    fn node(&self) -> &str;
+}
+
+/// `[storage]` in `toolhost.toml`: where the host keeps what it stores.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageConfig {
+    /// `postgres://user@host:port/database`: nodes share this database.
+    /// Absent: an embedded sled database in the data folder, one node.
+    pub url: Option<String>,
+    /// The environment variable holding the URL instead (so that a
+    /// password stays out of the file).
+    pub url_env: Option<String>,
+    /// This node's name, unique among the nodes sharing the database
+    /// [default: the machine's host name].
+    pub node: Option<String>,
+}
+
+impl StorageConfig {
+    /// The database URL, if nodes share one.
+    pub fn url(&self) -> Result<Option<String>, StorageError> {
+        match (&self.url, &self.url_env) {
+            (Some(_), Some(_)) => Err(StorageError::Config(
+                "[storage] sets both url and url-env; set one".into(),
+            )),
+            (Some(url), None) => Ok(Some(url.clone())),
+            (None, Some(var)) => std::env::var(var).map(Some).map_err(|_| {
+                StorageError::Config(format!("[storage] url-env names {var}, which is not set"))
+            }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// This node's name: the configured one, else the host name.
+    pub fn node(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "toolhost".into())
+        })
+    }
 }
 
 /// The host's stores; cheap to clone.
@@ -87,6 +154,17 @@ impl Storage {
     /// The embedded default: a sled database in `dir`.
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         Ok(Storage::with(Arc::new(sled::SledBackend::open(dir)?)))
+    }
+
+    /// What `[storage]` names: PostgreSQL shared with other nodes when it
+    /// has a URL, else sled in `dir`.
+    pub async fn connect(config: &StorageConfig, dir: &Path) -> Result<Storage, StorageError> {
+        match config.url()? {
+            Some(url) => Ok(Storage::with(Arc::new(
+                postgres::Postgres::connect(&url, &config.node()).await?,
+            ))),
+            None => Storage::open(dir),
+        }
     }
 
     pub fn with(backend: Arc<dyn Backend>) -> Storage {
@@ -123,5 +201,19 @@ impl Storage {
 
     pub async fn flush(&self) -> Result<(), StorageError> {
         self.backend.flush().await
+    }
+
+    /// See [`Backend::changes`].
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        self.backend.changes()
+    }
+
+    /// Whether other nodes share this store.
+    pub fn is_shared(&self) -> bool {
+        self.backend.changes().is_some()
+    }
+
+    pub fn node(&self) -> &str {
+        self.backend.node()
     }
 }

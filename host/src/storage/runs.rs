@@ -151,4 +151,9 @@ pub trait RunStore: Send + Sync {
     async fn put_step(&self, run: &str, step: &Step) -> Result<(), StorageError>;
     /// A run's steps, in order.
     async fn steps(&self, run: &str) -> Result<Vec<Step>, StorageError>;
+    /// Take or renew the lease on open run `id` for node `node` until
+    /// `until` (Unix ms): granted when nobody holds it, `node` holds it, or
+    /// the holder's lease ran out (its node died). Only the holder drives
+    /// a run. A store that one process owns grants every lease.
+    async fn lease_run(&self, id: &str, node: &str, until: u64) -> Result<bool, StorageError>;
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::approvals::{Approval, ApprovalStore};
+use super::approvals::{Approval, ApprovalState, ApprovalStore};
 use super::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
 use super::idempotency::{Answer, AnswerKey, IdempotencyStore};
 use super::kv::{self, KvRefusal, KvSpace, KvStore};
@@ -155,6 +155,15 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -
 
 #[async_trait]
 impl Backend for SledBackend {
+    /// One process owns the database (sled locks it).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<super::Change>> {
+        None
+    }
+
+    fn node(&self) -> &str {
+        "local"
+    }
+
     async fn flush(&self) -> Result<(), StorageError> {
         self.durable().await
     }
@@ -251,6 +260,11 @@ impl KvSpace for SledSpace {
 
 #[async_trait]
 impl AuditStore for SledBackend {
+    /// One node.
+    fn id_slot(&self) -> u8 {
+        0
+    }
+
     fn last_id(&self) -> Result<u64, StorageError> {
         Ok(match self.audit.last()? {
             Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])),
@@ -360,6 +374,15 @@ impl IdempotencyStore for SledBackend {
         Ok(wrote)
     }
 
+    /// One process: the claim it keeps in memory is the whole claim.
+    async fn claim(&self, _key: &AnswerKey<'_>, _fresh_since: u64, _until: u64) -> Result<bool, StorageError> {
+        Ok(true)
+    }
+
+    async fn release(&self, _key: &AnswerKey<'_>) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     async fn sweep(&self, stored_before: u64) -> Result<usize, StorageError> {
         let tree = self.idempotency.clone();
         let sweep = move || -> Result<usize, StorageError> {
@@ -456,6 +479,32 @@ impl Indexed {
             .map_err(|e: sled::transaction::TransactionError<()>| StorageError::Backend(format!("{e:?}")))
     }
 
+    /// `put`, only if the stored record passes `still`, checked in the same
+    /// transaction. Whether it did.
+    fn put_if(&self, id: &str, bytes: &[u8], open: bool, still: impl Fn(&[u8]) -> bool) -> Result<bool, StorageError> {
+        use sled::transaction::ConflictableTransactionError::Abort;
+        use sled::Transactional;
+        let key = id.as_bytes();
+        let outcome = (&self.records, &self.open).transaction(|(records, index)| {
+            match records.get(key)? {
+                Some(stored) if still(&stored) => {}
+                _ => return Err(Abort(())),
+            }
+            records.insert(key, bytes)?;
+            if open {
+                index.insert(key, &[])?;
+            } else {
+                index.remove(key)?;
+            }
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(sled::transaction::TransactionError::Abort(())) => Ok(false),
+            Err(e) => Err(StorageError::Backend(format!("{e:?}"))),
+        }
+    }
+
     fn get<T: serde::de::DeserializeOwned>(&self, what: &'static str, id: &str) -> Result<Option<T>, StorageError> {
         match self.records.get(id)? {
             Some(bytes) => from_json(what, &bytes).map(Some),
@@ -506,6 +555,24 @@ impl ApprovalStore for SledBackend {
         self.durable().await
     }
 
+    async fn update_approval(
+        &self,
+        approval: &Approval,
+        from: ApprovalState,
+        decisions: usize,
+    ) -> Result<bool, StorageError> {
+        let still = |stored: &[u8]| {
+            serde_json::from_slice::<Approval>(stored).is_ok_and(|s| s.state == from && s.decisions.len() == decisions)
+        };
+        let updated = self
+            .approvals
+            .put_if(&approval.id, &to_json(approval), approval.state.is_open(), still)?;
+        if updated {
+            self.durable().await?;
+        }
+        Ok(updated)
+    }
+
     async fn approval(&self, id: &str) -> Result<Option<Approval>, StorageError> {
         self.approvals.get("approval", id)
     }
@@ -551,6 +618,11 @@ impl RunStore for SledBackend {
     async fn put_step(&self, run: &str, step: &Step) -> Result<(), StorageError> {
         self.run_steps.insert(step_key(run, step.seq), to_json(step))?;
         self.durable().await
+    }
+
+    /// One process drives every run of this store.
+    async fn lease_run(&self, _id: &str, _node: &str, _until: u64) -> Result<bool, StorageError> {
+        Ok(true)
     }
 
     async fn steps(&self, run: &str) -> Result<Vec<Step>, StorageError> {

@@ -21,6 +21,10 @@ fn parse(id: i64, record: serde_json::Value) -> Result<(u64, AuditRecord), Stora
 
 #[async_trait]
 impl AuditStore for Postgres {
+    fn id_slot(&self) -> u8 {
+        self.slot
+    }
+
     fn last_id(&self) -> Result<u64, StorageError> {
         self.at_start(|client| async move {
             let row = client

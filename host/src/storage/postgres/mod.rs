@@ -4,20 +4,30 @@
 //! at start, under an advisory lock so that nodes starting together apply
 //! each once.
 //!
-//! Where it stands (issue 16): the connection pool, the migrations and the
-//! connectors' kv spaces (quotas enforced across nodes in one transaction).
-//! The audit trail, idempotency, operator state, history, approvals and runs
-//! follow, after which it implements the whole [`super::Backend`].
+//! Every store of the seam lives here ([`super::Backend`]), each in its own
+//! module; what nodes must not both do is decided by the database (a quota
+//! row locked for the write, an approval changed only as it was read, a
+//! run's lease), and every change other nodes must act on is announced
+//! ([`changes`]).
 
 mod audit;
+mod changes;
+mod idempotency;
 mod kv;
+mod operator;
+mod records;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::StorageError;
+use super::kv::{KvSpace, KvStore};
+use super::{Backend, Change, StorageError};
 
 pub use kv::PgKv;
 
@@ -26,6 +36,7 @@ pub use kv::PgKv;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_kv.sql")),
     (2, include_str!("migrations/0002_audit.sql")),
+    (3, include_str!("migrations/0003_shared_state.sql")),
 ];
 
 /// Connections one node keeps at most.
@@ -46,6 +57,13 @@ pub struct Postgres {
     /// This node's name: what it writes is marked with it, so that at start
     /// it closes only its own calls that a stop cut short.
     node: String,
+    /// The node's number among all that ever used this database (see
+    /// [`super::audit::AuditStore::id_slot`]).
+    slot: u8,
+    /// What other nodes announce, from the listener.
+    changes: broadcast::Sender<Change>,
+    /// Stops the listener once the last clone goes.
+    _listening: Arc<DropGuard>,
 }
 
 impl Postgres {
@@ -67,13 +85,66 @@ impl Postgres {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| backend("pool", e))?;
-        let postgres = Postgres {
+        let mut postgres = Postgres {
             pool,
             url: url.to_string(),
             node: node.to_string(),
+            slot: 0,
+            changes: broadcast::channel(1024).0,
+            _listening: Arc::new(CancellationToken::new().drop_guard()),
         };
         postgres.migrate().await?;
+        postgres.slot = postgres.register().await?;
+        let stop = CancellationToken::new();
+        changes::spawn_listener(url.to_string(), node.to_string(), postgres.changes.clone(), stop.clone());
+        postgres._listening = Arc::new(stop.drop_guard());
         Ok(postgres)
+    }
+
+    /// Record this node and find its slot: the one it had, or the lowest
+    /// free one.
+    async fn register(&self) -> Result<u8, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| backend("registering the node", e))?;
+        tx.execute("LOCK TABLE nodes IN EXCLUSIVE MODE", &[])
+            .await
+            .map_err(|e| backend("registering the node", e))?;
+        let row = tx
+            .query_opt(
+                "UPDATE nodes SET last_seen = now() WHERE name = $1 RETURNING slot",
+                &[&self.node],
+            )
+            .await
+            .map_err(|e| backend("registering the node", e))?;
+        let slot: i16 = match row {
+            Some(row) => row.get(0),
+            None => {
+                let free = tx
+                    .query_opt(
+                        "SELECT s FROM generate_series(0, 255) AS s
+                         WHERE s NOT IN (SELECT slot FROM nodes) ORDER BY s LIMIT 1",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| backend("registering the node", e))?
+                    .ok_or_else(|| {
+                        StorageError::Backend(
+                            "postgres: 256 node names have used this database; remove retired ones from the                              `nodes` table"
+                                .into(),
+                        )
+                    })?;
+                let slot: i32 = free.get(0);
+                tx.execute(
+                    "INSERT INTO nodes (name, slot) VALUES ($1, $2)",
+                    &[&self.node, &(slot as i16)],
+                )
+                .await
+                .map_err(|e| backend("registering the node", e))?;
+                slot as i16
+            }
+        };
+        tx.commit().await.map_err(|e| backend("registering the node", e))?;
+        Ok(slot as u8)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
@@ -157,6 +228,28 @@ impl Postgres {
     /// The connectors' kv spaces on this database.
     pub fn kv(&self) -> PgKv {
         PgKv::new(self.pool.clone())
+    }
+}
+
+impl KvStore for Postgres {
+    fn space(&self, plugin: &str) -> Result<Arc<dyn KvSpace>, StorageError> {
+        self.kv().space(plugin)
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    /// Every write is committed before its method returns.
+    async fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
+    }
+
+    fn node(&self) -> &str {
+        &self.node
     }
 }
 

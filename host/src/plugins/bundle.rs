@@ -163,8 +163,33 @@ impl Bundle {
         hex::encode(Sha256::digest(self.manifest_text.as_bytes()))
     }
 
+    /// The bundle's files as its folder holds them, the manifest last: what
+    /// is archived, shared between nodes and pushed to a registry.
+    pub fn files(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::with_capacity(3);
+        let manifest_file = match &self.contents {
+            Contents::Connector { manifest, wasm } => {
+                files.push((manifest.component_file().to_string(), wasm.clone()));
+                "connector.toml"
+            }
+            Contents::Workflow(_) => DOCUMENT_FILE,
+        };
+        if let Some(sig) = &self.signature {
+            files.push((self.signature_file().to_string(), sig.as_bytes().to_vec()));
+        }
+        files.push((manifest_file.to_string(), self.manifest_text.as_bytes().to_vec()));
+        files
+    }
+
     /// Write the bundle into `dir` (which must not hold another).
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        Bundle::write_files(dir, &self.files())
+    }
+
+    /// Write `files` (as [`Bundle::files`] lists them: the manifest last, so
+    /// a reader that finds it finds the rest) into `dir`, each on disk
+    /// before the next. A name that is not a plain file name is refused.
+    pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
         /// Written and on disk before the next one starts.
         fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             use std::io::Write;
@@ -172,19 +197,20 @@ impl Bundle {
             file.write_all(bytes)?;
             file.sync_all()
         }
-        std::fs::create_dir_all(dir)?;
-        let manifest_file = match &self.contents {
-            Contents::Connector { manifest, wasm } => {
-                write_synced(&dir.join(manifest.component_file()), wasm)?;
-                "connector.toml"
-            }
-            Contents::Workflow(_) => DOCUMENT_FILE,
+        let plain = |name: &str| {
+            let mut parts = Path::new(name).components();
+            matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None))
         };
-        if let Some(sig) = &self.signature {
-            write_synced(&dir.join(self.signature_file()), sig.as_bytes())?;
+        if let Some((name, _)) = files.iter().find(|(name, _)| !plain(name)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a bundle file name"),
+            ));
         }
-        // The manifest last: a reader that finds it finds the rest.
-        write_synced(&dir.join(manifest_file), self.manifest_text.as_bytes())?;
+        std::fs::create_dir_all(dir)?;
+        for (name, bytes) in files {
+            write_synced(&dir.join(name), bytes)?;
+        }
         std::fs::File::open(dir)?.sync_all()?;
         match dir.parent() {
             Some(parent) => std::fs::File::open(parent)?.sync_all(),

@@ -428,7 +428,7 @@ impl Lifecycle {
         }
         let history = self.versions.history(name).await.ok()?;
         let entry = history.iter().rev().find(|e| e.digest == digest)?;
-        let bundle = Bundle::read(&self.versions.path(&entry.archive)).ok()?;
+        let bundle = Bundle::read(&self.versions.local(&entry.archive).await.ok()??).ok()?;
         Workflow::load(&bundle, &self.policy.load()).ok().map(Arc::new)
     }
 
@@ -569,6 +569,11 @@ impl Lifecycle {
         grant.validate(plugin)?;
         grant.fits(plugin, matches!(current, Loaded::Workflow(_)))?;
         self.storage.operator().set_grant(plugin, &grant).await?;
+        self.apply_grant(plugin, grant, current)
+    }
+
+    /// Put `grant` in force for `current` (the caller owns the plugin).
+    fn apply_grant(&self, plugin: &str, grant: PluginPolicy, current: Loaded) -> Result<Loaded, LifecycleError> {
         self.policy.rcu(|policy| {
             let mut policy = Policy::clone(policy);
             policy.plugins.insert(plugin.to_string(), grant.clone());
@@ -584,6 +589,87 @@ impl Lifecycle {
         };
         self.changed();
         Ok(regranted)
+    }
+
+    /// Another node changed what serves `name` (a version, its grant, its
+    /// enabled state), or this node starts and others may have: serve here
+    /// what the shared store says. Nothing is stored again: the store
+    /// already says it.
+    pub async fn converge(&self, name: &str) -> Result<(), LifecycleError> {
+        let _owner = self.own(name).await;
+        let (grant, disabled) = self.storage.operator().operator_state(name).await?;
+        if disabled != self.is_disabled(name) {
+            self.disabled.rcu(|set| {
+                let mut set = HashSet::clone(set);
+                if disabled {
+                    set.insert(name.to_string());
+                } else {
+                    set.remove(name);
+                }
+                set
+            });
+            self.changed();
+        }
+        // A grant the API set replaces the file's (as at start).
+        if let Some(grant) = grant {
+            let stored = serde_json::to_value(grant.stored()).ok();
+            let in_force = serde_json::to_value(self.operator_grant(name).stored()).ok();
+            if stored != in_force {
+                match self.registry.loaded(name) {
+                    Some(current) => {
+                        self.apply_grant(name, grant, current)?;
+                    }
+                    None => {
+                        self.policy.rcu(|policy| {
+                            let mut policy = Policy::clone(policy);
+                            policy.plugins.insert(name.to_string(), grant.clone());
+                            policy
+                        });
+                    }
+                }
+            }
+        }
+        let history = self.versions.history(name).await?;
+        let Some(serving) = history.last() else {
+            return Ok(());
+        };
+        let current = self.registry.loaded(name);
+        if current.is_some_and(|c| c.digest() == serving.digest && c.manifest_digest() == serving.manifest_digest) {
+            return Ok(());
+        }
+        let Some(path) = self.versions.local(&serving.archive).await? else {
+            return Err(LoadError::Storage {
+                plugin: name.to_string(),
+                message: format!(
+                    "version {} ({}) serves on another node, but its bundle is in no store this node reads",
+                    serving.version, serving.archive
+                ),
+            }
+            .into());
+        };
+        let bundle = Bundle::read(&path)?;
+        let plugin = self.compile(&bundle, Via::Node).await?;
+        // The folder a restart of this node loads.
+        self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
+            plugin: name.to_string(),
+            message: format!("cannot write it into the plugins folder: {e}"),
+        })?;
+        self.swap(plugin, Via::Node).await;
+        Ok(())
+    }
+
+    /// [`converge`](Lifecycle::converge) every plugin the store knows: at
+    /// start, and whenever announcements may have been missed. Returns the
+    /// failures, by plugin.
+    pub async fn converge_all(&self) -> Result<Vec<(String, LifecycleError)>, LifecycleError> {
+        let mut failed = Vec::new();
+        for name in self.storage.history().plugins().await? {
+            if let Err(e) = self.converge(&name).await {
+                tracing::error!(plugin = %name, "cannot serve what the other nodes serve: {e}");
+                failed.push((name, e));
+            }
+        }
+        Ok(failed)
     }
 }
 

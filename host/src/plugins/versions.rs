@@ -73,6 +73,9 @@ impl Versions {
                 source,
             })?;
         }
+        // Shared before the history names it, so that a node that hears of
+        // the new version finds its bundle.
+        self.storage.history().put_bundle(&archive, &bundle.files()).await?;
         let mut history = self.history(plugin).await?;
         let entry = VersionEntry {
             version: bundle.version.to_string(),
@@ -93,18 +96,50 @@ impl Versions {
         Ok(entry)
     }
 
-    /// Where an archived bundle is, from its history entry's `archive`.
-    pub fn path(&self, archive: &str) -> PathBuf {
-        self.dir.join(archive)
+    /// Where an archived bundle is on this node, from its history entry's
+    /// `archive`: fetched from the store first when another node archived
+    /// it. `None` when neither has it.
+    pub async fn local(&self, archive: &str) -> Result<Option<PathBuf>, VersionsError> {
+        let path = self.dir.join(archive);
+        if Bundle::is_bundle(&path) {
+            return Ok(Some(path));
+        }
+        let Some(files) = self.storage.history().bundle(archive).await? else {
+            return Ok(None);
+        };
+        let failed = |source| VersionsError::Archive {
+            path: path.display().to_string(),
+            source,
+        };
+        // Written aside and renamed, so that a reader never finds half.
+        let aside = self
+            .dir
+            .join(format!(".fetching-{}-{}", std::process::id(), rand::random::<u32>()));
+        Bundle::write_files(&aside, &files).map_err(failed)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(failed)?;
+        }
+        if let Err(e) = std::fs::rename(&aside, &path) {
+            let _ = std::fs::remove_dir_all(&aside);
+            // Another fetch of the same archive got there first.
+            if !Bundle::is_bundle(&path) {
+                return Err(failed(e));
+            }
+        }
+        Ok(Some(path))
     }
 
     /// The version before the current one, and where its bundle is.
     pub async fn previous(&self, plugin: &str) -> Result<Option<(VersionEntry, PathBuf)>, VersionsError> {
         let history = self.history(plugin).await?;
-        Ok(history.iter().rev().nth(1).map(|previous| {
-            let path = self.dir.join(&previous.archive);
-            (previous.clone(), path)
-        }))
+        let Some(previous) = history.iter().rev().nth(1) else {
+            return Ok(None);
+        };
+        let path = match self.local(&previous.archive).await? {
+            Some(path) => path,
+            None => self.dir.join(&previous.archive),
+        };
+        Ok(Some((previous.clone(), path)))
     }
 
     /// After a rollback succeeded: the version rolled back from leaves the

@@ -1,6 +1,7 @@
 //! Prometheus metrics: calls and errors by tool and outcome, latency per
 //! tool, denials by plugin and capability, instances in use, held calls
-//! (pending, decision latency, outcomes by tool).
+//! (pending, decision latency, outcomes by tool), and, where nodes share a
+//! store, its connection pool and the changes heard from other nodes.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -28,6 +29,16 @@ struct ToolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DenialLabels {
     plugin: String,
     capability: String,
@@ -44,6 +55,10 @@ pub struct Metrics {
     approvals: Family<CallLabels, Counter>,
     decisions: Histogram,
     approvals_pending: Gauge<i64, AtomicI64>,
+    changes_heard: Family<KindLabels, Counter>,
+    reconciles: Counter,
+    convergence_failures: Counter,
+    pool: Family<StateLabels, Gauge<i64, AtomicI64>>,
     recent: Recent,
 }
 
@@ -133,6 +148,8 @@ pub struct Holdings {
     pub mcp_sessions: usize,
     /// Held calls waiting for a decision.
     pub approvals_pending: usize,
+    /// The shared store's connections, where there is one.
+    pub pool: Option<crate::storage::PoolStatus>,
 }
 
 impl Default for Metrics {
@@ -188,8 +205,36 @@ impl Default for Metrics {
             "Held calls waiting for a decision",
             approvals_pending.clone(),
         );
+        let changes_heard = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "replication_changes_heard",
+            "Changes other nodes announced, by kind (approval, run, plugin, rules)",
+            changes_heard.clone(),
+        );
+        let reconciles = Counter::default();
+        registry.register(
+            "replication_reconciles",
+            "Times this node compared everything with the shared store (periodically, or after missing announcements)",
+            reconciles.clone(),
+        );
+        let convergence_failures = Counter::default();
+        registry.register(
+            "replication_failures",
+            "Plugin changes from other nodes that could not be applied here",
+            convergence_failures.clone(),
+        );
+        let pool = Family::<StateLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "storage_connections",
+            "The shared store's pooled connections: open, idle (available), waiting (callers queued for one), max",
+            pool.clone(),
+        );
         Metrics {
             registry,
+            changes_heard,
+            reconciles,
+            convergence_failures,
+            pool,
             calls,
             latency,
             denials,
@@ -272,6 +317,25 @@ impl Metrics {
             .inc();
     }
 
+    /// Another node announced a change of `kind`.
+    pub fn heard(&self, kind: &str) {
+        self.changes_heard
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// This node compared everything with the shared store; `failed`
+    /// plugins could not be brought in line.
+    pub fn reconciled(&self, failed: usize) {
+        self.reconciles.inc();
+        self.convergence_failures.inc_by(failed as u64);
+    }
+
+    /// A plugin change from another node could not be applied here.
+    pub fn convergence_failed(&self) {
+        self.convergence_failures.inc();
+    }
+
     /// A held call decided (or expired) `waited` after it was held.
     pub fn decided(&self, waited: std::time::Duration) {
         self.decisions.observe(waited.as_secs_f64());
@@ -282,6 +346,18 @@ impl Metrics {
         self.warm.set(holdings.warm_instances as i64);
         self.mcp_sessions.set(holdings.mcp_sessions as i64);
         self.approvals_pending.set(holdings.approvals_pending as i64);
+        if let Some(pool) = holdings.pool {
+            for (state, n) in [
+                ("open", pool.open),
+                ("idle", pool.idle),
+                ("waiting", pool.waiting),
+                ("max", pool.max),
+            ] {
+                self.pool
+                    .get_or_create(&StateLabels { state: state.into() })
+                    .set(n as i64);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -5,6 +5,7 @@ pub mod api;
 pub mod approvals;
 pub mod auth;
 pub mod metrics;
+pub mod nodes;
 pub mod runs;
 pub mod webhook;
 
@@ -83,10 +84,20 @@ pub async fn serve_on(
         .load_all()
         .await
         .map_err(crate::runtime::RuntimeError::from)?;
-    let failed: Vec<String> = loaded
+    let mut failed: Vec<String> = loaded
         .iter()
         .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
         .collect();
+    // Nodes sharing a store serve what it says serves, whatever this node's
+    // folder held (a node started later fetches what was uploaded meanwhile).
+    if runtime.storage().is_shared() {
+        let converged = runtime
+            .plugins()
+            .converge_all()
+            .await
+            .map_err(crate::runtime::RuntimeError::from)?;
+        failed.extend(converged.into_iter().map(|(name, e)| format!("{name}: {e}")));
+    }
     let idempotency = Arc::new(Idempotency::open(
         runtime.storage(),
         std::time::Duration::from_secs(server.idempotency_retention_secs),
@@ -124,6 +135,10 @@ pub async fn serve_on(
         api::spawn_execution(&state, id);
     }
     spawn_expiry(&approvals, stopping.clone());
+    // Where nodes share the store: follow their changes, and take over the
+    // runs of a node that died.
+    nodes::spawn_follower(&state);
+    runs::spawn_takeover(&state);
     // Workflow runs a stop or a crash left open go on where they were.
     let resumed = runs::recover(&state)
         .await

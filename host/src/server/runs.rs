@@ -31,6 +31,15 @@ use crate::workflow::Workflow;
 pub const CALL_WAIT: Duration = Duration::from_secs(20);
 /// Longest wait a client may ask for on `GET /v1/runs/{id}?wait=`.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How long a node's lease on a run it drives lasts, where nodes share the
+/// store: a run whose node died is taken over this long after its last
+/// renewal at most (plus one renewal period).
+pub const LEASE: Duration = Duration::from_secs(15);
+/// How often the lease is renewed, and other nodes look for runs to take over.
+const LEASE_RENEWAL: Duration = Duration::from_secs(5);
+/// How often a waiter reads a run again where nodes share the store (the
+/// node driving it may be another).
+const RECHECK: Duration = Duration::from_secs(2);
 
 /// The runs this process drives.
 #[derive(Default)]
@@ -52,7 +61,8 @@ pub enum RunError {
 }
 
 impl Runs {
-    fn changed(&self) {
+    /// Waiters look again (a run changed here, or on another node).
+    pub fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -126,17 +136,72 @@ pub async fn begin(
     Ok(run)
 }
 
-/// Drive `run` (new or resumed) in the background.
+/// Drive `run` (new or resumed) in the background. Where nodes share the
+/// store, this node holds the run's lease meanwhile, and stops driving it
+/// if the lease is lost (another node took the run over).
 pub fn spawn(state: &Shared, workflow: Arc<Workflow>, run: Run) {
     let halt = state.stopping.child_token();
     state.runs.active().insert(run.id.clone(), halt.clone());
     let driver = state.clone();
+    let lease = state
+        .runtime
+        .storage()
+        .is_shared()
+        .then(|| tokio::spawn(hold_lease(state.clone(), run.id.clone(), halt.clone())));
     drop(state.runtime.detach(async move {
         let id = run.id.clone();
         drive(&driver, workflow, run, halt).await;
+        if let Some(lease) = lease {
+            lease.abort();
+        }
         driver.runs.active().remove(&id);
         driver.runs.changed();
     }));
+}
+
+/// Renew this node's lease on run `id` until aborted; if another node has
+/// taken the run over, `halt` it here.
+async fn hold_lease(state: Shared, id: String, halt: CancellationToken) {
+    let storage = state.runtime.storage();
+    loop {
+        tokio::time::sleep(LEASE_RENEWAL).await;
+        let until = now_ms() + LEASE.as_millis() as u64;
+        match storage.runs().lease_run(&id, storage.node(), until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(run = %id, "another node took this run over; it stops here");
+                halt.cancel();
+                return;
+            }
+            // Kept trying: if the lease runs out meanwhile, the next renewal
+            // finds the run taken over.
+            Err(e) => tracing::warn!(run = %id, "cannot renew the run's lease: {e}"),
+        }
+    }
+}
+
+/// Where nodes share the store, take over the open runs nobody drives (their
+/// node died and their lease ran out), now and then, until the host stops.
+pub fn spawn_takeover(state: &Shared) {
+    if !state.runtime.storage().is_shared() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(LEASE_RENEWAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = state.stopping.cancelled() => return,
+            }
+            match recover(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("took over {n} workflow run(s) whose node stopped"),
+                Err(e) => tracing::error!("taking over workflow runs: {e}"),
+            }
+        }
+    });
 }
 
 /// The run `id` once it has ended (or, with `or_waiting`, waits for a
@@ -150,8 +215,14 @@ pub async fn wait(state: &Shared, id: &str, wait: Duration, or_waiting: bool) ->
         if settled {
             return Ok(run);
         }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
+        let wake = if state.runtime.storage().is_shared() {
+            deadline.min(tokio::time::Instant::now() + RECHECK)
+        } else {
+            deadline
+        };
+        match tokio::time::timeout_at(wake, changes.changed()).await {
             Ok(Ok(())) => {}
+            Err(_) if wake < deadline => {}
             Ok(Err(_)) | Err(_) => return get(state, id).await,
         }
     }
@@ -212,11 +283,21 @@ pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError>
 }
 
 /// At start: drive again every run a stop or a crash left open, on the
-/// version of its workflow it started on.
+/// version of its workflow it started on (where nodes share the store, the
+/// open runs no node holds the lease of).
 pub async fn recover(state: &Shared) -> Result<usize, RunError> {
-    let open = state.runtime.storage().runs().open_runs().await?;
+    let storage = state.runtime.storage();
+    let open = storage.runs().open_runs().await?;
     let mut resumed = 0;
     for run in open {
+        if state.runs.active().contains_key(&run.id) {
+            continue;
+        }
+        // Another node drives it (one process owns a store that is not shared).
+        let until = now_ms() + LEASE.as_millis() as u64;
+        if !storage.runs().lease_run(&run.id, storage.node(), until).await? {
+            continue;
+        }
         match state
             .runtime
             .plugins()

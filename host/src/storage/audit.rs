@@ -233,7 +233,7 @@ impl From<&CallError> for Outcome {
 }
 
 /// How something reached the host: a call (REST, MCP, the CLI), or a
-/// bundle (the plugins folder, an upload, a rollback).
+/// bundle (the plugins folder, an upload, a rollback, another node).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
@@ -244,6 +244,8 @@ pub enum Via {
     Folder,
     Api,
     Rollback,
+    /// Another node's change, applied here (nodes sharing a store).
+    Node,
 }
 
 impl Via {
@@ -255,6 +257,7 @@ impl Via {
             Via::Folder => "folder",
             Via::Api => "api",
             Via::Rollback => "rollback",
+            Via::Node => "node",
         }
     }
 }

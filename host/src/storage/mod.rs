@@ -59,6 +59,9 @@ pub trait OperatorStore: Send + Sync {
     /// The approval rules set through the API, which replace the file's.
     fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError>;
     async fn set_approval_rules(&self, rules: &ApprovalConfig) -> Result<(), StorageError>;
+    /// One plugin's stored grant (if the API set one) and whether it is
+    /// disabled: what a node reads again when another changed them.
+    async fn operator_state(&self, plugin: &str) -> Result<(Option<PluginPolicy>, bool), StorageError>;
 }
 
 /// Which versions each plugin has served, oldest first (the bundles
@@ -67,6 +70,13 @@ pub trait OperatorStore: Send + Sync {
 pub trait HistoryStore: Send + Sync {
     async fn history(&self, plugin: &str) -> Result<Vec<VersionEntry>, StorageError>;
     async fn set_history(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), StorageError>;
+    /// Every plugin with a history.
+    async fn plugins(&self) -> Result<Vec<String>, StorageError>;
+    /// Keep an archived bundle's files (see `Bundle::files`) where every
+    /// node finds them, under its archive name. A store that one process
+    /// owns keeps none: the archive folder has them.
+    async fn put_bundle(&self, archive: &str, files: &[(String, Vec<u8>)]) -> Result<(), StorageError>;
+    async fn bundle(&self, archive: &str) -> Result<Option<Vec<(String, Vec<u8>)>>, StorageError>;
 }
 
 /// A change that another node sharing the store made, as it announces it:
@@ -100,6 +110,19 @@ pub trait Backend:
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>>;
     /// This node's name, as the store knows it (leases name it).
     fn node(&self) -> &str;
+    /// Whether the store answers now, and its connections: for `/readyz`
+    /// and `/metrics`. `None` for an embedded store (it has none).
+    async fn status(&self) -> Result<Option<PoolStatus>, StorageError>;
+}
+
+/// A networked store's connection pool, as it is now.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStatus {
+    pub open: usize,
+    pub idle: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    pub max: usize,
 }
 
 /// `[storage]` in `toolhost.toml`: where the host keeps what it stores.
@@ -148,6 +171,7 @@ impl StorageConfig {
 #[derive(Clone)]
 pub struct Storage {
     backend: Arc<dyn Backend>,
+    shared: bool,
 }
 
 impl Storage {
@@ -168,7 +192,8 @@ impl Storage {
     }
 
     pub fn with(backend: Arc<dyn Backend>) -> Storage {
-        Storage { backend }
+        let shared = backend.changes().is_some();
+        Storage { backend, shared }
     }
 
     pub fn kv(&self) -> &dyn KvStore {
@@ -210,10 +235,15 @@ impl Storage {
 
     /// Whether other nodes share this store.
     pub fn is_shared(&self) -> bool {
-        self.backend.changes().is_some()
+        self.shared
     }
 
     pub fn node(&self) -> &str {
         self.backend.node()
+    }
+
+    /// See [`Backend::status`].
+    pub async fn status(&self) -> Result<Option<PoolStatus>, StorageError> {
+        self.backend.status().await
     }
 }

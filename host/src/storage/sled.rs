@@ -164,6 +164,10 @@ impl Backend for SledBackend {
         "local"
     }
 
+    async fn status(&self) -> Result<Option<super::PoolStatus>, StorageError> {
+        Ok(None)
+    }
+
     async fn flush(&self) -> Result<(), StorageError> {
         self.durable().await
     }
@@ -452,6 +456,14 @@ impl OperatorStore for SledBackend {
         self.settings.insert(APPROVAL_RULES, to_json(rules))?;
         self.durable().await
     }
+
+    async fn operator_state(&self, plugin: &str) -> Result<(Option<PluginPolicy>, bool), StorageError> {
+        let grant = match self.grants.get(plugin)? {
+            Some(bytes) => Some(from_json("grant", &bytes)?),
+            None => None,
+        };
+        Ok((grant, self.disabled.contains_key(plugin)?))
+    }
 }
 
 /// Records by time-ordered id, with an index of the ids still open: what
@@ -649,6 +661,23 @@ impl HistoryStore for SledBackend {
     async fn set_history(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), StorageError> {
         self.history.insert(plugin, to_json(&history))?;
         self.durable().await
+    }
+
+    async fn plugins(&self) -> Result<Vec<String>, StorageError> {
+        self.history
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// The archive folder is the only copy one node needs.
+    async fn put_bundle(&self, _archive: &str, _files: &[(String, Vec<u8>)]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    async fn bundle(&self, _archive: &str) -> Result<Option<Vec<(String, Vec<u8>)>>, StorageError> {
+        Ok(None)
     }
 }
 

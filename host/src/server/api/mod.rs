@@ -99,13 +99,29 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready once the plugins folder has been loaded (even if some bundles
-/// failed: those are reported, the rest serve).
+/// failed: those are reported, the rest serve), and, where nodes share a
+/// database, while it answers: a node that cannot reach it cannot record a
+/// call, so a balancer should send calls elsewhere.
 async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     let plugins = state.runtime.plugins().registry().snapshot().len();
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({ "ready": true, "plugins": plugins })),
-    )
+    let storage = state.runtime.storage();
+    let (status, database) = match storage.status().await {
+        Ok(pool) => (StatusCode::OK, serde_json::json!({ "ok": true, "pool": pool })),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "ok": false, "error": e.to_string() }),
+        ),
+    };
+    let body = serde_json::json!({
+        "ready": status == StatusCode::OK,
+        "plugins": plugins,
+        "storage": {
+            "backend": if storage.is_shared() { "postgres" } else { "sled" },
+            "node": storage.node(),
+            "database": database,
+        },
+    });
+    (status, axum::Json(body))
 }
 
 async fn metrics(_admin: auth::Admin, State(state): State<Shared>) -> impl IntoResponse {
@@ -118,6 +134,7 @@ async fn metrics(_admin: auth::Admin, State(state): State<Shared>) -> impl IntoR
             warm_instances: state.runtime.warm_instances(),
             mcp_sessions: state.mcp_sessions.count().await,
             approvals_pending: state.approvals.pending().await.map_or(0, |p| p.len()),
+            pool: state.runtime.storage().status().await.ok().flatten(),
         }),
     )
 }

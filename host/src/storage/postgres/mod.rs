@@ -27,7 +27,7 @@ use tokio_postgres::NoTls;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::kv::{KvSpace, KvStore};
-use super::{Backend, Change, StorageError};
+use super::{Backend, Change, PoolStatus, StorageError};
 
 pub use kv::PgKv;
 
@@ -250,6 +250,23 @@ impl Backend for Postgres {
 
     fn node(&self) -> &str {
         &self.node
+    }
+
+    /// A round trip on a pooled connection, then the pool as it stands.
+    async fn status(&self) -> Result<Option<PoolStatus>, StorageError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| backend("checking the database", e))?;
+        drop(client);
+        let status = self.pool.status();
+        Ok(Some(PoolStatus {
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+            max: status.max_size,
+        }))
     }
 }
 

@@ -113,6 +113,28 @@ impl OperatorStore for Postgres {
         )
         .await
     }
+
+    async fn operator_state(&self, plugin: &str) -> Result<(Option<PluginPolicy>, bool), StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT grant_ FROM grants WHERE plugin = $1),
+                        EXISTS (SELECT 1 FROM disabled WHERE plugin = $1)",
+                &[&plugin],
+            )
+            .await
+            .map_err(|e| backend("a plugin's operator state", e))?;
+        let grant = row
+            .get::<_, Option<serde_json::Value>>(0)
+            .map(|g| {
+                serde_json::from_value(g).map_err(|e| StorageError::Corrupt {
+                    what: "grant",
+                    message: format!("{plugin}: {e}"),
+                })
+            })
+            .transpose()?;
+        Ok((grant, row.get(1)))
+    }
 }
 
 #[async_trait]
@@ -142,5 +164,42 @@ impl HistoryStore for Postgres {
             Change::Plugin(plugin.to_string()),
         )
         .await
+    }
+
+    async fn plugins(&self) -> Result<Vec<String>, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT plugin FROM history ORDER BY plugin", &[])
+            .await
+            .map_err(|e| backend("plugins with a history", e))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn put_bundle(&self, archive: &str, files: &[(String, Vec<u8>)]) -> Result<(), StorageError> {
+        let client = self.client().await?;
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        let contents: Vec<&[u8]> = files.iter().map(|(_, c)| c.as_slice()).collect();
+        // An archive name is a digest: the same name is the same bytes.
+        client
+            .execute(
+                "INSERT INTO bundles (archive, names, contents) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&archive, &names, &contents],
+            )
+            .await
+            .map_err(|e| backend("sharing a bundle", e))?;
+        Ok(())
+    }
+
+    async fn bundle(&self, archive: &str) -> Result<Option<Vec<(String, Vec<u8>)>>, StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT names, contents FROM bundles WHERE archive = $1", &[&archive])
+            .await
+            .map_err(|e| backend("a shared bundle", e))?;
+        Ok(row.map(|r| {
+            let names: Vec<String> = r.get(0);
+            let contents: Vec<Vec<u8>> = r.get(1);
+            names.into_iter().zip(contents).collect()
+        }))
     }
 }

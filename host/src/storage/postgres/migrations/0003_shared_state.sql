@@ -50,6 +50,15 @@ CREATE TABLE history (
     versions jsonb NOT NULL
 );
 
+-- Archived bundles' files, by archive name (plugin/digests), so that a node
+-- serves a version uploaded to another, and a node started later finds
+-- every version it may be asked to roll back to.
+CREATE TABLE bundles (
+    archive  text    PRIMARY KEY,
+    names    text[]  NOT NULL,
+    contents bytea[] NOT NULL
+);
+
 -- Held calls. `state` and `decisions` mirror the record, so that a change
 -- applies only to the approval as the node that makes it last saw it (a
 -- decision on one node and an execution on another cannot both win).

@@ -429,6 +429,14 @@ pub async fn upstream_with_slow(delay: std::time::Duration) -> SocketAddr {
 /// An upstream that counts the POSTs to `/effect` (the side effect a held
 /// call must not have until it is approved); `GET /ok` answers too.
 pub async fn counting_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    counting_upstream_slow(std::time::Duration::ZERO).await
+}
+
+/// [`counting_upstream`], whose `/effect` answers `delay` after counting
+/// (a call still in flight, its effect already had).
+pub async fn counting_upstream_slow(
+    delay: std::time::Duration,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let effects = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = effects.clone();
@@ -440,6 +448,7 @@ pub async fn counting_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomi
                 let counter = counter.clone();
                 async move {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
                     "done"
                 }
             }),

@@ -18,14 +18,14 @@ async fn nodes_starting_together_apply_each_migration_once() {
         assert!(node.is_ok(), "{:?}", node.as_ref().err());
     }
     let again = Postgres::connect(&url, "a").await.unwrap();
-    assert_eq!(again.migrate().await.unwrap(), 2);
+    assert_eq!(again.migrate().await.unwrap(), 3);
     let (client, connection) = tokio_postgres_connect(&url).await;
     let applied: i64 = client
         .query_one("SELECT count(*) FROM toolhost_migrations", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
     drop(client);
     connection.abort();
 }

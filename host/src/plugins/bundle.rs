@@ -199,7 +199,10 @@ impl Bundle {
         }
         let plain = |name: &str| {
             let mut parts = Path::new(name).components();
-            matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None))
+            matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            )
         };
         if let Some((name, _)) = files.iter().find(|(name, _)| !plain(name)) {
             return Err(std::io::Error::new(

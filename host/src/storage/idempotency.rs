@@ -192,7 +192,12 @@ impl Idempotency {
             // have just kept an answer.
             let fresh_since = now().saturating_sub(self.retention.as_secs());
             let until = now_ms() + CLAIM_LEASE.as_millis() as u64;
-            if !self.storage.idempotency().claim(&claim.key(), fresh_since, until).await? {
+            if !self
+                .storage
+                .idempotency()
+                .claim(&claim.key(), fresh_since, until)
+                .await?
+            {
                 return Ok(self.replay(&claim, args).await?.unwrap_or(Lookup::InFlight));
             }
             let mut claim = claim;

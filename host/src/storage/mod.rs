@@ -148,9 +148,9 @@ impl StorageConfig {
                 "[storage] sets both url and url-env; set one".into(),
             )),
             (Some(url), None) => Ok(Some(url.clone())),
-            (None, Some(var)) => std::env::var(var).map(Some).map_err(|_| {
-                StorageError::Config(format!("[storage] url-env names {var}, which is not set"))
-            }),
+            (None, Some(var)) => std::env::var(var)
+                .map(Some)
+                .map_err(|_| StorageError::Config(format!("[storage] url-env names {var}, which is not set"))),
             (None, None) => Ok(None),
         }
     }

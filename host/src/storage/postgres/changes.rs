@@ -121,7 +121,9 @@ async fn listen(url: &str, node: &str, changes: &broadcast::Sender<Change>, firs
         }
     }
     match driver.await {
-        Ok(Ok(())) => Err(StorageError::Backend("postgres: the change feed's connection closed".into())),
+        Ok(Ok(())) => Err(StorageError::Backend(
+            "postgres: the change feed's connection closed".into(),
+        )),
         Ok(Err(e)) => Err(backend("change feed", e)),
         Err(e) => Err(backend("change feed", e)),
     }

@@ -96,7 +96,12 @@ impl Postgres {
         postgres.migrate().await?;
         postgres.slot = postgres.register().await?;
         let stop = CancellationToken::new();
-        changes::spawn_listener(url.to_string(), node.to_string(), postgres.changes.clone(), stop.clone());
+        changes::spawn_listener(
+            url.to_string(),
+            node.to_string(),
+            postgres.changes.clone(),
+            stop.clone(),
+        );
         postgres._listening = Arc::new(stop.drop_guard());
         Ok(postgres)
     }
@@ -105,7 +110,10 @@ impl Postgres {
     /// free one.
     async fn register(&self) -> Result<u8, StorageError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| backend("registering the node", e))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| backend("registering the node", e))?;
         tx.execute("LOCK TABLE nodes IN EXCLUSIVE MODE", &[])
             .await
             .map_err(|e| backend("registering the node", e))?;

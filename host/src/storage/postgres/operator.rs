@@ -82,8 +82,13 @@ impl OperatorStore for Postgres {
         } else {
             "DELETE FROM disabled WHERE plugin = $1"
         };
-        self.change("disabling a plugin", sql, &[&plugin], Change::Plugin(plugin.to_string()))
-            .await
+        self.change(
+            "disabling a plugin",
+            sql,
+            &[&plugin],
+            Change::Plugin(plugin.to_string()),
+        )
+        .await
     }
 
     fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError> {

@@ -59,7 +59,10 @@ impl ApprovalStore for Postgres {
         decisions: usize,
     ) -> Result<bool, StorageError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| backend("changing an approval", e))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| backend("changing an approval", e))?;
         let updated = tx
             .execute(
                 "UPDATE approvals SET record = $2, state = $3, decisions = $4, open = $5

@@ -314,3 +314,156 @@ async fn an_approval_held_on_one_node_and_decided_on_the_other_runs_once() {
         assert_eq!(effects.load(Ordering::SeqCst), 2 + round, "round {round}");
     }
 }
+
+/// The id of the newest run once its first step is done.
+async fn first_step_done(server: &ServerProcess) -> String {
+    let start = Instant::now();
+    loop {
+        let (_, runs) = get_json(server, ADMIN_TOKEN, "/v1/runs").await;
+        let mut shown = Value::Null;
+        if let Some(id) = runs["runs"][0]["id"].as_str() {
+            shown = get_json(server, ADMIN_TOKEN, &format!("/v1/runs/{id}")).await.1;
+            if shown["run"]["steps"][0]["state"] == "done" {
+                return id.to_string();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no run did its first step: {runs} {shown}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A run with a step before and after a pause: long enough to kill its
+/// node in the middle.
+const SLOW_FILL: &str = r#"
+document: { dsl: '1.0.0', namespace: toolhost-tests, name: slow-fill, version: '1.0.0' }
+do:
+  - first:
+      call: kv-hog.fill
+      with: { prefix: run-first-, count: 1, size: 10 }
+  - pause:
+      wait: { milliseconds: 3000 }
+  - second:
+      call: kv-hog.fill
+      with: { prefix: run-second-, count: 1, size: 10 }
+  - report:
+      set: { done: true }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_node_under_load_loses_no_acknowledged_write_and_its_run_finishes_on_the_other() {
+    let url = Postgres::shared().database();
+    let config = "[plugins.slow-fill]\ntools = [\"kv-hog.fill\"]\n";
+    let node = |name: &str| {
+        ServerProcess::start_prepared(&on_database(config, &url, name), |plugins| {
+            std::os::unix::fs::symlink(guest("kv-hog"), plugins.join("kv-hog")).unwrap();
+            std::fs::create_dir(plugins.join("slow-fill")).unwrap();
+            std::fs::write(plugins.join("slow-fill/workflow.yaml"), SLOW_FILL).unwrap();
+        })
+    };
+    let mut a = node("a");
+    let b = node("b");
+
+    // A run starts on a and does its first step.
+    let started = {
+        let url = a.url("/v1/tools/slow-fill/invoke");
+        tokio::spawn(async move {
+            let _ = client()
+                .post(url)
+                .bearer_auth(AGENT_TOKEN)
+                .json(&json!({}))
+                .send()
+                .await;
+        })
+    };
+    let id = first_step_done(&b).await;
+
+    // Eight agents write to a at once, each key once; a is killed while
+    // they do.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let writers: Vec<_> = (0..8)
+        .map(|c| {
+            let (url, acknowledged) = (a.url("/v1/tools/kv-hog.fill/invoke"), acknowledged.clone());
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let prefix = format!("c{c}i{i}-");
+                    let sent = client()
+                        .post(&url)
+                        .bearer_auth(AGENT_TOKEN)
+                        .header("x-session-id", "load")
+                        .json(&json!({ "prefix": prefix, "count": 1, "size": 1 }))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { return };
+                    let Ok(body) = response.json::<Value>().await else {
+                        return;
+                    };
+                    if body["result"][0] == 1 {
+                        let audit = body["audit_id"].as_str().unwrap().to_string();
+                        acknowledged.lock().unwrap().push((format!("{prefix}0"), audit));
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("a has acknowledged 60 writes", || {
+        let acknowledged = acknowledged.clone();
+        async move { acknowledged.lock().unwrap().len() >= 60 }
+    })
+    .await;
+    a.crash();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    started.abort();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 60 && acknowledged.len() < 320,
+        "{}",
+        acknowledged.len()
+    );
+
+    // Every acknowledged write, and its audit record, is there for b.
+    let trail = toolhost_tests::get_text(&b, ADMIN_TOKEN, "/v1/audit/export?session=load").await;
+    let recorded: std::collections::HashSet<String> = trail
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for (key, audit) in &acknowledged {
+        assert!(recorded.contains(audit), "the audit record of {key} ({audit}) was lost");
+        let (_, size) = invoke(&b, AGENT_TOKEN, "kv-hog.size-of", json!({ "key": key })).await;
+        assert_eq!(size["result"], 1, "the write of {key} was lost: {size}");
+    }
+
+    // b takes the run over once a's lease has run out, and finishes it
+    // without doing its first step again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let (_, shown) = get_json(&b, ADMIN_TOKEN, &format!("/v1/runs/{id}?wait=10")).await;
+        if shown["run"]["state"] == "completed" || Instant::now() > deadline {
+            break shown;
+        }
+    };
+    assert_eq!(finished["run"]["state"], "completed", "{finished}");
+    let (_, steps) = get_json(&b, ADMIN_TOKEN, &format!("/v1/audit?run={id}&tool=kv-hog.fill")).await;
+    assert_eq!(
+        steps["records"].as_array().unwrap().len(),
+        2,
+        "each step ran once: {steps}"
+    );
+    assert!(b.log().contains("took over 1 workflow run"), "{}", b.log());
+
+    // a comes back: the calls it was running when killed are closed as
+    // interrupted, by a alone.
+    a.start_again();
+    let trail = toolhost_tests::get_text(&b, ADMIN_TOKEN, "/v1/audit/export?session=load").await;
+    assert!(!trail.contains("\"outcome\":\"running\""), "{trail}");
+}

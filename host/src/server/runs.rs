@@ -197,7 +197,7 @@ pub fn spawn_takeover(state: &Shared) {
             }
             match recover(&state).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!("took over {n} workflow run(s) whose node stopped"),
+                Ok(n) => tracing::warn!("took over {n} workflow run(s) whose node stopped"),
                 Err(e) => tracing::error!("taking over workflow runs: {e}"),
             }
         }

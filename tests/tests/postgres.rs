@@ -221,3 +221,129 @@ async fn the_audit_trail_is_shared_searched_by_index_and_each_node_closes_only_i
         .unwrap();
     assert_eq!(kept[0].tool, "coupon.issue-voucher");
 }
+
+/// A held call as the approvals service stores it.
+fn approval(id: &str) -> toolhost::storage::approvals::Approval {
+    serde_json::from_value(json!({
+        "id": id, "state": "pending", "tool": "coupon.issue-voucher", "plugin_version": "0.1.0",
+        "plugin_digest": "d", "arguments": { "amount-minor": 5000 }, "arguments_digest": "a",
+        "via": "http", "token": "agent", "session": "s", "idempotency_key": null, "rule": "vouchers",
+        "reason": "condition", "detail": null, "approvers": 1, "created": 1, "expires": u64::MAX / 2,
+        "decisions": [], "held_audit_id": "1", "call_audit_id": null, "answer": null, "finished": null,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_changes_only_as_it_was_read_and_other_nodes_hear_of_it() {
+    use toolhost::storage::approvals::{ApprovalState, ApprovalStore};
+    use toolhost::storage::{Backend, Change};
+    let url = Server::shared().database();
+    let a = Postgres::connect(&url, "a").await.unwrap();
+    let b = Postgres::connect(&url, "b").await.unwrap();
+    let mut heard = b.changes().unwrap();
+    a.put_approval(&approval("ap1")).await.unwrap();
+    // b hears of a's hold, and not of its own changes.
+    let change = tokio::time::timeout(std::time::Duration::from_secs(5), heard.recv())
+        .await
+        .expect("b hears a's change")
+        .unwrap();
+    assert_eq!(change, Change::Approval("ap1".into()));
+
+    // Both nodes take the approved call for running at once: one wins.
+    let mut approved = approval("ap1");
+    approved.state = ApprovalState::Approved;
+    assert!(a.update_approval(&approved, ApprovalState::Pending, 0).await.unwrap());
+    let mut on_a = approved.clone();
+    on_a.state = ApprovalState::Executing;
+    on_a.executor = Some("a".into());
+    let mut on_b = on_a.clone();
+    on_b.executor = Some("b".into());
+    let (x, y) = tokio::join!(
+        a.update_approval(&on_a, ApprovalState::Approved, 0),
+        b.update_approval(&on_b, ApprovalState::Approved, 0)
+    );
+    assert_eq!([x.unwrap(), y.unwrap()].iter().filter(|w| **w).count(), 1);
+    let stored = b.approval("ap1").await.unwrap().unwrap();
+    assert_eq!(stored.state, ApprovalState::Executing);
+    assert_eq!(b.open_approvals().await.unwrap().len(), 1);
+    // A decision counted on a stale read does not apply.
+    assert!(!b.update_approval(&approved, ApprovalState::Pending, 0).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_is_driven_by_the_node_holding_its_lease_until_the_lease_runs_out() {
+    use toolhost::storage::runs::{Run, RunStore};
+    let url = Server::shared().database();
+    let a = Postgres::connect(&url, "a").await.unwrap();
+    let b = Postgres::connect(&url, "b").await.unwrap();
+    let run: Run = serde_json::from_value(json!({
+        "id": "r1", "workflow": "late-parcel", "version": "1.0.0", "digest": "d", "state": "running",
+        "input": {}, "output": null, "error": null, "via": "http", "token": "agent", "session": null,
+        "waiting_on": null, "created": 1, "updated": 1, "finished": null,
+    }))
+    .unwrap();
+    a.put_run(&run).await.unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // The starting node holds it; another node cannot take it, the holder
+    // renews it.
+    assert!(!b.lease_run("r1", "b", now() + 15_000).await.unwrap());
+    assert!(a.lease_run("r1", "a", now() + 15_000).await.unwrap());
+    // A lease that ran out (its node died) goes to the first node to ask.
+    assert!(a.lease_run("r1", "a", now() - 1).await.unwrap());
+    let (x, y) = tokio::join!(b.lease_run("r1", "b", now() + 15_000), async {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        a.lease_run("r1", "c", now() + 15_000).await
+    });
+    assert_eq!((x.unwrap(), y.unwrap()), (true, false));
+    assert!(!a.lease_run("r1", "a", now() + 15_000).await.unwrap(), "a lost it");
+    // An ended run holds no lease and is not open.
+    let mut done = run.clone();
+    done.state = toolhost::storage::runs::RunState::Completed;
+    b.put_run(&done).await.unwrap();
+    assert!(!b.lease_run("r1", "b", now() + 15_000).await.unwrap());
+    assert!(a.open_runs().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_claimed_by_one_node_and_released_or_answered() {
+    use toolhost::storage::idempotency::{Answer, AnswerKey, IdempotencyStore};
+    let url = Server::shared().database();
+    let a = Postgres::connect(&url, "a").await.unwrap();
+    let b = Postgres::connect(&url, "b").await.unwrap();
+    let key = AnswerKey {
+        principal: "agent",
+        tool: "coupon.issue-voucher",
+        key: "k1",
+    };
+    let far = u64::MAX / 4;
+    let (x, y) = tokio::join!(a.claim(&key, 0, far), b.claim(&key, 0, far));
+    assert_eq!([x.unwrap(), y.unwrap()].iter().filter(|w| **w).count(), 1);
+    // Released by its holder (only), it can be claimed again.
+    b.release(&key).await.unwrap();
+    a.release(&key).await.unwrap();
+    assert!(b.claim(&key, 0, far).await.unwrap());
+    // The answer ends the claim; a fresh answer is not claimed over, a stale one is.
+    let answer = Answer {
+        status: 200,
+        body: json!({ "result": 1 }),
+        arguments: "a".into(),
+        at: 1_000,
+    };
+    assert!(b.keep(&key, &answer, false).await.unwrap());
+    assert_eq!(a.answer(&key).await.unwrap().unwrap().body, json!({ "result": 1 }));
+    assert!(!a.claim(&key, 999, far).await.unwrap(), "fresh");
+    assert!(!a.keep(&key, &answer, true).await.unwrap(), "already answered");
+    assert!(a.claim(&key, 1_001, far).await.unwrap(), "stale");
+    assert!(a.answer(&key).await.unwrap().is_none());
+    // A claim whose node died runs out.
+    let other = AnswerKey { key: "k2", ..key };
+    assert!(a.claim(&other, 0, 1).await.unwrap());
+    assert!(b.claim(&other, 0, far).await.unwrap());
+    assert_eq!(b.sweep(1_001).await.unwrap(), 0, "nothing to sweep yet");
+}

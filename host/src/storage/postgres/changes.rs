@@ -63,12 +63,20 @@ pub(super) async fn notify(
 }
 
 /// Listen for other nodes' changes until `stop`, reconnecting as needed,
-/// and send them on `changes`.
-pub(super) fn spawn_listener(url: String, node: String, changes: broadcast::Sender<Change>, stop: CancellationToken) {
+/// and send them on `changes`. The returned receiver is told once the
+/// first `LISTEN` is in place (from then on nothing announced is missed).
+pub(super) fn spawn_listener(
+    url: String,
+    node: String,
+    changes: broadcast::Sender<Change>,
+    stop: CancellationToken,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
+    let mut listening_tx = Some(listening_tx);
     tokio::spawn(async move {
         let mut first = true;
         loop {
-            let listening = listen(&url, &node, &changes, first);
+            let listening = listen(&url, &node, &changes, first, &mut listening_tx);
             let outcome = tokio::select! {
                 outcome = listening => outcome,
                 () = stop.cancelled() => return,
@@ -83,9 +91,16 @@ pub(super) fn spawn_listener(url: String, node: String, changes: broadcast::Send
             }
         }
     });
+    listening_rx
 }
 
-async fn listen(url: &str, node: &str, changes: &broadcast::Sender<Change>, first: bool) -> Result<(), StorageError> {
+async fn listen(
+    url: &str,
+    node: &str,
+    changes: &broadcast::Sender<Change>,
+    first: bool,
+    listening: &mut Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<(), StorageError> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| backend("connecting the change feed", e))?;
@@ -110,6 +125,9 @@ async fn listen(url: &str, node: &str, changes: &broadcast::Sender<Change>, firs
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(|e| backend("listening for changes", e))?;
+    if let Some(listening) = listening.take() {
+        let _ = listening.send(());
+    }
     // Reconnected: what was announced meanwhile is lost.
     if !first {
         let _ = changes.send(Change::Missed);

@@ -39,6 +39,9 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/0003_shared_state.sql")),
 ];
 
+/// How long `connect` waits for the change feed to listen.
+const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connections one node keeps at most.
 const POOL_SIZE: usize = 16;
 
@@ -96,13 +99,19 @@ impl Postgres {
         postgres.migrate().await?;
         postgres.slot = postgres.register().await?;
         let stop = CancellationToken::new();
-        changes::spawn_listener(
+        let listening = changes::spawn_listener(
             url.to_string(),
             node.to_string(),
             postgres.changes.clone(),
             stop.clone(),
         );
         postgres._listening = Arc::new(stop.drop_guard());
+        // Listening before this node acts, so that it misses nothing other
+        // nodes announce from now on (the periodic reconcile covers a
+        // listener that cannot connect yet).
+        if tokio::time::timeout(LISTEN_WAIT, listening).await.is_err() {
+            tracing::warn!("postgres: not yet listening for other nodes' changes; reconciling periodically meanwhile");
+        }
         Ok(postgres)
     }
 

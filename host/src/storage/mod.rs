@@ -1,9 +1,11 @@
 //! What the host keeps, behind one seam: connectors' kv spaces ([`kv`]),
 //! the audit trail ([`audit`]), idempotency answers ([`idempotency`]), the
 //! operator's grants, disabled plugins and approval rules, each plugin's
-//! version history, held calls ([`approvals`]) and workflow runs ([`runs`]). Each is a trait; a backend implements them all ([`Backend`]).
-//! [`sled`] is the embedded default; a networked backend is another
-//! implementation, and nothing on the call path changes with it.
+//! version history, held calls ([`approvals`]) and workflow runs ([`runs`]).
+//! Each is a trait; a backend implements them all ([`Backend`]). [`sled`] is
+//! the embedded default, owned by one process; [`postgres`] is shared by
+//! several nodes, which hear of each other's changes through
+//! [`Backend::changes`]. Nothing on the call path changes with the backend.
 //!
 //! One durability rule for every backend: a write is durable when the
 //! method returns, except kv writes, which are durable at the space's

@@ -24,7 +24,12 @@ const SEARCHES: usize = 200;
 const WRITERS: u64 = 32;
 
 fn record(id: u64, n: u64) -> AuditRecord {
-    let tools = ["crm.get-customer", "erp.get-order", "logistics.track-shipment", "coupon.issue-voucher"];
+    let tools = [
+        "crm.get-customer",
+        "erp.get-order",
+        "logistics.track-shipment",
+        "coupon.issue-voucher",
+    ];
     serde_json::from_value(json!({
         "id": id.to_string(), "time": "2026-12-04T00:00:00Z", "via": "http", "token": "agent",
         "session": format!("case-{}", n / PER_SESSION), "idempotency_key": null,

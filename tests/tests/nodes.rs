@@ -250,6 +250,23 @@ async fn a_change_on_one_node_serves_on_the_other_and_a_node_started_later_pulls
         metrics.contains("toolhost_storage_connections{state=\"max\"} 16"),
         "{metrics}"
     );
+
+    // Removed on c: no node serves it any more (the history the nodes
+    // reconcile with names no version).
+    let removed = client()
+        .delete(c.url("/v1/plugins/echo"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status().as_u16() / 100, 2);
+    for node in [&a, &b] {
+        eventually("the others stop serving echo", || async {
+            plugin(node, "echo").await.is_null()
+        })
+        .await;
+        assert_ne!(check(node).await, 200);
+    }
 }
 
 const POSTS: &str =

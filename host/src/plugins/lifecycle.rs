@@ -400,6 +400,16 @@ impl Lifecycle {
     /// for a later upload or rollback). What `DELETE /v1/plugins/{name}` does.
     pub async fn remove(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
         let drained = self.unload(name, drain).await?;
+        self.remove_folder(name)?;
+        // Nodes sharing the store serve what its history names: an empty
+        // history tells them (and this node's own reconcile) it is gone.
+        if self.storage.is_shared() {
+            self.versions.restore(name, &[]).await?;
+        }
+        Ok(drained)
+    }
+
+    fn remove_folder(&self, name: &str) -> Result<(), LifecycleError> {
         if let Some(dir) = self.bundle_dir_of(name) {
             remove_entry(&dir)
                 .and_then(|()| std::fs::File::open(&self.plugins_dir)?.sync_all())
@@ -408,7 +418,7 @@ impl Lifecycle {
                     source,
                 })?;
         }
-        Ok(drained)
+        Ok(())
     }
 
     /// The folder in the plugins folder whose manifest names `name`.
@@ -631,6 +641,20 @@ impl Lifecycle {
         }
         let history = self.versions.history(name).await?;
         let Some(serving) = history.last() else {
+            // Removed on another node: calls in flight finish on what they hold.
+            if let Some(removed) = self.registry.remove(name) {
+                self.changed();
+                self.remove_folder(name)?;
+                self.event(PluginEvent {
+                    via: Via::Node,
+                    plugin: name,
+                    outcome: Outcome::Unloaded,
+                    detail: "removed on another node".into(),
+                    version: Some(removed.version()),
+                    digest: Some(removed.digest().to_string()),
+                })
+                .await;
+            }
             return Ok(());
         };
         let current = self.registry.loaded(name);

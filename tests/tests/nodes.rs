@@ -330,6 +330,27 @@ async fn an_approval_held_on_one_node_and_decided_on_the_other_runs_once() {
         assert_eq!(done["decisions"].as_array().map(Vec::len), Some(1), "{done}");
         assert_eq!(effects.load(Ordering::SeqCst), 2 + round, "round {round}");
     }
+
+    // Rules replaced on b hold on a: POSTs no longer wait.
+    let rules = json!({ "expiry-secs": 600, "rules": [
+        { "name": "posts", "tools": ["netprobe.fetch"], "hold": "never" },
+    ]});
+    let r = client()
+        .put(b.url("/v1/approvals/rules"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("a has b's rules", || async {
+        let (_, rules) = get_json(&a, APPROVER_TOKEN, "/v1/approvals/rules").await;
+        rules["rules"][0]["hold"] == "never"
+    })
+    .await;
+    let (status, body) = invoke(&a, AGENT_TOKEN, "netprobe.fetch", effect.clone()).await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(effects.load(Ordering::SeqCst), 7);
 }
 
 /// The id of the newest run once its first step is done.

@@ -404,9 +404,7 @@ async fn kill_9_of_a_node_under_load_loses_no_acknowledged_write_and_its_run_fin
     };
     let mut a = node("a");
     let b = node("b");
-
-    // A run starts on a and does its first step.
-    let started = {
+    let start_run = |a: &ServerProcess| {
         let url = a.url("/v1/tools/slow-fill/invoke");
         tokio::spawn(async move {
             let _ = client()
@@ -417,7 +415,34 @@ async fn kill_9_of_a_node_under_load_loses_no_acknowledged_write_and_its_run_fin
                 .await;
         })
     };
-    let id = first_step_done(&b).await;
+
+    // A run driven by a and cancelled on b stops on a: its second step
+    // never runs.
+    let cancelled = start_run(&a);
+    let first = first_step_done(&b).await;
+    let cancel = client()
+        .post(b.url(&format!("/v1/runs/{first}/cancel")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let (_, steps) = get_json(&b, ADMIN_TOKEN, &format!("/v1/audit?run={first}&tool=kv-hog.fill")).await;
+    assert_eq!(steps["records"].as_array().unwrap().len(), 1, "{steps}");
+    let (_, shown) = get_json(&a, ADMIN_TOKEN, &format!("/v1/runs/{first}")).await;
+    assert_eq!(shown["run"]["state"], "cancelled", "{shown}");
+    cancelled.abort();
+
+    // A run starts on a and does its first step.
+    let started = start_run(&a);
+    let id = loop {
+        let newest = first_step_done(&b).await;
+        if newest != first {
+            break newest;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
 
     // Eight agents write to a at once, each key once; a is killed while
     // they do.

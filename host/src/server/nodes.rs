@@ -48,9 +48,9 @@ async fn apply(state: &Shared, change: Change) {
                 tracing::error!(approval = %id, "reading an approval another node changed: {e}");
             }
         }
-        Change::Run(_) => {
+        Change::Run(id) => {
             state.metrics.heard("run");
-            state.runs.changed();
+            crate::server::runs::heard(state, &id).await;
         }
         Change::Plugin(name) => {
             state.metrics.heard("plugin");

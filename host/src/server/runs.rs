@@ -169,7 +169,7 @@ async fn hold_lease(state: Shared, id: String, halt: CancellationToken) {
         match storage.runs().lease_run(&id, storage.node(), until).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(run = %id, "another node took this run over; it stops here");
+                tracing::warn!(run = %id, "this run was closed or taken over by another node; it stops here");
                 halt.cancel();
                 return;
             }
@@ -177,6 +177,20 @@ async fn hold_lease(state: Shared, id: String, halt: CancellationToken) {
             // finds the run taken over.
             Err(e) => tracing::warn!(run = %id, "cannot renew the run's lease: {e}"),
         }
+    }
+}
+
+/// Another node changed run `id`: waiters look again, and if this node
+/// drives it and it was closed there (cancelled), it stops here.
+pub async fn heard(state: &Shared, id: &str) {
+    state.runs.changed();
+    let Some(halt) = state.runs.active().get(id).cloned() else {
+        return;
+    };
+    match get(state, id).await {
+        Ok(run) if !run.state.is_open() => halt.cancel(),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(run = %id, "reading a run another node changed: {e}"),
     }
 }
 

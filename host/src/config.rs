@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::{DnsServer, OutboundOptions};
+use crate::plugins::oci::{BundleRef, RegistriesConfig};
 use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy};
 use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
 use crate::wasm::engine::EngineOptions;
@@ -33,6 +34,15 @@ pub struct Config {
     /// Where state is kept: sled here, or PostgreSQL shared by nodes.
     #[serde(default)]
     pub storage: crate::storage::StorageConfig,
+    /// Plugins pulled from OCI registries at start, by plugin name:
+    /// `crm = "oci://registry.example.com/vendor/crm:0.1.0"` (or
+    /// `...@sha256:<hex>`). Each lands in the plugins folder under its name
+    /// and loads from there like any other bundle.
+    #[serde(default)]
+    pub sources: BTreeMap<String, BundleRef>,
+    /// How registries are reached (which may be plain HTTP).
+    #[serde(default)]
+    pub registries: RegistriesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +185,14 @@ impl Config {
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
         ApprovalPolicy::new(config.approvals.clone())?;
+        // A source's name is the folder it is pulled into, and the plugin
+        // it must hold.
+        for name in config.sources.keys() {
+            crate::call::names::check_plugin_name(name).map_err(|message| PolicyError::Parse {
+                path: origin.to_string(),
+                message: format!("[sources] {message}"),
+            })?;
+        }
         Ok(config)
     }
 

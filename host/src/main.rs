@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 
 use toolhost::config::Config;
+use toolhost::plugins::oci::{self, BundleRef};
 
 // Every call builds and drops a store, an instance and their tables: many
 // small allocations from several threads, where glibc's malloc spent twice
@@ -55,7 +56,8 @@ enum Command {
     },
     /// List every tool of every plugin, with its JSON Schema, as JSON.
     Tools,
-    /// Sign and verify bundles (ed25519).
+    /// Sign and verify bundles (ed25519); push them to and pull them from
+    /// OCI registries.
     Plugin {
         #[command(subcommand)]
         action: PluginCommand,
@@ -94,9 +96,35 @@ enum PluginCommand {
         #[arg(long = "public-key", required = true)]
         public_keys: Vec<String>,
     },
+    /// Store a bundle folder in an OCI registry, one layer per file (its
+    /// signature too); prints the manifest digest, then the reference
+    /// pinned by it. Credentials, if the registry needs them, come from
+    /// TOOLHOST_REGISTRY_USER and TOOLHOST_REGISTRY_PASSWORD.
+    Push {
+        /// The bundle folder (connector.toml and its component, or
+        /// workflow.yaml; the signature if signed).
+        bundle: PathBuf,
+        /// `registry[:port]/repository:tag` (`oci://` in front is accepted).
+        reference: BundleRef,
+        /// Reach this registry over plain HTTP (loopback ones always are).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Fetch a bundle from an OCI registry into a new folder. A reference
+    /// with @sha256:... must match that manifest exactly. The signature is
+    /// checked when the host loads the bundle, as for any other.
+    Pull {
+        /// `registry[:port]/repository:tag` or `...@sha256:<hex>`.
+        reference: BundleRef,
+        /// The folder to create (it must not exist, or be empty).
+        bundle: PathBuf,
+        /// Reach this registry over plain HTTP (loopback ones always are).
+        #[arg(long)]
+        insecure: bool,
+    },
 }
 
-fn plugin_command(action: PluginCommand) -> anyhow::Result<ExitCode> {
+async fn plugin_command(action: PluginCommand, config: &Config) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     use toolhost::plugins::bundle::Bundle;
@@ -129,8 +157,58 @@ fn plugin_command(action: PluginCommand) -> anyhow::Result<ExitCode> {
             let key = signing::verify(&public_keys, signature, b.payload(), b.manifest_text.as_bytes())?;
             println!("good signature by {key} on {} {}", b.name, b.version);
         }
+        PluginCommand::Push {
+            bundle,
+            reference,
+            insecure,
+        } => {
+            let registries = registries_for(config, &reference, insecure);
+            let pushed = oci::push(&bundle, &reference, &registries).await?;
+            println!("{}", pushed.digest);
+            println!("{}", pushed.pinned);
+            eprintln!(
+                "pushed {} {} to {}; pin it with the reference above",
+                pushed.config.name, pushed.config.version, pushed.reference
+            );
+        }
+        PluginCommand::Pull {
+            reference,
+            bundle,
+            insecure,
+        } => {
+            let registries = registries_for(config, &reference, insecure);
+            let pulled = oci::pull(&reference, &bundle, &registries).await?;
+            println!("{}", pulled.digest);
+            eprintln!(
+                "pulled {} {} ({} files) into {}",
+                pulled.config.name,
+                pulled.config.version,
+                pulled.files.len(),
+                bundle.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration's registries, with `reference`'s reached over plain
+/// HTTP when the command line says so.
+fn registries_for(config: &Config, reference: &BundleRef, insecure: bool) -> oci::RegistriesConfig {
+    let mut registries = config.registries.clone();
+    if insecure {
+        registries.insecure.push(reference.registry().to_string());
+    }
+    registries
+}
+
+/// Pull the configured `[sources]` into the plugins folder, as `serve`
+/// does at start; whether every one is there to load.
+async fn pull_sources(config: &Config) -> bool {
+    let outcomes = oci::pull_sources(&config.sources, &config.server.plugins_dir, &config.registries).await;
+    for outcome in &outcomes {
+        eprintln!("toolhost: {outcome}");
+    }
+    !outcomes.iter().any(|o| o.failed())
 }
 
 /// What is logged when `TOOLHOST_LOG` says nothing: the host's warnings
@@ -193,15 +271,16 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Plugin { action } => plugin_command(action),
+        Command::Plugin { action } => plugin_command(action, &config).await,
         Command::Serve { .. } => {
             toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools => {
             let runtime = config.runtime().await?;
+            let all_pulled = pull_sources(&config).await;
             let loaded = runtime.plugins().load_all().await?;
-            let failed = loaded.iter().filter(|(_, r)| r.is_err()).count();
+            let failed = loaded.iter().filter(|(_, r)| r.is_err()).count() + usize::from(!all_pulled);
             println!("{}", serde_json::to_string_pretty(&runtime.tools())?);
             Ok(if failed > 0 {
                 ExitCode::FAILURE
@@ -220,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some((plugin, _)) = toolhost::call::names::split(&tool) else {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };
+            pull_sources(&config).await;
             runtime.plugins().load_named(plugin).await?;
             // A call from the command line is a call like any other: audited.
             let caller = toolhost::storage::audit::Caller {

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 pub mod browser;
 pub mod postgres;
+pub mod registry;
 
 use toolhost::policy::Policy;
 use toolhost::{Runtime, RuntimeOptions};

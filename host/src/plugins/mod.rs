@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod contract;
 pub mod lifecycle;
 pub mod manifest;
+pub mod oci;
 pub mod plugin;
 pub mod registry;
 pub mod signing;

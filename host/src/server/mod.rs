@@ -79,6 +79,11 @@ pub async fn serve_on(
         .plugins()
         .recover_folder()
         .map_err(crate::runtime::RuntimeError::from)?;
+    // Plugins from registries land in the folder first, then load from it
+    // like any other bundle (signature, digest pin, compile).
+    for outcome in crate::plugins::oci::pull_sources(&config.sources, &server.plugins_dir, &config.registries).await {
+        eprintln!("toolhost: {outcome}");
+    }
     let loaded = runtime
         .plugins()
         .load_all()

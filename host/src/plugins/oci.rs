@@ -1,0 +1,1041 @@
+//! Bundles in OCI registries: `toolhost plugin push` stores a bundle folder
+//! as an OCI artifact, `toolhost plugin pull` fetches one into a folder, and
+//! the operator's `[sources]` are pulled into the plugins folder at start.
+//!
+//! An artifact is one layer per bundle file (media type [`FILE_MEDIA_TYPE`],
+//! the file name in `org.opencontainers.image.title`), in the order
+//! [`Bundle::files`] lists them, plus a small config blob naming the plugin.
+//! The registry is a transport and nothing more: what it returns is checked
+//! against the manifest digest when the reference names one, and the bundle
+//! it makes then loads through the normal path (signature, the operator's
+//! digest pin, compile). A signature travels as the `.sig` layer it is.
+//!
+//! A source pulled into the plugins folder keeps a small [`DIGEST_FILE`]
+//! beside its files: the manifest digest it was pulled at, the reference it
+//! was pulled by, and each file's sha256, so that a start that finds the
+//! folder already holding the digest wanted, or cannot reach the registry,
+//! knows exactly what the folder holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol, ImageLayer};
+use oci_client::manifest::{OciDescriptor, OciImageManifest, OCI_IMAGE_MEDIA_TYPE};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::bundle::{Bundle, Contents, MAX_COMPONENT_BYTES};
+use super::plugin::LoadError;
+
+/// The artifact type of a toolhost bundle.
+pub const ARTIFACT_TYPE: &str = "application/vnd.toolhost.bundle.v1";
+/// The media type of each layer: one bundle file, as it is on disk.
+pub const FILE_MEDIA_TYPE: &str = "application/vnd.toolhost.bundle.file.v1";
+/// The media type of the config blob ([`BundleConfig`]).
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.toolhost.bundle.config.v1+json";
+/// The layer annotation that holds the file's name.
+pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
+/// Beside a pulled source's files: what was pulled, from where. Hidden, so
+/// neither the folder watcher nor a bundle reader take it for a bundle file.
+pub const DIGEST_FILE: &str = ".oci-digest";
+/// Registry credentials come from the environment only (never from a file,
+/// never logged); both or neither.
+pub const USER_ENV: &str = "TOOLHOST_REGISTRY_USER";
+pub const PASSWORD_ENV: &str = "TOOLHOST_REGISTRY_PASSWORD";
+
+/// A bundle has a manifest, a payload and maybe a signature; a few more
+/// layers than that is not a bundle.
+const MAX_LAYERS: usize = 8;
+/// The config blob is a handful of fields.
+const MAX_CONFIG_BYTES: i64 = 64 * 1024;
+/// A registry that does not answer is reported, not waited on: the host's
+/// start waits on each source in turn.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error(
+        "{text:?} is not a bundle reference: {reason}. Write it as registry[:port]/repository:tag or \
+         registry[:port]/repository@sha256:<64 hex digits>, optionally with oci:// in front"
+    )]
+    BadReference { text: String, reason: String },
+    #[error("{0}: push to a tag (registry/repository:tag); the push prints the digest to pin")]
+    PushNeedsTag(BundleRef),
+    #[error("{path} is not a bundle folder: {source}")]
+    Bundle { path: String, source: LoadError },
+    #[error("{what} is set but {missing} is not: set both for a registry that needs credentials, or neither")]
+    Credentials { what: &'static str, missing: &'static str },
+    #[error(
+        "registry {} ({reference}): {message}. Check that the registry runs and is reachable from here, \
+         that the reference names an artifact pushed with `toolhost plugin push`, and, if it needs credentials, \
+         {USER_ENV} and {PASSWORD_ENV}",
+        .reference.registry()
+    )]
+    Registry { reference: BundleRef, message: String },
+    #[error("{reference} resolved to manifest {actual}, not the {expected} the reference pins: refused")]
+    DigestMismatch {
+        reference: BundleRef,
+        expected: String,
+        actual: String,
+    },
+    #[error("{reference} is not a toolhost bundle ({reason}); push bundles with `toolhost plugin push`")]
+    NotABundle { reference: BundleRef, reason: String },
+    #[error("{reference} holds plugin {found:?}, not {expected:?}: name the source after the plugin it holds")]
+    WrongPlugin {
+        reference: BundleRef,
+        expected: String,
+        found: String,
+    },
+    #[error("{0} exists and is not empty: pull into a new folder, or remove it first")]
+    TargetExists(String),
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error(
+        "the configuration pins {expected}, {folder} holds {held} from an earlier pull, and the registry could \
+         not give the pinned one ({source}); the plugin stays unloaded until the registry can be reached"
+    )]
+    PinnedUnavailable {
+        expected: String,
+        folder: String,
+        held: String,
+        source: Box<OciError>,
+    },
+}
+
+/// Where a bundle is in a registry: `registry[:port]/repository:tag` or
+/// `registry[:port]/repository@sha256:<hex>` (`oci://` in front is
+/// accepted). The registry and the tag or digest are always written out:
+/// nothing defaults to Docker Hub or to `latest`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BundleRef {
+    // Boxed: five strings inline would make every error that names a
+    // reference large.
+    reference: Box<Reference>,
+}
+
+impl BundleRef {
+    pub fn parse(text: &str) -> Result<BundleRef, OciError> {
+        let bad = |reason: &str| OciError::BadReference {
+            text: text.to_string(),
+            reason: reason.to_string(),
+        };
+        let bare = text.strip_prefix("oci://").unwrap_or(text);
+        if bare.contains("://") {
+            return Err(bad("the only scheme it takes is oci://"));
+        }
+        let Some((registry, rest)) = bare.split_once('/') else {
+            return Err(bad("it names no registry"));
+        };
+        if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
+            return Err(bad(&format!(
+                "{registry:?} is not a registry host (a name with a dot or a port, an address, or localhost)"
+            )));
+        }
+        let last = rest.rsplit('/').next().unwrap_or(rest);
+        if !last.contains(':') && !last.contains('@') {
+            return Err(bad("it names neither a tag nor a digest"));
+        }
+        let reference = Reference::try_from(bare).map_err(|e| bad(&e.to_string()))?;
+        if reference.registry() != registry {
+            return Err(bad("its registry part is not a registry"));
+        }
+        if let Some(digest) = reference.digest() {
+            if !is_sha256_digest(digest) {
+                return Err(bad("the digest must be sha256:<64 lowercase hex digits>"));
+            }
+        }
+        Ok(BundleRef {
+            reference: Box::new(reference),
+        })
+    }
+
+    /// `host[:port]` of the registry.
+    pub fn registry(&self) -> &str {
+        self.reference.registry()
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.reference.tag()
+    }
+
+    /// `sha256:<hex>` when the reference pins a manifest.
+    pub fn digest(&self) -> Option<&str> {
+        self.reference.digest()
+    }
+
+    /// The same repository, pinned to `digest`.
+    pub fn pinned(&self, digest: &str) -> BundleRef {
+        BundleRef {
+            reference: Box::new(Reference::with_digest(
+                self.reference.registry().to_string(),
+                self.reference.repository().to_string(),
+                digest.to_string(),
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for BundleRef {
+    type Error = OciError;
+    fn try_from(text: String) -> Result<BundleRef, OciError> {
+        BundleRef::parse(&text)
+    }
+}
+
+impl std::str::FromStr for BundleRef {
+    type Err = OciError;
+    fn from_str(text: &str) -> Result<BundleRef, OciError> {
+        BundleRef::parse(text)
+    }
+}
+
+impl fmt::Display for BundleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "oci://{}", self.reference.whole())
+    }
+}
+
+impl fmt::Debug for BundleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// `[registries]` in toolhost.toml: how registries are reached.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistriesConfig {
+    /// Registries (`host[:port]`, as references write them) reached over
+    /// plain HTTP. Loopback registries always are: their traffic does not
+    /// leave the machine. Every other registry is HTTPS only.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+}
+
+impl RegistriesConfig {
+    fn protocol_for(&self, registry: &str) -> ClientProtocol {
+        if is_loopback(registry) || self.insecure.iter().any(|r| r == registry) {
+            ClientProtocol::HttpsExcept(vec![registry.to_string()])
+        } else {
+            ClientProtocol::Https
+        }
+    }
+
+    fn client(&self, reference: &BundleRef) -> Client {
+        // reqwest's rustls is built without a crypto provider of its own:
+        // it takes the process default, the ring provider the host's other
+        // TLS uses (installing it again is a harmless error).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::new(ClientConfig {
+            protocol: self.protocol_for(reference.registry()),
+            // A bundle is one manifest; an index would be a choice of
+            // platforms, which bundles do not have.
+            platform_resolver: None,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: concat!("toolhost/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        })
+    }
+}
+
+/// `localhost[:port]`, `127.x.x.x[:port]` or `[::1][:port]`.
+fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(host, _)| host),
+        None => registry.rsplit_once(':').map_or(registry, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Credentials from [`USER_ENV`] and [`PASSWORD_ENV`], or anonymous.
+fn auth_from_env() -> Result<RegistryAuth, OciError> {
+    let get = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (get(USER_ENV), get(PASSWORD_ENV)) {
+        (Some(user), Some(password)) => Ok(RegistryAuth::Basic(user, password)),
+        (None, None) => Ok(RegistryAuth::Anonymous),
+        (Some(_), None) => Err(OciError::Credentials {
+            what: USER_ENV,
+            missing: PASSWORD_ENV,
+        }),
+        (None, Some(_)) => Err(OciError::Credentials {
+            what: PASSWORD_ENV,
+            missing: USER_ENV,
+        }),
+    }
+}
+
+/// The config blob: what the artifact says it holds, checked against what
+/// its files turn out to hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BundleConfig {
+    pub name: String,
+    pub version: String,
+    pub kind: BundleKind,
+    /// sha256 (hex) of the component (of the document, for a workflow): the
+    /// digest an operator pins in `[plugins.NAME] digest`.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleKind {
+    Connector,
+    Workflow,
+}
+
+impl BundleConfig {
+    fn of(bundle: &Bundle) -> BundleConfig {
+        BundleConfig {
+            name: bundle.name.clone(),
+            version: bundle.version.to_string(),
+            kind: match bundle.contents {
+                Contents::Connector { .. } => BundleKind::Connector,
+                Contents::Workflow(_) => BundleKind::Workflow,
+            },
+            digest: bundle.digest.clone(),
+        }
+    }
+}
+
+/// What a push made.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The manifest's digest, `sha256:<hex>`.
+    pub digest: String,
+    /// The reference pushed to (a tag).
+    pub reference: BundleRef,
+    /// The same artifact, pinned by its digest: what to write in `[sources]`.
+    pub pinned: BundleRef,
+    pub config: BundleConfig,
+}
+
+/// What a pull fetched.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The manifest's digest, `sha256:<hex>`.
+    pub digest: String,
+    pub config: BundleConfig,
+    /// The bundle's files, in the artifact's order.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// An error from the registry client, its causes included (a refused
+/// connection is said as such, not only "error sending request").
+fn registry_error(reference: &BundleRef, error: oci_client::errors::OciDistributionError) -> OciError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    OciError::Registry {
+        reference: reference.clone(),
+        message,
+    }
+}
+
+/// Store the bundle in `dir` at `reference` (a tag). The manifest carries
+/// no time stamp, so the same bundle pushed again has the same digest.
+pub async fn push(dir: &Path, reference: &BundleRef, registries: &RegistriesConfig) -> Result<Pushed, OciError> {
+    if reference.tag().is_none() || reference.digest().is_some() {
+        return Err(OciError::PushNeedsTag(reference.clone()));
+    }
+    let bundle = Bundle::read(dir).map_err(|source| OciError::Bundle {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let config = BundleConfig::of(&bundle);
+    let mut files = bundle.files();
+    // The signature as its file holds it (the bundle keeps it trimmed), so
+    // that a pull gives back the folder byte for byte.
+    if let Some((_, signature)) = files.iter_mut().find(|(name, _)| name == bundle.signature_file()) {
+        let path = dir.join(bundle.signature_file());
+        match std::fs::read(&path) {
+            Ok(raw) if raw.trim_ascii() == signature.as_slice() => *signature = raw,
+            _ => {}
+        }
+    }
+    let layers: Vec<ImageLayer> = files
+        .into_iter()
+        .map(|(name, bytes)| {
+            ImageLayer::new(
+                bytes,
+                FILE_MEDIA_TYPE.to_string(),
+                Some(BTreeMap::from([(TITLE_ANNOTATION.to_string(), name)])),
+            )
+        })
+        .collect();
+    let config_blob = oci_client::client::Config::new(
+        serde_json::to_vec(&config).expect("a bundle config serializes"),
+        CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    let annotations = BTreeMap::from([
+        (TITLE_ANNOTATION.to_string(), config.name.clone()),
+        ("org.opencontainers.image.version".to_string(), config.version.clone()),
+    ]);
+    let mut manifest = OciImageManifest::build(&layers, &config_blob, Some(annotations));
+    manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
+    manifest.artifact_type = Some(ARTIFACT_TYPE.to_string());
+    // Pushed as these exact bytes, so their digest is the manifest's.
+    let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
+    let digest = sha256_digest(&body);
+
+    let client = registries.client(reference);
+    let auth = auth_from_env()?;
+    let image = &reference.reference;
+    let failed = |e| registry_error(reference, e);
+    client.store_auth_if_needed(image.resolve_registry(), &auth).await;
+    for (layer, descriptor) in layers.iter().zip(&manifest.layers) {
+        client
+            .push_blob(image, layer.data.clone(), &descriptor.digest)
+            .await
+            .map_err(failed)?;
+    }
+    client
+        .push_blob(image, config_blob.data.clone(), &manifest.config.digest)
+        .await
+        .map_err(failed)?;
+    client
+        .push_manifest_raw(image, body, http::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE))
+        .await
+        .map_err(failed)?;
+    Ok(Pushed {
+        pinned: reference.pinned(&digest),
+        digest,
+        reference: reference.clone(),
+        config,
+    })
+}
+
+/// Fetch the bundle at `reference`: the manifest (checked against the
+/// reference's digest, if it has one), then the config and each file, each
+/// checked against its digest and its declared size as it arrives.
+pub async fn fetch(reference: &BundleRef, registries: &RegistriesConfig) -> Result<Pulled, OciError> {
+    let client = registries.client(reference);
+    let auth = auth_from_env()?;
+    let image = &reference.reference;
+    let (manifest, digest) = client
+        .pull_image_manifest(image, &auth)
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    if let Some(expected) = reference.digest() {
+        if digest != expected {
+            return Err(OciError::DigestMismatch {
+                reference: reference.clone(),
+                expected: expected.to_string(),
+                actual: digest,
+            });
+        }
+    }
+    let not_a_bundle = |reason: String| OciError::NotABundle {
+        reference: reference.clone(),
+        reason,
+    };
+    if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+        return Err(not_a_bundle(format!("its config is {}", manifest.config.media_type)));
+    }
+    if manifest.artifact_type.as_deref().is_some_and(|t| t != ARTIFACT_TYPE) {
+        return Err(not_a_bundle(format!(
+            "its artifact type is {}",
+            manifest.artifact_type.as_deref().unwrap_or_default()
+        )));
+    }
+    if manifest.layers.is_empty() || manifest.layers.len() > MAX_LAYERS {
+        return Err(not_a_bundle(format!(
+            "{} layers; a bundle has 1 to {MAX_LAYERS}",
+            manifest.layers.len()
+        )));
+    }
+    let config = pull_bounded(&client, reference, &manifest.config, MAX_CONFIG_BYTES).await?;
+    let config: BundleConfig =
+        serde_json::from_slice(&config).map_err(|e| not_a_bundle(format!("its config does not parse: {e}")))?;
+    let mut names = BTreeSet::new();
+    let mut files = Vec::with_capacity(manifest.layers.len());
+    for layer in &manifest.layers {
+        if layer.media_type != FILE_MEDIA_TYPE {
+            return Err(not_a_bundle(format!("a layer is {}", layer.media_type)));
+        }
+        let name = layer
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TITLE_ANNOTATION))
+            .ok_or_else(|| not_a_bundle(format!("a layer has no {TITLE_ANNOTATION}")))?;
+        if !is_plain_file_name(name) {
+            return Err(not_a_bundle(format!(
+                "a layer's file name {name:?} is not a plain file name"
+            )));
+        }
+        if !names.insert(name.clone()) {
+            return Err(not_a_bundle(format!("two layers are both {name:?}")));
+        }
+        let bytes = pull_bounded(&client, reference, layer, MAX_COMPONENT_BYTES as i64).await?;
+        files.push((name.clone(), bytes));
+    }
+    Ok(Pulled { digest, config, files })
+}
+
+/// A name a bundle folder can hold: one visible path component, no
+/// separators, not `.` or `..`, not hidden (hidden names are the host's own,
+/// like [`DIGEST_FILE`]).
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && name.chars().all(|c| !c.is_control())
+}
+
+/// One blob, refused past its declared size (at most `limit`) and checked
+/// against its digest by the client.
+async fn pull_bounded(
+    client: &Client,
+    reference: &BundleRef,
+    descriptor: &OciDescriptor,
+    limit: i64,
+) -> Result<Vec<u8>, OciError> {
+    let refuse = |reason: String| OciError::NotABundle {
+        reference: reference.clone(),
+        reason,
+    };
+    if descriptor.urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
+        // The files come from the registry asked, not from wherever a
+        // manifest points.
+        return Err(refuse(format!(
+            "blob {} names other places to fetch it from",
+            descriptor.digest
+        )));
+    }
+    if !(0..=limit).contains(&descriptor.size) {
+        return Err(refuse(format!(
+            "blob {} is {} bytes; the limit is {limit}",
+            descriptor.digest, descriptor.size
+        )));
+    }
+    let mut sink = BoundedSink {
+        bytes: Vec::with_capacity(descriptor.size as usize),
+        limit: descriptor.size as usize,
+    };
+    client
+        .pull_blob(&reference.reference, descriptor, &mut sink)
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    if sink.bytes.len() as i64 != descriptor.size {
+        return Err(refuse(format!(
+            "blob {} is {} bytes, not the {} its manifest says",
+            descriptor.digest,
+            sink.bytes.len(),
+            descriptor.size
+        )));
+    }
+    Ok(sink.bytes)
+}
+
+/// Collects a blob; more than `limit` bytes is an error, not more memory.
+struct BoundedSink {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl tokio::io::AsyncWrite for BoundedSink {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Poll::Ready(Err(std::io::Error::other(format!(
+                "the registry sent more than the {} bytes the manifest declares",
+                self.limit
+            ))));
+        }
+        self.bytes.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Write `pulled` into `staging` (a new folder) and read it back: it must
+/// be a bundle, its files exactly the artifact's layers, and what its config
+/// says. Returns the bundle.
+fn stage(pulled: &Pulled, reference: &BundleRef, staging: &Path) -> Result<Bundle, OciError> {
+    let write_failed = |source| OciError::Write {
+        path: staging.display().to_string(),
+        source,
+    };
+    let not_a_bundle = |reason: String| OciError::NotABundle {
+        reference: reference.clone(),
+        reason,
+    };
+    let _ = std::fs::remove_dir_all(staging);
+    Bundle::write_files(staging, &pulled.files).map_err(write_failed)?;
+    let bundle = Bundle::read(staging).map_err(|e| not_a_bundle(format!("its files are not a bundle: {e}")))?;
+    // Every file is one the bundle reads, and the bundle reads no other.
+    let files = bundle.files();
+    let expected = file_names(&files);
+    let got = file_names(&pulled.files);
+    if expected != got {
+        return Err(not_a_bundle(format!(
+            "its files are {got:?}, but the bundle they make is {expected:?}"
+        )));
+    }
+    let actual = BundleConfig::of(&bundle);
+    if actual != pulled.config {
+        return Err(not_a_bundle(format!(
+            "its config says {:?} but its files hold {:?}",
+            pulled.config, actual
+        )));
+    }
+    Ok(bundle)
+}
+
+fn file_names(files: &[(String, Vec<u8>)]) -> BTreeSet<&str> {
+    files.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+/// `.NAME.PURPOSE-PID` beside `target`: a name no bundle folder has.
+fn aside(target: &Path, purpose: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!(".{name}.{purpose}-{}", std::process::id()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Pull the bundle at `reference` into the new folder `dir` (written aside,
+/// checked, then renamed into place).
+pub async fn pull(reference: &BundleRef, dir: &Path, registries: &RegistriesConfig) -> Result<Pulled, OciError> {
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied || dir.is_file() {
+        return Err(OciError::TargetExists(dir.display().to_string()));
+    }
+    let pulled = fetch(reference, registries).await?;
+    let staging = aside(dir, "oci-pull");
+    let placed = stage(&pulled, reference, &staging).and_then(|_| {
+        let _ = std::fs::remove_dir(dir);
+        std::fs::rename(&staging, dir)
+            .and_then(|()| sync_dir(staging.parent().unwrap_or(Path::new("."))))
+            .map_err(|source| OciError::Write {
+                path: dir.display().to_string(),
+                source,
+            })
+    });
+    if placed.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    placed.map(|()| pulled)
+}
+
+/// What [`DIGEST_FILE`] says a pulled folder holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    digest: String,
+    reference: String,
+    /// `(sha256 hex, file name)` of each bundle file.
+    files: Vec<(String, String)>,
+}
+
+impl Kept {
+    fn of(pulled: &Pulled, reference: &BundleRef) -> Kept {
+        Kept {
+            digest: pulled.digest.clone(),
+            reference: reference.to_string(),
+            files: pulled
+                .files
+                .iter()
+                .map(|(name, bytes)| (hex::encode(Sha256::digest(bytes)), name.clone()))
+                .collect(),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!("{}\n{}\n", self.digest, self.reference);
+        for (hash, name) in &self.files {
+            text.push_str(&format!("{hash} {name}\n"));
+        }
+        text
+    }
+
+    fn parse(text: &str) -> Option<Kept> {
+        let mut lines = text.lines();
+        let digest = lines.next()?.trim().to_string();
+        let reference = lines.next()?.trim().to_string();
+        if !is_sha256_digest(&digest) {
+            return None;
+        }
+        let files = lines
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (hash, name) = l.split_once(' ')?;
+                Some((hash.to_string(), name.to_string()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Kept {
+            digest,
+            reference,
+            files,
+        })
+    }
+
+    /// What `dir` holds, if it still holds exactly what was pulled: every
+    /// file as hashed then, and no other bundle file.
+    fn read(dir: &Path) -> Option<Kept> {
+        let kept = Kept::parse(&std::fs::read_to_string(dir.join(DIGEST_FILE)).ok()?)?;
+        let bundle = Bundle::read(dir).ok()?;
+        let listed: BTreeSet<&str> = kept.files.iter().map(|(_, name)| name.as_str()).collect();
+        if file_names(&bundle.files()) != listed {
+            return None;
+        }
+        let unchanged = kept.files.iter().all(|(hash, name)| {
+            std::fs::read(dir.join(name)).is_ok_and(|bytes| hex::encode(Sha256::digest(bytes)) == *hash)
+        });
+        unchanged.then_some(kept)
+    }
+}
+
+/// How one source stands after the pull at start.
+#[derive(Debug)]
+pub enum SourceState {
+    /// Fetched and written into the plugins folder.
+    Pulled { digest: String },
+    /// The folder already held this digest: nothing fetched.
+    Held { digest: String },
+    /// The registry could not give the tag's digest; the folder's copy,
+    /// pulled earlier by the same reference, serves.
+    KeptEarlier { digest: String, error: OciError },
+    /// Nothing of this source serves.
+    Failed(OciError),
+}
+
+/// One `[sources]` entry after the pull at start: printed at start-up.
+#[derive(Debug)]
+pub struct SourceOutcome {
+    pub plugin: String,
+    pub reference: BundleRef,
+    pub state: SourceState,
+}
+
+impl SourceOutcome {
+    pub fn failed(&self) -> bool {
+        matches!(self.state, SourceState::Failed(_))
+    }
+}
+
+impl fmt::Display for SourceOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (plugin, reference) = (&self.plugin, &self.reference);
+        match &self.state {
+            SourceState::Pulled { digest } => {
+                write!(f, "source {plugin}: pulled {reference}, pinned by digest {digest}")
+            }
+            SourceState::Held { digest } => write!(
+                f,
+                "source {plugin}: {reference} is {digest}, already in the plugins folder (pinned by digest)"
+            ),
+            SourceState::KeptEarlier { digest, error } => write!(
+                f,
+                "source {plugin}: cannot resolve {reference} ({error}); serving the copy pinned by digest {digest} \
+                 from an earlier pull"
+            ),
+            SourceState::Failed(error) => write!(f, "not loaded: source {plugin} ({reference}): {error}"),
+        }
+    }
+}
+
+/// Bring every source's folder in the plugins folder in line with its
+/// reference, before the folder is loaded. A source that cannot be pulled
+/// is reported, never fatal: the host starts without it, or with the copy
+/// an earlier pull left when that is still what the reference names.
+pub async fn pull_sources(
+    sources: &BTreeMap<String, BundleRef>,
+    plugins_dir: &Path,
+    registries: &RegistriesConfig,
+) -> Vec<SourceOutcome> {
+    let mut outcomes = Vec::with_capacity(sources.len());
+    for (plugin, reference) in sources {
+        let state = pull_source(plugin, reference, plugins_dir, registries).await;
+        match &state {
+            SourceState::Pulled { digest } | SourceState::Held { digest } => {
+                tracing::info!(plugin = %plugin, %reference, %digest, "source pinned by digest");
+            }
+            SourceState::KeptEarlier { digest, error } => {
+                tracing::warn!(plugin = %plugin, %reference, %digest, "registry unavailable, serving the earlier pull: {error}");
+            }
+            SourceState::Failed(error) => {
+                tracing::error!(plugin = %plugin, %reference, "source not pulled: {error}");
+            }
+        }
+        outcomes.push(SourceOutcome {
+            plugin: plugin.clone(),
+            reference: reference.clone(),
+            state,
+        });
+    }
+    outcomes
+}
+
+async fn pull_source(
+    plugin: &str,
+    reference: &BundleRef,
+    plugins_dir: &Path,
+    registries: &RegistriesConfig,
+) -> SourceState {
+    let target = plugins_dir.join(plugin);
+    if let Err(source) = std::fs::create_dir_all(plugins_dir) {
+        return SourceState::Failed(OciError::Write {
+            path: plugins_dir.display().to_string(),
+            source,
+        });
+    }
+    let retired = aside(&target, "oci-old");
+    // A start that stopped between moving the old folder aside and putting
+    // the new one in place: the old one goes back, and is judged below.
+    if target.symlink_metadata().is_err() && retired.symlink_metadata().is_ok() {
+        let _ = std::fs::rename(&retired, &target);
+    }
+    let kept = Kept::read(&target);
+    if let (Some(wanted), Some(kept)) = (reference.digest(), &kept) {
+        if kept.digest == wanted {
+            return SourceState::Held {
+                digest: kept.digest.clone(),
+            };
+        }
+    }
+    match place_source(plugin, reference, &target, kept.as_ref(), registries).await {
+        Ok(state) => state,
+        Err(error) => unavailable(plugin, reference, &target, kept, error),
+    }
+}
+
+/// Fetch the source and, unless the folder already holds that digest, put
+/// it in the folder in place of what was there.
+async fn place_source(
+    plugin: &str,
+    reference: &BundleRef,
+    target: &Path,
+    kept: Option<&Kept>,
+    registries: &RegistriesConfig,
+) -> Result<SourceState, OciError> {
+    let pulled = fetch(reference, registries).await?;
+    if pulled.config.name != plugin {
+        return Err(OciError::WrongPlugin {
+            reference: reference.clone(),
+            expected: plugin.to_string(),
+            found: pulled.config.name.clone(),
+        });
+    }
+    let failed = |source| OciError::Write {
+        path: target.display().to_string(),
+        source,
+    };
+    let record = Kept::of(&pulled, reference).text();
+    if kept.is_some_and(|k| k.digest == pulled.digest) {
+        // The same digest, maybe named another way now: remember how.
+        write_synced(&target.join(DIGEST_FILE), record.as_bytes()).map_err(failed)?;
+        return Ok(SourceState::Held { digest: pulled.digest });
+    }
+    let staging = aside(target, "oci-pull");
+    let placed = stage(&pulled, reference, &staging).and_then(|_| {
+        write_synced(&staging.join(DIGEST_FILE), record.as_bytes()).map_err(failed)?;
+        sync_dir(&staging).map_err(failed)?;
+        replace(target, &staging, &aside(target, "oci-old")).map_err(failed)
+    });
+    if placed.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    placed.map(|()| SourceState::Pulled { digest: pulled.digest })
+}
+
+/// The registry did not give what `reference` names. The folder's copy
+/// serves if an earlier pull of this same tag left it (the last digest the
+/// tag was seen at); otherwise nothing of this source may serve, so a
+/// folder there is moved aside, out of the loader's sight.
+fn unavailable(plugin: &str, reference: &BundleRef, target: &Path, kept: Option<Kept>, error: OciError) -> SourceState {
+    let unreachable = matches!(error, OciError::Registry { .. });
+    if let Some(kept) = &kept {
+        if unreachable && reference.digest().is_none() && kept.reference == reference.to_string() {
+            return SourceState::KeptEarlier {
+                digest: kept.digest.clone(),
+                error,
+            };
+        }
+    }
+    if target.symlink_metadata().is_ok() {
+        let stale = target.with_file_name(format!(".{plugin}.oci-stale"));
+        let _ = std::fs::remove_dir_all(&stale);
+        let _ = std::fs::remove_file(&stale);
+        match std::fs::rename(target, &stale) {
+            Ok(()) => {
+                tracing::warn!(plugin = %plugin, folder = %stale.display(), "moved aside: it is not what the source names")
+            }
+            Err(e) => {
+                return SourceState::Failed(OciError::Write {
+                    path: target.display().to_string(),
+                    source: e,
+                })
+            }
+        }
+    }
+    match (kept, reference.digest()) {
+        (Some(kept), Some(expected)) if unreachable => SourceState::Failed(OciError::PinnedUnavailable {
+            expected: expected.to_string(),
+            folder: target.display().to_string(),
+            held: kept.digest,
+            source: Box::new(error),
+        }),
+        _ => SourceState::Failed(error),
+    }
+}
+
+/// Put `staging` where `target` is, the old folder (if any) moved aside
+/// first and removed after; the folder watcher never sees half a bundle.
+fn replace(target: &Path, staging: &Path, retired: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(retired);
+    let had_old = target.symlink_metadata().is_ok();
+    if had_old {
+        std::fs::rename(target, retired)?;
+    }
+    std::fs::rename(staging, target)?;
+    if let Some(parent) = target.parent() {
+        sync_dir(parent)?;
+    }
+    if had_old {
+        match std::fs::symlink_metadata(retired) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(retired)?,
+            Ok(_) => std::fs::remove_file(retired)?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_registry_and_tag_or_digest() {
+        let r = BundleRef::parse("oci://127.0.0.1:5000/toolhost/crm:0.1.0").unwrap();
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.tag(), Some("0.1.0"));
+        assert_eq!(r.digest(), None);
+        assert_eq!(r.to_string(), "oci://127.0.0.1:5000/toolhost/crm:0.1.0");
+        assert_eq!(BundleRef::parse("127.0.0.1:5000/toolhost/crm:0.1.0").unwrap(), r);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pinned = BundleRef::parse(&format!("registry.example.com/crm@{digest}")).unwrap();
+        assert_eq!(pinned.digest(), Some(digest.as_str()));
+        assert_eq!(
+            r.pinned(&digest).to_string(),
+            format!("oci://127.0.0.1:5000/toolhost/crm@{digest}")
+        );
+        for bad in [
+            "crm:0.1.0",
+            "toolhost/crm:0.1.0",
+            "127.0.0.1:5000/toolhost/crm",
+            "https://127.0.0.1:5000/toolhost/crm:1",
+            "127.0.0.1:5000/crm@sha256:abc",
+            &format!("127.0.0.1:5000/crm@sha256:{}", "A".repeat(64)),
+            "",
+        ] {
+            let e = BundleRef::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("registry[:port]/repository:tag"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_registries() {
+        let config = RegistriesConfig {
+            insecure: vec!["registry.lan:5000".into()],
+        };
+        for loopback in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "localhost",
+            "[::1]:5000",
+            "127.8.9.1",
+        ] {
+            assert!(is_loopback(loopback), "{loopback}");
+            assert_ne!(config.protocol_for(loopback), ClientProtocol::Https, "{loopback}");
+        }
+        assert_ne!(config.protocol_for("registry.lan:5000"), ClientProtocol::Https);
+        for remote in ["registry.lan", "10.0.0.1:5000", "ghcr.io", "localhost.example.com:5000"] {
+            assert!(!is_loopback(remote), "{remote}");
+            assert_eq!(config.protocol_for(remote), ClientProtocol::Https, "{remote}");
+        }
+    }
+
+    #[test]
+    fn layer_names_must_be_plain_visible_file_names() {
+        for ok in ["connector.toml", "crm.wasm", "connector.sig", "workflow.yaml"] {
+            assert!(is_plain_file_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            ".oci-digest",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+        ] {
+            assert!(!is_plain_file_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_digest_file_round_trips() {
+        let kept = Kept {
+            digest: format!("sha256:{}", "b".repeat(64)),
+            reference: "oci://127.0.0.1:5000/toolhost/crm:0.1.0".into(),
+            files: vec![
+                ("c".repeat(64), "crm.wasm".into()),
+                ("d".repeat(64), "connector.toml".into()),
+            ],
+        };
+        assert_eq!(Kept::parse(&kept.text()), Some(kept));
+        assert_eq!(Kept::parse("sha256:zz\nref\n"), None);
+    }
+}

@@ -36,7 +36,7 @@ fn record(id: u64, n: u64) -> AuditRecord {
         "tool": tools[(n % 4) as usize], "plugin_version": "0.1.0", "plugin_digest": "d",
         "arguments": { "order-id": format!("SO-{n}") }, "outcome": if n % 50 == 0 { "plugin_error" } else { "ok" },
         "error": null, "duration_us": 900, "instantiate_us": 40, "execute_us": 700,
-        "outbound": [{ "method": "GET", "url": "http://127.0.0.1/erp/v1/orders", "status": 200 }],
+        "outbound": [{ "method": "GET", "origin": "http://127.0.0.1:8081", "path": "/erp/v1/orders", "status": 200, "error": null, "micros": 300 }],
         "denials": [],
     }))
     .expect("a record")

@@ -4,7 +4,7 @@
 //! only its own cut-short calls when it starts.
 
 use async_trait::async_trait;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 
 use super::{backend, Postgres};
 use crate::storage::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
@@ -37,13 +37,16 @@ impl AuditStore for Postgres {
 
     async fn put(&self, id: u64, record: &AuditRecord, mark: Mark) -> Result<(), StorageError> {
         let client = self.client().await?;
-        let json = serde_json::to_value(record).map_err(|e| backend("audit record", e))?;
+        // Serialized once, straight into the statement (no JSON tree first).
+        let json = Json(record);
         let running = mark == Mark::Running;
         // `None` leaves a replaced record's note as it was. A row another
         // node wrote under the same id is not replaced: the write fails.
         let keep_note = mark == Mark::None;
-        let written = client
-            .execute(
+        // Every call writes here: the statement is prepared once per
+        // connection, not on every write (a round trip saved).
+        let statement = client
+            .prepare_cached(
                 "INSERT INTO audit (id, record, tool, outcome, via, session, token, approval, run, node, running)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (id) DO UPDATE SET
@@ -52,6 +55,12 @@ impl AuditStore for Postgres {
                      approval = excluded.approval, run = excluded.run,
                      running = CASE WHEN $12 THEN audit.running ELSE excluded.running END
                  WHERE audit.node = excluded.node",
+            )
+            .await
+            .map_err(|e| backend("audit write", e))?;
+        let written = client
+            .execute(
+                &statement,
                 &[
                     &(id as i64),
                     &json,

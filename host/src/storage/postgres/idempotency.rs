@@ -24,8 +24,13 @@ impl IdempotencyStore for Postgres {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT answer FROM idempotency
+                &client
+                    .prepare_cached(
+                        "SELECT answer FROM idempotency
                  WHERE principal = $1 AND tool = $2 AND key = $3 AND answer IS NOT NULL",
+                    )
+                    .await
+                    .map_err(|e| backend("preparing a statement", e))?,
                 &[&key.principal, &key.tool, &key.key],
             )
             .await
@@ -40,10 +45,15 @@ impl IdempotencyStore for Postgres {
         // Keeping an answer ends the claim, whoever held it.
         let written = client
             .execute(
-                "INSERT INTO idempotency (principal, tool, key, answer, at) VALUES ($1, $2, $3, $4, $5)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO idempotency (principal, tool, key, answer, at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (principal, tool, key) DO UPDATE
                      SET answer = excluded.answer, at = excluded.at, claimed_by = NULL, claimed_until = NULL
                      WHERE NOT $6 OR idempotency.answer IS NULL",
+                    )
+                    .await
+                    .map_err(|e| backend("preparing a statement", e))?,
                 &[
                     &key.principal,
                     &key.tool,
@@ -64,8 +74,13 @@ impl IdempotencyStore for Postgres {
         // died holding them and nobody retried).
         let swept = client
             .execute(
-                "DELETE FROM idempotency
+                &client
+                    .prepare_cached(
+                        "DELETE FROM idempotency
                  WHERE (answer IS NOT NULL AND at < $1) OR (answer IS NULL AND claimed_until < $2)",
+                    )
+                    .await
+                    .map_err(|e| backend("preparing a statement", e))?,
                 &[&(stored_before as i64), &now_ms()],
             )
             .await
@@ -79,13 +94,18 @@ impl IdempotencyStore for Postgres {
         // ran out; one statement, so two nodes cannot both take it.
         let taken = client
             .execute(
-                "INSERT INTO idempotency (principal, tool, key, claimed_by, claimed_until)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO idempotency (principal, tool, key, claimed_by, claimed_until)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (principal, tool, key) DO UPDATE
                      SET answer = NULL, at = 0, claimed_by = excluded.claimed_by,
                          claimed_until = excluded.claimed_until
                      WHERE (idempotency.answer IS NOT NULL AND idempotency.at < $6)
                         OR (idempotency.answer IS NULL AND idempotency.claimed_until < $7)",
+                    )
+                    .await
+                    .map_err(|e| backend("preparing a statement", e))?,
                 &[
                     &key.principal,
                     &key.tool,
@@ -105,8 +125,13 @@ impl IdempotencyStore for Postgres {
         let client = self.client().await?;
         client
             .execute(
-                "DELETE FROM idempotency
+                &client
+                    .prepare_cached(
+                        "DELETE FROM idempotency
                  WHERE principal = $1 AND tool = $2 AND key = $3 AND answer IS NULL AND claimed_by = $4",
+                    )
+                    .await
+                    .map_err(|e| backend("preparing a statement", e))?,
                 &[&key.principal, &key.tool, &key.key, &self.node],
             )
             .await

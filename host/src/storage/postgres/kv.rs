@@ -2,6 +2,8 @@
 //! plugin's usage row under `FOR UPDATE` in the same transaction as the
 //! value, so two nodes writing to one space at once take turns and the
 //! quota holds across them, as sled's single-process lock holds it on one.
+//! Calls run these statements: each is prepared once per pooled connection
+//! (`prepare_cached`), not on every use (a round trip each time).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,7 +62,10 @@ impl KvSpace for PgSpace {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT value FROM kv WHERE plugin = $1 AND key = $2",
+                &client
+                    .prepare_cached("SELECT value FROM kv WHERE plugin = $1 AND key = $2")
+                    .await
+                    .map_err(|e| internal("preparing a statement", e))?,
                 &[&self.plugin, &key.as_bytes()],
             )
             .await
@@ -73,7 +78,9 @@ impl KvSpace for PgSpace {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| internal("kv put", e))?;
         tx.execute(
-            "INSERT INTO kv_usage (plugin) VALUES ($1) ON CONFLICT DO NOTHING",
+            &tx.prepare_cached("INSERT INTO kv_usage (plugin) VALUES ($1) ON CONFLICT DO NOTHING")
+                .await
+                .map_err(|e| internal("preparing a statement", e))?,
             &[&self.plugin],
         )
         .await
@@ -81,7 +88,9 @@ impl KvSpace for PgSpace {
         // Writers to this space, on any node, queue here until commit.
         let used: i64 = tx
             .query_one(
-                "SELECT used FROM kv_usage WHERE plugin = $1 FOR UPDATE",
+                &tx.prepare_cached("SELECT used FROM kv_usage WHERE plugin = $1 FOR UPDATE")
+                    .await
+                    .map_err(|e| internal("preparing a statement", e))?,
                 &[&self.plugin],
             )
             .await
@@ -89,7 +98,9 @@ impl KvSpace for PgSpace {
             .get(0);
         let old: Option<i32> = tx
             .query_opt(
-                "SELECT octet_length(value) FROM kv WHERE plugin = $1 AND key = $2",
+                &tx.prepare_cached("SELECT octet_length(value) FROM kv WHERE plugin = $1 AND key = $2")
+                    .await
+                    .map_err(|e| internal("preparing a statement", e))?,
                 &[&self.plugin, &key.as_bytes()],
             )
             .await
@@ -101,14 +112,20 @@ impl KvSpace for PgSpace {
         let used = used as u64;
         let new_used = check_write(used, old.map(|o| o as usize), key, value, quota)?;
         tx.execute(
-            "INSERT INTO kv (plugin, key, value) VALUES ($1, $2, $3)
+            &tx.prepare_cached(
+                "INSERT INTO kv (plugin, key, value) VALUES ($1, $2, $3)
              ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+            )
+            .await
+            .map_err(|e| internal("preparing a statement", e))?,
             &[&self.plugin, &key.as_bytes(), &value],
         )
         .await
         .map_err(|e| internal("kv put", e))?;
         tx.execute(
-            "UPDATE kv_usage SET used = $2 WHERE plugin = $1",
+            &tx.prepare_cached("UPDATE kv_usage SET used = $2 WHERE plugin = $1")
+                .await
+                .map_err(|e| internal("preparing a statement", e))?,
             &[&self.plugin, &(new_used as i64)],
         )
         .await
@@ -123,7 +140,9 @@ impl KvSpace for PgSpace {
         let tx = client.transaction().await.map_err(|e| internal("kv delete", e))?;
         let gone: Option<i32> = tx
             .query_opt(
-                "DELETE FROM kv WHERE plugin = $1 AND key = $2 RETURNING octet_length(value)",
+                &tx.prepare_cached("DELETE FROM kv WHERE plugin = $1 AND key = $2 RETURNING octet_length(value)")
+                    .await
+                    .map_err(|e| internal("preparing a statement", e))?,
                 &[&self.plugin, &key.as_bytes()],
             )
             .await
@@ -135,7 +154,9 @@ impl KvSpace for PgSpace {
         let freed = (key.len() + size as usize) as i64;
         let used: i64 = tx
             .query_one(
-                "UPDATE kv_usage SET used = used - $2 WHERE plugin = $1 RETURNING used",
+                &tx.prepare_cached("UPDATE kv_usage SET used = used - $2 WHERE plugin = $1 RETURNING used")
+                    .await
+                    .map_err(|e| internal("preparing a statement", e))?,
                 &[&self.plugin, &freed],
             )
             .await
@@ -153,9 +174,14 @@ impl KvSpace for PgSpace {
         // while they still start with it.
         let rows = client
             .query(
-                "SELECT key FROM kv WHERE plugin = $1 AND key >= $2
+                &client
+                    .prepare_cached(
+                        "SELECT key FROM kv WHERE plugin = $1 AND key >= $2
                    AND substring(key FROM 1 FOR octet_length($2)) = $2
                  ORDER BY key LIMIT $3",
+                    )
+                    .await
+                    .map_err(|e| internal("preparing a statement", e))?,
                 &[&self.plugin, &prefix.as_bytes(), &limit],
             )
             .await

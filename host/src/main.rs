@@ -269,7 +269,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = load_config(&cli)?;
+    let mut config = load_config(&cli)?;
+    // A one-shot command on a node's machine shares its database, and must
+    // not pass for the serving node: at start a node closes the calls its
+    // name left running, which would be the server's calls in flight.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        config.storage.node = Some(format!("{}-cli", config.storage.node()));
+    }
     match cli.command {
         Command::Plugin { action } => plugin_command(action, &config).await,
         Command::Serve { .. } => {

@@ -190,13 +190,6 @@ impl Bundle {
     /// a reader that finds it finds the rest) into `dir`, each on disk
     /// before the next. A name that is not a plain file name is refused.
     pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
-        /// Written and on disk before the next one starts.
-        fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(path)?;
-            file.write_all(bytes)?;
-            file.sync_all()
-        }
         let plain = |name: &str| {
             let mut parts = Path::new(name).components();
             matches!(
@@ -258,4 +251,12 @@ impl Bundle {
 
 fn clean(signature: Option<String>) -> Option<String> {
     signature.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Write `bytes` to `path` and have them on disk before returning.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

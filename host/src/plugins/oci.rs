@@ -30,7 +30,7 @@ use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::bundle::{Bundle, Contents, MAX_COMPONENT_BYTES};
+use super::bundle::{write_synced, Bundle, Contents, MAX_COMPONENT_BYTES};
 use super::plugin::LoadError;
 
 /// The artifact type of a toolhost bundle.
@@ -629,13 +629,6 @@ fn aside(target: &Path, purpose: &str) -> PathBuf {
         _ => PathBuf::from("."),
     };
     parent.join(format!(".{name}.{purpose}-{}", std::process::id()))
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -475,32 +475,25 @@ struct Indexed {
 
 impl Indexed {
     fn put(&self, id: &str, bytes: &[u8], open: bool) -> Result<(), StorageError> {
-        use sled::Transactional;
-        let key = id.as_bytes();
-        // The record and the index change together, or neither does.
-        (&self.records, &self.open)
-            .transaction(|(records, index)| {
-                records.insert(key, bytes)?;
-                if open {
-                    index.insert(key, &[])?;
-                } else {
-                    index.remove(key)?;
-                }
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| StorageError::Backend(format!("{e:?}")))
+        self.put_if(id, bytes, open, |_| true).map(drop)
     }
 
-    /// `put`, only if the stored record passes `still`, checked in the same
-    /// transaction. Whether it did.
-    fn put_if(&self, id: &str, bytes: &[u8], open: bool, still: impl Fn(&[u8]) -> bool) -> Result<bool, StorageError> {
+    /// `put`, only if `still` passes the record stored now (`None`: none),
+    /// checked in the same transaction. Whether it did. The record and the
+    /// index change together, or neither does.
+    fn put_if(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        open: bool,
+        still: impl Fn(Option<&[u8]>) -> bool,
+    ) -> Result<bool, StorageError> {
         use sled::transaction::ConflictableTransactionError::Abort;
         use sled::Transactional;
         let key = id.as_bytes();
         let outcome = (&self.records, &self.open).transaction(|(records, index)| {
-            match records.get(key)? {
-                Some(stored) if still(&stored) => {}
-                _ => return Err(Abort(())),
+            if !still(records.get(key)?.as_deref()) {
+                return Err(Abort(()));
             }
             records.insert(key, bytes)?;
             if open {
@@ -573,8 +566,10 @@ impl ApprovalStore for SledBackend {
         from: ApprovalState,
         decisions: usize,
     ) -> Result<bool, StorageError> {
-        let still = |stored: &[u8]| {
-            serde_json::from_slice::<Approval>(stored).is_ok_and(|s| s.state == from && s.decisions.len() == decisions)
+        let still = |stored: Option<&[u8]>| {
+            stored
+                .and_then(|s| serde_json::from_slice::<Approval>(s).ok())
+                .is_some_and(|s| s.state == from && s.decisions.len() == decisions)
         };
         let updated = self
             .approvals

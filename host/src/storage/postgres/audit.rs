@@ -11,12 +11,7 @@ use crate::storage::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
 use crate::storage::StorageError;
 
 fn parse(id: i64, record: serde_json::Value) -> Result<(u64, AuditRecord), StorageError> {
-    serde_json::from_value(record)
-        .map(|r| (id as u64, r))
-        .map_err(|e| StorageError::Corrupt {
-            what: "audit record",
-            message: format!("{id}: {e}"),
-        })
+    super::parse("audit record", record).map(|r| (id as u64, r))
 }
 
 #[async_trait]

@@ -4,19 +4,11 @@
 //! A claim runs out (`claimed_until`), so a node that died holding one
 //! blocks retries only until then.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 
-use super::{backend, Postgres};
+use super::{backend, now_ms, Postgres};
 use crate::storage::idempotency::{Answer, AnswerKey, IdempotencyStore};
 use crate::storage::StorageError;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[async_trait]
 impl IdempotencyStore for Postgres {

@@ -52,6 +52,24 @@ pub(super) fn backend(what: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(format!("postgres: {what}: {e}"))
 }
 
+/// A stored JSON column back as what it was written from.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    value: serde_json::Value,
+) -> Result<T, StorageError> {
+    serde_json::from_value(value).map_err(|e| StorageError::Corrupt {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Unix milliseconds, as leases and claims count them.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A node's connection to the shared database.
 #[derive(Clone)]
 pub struct Postgres {

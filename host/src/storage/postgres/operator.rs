@@ -4,17 +4,15 @@
 
 use async_trait::async_trait;
 
-use super::{backend, changes, Postgres};
+use tokio_postgres::types::Json;
+
+use super::{backend, changes, parse, Postgres};
 use crate::plugins::versions::VersionEntry;
 use crate::policy::approvals::ApprovalConfig;
 use crate::policy::PluginPolicy;
 use crate::storage::{Change, HistoryStore, OperatorStore, StorageError};
 
 const APPROVAL_RULES: &str = "approval-rules";
-
-fn json<T: serde::Serialize>(what: &str, value: &T) -> Result<serde_json::Value, StorageError> {
-    serde_json::to_value(value).map_err(|e| backend(what, e))
-}
 
 impl Postgres {
     /// Run `sql` with `params`, then announce `change`, in one transaction
@@ -55,7 +53,7 @@ impl OperatorStore for Postgres {
     }
 
     async fn set_grant(&self, plugin: &str, grant: &PluginPolicy) -> Result<(), StorageError> {
-        let value = json("grant", &grant.stored())?;
+        let value = Json(grant.stored());
         self.change(
             "storing a grant",
             "INSERT INTO grants (plugin, grant_) VALUES ($1, $2)
@@ -97,18 +95,12 @@ impl OperatorStore for Postgres {
                 .query_opt("SELECT value FROM settings WHERE name = $1", &[&APPROVAL_RULES])
                 .await
                 .map_err(|e| backend("approval rules", e))?;
-            row.map(|r| {
-                serde_json::from_value(r.get(0)).map_err(|e| StorageError::Corrupt {
-                    what: "approval rules",
-                    message: e.to_string(),
-                })
-            })
-            .transpose()
+            row.map(|r| parse("approval rules", r.get(0))).transpose()
         })
     }
 
     async fn set_approval_rules(&self, rules: &ApprovalConfig) -> Result<(), StorageError> {
-        let value = json("approval rules", rules)?;
+        let value = Json(rules);
         self.change(
             "storing the approval rules",
             "INSERT INTO settings (name, value) VALUES ($1, $2)
@@ -131,12 +123,7 @@ impl OperatorStore for Postgres {
             .map_err(|e| backend("a plugin's operator state", e))?;
         let grant = row
             .get::<_, Option<serde_json::Value>>(0)
-            .map(|g| {
-                serde_json::from_value(g).map_err(|e| StorageError::Corrupt {
-                    what: "grant",
-                    message: format!("{plugin}: {e}"),
-                })
-            })
+            .map(|g| parse("grant", g))
             .transpose()?;
         Ok((grant, row.get(1)))
     }
@@ -150,17 +137,11 @@ impl HistoryStore for Postgres {
             .query_opt("SELECT versions FROM history WHERE plugin = $1", &[&plugin])
             .await
             .map_err(|e| backend("version history", e))?;
-        match row {
-            Some(row) => serde_json::from_value(row.get(0)).map_err(|e| StorageError::Corrupt {
-                what: "version history",
-                message: e.to_string(),
-            }),
-            None => Ok(Vec::new()),
-        }
+        row.map_or(Ok(Vec::new()), |r| parse("version history", r.get(0)))
     }
 
     async fn set_history(&self, plugin: &str, history: &[VersionEntry]) -> Result<(), StorageError> {
-        let value = json("version history", &history)?;
+        let value = Json(history);
         self.change(
             "storing the version history",
             "INSERT INTO history (plugin, versions) VALUES ($1, $2)

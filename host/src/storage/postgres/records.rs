@@ -4,29 +4,77 @@
 //! announced, so that an agent waiting on one node hears of a decision
 //! taken on another.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
-use super::{backend, changes, Postgres};
+use tokio_postgres::types::Json;
+
+use super::{backend, changes, now_ms, parse, Postgres};
 use crate::storage::approvals::{Approval, ApprovalState, ApprovalStore};
 use crate::storage::runs::{Run, RunStore, Step};
 use crate::storage::{Change, StorageError};
 
-fn parse<T: DeserializeOwned>(what: &'static str, value: serde_json::Value) -> Result<T, StorageError> {
-    serde_json::from_value(value).map_err(|e| StorageError::Corrupt {
-        what,
-        message: e.to_string(),
-    })
+/// The tables of records kept whole, by time-ordered id, with an `open`
+/// flag: what approvals and runs both are.
+#[derive(Clone, Copy)]
+enum Records {
+    Approvals,
+    Runs,
 }
 
-fn json<T: serde::Serialize>(what: &str, value: &T) -> Result<serde_json::Value, StorageError> {
-    serde_json::to_value(value).map_err(|e| backend(what, e))
+impl Records {
+    fn table(self) -> &'static str {
+        match self {
+            Records::Approvals => "approvals",
+            Records::Runs => "runs",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Records::Approvals => "approval",
+            Records::Runs => "run",
+        }
+    }
 }
 
-fn rows<T: DeserializeOwned>(what: &'static str, rows: Vec<tokio_postgres::Row>) -> Result<Vec<T>, StorageError> {
-    rows.into_iter().map(|r| parse(what, r.get(0))).collect()
+impl Postgres {
+    async fn record<T: DeserializeOwned>(&self, records: Records, id: &str) -> Result<Option<T>, StorageError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT record FROM {} WHERE id = $1", records.table());
+        let row = client
+            .query_opt(&sql, &[&id])
+            .await
+            .map_err(|e| backend(records.what(), e))?;
+        row.map(|r| parse(records.what(), r.get(0))).transpose()
+    }
+
+    /// The open records, oldest first.
+    async fn open_records<T: DeserializeOwned>(&self, records: Records) -> Result<Vec<T>, StorageError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT record FROM {} WHERE open ORDER BY id", records.table());
+        let rows = client.query(&sql, &[]).await.map_err(|e| backend(records.what(), e))?;
+        rows.into_iter().map(|r| parse(records.what(), r.get(0))).collect()
+    }
+
+    /// Records with ids below `before`, newest first.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        records: Records,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<T>, StorageError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT record FROM {} WHERE $1::text IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+            records.table()
+        );
+        let rows = client
+            .query(&sql, &[&before, &(limit as i64)])
+            .await
+            .map_err(|e| backend(records.what(), e))?;
+        rows.into_iter().map(|r| parse(records.what(), r.get(0))).collect()
+    }
 }
 
 #[async_trait]
@@ -40,7 +88,7 @@ impl ApprovalStore for Postgres {
                  decisions = excluded.decisions, open = excluded.open",
             &[
                 &approval.id,
-                &json("approval", approval)?,
+                &Json(approval),
                 &approval.state.as_str(),
                 &(approval.decisions.len() as i16),
                 &approval.state.is_open(),
@@ -69,7 +117,7 @@ impl ApprovalStore for Postgres {
                  WHERE id = $1 AND state = $6 AND decisions = $7",
                 &[
                     &approval.id,
-                    &json("approval", approval)?,
+                    &Json(approval),
                     &approval.state.as_str(),
                     &(approval.decisions.len() as i16),
                     &approval.state.is_open(),
@@ -88,45 +136,21 @@ impl ApprovalStore for Postgres {
     }
 
     async fn approval(&self, id: &str) -> Result<Option<Approval>, StorageError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt("SELECT record FROM approvals WHERE id = $1", &[&id])
-            .await
-            .map_err(|e| backend("approval", e))?;
-        row.map(|r| parse("approval", r.get(0))).transpose()
+        self.record(Records::Approvals, id).await
     }
 
     async fn open_approvals(&self) -> Result<Vec<Approval>, StorageError> {
-        let client = self.client().await?;
-        let found = client
-            .query("SELECT record FROM approvals WHERE open ORDER BY id", &[])
-            .await
-            .map_err(|e| backend("open approvals", e))?;
-        rows("approval", found)
+        self.open_records(Records::Approvals).await
     }
 
     async fn approvals(&self, before: Option<&str>, limit: usize) -> Result<Vec<Approval>, StorageError> {
-        let client = self.client().await?;
-        let found = client
-            .query(
-                "SELECT record FROM approvals WHERE $1::text IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
-                &[&before, &(limit as i64)],
-            )
-            .await
-            .map_err(|e| backend("approvals", e))?;
-        rows("approval", found)
+        self.page(Records::Approvals, before, limit).await
     }
 }
 
 /// How long a new run is its starting node's before that node renews the
 /// lease (which it does at once).
 const FIRST_LEASE_MS: i64 = 30_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[async_trait]
 impl RunStore for Postgres {
@@ -142,7 +166,7 @@ impl RunStore for Postgres {
                  lease_until = CASE WHEN excluded.open THEN runs.lease_until END",
             &[
                 &run.id,
-                &json("run", run)?,
+                &Json(run),
                 &run.state.is_open(),
                 &self.node,
                 &(now_ms() + FIRST_LEASE_MS),
@@ -155,33 +179,15 @@ impl RunStore for Postgres {
     }
 
     async fn run(&self, id: &str) -> Result<Option<Run>, StorageError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt("SELECT record FROM runs WHERE id = $1", &[&id])
-            .await
-            .map_err(|e| backend("run", e))?;
-        row.map(|r| parse("run", r.get(0))).transpose()
+        self.record(Records::Runs, id).await
     }
 
     async fn open_runs(&self) -> Result<Vec<Run>, StorageError> {
-        let client = self.client().await?;
-        let found = client
-            .query("SELECT record FROM runs WHERE open ORDER BY id", &[])
-            .await
-            .map_err(|e| backend("open runs", e))?;
-        rows("run", found)
+        self.open_records(Records::Runs).await
     }
 
     async fn runs(&self, before: Option<&str>, limit: usize) -> Result<Vec<Run>, StorageError> {
-        let client = self.client().await?;
-        let found = client
-            .query(
-                "SELECT record FROM runs WHERE $1::text IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
-                &[&before, &(limit as i64)],
-            )
-            .await
-            .map_err(|e| backend("runs", e))?;
-        rows("run", found)
+        self.page(Records::Runs, before, limit).await
     }
 
     async fn put_step(&self, run: &str, step: &Step) -> Result<(), StorageError> {
@@ -190,7 +196,7 @@ impl RunStore for Postgres {
             .execute(
                 "INSERT INTO run_steps (run, seq, step) VALUES ($1, $2, $3)
                  ON CONFLICT (run, seq) DO UPDATE SET step = excluded.step",
-                &[&run, &(step.seq as i32), &json("run step", step)?],
+                &[&run, &(step.seq as i32), &Json(step)],
             )
             .await
             .map_err(|e| backend("journaling a step", e))?;
@@ -203,7 +209,7 @@ impl RunStore for Postgres {
             .query("SELECT step FROM run_steps WHERE run = $1 ORDER BY seq", &[&run])
             .await
             .map_err(|e| backend("a run's steps", e))?;
-        rows("run step", found)
+        found.into_iter().map(|r| parse("run step", r.get(0))).collect()
     }
 
     async fn lease_run(&self, id: &str, node: &str, until: u64) -> Result<bool, StorageError> {

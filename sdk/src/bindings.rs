@@ -11,6 +11,10 @@ pub mod host {
         world: "toolhost:connector/host",
         runtime_path: "crate::rt",
         generate_all,
+        // Tests compare results with `assert_eq!`. A stream error holds a
+        // resource handle, which has no equality.
+        additional_derives: [PartialEq],
+        additional_derives_ignore: ["stream-error"],
     });
 }
 
@@ -25,6 +29,7 @@ macro_rules! connector_world {
                 world: $world,
                 runtime_path: "crate::rt",
                 pub_export_macro: true,
+                additional_derives: [PartialEq],
                 export_macro_name: $macro_name,
                 default_bindings_module: $bindings_module,
                 with: {

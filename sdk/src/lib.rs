@@ -12,96 +12,43 @@
 //!
 //! ## A complete connector
 //!
-//! `Cargo.toml`:
+//! `toolhost new coupon my-connector` creates this project (one of four: the
+//! `crm`, `erp` and `logistics` worlds have theirs); what follows is what it
+//! writes, word for word, and this crate's doctests compile it.
 //!
-//! ```toml
-//! [package]
-//! name = "acme-coupons"
-//! version = "0.1.0"
-//! edition = "2021"
+//! `Cargo.toml` (where the project is made inside a toolhost checkout, the
+//! `toolhost-sdk` line points at that checkout's `sdk/` instead):
 //!
-//! [lib]
-//! crate-type = ["cdylib", "rlib"]
+#![doc = concat!("```toml\n", include_str!("../templates/Cargo.toml.in"), "```\n")]
 //!
-//! [dependencies]
-//! toolhost-sdk = "0.1"
-//! serde = { version = "1", features = ["derive"] }
-//! ```
+//! `connector.toml`, beside it, says what the connector is and needs; the
+//! operator grants some or all of it:
 //!
-//! `connector.toml`, beside it, says what the connector needs; the operator
-//! grants some or all of it:
-//!
-//! ```toml
-//! name = "acme-coupons"
-//! version = "0.1.0"
-//! vendor = "Acme"
-//! world = "coupon-connector"
-//!
-//! [capabilities]
-//! http = [{ origin = "https://api.acme.example", methods = ["GET", "POST"] }]
-//! secrets = ["acme-api-key"]
-//! kv-quota-bytes = 1048576
-//!
-//! [tools.issue-voucher]
-//! risk = "write"
-//! ```
+#![doc = concat!("```toml\n", include_str!("../templates/coupon/connector.toml"), "```\n")]
 //!
 //! `src/lib.rs`:
 //!
-//! ```
-//! use toolhost_sdk::coupon::{Guest, IssueRequest, Validation, Voucher};
-//! use toolhost_sdk::{http::Request, kv, secrets, Error, Result};
+#![doc = concat!("```\n", include_str!("../templates/coupon/lib.rs"), "```\n")]
 //!
-//! struct AcmeCoupons;
+//! `dev.toml`, what `toolhost dev` grants while you work on it:
 //!
-//! const API: &str = "https://api.acme.example";
+#![doc = concat!("```toml\n", include_str!("../templates/dev.toml.in"), "```\n")]
 //!
-//! impl Guest for AcmeCoupons {
-//!     fn issue_voucher(request: IssueRequest) -> Result<Voucher> {
-//!         // Same idempotency key, same voucher: remember what we issued.
-//!         let memo = format!("issued/{}", request.idempotency_key);
-//!         if let Some(code) = kv::get(&memo)? {
-//!             return Self::get_voucher(&String::from_utf8_lossy(&code));
-//!         }
-//!         let created: serde_json::Value = Request::post(format!("{API}/vouchers"))
-//!             .bearer(&secrets::get("acme-api-key")?)
-//!             .json(&serde_json::json!({
-//!                 "customer": request.customer_id,
-//!                 "amount_cents": request.value.amount_minor,
-//!                 "currency": request.value.currency,
-//!             }))
-//!             .send()?
-//!             .error_for_status()?
-//!             .json()?;
-//!         let code = created["code"].as_str().ok_or_else(|| Error::malformed("no code"))?;
-//!         kv::set(&memo, code.as_bytes())?;
-//!         Self::get_voucher(code)
-//!     }
-//!     # fn validate_voucher(_: String, _: String) -> Result<Validation> { unimplemented!() }
-//!     # fn redeem_voucher(_: String, _: String, _: String) -> Result<Voucher> { unimplemented!() }
-//!     # fn revoke_voucher(_: String, _: String) -> Result<Voucher> { unimplemented!() }
-//!     # fn list_vouchers(_: String) -> Result<Vec<Voucher>> { unimplemented!() }
-//!     // ... validate_voucher, redeem_voucher, revoke_voucher, list_vouchers
-//! }
+//! ## Build, run, call
 //!
-//! impl AcmeCoupons {
-//!     fn get_voucher(code: &str) -> Result<Voucher> {
-//!         Request::get(format!("{API}/vouchers/{}", toolhost_sdk::http::encode_component(code)))
-//!             .bearer(&secrets::get("acme-api-key")?)
-//!             .send()?
-//!             .error_for_status()?
-//!             .json::<serde_json::Value>()
-//!             .and_then(|v| Err(Error::malformed(format!("map {v} to a Voucher here"))))
-//!     }
-//! }
+//! `toolhost build` compiles the project into a component and puts it beside
+//! `connector.toml` as `<name>.wasm` (the manifest's `name`): that folder is
+//! the bundle an operator loads. It installs the WebAssembly toolchain it
+//! needs the first time, also where `rustup target add wasm32-wasip2` is not
+//! possible. Where that target is installed, `cargo build --release --target
+//! wasm32-wasip2` builds the same component (as `target/wasm32-wasip2/release/
+//! my_connector.wasm`, to be copied beside `connector.toml` as
+//! `my-connector.wasm`).
 //!
-//! // Makes the component export the `coupon` interface.
-//! # #[cfg(target_arch = "wasm32")]
-//! toolhost_sdk::export_coupon!(AcmeCoupons);
-//! ```
-//!
-//! Build it into a component with `cargo build --release --target wasm32-wasip2`
-//! and put the `.wasm` beside `connector.toml`: that folder is the bundle.
+//! `toolhost dev` builds it, serves it on 127.0.0.1 with a development grant
+//! (what connector.toml asks for, with `dev.toml`'s settings and secrets),
+//! prints a token and a `curl` that calls a tool, and rebuilds and reloads
+//! on every change to the sources.
 //!
 //! ## Testing connector logic natively
 //!
@@ -120,6 +67,7 @@ pub mod bindings;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod json;
 pub mod kv;
 pub mod log;
 pub mod random;
@@ -129,6 +77,19 @@ pub mod testing;
 pub mod time;
 
 pub use error::{Error, Money, Result, UpstreamFailure};
+
+/// The projects `toolhost new` makes for the other worlds, compiled by the
+/// doctests like the coupon one above, so that every template builds
+/// against this SDK as it is.
+#[cfg(doctest)]
+mod templates {
+    #[doc = concat!("```\n", include_str!("../templates/crm/lib.rs"), "```")]
+    struct Crm;
+    #[doc = concat!("```\n", include_str!("../templates/erp/lib.rs"), "```")]
+    struct Erp;
+    #[doc = concat!("```\n", include_str!("../templates/logistics/lib.rs"), "```")]
+    struct Logistics;
+}
 
 /// The `crm` interface: the trait to implement and its types.
 pub mod crm {
@@ -150,11 +111,57 @@ pub mod coupon {
     pub use crate::bindings::coupon_world::exports::toolhost::connector::coupon::*;
 }
 
-/// Export an implementation of [`coupon::Guest`] from the component.
-pub use bindings::coupon_world::export_coupon;
-/// Export an implementation of [`crm::Guest`] from the component.
-pub use bindings::crm_world::export_crm;
-/// Export an implementation of [`erp::Guest`] from the component.
-pub use bindings::erp_world::export_erp;
-/// Export an implementation of [`logistics::Guest`] from the component.
-pub use bindings::logistics_world::export_logistics;
+/// Export an implementation of [`crm::Guest`] from the component:
+/// `toolhost_sdk::export_crm!(MyConnector);`. See [`export_world!`].
+#[macro_export]
+macro_rules! export_crm {
+    ($ty:ident) => {
+        $crate::export_world!(crm_world::export_crm, crm, $ty);
+    };
+}
+
+/// Export an implementation of [`erp::Guest`] from the component:
+/// `toolhost_sdk::export_erp!(MyConnector);`. See [`export_world!`].
+#[macro_export]
+macro_rules! export_erp {
+    ($ty:ident) => {
+        $crate::export_world!(erp_world::export_erp, erp, $ty);
+    };
+}
+
+/// Export an implementation of [`logistics::Guest`] from the component:
+/// `toolhost_sdk::export_logistics!(MyConnector);`. See [`export_world!`].
+#[macro_export]
+macro_rules! export_logistics {
+    ($ty:ident) => {
+        $crate::export_world!(logistics_world::export_logistics, logistics, $ty);
+    };
+}
+
+/// Export an implementation of [`coupon::Guest`] from the component:
+/// `toolhost_sdk::export_coupon!(MyConnector);`. See [`export_world!`].
+#[macro_export]
+macro_rules! export_coupon {
+    ($ty:ident) => {
+        $crate::export_world!(coupon_world::export_coupon, coupon, $ty);
+    };
+}
+
+/// What the `export_*!` macros expand to. In a component (wasm32) it is
+/// wit-bindgen's export: the functions the host calls. Anywhere else (a
+/// native `cargo test`, a doctest) there is nothing to export and nothing
+/// to link those functions against, so it only checks at compile time that
+/// the type implements the interface; the same line serves both builds.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! export_world {
+    ($world:ident :: $export:ident, $interface:ident, $ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::$world::$export!($ty);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            fn implements_the_interface<T: $crate::$interface::Guest>() {}
+            let _ = implements_the_interface::<$ty>;
+        };
+    };
+}

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Builds every connector workspace (plugins/ and tests/guests/) into
-# WebAssembly components and puts each `<name>.wasm` beside its connector.toml,
-# which is what makes a folder a bundle the host can load.
+# Builds connector projects into WebAssembly components and puts each beside
+# its connector.toml, named as the manifest says (`component`, else
+# `<name>.wasm`), which is what makes a folder a bundle the host can load.
+# A directory is a connector project (connector.toml beside Cargo.toml) or a
+# cargo workspace whose members are; by default plugins/ and tests/guests/.
+# `toolhost build` runs this same script (it is compiled into the binary).
 #
 # It installs what it needs and is idempotent. Two routes:
 #  - rustup has the wasm32-wasip2 target: plain `cargo build`.
 #  - otherwise (fresh machine of our CI kind, where rustup cannot download
 #    targets): Debian's rustc-web with build-std, and wasm-component-ld from
-#    crates.io. See shared/GUEST-TOOLCHAIN.md for why this route.
+#    crates.io. See plugins/GUEST-TOOLCHAIN.md for why this route.
 #
-# Usage: plugins/build.sh [--release|--debug] [workspace-dir ...]
+# Usage: plugins/build.sh [--release|--debug] [project-or-workspace-dir ...]
+# Environment: TOOLHOST_GUEST_TOOLS, where installed tools go (default
+# target/guest-tools of this checkout); TOOLHOST_GUEST_TARGET_DIR, one cargo
+# target folder for every directory built (default: each one's target/).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,19 +25,25 @@ for arg in "$@"; do
   case "$arg" in
     --release) profile=release ;;
     --debug) profile=debug ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -*) echo "build.sh: unknown option $arg (--release, --debug)" >&2; exit 2 ;;
     *) dirs+=("$arg") ;;
   esac
 done
 [ ${#dirs[@]} -gt 0 ] || dirs=("$root/plugins" "$root/tests/guests")
 
 target=wasm32-wasip2
-tools="$root/target/guest-tools"
+tools="${TOOLHOST_GUEST_TOOLS:-$root/target/guest-tools}"
+started=$SECONDS
+say() { echo "build: $* ($((SECONDS - started)) s)" >&2; }
 
 # Test processes may call this at the same time: one build at a time.
-mkdir -p "$root/target"
-exec 9>"$root/target/.guest-build.lock"
-flock 9
+mkdir -p "$tools"
+exec 9>"$tools/.build.lock"
+if ! flock -n 9; then
+  say "waiting for another guest build to finish"
+  flock 9
+fi
 component_ld_version=0.5.31
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -51,13 +63,13 @@ else
   [ -x /usr/lib/llvm-22/bin/wasm-ld ] || need+=(lld-22)
   [ -d /usr/lib/wasm32-wasi ] || need+=(wasi-libc)
   if [ ${#need[@]} -gt 0 ]; then
-    echo "build.sh: installing ${need[*]} from Debian" >&2
+    say "installing ${need[*]} from Debian, once (about 25 s)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 wasi-libc >/dev/null
   fi
   if ! "$tools/bin/wasm-component-ld" --version 2>/dev/null | grep -q "$component_ld_version"; then
-    echo "build.sh: installing wasm-component-ld $component_ld_version" >&2
-    cargo install --quiet --locked --root "$tools" "wasm-component-ld@$component_ld_version"
+    say "installing wasm-component-ld $component_ld_version from crates.io, once (about 60 s)"
+    cargo install --locked --root "$tools" "wasm-component-ld@$component_ld_version"
   fi
   # Debian's cargo and rustc sit behind rustup's proxies in PATH: name them.
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
@@ -70,19 +82,43 @@ fi
 flags=(--target "$target")
 [ "$profile" = release ] && flags+=(--release)
 
+# The first value of `key` in a TOML file's top level (before any table).
+toml_top() { sed -n '/^\[/q; s/^'"$1"' *= *"\([^"]*\)".*/\1/p' "$2" | head -n 1; }
+
 for dir in "${dirs[@]}"; do
+  [ -d "$dir" ] || { echo "build.sh: $dir is not a directory" >&2; exit 2; }
   dir=$(cd "$dir" && pwd)
-  echo "build.sh: building $dir ($profile)" >&2
-  # The output goes to the workspace's own target/ whatever CARGO_TARGET_DIR
-  # says (a global one, a CI's): the components are picked up from there.
-  (cd "$dir" && "${cargo_cmd[@]}" build --quiet --target-dir "$dir/target" "${flags[@]}" "${build_std[@]}")
-  # Each member with a connector.toml is a bundle: put its component beside it.
-  for manifest in "$dir"/*/connector.toml; do
+  [ -f "$dir/Cargo.toml" ] || { echo "build.sh: $dir has no Cargo.toml: not a connector project or workspace" >&2; exit 2; }
+  target_dir="${TOOLHOST_GUEST_TARGET_DIR:-$dir/target}"
+  # Compiling std for the target happens once per target folder: say so.
+  if [ ${#build_std[@]} -gt 0 ] && [ ! -d "$target_dir/$target/$profile/deps" ]; then
+    say "building $dir ($profile); the first build in $target_dir also compiles Rust's standard library for $target (about 45 s)"
+  else
+    say "building $dir ($profile)"
+  fi
+  # The output goes to the project's own target/ (or the one named above)
+  # whatever CARGO_TARGET_DIR says (a global one, a CI's): the components
+  # are picked up from there.
+  (cd "$dir" && "${cargo_cmd[@]}" build --target-dir "$target_dir" "${flags[@]}" "${build_std[@]}")
+  # The project itself, or each workspace member, with a connector.toml is
+  # a bundle: put its component beside the manifest, named as the host
+  # will look for it.
+  found=0
+  for manifest in "$dir"/connector.toml "$dir"/*/connector.toml; do
     [ -f "$manifest" ] || continue
+    found=1
     bundle=$(dirname "$manifest")
-    crate=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$bundle/Cargo.toml" | head -n 1)
-    wasm="$dir/target/$target/$profile/${crate//-/_}.wasm"
-    [ -f "$wasm" ] || { echo "build.sh: $wasm was not built" >&2; exit 1; }
-    install -m 0644 "$wasm" "$bundle/$(basename "$bundle").wasm"
+    [ -f "$bundle/Cargo.toml" ] || continue
+    crate=$(toml_top name "$bundle/Cargo.toml")
+    [ -n "$crate" ] || crate=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$bundle/Cargo.toml" | head -n 1)
+    wasm="$target_dir/$target/$profile/${crate//-/_}.wasm"
+    [ -f "$wasm" ] || { echo "build.sh: $wasm was not built (is crate-type [\"cdylib\"] in $bundle/Cargo.toml?)" >&2; exit 1; }
+    component=$(toml_top component "$manifest")
+    [ -n "$component" ] || component="$(toml_top name "$manifest").wasm"
+    [ "$component" != ".wasm" ] || { echo "build.sh: $manifest has no name" >&2; exit 1; }
+    install -m 0644 "$wasm" "$bundle/$component.tmp"
+    mv -f "$bundle/$component.tmp" "$bundle/$component"
+    say "$bundle/$component"
   done
+  [ "$found" = 1 ] || say "no connector.toml in $dir or its subfolders: built, but no bundle to fill"
 done

@@ -43,6 +43,9 @@ pub struct Config {
     /// How registries are reached (which may be plain HTTP).
     #[serde(default)]
     pub registries: RegistriesConfig,
+    /// The file this was read from, if any: what a reload reads again.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +102,10 @@ pub struct Server {
     pub extra_ca_roots: Option<PathBuf>,
     /// Minutes a console sign-in lasts.
     pub console_session_minutes: u64,
+    /// Seconds an audit record is kept (7776000 is 90 days); 0 keeps every
+    /// record. Older ones are removed as time passes, except those of calls
+    /// still running, and each removal is itself recorded.
+    pub audit_retention_secs: u64,
 }
 
 impl Default for Server {
@@ -125,6 +132,7 @@ impl Default for Server {
             dns_max_in_flight: OutboundOptions::default().dns_max_in_flight,
             extra_ca_roots: None,
             console_session_minutes: 8 * 60,
+            audit_retention_secs: 0,
         }
     }
 }
@@ -139,6 +147,10 @@ pub enum Role {
     /// Lists and decides held calls, and reads the audit trail; nothing else
     /// (not even calling tools).
     Approver,
+    /// Changes nothing and calls nothing; reads metrics, the audit trail,
+    /// what is loaded and granted, and runs (a scraper's or an auditor's
+    /// token).
+    Observer,
 }
 
 impl Role {
@@ -147,21 +159,26 @@ impl Role {
             Role::Agent => "agent",
             Role::Admin => "admin",
             Role::Approver => "approver",
+            Role::Observer => "observer",
         }
     }
 }
 
-/// One bearer token. The token itself is never in the file: either its
-/// SHA-256 (`sha256`) or the name of the environment variable holding it.
+/// One bearer token. The token itself is never in the file: its SHA-256
+/// (`sha256`, or a list of them while a token is being rotated: old and new
+/// both pass), the name of the environment variable holding it (`env`), or
+/// a file holding it (`file`, read again when the tokens are reloaded).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TokenConfig {
     pub name: String,
     pub role: Role,
     #[serde(default)]
-    pub sha256: Option<String>,
+    pub sha256: Option<Digests>,
     #[serde(default)]
     pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
     /// For agents: the tools it may see and call (`plugin.function`, or
     /// `plugin.*`); none listed means all.
     #[serde(default)]
@@ -171,13 +188,32 @@ pub struct TokenConfig {
     pub rate_per_minute: u32,
 }
 
+/// One SHA-256 (hex), or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Digests {
+    One(String),
+    Several(Vec<String>),
+}
+
+impl Digests {
+    pub fn list(&self) -> &[String] {
+        match self {
+            Digests::One(one) => std::slice::from_ref(one),
+            Digests::Several(several) => several,
+        }
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Config, PolicyError> {

@@ -284,7 +284,7 @@ async fn sign_in(
     if principal.role == crate::config::Role::Agent {
         return refused(
             StatusCode::FORBIDDEN,
-            "Agent tokens cannot sign in to the console; use an admin or approver token.",
+            "Agent tokens cannot sign in to the console; use an admin, approver or observer token.",
         );
     }
     if !principal.admit() {

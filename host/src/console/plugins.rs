@@ -159,7 +159,7 @@ pub async fn grant(
         let text = change.grant.unwrap_or_default();
         let grant: PluginPolicy = serde_json::from_str(&text)
             .map_err(|e| Refusal::page(StatusCode::UNPROCESSABLE_ENTITY, format!("the grant is not valid: {e}")))?;
-        admin::replace_grant(&state, &viewer.principal.name, &name, grant).await?;
+        admin::replace_grant(&state, &console_actor(&viewer), &name, grant).await?;
         Ok(format!("The grant of {name} is changed and serves from now on."))
     }
     .await;
@@ -174,7 +174,7 @@ async fn switch(
     on: bool,
 ) -> Result<Response, Refusal> {
     admit(&viewer, form)?;
-    let outcome = admin::set_enabled(&state, &viewer.principal.name, &name, on)
+    let outcome = admin::set_enabled(&state, &console_actor(&viewer), &name, on)
         .await
         .map(|_| format!("{name} is {}.", if on { "enabled" } else { "disabled" }))
         .map_err(Refusal::from);
@@ -206,7 +206,7 @@ pub async fn rollback(
     form: Result<Form<Change>, FormRejection>,
 ) -> Result<Response, Refusal> {
     admit(&viewer, form)?;
-    let outcome = admin::roll_back(&state, &viewer.principal.name, &name)
+    let outcome = admin::roll_back(&state, &console_actor(&viewer), &name)
         .await
         .map(|p| format!("{name} is rolled back to version {}.", p.version()))
         .map_err(Refusal::from);
@@ -225,9 +225,17 @@ pub async fn upload(
     let multipart = multipart.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
     let (parts, csrf) = admin::BundleParts::read(multipart, Some("csrf")).await?;
     viewer.check_csrf(csrf.as_deref().unwrap_or_default())?;
-    let outcome = admin::install(&state, &viewer.principal.name, &name, parts)
+    let outcome = admin::install(&state, &console_actor(&viewer), &name, parts)
         .await
         .map(|p| format!("{name} {} is uploaded and serves now.", p.version()))
         .map_err(Refusal::from);
     done(&viewer, &back(&name), outcome)
+}
+
+/// The signed-in operator, acting through the console.
+fn console_actor(viewer: &Viewer) -> admin::Actor<'_> {
+    admin::Actor {
+        name: &viewer.principal.name,
+        via: crate::storage::audit::Via::Console,
+    }
 }

@@ -191,7 +191,7 @@ impl Right {
             (Role::Admin, _) => true,
             (Role::Approver, Right::Decide) => true,
             (Role::Approver, Right::ManagePlugins | Right::CancelRuns) => false,
-            (Role::Agent, _) => false,
+            (Role::Agent | Role::Observer, _) => false,
         }
     }
 

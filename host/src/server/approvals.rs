@@ -186,6 +186,7 @@ impl Approvals {
                 reason,
                 run: call.caller.run.as_deref(),
                 step: call.caller.step.as_deref(),
+                change: None,
             })
             .await?;
         let approval = Approval {
@@ -383,8 +384,21 @@ impl Approvals {
                 break (approval, event, outcome);
             }
         };
-        self.record(&approval, outcome, Some(reviewer), reason.to_string())
-            .await?;
+        // What the decision changed: the reviewer found it pending with one
+        // decision fewer.
+        let found = decision_state(
+            ApprovalState::Pending,
+            &approval.decisions[..approval.decisions.len() - 1],
+        );
+        let left = decision_state(approval.state, &approval.decisions);
+        self.record(
+            &approval,
+            outcome,
+            Some(reviewer),
+            reason.to_string(),
+            Some((found, left)),
+        )
+        .await?;
         if event != "decision" {
             self.metrics.approval(&approval.tool, event);
             self.metrics
@@ -448,7 +462,7 @@ impl Approvals {
         if !self.save(&approval, from).await? {
             return Ok(Arc::new(self.load(&approval.id).await?));
         }
-        self.record(&approval, Outcome::Lapsed, None, why).await?;
+        self.record(&approval, Outcome::Lapsed, None, why, None).await?;
         self.metrics.approval(&approval.tool, "lapsed");
         Ok(self.close(approval, "lapsed"))
     }
@@ -522,7 +536,7 @@ impl Approvals {
         if !self.save(&approval, from).await? {
             return Ok(Arc::new(self.load(id).await?));
         }
-        self.record(&approval, Outcome::Expired, None, "not decided in time".into())
+        self.record(&approval, Outcome::Expired, None, "not decided in time".into(), None)
             .await?;
         self.metrics.approval(&approval.tool, "expired");
         self.metrics
@@ -658,6 +672,7 @@ impl Approvals {
         outcome: Outcome,
         by: Option<&str>,
         reason: String,
+        change: Option<(Value, Value)>,
     ) -> Result<(), ApprovalError> {
         self.audit
             .append_approval(&ApprovalEvent {
@@ -674,6 +689,7 @@ impl Approvals {
                 reason,
                 run: approval.run.as_deref(),
                 step: approval.step.as_deref(),
+                change,
             })
             .await?;
         Ok(())
@@ -733,6 +749,15 @@ fn refusal(status: u16, kind: &str, message: &str, approval: &Approval) -> Store
 
 /// An approval as agents and reviewers see it: secret argument fields
 /// redacted, times in RFC 3339.
+/// An approval's state and who had decided, as a decision's audit record
+/// shows it before and after.
+fn decision_state(state: ApprovalState, decisions: &[Decision]) -> Value {
+    json!({
+        "state": state,
+        "decisions": decisions.iter().map(|d| json!({ "by": d.by, "verdict": d.verdict })).collect::<Vec<_>>(),
+    })
+}
+
 pub fn view(approval: &Approval) -> Value {
     let decisions: Vec<Value> = approval
         .decisions

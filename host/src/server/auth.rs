@@ -2,8 +2,10 @@
 //! digests and compared in constant time; each has its own rate limit.
 
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::RngCore;
@@ -31,6 +33,7 @@ pub struct Principal {
     pub role: Role,
     /// Tool patterns an agent may use; empty means all.
     tools: Vec<String>,
+    rate: NonZeroU32,
     limiter: DefaultDirectRateLimiter,
 }
 
@@ -40,6 +43,7 @@ impl Principal {
             name: name.to_string(),
             role,
             tools,
+            rate,
             limiter: RateLimiter::direct(Quota::per_minute(rate).allow_burst(rate)),
         }
     }
@@ -48,8 +52,8 @@ impl Principal {
     pub fn may_use(&self, tool: &str) -> bool {
         match self.role {
             Role::Admin => return true,
-            // Reviewers decide calls; they never make them.
-            Role::Approver => return false,
+            // Reviewers decide calls and observers read; neither makes them.
+            Role::Approver | Role::Observer => return false,
             Role::Agent => {}
         }
         self.tools.is_empty() || self.tools.iter().any(|p| names::pattern_matches(p, tool))
@@ -59,10 +63,71 @@ impl Principal {
     pub fn admit(&self) -> bool {
         self.limiter.check().is_ok()
     }
+
+    /// The same token settings (a reload keeps this principal, and the
+    /// budget it has spent).
+    fn same(&self, other: &Principal) -> bool {
+        self.name == other.name && self.role == other.role && self.tools == other.tools && self.rate == other.rate
+    }
 }
 
+/// Where a token comes from, as `GET /v1/tokens` and the audit trail show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `sha256` in the configuration.
+    Sha256,
+    /// `env` in the configuration.
+    Env,
+    /// `file` in the configuration.
+    File,
+    /// `TOOLHOST_ADMIN_TOKEN`, `TOOLHOST_AGENT_TOKEN`, `TOOLHOST_APPROVER_TOKEN`.
+    Environment,
+    /// Made at first start when none were configured.
+    Generated,
+}
+
+/// A token as operators see it: never the token, only the first 8 hex
+/// digits of each SHA-256 that passes (enough to tell a rotation happened).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenView {
+    pub name: String,
+    pub role: Role,
+    pub source: TokenSource,
+    pub fingerprints: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    pub rate_per_minute: u32,
+}
+
+/// The tokens in force at one time.
+struct Tokens {
+    digests: Vec<([u8; 32], Arc<Principal>)>,
+    views: Vec<TokenView>,
+    /// The file of generated tokens, when those are in use.
+    generated: Option<String>,
+}
+
+impl Tokens {
+    fn add(&mut self, source: TokenSource, hashes: Vec<[u8; 32]>, principal: Arc<Principal>) {
+        self.views.push(TokenView {
+            name: principal.name.clone(),
+            role: principal.role,
+            source,
+            fingerprints: hashes.iter().map(|h| hex::encode(&h[..4])).collect(),
+            tools: principal.tools.clone(),
+            rate_per_minute: principal.rate.get(),
+        });
+        self.digests.extend(hashes.into_iter().map(|h| (h, principal.clone())));
+    }
+}
+
+/// Every token the host accepts. They can be replaced while serving
+/// (`reload`): requests check against the set in force when they arrive.
 pub struct Auth {
-    tokens: Vec<([u8; 32], Arc<Principal>)>,
+    tokens: ArcSwap<Tokens>,
+    default_rate: NonZeroU32,
+    generated_file: PathBuf,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -77,6 +142,9 @@ struct Generated {
     agent: String,
 }
 
+/// A token read from the environment or a file must be at least this long.
+const MIN_TOKEN_CHARS: usize = 16;
+
 impl Auth {
     /// Tokens from the config, then `TOOLHOST_ADMIN_TOKEN`,
     /// `TOOLHOST_AGENT_TOKEN` and `TOOLHOST_APPROVER_TOKEN`; with none at all, generated ones saved to
@@ -87,35 +155,98 @@ impl Auth {
         generated_file: &Path,
     ) -> Result<(Auth, Option<String>), AuthError> {
         let fallback = NonZeroU32::new(DEFAULT_RATE_PER_MINUTE).expect("non-zero");
-        let default_rate = NonZeroU32::new(default_rate).unwrap_or(fallback);
-        let rate = |r: u32| NonZeroU32::new(r).unwrap_or(default_rate);
-        let mut tokens = Vec::new();
+        let auth = Auth {
+            tokens: ArcSwap::from_pointee(Tokens {
+                digests: Vec::new(),
+                views: Vec::new(),
+                generated: None,
+            }),
+            default_rate: NonZeroU32::new(default_rate).unwrap_or(fallback),
+            generated_file: generated_file.to_path_buf(),
+        };
+        let tokens = auth.build(configured)?;
+        let generated = tokens.generated.clone();
+        auth.tokens.store(Arc::new(tokens));
+        Ok((auth, generated))
+    }
+
+    /// Put `configured` in force in place of the tokens in force now (the
+    /// configuration was read again). A token whose settings did not change
+    /// keeps its spent rate budget. Returns the tokens before and after; on
+    /// an error nothing changes.
+    pub fn reload(&self, configured: &[TokenConfig]) -> Result<(Vec<TokenView>, Vec<TokenView>), AuthError> {
+        let tokens = self.build(configured)?;
+        let after = tokens.views.clone();
+        let before = self.tokens.swap(Arc::new(tokens));
+        Ok((before.views.clone(), after))
+    }
+
+    /// The tokens in force, as operators see them.
+    pub fn list(&self) -> Vec<TokenView> {
+        self.tokens.load().views.clone()
+    }
+
+    fn build(&self, configured: &[TokenConfig]) -> Result<Tokens, AuthError> {
+        let current = self.tokens.load();
+        // The principal in force with these settings, if any.
+        let principal = |name: &str, role: Role, tools: Vec<String>, rate: NonZeroU32| {
+            let wanted = Principal::new(name, role, tools, rate);
+            current
+                .digests
+                .iter()
+                .find(|(_, p)| p.same(&wanted))
+                .map_or_else(|| Arc::new(wanted), |(_, p)| p.clone())
+        };
+        let mut tokens = Tokens {
+            digests: Vec::new(),
+            views: Vec::new(),
+            generated: None,
+        };
         for t in configured {
             let bad = |message: &str| AuthError::Token {
                 name: t.name.clone(),
                 message: message.into(),
             };
-            let hash = match (&t.sha256, &t.env) {
-                (Some(hex_digest), None) => {
-                    let bytes = hex::decode(hex_digest.trim()).map_err(|_| bad("sha256 is not hex"))?;
-                    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad("sha256 must be 32 bytes"))?
+            let presented = |token: &str, whence: &str| {
+                let token = token.trim();
+                if token.chars().count() < MIN_TOKEN_CHARS {
+                    return Err(bad(&format!(
+                        "the token in {whence} is shorter than {MIN_TOKEN_CHARS} characters"
+                    )));
                 }
-                (None, Some(var)) => match std::env::var(var) {
-                    Ok(token) if token.len() >= 16 => digest(&token),
-                    Ok(_) => return Err(bad("the token in the environment is shorter than 16 characters")),
+                Ok(digest(token))
+            };
+            let (source, hashes) = match (&t.sha256, &t.env, &t.file) {
+                (Some(digests), None, None) => {
+                    let hashes = digests
+                        .list()
+                        .iter()
+                        .map(|hex_digest| {
+                            let bytes = hex::decode(hex_digest.trim()).map_err(|_| bad("sha256 is not hex"))?;
+                            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad("sha256 must be 32 bytes"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if hashes.is_empty() {
+                        return Err(bad("sha256 lists no digest"));
+                    }
+                    (TokenSource::Sha256, hashes)
+                }
+                (None, Some(var), None) => match std::env::var(var) {
+                    Ok(token) => (
+                        TokenSource::Env,
+                        vec![presented(&token, &format!("environment variable {var}"))?],
+                    ),
                     Err(_) => return Err(bad(&format!("environment variable {var} is not set"))),
                 },
-                _ => return Err(bad("give exactly one of `sha256` or `env`")),
+                (None, None, Some(path)) => {
+                    let token = std::fs::read_to_string(path)
+                        .map_err(|e| bad(&format!("cannot read {}: {e}", path.display())))?;
+                    (TokenSource::File, vec![presented(&token, &path.display().to_string())?])
+                }
+                _ => return Err(bad("give exactly one of `sha256`, `env` or `file`")),
             };
-            tokens.push((
-                hash,
-                Arc::new(Principal::new(
-                    &t.name,
-                    t.role,
-                    t.tools.clone(),
-                    rate(t.rate_per_minute),
-                )),
-            ));
+            let rate = NonZeroU32::new(t.rate_per_minute).unwrap_or(self.default_rate);
+            tokens.add(source, hashes, principal(&t.name, t.role, t.tools.clone(), rate));
         }
         for (var, name, role) in [
             ("TOOLHOST_ADMIN_TOKEN", "admin", Role::Admin),
@@ -123,26 +254,24 @@ impl Auth {
             ("TOOLHOST_APPROVER_TOKEN", "approver", Role::Approver),
         ] {
             if let Ok(token) = std::env::var(var) {
-                tokens.push((
-                    digest(&token),
-                    Arc::new(Principal::new(name, role, Vec::new(), default_rate)),
-                ));
+                let p = principal(name, role, Vec::new(), self.default_rate);
+                tokens.add(TokenSource::Environment, vec![digest(&token)], p);
             }
         }
-        if !tokens.is_empty() {
+        if !tokens.digests.is_empty() {
             check_unique(&tokens)?;
-            return Ok((Auth { tokens }, None));
+            return Ok(tokens);
         }
-        let generated = load_or_generate(generated_file)?;
-        tokens.push((
-            digest(&generated.admin),
-            Arc::new(Principal::new("admin", Role::Admin, Vec::new(), default_rate)),
-        ));
-        tokens.push((
-            digest(&generated.agent),
-            Arc::new(Principal::new("agent", Role::Agent, Vec::new(), default_rate)),
-        ));
-        Ok((Auth { tokens }, Some(generated_file.display().to_string())))
+        let generated = load_or_generate(&self.generated_file)?;
+        for (token, name, role) in [
+            (&generated.admin, "admin", Role::Admin),
+            (&generated.agent, "agent", Role::Agent),
+        ] {
+            let p = principal(name, role, Vec::new(), self.default_rate);
+            tokens.add(TokenSource::Generated, vec![digest(token)], p);
+        }
+        tokens.generated = Some(self.generated_file.display().to_string());
+        Ok(tokens)
     }
 
     /// The principal a presented token belongs to. Every configured digest
@@ -150,7 +279,7 @@ impl Auth {
     pub fn check(&self, token: &str) -> Option<Arc<Principal>> {
         let presented = digest(token);
         let mut found = None;
-        for (hash, principal) in &self.tokens {
+        for (hash, principal) in &self.tokens.load().digests {
             if bool::from(hash.ct_eq(&presented)) {
                 found = Some(principal.clone());
             }
@@ -161,27 +290,34 @@ impl Auth {
     /// The principal of the token named `name`, if it is still configured
     /// (a held call re-checks its caller's permission when it runs).
     pub fn named(&self, name: &str) -> Option<Arc<Principal>> {
-        self.tokens.iter().find(|(_, p)| p.name == name).map(|(_, p)| p.clone())
+        self.tokens
+            .load()
+            .digests
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(_, p)| p.clone())
     }
 }
 
 /// A token's name is who it is (in the audit trail, in idempotency keys):
 /// two tokens with one name, or one token listed twice, are refused.
-fn check_unique(tokens: &[([u8; 32], Arc<Principal>)]) -> Result<(), AuthError> {
-    for (i, (hash, principal)) in tokens.iter().enumerate() {
-        for (other_hash, other) in &tokens[..i] {
-            let message = if other.name == principal.name {
+fn check_unique(tokens: &Tokens) -> Result<(), AuthError> {
+    let refused = |name: &str, message: &str| AuthError::Token {
+        name: name.to_string(),
+        message: message.into(),
+    };
+    for (i, view) in tokens.views.iter().enumerate() {
+        if tokens.views[..i].iter().any(|other| other.name == view.name) {
+            return Err(refused(
+                &view.name,
                 "another token has the same name; token names must be unique (an environment token \
-                 TOOLHOST_ADMIN_TOKEN, TOOLHOST_AGENT_TOKEN or TOOLHOST_APPROVER_TOKEN is named `admin`, `agent` or `approver`)"
-            } else if other_hash == hash {
-                "the same token is configured twice"
-            } else {
-                continue;
-            };
-            return Err(AuthError::Token {
-                name: principal.name.clone(),
-                message: message.into(),
-            });
+                 TOOLHOST_ADMIN_TOKEN, TOOLHOST_AGENT_TOKEN or TOOLHOST_APPROVER_TOKEN is named `admin`, `agent` or `approver`)",
+            ));
+        }
+    }
+    for (i, (hash, principal)) in tokens.digests.iter().enumerate() {
+        if tokens.digests[..i].iter().any(|(other, _)| other == hash) {
+            return Err(refused(&principal.name, "the same token is configured twice"));
         }
     }
     Ok(())

@@ -109,6 +109,11 @@ pub async fn serve_on(
     ));
     idempotency.spawn_sweeper();
     runtime.spawn_warm_sweeper();
+    if server.audit_retention_secs > 0 {
+        runtime
+            .audit()
+            .spawn_sweeper(std::time::Duration::from_secs(server.audit_retention_secs));
+    }
     let (auth, generated) = Auth::new(
         &config.tokens,
         server.rate_per_minute,
@@ -130,6 +135,7 @@ pub async fn serve_on(
         runs: Default::default(),
         console: crate::console::Sessions::new(std::time::Duration::from_secs(server.console_session_minutes * 60)),
         stopping: stopping.clone(),
+        config_path: config.path.clone(),
     });
     api::settle_interrupted(&state)
         .await
@@ -140,6 +146,7 @@ pub async fn serve_on(
         api::spawn_execution(&state, id);
     }
     spawn_expiry(&approvals, stopping.clone());
+    api::tokens::spawn_reload_on_hangup(&state);
     // Where nodes share the store: follow their changes, and take over the
     // runs of a node that died.
     nodes::spawn_follower(&state);

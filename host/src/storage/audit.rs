@@ -75,6 +75,16 @@ pub struct AuditRecord {
     /// and retry attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// What an operator changed (or the host, for retention): the record of
+    /// an action rather than of a call. `token` says who.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The state the action found, and the state it left: a grant, a
+    /// version, the tokens in force, an approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
 }
 
 impl AuditRecord {
@@ -106,8 +116,72 @@ impl AuditRecord {
             reason: None,
             run: None,
             step: None,
+            action: None,
+            before: None,
+            after: None,
         }
     }
+}
+
+/// A change to what the host serves or allows, as the audit trail names
+/// it. Every one is made by an operator through the API or the console,
+/// except `sweep_audit`, which the host makes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A bundle uploaded (`PUT /v1/plugins/{name}`).
+    Upload,
+    /// The previous version served again.
+    Rollback,
+    /// A plugin unloaded and its folder removed.
+    Remove,
+    Enable,
+    Disable,
+    /// The operator's grant replaced or patched.
+    SetGrant,
+    /// The operator's grant dropped: the file's grant is in force again.
+    ResetGrant,
+    /// The approval rules replaced.
+    SetRules,
+    /// The tokens in force replaced (the configuration read again).
+    ReloadTokens,
+    /// A reviewer's decision on a held call.
+    Decide,
+    /// Audit records past their retention removed.
+    SweepAudit,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Upload => "upload",
+            Action::Rollback => "rollback",
+            Action::Remove => "remove",
+            Action::Enable => "enable",
+            Action::Disable => "disable",
+            Action::SetGrant => "set_grant",
+            Action::ResetGrant => "reset_grant",
+            Action::SetRules => "set_rules",
+            Action::ReloadTokens => "reload_tokens",
+            Action::Decide => "decide",
+            Action::SweepAudit => "sweep_audit",
+        }
+    }
+}
+
+/// An action for the audit trail: who did what to which thing, and the
+/// thing's state before and after.
+pub struct ActionEvent<'a> {
+    pub action: Action,
+    /// `Api` or `Console` (`Folder` for what the host does itself).
+    pub via: Via,
+    /// The token that acted; none for the host itself.
+    pub by: Option<&'a str>,
+    /// What was acted on, as the trail's `tool` names it: `(plugin) crm`,
+    /// `(tokens)`, `(approval rules)`, `(audit)`.
+    pub subject: String,
+    pub before: Value,
+    pub after: Value,
 }
 
 /// How a call or a plugin event ended, as the audit trail and the API
@@ -246,6 +320,10 @@ pub enum Via {
     Rollback,
     /// Another node's change, applied here (nodes sharing a store).
     Node,
+    /// The operator console.
+    Console,
+    /// The host itself (the audit trail's retention).
+    Host,
 }
 
 impl Via {
@@ -258,6 +336,8 @@ impl Via {
             Via::Api => "api",
             Via::Rollback => "rollback",
             Via::Node => "node",
+            Via::Console => "console",
+            Via::Host => "host",
         }
     }
 }
@@ -296,6 +376,9 @@ pub struct ApprovalEvent<'a> {
     /// The workflow run and step the held call belongs to, if any.
     pub run: Option<&'a str>,
     pub step: Option<&'a str>,
+    /// For a decision: the approval as the reviewer found it and as the
+    /// decision left it.
+    pub change: Option<(Value, Value)>,
 }
 
 /// Something that happened to a plugin, for the audit trail.
@@ -411,8 +494,11 @@ impl EffectGate for OpenRecord {
     }
 }
 
-/// Which records a query wants. Records come newest first.
+/// Which records a query wants. Records come newest first. A field not
+/// named here is refused, not ignored: a misspelt filter must not export
+/// the whole trail.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     pub tool: Option<String>,
     /// How the call or bundle came in.
@@ -424,6 +510,8 @@ pub struct AuditFilter {
     pub approval: Option<String>,
     /// Records of one workflow run: each step's call, and the run's own.
     pub run: Option<String>,
+    /// Records of one kind of operator action.
+    pub action: Option<Action>,
     /// RFC 3339 or Unix seconds; inclusive.
     pub since: Option<String>,
     pub until: Option<String>,
@@ -467,6 +555,7 @@ pub struct AuditQuery {
     pub token: Option<String>,
     pub approval: Option<String>,
     pub run: Option<String>,
+    pub action: Option<Action>,
 }
 
 impl AuditQuery {
@@ -489,7 +578,8 @@ impl AuditQuery {
         let texts = texts.iter().filter_map(|(name, v)| v.as_ref().map(|v| field(name, v)));
         let outcome = self.outcome.map(|o| field("outcome", &o));
         let via = self.via.map(|v| field("via", &v));
-        texts.chain(outcome).chain(via).collect()
+        let action = self.action.map(|a| field("action", &a));
+        texts.chain(outcome).chain(via).chain(action).collect()
     }
 
     /// Whether `record` passes the query's field filters (the id range is
@@ -503,6 +593,7 @@ impl AuditQuery {
             && matches(&self.token, record.token.as_deref())
             && matches(&self.approval, record.approval.as_deref())
             && matches(&self.run, record.run.as_deref())
+            && self.action.is_none_or(|a| Some(a) == record.action)
     }
 }
 
@@ -523,6 +614,9 @@ pub trait AuditStore: Send + Sync {
     /// `running` notes, durably.
     fn close_at_start(&self, records: &[(u64, AuditRecord)]) -> Result<(), StorageError>;
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StorageError>;
+    /// Delete the records with ids below `id` (made before a time), except
+    /// those still noted `running`; how many went.
+    async fn remove_before(&self, id: u64) -> Result<usize, StorageError>;
 }
 
 pub struct AuditLog {
@@ -663,6 +757,60 @@ impl AuditLog {
         Ok(record)
     }
 
+    /// Record an action (see [`Action`]): who, on what, before and after.
+    pub async fn append_action(&self, event: &ActionEvent<'_>) -> Result<AuditRecord, AuditError> {
+        let id = self.next_id();
+        let mut record = AuditRecord::new(id, event.via, event.subject.clone());
+        record.token = event.by.map(str::to_string);
+        record.outcome = Outcome::Ok;
+        record.action = Some(event.action);
+        record.before = Some(event.before.clone());
+        record.after = Some(event.after.clone());
+        self.storage.audit().put(id, &record, Mark::None).await?;
+        self.published.send(&record);
+        Ok(record)
+    }
+
+    /// Delete the records made before `cutoff` (a call still running is
+    /// kept), and record that it happened; how many went.
+    pub async fn sweep(&self, cutoff: SystemTime) -> Result<usize, AuditError> {
+        let micros = cutoff.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let removed = self.storage.audit().remove_before(micros << 8).await?;
+        if removed > 0 {
+            self.append_action(&ActionEvent {
+                action: Action::SweepAudit,
+                via: Via::Host,
+                by: None,
+                subject: "(audit)".into(),
+                before: serde_json::json!({ "records_made_before": rfc3339_micros(micros) }),
+                after: serde_json::json!({ "removed": removed }),
+            })
+            .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Sweep records older than `retention` as time passes: at start, then
+    /// often enough that none outlives it by more than a tenth (at least
+    /// every second, at most every hour), until the log is dropped.
+    pub fn spawn_sweeper(self: &Arc<AuditLog>, retention: Duration) {
+        let weak = Arc::downgrade(self);
+        let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(this) = weak.upgrade() else { break };
+                match this.sweep(SystemTime::now() - retention).await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "audit: records past their retention removed"),
+                    Err(e) => tracing::error!("audit retention: {e}"),
+                    _ => {}
+                }
+            }
+        });
+    }
+
     /// Record a step of a held call, under the call's tool and session so
     /// that the conversation's trail shows the human step in its place.
     pub async fn append_approval(&self, event: &ApprovalEvent<'_>) -> Result<AuditRecord, AuditError> {
@@ -679,6 +827,11 @@ impl AuditLog {
         record.reason = Some(event.reason.clone());
         record.run = event.run.map(str::to_string);
         record.step = event.step.map(str::to_string);
+        if let Some((before, after)) = &event.change {
+            record.action = Some(Action::Decide);
+            record.before = Some(before.clone());
+            record.after = Some(after.clone());
+        }
         self.storage.audit().put(id, &record, Mark::None).await?;
         self.published.send(&record);
         Ok(record)
@@ -708,6 +861,7 @@ impl AuditLog {
             token: filter.token.clone(),
             approval: filter.approval.clone(),
             run: filter.run.clone(),
+            action: filter.action,
         };
         let records = self.storage.audit().query(&query).await?;
         let next = (records.len() == limit).then(|| records[records.len() - 1].id.clone());

@@ -345,6 +345,36 @@ impl AuditStore for SledBackend {
         }
         Ok(records)
     }
+    async fn remove_before(&self, id: u64) -> Result<usize, StorageError> {
+        let (audit, running) = (self.audit.clone(), self.audit_running.clone());
+        let removed = tokio::task::spawn_blocking(move || -> Result<usize, StorageError> {
+            // In batches from a cursor, so a long trail is never held in
+            // memory at once and a batch of running calls cannot stall it.
+            const BATCH: usize = 1000;
+            let (mut removed, mut from) = (0, 0u64);
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut seen = 0;
+                for entry in audit.range(from.to_be_bytes()..id.to_be_bytes()).take(BATCH) {
+                    let (key, _) = entry?;
+                    seen += 1;
+                    from = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0xff; 8])).saturating_add(1);
+                    if !running.contains_key(&key)? {
+                        batch.remove(key);
+                        removed += 1;
+                    }
+                }
+                audit.apply_batch(batch)?;
+                if seen < BATCH {
+                    return Ok(removed);
+                }
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Backend(format!("sweeping the audit trail: {e}")))??;
+        self.durable().await?;
+        Ok(removed)
+    }
 }
 
 fn answer_key(key: &AnswerKey<'_>) -> Vec<u8> {
@@ -425,6 +455,11 @@ impl OperatorStore for SledBackend {
 
     async fn set_grant(&self, plugin: &str, grant: &PluginPolicy) -> Result<(), StorageError> {
         self.grants.insert(plugin, to_json(&grant.stored()))?;
+        self.durable().await
+    }
+
+    async fn remove_grant(&self, plugin: &str) -> Result<(), StorageError> {
+        self.grants.remove(plugin)?;
         self.durable().await
     }
 

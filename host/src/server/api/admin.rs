@@ -1,20 +1,88 @@
 //! The operator API: what is loaded, what it may do, and switching it off.
 
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::Admin;
+use super::auth::{Admin, Reader};
 use super::{ApiError, Shared};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
 use crate::policy::PluginPolicy;
+use crate::storage::audit::{Action, ActionEvent, Via};
 use crate::workflow::Workflow;
+
+/// Who acts on the host, and through what (the API or the console): what
+/// an action's audit record names.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub via: Via,
+}
+
+impl<'a> Actor<'a> {
+    /// An admin token calling the REST API.
+    pub fn api(name: &'a str) -> Actor<'a> {
+        Actor { name, via: Via::Api }
+    }
+}
+
+/// Put an operator's action in the audit trail: who, on what, the state
+/// before and after. The change is made by then; a trail that cannot take
+/// the record is logged as an error, not undone.
+pub async fn record_admin(
+    state: &Shared,
+    actor: &Actor<'_>,
+    action: Action,
+    subject: String,
+    before: Value,
+    after: Value,
+) {
+    record_action(
+        state,
+        &ActionEvent {
+            action,
+            via: actor.via,
+            by: Some(actor.name),
+            subject,
+            before,
+            after,
+        },
+    )
+    .await;
+}
+
+/// Put an action in the audit trail, whoever made it.
+pub async fn record_action(state: &Shared, event: &ActionEvent<'_>) {
+    if let Err(e) = state.runtime.audit().append_action(event).await {
+        tracing::error!(
+            by = event.by,
+            action = event.action.as_str(),
+            "audit: the action is done but not recorded: {e}"
+        );
+    }
+}
+
+/// A plugin as the audit trail's `tool` names it.
+pub fn subject(plugin: &str) -> String {
+    format!("(plugin) {plugin}")
+}
+
+/// The version serving `name`, for an action's before and after.
+fn serving(state: &Shared, name: &str) -> Value {
+    match state.runtime.plugins().registry().loaded(name) {
+        Some(p) => json!({ "version": p.version().to_string(), "digest": p.digest() }),
+        None => Value::Null,
+    }
+}
+
+fn enabled_state(state: &Shared, name: &str) -> Value {
+    json!({ "state": enabled(state, name) })
+}
 
 pub fn describe(state: &Shared, loaded: &Loaded) -> Value {
     match loaded {
@@ -88,7 +156,7 @@ pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no plugin named {name:?}")))
 }
 
-pub async fn list(_: Admin, State(state): State<Shared>) -> Json<Vec<Value>> {
+pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
     let registry = state.runtime.plugins().registry();
     let connectors = registry.snapshot();
     let workflows = registry.workflows();
@@ -101,58 +169,31 @@ pub async fn list(_: Admin, State(state): State<Shared>) -> Json<Vec<Value>> {
     )
 }
 
-pub async fn grants(_: Admin, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let p = plugin(&state, &name)?;
-    let operator = serde_json::to_value(state.runtime.plugins().operator_grant(&name)).map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "plugin": name,
-        "operator": operator,
-        "plugin_state": describe(&state, &p),
-    })))
-}
-
-/// Replace the operator's grant. Secrets are shown as set or not, never by value; one sent back
-/// as shown keeps its source.
-pub async fn set_grants(
-    Admin(admin): Admin,
-    State(state): State<Shared>,
-    Path(name): Path<String>,
-    body: Result<Json<PluginPolicy>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Json(grant) = body?;
-    let p = replace_grant(&state, &admin.name, &name, grant).await?;
-    Ok(Json(describe(&state, &p)))
-}
-
-/// The operator's grant of `name` becomes `grant` (the API and the console
-/// change grants through this one path).
-pub async fn replace_grant(state: &Shared, admin: &str, name: &str, grant: PluginPolicy) -> Result<Loaded, ApiError> {
-    plugin(state, name)?;
-    let p = state
-        .runtime
-        .plugins()
-        .set_grant(name, grant)
-        .await
-        .map_err(|e| match e {
-            LifecycleError::Policy(e) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string())
-            }
-            other => ApiError::internal(other),
-        })?;
-    tracing::info!(admin, plugin = %name, "grant changed");
-    Ok(p)
+/// The operator's grant of `name` becomes `grant` (for the console: it
+/// leaves no requested secret or config unset on purpose; see
+/// [`super::grants::change_grant`]).
+pub async fn replace_grant(
+    state: &Shared,
+    actor: &Actor<'_>,
+    name: &str,
+    grant: PluginPolicy,
+) -> Result<Loaded, ApiError> {
+    super::grants::change_grant(state, actor, name, grant, &[]).await
 }
 
 /// Switch `name` on or off (for the API and the console).
-pub async fn set_enabled(state: &Shared, admin: &str, name: &str, enabled: bool) -> Result<Loaded, ApiError> {
+pub async fn set_enabled(state: &Shared, actor: &Actor<'_>, name: &str, enabled: bool) -> Result<Loaded, ApiError> {
     let p = plugin(state, name)?;
+    let before = enabled_state(state, name);
     state
         .runtime
         .plugins()
         .set_enabled(name, enabled)
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(admin, plugin = %name, enabled, "plugin state changed");
+    tracing::info!(admin = actor.name, plugin = %name, enabled, "plugin state changed");
+    let action = if enabled { Action::Enable } else { Action::Disable };
+    record_admin(state, actor, action, subject(name), before, enabled_state(state, name)).await;
     Ok(p)
 }
 
@@ -161,7 +202,7 @@ pub async fn disable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = set_enabled(&state, &admin.name, &name, false).await?;
+    let p = set_enabled(&state, &Actor::api(&admin.name), &name, false).await?;
     Ok(Json(describe(&state, &p)))
 }
 
@@ -170,7 +211,7 @@ pub async fn enable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = set_enabled(&state, &admin.name, &name, true).await?;
+    let p = set_enabled(&state, &Actor::api(&admin.name), &name, true).await?;
     Ok(Json(describe(&state, &p)))
 }
 
@@ -188,7 +229,7 @@ pub async fn upload(
 ) -> Result<Json<Value>, ApiError> {
     let multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (parts, _) = BundleParts::read(multipart, None).await?;
-    let plugin = install(&state, &admin.name, &name, parts).await?;
+    let plugin = install(&state, &Actor::api(&admin.name), &name, parts).await?;
     Ok(Json(describe(&state, &plugin)))
 }
 
@@ -247,7 +288,7 @@ impl BundleParts {
 
 /// Check an uploaded bundle and install it as `name` (for the API and the
 /// console).
-pub async fn install(state: &Shared, admin: &str, name: &str, parts: BundleParts) -> Result<Loaded, ApiError> {
+pub async fn install(state: &Shared, actor: &Actor<'_>, name: &str, parts: BundleParts) -> Result<Loaded, ApiError> {
     let refused =
         |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string());
     let bundle = match (parts.workflow, parts.manifest, parts.component) {
@@ -281,13 +322,23 @@ pub async fn install(state: &Shared, admin: &str, name: &str, parts: BundleParts
             )));
         }
     }
+    let before = serving(state, name);
     let plugin = state
         .runtime
         .plugins()
-        .install(bundle, crate::storage::audit::Via::Api)
+        .install(bundle, actor.via)
         .await
         .map_err(|e| refused(&e))?;
-    tracing::info!(admin, plugin = %name, version = %plugin.version(), "uploaded");
+    tracing::info!(admin = actor.name, plugin = %name, version = %plugin.version(), "uploaded");
+    record_admin(
+        state,
+        actor,
+        Action::Upload,
+        subject(name),
+        before,
+        serving(state, name),
+    )
+    .await;
     Ok(plugin)
 }
 
@@ -299,6 +350,7 @@ pub async fn unload(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     plugin(&state, &name)?;
+    let before = serving(&state, &name);
     let drained = state
         .runtime
         .plugins()
@@ -306,6 +358,16 @@ pub async fn unload(
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(admin = %admin.name, plugin = %name, drained, "unloaded");
+    let after = json!({ "removed": true, "drained": drained });
+    record_admin(
+        &state,
+        &Actor::api(&admin.name),
+        Action::Remove,
+        subject(&name),
+        before,
+        after,
+    )
+    .await;
     Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
 }
 
@@ -315,25 +377,35 @@ pub async fn rollback(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = roll_back(&state, &admin.name, &name).await?;
+    let plugin = roll_back(&state, &Actor::api(&admin.name), &name).await?;
     Ok(Json(describe(&state, &plugin)))
 }
 
 /// Serve `name`'s previous version again (for the API and the console).
-pub async fn roll_back(state: &Shared, admin: &str, name: &str) -> Result<Loaded, ApiError> {
+pub async fn roll_back(state: &Shared, actor: &Actor<'_>, name: &str) -> Result<Loaded, ApiError> {
+    let before = serving(state, name);
     let plugin = state.runtime.plugins().rollback(name).await.map_err(|e| match e {
         LifecycleError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         LifecycleError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", e.to_string()),
         LifecycleError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
         other => ApiError::internal(other),
     })?;
-    tracing::info!(admin, plugin = %name, version = %plugin.version(), "rolled back");
+    tracing::info!(admin = actor.name, plugin = %name, version = %plugin.version(), "rolled back");
+    record_admin(
+        state,
+        actor,
+        Action::Rollback,
+        subject(name),
+        before,
+        serving(state, name),
+    )
+    .await;
     Ok(plugin)
 }
 
 /// `GET /v1/plugins/{name}/versions`: what it has served, oldest first.
 pub async fn versions(
-    _: Admin,
+    _: Reader,
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

@@ -23,6 +23,7 @@ use crate::config::Role;
 use crate::policy::approvals::ApprovalConfig;
 use crate::server::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
 use crate::storage::approvals::{ApprovalState, Verdict};
+use crate::storage::audit::Action;
 
 impl From<ApprovalError> for ApiError {
     fn from(e: ApprovalError) -> ApiError {
@@ -207,14 +208,21 @@ pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalCon
 /// applied to the next call. They replace the file's from then on, across
 /// restarts.
 pub async fn set_rules(
-    _: Admin,
+    Admin(admin): Admin,
     State(state): State<Shared>,
     body: Result<Json<ApprovalConfig>, JsonRejection>,
 ) -> Result<Json<ApprovalConfig>, ApiError> {
     let Json(rules) =
         body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", e.body_text()))?;
+    let before = serde_json::to_value(state.approvals.rules()).unwrap_or_default();
     match state.approvals.set_rules(rules).await {
-        Ok(rules) => Ok(Json(rules)),
+        Ok(rules) => {
+            let after = serde_json::to_value(&rules).unwrap_or_default();
+            let actor = super::admin::Actor::api(&admin.name);
+            let subject = "(approval rules)".to_string();
+            super::admin::record_admin(&state, &actor, Action::SetRules, subject, before, after).await;
+            Ok(Json(rules))
+        }
         Err(SetRulesError::Invalid(e)) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_rules",

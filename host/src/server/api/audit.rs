@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::Reviewer;
+use super::auth::AuditReader;
 use super::{ApiError, Shared};
 use crate::storage::audit::{AuditError, AuditFilter, MAX_PAGE};
 
@@ -19,7 +19,7 @@ fn bad_filter(e: AuditError) -> ApiError {
 }
 
 pub async fn query(
-    _: Reviewer,
+    _: AuditReader,
     State(state): State<Shared>,
     filter: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -30,7 +30,7 @@ pub async fn query(
 
 /// Every matching record, oldest page last, one JSON object per line.
 pub async fn export(
-    _: Reviewer,
+    _: AuditReader,
     State(state): State<Shared>,
     filter: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {

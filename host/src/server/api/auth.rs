@@ -1,5 +1,8 @@
-//! Extractors that authenticate: `Agent` for any valid token, `Reviewer` for
-//! an approver or admin token, `Admin` for an admin token. Each takes one request from the token's rate budget.
+//! Extractors that authenticate: `Agent` for any valid token, and one per
+//! set of roles a route admits: `Admin`, `Reviewer` (approver or admin),
+//! `Reader` (admin or observer: what is loaded, metrics, runs) and
+//! `AuditReader` (approver, admin or observer: the audit trail). Each takes
+//! one request from the token's rate budget.
 
 use std::sync::Arc;
 
@@ -12,8 +15,6 @@ use crate::config::Role;
 use crate::server::auth::Principal;
 
 pub struct Agent(pub Arc<Principal>);
-pub struct Admin(pub Arc<Principal>);
-pub struct Reviewer(pub Arc<Principal>);
 
 /// The principal, if its role is one of `roles`; otherwise 403 naming what
 /// the route needs.
@@ -74,23 +75,46 @@ impl FromRequestParts<Shared> for Agent {
     }
 }
 
-impl FromRequestParts<Shared> for Admin {
-    type Rejection = ApiError;
+/// An extractor admitting the tokens of `roles`; any other is refused
+/// (403) with what the route needs.
+macro_rules! roles {
+    ($(#[$doc:meta])* $name:ident, [$($role:ident),+], $needs:literal) => {
+        $(#[$doc])*
+        // Some routes need only the check, not who passed it.
+        #[allow(dead_code)]
+        pub struct $name(pub Arc<Principal>);
 
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        require(authenticate(parts, state)?, &[Role::Admin], "an admin token").map(Admin)
-    }
+        impl FromRequestParts<Shared> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+                require(authenticate(parts, state)?, &[$(Role::$role),+], $needs).map($name)
+            }
+        }
+    };
 }
 
-impl FromRequestParts<Shared> for Reviewer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
-        require(
-            authenticate(parts, state)?,
-            &[Role::Approver, Role::Admin],
-            "an approver or admin token",
-        )
-        .map(Reviewer)
-    }
-}
+roles!(
+    /// Changes what is loaded, granted and allowed.
+    Admin,
+    [Admin],
+    "an admin token"
+);
+roles!(
+    /// Decides held calls.
+    Reviewer,
+    [Approver, Admin],
+    "an approver or admin token"
+);
+roles!(
+    /// Reads what is loaded and granted, metrics and runs.
+    Reader,
+    [Admin, Observer],
+    "an admin or observer token"
+);
+roles!(
+    /// Reads the audit trail and the workflow runs.
+    AuditReader,
+    [Approver, Admin, Observer],
+    "an approver, admin or observer token"
+);

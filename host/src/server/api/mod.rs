@@ -8,8 +8,10 @@ mod audit;
 mod auth;
 mod calls;
 mod error;
+pub mod grants;
 pub mod mcp;
 mod runs;
+pub mod tokens;
 pub mod tools;
 
 use std::sync::Arc;
@@ -43,6 +45,9 @@ pub struct AppState {
     /// Cancelled when the host begins to stop: long-lived responses (event
     /// streams) end.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// The configuration file the host was started with: tokens are read
+    /// from it again on reload.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -70,7 +75,13 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         )
         .route("/v1/plugins/{name}/rollback", post(admin::rollback))
         .route("/v1/plugins/{name}/versions", get(admin::versions))
-        .route("/v1/plugins/{name}/grants", get(admin::grants).put(admin::set_grants))
+        .route(
+            "/v1/plugins/{name}/grants",
+            get(grants::show)
+                .put(grants::replace)
+                .patch(grants::patch)
+                .delete(grants::reset),
+        )
         .route("/v1/plugins/{name}/disable", post(admin::disable))
         .route("/v1/plugins/{name}/enable", post(admin::enable))
         .route("/v1/approvals", get(approvals::list))
@@ -82,6 +93,8 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/tokens", get(tokens::list))
+        .route("/v1/tokens/reload", post(tokens::reload))
         .route("/v1/audit", get(audit::query))
         .route("/v1/audit/export", get(audit::export))
         .merge(crate::console::router())
@@ -124,7 +137,7 @@ async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-async fn metrics(_admin: auth::Admin, State(state): State<Shared>) -> impl IntoResponse {
+async fn metrics(_reader: auth::Reader, State(state): State<Shared>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

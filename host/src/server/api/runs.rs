@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Agent, Reviewer};
+use super::auth::{Agent, AuditReader};
 use super::calls::Answer;
 use super::{ApiError, Shared};
 use crate::config::Role;
@@ -80,12 +80,13 @@ pub async fn cancel(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if principal.role == Role::Approver {
-        // Reviewers decide steps; stopping a run is its caller's or an admin's.
+    if matches!(principal.role, Role::Approver | Role::Observer) {
+        // Reviewers decide steps and observers read; stopping a run is its
+        // caller's or an admin's.
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "denied",
-            "an approver token may not cancel runs",
+            format!("an {} token may not cancel runs", principal.role.as_str()),
         ));
     }
     visible(&state, &principal, &id).await?;
@@ -102,7 +103,7 @@ pub struct ListQuery {
 
 /// Runs, newest first (`?before=` the last id of the previous page).
 pub async fn list(
-    _: Reviewer,
+    _: AuditReader,
     State(state): State<Shared>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -122,7 +122,8 @@ impl AuditStore for Postgres {
         let outcome = query.outcome.map(|o| o.as_str());
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &before, &limit];
         let mut sql = String::from("SELECT id, record FROM audit WHERE id >= $1 AND id < $2");
-        let filters: [(&str, Option<&(dyn ToSql + Sync)>); 7] = [
+        let action = query.action.map(|a| a.as_str());
+        let filters: [(&str, Option<&(dyn ToSql + Sync)>); 8] = [
             ("tool", query.tool.as_ref().map(|v| v as _)),
             ("via", via.as_ref().map(|v| v as _)),
             ("outcome", outcome.as_ref().map(|v| v as _)),
@@ -130,6 +131,8 @@ impl AuditStore for Postgres {
             ("token", query.token.as_ref().map(|v| v as _)),
             ("approval", query.approval.as_ref().map(|v| v as _)),
             ("run", query.run.as_ref().map(|v| v as _)),
+            // Actions are few and have no column of their own.
+            ("record->>'action'", action.as_ref().map(|v| v as _)),
         ];
         for (column, value) in filters {
             if let Some(value) = value {
@@ -148,5 +151,17 @@ impl AuditStore for Postgres {
             .into_iter()
             .filter_map(|r| parse(r.get(0), r.get(1)).ok().map(|(_, record)| record))
             .collect())
+    }
+
+    async fn remove_before(&self, id: u64) -> Result<usize, StorageError> {
+        let id = id.min(i64::MAX as u64) as i64;
+        let client = self.client().await?;
+        // Every node may sweep: deleting what another node deleted already
+        // is nothing.
+        let removed = client
+            .execute("DELETE FROM audit WHERE id < $1 AND NOT running", &[&id])
+            .await
+            .map_err(|e| backend("audit sweep", e))?;
+        Ok(removed as usize)
     }
 }

@@ -16,6 +16,7 @@ pub mod call;
 pub mod capabilities;
 pub mod config;
 pub mod console;
+pub mod devkit;
 pub mod plugins;
 pub mod policy;
 pub mod runtime;

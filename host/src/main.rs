@@ -73,6 +73,127 @@ enum Command {
         #[arg(long)]
         outcome: bool,
     },
+    /// Create a connector project for one of the contract's worlds: it
+    /// builds, tests natively and loads as it is.
+    New(NewArgs),
+    /// Build connector projects into components, each put beside its
+    /// connector.toml as the manifest names it (installs the toolchain the
+    /// first time).
+    Build(BuildArgs),
+    /// Build a connector project, serve it on loopback with a development
+    /// grant, and rebuild and reload it whenever its sources change.
+    Dev(DevArgs),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// crm-connector, erp-connector, logistics-connector or coupon-connector
+    /// (or crm, erp, logistics, coupon).
+    world: toolhost::devkit::templates::World,
+    /// The plugin's name (a-z, 0-9, '-'): its tools are `<name>.<function>`.
+    name: String,
+    /// The folder to create [default: ./<name>].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A local toolhost-sdk crate to depend on [default: the SDK this
+    /// binary was built from, if its checkout is still there; else
+    /// crates.io].
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BuildOptions {
+    /// Build with the debug profile (quicker to compile, larger).
+    #[arg(long)]
+    debug: bool,
+    /// One cargo target folder for every project [default: each one's
+    /// target/].
+    #[arg(long)]
+    target_dir: Option<PathBuf>,
+}
+
+impl BuildOptions {
+    fn build(self, dirs: Vec<PathBuf>) -> toolhost::devkit::build::Build {
+        use toolhost::devkit::build::{Build, Profile};
+        Build {
+            dirs,
+            profile: if self.debug { Profile::Debug } else { Profile::Release },
+            target_dir: self.target_dir,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Connector projects, or workspaces whose members are [default: .].
+    dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    options: BuildOptions,
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// A connector project, or a workspace whose members are.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = toolhost::devkit::dev::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// The bearer token to accept [default: a new random one, printed].
+    #[arg(long, env = "TOOLHOST_DEV_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    options: BuildOptions,
+}
+
+fn new_command(args: NewArgs) -> anyhow::Result<ExitCode> {
+    use toolhost::devkit::new::{create, NewProject, Sdk};
+    let sdk = match &args.sdk {
+        Some(path) => Sdk::at(path)?,
+        None => Sdk::default_for_this_binary(),
+    };
+    let dir = create(&NewProject {
+        world: args.world,
+        name: args.name.clone(),
+        dir: args.dir,
+        sdk: sdk.clone(),
+    })?;
+    let from = match &sdk {
+        Sdk::Path(path) => path.display().to_string(),
+        Sdk::CratesIo => "crates.io".to_string(),
+    };
+    println!("{}", dir.display());
+    eprintln!(
+        "created {} for {} (toolhost-sdk from {from}); next:\n  cd {}\n  cargo test          # the connector's logic, natively\n  toolhost build      # the component, {}.wasm beside connector.toml\n  toolhost dev        # served on {} with dev.toml's grant, rebuilt on change",
+        args.name,
+        args.world,
+        dir.display(),
+        args.name,
+        toolhost::devkit::dev::DEFAULT_LISTEN,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn build_command(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let dirs = if args.dirs.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.dirs
+    };
+    args.options.build(dirs).run().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dev_command(args: DevArgs) -> anyhow::Result<ExitCode> {
+    toolhost::devkit::dev::run(toolhost::devkit::dev::Dev {
+        dir: args.dir,
+        listen: args.listen,
+        build: args.options.build(Vec::new()),
+        token: args.token,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -269,7 +390,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = load_config(&cli)?;
+    // A vendor's commands read no operator's configuration.
+    let mut config = if matches!(cli.command, Command::New(_) | Command::Build(_) | Command::Dev(_)) {
+        Config::default()
+    } else {
+        load_config(&cli)?
+    };
     // A one-shot command on a node's machine shares its database, and must
     // not pass for the serving node: at start a node closes the calls its
     // name left running, which would be the server's calls in flight.
@@ -277,6 +403,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         config.storage.node = Some(format!("{}-cli", config.storage.node()));
     }
     match cli.command {
+        Command::New(args) => new_command(args),
+        Command::Build(args) => build_command(args).await,
+        Command::Dev(args) => dev_command(args).await,
         Command::Plugin { action } => plugin_command(action, &config).await,
         Command::Serve { .. } => {
             toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;

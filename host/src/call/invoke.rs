@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::Val;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::call::{names, values};
-use crate::capabilities::{CallState, Journal, NoGate, SharedGate, SharedJournal, Sink};
+use crate::call::{fault, names, values};
+use crate::capabilities::{truncated, CallState, Journal, NoGate, PendingRequest, SharedGate, SharedJournal, Sink};
 use crate::plugins::plugin::{Plugin, Warm};
 use crate::plugins::registry::{Registry, ToolRef};
 use crate::storage::audit::Outcome;
@@ -32,15 +32,23 @@ pub enum CallError {
     InvalidInput { field: String, message: String },
     #[error("denied: {message}")]
     Denied { message: String },
-    #[error("timed out after {millis} ms")]
-    Timeout { millis: u64 },
+    /// Out of time; if an outbound request was still unanswered, the one
+    /// that had waited longest.
+    #[error("timed out after {millis} ms{}", waiting_on.as_ref().map(|w| format!(", while {w}")).unwrap_or_default())]
+    Timeout {
+        millis: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        waiting_on: Option<PendingRequest>,
+    },
     #[error("resource exhausted: {message}")]
     ResourceExhausted { message: String },
     /// The connector returned its typed error (`toolhost:connector/types.error`).
     #[error("the connector reported an error: {error}")]
     PluginError { error: Value },
-    /// The connector trapped (crashed); its instance was discarded.
-    #[error("the connector failed: {message}")]
+    /// The connector trapped (crashed); its instance was discarded. The
+    /// message says how, in a sentence: a panic's message and location
+    /// when it panicked (see `call::fault`).
+    #[error("{message}")]
     PluginFault { message: String },
     /// The operator disabled the plugin.
     #[error("unavailable: {message}")]
@@ -271,7 +279,7 @@ async fn call(
     };
     // Wall time: also bounds waits in host calls (HTTP), which no epoch sees.
     let instance = match tokio::time::timeout(grant.timeout, run).await {
-        Err(_) => return Err(timeout(grant.timeout)),
+        Err(_) => return Err(timeout(grant.timeout, journal)),
         // A trap discards the instance with the store.
         Ok(Err(e)) => return Err(classify(e, &store, grant.timeout, grant.memory_bytes)),
         Ok(Ok(instance)) => instance,
@@ -333,16 +341,22 @@ impl std::io::Write for ByteCount {
     }
 }
 
-fn timeout(limit: Duration) -> CallError {
+/// The call ran out of time, named with the request it was waiting on, if
+/// any (which the journal records as cut short).
+fn timeout(limit: Duration, journal: &SharedJournal) -> CallError {
     CallError::Timeout {
         millis: limit.as_millis() as u64,
+        waiting_on: journal.lock().unwrap_or_else(|p| p.into_inner()).timed_out(),
     }
 }
+
+/// A wasm backtrace in the log is cut to this many bytes.
+const BACKTRACE_MAX: usize = 4096;
 
 /// Turn a failed instantiate or call into what it means for the caller.
 fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memory: usize) -> CallError {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return timeout(limit);
+        return timeout(limit, &store.data().journal);
     }
     if store.data().limiter.denied {
         return CallError::ResourceExhausted {
@@ -360,12 +374,39 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
             ),
         };
     }
-    let message = format!("{e:#}");
-    if message.contains("maximum concurrent") || message.contains("pooling allocator") {
+    let full = format!("{e:#}");
+    if full.contains("maximum concurrent") || full.contains("pooling allocator") {
         return CallError::ResourceExhausted {
             message: "the host has no free instance slot; retry shortly".into(),
         };
     }
-    tracing::warn!(plugin = %store.data().plugin.name, "connector trapped: {message}");
+    // The backtrace goes to the log only: in a stripped build its frames
+    // are `<wasm function N>`, of no use to an agent.
+    let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
+    let trap = match e.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e
+            .chain()
+            .map(ToString::to_string)
+            .filter(|cause| backtrace.as_ref() != Some(cause))
+            .collect::<Vec<_>>()
+            .join(": "),
+    };
+    let mut message = {
+        let journal = store.data().journal.lock().unwrap_or_else(|p| p.into_inner());
+        fault::message(&trap, &journal.stderr_tail)
+    };
+    // The secrets the call was handed stay out of the log too.
+    store
+        .data()
+        .journal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .mask(&mut message, Sink::Log);
+    tracing::warn!(
+        plugin = %store.data().plugin.name,
+        backtrace = truncated(backtrace.unwrap_or_default(), BACKTRACE_MAX),
+        "{message}"
+    );
     CallError::PluginFault { message }
 }

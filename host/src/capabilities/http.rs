@@ -23,7 +23,9 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::dns::{Dns, DnsError};
 use super::upstream::Destination;
-use super::{record_denial, Capability, OutboundRecord, PluginContext, SharedGate, SharedJournal};
+use super::{
+    record_denial, Awaited, Capability, OutboundRecord, PendingRequest, PluginContext, SharedGate, SharedJournal,
+};
 use crate::policy::{Grant, HttpRule};
 
 /// What drives a response's connection, where it is not driven elsewhere.
@@ -88,6 +90,7 @@ impl WasiHttpHooks for OutboundHttp {
             Err(reason) => return self.refuse(reason),
         };
         let path = uri.path().to_string();
+        let in_flight = InFlightGuard::start(&self.journal, &method, &origin, &path);
 
         // The grant caps every timeout; a guest may only ask for less.
         let cap = grant.http_timeout;
@@ -154,10 +157,11 @@ impl WasiHttpHooks for OutboundHttp {
             match sent {
                 Ok(response) => {
                     record(Some(response.status().as_u16()), None);
+                    in_flight.reading_body();
                     // The connection is driven by a task of its own.
                     let io: IoFuture = Box::new(async { Ok(()) });
                     Ok((
-                        response.map(|body| Bounded::new(body, max_body, between_bytes).boxed_unsync()),
+                        response.map(|body| Bounded::new(body, max_body, between_bytes, in_flight).boxed_unsync()),
                         io,
                     ))
                 }
@@ -167,6 +171,75 @@ impl WasiHttpHooks for OutboundHttp {
                 }
             }
         })
+    }
+}
+
+/// An outbound request sent and not finished, as the call's journal lists
+/// it until its response has been read (or given up).
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    id: u64,
+    method: String,
+    origin: String,
+    path: String,
+    started: Instant,
+    waiting_for: Awaited,
+}
+
+impl InFlight {
+    pub fn pending(&self) -> PendingRequest {
+        PendingRequest {
+            method: self.method.clone(),
+            origin: self.origin.clone(),
+            path: self.path.clone(),
+            waiting_for: self.waiting_for,
+            waited_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// Lists a request in its call's journal while it lives: from when the
+/// hook takes it until its response body ends, fails or is dropped.
+struct InFlightGuard {
+    journal: SharedJournal,
+    id: u64,
+}
+
+impl InFlightGuard {
+    fn start(journal: &SharedJournal, method: &str, origin: &str, path: &str) -> InFlightGuard {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .in_flight
+            .push(InFlight {
+                id,
+                method: method.to_string(),
+                origin: origin.to_string(),
+                path: path.to_string(),
+                started: Instant::now(),
+                waiting_for: Awaited::Response,
+            });
+        InFlightGuard {
+            journal: journal.clone(),
+            id,
+        }
+    }
+
+    /// The response has come; its body is still to be read.
+    fn reading_body(&self) {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = journal.in_flight.iter_mut().find(|e| e.id == self.id) {
+            entry.waiting_for = Awaited::Body;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal.in_flight.retain(|e| e.id != self.id);
     }
 }
 
@@ -200,23 +273,26 @@ async fn resolve_checked(dns: &Dns, rule: &HttpRule, host: &str) -> Result<Vec<I
 }
 
 /// A response body bounded by the grant: it fails once it passes its byte
-/// limit, or when the upstream sends nothing for `idle`.
+/// limit, or when the upstream sends nothing for `idle`. The request is in
+/// flight until the body ends.
 struct Bounded {
     inner: WasiBody,
     left: u64,
     limit: u64,
     idle: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    in_flight: Option<InFlightGuard>,
 }
 
 impl Bounded {
-    fn new(inner: WasiBody, limit: u64, idle: Duration) -> Bounded {
+    fn new(inner: WasiBody, limit: u64, idle: Duration, in_flight: InFlightGuard) -> Bounded {
         Bounded {
             inner,
             left: limit,
             limit,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            in_flight: Some(in_flight),
         }
     }
 }
@@ -230,17 +306,25 @@ impl Body for Bounded {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Pending => {
                 return match self.deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                    Poll::Ready(()) => {
+                        self.in_flight = None;
+                        Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
-            other => return other,
+            // The end of the body, or its failure: the request is over.
+            other => {
+                self.in_flight = None;
+                return other;
+            }
         };
         let next = tokio::time::Instant::now() + self.idle;
         self.deadline.as_mut().reset(next);
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
             if len > self.left {
+                self.in_flight = None;
                 return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(self.limit)))));
             }
             self.left -= len;

@@ -1,6 +1,8 @@
 //! `log`, and the guest's stdout and stderr: into the host's tracing, tagged
 //! with the plugin, bounded in length and count so a connector cannot flood
-//! the operator's logs. All three share one budget per call.
+//! the operator's logs. All three share one budget per call. The end of
+//! stderr is also kept in the call's journal, whatever the budget: a panic
+//! writes its message and location there just before it traps.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -119,6 +121,11 @@ impl OutputSink {
     }
 
     fn write_bytes(&self, mut bytes: &[u8]) {
+        if let Stdio::Stderr = self.stdio {
+            // Kept whether or not the log has room: a panic's last words.
+            let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            journal.lock().unwrap_or_else(|p| p.into_inner()).keep_stderr(bytes);
+        }
         while !bytes.is_empty() {
             let end = bytes.iter().position(|&b| b == b'\n');
             let (chunk, rest) = match end {

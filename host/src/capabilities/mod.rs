@@ -28,7 +28,7 @@ use crate::policy::Grant;
 use crate::storage::kv::KvSpace;
 
 pub use dns::{DnsError, DnsServer};
-pub use http::OutboundHttp;
+pub use http::{InFlight, OutboundHttp};
 use log::{GuestOutput, Stdio};
 pub use secrets::{Echo, Handed, Sink, MASK_MIN_BYTES};
 pub use upstream::{Outbound, OutboundError, OutboundOptions, Upstreams};
@@ -93,6 +93,46 @@ pub struct OutboundRecord {
     pub micros: u64,
 }
 
+/// An outbound request its call was still waiting on when the call ran out
+/// of time: what the timeout's record names, so the operator knows which
+/// upstream hung.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    pub method: String,
+    /// `scheme://host:port`.
+    pub origin: String,
+    pub path: String,
+    /// What it was waiting for.
+    pub waiting_for: Awaited,
+    /// How long it had been in flight.
+    pub waited_ms: u64,
+}
+
+/// What an outbound request in flight waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Awaited {
+    /// The upstream's answer (status and headers): DNS, connection and
+    /// the upstream's own time.
+    Response,
+    /// The rest of the response body.
+    Body,
+}
+
+impl std::fmt::Display for PendingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.waiting_for {
+            Awaited::Response => "its response",
+            Awaited::Body => "the rest of its response body",
+        };
+        write!(
+            f,
+            "{} {}{} had waited {} ms for {what}",
+            self.method, self.origin, self.path, self.waited_ms
+        )
+    }
+}
+
 /// What a connector may be granted, and so refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -150,11 +190,53 @@ pub struct Journal {
     pub handed: Vec<Handed>,
     /// Where the connector wrote one of them (and it was masked).
     pub echoes: Vec<Echo>,
+    /// The last [`STDERR_KEPT`] bytes the guest wrote to stderr in this
+    /// call, whether or not they reached the log: where a panic says what
+    /// went wrong and where, just before the trap that ends it.
+    #[serde(skip)]
+    pub stderr_tail: Vec<u8>,
+    /// Outbound requests sent and not yet answered (or their body not yet
+    /// read), to name the one a timeout cut short.
+    #[serde(skip)]
+    pub in_flight: Vec<InFlight>,
 }
+
+/// Bytes of a call's stderr kept for its fault message: a panic's message
+/// and location fit many times over.
+pub const STDERR_KEPT: usize = 4096;
 
 impl Journal {
     pub fn denials_total(&self) -> u32 {
         self.denied.values().sum()
+    }
+
+    /// Keep `bytes` the guest wrote to stderr, and of all it wrote the last
+    /// [`STDERR_KEPT`] bytes only.
+    pub(crate) fn keep_stderr(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(STDERR_KEPT)..];
+        let over = (self.stderr_tail.len() + bytes.len()).saturating_sub(STDERR_KEPT);
+        self.stderr_tail.drain(..over);
+        self.stderr_tail.extend_from_slice(bytes);
+    }
+
+    /// The call ran out of time: every request still waiting for its
+    /// response goes into the outbound record as cut short, and the one
+    /// waiting longest (a response before a body) is named.
+    pub fn timed_out(&mut self) -> Option<PendingRequest> {
+        let pending: Vec<PendingRequest> = self.in_flight.iter().map(InFlight::pending).collect();
+        for p in pending.iter().filter(|p| p.waiting_for == Awaited::Response) {
+            self.outbound.push(OutboundRecord {
+                method: p.method.clone(),
+                origin: p.origin.clone(),
+                path: p.path.clone(),
+                status: None,
+                error: Some(format!("no response after {} ms when the call timed out", p.waited_ms)),
+                micros: p.waited_ms * 1000,
+            });
+        }
+        pending
+            .into_iter()
+            .max_by_key(|p| (p.waiting_for == Awaited::Response, p.waited_ms))
     }
 }
 

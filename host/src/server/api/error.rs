@@ -58,15 +58,35 @@ impl ApiError {
                 .filter(|s| s.is_client_error() || s.is_server_error())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         };
-        let mut body = serde_json::to_value(e).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut body {
-            map.insert("message".into(), Value::from(e.to_string()));
-        }
         ApiError {
             status,
-            body: json!({ "error": body }),
-            retry_after: matches!(e, CallError::ResourceExhausted { .. }).then_some(1),
+            body: json!({ "error": call_error_body(e) }),
+            retry_after: retry_after(e),
         }
+    }
+}
+
+/// A failed call's error as agents read it, over REST and MCP alike: its
+/// kind and fields, the message in words, and `retry_after` (seconds) when
+/// waiting that long is worth a retry.
+pub fn call_error_body(e: &CallError) -> Value {
+    let mut body = serde_json::to_value(e).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut body {
+        map.insert("message".into(), Value::from(e.to_string()));
+        if let Some(seconds) = retry_after(e) {
+            map.insert("retry_after".into(), Value::from(seconds));
+        }
+    }
+    body
+}
+
+/// When a retry may succeed: a refusal for lack of room after a moment; a
+/// connector's `rate-limited(N)` after the N seconds its upstream asked for.
+fn retry_after(e: &CallError) -> Option<u64> {
+    match e {
+        CallError::ResourceExhausted { .. } => Some(1),
+        CallError::PluginError { error } => error.get("rate-limited").and_then(Value::as_u64),
+        _ => None,
     }
 }
 

@@ -31,6 +31,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 use super::calls::{call, detached, Answer, Called};
+use super::error::call_error_body;
 use super::tools::visible_tools;
 use super::{ApiError, Shared};
 use crate::call::invoke::CallError;
@@ -243,11 +244,20 @@ fn principal(ctx: &RequestContext<RoleServer>) -> Result<(Arc<Principal>, Option
         .get::<Arc<Principal>>()
         .cloned()
         .ok_or_else(|| ErrorData::invalid_request("unauthenticated", None))?;
-    let session = parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    // The agent's own conversation id when it sends one, as on the REST
+    // routes; otherwise the MCP session stands for the conversation.
+    let session = match super::tools::header(&parts.headers, super::tools::SESSION_HEADER) {
+        Ok(Some(session)) => Some(session),
+        Ok(None) => parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        Err(e) => {
+            let message = e.body["error"]["message"].as_str().unwrap_or_default().to_string();
+            return Err(ErrorData::invalid_params(message, None));
+        }
+    };
     Ok((principal, session))
 }
 
@@ -502,11 +512,7 @@ impl ServerHandler for McpServer {
             Err(CallError::NotFound { tool }) => {
                 return Err(ErrorData::invalid_params(format!("no tool named {tool:?}"), None));
             }
-            Err(e) => {
-                let mut body = serde_json::to_value(&e).unwrap_or_default();
-                body["message"] = Value::from(e.to_string());
-                result(body, true, false)?
-            }
+            Err(e) => result(call_error_body(&e), true, false)?,
         };
         Ok(result.into())
     }

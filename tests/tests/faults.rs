@@ -56,7 +56,7 @@ async fn a_panic_reaches_the_agent_the_audit_trail_and_the_log_with_its_message_
     assert_eq!(body["error"]["kind"], "plugin_fault", "{body}");
     let message = body["error"]["message"].as_str().unwrap().to_string();
     assert!(
-        message.starts_with("the connector panicked at src/lib.rs:") && message.ends_with(expected),
+        message.starts_with("the connector panicked at panicker/src/lib.rs:") && message.ends_with(expected),
         "{message}"
     );
     assert!(
@@ -105,7 +105,7 @@ async fn a_panic_is_found_after_more_stderr_than_the_log_takes() {
     assert_eq!(status, 500, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("the connector panicked at src/lib.rs:"),
+        message.starts_with("the connector panicked at panicker/src/lib.rs:"),
         "{message}"
     );
     assert!(message.ends_with(": the order had no lines"), "{message}");

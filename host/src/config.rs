@@ -106,6 +106,10 @@ pub struct Server {
     /// record. Older ones are removed as time passes, except those of calls
     /// still running, and each removal is itself recorded.
     pub audit_retention_secs: u64,
+    /// Seconds a stop keeps serving while `/readyz` answers `draining`,
+    /// before the port closes: long enough for a balancer to notice (its
+    /// probe interval), so no call arrives at a closed port.
+    pub shutdown_delay_secs: u64,
 }
 
 impl Default for Server {
@@ -133,6 +137,7 @@ impl Default for Server {
             extra_ca_roots: None,
             console_session_minutes: 8 * 60,
             audit_retention_secs: 0,
+            shutdown_delay_secs: 0,
         }
     }
 }

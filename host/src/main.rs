@@ -42,6 +42,9 @@ struct Cli {
     /// [default: the host name].
     #[arg(long, global = true, env = "TOOLHOST_NODE")]
     node: Option<String>,
+    /// How log lines are written to standard error.
+    #[arg(long, global = true, env = "TOOLHOST_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +59,10 @@ enum Command {
     },
     /// List every tool of every plugin, with its JSON Schema, as JSON.
     Tools,
+    /// Check the configuration and the bundles in the plugins folder without
+    /// serving: one line per finding (`error:`/`warning:`, where, what to
+    /// do); exits 1 when any is an error.
+    Check,
     /// Sign and verify bundles (ed25519); push them to and pull them from
     /// OCI registries.
     Plugin {
@@ -333,19 +340,41 @@ async fn pull_sources(config: &Config) -> bool {
 }
 
 /// What is logged when `TOOLHOST_LOG` says nothing: the host's warnings
-/// and errors, and what connectors write (their `log` import at info and
-/// above, their stdout and stderr), which is bounded per call.
-const DEFAULT_LOG: &str = "warn,connector=info";
+/// and errors, what operators and the host change (plugins loaded, grants,
+/// tokens; never one line per call), and what connectors write (their
+/// `log` import at info and above, their stdout and stderr), which is
+/// bounded per call.
+const DEFAULT_LOG: &str = "warn,toolhost=info,connector=info";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event, with its time.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`),
+    /// for a log collector.
+    Json,
+}
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // `check` says what it finds on stdout; the log would say it twice.
+    let default_log = if matches!(cli.command, Command::Check) {
+        "off"
+    } else {
+        DEFAULT_LOG
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| default_log.into()),
+        )
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -389,7 +418,36 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// `toolhost check`: the findings on stdout, a count on stderr.
+async fn check_command(cli: &Cli) -> anyhow::Result<ExitCode> {
+    use toolhost::check::{check, CheckOptions};
+    let default = PathBuf::from("toolhost.toml");
+    let options = CheckOptions {
+        config: cli.config.clone().or_else(|| default.is_file().then_some(default)),
+        plugins_dir: cli.plugins_dir.clone(),
+        data_dir: cli.data_dir.clone(),
+    };
+    let report = check(&options).await?;
+    for finding in &report.findings {
+        println!("{finding}");
+    }
+    eprintln!(
+        "toolhost check: {} error(s), {} warning(s)",
+        report.errors(),
+        report.warnings()
+    );
+    Ok(if report.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `check` reports a configuration that does not load; it does not fail on it.
+    if matches!(cli.command, Command::Check) {
+        return check_command(&cli).await;
+    }
     // A vendor's commands read no operator's configuration.
     let mut config = if matches!(cli.command, Command::New(_) | Command::Build(_) | Command::Dev(_)) {
         Config::default()
@@ -407,6 +465,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build_command(args).await,
         Command::Dev(args) => dev_command(args).await,
         Command::Plugin { action } => plugin_command(action, &config).await,
+        Command::Check => unreachable!("`check` returns before the configuration is loaded"),
         Command::Serve { .. } => {
             toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -154,6 +154,26 @@ async fn rollback_returns_to_the_previous_version() {
     let r = rollback().await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["kind"], "no_previous_version");
+    // The history keeps every version, those rolled back from marked so.
+    let (_, history) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await;
+    assert_eq!(field(&history["versions"], "version"), ["1.0.0", "1.1.0", "1.2.0"]);
+    let marked: Vec<bool> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rolled_back"].is_string())
+        .collect();
+    assert_eq!(marked, [false, true, true], "{history}");
+    // The next upload is a new entry, and a rollback from it skips the
+    // versions rolled back from.
+    assert_eq!(
+        upload(&server, "echo", echo_manifest("1.3.0"), echo_wasm(), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(rollback().await.unwrap().status(), 200);
+    assert_eq!(check(&server).await.1["plugin_version"], "1.0.0");
     let r = client()
         .post(server.url("/v1/plugins/nope/rollback"))
         .bearer_auth(ADMIN_TOKEN)
@@ -557,9 +577,10 @@ async fn rollbacks_racing_uploads_leave_serving_history_and_folder_agreeing() {
 
         let serving = plugin(&server, "echo").await.expect("echo is loaded")["version"].clone();
         let (_, history) = get_json(&server, ADMIN_TOKEN, "/v1/plugins/echo/versions").await;
+        // What serves is the newest entry not rolled back from.
         let last = history["versions"]
             .as_array()
-            .and_then(|v| v.last())
+            .and_then(|v| v.iter().rev().find(|e| e["rolled_back"].is_null()))
             .map(|v| v["version"].clone());
         assert_eq!(last, Some(serving.clone()), "round {round}: history {history}");
         let folder = std::fs::read_to_string(server.dir.path().join("plugins/echo/connector.toml")).unwrap();

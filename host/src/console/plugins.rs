@@ -63,7 +63,7 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
         .await
         .map_err(|e| Refusal::page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let digest = loaded.digest().to_string();
-    let can_roll_back = history.len() > 1;
+    let can_roll_back = history.iter().filter(|e| e.rolled_back.is_none()).count() > 1;
     let versions = history
         .into_iter()
         .rev()

@@ -11,7 +11,7 @@
 //! acknowledged: the plugins folder, the version history, the operator's
 //! grants and enabled state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use super::plugin::{LoadError, Plugin};
 use super::registry::{Loaded, Registry};
 use super::versions::{VersionEntry, Versions, VersionsError};
 use crate::capabilities::{CallState, Outbound};
+use crate::policy::grants::{GrantState, GrantWarning};
 use crate::policy::{PluginPolicy, Policy, PolicyError};
 use crate::storage::audit::{AuditLog, Outcome, PluginEvent, Via};
 use crate::storage::{Storage, StorageError};
@@ -67,6 +68,12 @@ pub struct Lifecycle {
     plugins_dir: PathBuf,
     /// The file's policy with the operator's API changes on top.
     policy: ArcSwap<Policy>,
+    /// The file's `[plugins.*]` grants, as read at start: what a reset
+    /// returns to, and what the grants API shows beside the API's.
+    file_grants: BTreeMap<String, PluginPolicy>,
+    /// Plugins whose grant the API set: it is in force, not the file's
+    /// (see [`crate::policy::grants`]).
+    api_owned: ArcSwap<HashSet<String>>,
     /// Plugins the operator disabled (kept in memory: every call checks).
     disabled: ArcSwap<HashSet<String>>,
     api_secret_env_prefix: Option<String>,
@@ -95,8 +102,23 @@ impl Lifecycle {
         audit: Arc<AuditLog>,
     ) -> Result<Lifecycle, LifecycleError> {
         let mut policy = options.policy;
+        let file_grants = policy.plugins.clone();
+        let mut api_owned = HashSet::new();
         for (name, grant) in storage.operator().grants()? {
+            api_owned.insert(name.clone());
             policy.plugins.insert(name, grant);
+        }
+        // What the operator should hear of at start: a file's grant that is
+        // not in force, a secret whose variable is unset.
+        let names: std::collections::BTreeSet<&String> = policy.plugins.keys().chain(&api_owned).collect();
+        for name in names {
+            let state = GrantState {
+                file: file_grants.get(name).cloned(),
+                api: api_owned.contains(name).then(|| policy.plugins[name].clone()),
+            };
+            for warning in state.warnings(name, None) {
+                log_warning(&warning);
+            }
         }
         let disabled: HashSet<String> = storage.operator().disabled()?.into_iter().collect();
         Ok(Lifecycle {
@@ -107,6 +129,8 @@ impl Lifecycle {
             registry: Registry::default(),
             plugins_dir: options.plugins_dir,
             policy: ArcSwap::from_pointee(policy),
+            file_grants,
+            api_owned: ArcSwap::from_pointee(api_owned),
             disabled: ArcSwap::from_pointee(disabled),
             api_secret_env_prefix: options.api_secret_env_prefix,
             changes: tokio::sync::watch::Sender::new(0),
@@ -271,6 +295,13 @@ impl Lifecycle {
     async fn swap(&self, compiled: Compiled, via: Via) -> Loaded {
         let (loaded, previous, source) = match compiled {
             Compiled::Connector(plugin) => {
+                let name = &plugin.manifest.name;
+                for key in self.operator_grant(name).unset_requested(&plugin.manifest) {
+                    log_warning(&GrantWarning::RequestedUnset {
+                        plugin: name.clone(),
+                        key,
+                    });
+                }
                 let source = format!("compiled code from {:?}", plugin.source);
                 let (plugin, previous) = self.registry.insert(plugin);
                 (Loaded::Connector(plugin), previous, source)
@@ -351,12 +382,12 @@ impl Lifecycle {
         let bundle = Bundle::read(&path)?;
         let plugin = self.compile(&bundle, Via::Rollback).await?;
         // Durable before it serves: the folder a restart loads, and the
-        // history without the version rolled back from.
+        // history, with the version rolled back from marked so.
         self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
             plugin: name.to_string(),
             message: format!("cannot write it into the plugins folder: {e}"),
         })?;
-        self.versions.drop_current(name).await?;
+        self.versions.mark_rolled_back(name).await?;
         Ok(self.swap(plugin, Via::Rollback).await)
     }
 
@@ -562,10 +593,30 @@ impl Lifecycle {
         self.policy.load().plugins.get(plugin).cloned().unwrap_or_default()
     }
 
+    /// Both sides of a plugin's grant: the file's and the API's (see
+    /// [`crate::policy::grants`] for which is in force).
+    pub fn grant_state(&self, plugin: &str) -> GrantState {
+        GrantState {
+            file: self.file_grants.get(plugin).cloned(),
+            api: self
+                .api_owned
+                .load()
+                .contains(plugin)
+                .then(|| self.operator_grant(plugin)),
+        }
+    }
+
     /// Replace the operator's grant for a plugin (as the admin API sends
     /// it; see [`PluginPolicy::settle`]): validated, stored durably, and in
-    /// force for every call that starts after it returns.
-    pub async fn set_grant(&self, plugin: &str, grant: PluginPolicy) -> Result<Loaded, LifecycleError> {
+    /// force for every call that starts after it returns. From then on the
+    /// API owns the plugin's grant. Requested secrets and config it leaves
+    /// unset are refused unless `allow_unset` names them.
+    pub async fn set_grant(
+        &self,
+        plugin: &str,
+        grant: PluginPolicy,
+        allow_unset: &[String],
+    ) -> Result<Loaded, LifecycleError> {
         let _owner = self.own(plugin).await;
         let current = self
             .registry
@@ -578,8 +629,57 @@ impl Lifecycle {
         )?;
         grant.validate(plugin)?;
         grant.fits(plugin, matches!(current, Loaded::Workflow(_)))?;
+        if let Loaded::Connector(connector) = &current {
+            grant.require_set(plugin, &connector.manifest, allow_unset)?;
+        }
         self.storage.operator().set_grant(plugin, &grant).await?;
+        self.set_api_owned(plugin, true);
         self.apply_grant(plugin, grant, current)
+    }
+
+    /// Forget the grant the API set for a plugin: the file's (or none, if
+    /// the file has none) is in force again at once, and the file owns the
+    /// grant from now on. Works for a plugin that is not loaded too (a
+    /// grant left behind). Whether there was an API grant to forget.
+    pub async fn reset_grant(&self, plugin: &str) -> Result<bool, LifecycleError> {
+        let _owner = self.own(plugin).await;
+        if !self.api_owned.load().contains(plugin) {
+            return Ok(false);
+        }
+        self.storage.operator().remove_grant(plugin).await?;
+        self.set_api_owned(plugin, false);
+        self.put_in_force(plugin, self.file_grants.get(plugin).cloned().unwrap_or_default())?;
+        Ok(true)
+    }
+
+    fn set_api_owned(&self, plugin: &str, owned: bool) {
+        self.api_owned.rcu(|set| {
+            let mut set = HashSet::clone(set);
+            if owned {
+                set.insert(plugin.to_string());
+            } else {
+                set.remove(plugin);
+            }
+            set
+        });
+    }
+
+    /// Put `grant` in force for `plugin`, whether it is loaded or not (the
+    /// caller owns the plugin).
+    fn put_in_force(&self, plugin: &str, grant: PluginPolicy) -> Result<(), LifecycleError> {
+        match self.registry.loaded(plugin) {
+            Some(current) => {
+                self.apply_grant(plugin, grant, current)?;
+            }
+            None => {
+                self.policy.rcu(|policy| {
+                    let mut policy = Policy::clone(policy);
+                    policy.plugins.insert(plugin.to_string(), grant.clone());
+                    policy
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Put `grant` in force for `current` (the caller owns the plugin).
@@ -620,27 +720,24 @@ impl Lifecycle {
             });
             self.changed();
         }
-        // A grant the API set replaces the file's (as at start).
+        // A grant the API set replaces the file's (as at start); one the API
+        // forgot on another node hands the plugin back to the file's.
+        let owned = grant.is_some();
+        let grant = match grant {
+            Some(grant) => Some(grant),
+            None if self.api_owned.load().contains(name) => {
+                Some(self.file_grants.get(name).cloned().unwrap_or_default())
+            }
+            None => None,
+        };
+        self.set_api_owned(name, owned);
         if let Some(grant) = grant {
-            let stored = serde_json::to_value(grant.stored()).ok();
-            let in_force = serde_json::to_value(self.operator_grant(name).stored()).ok();
-            if stored != in_force {
-                match self.registry.loaded(name) {
-                    Some(current) => {
-                        self.apply_grant(name, grant, current)?;
-                    }
-                    None => {
-                        self.policy.rcu(|policy| {
-                            let mut policy = Policy::clone(policy);
-                            policy.plugins.insert(name.to_string(), grant.clone());
-                            policy
-                        });
-                    }
-                }
+            if !grant.same_grant(&self.operator_grant(name)) {
+                self.put_in_force(name, grant)?;
             }
         }
         let history = self.versions.history(name).await?;
-        let Some(serving) = history.last() else {
+        let Some(serving) = crate::plugins::versions::serving(&history) else {
             // Removed on another node: calls in flight finish on what they hold.
             if let Some(removed) = self.registry.remove(name) {
                 self.changed();
@@ -694,6 +791,20 @@ impl Lifecycle {
             }
         }
         Ok(failed)
+    }
+}
+
+/// A warning about a grant, in the log.
+fn log_warning(warning: &GrantWarning) {
+    match warning {
+        GrantWarning::FileNotInForce { plugin, .. } | GrantWarning::RequestedUnset { plugin, .. } => {
+            tracing::warn!(plugin = %plugin, "{warning}");
+        }
+        GrantWarning::EnvUnset {
+            plugin,
+            secret,
+            variable,
+        } => tracing::warn!(plugin = %plugin, secret = %secret, variable = %variable, "{warning}"),
     }
 }
 

@@ -2,6 +2,10 @@
 //! `data/bundles/<name>/`, and its history in the storage's
 //! [`HistoryStore`](crate::storage::HistoryStore), so an operator can roll
 //! back to the version before without having kept the files.
+//!
+//! A rollback keeps the history: the version rolled back from stays in it,
+//! marked `rolled_back`, and what serves is the newest entry not so marked.
+//! A second rollback goes further back; the next upload is a new entry.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +31,15 @@ pub struct VersionEntry {
     pub via: Via,
     /// The archived bundle, relative to the archive folder.
     pub archive: String,
+    /// When an operator rolled back from this version (RFC 3339); it no
+    /// longer serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
+}
+
+/// The entry of the version that serves: the newest not rolled back from.
+pub fn serving(history: &[VersionEntry]) -> Option<&VersionEntry> {
+    history.iter().rev().find(|e| e.rolled_back.is_none())
 }
 
 pub struct Versions {
@@ -84,9 +97,10 @@ impl Versions {
             loaded_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             via,
             archive,
+            rolled_back: None,
         };
         let same = |e: &VersionEntry| e.digest == entry.digest && e.manifest_digest == entry.manifest_digest;
-        if !history.last().is_some_and(same) {
+        if !serving(&history).is_some_and(same) {
             history.push(entry.clone());
             if history.len() > KEEP {
                 history.drain(..history.len() - KEEP);
@@ -129,10 +143,11 @@ impl Versions {
         Ok(Some(path))
     }
 
-    /// The version before the current one, and where its bundle is.
+    /// The version that served before the current one (none rolled back
+    /// from), and where its bundle is.
     pub async fn previous(&self, plugin: &str) -> Result<Option<(VersionEntry, PathBuf)>, VersionsError> {
         let history = self.history(plugin).await?;
-        let Some(previous) = history.iter().rev().nth(1) else {
+        let Some(previous) = history.iter().rev().filter(|e| e.rolled_back.is_none()).nth(1) else {
             return Ok(None);
         };
         let path = match self.local(&previous.archive).await? {
@@ -142,11 +157,14 @@ impl Versions {
         Ok(Some((previous.clone(), path)))
     }
 
-    /// After a rollback succeeded: the version rolled back from leaves the
-    /// history, so a second rollback goes further back.
-    pub async fn drop_current(&self, plugin: &str) -> Result<(), VersionsError> {
+    /// After a rollback succeeded: the version rolled back from stays in
+    /// the history, marked, so a second rollback goes further back.
+    pub async fn mark_rolled_back(&self, plugin: &str) -> Result<(), VersionsError> {
         let mut history = self.history(plugin).await?;
-        history.pop();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        if let Some(current) = history.iter_mut().rev().find(|e| e.rolled_back.is_none()) {
+            current.rolled_back = Some(now);
+        }
         self.restore(plugin, &history).await
     }
 }

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod auth;
 pub mod metrics;
 pub mod nodes;
+pub mod readiness;
 pub mod runs;
 pub mod webhook;
 
@@ -74,6 +75,9 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let server = &config.server;
+    // The port answers from now on: starting until the plugins are loaded.
+    let (listener, starting) = readiness::WhileStarting::serve(listener)?;
+    tracing::info!("starting on http://{}", listener.local_addr()?);
     let runtime = config.runtime().await?;
     runtime
         .plugins()
@@ -82,7 +86,11 @@ pub async fn serve_on(
     // Plugins from registries land in the folder first, then load from it
     // like any other bundle (signature, digest pin, compile).
     for outcome in crate::plugins::oci::pull_sources(&config.sources, &server.plugins_dir, &config.registries).await {
-        eprintln!("toolhost: {outcome}");
+        if outcome.failed() {
+            tracing::warn!("{outcome}");
+        } else {
+            tracing::info!("{outcome}");
+        }
     }
     let loaded = runtime
         .plugins()
@@ -136,6 +144,7 @@ pub async fn serve_on(
         console: crate::console::Sessions::new(std::time::Duration::from_secs(server.console_session_minutes * 60)),
         stopping: stopping.clone(),
         config_path: config.path.clone(),
+        draining: Default::default(),
     });
     api::settle_interrupted(&state)
         .await
@@ -156,7 +165,7 @@ pub async fn serve_on(
         .await
         .map_err(|e| ServeError::Startup(format!("resuming workflow runs: {e}")))?;
     if resumed > 0 {
-        eprintln!("toolhost: resumed {resumed} workflow run(s)");
+        tracing::info!("resumed {resumed} workflow run(s)");
     }
 
     // Bundles dropped into the folder from now on are loaded as they come.
@@ -166,31 +175,41 @@ pub async fn serve_on(
         None
     };
     let addr = listener.local_addr()?;
-    println!("toolhost listening on http://{addr}");
-    eprintln!(
-        "toolhost: {} plugin(s) loaded from {}, data in {}",
+    tracing::info!(
+        "{} plugin(s) loaded from {}, data in {}",
         loaded.len() - failed.len(),
         server.plugins_dir.display(),
         server.data_dir.display()
     );
     for f in &failed {
-        eprintln!("toolhost: not loaded: {f}");
+        tracing::warn!("not loaded: {f}");
     }
     if let Some(path) = generated {
-        eprintln!("toolhost: no tokens configured; generated an admin and an agent token in {path}");
+        tracing::warn!("no tokens configured; generated an admin and an agent token in {path}");
     }
 
     let mcp = api::mcp::Transport::new(server, addr);
     let streams = mcp.shutdown.clone();
     let stopped = stopping.clone();
-    let serving = axum::serve(listener, api::router(state, server.max_body_bytes, mcp))
+    let draining = state.clone();
+    let delay = std::time::Duration::from_secs(server.shutdown_delay_secs);
+    let router = api::router(state, server.max_body_bytes, mcp);
+    starting.end().await;
+    let serving = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Not ready from now on, while still serving for the delay, so
+            // that a balancer stops sending calls before the port closes.
+            draining.draining.begin();
+            tracing::info!("stopping: draining for {delay:?}");
+            tokio::time::sleep(delay).await;
             // Open MCP event streams end, so that their connections close.
             streams.cancel();
             stopping.cancel();
         })
         .into_future();
+    // Scripts and tests wait for this line: the host serves its plugins.
+    println!("toolhost listening on http://{addr}");
     tokio::pin!(serving);
     // A client may still hold a connection open; past the deadline the
     // host stops without it (its calls still drain below).
@@ -199,14 +218,14 @@ pub async fn serve_on(
         () = async {
             stopped.cancelled().await;
             tokio::time::sleep(CONNECTIONS_DEADLINE).await;
-        } => eprintln!("toolhost: connections still open after {CONNECTIONS_DEADLINE:?}; closing them"),
+        } => tracing::warn!("connections still open after {CONNECTIONS_DEADLINE:?}; closing them"),
     }
     // Calls whose clients hung up still run; let them finish and record.
     if !runtime.drain(DRAIN).await {
-        eprintln!("toolhost: calls still running after {DRAIN:?}; they will be recorded as interrupted");
+        tracing::warn!("calls still running after {DRAIN:?}; they will be recorded as interrupted");
     }
     runtime.storage().flush().await?;
-    eprintln!("toolhost: stopped; storage flushed");
+    tracing::info!("stopped; storage flushed");
     Ok(())
 }
 

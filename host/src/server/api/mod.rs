@@ -48,6 +48,8 @@ pub struct AppState {
     /// The configuration file the host was started with: tokens are read
     /// from it again on reload.
     pub config_path: Option<std::path::PathBuf>,
+    /// Set when a stop begins: `/readyz` answers `draining`.
+    pub draining: crate::server::readiness::Draining,
 }
 
 pub type Shared = Arc<AppState>;
@@ -112,21 +114,28 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready once the plugins folder has been loaded (even if some bundles
-/// failed: those are reported, the rest serve), and, where nodes share a
-/// database, while it answers: a node that cannot reach it cannot record a
-/// call, so a balancer should send calls elsewhere.
+/// failed: those are reported, the rest serve; before that the port answers
+/// `starting`, see [`crate::server::readiness`]), until a stop begins
+/// (`draining`), and, where nodes share a database, while it answers: a
+/// node that cannot reach it cannot record a call, so a balancer should
+/// send calls elsewhere.
 async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     let plugins = state.runtime.plugins().registry().snapshot().len();
     let storage = state.runtime.storage();
-    let (status, database) = match storage.status().await {
+    let phase = state.draining.phase();
+    let (mut status, database) = match storage.status().await {
         Ok(pool) => (StatusCode::OK, serde_json::json!({ "ok": true, "pool": pool })),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "ok": false, "error": e.to_string() }),
         ),
     };
+    if phase == crate::server::readiness::Phase::Draining {
+        status = StatusCode::SERVICE_UNAVAILABLE;
+    }
     let body = serde_json::json!({
         "ready": status == StatusCode::OK,
+        "state": phase,
         "plugins": plugins,
         "storage": {
             "backend": if storage.is_shared() { "postgres" } else { "sled" },

@@ -64,7 +64,7 @@ pub fn spawn_reload_on_hangup(state: &Shared) {
             let Some(state) = state.upgrade() else { return };
             match reload_tokens(&state) {
                 Ok((before, after)) => {
-                    eprintln!("toolhost: SIGHUP: tokens reloaded");
+                    tracing::info!("SIGHUP: tokens reloaded");
                     let event = ActionEvent {
                         action: Action::ReloadTokens,
                         via: Via::Host,
@@ -75,7 +75,7 @@ pub fn spawn_reload_on_hangup(state: &Shared) {
                     };
                     record_action(&state, &event).await;
                 }
-                Err(e) => eprintln!("toolhost: SIGHUP: tokens not reloaded, those in force stay: {e}"),
+                Err(e) => tracing::error!("SIGHUP: tokens not reloaded, those in force stay: {e}"),
             }
         }
     });

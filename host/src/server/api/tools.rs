@@ -38,7 +38,9 @@ pub fn visible_tools(state: &Shared, principal: &Principal) -> Vec<ToolInfo> {
         .collect()
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+/// A header's value, if sent; one that is not 1 to `MAX_KEY_LEN` visible
+/// ASCII characters is refused.
+pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => match v.to_str() {

@@ -382,23 +382,32 @@ fn is_source(path: &Path) -> bool {
                 .is_some_and(|f| f == "Cargo.toml" || f == "connector.toml" || f == DEV_TOML))
 }
 
-/// The tools the server serves, asked of it as a client would (the first
-/// answer comes once it has loaded what it found).
-async fn list_tools(base: &str, token: &str) -> Vec<Value> {
+/// `GET base+path` with the token: the status and the body, `None` when
+/// the server cannot be reached.
+async fn get(base: &str, path: &str, token: &str) -> Option<(http::StatusCode, bytes::Bytes)> {
     use http_body_util::{BodyExt, Empty};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
-    let request = http::Request::get(format!("{base}/v1/tools"))
+    let request = http::Request::get(format!("{base}{path}"))
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Empty::new());
-    let Ok(request) = request else { return Vec::new() };
-    let Ok(response) = client.request(request).await else {
-        return Vec::new();
-    };
-    let Ok(body) = response.into_body().collect().await else {
-        return Vec::new();
-    };
-    serde_json::from_slice(&body.to_bytes()).unwrap_or_default()
+        .body(Empty::new())
+        .ok()?;
+    let response = client.request(request).await.ok()?;
+    let status = response.status();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, body))
+}
+
+/// The tools the server serves, asked of it as a client would once it says
+/// it is ready (it answers `starting` while it loads the plugins).
+async fn list_tools(base: &str, token: &str) -> Vec<Value> {
+    while !matches!(get(base, "/readyz", token).await, Some((status, _)) if status.is_success()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match get(base, "/v1/tools", token).await {
+        Some((status, body)) if status.is_success() => serde_json::from_slice(&body).unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// The token, and a `curl` calling one tool (a read-only one if there is

@@ -14,6 +14,7 @@
 
 pub mod call;
 pub mod capabilities;
+pub mod check;
 pub mod config;
 pub mod console;
 pub mod devkit;

@@ -120,7 +120,7 @@ impl Manifest {
     pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             path: origin.to_string(),
-            message: toml_error(&e),
+            message: toml_error(&e, text),
         })?;
         manifest.validate()?;
         Ok(manifest)
@@ -194,23 +194,33 @@ impl Manifest {
     }
 }
 
-/// A TOML error on one line: the message, and where when it says no more.
-pub fn toml_error(e: &toml::de::Error) -> String {
-    let message = e.message().trim();
+/// A TOML error on one line: where in `text` (line and column, from 1)
+/// and what.
+pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = match e.message().trim() {
+        "" => "unexpected end of input",
+        message => message,
+    };
     match e.span() {
-        Some(span) if message.is_empty() || !message.contains("line") => {
-            format!(
-                "{} (at byte {})",
-                if message.is_empty() {
-                    "unexpected end of input"
-                } else {
-                    message
-                },
-                span.start
-            )
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!("line {line}, column {column}: {message}")
         }
-        _ => message.to_string(),
+        None => message.to_string(),
     }
+}
+
+/// The line and column (from 1; the column in characters) of byte
+/// `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    (line, column)
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! limits are the smallest of the request, the grant and the host's defaults.
 //! Each refusal says what was refused and by whom.
 //!
-//! [`approvals`]: which calls wait for a person.
+//! [`approvals`]: which calls wait for a person. [`grants`]: who owns a
+//! plugin's grant (the file or the API), and what a grant leaves unset.
 
 pub mod approvals;
+pub mod grants;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -223,8 +225,13 @@ impl std::fmt::Display for Network {
 /// a source gives what the grants API shows (its kind, whether it is set,
 /// an environment variable's name), never the value. Only storage writes a
 /// value out, through [`PluginPolicy::stored`].
+///
+/// Read from `{"env": NAME}` or `{"value": V}`; `source` and `set`, which the
+/// API shows, are ignored on the way in, so a view sent back (or a merge
+/// patch over it that changes `env`) means what it says. An entry with
+/// neither `env` nor `value` keeps the source the grant has now.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[serde(try_from = "SecretSourceInput")]
 pub enum SecretSource {
     Env {
         env: String,
@@ -232,15 +239,42 @@ pub enum SecretSource {
     Value {
         value: SecretString,
     },
-    /// What the grants API showed, sent back: keep the source the grant
-    /// has now (API only; see [`PluginPolicy::settle`]).
+    /// What the grants API showed for a value, sent back: keep the source
+    /// the grant has now (API only; see [`PluginPolicy::settle`]).
     Kept {
         source: SecretKind,
-        #[serde(default)]
-        set: bool,
-        #[serde(default)]
-        env: Option<String>,
     },
+}
+
+/// A secret's source as written, in a file or an API body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretSourceInput {
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    value: Option<SecretString>,
+    #[serde(default)]
+    source: Option<SecretKind>,
+    /// Shown by the API; ignored.
+    #[serde(default, rename = "set")]
+    _set: Option<bool>,
+}
+
+impl TryFrom<SecretSourceInput> for SecretSource {
+    type Error = String;
+
+    fn try_from(input: SecretSourceInput) -> Result<Self, String> {
+        match (input.env, input.value, input.source) {
+            (Some(_), Some(_), _) => Err("a secret comes from `env` or from `value`, not both \
+                 (in a merge patch, remove the other with null)"
+                .into()),
+            (Some(env), None, _) => Ok(SecretSource::Env { env }),
+            (None, Some(value), _) => Ok(SecretSource::Value { value }),
+            (None, None, Some(source)) => Ok(SecretSource::Kept { source }),
+            (None, None, None) => Err("a secret needs `env` (an environment variable's name) or `value`".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,12 +313,7 @@ impl Serialize for SecretSource {
                 map.serialize_entry("env", env)?;
             }
             SecretSource::Value { .. } => map.serialize_entry("source", &SecretKind::Value)?,
-            SecretSource::Kept { source, env, .. } => {
-                map.serialize_entry("source", source)?;
-                if let Some(env) = env {
-                    map.serialize_entry("env", env)?;
-                }
-            }
+            SecretSource::Kept { source } => map.serialize_entry("source", source)?,
         }
         map.serialize_entry("set", &self.resolve().is_some())?;
         map.end()
@@ -305,13 +334,22 @@ pub enum PolicyError {
     },
     #[error(transparent)]
     Approvals(#[from] approvals::RuleError),
+    #[error("{}", grants::unset_message(plugin, missing))]
+    UnsetRequested {
+        plugin: String,
+        missing: Vec<grants::RequestedKey>,
+    },
+    #[error(
+        "allow_unset names {name:?}, which plugin {plugin:?}'s manifest requests neither as a secret nor as config"
+    )]
+    NotRequested { plugin: String, name: String },
 }
 
 /// Parse TOML from `origin` (a path, or a name for messages).
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, PolicyError> {
     toml::from_str(text).map_err(|e| PolicyError::Parse {
         path: origin.to_string(),
-        message: toml_error(&e),
+        message: toml_error(&e, text),
     })
 }
 

@@ -56,6 +56,8 @@ pub trait OperatorStore: Send + Sync {
     /// Keep `grant` as [`PluginPolicy::stored`] writes it out: secrets'
     /// values included, so this store is as sensitive as the policy file.
     async fn set_grant(&self, plugin: &str, grant: &PluginPolicy) -> Result<(), StorageError>;
+    /// Forget the grant the API set: the file's is in force again.
+    async fn remove_grant(&self, plugin: &str) -> Result<(), StorageError>;
     fn disabled(&self) -> Result<Vec<String>, StorageError>;
     async fn set_disabled(&self, plugin: &str, disabled: bool) -> Result<(), StorageError>;
     /// The approval rules set through the API, which replace the file's.

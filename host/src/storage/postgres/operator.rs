@@ -64,6 +64,16 @@ impl OperatorStore for Postgres {
         .await
     }
 
+    async fn remove_grant(&self, plugin: &str) -> Result<(), StorageError> {
+        self.change(
+            "forgetting a grant",
+            "DELETE FROM grants WHERE plugin = $1",
+            &[&plugin],
+            Change::Plugin(plugin.to_string()),
+        )
+        .await
+    }
+
     fn disabled(&self) -> Result<Vec<String>, StorageError> {
         self.at_start(|client| async move {
             let rows = client

@@ -1,0 +1,238 @@
+//! `/v1/plugins/{name}/grants`: the operator's grant of a plugin, both
+//! sides of it (the file's and the API's, see [`crate::policy::grants`]),
+//! replaced (`PUT`), merge-patched (`PATCH`, RFC 7396) or handed back to
+//! the file (`DELETE`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::{describe, plugin, record_admin, subject, Actor};
+use super::auth::{Admin, Reader};
+use super::{ApiError, Shared};
+use crate::plugins::lifecycle::LifecycleError;
+use crate::plugins::registry::Loaded;
+use crate::policy::{PluginPolicy, PolicyError};
+use crate::storage::audit::Action;
+
+/// `?allow_unset=a,b`: the requested secrets and config keys a new grant
+/// may leave unset on purpose.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantQuery {
+    #[serde(default)]
+    allow_unset: Option<String>,
+}
+
+impl GrantQuery {
+    fn allow_unset(&self) -> Vec<String> {
+        self.allow_unset
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The grant of `name` as the API shows it: which side is in force, both
+/// sides, whether they differ, what the operator should know, and what
+/// the plugin may do now.
+fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
+    let grants = state.runtime.plugins().grant_state(name);
+    let manifest = match loaded {
+        Some(Loaded::Connector(p)) => Some(&*p.manifest),
+        _ => None,
+    };
+    let warnings: Vec<String> = grants
+        .warnings(name, manifest)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    json!({
+        "plugin": name,
+        "source": grants.source(),
+        "operator": grants.in_force(),
+        "file": grants.file,
+        "api": grants.api,
+        "differs": grants.differs(),
+        "warnings": warnings,
+        "plugin_state": loaded.map(|p| describe(state, p)),
+    })
+}
+
+/// The operator's grant as an audit record's before and after: the one in
+/// force and whose it is.
+fn audited(state: &Shared, name: &str) -> Value {
+    let grants = state.runtime.plugins().grant_state(name);
+    json!({ "source": grants.source(), "grant": grants.in_force() })
+}
+
+/// `GET`: both sides of the grant.
+pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let p = plugin(&state, &name)?;
+    Ok(Json(view(&state, &name, Some(&p))))
+}
+
+/// `PUT`: replace the operator's grant. Secrets are shown as set or not,
+/// never by value; one sent back as shown keeps its source.
+pub async fn replace(
+    Admin(admin): Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    query: Result<Query<GrantQuery>, QueryRejection>,
+    body: Result<Json<PluginPolicy>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let Json(grant) = body?;
+    let p = change_grant(&state, &Actor::api(&admin.name), &name, grant, &query.allow_unset()).await?;
+    Ok(Json(view(&state, &name, Some(&p))))
+}
+
+/// A JSON merge patch body (RFC 7396), sent as
+/// `application/merge-patch+json` or `application/json`.
+pub struct MergePatch(Value);
+
+impl<S: Send + Sync> FromRequest<S> for MergePatch {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        if !matches!(
+            content_type.as_deref(),
+            Some("application/merge-patch+json" | "application/json")
+        ) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "a PATCH of a grant is a JSON merge patch: send it as Content-Type: application/merge-patch+json \
+                 (or application/json)",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(MergePatch)
+            .map_err(|e| ApiError::bad_request(format!("the merge patch is not valid JSON: {e}")))
+    }
+}
+
+/// `PATCH`: change only the fields the merge patch names (`null` removes
+/// one), over the grant in force, whichever side's it is.
+pub async fn patch(
+    Admin(admin): Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    query: Result<Query<GrantQuery>, QueryRejection>,
+    MergePatch(patch): MergePatch,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    plugin(&state, &name)?;
+    let grant = state
+        .runtime
+        .plugins()
+        .operator_grant(&name)
+        .merge_patch(&name, &patch)
+        .map_err(refused)?;
+    let p = change_grant(&state, &Actor::api(&admin.name), &name, grant, &query.allow_unset()).await?;
+    Ok(Json(view(&state, &name, Some(&p))))
+}
+
+/// `DELETE`: forget the grant the API set; the file's is in force again at
+/// once, and owns the plugin's grant from now on.
+pub async fn reset(
+    Admin(admin): Admin,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let loaded = state.runtime.plugins().registry().loaded(&name);
+    let before = audited(&state, &name);
+    let reset = state
+        .runtime
+        .plugins()
+        .reset_grant(&name)
+        .await
+        .map_err(ApiError::internal)?;
+    if !reset && loaded.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no plugin named {name:?}, and no grant set through the API for one"),
+        ));
+    }
+    if reset {
+        tracing::info!(admin = %admin.name, plugin = %name, "grant reset to the file's");
+        let actor = Actor::api(&admin.name);
+        record_admin(
+            &state,
+            &actor,
+            Action::ResetGrant,
+            subject(&name),
+            before,
+            audited(&state, &name),
+        )
+        .await;
+    }
+    // What serves now carries the file's grant.
+    let loaded = state.runtime.plugins().registry().loaded(&name);
+    Ok(Json(view(&state, &name, loaded.as_ref())))
+}
+
+/// A grant the policy refuses, as the API answers it.
+fn refused(e: PolicyError) -> ApiError {
+    let kind = match e {
+        PolicyError::UnsetRequested { .. } => "unset_requested",
+        _ => "invalid_input",
+    };
+    let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, e.to_string());
+    if let PolicyError::UnsetRequested { missing, .. } = &e {
+        error.body["error"]["missing"] = json!(missing);
+    }
+    error
+}
+
+/// The operator's grant of `name` becomes `grant`, owned by the API from
+/// now on; requested secrets and config it leaves unset are refused unless
+/// `allow_unset` names them. The API and the console change grants through
+/// this one path.
+pub async fn change_grant(
+    state: &Shared,
+    actor: &Actor<'_>,
+    name: &str,
+    grant: PluginPolicy,
+    allow_unset: &[String],
+) -> Result<Loaded, ApiError> {
+    plugin(state, name)?;
+    let before = audited(state, name);
+    let p = state
+        .runtime
+        .plugins()
+        .set_grant(name, grant, allow_unset)
+        .await
+        .map_err(|e| match e {
+            LifecycleError::Policy(e) => refused(e),
+            LifecycleError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            other => ApiError::internal(other),
+        })?;
+    tracing::info!(admin = actor.name, plugin = %name, "grant changed");
+    record_admin(
+        state,
+        actor,
+        Action::SetGrant,
+        subject(name),
+        before,
+        audited(state, name),
+    )
+    .await;
+    Ok(p)
+}

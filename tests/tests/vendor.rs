@@ -347,6 +347,8 @@ async fn every_world_new_builds_tests_and_serves_its_tools() {
             .args(["test", "--quiet"])
             .current_dir(dir)
             .env("CARGO_TARGET_DIR", repo_root().join("target/vendor-native"))
+            // No debug info: a fraction of the disk, and nothing here reads it.
+            .env("CARGO_PROFILE_DEV_DEBUG", "false")
             .status()
             .expect("run cargo test");
         assert!(status.success(), "cargo test in {}", dir.display());

@@ -78,7 +78,7 @@ struct Connector {
 }
 
 /// The folders holding a `connector.toml`: `dir` itself, or its members.
-fn connectors(dir: &Path) -> Result<Vec<Connector>, DevError> {
+fn find_connectors(dir: &Path) -> Result<Vec<Connector>, DevError> {
     let mut dirs = Vec::new();
     if dir.join("connector.toml").is_file() {
         dirs.push(dir.to_path_buf());
@@ -164,6 +164,12 @@ fn describe(name: &str, connector: &Connector, grant: &PluginPolicy) -> String {
         };
         lines.push(format!("  http   {} ({methods})", h.origin));
     }
+    if grant.http.is_empty() && !connector.manifest.capabilities.http.is_empty() {
+        lines.push(
+            "  http   nothing granted: put the upstream's URL in dev.toml's [config], or list http = [...] there"
+                .to_string(),
+        );
+    }
     for (key, value) in &grant.config {
         lines.push(format!("  config {key} = {value}"));
     }
@@ -223,7 +229,7 @@ fn new_token() -> String {
 /// Build, serve, and rebuild on change until SIGINT or SIGTERM.
 pub async fn run(dev: Dev) -> Result<(), DevError> {
     let dir = std::fs::canonicalize(&dev.dir).map_err(io(&dev.dir))?;
-    let connectors = connectors(&dir)?;
+    let connectors = find_connectors(&dir)?;
     let build = Build {
         dirs: vec![dir.clone()],
         ..dev.build
@@ -305,7 +311,8 @@ pub async fn run(dev: Dev) -> Result<(), DevError> {
                 eprintln!("toolhost dev: {} changed; building", last.display());
                 let started = Instant::now();
                 match build.run().await {
-                    Ok(()) => match connectors_again(&dir).and_then(|c| publish(&c, &plugins)) {
+                    // As the manifests say now: one may have changed.
+                    Ok(()) => match find_connectors(&dir).and_then(|c| publish(&c, &plugins)) {
                         Ok(()) => eprintln!(
                             "toolhost dev: built in {:.1} s; the server loads it now",
                             started.elapsed().as_secs_f64()
@@ -319,11 +326,6 @@ pub async fn run(dev: Dev) -> Result<(), DevError> {
     }
     stop.cancel();
     finished(server.await)
-}
-
-/// The connectors as their manifests say now (a manifest may have changed).
-fn connectors_again(dir: &Path) -> Result<Vec<Connector>, DevError> {
-    connectors(dir)
 }
 
 fn finished(served: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), DevError> {

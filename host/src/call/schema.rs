@@ -182,3 +182,147 @@ pub fn type_schema(ty: &Type, doc: Option<&Doc>) -> Result<Value, &'static str> 
     };
     Ok(describe(schema, doc))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use wasmtime::component::types::{ComponentItem, Type};
+    use wasmtime::component::Component;
+    use wit_component::{ComponentEncoder, StringEncoding};
+    use wit_parser::{ManglingAndAbi, Resolve};
+
+    use super::type_schema;
+    use crate::call::values::{from_json, to_json};
+
+    /// The WIT type a README row names, as wasmtime sees it: compiled into a
+    /// component that exports a function taking it. A row may declare a
+    /// named type (`record point { ... }`); the type is then its name.
+    fn compiled(engine: &wasmtime::Engine, wit_type: &str) -> Type {
+        let named = ["record", "variant", "enum", "flags"]
+            .iter()
+            .find_map(|kw| wit_type.strip_prefix(kw).and_then(|r| r.strip_prefix(' ')));
+        let (declaration, name) = match named {
+            Some(rest) => (wit_type, rest.split_whitespace().next().expect("a type name")),
+            None => ("", wit_type),
+        };
+        let wit = format!(
+            "package readme:table;\ninterface row {{\n  {declaration}\n  f: func(v: {name});\n}}\nworld w {{ export row; }}\n"
+        );
+        let mut resolve = Resolve::default();
+        let package = resolve
+            .push_str("row.wit", &wit)
+            .unwrap_or_else(|e| panic!("{wit}: {e:#}"));
+        let world = resolve.select_world(&[package], Some("w")).expect("the world");
+        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
+        wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8).unwrap();
+        let bytes = ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .validate(true)
+            .encode()
+            .unwrap();
+        let component = Component::new(engine, &bytes).expect("the row's component compiles");
+        let ty = component.component_type();
+        let Some(ComponentItem::ComponentInstance(row)) = ty.get_export(engine, "readme:table/row").map(|e| e.ty)
+        else {
+            panic!("no row interface")
+        };
+        let Some(ComponentItem::ComponentFunc(f)) = row.get_export(engine, "f").map(|e| e.ty) else {
+            panic!("no f")
+        };
+        let (_, param) = f.params().next().expect("one parameter");
+        param
+    }
+
+    /// The code spans of a table cell, in order.
+    fn spans(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("README JSON `{text}`: {e}"))
+    }
+
+    /// The rows of the README's "WIT types in JSON" table: WIT, JSON (both
+    /// ways), also accepted, refused, JSON Schema.
+    fn readme_rows() -> Vec<[String; 5]> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let section = readme
+            .split("\n## WIT types in JSON\n")
+            .nth(1)
+            .expect("the README has a section \"WIT types in JSON\"");
+        let section = section.split("\n## ").next().unwrap();
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|line| {
+                // No cell holds a `|`, not even in code.
+                let cells: Vec<String> = line
+                    .trim()
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect();
+                cells
+                    .try_into()
+                    .unwrap_or_else(|c: Vec<String>| panic!("a row of 5 cells, not {}: {line}", c.len()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_wit_json_table() {
+        let engine = wasmtime::Engine::default();
+        let rows = readme_rows();
+        assert!(rows.len() >= 20, "only {} rows", rows.len());
+        for [wit, both_ways, accepted, refused, schema] in &rows {
+            let wit = spans(wit)[0];
+            let ty = compiled(&engine, wit);
+            assert_eq!(
+                type_schema(&ty, None).unwrap(),
+                json(spans(schema)[0]),
+                "the schema of `{wit}`"
+            );
+            let convert = |text: &str| from_json(&ty, &json(text), &mut Vec::new());
+            for example in spans(both_ways) {
+                let value = convert(example).unwrap_or_else(|e| panic!("`{wit}` refused `{example}`: {e}"));
+                assert_eq!(
+                    to_json(&value),
+                    json(example),
+                    "`{wit}`: `{example}` does not come back as it went"
+                );
+            }
+            for example in spans(accepted) {
+                let value = convert(example).unwrap_or_else(|e| panic!("`{wit}` refused `{example}`: {e}"));
+                assert_ne!(
+                    to_json(&value),
+                    json(example),
+                    "`{wit}`: `{example}` belongs in the JSON column"
+                );
+            }
+            for example in spans(refused) {
+                assert!(convert(example).is_err(), "`{wit}` accepted `{example}`");
+            }
+        }
+    }
+
+    /// What the notes under the table say.
+    #[test]
+    fn readme_wit_json_notes() {
+        use wasmtime::component::Val;
+        let engine = wasmtime::Engine::default();
+        // NaN and the infinities come out as null; an f32 is widened.
+        assert_eq!(to_json(&Val::Float64(f64::NAN)), Value::Null);
+        assert_eq!(to_json(&Val::Float32(f32::INFINITY)), Value::Null);
+        assert_eq!(to_json(&Val::Float32(0.1)), json("0.10000000149011612"));
+        // option<option<T>>: some(none) and none are both null.
+        assert_eq!(
+            to_json(&Val::Option(Some(Box::new(Val::Option(None))))),
+            to_json(&Val::Option(None))
+        );
+        // A record's option field comes back as null.
+        let point = compiled(&engine, "record point { x: f64, label: option<string> }");
+        let value = from_json(&point, &json(r#"{"x": 1.5}"#), &mut Vec::new()).unwrap();
+        assert_eq!(to_json(&value), json(r#"{"x": 1.5, "label": null}"#));
+    }
+}

@@ -61,14 +61,26 @@ pub fn toolhost_bin() -> &'static Path {
         if let Some(bin) = std::env::var_os("TOOLHOST_BIN") {
             return root.join(bin);
         }
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .args(["build", "--quiet", "-p", "toolhost", "--bin", "toolhost"])
-            .current_dir(&root);
-        run(build, "cargo build -p toolhost");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug/toolhost")
+        debug_bin("toolhost")
     })
+}
+
+/// The `sample-upstreams` binary (debug), built if needed.
+pub fn sample_upstreams_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| debug_bin("sample-upstreams"))
+}
+
+/// Build the binary of the same name as its package (debug); its path.
+fn debug_bin(package: &str) -> PathBuf {
+    let root = repo_root();
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .args(["build", "--quiet", "-p", package, "--bin", package])
+        .current_dir(&root);
+    run(build, &format!("cargo build -p {package}"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("debug").join(package)
 }
 
 /// Copy a bundle folder (manifest, component, signature), not its sources.

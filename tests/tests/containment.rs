@@ -463,7 +463,7 @@ async fn outbound_connections_are_kept_alive_for_one_plugin_and_its_grant() {
     let policy = toolhost::policy::Policy::parse(&netprobe_grant(addr), "test").unwrap();
     runtime
         .plugins()
-        .set_grant("netprobe", policy.plugins["netprobe"].clone())
+        .set_grant("netprobe", policy.plugins["netprobe"].clone(), &[])
         .await
         .unwrap();
     assert_eq!(ok(&runtime, "netprobe.fetch", fetch).await, json!(200));

@@ -984,6 +984,7 @@ mod tests {
             token: None,
             approval: None,
             run: None,
+            action: None,
         };
         let contains = |q: &AuditQuery| {
             q.needles()

@@ -55,7 +55,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(file) = grants {
         let config = sample_upstreams::scenario::toolhost_config(started.addr, "/nordpost/v2", &keys.nordpost)
             + sample_upstreams::scenario::WORKFLOW_GRANT;
-        std::fs::write(&file, config)?;
+        // Written aside and renamed: whoever waits for the file never
+        // reads half of it.
+        let aside = format!("{file}.partial");
+        std::fs::write(&aside, config)?;
+        std::fs::rename(&aside, &file)?;
     }
     println!("sample upstreams listening on http://{}", started.addr);
     started.task.await?;

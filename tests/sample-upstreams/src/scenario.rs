@@ -282,7 +282,7 @@ pub fn toolhost_config(addr: std::net::SocketAddr, logistics_base: &str, logisti
         + &plugin("erp", "\"GET\", \"POST\"", "/erp/v1", &keys.erp)
         + &plugin("logistics", "\"GET\"", logistics_base, logistics_key)
         + &format!(
-            "[plugins.coupon]\nhttp = [{{ origin = \"{origin}\", methods = [\"POST\"] }}]\nsecrets = {{ ledger-token = {{ value = \"{}\" }} }}\nconfig = {{ ledger-url = \"{origin}/ledger/v1\" }}\n\n",
+            "[plugins.coupon]\nhttp = [{{ origin = \"{origin}\", methods = [\"POST\"] }}]\nsecrets = {{ ledger-token = {{ value = \"{}\" }} }}\nconfig = {{ ledger-url = \"{origin}/ledger/v1\", max-value-minor = \"100000\" }}\n\n",
             keys.ledger
         )
         + &format!(

@@ -113,8 +113,5 @@ impl Fields for Value {
 
 /// The name `table` gives `value`: an enum's case as the upstream spells it.
 pub fn name_of<T: PartialEq>(table: &[(&'static str, T)], value: &T) -> &'static str {
-    table
-        .iter()
-        .find(|(_, v)| v == value)
-        .map_or("unknown", |(n, _)| n)
+    table.iter().find(|(_, v)| v == value).map_or("unknown", |(n, _)| n)
 }

@@ -51,7 +51,7 @@ pub enum RuntimeError {
 
 /// A tool as agents see it: the shape LLM function calling expects, plus
 /// what operators and MCP need.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ToolInfo {
     /// `plugin.function`, also the MCP tool name.
     pub name: String,

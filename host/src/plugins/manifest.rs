@@ -34,7 +34,9 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestErro
 
 /// How risky a tool is; operators and agents use it to hold high-risk calls
 /// for a human.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     #[default]

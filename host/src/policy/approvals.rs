@@ -41,7 +41,7 @@ pub enum RuleError {
 }
 
 /// `[approvals]`: the rules, the default expiry, and the reviewers' webhook.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApprovalConfig {
     /// Seconds a held call waits for a decision before it expires.
@@ -52,6 +52,7 @@ pub struct ApprovalConfig {
     /// Where reviewers are told of held calls (the file only: the API
     /// changes rules, not where notices go).
     #[serde(default, skip_serializing)]
+    #[schema(ignore)]
     pub webhook: Option<WebhookConfig>,
 }
 
@@ -94,7 +95,7 @@ fn default_backoff() -> u64 {
 }
 
 /// One rule as the operator writes it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RuleConfig {
     /// Shown to reviewers and in the audit trail as the reason a call waits.
@@ -123,7 +124,7 @@ fn one() -> u8 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Hold {
     Always,
@@ -182,7 +183,7 @@ pub struct CallFacts<'a> {
 }
 
 /// How a tool's calls may wait, as the tools list shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalSummary {
     Never,

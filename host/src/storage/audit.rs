@@ -126,7 +126,7 @@ impl AuditRecord {
 /// A change to what the host serves or allows, as the audit trail names
 /// it. Every one is made by an operator through the API or the console,
 /// except `sweep_audit`, which the host makes itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// A bundle uploaded (`PUT /v1/plugins/{name}`).
@@ -186,7 +186,7 @@ pub struct ActionEvent<'a> {
 
 /// How a call or a plugin event ended, as the audit trail and the API
 /// name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -308,7 +308,7 @@ impl From<&CallError> for Outcome {
 
 /// How something reached the host: a call (REST, MCP, the CLI), or a
 /// bundle (the plugins folder, an upload, a rollback, another node).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     #[default]
@@ -497,14 +497,20 @@ impl EffectGate for OpenRecord {
 /// Which records a query wants. Records come newest first. A field not
 /// named here is refused, not ignored: a misspelt filter must not export
 /// the whole trail.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
+    /// Records of one tool (`plugin.function`), or of one plugin's events
+    /// (`(plugin) name`).
     pub tool: Option<String>,
     /// How the call or bundle came in.
     pub via: Option<Via>,
+    /// How the call or event ended.
     pub outcome: Option<Outcome>,
+    /// Records of one session (`X-Session-Id`, or the MCP session).
     pub session: Option<String>,
+    /// Records of one token's calls and actions (by its name).
     pub token: Option<String>,
     /// Records of one approval: its hold, decisions and the call it let run.
     pub approval: Option<String>,
@@ -514,9 +520,11 @@ pub struct AuditFilter {
     pub action: Option<Action>,
     /// RFC 3339 or Unix seconds; inclusive.
     pub since: Option<String>,
+    /// RFC 3339 or Unix seconds; inclusive.
     pub until: Option<String>,
     /// Only records older than this id (the `next` of the previous page).
     pub before: Option<String>,
+    /// Records on a page: 1 to 1000 (default 100).
     pub limit: Option<usize>,
 }
 

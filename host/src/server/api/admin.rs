@@ -5,8 +5,10 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::auth::{Admin, Reader};
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unprocessable};
 use super::{ApiError, Shared};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
@@ -156,6 +158,21 @@ pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no plugin named {name:?}")))
 }
 
+/// Every plugin loaded: connectors and workflows, their versions,
+/// digests, signers, state, tools and the grant in effect.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    tag = "plugins",
+    operation_id = "list_plugins",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One object per plugin.", body = [Object]),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
     let registry = state.runtime.plugins().registry();
     let connectors = registry.snapshot();
@@ -197,6 +214,22 @@ pub async fn set_enabled(state: &Shared, actor: &Actor<'_>, name: &str, enabled:
     Ok(p)
 }
 
+/// Switch a plugin off: its tools are no longer listed or callable.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{name}/disable",
+    tag = "plugins",
+    operation_id = "disable_plugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn disable(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -206,6 +239,22 @@ pub async fn disable(
     Ok(Json(describe(&state, &p)))
 }
 
+/// Switch a plugin back on.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{name}/enable",
+    tag = "plugins",
+    operation_id = "enable_plugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn enable(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -221,6 +270,23 @@ pub async fn enable(
 /// or, for a workflow, `workflow` (workflow.yaml) and optionally `signature`
 /// (workflow.sig) and `sha256` (the document's digest). It goes through the
 /// same load path as the plugins folder.
+#[utoipa::path(
+    put,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    operation_id = "upload_plugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    request_body(content = BundleParts, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Loaded and serving: the plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn upload(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -233,13 +299,20 @@ pub async fn upload(
     Ok(Json(describe(&state, &plugin)))
 }
 
-/// An uploaded bundle's form fields, as sent.
-#[derive(Default)]
+/// An uploaded bundle's form fields, as sent: a connector (`manifest`,
+/// `component`) or a workflow (`workflow`).
+#[derive(Default, ToSchema)]
 pub struct BundleParts {
+    /// connector.toml.
     manifest: Option<String>,
+    /// The component (.wasm).
+    #[schema(value_type = Option<String>, format = Binary)]
     component: Option<Vec<u8>>,
+    /// connector.sig or workflow.sig (ed25519), when the host requires signed bundles.
     signature: Option<String>,
+    /// The component's (or workflow document's) SHA-256, hex: checked on arrival.
     sha256: Option<String>,
+    /// workflow.yaml.
     workflow: Option<String>,
 }
 
@@ -344,6 +417,21 @@ pub async fn install(state: &Shared, actor: &Actor<'_>, name: &str, parts: Bundl
 
 /// `DELETE /v1/plugins/{name}`: unload once the calls in flight are done,
 /// and remove its folder, so a restart does not bring it back.
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    operation_id = "unload_plugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "`{\"plugin\", \"unloaded\": true, \"drained\"}`.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn unload(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -372,6 +460,23 @@ pub async fn unload(
 }
 
 /// `POST /v1/plugins/{name}/rollback`: the previous version, same swap.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{name}/rollback",
+    tag = "plugins",
+    operation_id = "rollback_plugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "The previous version serves: the plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn rollback(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -404,6 +509,21 @@ pub async fn roll_back(state: &Shared, actor: &Actor<'_>, name: &str) -> Result<
 }
 
 /// `GET /v1/plugins/{name}/versions`: what it has served, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{name}/versions",
+    tag = "plugins",
+    operation_id = "plugin_versions",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "`{\"plugin\", \"versions\": [...]}`.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn versions(
     _: Reader,
     State(state): State<Shared>,

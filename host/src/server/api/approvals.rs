@@ -15,9 +15,12 @@ use axum::Json;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Agent, Reviewer};
 use super::calls::spawn_execution;
+use super::error::ErrorBody;
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unprocessable};
 use super::{ApiError, Shared};
 use crate::config::Role;
 use crate::policy::approvals::ApprovalConfig;
@@ -39,8 +42,9 @@ impl From<ApprovalError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Wait {
     /// Seconds to wait for the decision and the result.
     wait: Option<u64>,
@@ -50,6 +54,24 @@ pub struct Wait {
 /// answered, or the typed error of a rejection, expiry or lapse); until
 /// then `202` with the approval as it stands. An agent sees only the calls
 /// it made; another's id is not found.
+#[utoipa::path(
+    get,
+    path = "/v1/approvals/{id}",
+    tag = "approvals",
+    operation_id = "get_approval",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The approval's id."), Wait),
+    responses(
+        (status = 200, description = "Approved and run: the call's own answer, with `approval` and `decisions` beside it. A rejected, expired or lapsed call answers its typed error (403, 409, ...) the same way.", body = Object),
+        (status = 202, description = "Not decided yet: `{\"approval\": ...}`.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn get(
     Agent(principal): Agent,
     State(state): State<Shared>,
@@ -83,7 +105,7 @@ pub async fn get(
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Which {
     /// Pending only.
@@ -92,17 +114,38 @@ pub enum Which {
     All,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `pending` (the queue, oldest first; the default) or `all` (newest
+    /// first, paged).
     #[serde(default)]
     state: Which,
+    /// With `state=all`: only approvals older than this id (the `next` of
+    /// the previous page).
     before: Option<String>,
+    /// With `state=all`: approvals on a page, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
 /// The queue (pending, oldest first), or every approval (newest first,
 /// paged by `before`).
+#[utoipa::path(
+    get,
+    path = "/v1/approvals",
+    tag = "approvals",
+    operation_id = "list_approvals",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{\"approvals\": [...], \"next\": id or null}`.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn list(
     _: Reviewer,
     State(state): State<Shared>,
@@ -121,12 +164,35 @@ pub async fn list(
     Ok(Json(json!({ "approvals": views, "next": next })))
 }
 
-#[derive(Debug, Deserialize)]
+/// A reviewer's decision.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
+    /// Why, for the audit trail and the caller (required).
     reason: String,
 }
 
+/// Approve a held call: once enough reviewers have, it runs.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals/{id}/approve",
+    tag = "approvals",
+    operation_id = "approve",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The approval's id.")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "The decision is recorded: `{\"approval\": ...}`.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn approve(
     Reviewer(reviewer): Reviewer,
     State(state): State<Shared>,
@@ -136,6 +202,27 @@ pub async fn approve(
     decide(reviewer.name.clone(), state, id, body, Verdict::Approve).await
 }
 
+/// Reject a held call: it never runs, and its caller gets a typed error.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals/{id}/reject",
+    tag = "approvals",
+    operation_id = "reject",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The approval's id.")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "The decision is recorded: `{\"approval\": ...}`.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn reject(
     Reviewer(reviewer): Reviewer,
     State(state): State<Shared>,
@@ -178,6 +265,19 @@ pub async fn decide_and_carry_out(
 /// Every change to an approval as it happens, as server-sent events named
 /// after what happened (`held`, `approved`, ...), each carrying the
 /// approval. Ends when the host stops.
+#[utoipa::path(
+    get,
+    path = "/v1/approvals/stream",
+    tag = "approvals",
+    operation_id = "stream_approvals",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-sent events: `held`, `approved`, `rejected`, ... each with the approval as JSON data; `lagged` when some were missed.", body = String, content_type = "text/event-stream"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let notices = tokio_stream::wrappers::BroadcastStream::new(state.approvals.subscribe());
     let events = notices
@@ -200,6 +300,20 @@ pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
+/// The approval rules in force.
+#[utoipa::path(
+    get,
+    path = "/v1/approvals/rules",
+    tag = "approvals",
+    operation_id = "get_approval_rules",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rules in force.", body = ApprovalConfig),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalConfig> {
     Json(state.approvals.rules())
 }
@@ -207,6 +321,21 @@ pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalCon
 /// Replace the rules: checked (422 naming the rule at fault), durable, and
 /// applied to the next call. They replace the file's from then on, across
 /// restarts.
+#[utoipa::path(
+    put,
+    path = "/v1/approvals/rules",
+    tag = "approvals",
+    operation_id = "set_approval_rules",
+    security(("bearer" = [])),
+    request_body = ApprovalConfig,
+    responses(
+        (status = 200, description = "The rules now in force.", body = ApprovalConfig),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn set_rules(
     Admin(admin): Admin,
     State(state): State<Shared>,

@@ -8,6 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::AuditReader;
+use super::openapi::{BadRequest, Forbidden, RateLimited, Unauthorized};
 use super::{ApiError, Shared};
 use crate::storage::audit::{AuditError, AuditFilter, MAX_PAGE};
 
@@ -18,6 +19,22 @@ fn bad_filter(e: AuditError) -> ApiError {
     }
 }
 
+/// A page of audit records, newest first, as the filters pick them.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    operation_id = "query_audit",
+    security(("bearer" = [])),
+    params(AuditFilter),
+    responses(
+        (status = 200, description = "`{\"records\": [...], \"next\": id or null}`.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn query(
     _: AuditReader,
     State(state): State<Shared>,
@@ -29,6 +46,21 @@ pub async fn query(
 }
 
 /// Every matching record, oldest page last, one JSON object per line.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/export",
+    tag = "audit",
+    operation_id = "export_audit",
+    security(("bearer" = [])),
+    params(AuditFilter),
+    responses(
+        (status = 200, description = "Every matching record as JSON Lines.", body = String, content_type = "application/x-ndjson"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn export(
     _: AuditReader,
     State(state): State<Shared>,

@@ -4,9 +4,33 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::call::invoke::CallError;
+
+/// Every error body: `{"error": {"kind": ..., "message": ...}}`, with more
+/// fields beside those where the error has them (a failed call's own
+/// fields, `retry_after`, `missing`, ...). [`ApiError::new`] builds it from
+/// this type, so the OpenAPI document describes what is sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What went wrong, as a stable word a client can branch on
+    /// (`unauthorized`, `forbidden`, `not_found`, `bad_request`,
+    /// `invalid_input`, `rate_limited`, ...).
+    pub kind: String,
+    /// What went wrong and what to do, in words.
+    pub message: String,
+    /// Seconds after which a retry may succeed (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -19,7 +43,14 @@ impl ApiError {
     pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            body: json!({ "error": { "kind": kind, "message": message.into() } }),
+            body: serde_json::to_value(ErrorBody {
+                error: ErrorDetail {
+                    kind: kind.to_string(),
+                    message: message.into(),
+                    retry_after: None,
+                },
+            })
+            .unwrap_or_default(),
             retry_after: None,
         }
     }

@@ -74,6 +74,21 @@ fn audited(state: &Shared, name: &str) -> Value {
 }
 
 /// `GET`: both sides of the grant.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{name}/grants",
+    tag = "grants",
+    operation_id = "get_grant",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 429, response = super::openapi::RateLimited),
+    )
+)]
 pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let p = plugin(&state, &name)?;
     Ok(Json(view(&state, &name, Some(&p))))
@@ -81,6 +96,24 @@ pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<Strin
 
 /// `PUT`: replace the operator's grant. Secrets are shown as set or not,
 /// never by value; one sent back as shown keeps its source.
+#[utoipa::path(
+    put,
+    path = "/v1/plugins/{name}/grants",
+    tag = "grants",
+    operation_id = "replace_grant",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name."), ("allow_unset" = Option<String>, Query, description = "Comma-separated requested secrets and config keys the new grant may leave unset on purpose.")),
+    request_body(content = Object, description = "The whole grant, as a `[plugins.<name>]` table of toolhost.toml in JSON (http, secrets, config, limits)."),
+    responses(
+        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::RateLimited),
+    )
+)]
 pub async fn replace(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -129,6 +162,25 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
 
 /// `PATCH`: change only the fields the merge patch names (`null` removes
 /// one), over the grant in force, whichever side's it is.
+#[utoipa::path(
+    patch,
+    path = "/v1/plugins/{name}/grants",
+    tag = "grants",
+    operation_id = "patch_grant",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name."), ("allow_unset" = Option<String>, Query, description = "Comma-separated requested secrets and config keys the new grant may leave unset on purpose.")),
+    request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 JSON merge patch over the grant in force (`null` removes a field); `application/json` is taken too."),
+    responses(
+        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 415, description = "Not sent as a merge patch.", body = super::error::ErrorBody),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::RateLimited),
+    )
+)]
 pub async fn patch(
     Admin(admin): Admin,
     State(state): State<Shared>,
@@ -150,6 +202,21 @@ pub async fn patch(
 
 /// `DELETE`: forget the grant the API set; the file's is in force again at
 /// once, and owns the plugin's grant from now on.
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{name}/grants",
+    tag = "grants",
+    operation_id = "reset_grant",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    responses(
+        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 429, response = super::openapi::RateLimited),
+    )
+)]
 pub async fn reset(
     Admin(admin): Admin,
     State(state): State<Shared>,

@@ -10,6 +10,7 @@ mod calls;
 mod error;
 pub mod grants;
 pub mod mcp;
+pub mod openapi;
 mod runs;
 pub mod tokens;
 pub mod tools;
@@ -19,8 +20,11 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::put;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::server::auth::Auth;
 use crate::server::metrics::{Holdings, Metrics};
@@ -61,44 +65,10 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .nest_service("/mcp", mcp::service(state.clone(), mcp))
         .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::limit_sessions))
         .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::authenticate));
+    let (rest, _) = documented().split_for_parts();
     Router::new()
         .merge(mcp)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/tools", get(tools::list))
-        .route("/v1/tools/{tool}/invoke", post(tools::invoke))
-        .route("/v1/plugins", get(admin::list))
-        .route(
-            "/v1/plugins/{name}",
-            put(admin::upload).delete(admin::unload).layer(DefaultBodyLimit::max(
-                crate::plugins::bundle::MAX_COMPONENT_BYTES as usize + 1024 * 1024,
-            )),
-        )
-        .route("/v1/plugins/{name}/rollback", post(admin::rollback))
-        .route("/v1/plugins/{name}/versions", get(admin::versions))
-        .route(
-            "/v1/plugins/{name}/grants",
-            get(grants::show)
-                .put(grants::replace)
-                .patch(grants::patch)
-                .delete(grants::reset),
-        )
-        .route("/v1/plugins/{name}/disable", post(admin::disable))
-        .route("/v1/plugins/{name}/enable", post(admin::enable))
-        .route("/v1/approvals", get(approvals::list))
-        .route("/v1/approvals/stream", get(approvals::stream))
-        .route("/v1/approvals/rules", get(approvals::rules).put(approvals::set_rules))
-        .route("/v1/approvals/{id}", get(approvals::get))
-        .route("/v1/approvals/{id}/approve", post(approvals::approve))
-        .route("/v1/approvals/{id}/reject", post(approvals::reject))
-        .route("/v1/runs", get(runs::list))
-        .route("/v1/runs/{id}", get(runs::get))
-        .route("/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/v1/tokens", get(tokens::list))
-        .route("/v1/tokens/reload", post(tokens::reload))
-        .route("/v1/audit", get(audit::query))
-        .route("/v1/audit/export", get(audit::export))
+        .merge(rest)
         .merge(crate::console::router())
         .route(
             "/v1/{*rest}",
@@ -109,6 +79,50 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
         .with_state(state)
 }
 
+/// The REST routes, each registered with its OpenAPI description (`routes!`
+/// takes the handler's `#[utoipa::path]`: a handler without one does not
+/// compile here). A route added with a plain `.route` would be served
+/// undocumented, which tests/tests/openapi.rs refuses.
+fn documented() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(tools::list))
+        .routes(routes!(tools::invoke))
+        .routes(routes!(admin::list))
+        .routes(routes!(admin::upload, admin::unload).layer(DefaultBodyLimit::max(
+            crate::plugins::bundle::MAX_COMPONENT_BYTES as usize + 1024 * 1024,
+        )))
+        .routes(routes!(admin::rollback))
+        .routes(routes!(admin::versions))
+        .routes(routes!(grants::show, grants::replace, grants::patch, grants::reset))
+        .routes(routes!(admin::disable))
+        .routes(routes!(admin::enable))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::stream))
+        .routes(routes!(approvals::rules, approvals::set_rules))
+        .routes(routes!(approvals::get))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(tokens::list))
+        .routes(routes!(tokens::reload))
+        .routes(routes!(audit::query))
+        .routes(routes!(audit::export))
+}
+
+/// Alive: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain"))
+)]
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -119,6 +133,17 @@ async fn healthz() -> &'static str {
 /// (`draining`), and, where nodes share a database, while it answers: a
 /// node that cannot reach it cannot record a call, so a balancer should
 /// send calls elsewhere.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    summary = "Ready: loaded, not draining, and the shared database (if any) answers.",
+    responses(
+        (status = 200, description = "Ready: `{\"ready\": true, \"state\": \"ready\", \"plugins\", \"storage\"}`.", body = Object),
+        (status = 503, description = "Not ready: `state` is `starting` or `draining`, or the shared database does not answer.", body = Object),
+    )
+)]
 async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     let plugins = state.runtime.plugins().registry().snapshot().len();
     let storage = state.runtime.storage();
@@ -146,6 +171,20 @@ async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
+/// Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The host's metrics.", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 429, response = openapi::RateLimited),
+    )
+)]
 async fn metrics(_reader: auth::Reader, State(state): State<Shared>) -> impl IntoResponse {
     (
         [(

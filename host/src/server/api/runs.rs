@@ -11,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 
 use super::auth::{Agent, AuditReader};
 use super::calls::Answer;
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized};
 use super::{ApiError, Shared};
 use crate::config::Role;
 use crate::server::auth::Principal;
@@ -30,8 +32,9 @@ impl From<RunError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Wait {
     /// Seconds to wait for the run to end.
     wait: Option<u64>,
@@ -50,6 +53,22 @@ async fn visible(state: &Shared, principal: &Principal, id: &str) -> Result<Run,
 /// A run, with each step; `?wait=N` waits up to N seconds for it to end.
 /// Ended: `200` (or the run's typed error status) with its result beside
 /// the run; still going: `202`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "runs",
+    operation_id = "get_run",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id."), Wait),
+    responses(
+        (status = 200, description = "The run ended: its result and the run with its steps.", body = Object),
+        (status = 202, description = "Still going: the run with its steps so far.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn get(
     Agent(principal): Agent,
     State(state): State<Shared>,
@@ -75,6 +94,22 @@ pub async fn get(
 }
 
 /// Cancel a run that has not ended.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/cancel",
+    tag = "runs",
+    operation_id = "cancel_run",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "Cancelled: `{\"run\": ...}`.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn cancel(
     Agent(principal): Agent,
     State(state): State<Shared>,
@@ -94,14 +129,32 @@ pub async fn cancel(
     Ok(Json(json!({ "run": runs::view(&state, &run, &[]) })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only runs older than this id (the `next` of the previous page).
     before: Option<String>,
+    /// Runs on a page: 1 to 500 (default 50).
     limit: Option<usize>,
 }
 
 /// Runs, newest first (`?before=` the last id of the previous page).
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    tag = "runs",
+    operation_id = "list_runs",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{\"runs\": [...], \"next\": id or null}`.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn list(
     _: AuditReader,
     State(state): State<Shared>,

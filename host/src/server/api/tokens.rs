@@ -11,14 +11,45 @@ use serde_json::{json, Value};
 
 use super::admin::{record_action, record_admin, Actor};
 use super::auth::{Admin, Reader};
+use super::openapi::{Forbidden, RateLimited, Unauthorized, Unprocessable};
 use super::{ApiError, Shared};
 use crate::config::Config;
 use crate::storage::audit::{Action, ActionEvent, Via};
 
+/// The tokens in force: names, roles and limits, never the tokens.
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "tokens",
+    operation_id = "list_tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"tokens\": [...]}`.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
     Json(json!({ "tokens": state.auth.list() }))
 }
 
+/// Read the configuration file's tokens again and put them in force (as
+/// SIGHUP does); on any error the tokens in force stay.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/reload",
+    tag = "tokens",
+    operation_id = "reload_tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tokens now in force: `{\"tokens\": [...]}`.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
     let (before, after) = reload_tokens(&state)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tokens", message))?;

@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 
 use super::auth::Agent;
 use super::calls::{call, detached, Answer, Called};
+use super::error::ErrorBody;
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable, Unprocessable,
+};
 use super::{ApiError, Shared};
 use crate::call::names;
 use crate::runtime::ToolInfo;
@@ -19,6 +23,20 @@ use crate::storage::idempotency::{self, Lookup, MAX_KEY_LEN};
 /// Header carrying the caller's conversation or session id into the audit.
 pub const SESSION_HEADER: &str = "x-session-id";
 
+/// The tools this token may use, each with its JSON Schema and whether its
+/// calls may wait for an approval.
+#[utoipa::path(
+    get,
+    path = "/v1/tools",
+    tag = "tools",
+    operation_id = "list_tools",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tools this token may use.", body = [ToolInfo]),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = RateLimited),
+    )
+)]
 pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<Vec<ToolInfo>> {
     Json(visible_tools(&state, &principal))
 }
@@ -52,6 +70,40 @@ pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErro
     }
 }
 
+/// Call a tool with arguments its JSON Schema accepts. A call held for a
+/// person's approval, or a workflow's run, answers `202` with where to
+/// follow it (`GET /v1/approvals/{id}`, `GET /v1/runs/{id}`). With an
+/// `Idempotency-Key`, a retry gets the first call's answer (marked
+/// `Idempotent-Replay: true`) instead of running again.
+#[utoipa::path(
+    post,
+    path = "/v1/tools/{tool}/invoke",
+    tag = "tools",
+    operation_id = "invoke_tool",
+    security(("bearer" = [])),
+    params(
+        ("tool" = String, Path, description = "`plugin.function` (or `plugin_function`)."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key and arguments is answered, not run again."),
+        ("X-Session-Id" = Option<String>, Header, description = "The caller's conversation or session, recorded in the audit trail and seen by approval rules."),
+    ),
+    request_body(content = Object, description = "The tool's arguments, as its `parameters` schema (`GET /v1/tools`) says."),
+    responses(
+        (status = 200, description = "The call ran: `{\"result\": ..., \"audit_id\": ...}`.", body = Object,
+            headers(("Idempotent-Replay" = bool, description = "`true` when this is a stored answer to an earlier call with the same key."))),
+        (status = 202, description = "Held for a person's approval (`{\"approval\": ...}`) or a workflow run started (`{\"run\": ...}`).", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 429, response = RateLimited),
+        (status = 500, description = "The connector faulted (panic, trap) or the call was interrupted.", body = ErrorBody),
+        (status = 502, description = "The connector answered an error of no known case.", body = ErrorBody),
+        (status = 503, response = Unavailable),
+        (status = 504, description = "The call ran out of time (the message names the request it was waiting on).", body = ErrorBody),
+    )
+)]
 pub async fn invoke(
     Agent(principal): Agent,
     State(state): State<Shared>,

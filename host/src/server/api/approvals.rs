@@ -69,6 +69,7 @@ pub struct Wait {
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
+        (status = 410, description = "Nobody decided in time: `approval_expired`.", body = ErrorBody),
         (status = 429, response = RateLimited),
     )
 )]

@@ -61,7 +61,7 @@ async fn visible(state: &Shared, principal: &Principal, id: &str) -> Result<Run,
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The run's id."), Wait),
     responses(
-        (status = 200, description = "The run ended: its result and the run with its steps.", body = Object),
+        (status = 200, description = "The run completed: `result` and the run with its steps (a failed or cancelled run answers its typed error's status, with the run beside the error).", body = Object),
         (status = 202, description = "Still going: the run with its steps so far.", body = Object),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),

@@ -88,7 +88,7 @@ pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErro
     ),
     request_body(content = Object, description = "The tool's arguments, as its `parameters` schema (`GET /v1/tools`) says."),
     responses(
-        (status = 200, description = "The call ran: `{\"result\": ..., \"audit_id\": ...}`.", body = Object,
+        (status = 200, description = "The call ran: `{\"result\", \"audit_id\", \"plugin_version\"}`.", body = Object,
             headers(("Idempotent-Replay" = bool, description = "`true` when this is a stored answer to an earlier call with the same key."))),
         (status = 202, description = "Held for a person's approval (`{\"approval\": ...}`) or a workflow run started (`{\"run\": ...}`).", body = Object),
         (status = 400, response = BadRequest),

@@ -83,6 +83,7 @@ async fn search(storage: &Storage, records: u64) -> anyhow::Result<(Vec<Duration
             token: None,
             approval: None,
             run: None,
+            action: None,
         };
         let start = Instant::now();
         found += storage.audit().query(&query).await?.len();

@@ -140,6 +140,7 @@ fn search(session: Option<&str>, outcome: Option<Outcome>, after: u64, before: u
         token: None,
         approval: None,
         run: None,
+        action: None,
     }
 }
 

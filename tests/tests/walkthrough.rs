@@ -72,17 +72,21 @@ fn the_operators_walkthrough_runs_as_written() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let log = std::fs::read_to_string(root.path().join("first-hour/toolhost.log")).unwrap_or_default();
     let said = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- toolhost.log\n{log}");
-    assert!(out.status.success(), "the walkthrough failed ({:?}):\n{said}", out.status);
+    assert!(
+        out.status.success(),
+        "the walkthrough failed ({:?}):\n{said}",
+        out.status
+    );
 
     // What each step printed, in order.
     let lines: Vec<&str> = stdout.lines().collect();
     let expected = [
-        "coupon.issue-voucher",          // the first tool, in name order
-        "delivered",                     // SO-1001's status
-        "late-parcel ok",                // the conversation's trail has the workflow...
-        "erp.get-order ok",              // ...and the first call
-        "file",                          // the coupon grant is the file's
-        "enable (plugin) crm",           // the admin's actions, newest first
+        "coupon.issue-voucher", // the first tool, in name order
+        "delivered",            // SO-1001's status
+        "late-parcel ok",       // the conversation's trail has the workflow...
+        "erp.get-order ok",     // ...and the first call
+        "file",                 // the coupon grant is the file's
+        "enable (plugin) crm",  // the admin's actions, newest first
         "disable (plugin) crm",
         "reset_grant (plugin) coupon",
         "set_grant (plugin) coupon",

@@ -141,13 +141,11 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
             return;
         }
     }
-    let name = bundle.name.clone();
-    if runtime
-        .plugins()
-        .install(bundle, crate::storage::audit::Via::Folder)
-        .await
-        .is_ok()
-    {
-        names.insert(dir.to_path_buf(), name);
+    // What was read above may be stale by now: an upload or a rollback can
+    // have written the folder and swapped in between (then the bundle read
+    // here is the version it replaced). `load_bundle` reads the folder again
+    // once it owns the plugin, so only what the folder holds then serves.
+    if let Ok(loaded) = runtime.plugins().load_bundle(dir).await {
+        names.insert(dir.to_path_buf(), loaded.name().to_string());
     }
 }

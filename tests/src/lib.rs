@@ -293,24 +293,29 @@ impl Drop for ServerProcess {
 /// under target/ made on first use.
 pub fn mcp_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let root = repo_root();
-        let venv = root.join("target/py-mcp");
-        let python = venv.join("bin/python");
-        let script = format!(
-            "set -e; exec 9>'{lock}'; flock 9; \
-             if ! '{python}' -c 'import mcp' 2>/dev/null; then \
-               python3 -m venv '{venv}'; '{python}' -m pip install --quiet --disable-pip-version-check 'mcp==2.3.0'; \
-             fi",
-            lock = root.join("target/.py-mcp.lock").display(),
-            python = python.display(),
-            venv = venv.display(),
-        );
-        let mut setup = Command::new("bash");
-        setup.args(["-c", &script]);
-        run(setup, "setting up the MCP Python client");
-        python
-    })
+    PYTHON.get_or_init(|| python_venv("py-mcp", "mcp==2.3.0", "mcp").join("bin/python"))
+}
+
+/// A virtualenv `target/NAME` holding `requirement` (a pinned PyPI package),
+/// made on first use, one process at a time; its folder. `module` is what
+/// the package makes importable: the venv is (re)made until it imports.
+pub fn python_venv(name: &str, requirement: &str, module: &str) -> PathBuf {
+    let root = repo_root();
+    let venv = root.join("target").join(name);
+    let python = venv.join("bin/python");
+    let script = format!(
+        "set -e; exec 9>'{lock}'; flock 9; \
+         if ! '{python}' -c 'import {module}' 2>/dev/null; then \
+           python3 -m venv '{venv}'; '{python}' -m pip install --quiet --disable-pip-version-check '{requirement}'; \
+         fi",
+        lock = root.join(format!("target/.{name}.lock")).display(),
+        python = python.display(),
+        venv = venv.display(),
+    );
+    let mut setup = Command::new("bash");
+    setup.args(["-c", &script]);
+    run(setup, &format!("setting up {requirement} in target/{name}"));
+    venv
 }
 
 /// Node 22 and the official MCP conformance suite

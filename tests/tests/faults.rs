@@ -129,6 +129,17 @@ fn logistics_config(addr: SocketAddr, timeout_ms: u64) -> String {
 
 const TRACK: &str = "logistics.track-shipment";
 
+/// `TRACK` over REST as the agent: the whole response, headers included.
+async fn track_over_rest(server: &ServerProcess) -> reqwest::Response {
+    client()
+        .post(server.url(&format!("/v1/tools/{TRACK}/invoke")))
+        .bearer_auth(AGENT_TOKEN)
+        .json(&track())
+        .send()
+        .await
+        .unwrap()
+}
+
 fn track() -> Value {
     json!({ "tracking-number": "NP-1001" })
 }
@@ -147,13 +158,7 @@ async fn rate_limited_from_a_connector_is_429_with_retry_after_over_rest_and_mcp
     .await;
     let server = ServerProcess::start(&logistics_config(slow_down, 8000), &["plugins/logistics"]);
 
-    let r = client()
-        .post(server.url(&format!("/v1/tools/{TRACK}/invoke")))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&track())
-        .send()
-        .await
-        .unwrap();
+    let r = track_over_rest(&server).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()[header::RETRY_AFTER], "30");
     let body: Value = r.json().await.unwrap();
@@ -168,13 +173,7 @@ async fn rate_limited_from_a_connector_is_429_with_retry_after_over_rest_and_mcp
     // Without a number from upstream: 429, and no Retry-After to make up.
     let no_number = upstream(|| StatusCode::TOO_MANY_REQUESTS.into_response()).await;
     let server = ServerProcess::start(&logistics_config(no_number, 8000), &["plugins/logistics"]);
-    let r = client()
-        .post(server.url(&format!("/v1/tools/{TRACK}/invoke")))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&track())
-        .send()
-        .await
-        .unwrap();
+    let r = track_over_rest(&server).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().get(header::RETRY_AFTER).is_none());
     let body: Value = r.json().await.unwrap();

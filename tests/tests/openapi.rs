@@ -21,26 +21,8 @@ const REGENERATE: &str = "cargo run -p toolhost --example openapi > host/openapi
 fn validator() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let root = repo_root();
-        let venv = root.join("target/py-openapi");
-        let bin = venv.join("bin/openapi-spec-validator");
-        let script = format!(
-            "set -e; exec 9>'{lock}'; flock 9; \
-             if [ ! -x '{bin}' ]; then \
-               python3 -m venv '{venv}'; \
-               '{venv}/bin/python' -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'; \
-             fi",
-            lock = root.join("target/.py-openapi.lock").display(),
-            bin = bin.display(),
-            venv = venv.display(),
-        );
-        let output = Command::new("bash").args(["-c", &script]).output().expect("run bash");
-        assert!(
-            output.status.success(),
-            "installing openapi-spec-validator failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        bin
+        python_venv("py-openapi", "openapi-spec-validator==0.9.0", "openapi_spec_validator")
+            .join("bin/openapi-spec-validator")
     })
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Reader};
-use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unprocessable};
+use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
@@ -168,9 +168,7 @@ pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One object per plugin.", body = [Object]),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
@@ -224,10 +222,8 @@ pub async fn set_enabled(state: &Shared, actor: &Actor<'_>, name: &str, enabled:
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn disable(
@@ -249,10 +245,8 @@ pub async fn disable(
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn enable(
@@ -281,10 +275,8 @@ pub async fn enable(
     responses(
         (status = 200, description = "Loaded and serving: the plugin, as `GET /v1/plugins` shows it.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn upload(
@@ -426,10 +418,8 @@ pub async fn install(state: &Shared, actor: &Actor<'_>, name: &str, parts: Bundl
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "`{\"plugin\", \"unloaded\": true, \"drained\"}`.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn unload(
@@ -469,12 +459,10 @@ pub async fn unload(
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The previous version serves: the plugin, as `GET /v1/plugins` shows it.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn rollback(
@@ -518,10 +506,8 @@ pub async fn roll_back(state: &Shared, actor: &Actor<'_>, name: &str) -> Result<
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "`{\"plugin\", \"versions\": [...]}`.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn versions(

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Admin, Agent, Reviewer};
 use super::calls::spawn_execution;
 use super::error::ErrorBody;
-use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unprocessable};
+use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::config::Role;
 use crate::policy::approvals::ApprovalConfig;
@@ -65,12 +65,10 @@ pub struct Wait {
         (status = 200, description = "Approved and run: the call's own answer, with `approval` and `decisions` beside it. A rejected, expired or lapsed call answers its typed error (403, 409, ...) the same way.", body = Object),
         (status = 202, description = "Not decided yet: `{\"approval\": ...}`.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 410, description = "Nobody decided in time: `approval_expired`.", body = ErrorBody),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn get(
@@ -142,9 +140,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "`{\"approvals\": [...], \"next\": id or null}`.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn list(
@@ -185,13 +181,11 @@ pub struct DecisionBody {
     responses(
         (status = 200, description = "The decision is recorded: `{\"approval\": ...}`.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn approve(
@@ -215,13 +209,11 @@ pub async fn approve(
     responses(
         (status = 200, description = "The decision is recorded: `{\"approval\": ...}`.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn reject(
@@ -274,9 +266,7 @@ pub async fn decide_and_carry_out(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Server-sent events: `held`, `approved`, `rejected`, ... each with the approval as JSON data; `lagged` when some were missed.", body = String, content_type = "text/event-stream"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -310,9 +300,7 @@ pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules in force.", body = ApprovalConfig),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalConfig> {
@@ -331,10 +319,8 @@ pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalCon
     request_body = ApprovalConfig,
     responses(
         (status = 200, description = "The rules now in force.", body = ApprovalConfig),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn set_rules(

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::AuditReader;
-use super::openapi::{BadRequest, Forbidden, RateLimited, Unauthorized};
+use super::openapi::BadRequest;
 use super::{ApiError, Shared};
 use crate::storage::audit::{AuditError, AuditFilter, MAX_PAGE};
 
@@ -30,9 +30,7 @@ fn bad_filter(e: AuditError) -> ApiError {
     responses(
         (status = 200, description = "`{\"records\": [...], \"next\": id or null}`.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn query(
@@ -56,9 +54,7 @@ pub async fn query(
     responses(
         (status = 200, description = "Every matching record as JSON Lines.", body = String, content_type = "application/x-ndjson"),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn export(

@@ -83,10 +83,8 @@ fn audited(state: &Shared, name: &str) -> Value {
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
-        (status = 429, response = super::openapi::RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -107,11 +105,9 @@ pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<Strin
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn replace(
@@ -173,12 +169,10 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 415, description = "Not sent as a merge patch.", body = super::error::ErrorBody),
         (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn patch(
@@ -211,10 +205,8 @@ pub async fn patch(
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
-        (status = 429, response = super::openapi::RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn reset(

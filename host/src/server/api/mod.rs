@@ -180,9 +180,7 @@ async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The host's metrics.", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        (status = 401, response = openapi::Unauthorized),
-        (status = 403, response = openapi::Forbidden),
-        (status = 429, response = openapi::RateLimited),
+        openapi::RoleRefusals,
     )
 )]
 async fn metrics(_reader: auth::Reader, State(state): State<Shared>) -> impl IntoResponse {

@@ -10,6 +10,7 @@
 //! host/openapi.json`), which tests/tests/openapi.rs checks against what a
 //! running host serves and answers.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::http::header;
@@ -18,7 +19,7 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
 use super::approvals::Which;
 use super::error::ErrorBody;
@@ -164,6 +165,35 @@ impl Modify for McpEntry {
 
 // The error responses the handlers share. They describe bodies that
 // `ApiError` builds; none is constructed as such.
+
+/// The refusals any route behind a bearer token can answer, whatever its
+/// role: no or an unknown token (401), over the token's rate (429). Named
+/// once here instead of on every operation.
+pub struct AnyTokenRefusals;
+
+/// Those of a route only some roles may use: also 403, naming the role it
+/// needs.
+pub struct RoleRefusals;
+
+/// References to the shared error responses, by status.
+fn refusals(by_status: &[(&str, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+    by_status
+        .iter()
+        .map(|(status, name)| (status.to_string(), RefOr::Ref(Ref::from_response_name(*name))))
+        .collect()
+}
+
+impl IntoResponses for AnyTokenRefusals {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        refusals(&[("401", "Unauthorized"), ("429", "RateLimited")])
+    }
+}
+
+impl IntoResponses for RoleRefusals {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        refusals(&[("401", "Unauthorized"), ("403", "Forbidden"), ("429", "RateLimited")])
+    }
+}
 
 /// The request is malformed: a bad query, header or body.
 #[derive(ToResponse)]

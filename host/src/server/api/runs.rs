@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Agent, AuditReader};
 use super::calls::Answer;
-use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized};
+use super::openapi::{BadRequest, Conflict, NotFound};
 use super::{ApiError, Shared};
 use crate::config::Role;
 use crate::server::auth::Principal;
@@ -64,9 +64,8 @@ async fn visible(state: &Shared, principal: &Principal, id: &str) -> Result<Run,
         (status = 200, description = "The run completed: `result` and the run with its steps (a failed or cancelled run answers its typed error's status, with the run beside the error).", body = Object),
         (status = 202, description = "Still going: the run with its steps so far.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
-        (status = 429, response = RateLimited),
+        super::openapi::AnyTokenRefusals,
     )
 )]
 pub async fn get(
@@ -103,11 +102,9 @@ pub async fn get(
     params(("id" = String, Path, description = "The run's id.")),
     responses(
         (status = 200, description = "Cancelled: `{\"run\": ...}`.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn cancel(
@@ -150,9 +147,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "`{\"runs\": [...], \"next\": id or null}`.", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn list(

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::admin::{record_action, record_admin, Actor};
 use super::auth::{Admin, Reader};
-use super::openapi::{Forbidden, RateLimited, Unauthorized, Unprocessable};
+use super::openapi::Unprocessable;
 use super::{ApiError, Shared};
 use crate::config::Config;
 use crate::storage::audit::{Action, ActionEvent, Via};
@@ -25,9 +25,7 @@ use crate::storage::audit::{Action, ActionEvent, Via};
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`{\"tokens\": [...]}`.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
@@ -44,10 +42,8 @@ pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The tokens now in force: `{\"tokens\": [...]}`.", body = Object),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<Json<Value>, ApiError> {

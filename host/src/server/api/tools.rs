@@ -10,9 +10,7 @@ use serde_json::{json, Value};
 use super::auth::Agent;
 use super::calls::{call, detached, Answer, Called};
 use super::error::ErrorBody;
-use super::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable, Unprocessable,
-};
+use super::openapi::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
 use super::{ApiError, Shared};
 use crate::call::names;
 use crate::runtime::ToolInfo;
@@ -33,8 +31,7 @@ pub const SESSION_HEADER: &str = "x-session-id";
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The tools this token may use.", body = [ToolInfo]),
-        (status = 401, response = Unauthorized),
-        (status = 429, response = RateLimited),
+        super::openapi::AnyTokenRefusals,
     )
 )]
 pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<Vec<ToolInfo>> {
@@ -92,16 +89,14 @@ pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErro
             headers(("Idempotent-Replay" = bool, description = "`true` when this is a stored answer to an earlier call with the same key."))),
         (status = 202, description = "Held for a person's approval (`{\"approval\": ...}`) or a workflow run started (`{\"run\": ...}`).", body = Object),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 422, response = Unprocessable),
-        (status = 429, response = RateLimited),
         (status = 500, description = "The connector faulted (panic, trap) or the call was interrupted.", body = ErrorBody),
         (status = 502, description = "The connector answered an error of no known case.", body = ErrorBody),
         (status = 503, response = Unavailable),
         (status = 504, description = "The call ran out of time (the message names the request it was waiting on).", body = ErrorBody),
+        super::openapi::RoleRefusals,
     )
 )]
 pub async fn invoke(

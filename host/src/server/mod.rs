@@ -195,7 +195,7 @@ pub async fn serve_on(
     let delay = std::time::Duration::from_secs(server.shutdown_delay_secs);
     let router = api::router(state, server.max_body_bytes, mcp);
     starting.end().await;
-    let serving = axum::serve(listener, router)
+    let serving = axum::serve(without_nagle(listener), router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Not ready from now on, while still serving for the delay, so
@@ -227,6 +227,23 @@ pub async fn serve_on(
     runtime.storage().flush().await?;
     tracing::info!("stopped; storage flushed");
     Ok(())
+}
+
+/// `listener`, its connections sending each write at once (`TCP_NODELAY`).
+/// An answer often goes out in more than one write (headers, then the body
+/// as it comes; an SSE stream event by event); with Nagle's algorithm, a
+/// small write after the first waits until the client acknowledges the
+/// first, and a client delays that acknowledgement by up to 40 ms on Linux.
+/// That stall on every MCP call was the bulk of its latency.
+pub(crate) fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|connection| {
+        if let Err(e) = connection.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on an accepted connection: {e}");
+        }
+    })
 }
 
 /// The approval rules (those set through the API replace the file's) and

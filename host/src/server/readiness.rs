@@ -82,7 +82,8 @@ impl WhileStarting {
         let early = TcpListener::from_std(socket.try_clone()?)?;
         let listener = TcpListener::from_std(socket)?;
         let stop = CancellationToken::new();
-        let served = axum::serve(early, starting_router()).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let served = axum::serve(super::without_nagle(early), starting_router())
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
         let task = tokio::spawn(async move {
             if let Err(e) = served.await {
                 tracing::warn!("serving while starting: {e}");

@@ -172,6 +172,10 @@ pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<Mcp
         .with_allowed_origins(transport.allowed_origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(transport.max_body_bytes)
+        // A call without a session that is answered by its result alone
+        // goes as one JSON body, not as an event stream: the spec lets a
+        // server answer either way, and every client accepts both.
+        .with_json_response(true)
         .with_cancellation_token(transport.shutdown);
     StreamableHttpService::new(move || Ok(server.clone()), manager, config)
 }

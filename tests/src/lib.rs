@@ -546,6 +546,31 @@ pub async fn mcp_post(
     request.send().await.expect("MCP answers")
 }
 
+/// `tools/call` of `tool` with `arguments` under MCP protocol 2026-07-28,
+/// which has no sessions: the version and the client's capabilities ride in
+/// the request's `_meta`, its method and tool in headers (SEP-2243).
+pub async fn mcp_stateless_call(server: &ServerProcess, tool: &str, arguments: serde_json::Value) -> reqwest::Response {
+    const VERSION: &str = "2026-07-28";
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments,
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": { "name": "toolhost-tests", "version": "0" },
+        } } });
+    client()
+        .post(server.url("/mcp"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", VERSION)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await
+        .expect("MCP answers")
+}
+
 /// Open an MCP session by hand (initialize, then initialized): its id, or
 /// the response that refused it. Enough for a test to hold sessions open or
 /// walk away from them.

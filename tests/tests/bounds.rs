@@ -179,6 +179,13 @@ async fn mcp_sessions_are_capped_and_idle_ones_closed() {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["kind"], "too_many_sessions", "{body}");
     assert_eq!(metric(&metrics(&server).await, "toolhost_mcp_sessions"), Some(3.0));
+    // A call under the protocol without sessions opens none, so the cap
+    // does not turn it away.
+    let stateless = mcp_stateless_call(&server, "echo.check", json!({ "ok": true, "message": "hi" })).await;
+    assert_eq!(stateless.status(), 200);
+    let body: Value = stateless.json().await.unwrap();
+    assert_eq!(body["result"]["isError"], false, "{body}");
+    assert_eq!(metric(&metrics(&server).await, "toolhost_mcp_sessions"), Some(3.0));
 
     // A closed session gives its place back.
     let closed = client()

@@ -1,6 +1,8 @@
-//! The MCP transport's security rules, through the real server: `Origin`
-//! and `Host` checked (DNS rebinding), the body limit, and a stop that is
-//! not held up by a client's open event stream.
+//! The MCP transport through the real server: its security rules (`Origin`
+//! and `Host` checked against DNS rebinding, the body limit), a stop that is
+//! not held up by a client's open event stream, answers not held back by
+//! Nagle's algorithm, sessions kept open by the calls they make, and calls
+//! without a session answered as JSON.
 
 use std::time::{Duration, Instant};
 
@@ -122,4 +124,103 @@ async fn a_stop_is_not_held_up_by_an_open_event_stream() {
         .await
         .expect("the event stream ended")
         .unwrap();
+}
+
+/// The median of `times`.
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_on_one_connection_are_not_held_back_by_nagle() {
+    // An answer that leaves in more than one write (an SSE stream: the
+    // priming event, then the result) is where Nagle's algorithm meets the
+    // client's delayed ACK: each later write waits for it, some 40 ms. Every
+    // accepted connection sets TCP_NODELAY; without it, the tool lists
+    // below take 40 ms or more each, once the connection's first few
+    // exchanges (which Linux acknowledges at once) are past.
+    let server = ServerProcess::start("", &["echo"]);
+    let session = mcp_open(&server).await.expect("a session");
+    // One keep-alive connection, which sends at once itself.
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let (mut lists, mut calls) = (Vec::new(), Vec::new());
+    for id in 0..25 {
+        // A tool list goes through the session's worker as a stream of two
+        // events, in two writes; a tool call is answered directly, as one.
+        for n in 0..2 {
+            let started = Instant::now();
+            let list = json!({ "jsonrpc": "2.0", "id": 100 + 2 * id + n, "method": "tools/list" });
+            let answer = mcp_post(&server, &client, Some(&session), list).await;
+            assert_eq!(answer.status(), 200);
+            assert!(answer.text().await.unwrap().contains("echo.check"));
+            lists.push(started.elapsed());
+        }
+
+        let started = Instant::now();
+        let call = json!({ "jsonrpc": "2.0", "id": 200 + id, "method": "tools/call",
+            "params": { "name": "echo.check", "arguments": { "ok": true, "message": "hi" } } });
+        let answer = mcp_post(&server, &client, Some(&session), call).await;
+        assert_eq!(answer.status(), 200);
+        assert!(answer.text().await.unwrap().contains(r#""isError":false"#));
+        calls.push(started.elapsed());
+    }
+    // The median, so that a slow moment of a busy machine does not decide;
+    // held back by Nagle, every request would be over the bound.
+    let bound = Duration::from_millis(20);
+    let (list, call) = (median(&mut lists), median(&mut calls));
+    assert!(list < bound, "tools/list took {list:?} (median of 50)");
+    assert!(call < bound, "tools/call took {call:?} (median of 25)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_that_only_calls_tools_is_not_idle() {
+    // Tool calls are answered without the session's worker, so the host
+    // keeps the idle timer itself; a session in use must stay open.
+    let server = ServerProcess::start("[server]\nmcp-idle-secs = 2\n", &["echo"]);
+    let session = mcp_open(&server).await.expect("a session");
+    let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "echo.check", "arguments": { "ok": true, "message": "hi" } } });
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let answer = mcp_post(&server, &client(), Some(&session), call.clone()).await;
+        assert_eq!(answer.status(), 200, "the session was closed while in use");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Once it goes quiet, it is closed.
+    let started = Instant::now();
+    loop {
+        let answer = mcp_post(&server, &client(), Some(&session), call.clone()).await;
+        if answer.status() == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the quiet session stayed open"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_without_a_session_is_answered_as_json() {
+    let server = ServerProcess::start("", &["echo"]);
+    let answer = mcp_stateless_call(&server, "echo.check", json!({ "ok": true, "message": "hello" })).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert!(!answer.headers().contains_key("mcp-session-id"));
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["result"]["isError"], false, "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "\"hello\"", "{body}");
+
+    // Audited as an MCP call, with no conversation to file it under.
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
+    let records = audit["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["via"], "mcp");
+    assert!(records[0]["session"].is_null(), "{audit}");
 }

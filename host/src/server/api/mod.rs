@@ -63,7 +63,10 @@ pub type Shared = Arc<AppState>;
 pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Router {
     let mcp = Router::new()
         .nest_service("/mcp", mcp::service(state.clone(), mcp))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::limit_sessions))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), max_body_bytes),
+            mcp::limit_sessions,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::authenticate));
     let (rest, _) = documented().split_for_parts();
     Router::new()

@@ -12,6 +12,8 @@
 //! `io.modelcontextprotocol/tasks`) gets a task instead, whose id is the
 //! approval's, and polls `tasks/get` for the call's result.
 
+mod sessions;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,12 +22,11 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CreateTaskResult, DetailedTask, GetTaskParams,
-    GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Task,
-    TaskPayload, TaskStatus, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, DetailedTask,
+    GetTaskParams, GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams,
+    ServerCapabilities, Task, TaskPayload, TaskStatus, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
@@ -42,6 +43,8 @@ use crate::server::auth::Principal;
 use crate::storage::approvals::{Approval, ApprovalState};
 use crate::storage::audit::Caller;
 use crate::storage::runs::{Run, RunState};
+use sessions::Direct;
+pub use sessions::Sessions;
 
 /// The tool an agent calls to wait for a held call's result.
 pub const AWAIT_TOOL: &str = "toolhost.await-approval";
@@ -50,31 +53,6 @@ pub const AWAIT_TOOL: &str = "toolhost.await-approval";
 /// one that does not read its stream is then dropped from the list, and
 /// never holds up the others, which are told at the same time.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The MCP sessions of this host: rmcp's session manager, which closes a
-/// session idle for longer than its keep-alive and forgets closed ones, and
-/// the cap on how many may be open at once.
-pub struct Sessions {
-    manager: Arc<LocalSessionManager>,
-    max: usize,
-}
-
-impl Sessions {
-    /// At most `max` sessions, each closed after `idle` without a request.
-    pub fn new(max: usize, idle: Duration) -> Sessions {
-        let mut manager = LocalSessionManager::default();
-        manager.session_config.keep_alive = Some(idle);
-        Sessions {
-            manager: Arc::new(manager),
-            max,
-        }
-    }
-
-    /// Sessions open now.
-    pub async fn count(&self) -> usize {
-        self.manager.sessions.read().await.len()
-    }
-}
 
 /// Sessions to tell when the tool set changes, each under a number of its
 /// own so that the notifier can drop the ones that failed while others are
@@ -162,11 +140,13 @@ impl Transport {
 
 /// The `/mcp` service, and a task that sends `notifications/tools/list_changed`
 /// to every open session whenever the plugin set or a grant changes.
-pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<McpServer, LocalSessionManager> {
+pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<McpServer, Direct> {
     let peers = SharedPeers::default();
     tokio::spawn(notify_changes(state.runtime.plugins().subscribe(), peers.clone()));
-    let manager = state.mcp_sessions.manager.clone();
+    let sessions = state.mcp_sessions.clone();
+    sessions.spawn_idle_sweeper(transport.shutdown.clone());
     let server = McpServer { state, peers };
+    let manager = Arc::new(Direct::new(sessions, server.clone()));
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(transport.allowed_hosts)
         .with_allowed_origins(transport.allowed_origins)
@@ -205,11 +185,42 @@ async fn notify_changes(mut changes: tokio::sync::watch::Receiver<u64>, peers: S
     }
 }
 
-/// Turn away a new session (a request without `Mcp-Session-Id`) while the
-/// host has as many open as it allows.
-pub async fn limit_sessions(State(state): State<Shared>, request: Request, next: Next) -> Response {
+/// Turn away a new session while the host has as many open as it allows.
+/// Only an `initialize` opens one: a request without `Mcp-Session-Id` under
+/// protocol 2026-07-28, which has no sessions, passes. `max_body_bytes`
+/// bounds what is read to tell them apart, which happens only at the cap.
+pub async fn limit_sessions(
+    State((state, max_body_bytes)): State<(Shared, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let sessions = &state.mcp_sessions;
-    if !request.headers().contains_key("mcp-session-id") && sessions.count().await >= sessions.max {
+    if request.method() != axum::http::Method::POST
+        || request.headers().contains_key("mcp-session-id")
+        || sessions.count().await < sessions.max
+    {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("an MCP request may be at most {max_body_bytes} bytes"),
+            )
+            .into_response()
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    let opens_session =
+        serde_json::from_slice::<Method>(&body).is_ok_and(|m| m.method.as_deref() == Some("initialize"));
+    if opens_session {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_sessions",
@@ -221,7 +232,7 @@ pub async fn limit_sessions(State(state): State<Shared>, request: Request, next:
         .retry_after(5)
         .into_response();
     }
-    next.run(request).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
 }
 
 /// Authenticate `/mcp` like the REST API; the principal rides along in the
@@ -238,9 +249,10 @@ pub async fn authenticate(State(state): State<Shared>, mut request: Request, nex
     }
 }
 
-fn principal(ctx: &RequestContext<RoleServer>) -> Result<(Arc<Principal>, Option<String>), ErrorData> {
-    let parts = ctx
-        .extensions
+/// Who calls, from the request's extensions (where [`authenticate`] put
+/// the principal and rmcp the HTTP request), and the conversation.
+fn principal(extensions: &rmcp::model::Extensions) -> Result<(Arc<Principal>, Option<String>), ErrorData> {
+    let parts = extensions
         .get::<axum::http::request::Parts>()
         .ok_or_else(|| ErrorData::internal_error("no HTTP request context", None))?;
     let principal = parts
@@ -298,17 +310,22 @@ fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
     serde_json::from_value(tool).map_err(|e| ErrorData::internal_error(format!("tool {}: {e}", t.name), None))
 }
 
-fn result(value: Value, is_error: bool, structured: bool) -> Result<CallToolResult, ErrorData> {
-    let text = serde_json::to_string(&value).unwrap_or_default();
-    let mut body = json!({ "content": [{ "type": "text", "text": text }], "isError": is_error });
+fn result(value: Value, is_error: bool, structured: bool) -> CallToolResult {
+    // Built as it goes out: the value is encoded once, as the text.
+    let content = vec![ContentBlock::text(value.to_string())];
+    let mut result = if is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    };
     if structured && value.is_object() {
-        body["structuredContent"] = value;
+        result.structured_content = Some(value);
     }
-    serde_json::from_value(body).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    result
 }
 
 /// The answer to a held call: what to do next, in words an LLM follows.
-fn held(approval: &Approval) -> Result<CallToolResult, ErrorData> {
+fn held(approval: &Approval) -> CallToolResult {
     result(
         json!({
             "kind": "approval_required",
@@ -351,11 +368,11 @@ impl McpServer {
         let run = crate::server::runs::wait(&self.state, &run.id, crate::server::runs::MAX_WAIT, false)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        match run.state {
+        Ok(match run.state {
             RunState::Completed => result(run.output.clone().unwrap_or_default(), false, false),
             RunState::Failed | RunState::Cancelled => result(Answer::run(&run).body["error"].take(), true, false),
             RunState::Running | RunState::Waiting => result(Answer::run(&run).body, false, false),
-        }
+        })
     }
 
     /// Whether `tool`'s results go as structured content.
@@ -393,8 +410,8 @@ impl McpServer {
             .wait(id, wait)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        match self.final_result(&approval)? {
-            Some(done) => Ok(done),
+        Ok(match self.final_result(&approval) {
+            Some(done) => done,
             None => result(
                 json!({
                     "kind": "approval_pending",
@@ -404,21 +421,86 @@ impl McpServer {
                 true,
                 false,
             ),
-        }
+        })
     }
 
     /// A final approval's answer as the call's own tool result: its result,
     /// or why it did not run. `None` while it is not final.
-    fn final_result(&self, approval: &Approval) -> Result<Option<CallToolResult>, ErrorData> {
-        let Some(answer) = approval.answer.as_ref().filter(|_| approval.state.is_final()) else {
-            return Ok(None);
-        };
+    fn final_result(&self, approval: &Approval) -> Option<CallToolResult> {
+        let answer = approval.answer.as_ref().filter(|_| approval.state.is_final())?;
         if answer.status == 200 {
-            return result(answer.body["result"].clone(), false, self.structured(&approval.tool)).map(Some);
+            return Some(result(
+                answer.body["result"].clone(),
+                false,
+                self.structured(&approval.tool),
+            ));
         }
         let mut body = answer.body["error"].clone();
         body["approval"] = Value::from(approval.id.clone());
-        result(body, true, false).map(Some)
+        Some(result(body, true, false))
+    }
+}
+
+impl McpServer {
+    /// A `tools/call`, whether rmcp's session worker or [`Direct`] hands
+    /// it over: `extensions` are the request's, `supports_tasks` whether
+    /// the client takes a held call as a task.
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        extensions: &rmcp::model::Extensions,
+        supports_tasks: bool,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let (principal, session) = principal(extensions)?;
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let caller = Caller {
+            via: crate::storage::audit::Via::Mcp,
+            token: Some(principal.name.clone()),
+            session,
+            idempotency_key: None,
+            ..Default::default()
+        };
+        if request.name == AWAIT_TOOL {
+            return self.await_approval(&principal, &args).await.map(Into::into);
+        }
+        // Detached: a call runs to its end and is recorded even when the
+        // client cancels it or goes away (its effects cannot be undone);
+        // only the answer is then lost.
+        let tool = request.name.to_string();
+        let called = detached(&self.state, move |state| async move {
+            call(&state, &principal, &tool, &args, &caller).await
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
+        let outcome = match called {
+            Called::Ran(ran) => ran.0,
+            // A client that takes tasks gets one; any other the fallback.
+            Called::Held(approval) if supports_tasks => {
+                let created = task(&approval, TaskPayload::Working);
+                return Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)));
+            }
+            Called::Held(approval) => return Ok(held(&approval).into()),
+            Called::Started(run) => return self.run_result(&run).await.map(Into::into),
+        };
+        // Look up just this tool; listing them all would copy every schema.
+        let structured = self.structured(&request.name);
+        let result = match outcome.result {
+            Ok(value) => result(value, false, structured),
+            Err(CallError::NotFound { tool }) => {
+                return Err(ErrorData::invalid_params(format!("no tool named {tool:?}"), None));
+            }
+            Err(e) => result(call_error_body(&e), true, false),
+        };
+        Ok(result.into())
+    }
+
+    /// Whether a call of `tool` answers as soon as it has run (a
+    /// connector's tool, or a refusal), rather than waiting for a person or
+    /// a workflow run, which may take minutes.
+    fn answers_at_once(&self, tool: &str) -> bool {
+        let canonical = crate::call::names::canonical(tool);
+        let tool = canonical.as_deref().unwrap_or(tool);
+        tool != AWAIT_TOOL && self.state.runtime.plugins().registry().workflow(tool).is_none()
     }
 }
 
@@ -460,7 +542,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let (principal, _) = principal(&ctx)?;
+        let (principal, _) = principal(&ctx.extensions)?;
         let mut tools = visible_tools(&self.state, &principal)
             .iter()
             .map(mcp_tool)
@@ -474,51 +556,11 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (principal, session) = principal(&ctx)?;
-        let args = Value::Object(request.arguments.unwrap_or_default());
-        let caller = Caller {
-            via: crate::storage::audit::Via::Mcp,
-            token: Some(principal.name.clone()),
-            session,
-            idempotency_key: None,
-            ..Default::default()
-        };
-        // Detached: a call runs to its end and is recorded even when the
-        // client cancels it or goes away (its effects cannot be undone);
-        // only the answer is then lost.
         let supports_tasks = ctx
             .peer
             .peer_info()
             .is_some_and(|client| client.capabilities.supports_tasks());
-        if request.name == AWAIT_TOOL {
-            return self.await_approval(&principal, &args).await.map(Into::into);
-        }
-        let tool = request.name.to_string();
-        let called = detached(&self.state, move |state| async move {
-            call(&state, &principal, &tool, &args, &caller).await
-        })
-        .await
-        .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
-        let outcome = match called {
-            Called::Ran(ran) => ran.0,
-            // A client that takes tasks gets one; any other the fallback.
-            Called::Held(approval) if supports_tasks => {
-                let created = task(&approval, TaskPayload::Working);
-                return Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)));
-            }
-            Called::Held(approval) => return held(&approval).map(Into::into),
-            Called::Started(run) => return self.run_result(&run).await.map(Into::into),
-        };
-        // Look up just this tool; listing them all would copy every schema.
-        let structured = self.structured(&request.name);
-        let result = match outcome.result {
-            Ok(value) => result(value, false, structured)?,
-            Err(CallError::NotFound { tool }) => {
-                return Err(ErrorData::invalid_params(format!("no tool named {tool:?}"), None));
-            }
-            Err(e) => result(call_error_body(&e), true, false)?,
-        };
-        Ok(result.into())
+        self.call(request, &ctx.extensions, supports_tasks).await
     }
 
     /// A held call taken as a task: working until it is decided and has
@@ -529,10 +571,13 @@ impl ServerHandler for McpServer {
         request: GetTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        let (principal, _) = principal(&ctx)?;
+        let (principal, _) = principal(&ctx.extensions)?;
         let approval = self.approval(&principal, &request.task_id).await?;
-        let payload = match self.final_result(&approval)? {
-            Some(done) => {
+        let payload = match self.final_result(&approval) {
+            Some(mut done) => {
+                // The call's result as the task's payload, in the shape a
+                // tools/call answer had before protocol 2026-07-28.
+                done.result_type = None;
                 let result = match serde_json::to_value(done) {
                     Ok(Value::Object(map)) => map,
                     _ => return Err(ErrorData::internal_error("a tool result is not an object", None)),

@@ -459,10 +459,20 @@ impl Approvals {
             &format!("{why}; nothing ran: call again to ask for a new approval"),
             &approval,
         ));
+        // One this node took for running changes only here (as in
+        // `finish`): its record goes first, so that an agent who sees it
+        // lapsed finds the lapse in the trail. Any other may have been
+        // changed by another node meanwhile, and is recorded once saved.
+        let owned = from.0 == ApprovalState::Executing;
+        if owned {
+            self.record(&approval, Outcome::Lapsed, None, why.clone(), None).await?;
+        }
         if !self.save(&approval, from).await? {
             return Ok(Arc::new(self.load(&approval.id).await?));
         }
-        self.record(&approval, Outcome::Lapsed, None, why, None).await?;
+        if !owned {
+            self.record(&approval, Outcome::Lapsed, None, why, None).await?;
+        }
         self.metrics.approval(&approval.tool, "lapsed");
         Ok(self.close(approval, "lapsed"))
     }

@@ -62,7 +62,7 @@ pub type Shared = Arc<AppState>;
 /// streams end.
 pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Router {
     let mcp = Router::new()
-        .nest_service("/mcp", mcp::service(state.clone(), mcp))
+        .route("/mcp", mcp::service(state.clone(), mcp))
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), max_body_bytes),
             mcp::limit_sessions,

@@ -140,7 +140,11 @@ impl Transport {
 
 /// The `/mcp` service, and a task that sends `notifications/tools/list_changed`
 /// to every open session whenever the plugin set or a grant changes.
-pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<McpServer, Direct> {
+///
+/// Served through [`StreamableHttpService::handle`] on one shared instance:
+/// its `tower::Service` form clones the whole service, allowed host and
+/// origin lists included, for every request.
+pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRouter<Shared> {
     let peers = SharedPeers::default();
     tokio::spawn(notify_changes(state.runtime.plugins().subscribe(), peers.clone()));
     let sessions = state.mcp_sessions.clone();
@@ -157,7 +161,8 @@ pub fn service(state: Shared, transport: Transport) -> StreamableHttpService<Mcp
         // server answer either way, and every client accepts both.
         .with_json_response(true)
         .with_cancellation_token(transport.shutdown);
-    StreamableHttpService::new(move || Ok(server.clone()), manager, config)
+    let service = Arc::new(StreamableHttpService::new(move || Ok(server.clone()), manager, config));
+    axum::routing::any(move |request: Request| async move { service.handle(request).await })
 }
 
 /// Tell every open session of each change, all at once, each within

@@ -535,6 +535,20 @@ pub async fn mcp_post(
     session: Option<&str>,
     body: serde_json::Value,
 ) -> reqwest::Response {
+    mcp_request(server, client, session, body)
+        .send()
+        .await
+        .expect("MCP answers")
+}
+
+/// A `POST /mcp` of `body` as the agent, in `session` if one is given, not
+/// yet sent: for a test that sends it its own way (a client that gives up).
+pub fn mcp_request(
+    server: &ServerProcess,
+    client: &reqwest::Client,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> reqwest::RequestBuilder {
     let mut request = client
         .post(server.url("/mcp"))
         .bearer_auth(AGENT_TOKEN)
@@ -543,7 +557,7 @@ pub async fn mcp_post(
     if let Some(s) = session {
         request = request.header("mcp-session-id", s);
     }
-    request.send().await.expect("MCP answers")
+    request
 }
 
 /// `tools/call` of `tool` with `arguments` under MCP protocol 2026-07-28,

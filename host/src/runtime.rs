@@ -186,7 +186,7 @@ impl Runtime {
         args: &Value,
         reuse: Option<&str>,
     ) -> Result<(CallOutcome, AuditRecord), AuditError> {
-        let tool = names::canonical(tool).unwrap_or_else(|| tool.to_string());
+        let tool = names::canonical(tool).unwrap_or(std::borrow::Cow::Borrowed(tool));
         let open = Arc::new(self.inner.audit.begin(caller, &tool, args, &self.secret_fields(&tool)));
         if let Some(plugin) = names::split(&tool).and_then(|(p, _)| self.inner.plugins.registry().get(p)) {
             open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());

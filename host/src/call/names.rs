@@ -54,9 +54,16 @@ pub fn split(tool: &str) -> Option<(&str, &str)> {
 }
 
 /// The one name of a tool given in either form: `coupon_issue-voucher` →
-/// `coupon.issue-voucher`; `None` when it is no tool name at all.
-pub fn canonical(tool: &str) -> Option<String> {
-    split(tool).map(|(plugin, function)| tool_name(plugin, function))
+/// `coupon.issue-voucher`; `None` when it is no tool name at all. A name
+/// already in that form is given back as it is, without a copy: every call
+/// asks.
+pub fn canonical(tool: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let (plugin, function) = split(tool)?;
+    Some(if tool.as_bytes().get(plugin.len()) == Some(&b'.') {
+        std::borrow::Cow::Borrowed(tool)
+    } else {
+        std::borrow::Cow::Owned(tool_name(plugin, function))
+    })
 }
 
 /// WIT identifiers: kebab-case words of lower-case letters and digits (the

@@ -536,7 +536,7 @@ impl Reader {
         let kind = match kind_key {
             "call" => {
                 let tool = string(&map["call"], &join(at, "call"))?;
-                let Some(canonical) = names::canonical(tool) else {
+                let Some(canonical) = names::canonical(tool).map(std::borrow::Cow::into_owned) else {
                     return Err(error(
                         &join(at, "call"),
                         format!("{tool:?} is not a toolhost tool name (`plugin.function`, e.g. `crm.get-customer`)"),

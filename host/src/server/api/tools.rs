@@ -107,7 +107,9 @@ pub async fn invoke(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(args) = body?;
-    let tool = names::canonical(&tool).unwrap_or(tool);
+    let tool = names::canonical(&tool)
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or(tool);
     let caller = Caller {
         via: Via::Http,
         token: Some(principal.name.clone()),

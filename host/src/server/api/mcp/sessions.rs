@@ -78,11 +78,13 @@ impl Sessions {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A request of session `id` came in now.
-    fn touch(&self, id: &SessionId) {
-        if let Some(opened) = self.lock().get_mut(id) {
-            opened.last_request = Instant::now();
-        }
+    /// A request of session `id` came in now: whether its client takes
+    /// tasks, `None` for a session the host does not know.
+    fn touch(&self, id: &SessionId) -> Option<bool> {
+        let mut open = self.lock();
+        let opened = open.get_mut(id)?;
+        opened.last_request = Instant::now();
+        Some(opened.supports_tasks)
     }
 
     /// Close, every so often until `stop`, the sessions that have had no
@@ -135,9 +137,11 @@ impl Direct {
 
     /// The answer to `message` if it is a tool call this manager answers
     /// itself, `Err(message)` to hand it to the session's worker.
+    /// `supports_tasks`: what the session's client said, `None` for a
+    /// session the host does not know (the worker answers it).
     async fn answer(
         &self,
-        id: &SessionId,
+        supports_tasks: Option<bool>,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerSseMessage, ClientJsonRpcMessage> {
         let ClientJsonRpcMessage::Request(JsonRpcRequest {
@@ -148,7 +152,6 @@ impl Direct {
         else {
             return Err(message);
         };
-        let supports_tasks = self.sessions.lock().get(id).map(|opened| opened.supports_tasks);
         let Some(supports_tasks) = supports_tasks.filter(|_| self.server.answers_at_once(&call.params.name)) else {
             return Err(ClientJsonRpcMessage::request(
                 ClientRequest::CallToolRequest(call),
@@ -212,8 +215,8 @@ impl SessionManager for Direct {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.sessions.touch(id);
-        match self.answer(id, message).await {
+        let supports_tasks = self.sessions.touch(id);
+        match self.answer(supports_tasks, message).await {
             Ok(answer) => Ok(stream::once(std::future::ready(answer)).left_stream()),
             Err(message) => Ok(self.sessions.manager.create_stream(id, message).await?.right_stream()),
         }

@@ -168,7 +168,10 @@ async fn unknown_tool_names_do_not_create_metric_series() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_sessions_are_capped_and_idle_ones_closed() {
-    let server = ServerProcess::start("[server]\nmax-mcp-sessions = 3\nmcp-idle-secs = 2\n", &["echo"]);
+    let server = ServerProcess::start(
+        "[server]\nmax-mcp-sessions = 3\nmcp-idle-secs = 2\nmax-body-bytes = 4096\n",
+        &["echo"],
+    );
     let mut open = Vec::new();
     for _ in 0..3 {
         open.push(mcp_open(&server).await.expect("under the cap"));
@@ -179,6 +182,14 @@ async fn mcp_sessions_are_capped_and_idle_ones_closed() {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["kind"], "too_many_sessions", "{body}");
     assert_eq!(metric(&metrics(&server).await, "toolhost_mcp_sessions"), Some(3.0));
+    // At the cap the host reads a request without a session to tell an
+    // `initialize` from a stateless call; it reads no more than the body
+    // limit (its own 413, not the transport's, which comes after).
+    let big = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "pad": "x".repeat(8192) } });
+    let refused = mcp_post(&server, &client(), None, big).await;
+    assert_eq!(refused.status(), 413);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "payload_too_large", "{body}");
     // A call under the protocol without sessions opens none, so the cap
     // does not turn it away.
     let stateless = mcp_stateless_call(&server, "echo.check", json!({ "ok": true, "message": "hi" })).await;

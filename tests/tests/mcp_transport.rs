@@ -1,8 +1,9 @@
 //! The MCP transport through the real server: its security rules (`Origin`
 //! and `Host` checked against DNS rebinding, the body limit), a stop that is
 //! not held up by a client's open event stream, answers not held back by
-//! Nagle's algorithm, sessions kept open by the calls they make, and calls
-//! without a session answered as JSON.
+//! Nagle's algorithm, sessions kept open by the calls they make, and plain
+//! tool calls and calls without a session answered as JSON, the former
+//! checked as every request is.
 
 use std::time::{Duration, Instant};
 
@@ -223,4 +224,98 @@ async fn a_call_without_a_session_is_answered_as_json() {
     assert_eq!(records.len(), 1, "{audit}");
     assert_eq!(records[0]["via"], "mcp");
     assert!(records[0]["session"].is_null(), "{audit}");
+}
+
+/// A `tools/call` of echo.check in `session`, with the headers a client
+/// sends and then `headers` (which replace those of the same name), and
+/// `meta` as the call's `_meta` if given: the status and content type.
+async fn call_in_session(
+    server: &ServerProcess,
+    session: &str,
+    headers: &[(&str, String)],
+    meta: Option<Value>,
+) -> (u16, String) {
+    let mut params = json!({ "name": "echo.check", "arguments": { "ok": true, "message": "hi" } });
+    if let Some(meta) = meta {
+        params["_meta"] = meta;
+    }
+    let body = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params });
+    let mut plain = reqwest::header::HeaderMap::new();
+    plain.insert("accept", "application/json, text/event-stream".parse().unwrap());
+    plain.insert("content-type", "application/json".parse().unwrap());
+    plain.insert("mcp-session-id", session.parse().unwrap());
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        plain.insert(name, value.parse().unwrap());
+    }
+    let answer = client()
+        .post(server.url("/mcp"))
+        .bearer_auth(AGENT_TOKEN)
+        .headers(plain)
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .expect("the server answers");
+    let status = answer.status().as_u16();
+    let content_type = answer
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = answer.text().await.unwrap();
+    if status == 200 {
+        assert!(text.contains(r#""isError":false"#), "{text}");
+    }
+    (status, content_type)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_tool_call_is_answered_as_json_and_checked_like_any_request() {
+    // The host answers a plain tool call in a session before rmcp reads it,
+    // as JSON; every check rmcp makes of a request still holds for it. Each
+    // request below is such a call but for one header, so a check the
+    // shortcut skipped would show as a 200.
+    let server = ServerProcess::start("", &["echo"]);
+    let session = mcp_open(&server).await.expect("a session");
+    let own = authority(&server);
+    let json = (200, "application/json".to_string());
+    assert_eq!(call_in_session(&server, &session, &[], None).await, json);
+    let this_host = [
+        ("origin", format!("http://{own}")),
+        ("mcp-protocol-version", "2025-06-18".to_string()),
+    ];
+    assert_eq!(call_in_session(&server, &session, &this_host, None).await, json);
+
+    let refused = |headers: &[(&'static str, &str)]| {
+        headers
+            .iter()
+            .map(|(name, value)| (*name, value.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let port = own.rsplit_once(':').unwrap().1;
+    for (headers, status) in [
+        (refused(&[("host", &format!("evil.example.com:{port}"))]), 403),
+        (refused(&[("origin", "http://evil.example.com")]), 403),
+        (refused(&[("accept", "application/json")]), 406),
+        (refused(&[("content-type", "text/plain")]), 415),
+        (refused(&[("mcp-protocol-version", "1999-01-01")]), 400),
+        (refused(&[("mcp-session-id", "no-such-session")]), 404),
+    ] {
+        let (got, _) = call_in_session(&server, &session, &headers, None).await;
+        assert_eq!(got, status, "{headers:?}");
+    }
+
+    // What the shortcut does not take, rmcp still answers: a call with
+    // `_meta`, a weighted `Accept`, the host by its other name.
+    let sse = (200, "text/event-stream".to_string());
+    let progress = Some(json!({ "progressToken": 1 }));
+    assert_eq!(call_in_session(&server, &session, &[], progress).await, sse);
+    let weighted = [("accept", "application/json;q=0.9, text/event-stream".to_string())];
+    assert_eq!(call_in_session(&server, &session, &weighted, None).await, sse);
+    let by_name = [("host", format!("localhost:{port}"))];
+    assert_eq!(call_in_session(&server, &session, &by_name, None).await, json);
+
+    // Every call above that was answered ran once and was recorded.
+    let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 5, "{audit}");
 }

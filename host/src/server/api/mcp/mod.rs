@@ -13,6 +13,7 @@
 //! approval's, and polls `tasks/get` for the call's result.
 
 mod sessions;
+mod shortcut;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +46,7 @@ use crate::storage::audit::Caller;
 use crate::storage::runs::{Run, RunState};
 use sessions::Direct;
 pub use sessions::Sessions;
+use shortcut::{Shortcut, Taken};
 
 /// The tool an agent calls to wait for a held call's result.
 pub const AWAIT_TOOL: &str = "toolhost.await-approval";
@@ -150,6 +152,7 @@ pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRout
     let sessions = state.mcp_sessions.clone();
     sessions.spawn_idle_sweeper(transport.shutdown.clone());
     let server = McpServer { state, peers };
+    let shortcut = Arc::new(Shortcut::new(&transport, sessions.clone(), server.clone()));
     let manager = Arc::new(Direct::new(sessions, server.clone()));
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(transport.allowed_hosts)
@@ -162,7 +165,12 @@ pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRout
         .with_json_response(true)
         .with_cancellation_token(transport.shutdown);
     let service = Arc::new(StreamableHttpService::new(move || Ok(server.clone()), manager, config));
-    axum::routing::any(move |request: Request| async move { service.handle(request).await })
+    axum::routing::any(move |request: Request| async move {
+        match shortcut.take(request).await {
+            Taken::Answered(response) => response,
+            Taken::Passed(request) => service.handle(request).await.into_response(),
+        }
+    })
 }
 
 /// Tell every open session of each change, all at once, each within
@@ -207,16 +215,9 @@ pub async fn limit_sessions(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, max_body_bytes).await {
+    let body = match shortcut::read_bounded(body, max_body_bytes).await {
         Ok(body) => body,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("an MCP request may be at most {max_body_bytes} bytes"),
-            )
-            .into_response()
-        }
+        Err(refused) => return refused,
     };
     #[derive(serde::Deserialize)]
     struct Method<'a> {
@@ -260,6 +261,11 @@ fn principal(extensions: &rmcp::model::Extensions) -> Result<(Arc<Principal>, Op
     let parts = extensions
         .get::<axum::http::request::Parts>()
         .ok_or_else(|| ErrorData::internal_error("no HTTP request context", None))?;
+    principal_of(parts)
+}
+
+/// Who calls and the conversation, from the HTTP request itself.
+fn principal_of(parts: &axum::http::request::Parts) -> Result<(Arc<Principal>, Option<String>), ErrorData> {
     let principal = parts
         .extensions
         .get::<Arc<Principal>>()
@@ -447,16 +453,16 @@ impl McpServer {
 }
 
 impl McpServer {
-    /// A `tools/call`, whether rmcp's session worker or [`Direct`] hands
-    /// it over: `extensions` are the request's, `supports_tasks` whether
-    /// the client takes a held call as a task.
+    /// A `tools/call`, whether rmcp's session worker, [`Direct`] or the
+    /// [`Shortcut`] hands it over, from `principal` in conversation
+    /// `session`; `supports_tasks`: whether the client takes a held call as
+    /// a task.
     async fn call(
         &self,
         request: CallToolRequestParams,
-        extensions: &rmcp::model::Extensions,
+        (principal, session): (Arc<Principal>, Option<String>),
         supports_tasks: bool,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (principal, session) = principal(extensions)?;
         let args = Value::Object(request.arguments.unwrap_or_default());
         let caller = Caller {
             via: crate::storage::audit::Via::Mcp,
@@ -565,7 +571,7 @@ impl ServerHandler for McpServer {
             .peer
             .peer_info()
             .is_some_and(|client| client.capabilities.supports_tasks());
-        self.call(request, &ctx.extensions, supports_tasks).await
+        self.call(request, principal(&ctx.extensions)?, supports_tasks).await
     }
 
     /// A held call taken as a task: working until it is decided and has

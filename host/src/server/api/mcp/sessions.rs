@@ -26,13 +26,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, Stream, StreamExt};
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcRequest, ServerJsonRpcMessage, ServerResult};
+use rmcp::model::{
+    CallToolResponse, ClientJsonRpcMessage, ClientRequest, JsonRpcRequest, RequestId, ServerJsonRpcMessage,
+    ServerResult,
+};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
 };
 use rmcp::transport::streamable_http_server::session::{ServerSseMessage, SessionId};
 use rmcp::transport::streamable_http_server::SessionManager;
 use rmcp::transport::WorkerTransport;
+use rmcp::ErrorData;
 
 use super::McpServer;
 
@@ -80,7 +84,7 @@ impl Sessions {
 
     /// A request of session `id` came in now: whether its client takes
     /// tasks, `None` for a session the host does not know.
-    fn touch(&self, id: &SessionId) -> Option<bool> {
+    pub(super) fn touch(&self, id: &SessionId) -> Option<bool> {
         let mut open = self.lock();
         let opened = open.get_mut(id)?;
         opened.last_request = Instant::now();
@@ -158,18 +162,26 @@ impl Direct {
                 request_id,
             ));
         };
-        let reply = match self.server.call(call.params, &call.extensions, supports_tasks).await {
-            Ok(response) => {
-                // As rmcp's handler answers a session (whose protocol is
-                // always one before 2026-07-28).
-                let mut result = ServerResult::from(response);
-                result.strip_result_type_for_legacy_peer();
-                result.strip_non_object_output_for_legacy_peer();
-                ServerJsonRpcMessage::response(result, request_id)
-            }
-            Err(error) => ServerJsonRpcMessage::error(error, Some(request_id)),
+        let response = match super::principal(&call.extensions) {
+            Ok(caller) => self.server.call(call.params, caller, supports_tasks).await,
+            Err(refused) => Err(refused),
         };
-        Ok(ServerSseMessage::from_message(reply))
+        Ok(ServerSseMessage::from_message(session_reply(response, request_id)))
+    }
+}
+
+/// A `tools/call`'s answer in a session, as rmcp's handler gives it: a
+/// session's protocol is always one before 2026-07-28, whose results carry
+/// no `resultType` and only objects as structured content.
+pub(super) fn session_reply(response: Result<CallToolResponse, ErrorData>, id: RequestId) -> ServerJsonRpcMessage {
+    match response {
+        Ok(response) => {
+            let mut result = ServerResult::from(response);
+            result.strip_result_type_for_legacy_peer();
+            result.strip_non_object_output_for_legacy_peer();
+            ServerJsonRpcMessage::response(result, id)
+        }
+        Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
     }
 }
 

@@ -305,11 +305,14 @@ async fn a_plain_tool_call_is_answered_as_json_and_checked_like_any_request() {
         assert_eq!(got, status, "{headers:?}");
     }
 
-    // What the shortcut does not take, rmcp still answers: a call with
-    // `_meta`, a weighted `Accept`, the host by its other name.
-    let sse = (200, "text/event-stream".to_string());
+    // A progress token is the one `_meta` a plain call may carry. What the
+    // shortcut does not take, rmcp still answers: a call with other
+    // `_meta`, a weighted `Accept`.
     let progress = Some(json!({ "progressToken": 1 }));
-    assert_eq!(call_in_session(&server, &session, &[], progress).await, sse);
+    assert_eq!(call_in_session(&server, &session, &[], progress).await, json);
+    let sse = (200, "text/event-stream".to_string());
+    let traced = Some(json!({ "progressToken": 2, "example.com/trace": "t-1" }));
+    assert_eq!(call_in_session(&server, &session, &[], traced).await, sse);
     let weighted = [("accept", "application/json;q=0.9, text/event-stream".to_string())];
     assert_eq!(call_in_session(&server, &session, &weighted, None).await, sse);
     let by_name = [("host", format!("localhost:{port}"))];
@@ -317,5 +320,5 @@ async fn a_plain_tool_call_is_answered_as_json_and_checked_like_any_request() {
 
     // Every call above that was answered ran once and was recorded.
     let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
-    assert_eq!(audit["records"].as_array().unwrap().len(), 5, "{audit}");
+    assert_eq!(audit["records"].as_array().unwrap().len(), 6, "{audit}");
 }

@@ -10,7 +10,9 @@
 //! goes out in three writes where one does.
 //!
 //! [`Direct`] answers a tool call of a connector in the HTTP request's own
-//! task instead, as one event: no worker, no priming, no copy. Everything
+//! task instead, as one event: no worker, no priming, no copy. (The plain
+//! ones do not even reach it: the [`Shortcut`](super::shortcut) answers them
+//! before rmcp reads them.) Everything
 //! else (the handshake, the tool list, tasks, notifications, the event
 //! stream, the calls that may wait for minutes: a workflow run or
 //! [`AWAIT_TOOL`](super::AWAIT_TOOL), whose streams should be resumable and

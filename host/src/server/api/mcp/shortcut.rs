@@ -17,8 +17,8 @@
 //! wildcard, an `Accept` with weights, a newer protocol's headers) is not
 //! judged here but passed on, so the shortcut can never accept what rmcp
 //! would refuse. Anything it does not take, body included, goes to rmcp
-//! unchanged: the handshake, other methods, a call with `_meta` or any
-//! field this module does not know, a workflow or
+//! unchanged: the handshake, other methods, a call with `_meta` other than
+//! a progress token or any field this module does not know, a workflow or
 //! [`AWAIT_TOOL`](super::AWAIT_TOOL) (which may wait for minutes, so their
 //! streams should be resumable and kept alive), an unknown session.
 
@@ -77,6 +77,18 @@ struct PlainParams {
     name: String,
     #[serde(default)]
     arguments: Option<JsonObject>,
+    #[serde(default, rename = "_meta")]
+    _meta: Option<PlainMeta>,
+}
+
+/// The one `_meta` a plain call may carry: a progress token, which clients
+/// with a progress display send with every call. A call that answers at
+/// once sends no progress, so it is read and let be.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainMeta {
+    #[serde(rename = "progressToken")]
+    _progress_token: serde::de::IgnoredAny,
 }
 
 impl Shortcut {
@@ -209,14 +221,24 @@ fn accepts_json_and_events(headers: &HeaderMap) -> bool {
     json && events
 }
 
-/// The whole body, at most `max` bytes; a longer one is refused with 413.
+/// The whole body, at most `max` bytes; a longer one is refused with 413,
+/// one that breaks off with 400.
 pub(super) async fn read_bounded(body: Body, max: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, max).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("an MCP request may be at most {max} bytes"),
-        )
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let too_long = std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_long {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("an MCP request may be at most {max} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the request body: {e}"),
+            )
+        }
         .into_response()
     })
 }

@@ -227,19 +227,17 @@ async fn a_call_without_a_session_is_answered_as_json() {
 }
 
 /// A `tools/call` of echo.check in `session`, with the headers a client
-/// sends and then `headers` (which replace those of the same name), and
-/// `meta` as the call's `_meta` if given: the status and content type.
+/// sends and then `headers` (which replace those of the same name), its
+/// body changed by `edit`: the status and content type.
 async fn call_in_session(
     server: &ServerProcess,
     session: &str,
-    headers: &[(&str, String)],
-    meta: Option<Value>,
+    headers: &[(&str, &str)],
+    edit: impl FnOnce(&mut Value),
 ) -> (u16, String) {
-    let mut params = json!({ "name": "echo.check", "arguments": { "ok": true, "message": "hi" } });
-    if let Some(meta) = meta {
-        params["_meta"] = meta;
-    }
-    let body = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params });
+    let mut body = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": { "name": "echo.check", "arguments": { "ok": true, "message": "hi" } } });
+    edit(&mut body);
     let mut plain = reqwest::header::HeaderMap::new();
     plain.insert("accept", "application/json, text/event-stream".parse().unwrap());
     plain.insert("content-type", "application/json".parse().unwrap());
@@ -269,56 +267,64 @@ async fn call_in_session(
     (status, content_type)
 }
 
+/// The call as a client sends it.
+fn as_sent(_: &mut Value) {}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plain_tool_call_is_answered_as_json_and_checked_like_any_request() {
     // The host answers a plain tool call in a session before rmcp reads it,
     // as JSON; every check rmcp makes of a request still holds for it. Each
-    // request below is such a call but for one header, so a check the
-    // shortcut skipped would show as a 200.
+    // request below is such a call but for one header or field, so a check
+    // the shortcut skipped would show as a 200.
     let server = ServerProcess::start("", &["echo"]);
     let session = mcp_open(&server).await.expect("a session");
     let own = authority(&server);
     let json = (200, "application/json".to_string());
-    assert_eq!(call_in_session(&server, &session, &[], None).await, json);
-    let this_host = [
-        ("origin", format!("http://{own}")),
-        ("mcp-protocol-version", "2025-06-18".to_string()),
-    ];
-    assert_eq!(call_in_session(&server, &session, &this_host, None).await, json);
+    assert_eq!(call_in_session(&server, &session, &[], as_sent).await, json);
+    let origin = format!("http://{own}");
+    let this_host = [("origin", origin.as_str()), ("mcp-protocol-version", "2025-06-18")];
+    assert_eq!(call_in_session(&server, &session, &this_host, as_sent).await, json);
 
-    let refused = |headers: &[(&'static str, &str)]| {
-        headers
-            .iter()
-            .map(|(name, value)| (*name, value.to_string()))
-            .collect::<Vec<_>>()
-    };
     let port = own.rsplit_once(':').unwrap().1;
+    let evil_host = format!("evil.example.com:{port}");
     for (headers, status) in [
-        (refused(&[("host", &format!("evil.example.com:{port}"))]), 403),
-        (refused(&[("origin", "http://evil.example.com")]), 403),
-        (refused(&[("accept", "application/json")]), 406),
-        (refused(&[("content-type", "text/plain")]), 415),
-        (refused(&[("mcp-protocol-version", "1999-01-01")]), 400),
-        (refused(&[("mcp-session-id", "no-such-session")]), 404),
+        ([("host", evil_host.as_str())], 403),
+        ([("origin", "http://evil.example.com")], 403),
+        ([("accept", "application/json")], 406),
+        ([("content-type", "text/plain")], 415),
+        ([("mcp-protocol-version", "1999-01-01")], 400),
+        // The revision whose requests must carry `_meta` and more headers.
+        ([("mcp-protocol-version", "2026-07-28")], 400),
+        ([("mcp-session-id", "no-such-session")], 404),
     ] {
-        let (got, _) = call_in_session(&server, &session, &headers, None).await;
+        let (got, _) = call_in_session(&server, &session, &headers, as_sent).await;
         assert_eq!(got, status, "{headers:?}");
     }
+    let (got, _) = call_in_session(&server, &session, &[], |b| b["jsonrpc"] = json!("1.0")).await;
+    assert_eq!(got, 415, "not JSON-RPC 2.0");
 
     // A progress token is the one `_meta` a plain call may carry. What the
     // shortcut does not take, rmcp still answers: a call with other
-    // `_meta`, a weighted `Accept`.
-    let progress = Some(json!({ "progressToken": 1 }));
+    // `_meta`, a weighted `Accept`; a field the shortcut does not know is
+    // left to rmcp to judge.
+    let progress = |b: &mut Value| b["params"]["_meta"] = json!({ "progressToken": 1 });
     assert_eq!(call_in_session(&server, &session, &[], progress).await, json);
     let sse = (200, "text/event-stream".to_string());
-    let traced = Some(json!({ "progressToken": 2, "example.com/trace": "t-1" }));
+    let traced = |b: &mut Value| b["params"]["_meta"] = json!({ "progressToken": 2, "example.com/trace": "t-1" });
     assert_eq!(call_in_session(&server, &session, &[], traced).await, sse);
-    let weighted = [("accept", "application/json;q=0.9, text/event-stream".to_string())];
-    assert_eq!(call_in_session(&server, &session, &weighted, None).await, sse);
-    let by_name = [("host", format!("localhost:{port}"))];
-    assert_eq!(call_in_session(&server, &session, &by_name, None).await, json);
+    let weighted = [("accept", "application/json;q=0.9, text/event-stream")];
+    assert_eq!(call_in_session(&server, &session, &weighted, as_sent).await, sse);
+    let unknown = |b: &mut Value| b["extra"] = json!(true);
+    let judged = call_in_session(&server, &session, &[], unknown).await;
+    assert_ne!(judged, json);
+    let by_name = format!("localhost:{port}");
+    assert_eq!(
+        call_in_session(&server, &session, &[("host", by_name.as_str())], as_sent).await,
+        json
+    );
 
     // Every call above that was answered ran once and was recorded.
+    let answered = 6 + usize::from(judged.0 == 200);
     let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
-    assert_eq!(audit["records"].as_array().unwrap().len(), 6, "{audit}");
+    assert_eq!(audit["records"].as_array().unwrap().len(), answered, "{audit}");
 }

@@ -18,14 +18,15 @@ mod shortcut;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, DetailedTask,
-    GetTaskParams, GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams,
-    ServerCapabilities, Task, TaskPayload, TaskStatus, Tool,
+    GetTaskParams, GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, RequestId,
+    ServerCapabilities, ServerJsonRpcMessage, ServerResult, Task, TaskPayload, TaskStatus, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -215,7 +216,7 @@ pub async fn limit_sessions(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let body = match shortcut::read_bounded(body, max_body_bytes).await {
+    let body = match read_bounded(body, max_body_bytes).await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
@@ -239,6 +240,28 @@ pub async fn limit_sessions(
         .into_response();
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
+}
+
+/// The whole body, at most `max` bytes; a longer one is refused with 413,
+/// one that breaks off with 400.
+async fn read_bounded(body: Body, max: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let too_long = std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_long {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("an MCP request may be at most {max} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the request body: {e}"),
+            )
+        }
+        .into_response()
+    })
 }
 
 /// Authenticate `/mcp` like the REST API; the principal rides along in the
@@ -503,6 +526,33 @@ impl McpServer {
             Err(e) => result(call_error_body(&e), true, false),
         };
         Ok(result.into())
+    }
+
+    /// A connector's `tools/call` in a session answered without the
+    /// session's worker ([`Direct`], the [`Shortcut`]): the JSON-RPC answer,
+    /// as rmcp's handler gives it. A session's protocol is always one before
+    /// 2026-07-28, whose results carry no `resultType` and only objects as
+    /// structured content.
+    async fn answer_in_session(
+        &self,
+        request: CallToolRequestParams,
+        caller: Result<(Arc<Principal>, Option<String>), ErrorData>,
+        supports_tasks: bool,
+        id: RequestId,
+    ) -> ServerJsonRpcMessage {
+        let response = match caller {
+            Ok(caller) => self.call(request, caller, supports_tasks).await,
+            Err(refused) => Err(refused),
+        };
+        match response {
+            Ok(response) => {
+                let mut result = ServerResult::from(response);
+                result.strip_result_type_for_legacy_peer();
+                result.strip_non_object_output_for_legacy_peer();
+                ServerJsonRpcMessage::response(result, id)
+            }
+            Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+        }
     }
 
     /// Whether a call of `tool` answers as soon as it has run (a

@@ -28,17 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, Stream, StreamExt};
-use rmcp::model::{
-    CallToolResponse, ClientJsonRpcMessage, ClientRequest, JsonRpcRequest, RequestId, ServerJsonRpcMessage,
-    ServerResult,
-};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcRequest, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
 };
 use rmcp::transport::streamable_http_server::session::{ServerSseMessage, SessionId};
 use rmcp::transport::streamable_http_server::SessionManager;
 use rmcp::transport::WorkerTransport;
-use rmcp::ErrorData;
 
 use super::McpServer;
 
@@ -86,7 +82,7 @@ impl Sessions {
 
     /// A request of session `id` came in now: whether its client takes
     /// tasks, `None` for a session the host does not know.
-    pub(super) fn touch(&self, id: &SessionId) -> Option<bool> {
+    pub(super) fn touch(&self, id: &str) -> Option<bool> {
         let mut open = self.lock();
         let opened = open.get_mut(id)?;
         opened.last_request = Instant::now();
@@ -164,26 +160,12 @@ impl Direct {
                 request_id,
             ));
         };
-        let response = match super::principal(&call.extensions) {
-            Ok(caller) => self.server.call(call.params, caller, supports_tasks).await,
-            Err(refused) => Err(refused),
-        };
-        Ok(ServerSseMessage::from_message(session_reply(response, request_id)))
-    }
-}
-
-/// A `tools/call`'s answer in a session, as rmcp's handler gives it: a
-/// session's protocol is always one before 2026-07-28, whose results carry
-/// no `resultType` and only objects as structured content.
-pub(super) fn session_reply(response: Result<CallToolResponse, ErrorData>, id: RequestId) -> ServerJsonRpcMessage {
-    match response {
-        Ok(response) => {
-            let mut result = ServerResult::from(response);
-            result.strip_result_type_for_legacy_peer();
-            result.strip_non_object_output_for_legacy_peer();
-            ServerJsonRpcMessage::response(result, id)
-        }
-        Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+        let caller = super::principal(&call.extensions);
+        let reply = self
+            .server
+            .answer_in_session(call.params, caller, supports_tasks, request_id)
+            .await;
+        Ok(ServerSseMessage::from_message(reply))
     }
 }
 

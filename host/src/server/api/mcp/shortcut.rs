@@ -24,15 +24,14 @@
 
 use std::borrow::Cow;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{CallToolRequestParams, JsonObject, ProtocolVersion, RequestId};
-use rmcp::transport::streamable_http_server::session::SessionId;
 use serde::Deserialize;
 
-use super::sessions::{session_reply, Sessions};
+use super::sessions::Sessions;
 use super::{McpServer, Transport};
 use crate::server::api::ApiError;
 
@@ -124,22 +123,22 @@ impl Shortcut {
     /// Answer `request` if it is a plain tool call in a session, or give it
     /// back for rmcp.
     pub async fn take(&self, request: Request) -> Taken {
-        let Some(session) = self.plain_headers(&request) else {
+        if self.plain_headers(&request).is_none() {
             return Taken::Passed(request);
-        };
+        }
         let (parts, body) = request.into_parts();
-        let body = match read_bounded(body, self.max_body_bytes).await {
+        let body = match super::read_bounded(body, self.max_body_bytes).await {
             Ok(body) => body,
             Err(refused) => return Taken::Answered(refused),
         };
-        let Some((id, params, supports_tasks)) = self.plain_call(&session, &body) else {
+        let Some((id, params, supports_tasks)) = self.plain_call(&parts.headers, &body) else {
             return Taken::Passed(Request::from_parts(parts, Body::from(body)));
         };
-        let response = match super::principal_of(&parts) {
-            Ok(caller) => self.server.call(params, caller, supports_tasks).await,
-            Err(refused) => Err(refused),
-        };
-        Taken::Answered(match serde_json::to_vec(&session_reply(response, id)) {
+        let reply = self
+            .server
+            .answer_in_session(params, super::principal_of(&parts), supports_tasks, id)
+            .await;
+        Taken::Answered(match serde_json::to_vec(&reply) {
             Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static(JSON))], json).into_response(),
             Err(e) => ApiError::internal(e).into_response(),
         })
@@ -148,21 +147,21 @@ impl Shortcut {
     /// The call in `body` if it is a plain call of a tool that answers at
     /// once, in a session the host knows: its id, what to call, and whether
     /// the client takes tasks.
-    fn plain_call(&self, session: &SessionId, body: &[u8]) -> Option<(RequestId, CallToolRequestParams, bool)> {
+    fn plain_call(&self, headers: &HeaderMap, body: &[u8]) -> Option<(RequestId, CallToolRequestParams, bool)> {
         let call = serde_json::from_slice::<PlainCall>(body).ok()?;
         if call.jsonrpc != "2.0" || call.method != "tools/call" || !self.server.answers_at_once(&call.params.name) {
             return None;
         }
         // A session the host does not know: rmcp answers 404.
-        let supports_tasks = self.sessions.touch(session)?;
+        let supports_tasks = self.sessions.touch(session_of(headers)?)?;
         let mut params = CallToolRequestParams::new(call.params.name);
         params.arguments = call.params.arguments;
         Some((call.id, params, supports_tasks))
     }
 
-    /// The session of a `POST` whose headers are all as rmcp would take
-    /// them; `None` for anything else, which rmcp judges itself.
-    fn plain_headers(&self, request: &Request) -> Option<SessionId> {
+    /// `Some` for a `POST` in a session whose headers are all as rmcp would
+    /// take them; `None` for anything else, which rmcp judges itself.
+    fn plain_headers(&self, request: &Request) -> Option<()> {
         if request.method() != axum::http::Method::POST {
             return None;
         }
@@ -197,9 +196,13 @@ impl Shortcut {
                 return None;
             }
         }
-        let session = headers.get("mcp-session-id")?.to_str().ok()?;
-        Some(SessionId::from(session))
+        session_of(headers).map(|_| ())
     }
+}
+
+/// The request's MCP session id.
+fn session_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get("mcp-session-id")?.to_str().ok()
 }
 
 /// Whether the `Accept` headers name both JSON and event streams, with no
@@ -219,26 +222,4 @@ fn accepts_json_and_events(headers: &HeaderMap) -> bool {
         }
     }
     json && events
-}
-
-/// The whole body, at most `max` bytes; a longer one is refused with 413,
-/// one that breaks off with 400.
-pub(super) async fn read_bounded(body: Body, max: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        let too_long = std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_long {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("an MCP request may be at most {max} bytes"),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("reading the request body: {e}"),
-            )
-        }
-        .into_response()
-    })
 }

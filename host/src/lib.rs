@@ -10,6 +10,7 @@
 //! - [`storage`]: what the host keeps (kv, audit, idempotency, grants,
 //!   history) behind the storage seam, sled by default;
 //! - [`server`]: HTTP and MCP, tokens, metrics;
+//! - [`logs`]: the host's own log, one record a line;
 //! - [`runtime`]: the facade the server and the command line use.
 
 pub mod call;
@@ -18,6 +19,7 @@ pub mod check;
 pub mod config;
 pub mod console;
 pub mod devkit;
+pub mod logs;
 pub mod plugins;
 pub mod policy;
 pub mod runtime;

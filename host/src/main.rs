@@ -364,15 +364,14 @@ fn main() -> ExitCode {
     } else {
         DEFAULT_LOG
     };
+    let ansi = matches!(cli.log_format, LogFormat::Text) && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| default_log.into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(toolhost::logs::OneLine::new(std::io::stderr, ansi));
     match cli.log_format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => logs.with_ansi(ansi).init(),
         LogFormat::Json => logs.json().init(),
     }
     let runtime = match tokio::runtime::Runtime::new() {

@@ -3,6 +3,7 @@
 //! `InstancePre` with memory and time limits → call the export → convert the
 //! result to JSON → make storage writes durable → report what happened.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -126,7 +127,7 @@ pub async fn invoke(
         return CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() });
     };
     let plugin = &found.plugin;
-    let journal = SharedJournal::default();
+    let journal: SharedJournal = Arc::new(Mutex::new(Journal::for_grant(plugin.context.grant.clone())));
     let mut timings = Timings::default();
     let mut result = call(engine, &found, args, caller, &journal, &gate, &mut timings).await;
     let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -392,17 +393,14 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
             .collect::<Vec<_>>()
             .join(": "),
     };
-    let mut message = {
-        let journal = store.data().journal.lock().unwrap_or_else(|p| p.into_inner());
-        fault::message(&trap, &journal.stderr_tail)
-    };
-    // The secrets the call was handed stay out of the log too.
-    store
+    // Masked before the message quotes (and cuts) it.
+    let stderr = store
         .data()
         .journal
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .mask(&mut message, Sink::Log);
+        .masked_stderr();
+    let message = fault::message(&trap, stderr.as_bytes());
     tracing::warn!(
         plugin = %store.data().plugin.name,
         backtrace = truncated(backtrace.unwrap_or_default(), BACKTRACE_MAX),

@@ -89,7 +89,10 @@ impl WasiHttpHooks for OutboundHttp {
             Ok(rule) => rule.clone(),
             Err(reason) => return self.refuse(reason),
         };
-        let path = uri.path().to_string();
+        // Kept in the audit record: a token in a path (`/bot<token>/send`)
+        // is masked there.
+        let mut path = uri.path().to_string();
+        self.journal.lock().unwrap_or_else(|p| p.into_inner()).redact(&mut path);
         let in_flight = InFlightGuard::start(&self.journal, &method, &origin, &path);
 
         // The grant caps every timeout; a guest may only ask for less.

@@ -120,6 +120,12 @@ impl OutputSink {
         emit(&self.plugin.name, &journal, Level::Info, Some(self.stdio), text);
     }
 
+    fn longest_secret(&self) -> usize {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let longest = journal.lock().unwrap_or_else(|p| p.into_inner()).longest_secret();
+        longest
+    }
+
     fn write_bytes(&self, mut bytes: &[u8]) {
         if let Stdio::Stderr = self.stdio {
             // Kept whether or not the log has room: a panic's last words.
@@ -132,9 +138,12 @@ impl OutputSink {
                 Some(i) => (&bytes[..i], &bytes[i + 1..]),
                 None => (bytes, &[][..]),
             };
+            // A line is kept past its bound by the longest secret value, so
+            // that it is masked whole before `emit` cuts it.
+            let kept = MAX_LINE + self.longest_secret();
             let done = {
                 let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
-                let room = MAX_LINE.saturating_sub(partial.bytes.len());
+                let room = kept.saturating_sub(partial.bytes.len());
                 partial.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 partial.overflowed |= chunk.len() > room;
                 end.map(|_| std::mem::take(&mut *partial))

@@ -30,7 +30,7 @@ use crate::storage::kv::KvSpace;
 pub use dns::{DnsError, DnsServer};
 pub use http::{InFlight, OutboundHttp};
 use log::{GuestOutput, Stdio};
-pub use secrets::{Echo, Handed, Sink, MASK_MIN_BYTES};
+pub use secrets::{Echo, Sink, MASK_MIN_BYTES};
 pub use upstream::{Outbound, OutboundError, OutboundOptions, Upstreams};
 
 mod bindings {
@@ -185,9 +185,10 @@ pub struct Journal {
     pub denials_logged: u32,
     pub log_lines: u32,
     pub kv_writes: u32,
-    /// Secret values the call was handed (never written anywhere).
+    /// The plugin's grant, whose secret values are masked in all the call
+    /// writes (never written anywhere).
     #[serde(skip)]
-    pub handed: Vec<Handed>,
+    pub grant: Option<Arc<Grant>>,
     /// Where the connector wrote one of them (and it was masked).
     pub echoes: Vec<Echo>,
     /// The last [`STDERR_KEPT`] bytes the guest wrote to stderr in this
@@ -195,6 +196,10 @@ pub struct Journal {
     /// went wrong and where, just before the trap that ends it.
     #[serde(skip)]
     pub stderr_tail: Vec<u8>,
+    /// Whether the guest wrote more to stderr than the tail keeps: its
+    /// start may be the end of a secret value, cut.
+    #[serde(skip)]
+    pub stderr_cut: bool,
     /// Outbound requests sent and not yet answered (or their body not yet
     /// read), to name the one a timeout cut short.
     #[serde(skip)]
@@ -213,10 +218,23 @@ impl Journal {
     /// Keep `bytes` the guest wrote to stderr, and of all it wrote the last
     /// [`STDERR_KEPT`] bytes only.
     pub(crate) fn keep_stderr(&mut self, bytes: &[u8]) {
+        let whole = bytes.len();
         let bytes = &bytes[bytes.len().saturating_sub(STDERR_KEPT)..];
         let over = (self.stderr_tail.len() + bytes.len()).saturating_sub(STDERR_KEPT);
+        self.stderr_cut |= over > 0 || bytes.len() < whole;
         self.stderr_tail.drain(..over);
         self.stderr_tail.extend_from_slice(bytes);
+    }
+
+    /// What the guest last wrote to stderr, masked: the words a fault
+    /// message quotes.
+    pub(crate) fn masked_stderr(&mut self) -> String {
+        let mut tail = String::from_utf8_lossy(&self.stderr_tail).into_owned();
+        self.mask(&mut tail, Sink::Error);
+        if self.stderr_cut {
+            self.strip_cut_value(&mut tail);
+        }
+        tail
     }
 
     /// The call ran out of time: every request still waiting for its
@@ -279,22 +297,34 @@ impl EffectGate for NoGate {
 /// Journal a denial: kept while the call has kept fewer than
 /// [`DENIALS_KEPT`], always counted, and logged while the call has logged
 /// fewer than [`DENIALS_LOGGED`] and the plugin's log budget allows.
-pub(crate) fn record_denial(journal: &SharedJournal, plugin: &PluginContext, capability: Capability, detail: String) {
-    let detail = truncated(detail, DENIAL_DETAIL_MAX);
-    let log = {
+pub(crate) fn record_denial(
+    journal: &SharedJournal,
+    plugin: &PluginContext,
+    capability: Capability,
+    mut detail: String,
+) {
+    let logged = {
         let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
         *journal.denied.entry(capability).or_default() += 1;
         let log = journal.denials_logged < DENIALS_LOGGED && plugin.log_budget.check().is_ok();
+        let keep = journal.denials.len() < DENIALS_KEPT;
+        if !(log || keep) {
+            return;
+        }
         journal.denials_logged += u32::from(log);
-        if journal.denials.len() < DENIALS_KEPT {
+        // What was asked for may carry a secret value (a secret named after
+        // it, a host made of it): masked whole, then cut.
+        journal.mask(&mut detail, Sink::Denial);
+        let detail = truncated(detail, DENIAL_DETAIL_MAX);
+        if keep {
             journal.denials.push(Denial {
                 capability,
                 detail: detail.clone(),
             });
         }
-        log
+        log.then_some(detail)
     };
-    if log {
+    if let Some(detail) = logged {
         tracing::warn!(plugin = %plugin.name, capability = capability.as_str(), %detail, "capability denied");
     }
 }

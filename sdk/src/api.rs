@@ -79,12 +79,31 @@ impl Api {
 }
 
 /// Check an identifier before it goes into a URL: not empty, not too long,
-/// and encoded as one path segment.
+/// not a dot segment, and encoded as one path segment. `.` and `..` are
+/// refused rather than encoded: servers resolve `%2E%2E` as `..` too, so an
+/// agent's `order-id: ".."` would reach the path above the one meant.
 pub fn segment(field: &str, value: &str) -> Result<String> {
     if value.trim().is_empty() || value.len() > 128 {
         return Err(crate::Error::InvalidInput(format!(
             "{field} must be 1 to 128 characters"
         )));
     }
+    if value == "." || value == ".." {
+        return Err(crate::Error::InvalidInput(format!("{field} must not be {value:?}")));
+    }
     Ok(encode_component(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_one_segment_and_never_a_dot_segment() {
+        assert_eq!(segment("id", "a/b").unwrap(), "a%2Fb");
+        assert_eq!(segment("id", "..a").unwrap(), "..a");
+        for bad in [".", "..", "", " ", &"x".repeat(129)] {
+            assert!(segment("id", bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -487,13 +487,20 @@ async fn the_plugins_folder_and_what_serves_agree() {
     wait_loaded(&server, "secret-thief", false).await;
 
     // A renamed folder: still serving once the watcher has settled both.
+    // A folder dropped in after the rename is settled no sooner, so once it
+    // serves, the rename has been seen.
     std::fs::rename(plugins.join("echo"), plugins.join("echo-renamed")).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    copy_bundle(&guest("spin"), &plugins.join("spin"));
+    wait_loaded(&server, "spin", true).await;
     assert!(
         plugin(&server, "echo").await.is_some(),
         "renaming the folder unloaded echo"
     );
     assert_eq!(check(&server).await.0, 200);
+    // The watcher knows echo lives in the renamed folder: removing that one
+    // unloads it (a watcher that ignored the rename would not know).
+    std::fs::remove_dir_all(plugins.join("echo-renamed")).unwrap();
+    wait_loaded(&server, "echo", false).await;
 }
 
 /// An upload whose bundle cannot be kept (here: the version archive's

@@ -65,6 +65,21 @@ async fn agents_list_and_call_tools_with_typed_errors() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["kind"], "unauthorized");
     assert_eq!(get_json(&server, "wrong-token", "/v1/tools").await.0, 401);
+    // The scheme's name is case-insensitive (RFC 9110); a token is not.
+    let with = |authorization: String| {
+        client()
+            .get(server.url("/v1/tools"))
+            .header("authorization", authorization)
+            .send()
+    };
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = with(format!("{scheme} {AGENT_TOKEN}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = with(format!("Basic {AGENT_TOKEN}")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = with(format!("Bearer {}", AGENT_TOKEN.to_uppercase())).await.unwrap();
+    assert_eq!(r.status(), 401);
 
     let (status, tools) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
     assert_eq!(status, 200);

@@ -80,7 +80,23 @@ pub struct Lifecycle {
     /// Bumped whenever the set of tools or what they may do changes.
     changes: tokio::sync::watch::Sender<u64>,
     /// One lock per plugin name; see the module's doc.
-    owners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    owners: Owners,
+}
+
+/// One lock per plugin name, kept only while someone holds or waits for it:
+/// a rollback or grant reset of any name (an unknown one too) would
+/// otherwise leave a lock behind for good.
+#[derive(Default)]
+struct Owners(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Owners {
+    /// The lock of `name`. Locks nobody else has (their only reference is
+    /// the map's) go first: a holder or a waiter keeps a clone.
+    fn of(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut owners = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        owners.retain(|_, lock| Arc::strong_count(lock) > 1);
+        owners.entry(name.to_string()).or_default().clone()
+    }
 }
 
 pub struct LifecycleOptions {
@@ -134,7 +150,7 @@ impl Lifecycle {
             disabled: ArcSwap::from_pointee(disabled),
             api_secret_env_prefix: options.api_secret_env_prefix,
             changes: tokio::sync::watch::Sender::new(0),
-            owners: Mutex::default(),
+            owners: Owners::default(),
         })
     }
 
@@ -158,11 +174,7 @@ impl Lifecycle {
 
     /// Wait for, and hold, the right to change plugin `name`'s state.
     async fn own(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-            owners.entry(name.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.owners.of(name).lock_owned().await
     }
 
     /// Read, verify, compile and swap in the bundle in `dir`.
@@ -395,6 +407,23 @@ impl Lifecycle {
     /// calls in flight have finished (or `drain` has passed).
     pub async fn unload(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
         let _owner = self.own(name).await;
+        self.unload_owned(name, drain).await
+    }
+
+    /// [`Lifecycle::unload`] if no folder in the plugins folder holds the
+    /// plugin any more (`None` if one does). Decided once the plugin is
+    /// ours: the watcher saw a folder go, but an upload may have written one
+    /// since, and what it installed must go on serving.
+    pub async fn unload_unless_in_folder(&self, name: &str, drain: Duration) -> Result<Option<bool>, LifecycleError> {
+        let _owner = self.own(name).await;
+        if self.bundle_dir_of(name).is_some() {
+            return Ok(None);
+        }
+        self.unload_owned(name, drain).await.map(Some)
+    }
+
+    /// [`Lifecycle::unload`], the plugin already ours.
+    async fn unload_owned(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
         let removed = self
             .registry
             .remove(name)
@@ -430,7 +459,9 @@ impl Lifecycle {
     /// restart does not bring it back (the version archive keeps its bytes
     /// for a later upload or rollback). What `DELETE /v1/plugins/{name}` does.
     pub async fn remove(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
-        let drained = self.unload(name, drain).await?;
+        // One hold for both: an upload between them would lose its folder.
+        let _owner = self.own(name).await;
+        let drained = self.unload_owned(name, drain).await?;
         self.remove_folder(name)?;
         // Nodes sharing the store serve what its history names: an empty
         // history tells them (and this node's own reconcile) it is gone.
@@ -833,5 +864,25 @@ fn remove_entry(path: &Path) -> std::io::Result<()> {
         Ok(_) => std::fs::remove_file(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Owners;
+
+    #[tokio::test]
+    async fn a_plugin_lock_is_kept_only_while_held_or_awaited() {
+        let owners = Owners::default();
+        for i in 0..100 {
+            drop(owners.of(&format!("unknown-{i}")).lock_owned().await);
+        }
+        let held = owners.of("crm").lock_owned().await;
+        let waited = owners.of("crm");
+        assert_eq!(owners.0.lock().unwrap().len(), 1, "only crm's, which is in use");
+        // Its waiter gets the same lock, so the two still exclude each other.
+        assert!(waited.try_lock().is_err());
+        drop(held);
+        assert!(waited.try_lock().is_ok());
     }
 }

@@ -261,11 +261,24 @@ mod tests {
             ),
             (GOOD.replace("\"GET\"", "\"G ET\""), "capabilities.http[0].methods"),
             (GOOD.replace("kv-quota-bytes", "kv-quota"), "kv-quota"),
-            (format!("{GOOD}\ncomponent = \"../x.wasm\""), "component"),
         ];
         for (text, field) in cases {
             let err = Manifest::parse(&text, "t").unwrap_err().to_string();
             assert!(err.contains(field), "{err} should name {field}");
         }
+    }
+
+    /// At the top, where the key belongs: appended, it would land in the
+    /// last `[tools.*]` table and be refused as unknown there instead.
+    #[test]
+    fn a_component_outside_the_bundle_folder_is_refused_by_its_path_check() {
+        for path in ["../x.wasm", "sub/x.wasm", "sub\\x.wasm", ".x.wasm", "x.so"] {
+            // A TOML literal string: the backslash is the path's.
+            let text = format!("component = '{path}'\n{GOOD}");
+            let err = Manifest::parse(&text, "t").unwrap_err().to_string();
+            assert!(err.contains("must be a plain `.wasm` file name"), "{path}: {err}");
+        }
+        let text = format!("component = \"x.wasm\"\n{GOOD}");
+        assert_eq!(Manifest::parse(&text, "t").unwrap().component_file(), "x.wasm");
     }
 }

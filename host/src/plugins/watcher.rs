@@ -116,12 +116,14 @@ fn bundle_dir(root: &Path, path: &Path) -> Option<PathBuf> {
 async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, String>) {
     if !Bundle::is_bundle(dir) {
         if let Some(name) = names.remove(dir) {
-            // A folder renamed: the plugin lives on in the new one.
-            if runtime.plugins().bundle_dir_of(&name).is_some() {
-                return;
+            // Unless another folder holds it (renamed, or written by an
+            // upload meanwhile): then the plugin lives on from there.
+            let unloaded = runtime
+                .plugins()
+                .unload_unless_in_folder(&name, Duration::from_secs(60));
+            if let Ok(Some(_)) = unloaded.await {
+                tracing::info!(plugin = %name, "bundle folder removed; unloaded");
             }
-            tracing::info!(plugin = %name, "bundle folder removed; unloading");
-            let _ = runtime.plugins().unload(&name, Duration::from_secs(60)).await;
         }
         return;
     }

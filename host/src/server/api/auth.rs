@@ -41,10 +41,14 @@ pub(super) fn authenticate(parts: &Parts, state: &Shared) -> Result<Arc<Principa
             "missing Authorization: Bearer <token>",
         )
     })?;
+    // The scheme's name is case-insensitive (RFC 9110 §11.1): `bearer x`
+    // is as good as `Bearer x`.
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

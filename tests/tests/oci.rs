@@ -603,15 +603,14 @@ fn peak_rss(pid: u32) -> u64 {
     kb * 1024
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_hostile_registry_neither_bloats_nor_holds_the_start() {
-    let registry = hostile_registry().await;
-    let config = format!(
-        "[registries]\npull-timeout-secs = 3\n\n[sources]\nhuge = \"{registry}/huge/echo:1\"\n\
-         endless = \"{registry}/endless/echo:1\"\nslow = \"{registry}/trickle/echo:1\"\n"
-    );
-    // `start` returns once the host serves; a pull that hangs would hold it
-    // (on a thread of its own, which a test that fails leaves behind).
+/// A server whose `[sources]` are `sources` (name = reference), once it
+/// serves; a pull that hangs would hold its start, which fails the test
+/// after 60 s (on a thread of its own, which a failing test leaves behind).
+async fn serve_sources(extra: &str, sources: &[(&str, String)]) -> ServerProcess {
+    let mut config = format!("{extra}\n[sources]\n");
+    for (name, reference) in sources {
+        config.push_str(&format!("{name} = \"{reference}\"\n"));
+    }
     let (sender, started) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || sender.send(ServerProcess::start(&config, &[])));
     let server = tokio::time::timeout(std::time::Duration::from_secs(60), started)
@@ -620,6 +619,20 @@ async fn a_hostile_registry_neither_bloats_nor_holds_the_start() {
         .unwrap();
     let (status, ready) = get_json(&server, ADMIN_TOKEN, "/readyz").await;
     assert_eq!(status, 200, "{ready}");
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_manifest_is_refused_by_its_bound_before_it_is_read() {
+    let registry = hostile_registry().await;
+    let server = serve_sources(
+        "",
+        &[
+            ("huge", format!("{registry}/huge/echo:1")),
+            ("endless", format!("{registry}/endless/echo:1")),
+        ],
+    )
+    .await;
     let log = server.log();
     let refused = |source: &str, size: &str| {
         log.lines().any(|l| {
@@ -631,12 +644,23 @@ async fn a_hostile_registry_neither_bloats_nor_holds_the_start() {
     };
     assert!(refused("huge", "400000000 bytes by its Content-Length"), "{log}");
     assert!(refused("endless", "more than 65536 bytes"), "{log}");
+    let peak = peak_rss(server.pid());
+    eprintln!("the host's peak RSS: {} MB", peak >> 20);
+    assert!(peak < 200 << 20, "the host's memory peaked at {} MB", peak >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_sent_a_byte_a_second_is_abandoned_and_serve_becomes_ready() {
+    let registry = hostile_registry().await;
+    let server = serve_sources(
+        "[registries]\npull-timeout-secs = 3\n",
+        &[("slow", format!("{registry}/trickle/echo:1"))],
+    )
+    .await;
+    let log = server.log();
     assert!(
         log.lines()
             .any(|l| l.contains("slow") && l.contains("longer than 3 s ([registries] pull-timeout-secs)")),
         "{log}"
     );
-    let peak = peak_rss(server.pid());
-    eprintln!("the host's peak RSS: {} MB", peak >> 20);
-    assert!(peak < 200 << 20, "the host's memory peaked at {} MB", peak >> 20);
 }

@@ -110,6 +110,30 @@ pub struct Server {
     /// before the port closes: long enough for a balancer to notice (its
     /// probe interval), so no call arrives at a closed port.
     pub shutdown_delay_secs: u64,
+    /// Seconds a connection may take to send a request's head (its line
+    /// and headers), counted from the connection's opening or the head's
+    /// first byte; past it the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may sit idle between an answer and the next
+    /// request (keep-alive) before it is closed. A response still being
+    /// sent (an event stream, a long poll) is not idle.
+    pub connection_idle_secs: u64,
+    /// Seconds a request body may take before it must keep up with
+    /// `body-min-bytes-per-sec`: the body's deadline is this plus one
+    /// second per that many bytes received (Apache's `mod_reqtimeout`
+    /// rule); past it the request is answered 408.
+    pub body_timeout_secs: u64,
+    /// The slowest rate a request body may arrive at, after the grace of
+    /// `body-timeout-secs`; 0: the whole body within `body-timeout-secs`.
+    pub body_min_bytes_per_sec: u64,
+    /// Connections served at once; lowered at start to what the process's
+    /// open-file limit leaves room for. At the cap, a new connection closes
+    /// the oldest one that has no request running.
+    pub max_connections: usize,
+    /// Connections beyond `max-connections` (when each of those has a
+    /// request running) that answer only `/healthz` and `/readyz`, so that
+    /// health checks are answered whatever clients hold.
+    pub health_connections: usize,
 }
 
 impl Default for Server {
@@ -138,6 +162,12 @@ impl Default for Server {
             console_session_minutes: 8 * 60,
             audit_retention_secs: 0,
             shutdown_delay_secs: 0,
+            header_timeout_secs: 10,
+            connection_idle_secs: 30,
+            body_timeout_secs: 10,
+            body_min_bytes_per_sec: 8 * 1024,
+            max_connections: 4096,
+            health_connections: 32,
         }
     }
 }
@@ -226,6 +256,10 @@ impl Config {
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
         ApprovalPolicy::new(config.approvals.clone())?;
+        crate::server::connections::Limits::check(&config.server).map_err(|message| PolicyError::Parse {
+            path: origin.to_string(),
+            message: format!("[server] {message}"),
+        })?;
         // A source's name is the folder it is pulled into, and the plugin
         // it must hold.
         for name in config.sources.keys() {

@@ -466,6 +466,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin { action } => plugin_command(action, &config).await,
         Command::Check => unreachable!("`check` returns before the configuration is loaded"),
         Command::Serve { .. } => {
+            // Each connection is a file: systemd and most shells start a
+            // process at 1,024 whatever the hard limit allows, and the
+            // connection cap is set from what this leaves.
+            match toolhost::server::connections::raise_fd_limit() {
+                Ok(files) => tracing::debug!("open-file limit: {files}"),
+                Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+            }
             toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -148,6 +148,8 @@ pub struct ServerProcess {
     child: Option<std::process::Child>,
     pub base: String,
     pub dir: Scratch,
+    /// The open-file limit (soft and hard) it runs under, if not the test's.
+    nofile: Option<u64>,
 }
 
 /// The server's stderr, kept in its scratch folder.
@@ -166,30 +168,41 @@ impl ServerProcess {
     /// `plugins` holds the given bundles (test components by name, or
     /// `plugins/<name>` for reference connectors).
     pub fn start(config: &str, bundles: &[&str]) -> ServerProcess {
-        ServerProcess::start_prepared(config, |plugins| {
-            for b in bundles {
-                let source = match b.strip_prefix("plugins/") {
-                    Some(name) => reference(name),
-                    None => guest(b),
-                };
-                let name = source.file_name().unwrap().to_owned();
-                std::os::unix::fs::symlink(&source, plugins.join(name)).unwrap();
-            }
-        })
+        ServerProcess::start_prepared(config, |plugins| ServerProcess::link_bundles(plugins, bundles))
     }
 
     /// Start after `prepare` has filled the plugins folder.
     pub fn start_prepared(config: &str, prepare: impl FnOnce(&Path)) -> ServerProcess {
+        ServerProcess::start_limited(config, prepare, None)
+    }
+
+    /// Start after `prepare`, under an open-file limit of `nofile` (soft and
+    /// hard, so the host cannot raise it), if given.
+    pub fn start_limited(config: &str, prepare: impl FnOnce(&Path), nofile: Option<u64>) -> ServerProcess {
         let dir = Scratch::new("server");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         prepare(&plugins);
         std::fs::write(dir.path().join("toolhost.toml"), config).unwrap();
-        let (child, base) = spawn_server(dir.path());
+        let (child, base) = spawn_server(dir.path(), nofile);
         ServerProcess {
             child: Some(child),
             base,
             dir,
+            nofile,
+        }
+    }
+
+    /// Link the given bundles (as [`ServerProcess::start`] names them) into
+    /// `plugins`.
+    pub fn link_bundles(plugins: &Path, bundles: &[&str]) {
+        for b in bundles {
+            let source = match b.strip_prefix("plugins/") {
+                Some(name) => reference(name),
+                None => guest(b),
+            };
+            let name = source.file_name().unwrap().to_owned();
+            std::os::unix::fs::symlink(&source, plugins.join(name)).unwrap();
         }
     }
 
@@ -209,7 +222,7 @@ impl ServerProcess {
     /// Start over the same files after `crash` or `stop`.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "still running");
-        let (child, base) = spawn_server(self.dir.path());
+        let (child, base) = spawn_server(self.dir.path(), self.nofile);
         self.child = Some(child);
         self.base = base;
     }
@@ -236,9 +249,25 @@ impl ServerProcess {
     }
 }
 
-fn spawn_server(dir: &Path) -> (std::process::Child, String) {
+fn spawn_server(dir: &Path, nofile: Option<u64>) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let mut child = Command::new(toolhost_bin())
+    let mut command = Command::new(toolhost_bin());
+    if let Some(files) = nofile {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit {
+            rlim_cur: files as libc::rlim_t,
+            rlim_max: files as libc::rlim_t,
+        };
+        // SAFETY: setrlimit is async-signal-safe and touches only the
+        // child's own limit, between fork and exec.
+        unsafe {
+            command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+    }
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env("TOOLHOST_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -548,3 +548,119 @@ fn one_shot_commands_pull_sources_and_bad_references_are_refused_at_parse() {
         assert!(stderr(&out).contains(expected), "{source}: {}", stderr(&out));
     }
 }
+
+/// A registry that answers `/v2/` and then, for the manifest of
+/// `huge/...` 400 MB by its `Content-Length`, of `endless/...` 400 MB
+/// without one (chunked), and of `trickle/...` one byte a second.
+async fn hostile_registry() -> std::net::SocketAddr {
+    use axum::body::{Body, Bytes};
+    use axum::extract::Path as UrlPath;
+    use axum::response::Response;
+    const HUGE: usize = 400_000_000;
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let blanks = move || {
+        futures::stream::iter((0..HUGE / chunk.len()).map({
+            let chunk = chunk.clone();
+            move |_| Ok::<_, std::io::Error>(chunk.clone())
+        }))
+    };
+    let manifest = move |UrlPath(rest): UrlPath<String>| {
+        let blanks = blanks.clone();
+        async move {
+            let response = Response::builder().header("content-type", "application/vnd.oci.image.manifest.v1+json");
+            if rest.starts_with("huge/") {
+                response
+                    .header("content-length", HUGE.to_string())
+                    .body(Body::from_stream(blanks()))
+            } else if rest.starts_with("endless/") {
+                response.body(Body::from_stream(blanks()))
+            } else {
+                let slowly = futures::stream::unfold((), |()| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+                });
+                response
+                    .header("content-length", "1000")
+                    .body(Body::from_stream(slowly))
+            }
+            .unwrap()
+        }
+    };
+    let router = axum::Router::new()
+        .route("/v2/", axum::routing::get(|| async { "{}" }))
+        .route("/v2/{*rest}", axum::routing::get(manifest));
+    toolhost_tests::serve(router).await
+}
+
+/// The peak resident memory of process `pid`, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+/// A server whose `[sources]` are `sources` (name = reference), once it
+/// serves; a pull that hangs would hold its start, which fails the test
+/// after 60 s (on a thread of its own, which a failing test leaves behind).
+async fn serve_sources(extra: &str, sources: &[(&str, String)]) -> ServerProcess {
+    let mut config = format!("{extra}\n[sources]\n");
+    for (name, reference) in sources {
+        config.push_str(&format!("{name} = \"{reference}\"\n"));
+    }
+    let (sender, started) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || sender.send(ServerProcess::start(&config, &[])));
+    let server = tokio::time::timeout(std::time::Duration::from_secs(60), started)
+        .await
+        .expect("serve became ready within 60 s")
+        .unwrap();
+    let (status, ready) = get_json(&server, ADMIN_TOKEN, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_manifest_is_refused_by_its_bound_before_it_is_read() {
+    let registry = hostile_registry().await;
+    let server = serve_sources(
+        "",
+        &[
+            ("huge", format!("{registry}/huge/echo:1")),
+            ("endless", format!("{registry}/endless/echo:1")),
+        ],
+    )
+    .await;
+    let log = server.log();
+    let refused = |source: &str, size: &str| {
+        log.lines().any(|l| {
+            l.contains("not loaded: source")
+                && l.contains(source)
+                && l.contains(size)
+                && l.contains("over the bound of 65536 bytes on a bundle's manifest")
+        })
+    };
+    assert!(refused("huge", "400000000 bytes by its Content-Length"), "{log}");
+    assert!(refused("endless", "more than 65536 bytes"), "{log}");
+    let peak = peak_rss(server.pid());
+    eprintln!("the host's peak RSS: {} MB", peak >> 20);
+    assert!(peak < 200 << 20, "the host's memory peaked at {} MB", peak >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_sent_a_byte_a_second_is_abandoned_and_serve_becomes_ready() {
+    let registry = hostile_registry().await;
+    let server = serve_sources(
+        "[registries]\npull-timeout-secs = 3\n",
+        &[("slow", format!("{registry}/trickle/echo:1"))],
+    )
+    .await;
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("slow") && l.contains("longer than 3 s ([registries] pull-timeout-secs)")),
+        "{log}"
+    );
+}

@@ -33,6 +33,9 @@ use sha2::{Digest, Sha256};
 use super::bundle::{write_synced, Bundle, Contents, MAX_COMPONENT_BYTES};
 use super::plugin::LoadError;
 
+mod manifest;
+pub use manifest::MAX_MANIFEST_BYTES;
+
 /// The artifact type of a toolhost bundle.
 pub const ARTIFACT_TYPE: &str = "application/vnd.toolhost.bundle.v1";
 /// The media type of each layer: one bundle file, as it is on disk.
@@ -58,6 +61,9 @@ const MAX_CONFIG_BYTES: i64 = 64 * 1024;
 /// start waits on each source in turn.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default bound on one pull, start to end: a registry sending a byte
+/// a second is abandoned, not waited on.
+const PULL_TIMEOUT_SECS: u64 = 120;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -85,6 +91,11 @@ pub enum OciError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "{reference}: its manifest is {size}, over the bound of {MAX_MANIFEST_BYTES} bytes on a bundle's \
+         manifest: refused"
+    )]
+    ManifestTooLarge { reference: BundleRef, size: String },
     #[error("{reference} is not a toolhost bundle ({reason}); push bundles with `toolhost plugin push`")]
     NotABundle { reference: BundleRef, reason: String },
     #[error("{reference} holds plugin {found:?}, not {expected:?}: name the source after the plugin it holds")]
@@ -215,23 +226,49 @@ fn is_sha256_digest(text: &str) -> bool {
 }
 
 /// `[registries]` in toolhost.toml: how registries are reached.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct RegistriesConfig {
     /// Registries (`host[:port]`, as references write them) reached over
     /// plain HTTP. Loopback registries always are: their traffic does not
     /// leave the machine. Every other registry is HTTPS only.
-    #[serde(default)]
     pub insecure: Vec<String>,
+    /// Seconds one pull may take, start to end; past it the pull is
+    /// abandoned as if the registry were unreachable (at start, the copy
+    /// an earlier pull left serves, if any).
+    pub pull_timeout_secs: u64,
+}
+
+impl Default for RegistriesConfig {
+    fn default() -> Self {
+        RegistriesConfig {
+            insecure: Vec::new(),
+            pull_timeout_secs: PULL_TIMEOUT_SECS,
+        }
+    }
 }
 
 impl RegistriesConfig {
+    fn plain_http(&self, registry: &str) -> bool {
+        is_loopback(registry) || self.insecure.iter().any(|r| r == registry)
+    }
+
     fn protocol_for(&self, registry: &str) -> ClientProtocol {
-        if is_loopback(registry) || self.insecure.iter().any(|r| r == registry) {
+        if self.plain_http(registry) {
             ClientProtocol::HttpsExcept(vec![registry.to_string()])
         } else {
             ClientProtocol::Https
         }
+    }
+
+    /// The HTTP client for what the host asks a registry itself (the
+    /// manifest, bounded), with the registry client's timeouts.
+    fn http(&self) -> Result<registry_http::Client, registry_http::Error> {
+        registry_http::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("toolhost/", env!("CARGO_PKG_VERSION")))
+            .build()
     }
 
     fn client(&self, reference: &BundleRef) -> Client {
@@ -341,8 +378,17 @@ fn sha256_digest(bytes: &[u8]) -> String {
 /// An error from the registry client, its causes included (a refused
 /// connection is said as such, not only "error sending request").
 fn registry_error(reference: &BundleRef, error: oci_client::errors::OciDistributionError) -> OciError {
+    OciError::Registry {
+        reference: reference.clone(),
+        message: error_chain(&error),
+    }
+}
+
+/// An error and its causes, in one line (a refused connection is said as
+/// such, not only "error sending request").
+fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
+    let mut source = error.source();
     while let Some(cause) = source {
         let text = cause.to_string();
         if !message.contains(&text) {
@@ -351,10 +397,7 @@ fn registry_error(reference: &BundleRef, error: oci_client::errors::OciDistribut
         }
         source = cause.source();
     }
-    OciError::Registry {
-        reference: reference.clone(),
-        message,
-    }
+    message
 }
 
 /// Store the bundle in `dir` at `reference` (a tag). The manifest carries
@@ -435,13 +478,34 @@ pub async fn push(dir: &Path, reference: &BundleRef, registries: &RegistriesConf
 /// reference's digest, if it has one), then the config and each file, each
 /// checked against its digest and its declared size as it arrives.
 pub async fn fetch(reference: &BundleRef, registries: &RegistriesConfig) -> Result<Pulled, OciError> {
+    let bound = Duration::from_secs(registries.pull_timeout_secs);
+    tokio::time::timeout(bound, fetch_unbounded(reference, registries))
+        .await
+        .unwrap_or_else(|_| {
+            Err(OciError::Registry {
+                reference: reference.clone(),
+                message: format!(
+                    "the pull took longer than {} s ([registries] pull-timeout-secs) and was abandoned",
+                    bound.as_secs()
+                ),
+            })
+        })
+}
+
+/// [`fetch`], however long the registry takes.
+async fn fetch_unbounded(reference: &BundleRef, registries: &RegistriesConfig) -> Result<Pulled, OciError> {
     let client = registries.client(reference);
     let auth = auth_from_env()?;
-    let image = &reference.reference;
-    let (manifest, digest) = client
-        .pull_image_manifest(image, &auth)
-        .await
-        .map_err(|e| registry_error(reference, e))?;
+    let http = registries.http().map_err(|e| OciError::Registry {
+        reference: reference.clone(),
+        message: error_chain(&e),
+    })?;
+    let scheme = if registries.plain_http(reference.registry()) {
+        "http"
+    } else {
+        "https"
+    };
+    let (manifest, digest) = manifest::fetch(&client, &http, reference, &auth, scheme).await?;
     if let Some(expected) = reference.digest() {
         if digest != expected {
             return Err(OciError::DigestMismatch {
@@ -784,9 +848,16 @@ pub async fn pull_sources(
     plugins_dir: &Path,
     registries: &RegistriesConfig,
 ) -> Vec<SourceOutcome> {
+    // All at once, each bounded by pull-timeout-secs: the start waits for
+    // the slowest, not for their sum.
+    let states = futures_util::future::join_all(
+        sources
+            .iter()
+            .map(|(plugin, reference)| pull_source(plugin, reference, plugins_dir, registries)),
+    )
+    .await;
     let mut outcomes = Vec::with_capacity(sources.len());
-    for (plugin, reference) in sources {
-        let state = pull_source(plugin, reference, plugins_dir, registries).await;
+    for ((plugin, reference), state) in sources.iter().zip(states) {
         match &state {
             SourceState::Pulled { digest } | SourceState::Held { digest } => {
                 tracing::info!(plugin = %plugin, %reference, %digest, "source pinned by digest");
@@ -979,6 +1050,7 @@ mod tests {
     fn plain_http_only_for_loopback_and_listed_registries() {
         let config = RegistriesConfig {
             insecure: vec!["registry.lan:5000".into()],
+            ..RegistriesConfig::default()
         };
         for loopback in [
             "127.0.0.1:5000",

@@ -4,13 +4,14 @@
 pub mod api;
 pub mod approvals;
 pub mod auth;
+pub mod connections;
 pub mod metrics;
 pub mod nodes;
 pub mod readiness;
 pub mod runs;
 pub mod webhook;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -75,8 +76,10 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let server = &config.server;
+    // One cap on connections for the starting answers and the API alike.
+    let connections = connections::pool(server);
     // The port answers from now on: starting until the plugins are loaded.
-    let (listener, starting) = readiness::WhileStarting::serve(listener)?;
+    let (listener, starting) = readiness::WhileStarting::serve(listener, connections.clone())?;
     tracing::info!("starting on http://{}", listener.local_addr()?);
     let runtime = config.runtime().await?;
     runtime
@@ -195,26 +198,24 @@ pub async fn serve_on(
     let delay = std::time::Duration::from_secs(server.shutdown_delay_secs);
     let router = api::router(state, server.max_body_bytes, mcp);
     starting.end().await;
-    let serving = axum::serve(without_nagle(listener), router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Not ready from now on, while still serving for the delay, so
-            // that a balancer stops sending calls before the port closes.
-            draining.draining.begin();
-            tracing::info!("stopping: draining for {delay:?}");
-            tokio::time::sleep(delay).await;
-            // Open MCP event streams end, so that their connections close.
-            streams.cancel();
-            stopping.cancel();
-        })
-        .into_future();
+    let serving = connections::serve(listener, router, connections, async move {
+        shutdown.await;
+        // Not ready from now on, while still serving for the delay, so
+        // that a balancer stops sending calls before the port closes.
+        draining.draining.begin();
+        tracing::info!("stopping: draining for {delay:?}");
+        tokio::time::sleep(delay).await;
+        // Open MCP event streams end, so that their connections close.
+        streams.cancel();
+        stopping.cancel();
+    });
     // Scripts and tests wait for this line: the host serves its plugins.
     println!("toolhost listening on http://{addr}");
     tokio::pin!(serving);
     // A client may still hold a connection open; past the deadline the
     // host stops without it (its calls still drain below).
     tokio::select! {
-        served = &mut serving => served?,
+        () = &mut serving => {}
         () = async {
             stopped.cancelled().await;
             tokio::time::sleep(CONNECTIONS_DEADLINE).await;
@@ -227,23 +228,6 @@ pub async fn serve_on(
     runtime.storage().flush().await?;
     tracing::info!("stopped; storage flushed");
     Ok(())
-}
-
-/// `listener`, its connections sending each write at once (`TCP_NODELAY`).
-/// An answer often goes out in more than one write (headers, then the body
-/// as it comes; an SSE stream event by event); with Nagle's algorithm, a
-/// small write after the first waits until the client acknowledges the
-/// first, and a client delays that acknowledgement by up to 40 ms on Linux.
-/// That stall on every MCP call was the bulk of its latency.
-pub(crate) fn without_nagle(
-    listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|connection| {
-        if let Err(e) = connection.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on an accepted connection: {e}");
-        }
-    })
 }
 
 /// The approval rules (those set through the API replace the file's) and

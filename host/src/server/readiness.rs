@@ -77,18 +77,16 @@ pub struct WhileStarting {
 impl WhileStarting {
     /// Serve the starting answers on a second handle to `listener`; the
     /// caller keeps `listener` for the real router.
-    pub fn serve(listener: TcpListener) -> std::io::Result<(TcpListener, WhileStarting)> {
+    pub(crate) fn serve(
+        listener: TcpListener,
+        connections: std::sync::Arc<super::connections::Pool>,
+    ) -> std::io::Result<(TcpListener, WhileStarting)> {
         let socket = listener.into_std()?;
         let early = TcpListener::from_std(socket.try_clone()?)?;
         let listener = TcpListener::from_std(socket)?;
         let stop = CancellationToken::new();
-        let served = axum::serve(super::without_nagle(early), starting_router())
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let task = tokio::spawn(async move {
-            if let Err(e) = served.await {
-                tracing::warn!("serving while starting: {e}");
-            }
-        });
+        let served = super::connections::serve(early, starting_router(), connections, stop.clone().cancelled_owned());
+        let task = tokio::spawn(served);
         Ok((listener, WhileStarting { stop, task }))
     }
 

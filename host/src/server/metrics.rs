@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -44,8 +44,25 @@ struct DenialLabels {
     capability: String,
 }
 
+/// Why a bearer check failed.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum BearerFailure {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer <token>`.
+    Malformed,
+    /// A token the host does not know.
+    Unknown,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BearerLabels {
+    reason: BearerFailure,
+}
+
 pub struct Metrics {
     registry: Registry,
+    bearer_failures: Family<BearerLabels, Counter>,
     calls: Family<CallLabels, Counter>,
     latency: Family<ToolLabels, Histogram>,
     denials: Family<DenialLabels, Counter>,
@@ -229,8 +246,15 @@ impl Default for Metrics {
             "The shared store's pooled connections: open, idle (available), waiting (callers queued for one), max",
             pool.clone(),
         );
+        let bearer_failures = Family::<BearerLabels, Counter>::default();
+        registry.register(
+            "bearer_failures",
+            "Requests refused for their bearer token, by reason (Missing, Malformed, Unknown)",
+            bearer_failures.clone(),
+        );
         Metrics {
             registry,
+            bearer_failures,
             changes_heard,
             reconciles,
             convergence_failures,
@@ -259,6 +283,10 @@ impl Drop for InFlight<'_> {
 }
 
 impl Metrics {
+    pub fn bearer_failed(&self, reason: BearerFailure) {
+        self.bearer_failures.get_or_create(&BearerLabels { reason }).inc();
+    }
+
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.inc();
         InFlight(self)

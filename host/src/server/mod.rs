@@ -148,6 +148,7 @@ pub async fn serve_on(
         stopping: stopping.clone(),
         config_path: config.path.clone(),
         draining: Default::default(),
+        bearer_failures: Default::default(),
     });
     api::settle_interrupted(&state)
         .await

@@ -54,6 +54,8 @@ pub struct AppState {
     pub config_path: Option<std::path::PathBuf>,
     /// Set when a stop begins: `/readyz` answers `draining`.
     pub draining: crate::server::readiness::Draining,
+    /// Failed bearer checks, counted and slowed per source.
+    pub bearer_failures: auth::BearerFailures,
 }
 
 pub type Shared = Arc<AppState>;

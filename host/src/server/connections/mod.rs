@@ -26,6 +26,7 @@ mod pool;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,10 +138,10 @@ pub(crate) async fn serve(
     let closing = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(&pool, e).await;
                     continue;
@@ -150,7 +151,7 @@ pub(crate) async fn serve(
         // Beyond the cap and the health reserve: closed now, so the client
         // knows at once instead of waiting in the backlog.
         let Some(admitted) = pool.admit() else { continue };
-        tracker.spawn(serve_connection(stream, admitted, router.clone(), closing.clone()));
+        tracker.spawn(serve_connection(stream, peer, admitted, router.clone(), closing.clone()));
     }
     drop(listener);
     closing.cancel();
@@ -176,7 +177,13 @@ async fn accept_failed(pool: &Pool, e: std::io::Error) {
 
 /// Serve one connection until it ends, times out, is evicted, or the
 /// host stops (then it finishes the request it is answering).
-async fn serve_connection(stream: TcpStream, admitted: Admitted, router: Router, closing: CancellationToken) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    router: Router,
+    closing: CancellationToken,
+) {
     // Each write goes out at once: an answer is often several writes
     // (headers, then the body as it comes; an event stream event by
     // event), and Nagle's algorithm held the second until the client's
@@ -191,7 +198,7 @@ async fn serve_connection(stream: TcpStream, admitted: Admitted, router: Router,
         let conn = conn.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let (router, conn) = (router.clone(), conn.clone());
-            async move { Ok::<_, Infallible>(answer(request, router, &conn, &limits).await) }
+            async move { Ok::<_, Infallible>(answer(request, peer, router, &conn, &limits).await) }
         })
     };
     let served = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
@@ -238,7 +245,15 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// One request through `router`, its body held to the minimum rate; the
 /// connection is busy until the answer's body has been sent.
-async fn answer(request: Request<Incoming>, router: Router, conn: &Arc<Conn>, limits: &Limits) -> Response<Body> {
+async fn answer(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    router: Router,
+    conn: &Arc<Conn>,
+    limits: &Limits,
+) -> Response<Body> {
+    // Who is at the other end, for the routes that ask (axum's extractor).
+    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
     let request_guard = conn.begin_request();
     let response = if conn.health_only() && !is_health_check(request.uri().path()) {
         too_many_connections(limits)

@@ -110,6 +110,11 @@ pub struct Server {
     /// before the port closes: long enough for a balancer to notice (its
     /// probe interval), so no call arrives at a closed port.
     pub shutdown_delay_secs: u64,
+    /// Steps one workflow run's jq expressions may take in all (see
+    /// `workflow::budget`).
+    pub workflow_steps: u64,
+    /// Milliseconds one workflow run's jq expressions may take in all.
+    pub workflow_eval_ms: u64,
 }
 
 impl Default for Server {
@@ -138,6 +143,8 @@ impl Default for Server {
             console_session_minutes: 8 * 60,
             audit_retention_secs: 0,
             shutdown_delay_secs: 0,
+            workflow_steps: crate::workflow::budget::RUN_FUEL,
+            workflow_eval_ms: crate::workflow::budget::RUN_TIME.as_millis() as u64,
         }
     }
 }

@@ -4,7 +4,8 @@
 # taken by calls that spin until their deadline, nonstop, how quickly do
 # `GET /healthz` and a trivial call of another plugin (`echo.check`) answer?
 # Each is measured by wrk over one connection, first on an idle host, then
-# under the spinning load, in the same run.
+# under the spinning load, then while four calls of a workflow that loops
+# over an agent's 140,000-item list run nonstop (issue 29), in the same run.
 #
 # Usage: [DURATION=8s] [BIN=path/to/toolhost] host/benches/fairness.sh
 # (BIN runs another build, e.g. an older commit's, for a before/after.)
@@ -18,8 +19,22 @@ mkdir -p "$work/plugins/spin"
 cp tests/guests/spin/connector.toml tests/guests/spin/*.wasm "$work/plugins/spin/"
 sed -i 's/^timeout-ms = .*/timeout-ms = 2000\nmax-concurrency = 16/' "$work/plugins/spin/connector.toml"
 ln -s "$root/tests/guests/echo" "$work/plugins/echo"
-# No token's rate limit in the way of the measuring client.
-printf '[server]\nrate-per-minute = 4000000000\n' > "$work/toolhost.toml"
+# A `for` over the agent's list, each turn computing a little.
+mkdir -p "$work/plugins/each-item"
+cat > "$work/plugins/each-item/workflow.yaml" <<'YAML'
+document: { dsl: '1.0.0', namespace: bench, name: each-item, version: '1.0.0' }
+do:
+  - count:
+      for: { each: item, in: '${ .items }', at: i }
+      do:
+        - add:
+            set:
+              n: '${ $item + $i }'
+YAML
+python3 -c 'import json; print(json.dumps({"items": list(range(140000))}))' > "$work/items.json"
+# No token's rate limit in the way of the measuring client; room for the
+# 140,000-item list (about 1 MB).
+printf '[server]\nrate-per-minute = 4000000000\nmax-body-bytes = 4194304\n' > "$work/toolhost.toml"
 export TOOLHOST_CONFIG=$work/toolhost.toml
 start_server "$work/data" "$work/plugins"
 
@@ -46,4 +61,18 @@ sleep 1
 measure "GET /healthz" /healthz "$work/health.lua" "16 spinning"
 measure "echo.check" /v1/tools/echo.check/invoke "$work/echo.lua" "16 spinning"
 kill "$spinners"; wait "$spinners" 2>/dev/null || true
+# Four agents call the workflow with 140,000 items, again as soon as each
+# call ends.
+flooders=()
+for _ in 1 2 3 4; do
+  while true; do
+    curl -s -o /dev/null -m 120 -X POST -H "Authorization: Bearer $TOOLHOST_AGENT_TOKEN" \
+      -H 'Content-Type: application/json' --data-binary @"$work/items.json" "$url/v1/tools/each-item/invoke" || true
+  done &
+  flooders+=($!)
+done
+sleep 1
+measure "GET /healthz" /healthz "$work/health.lua" "4 x 140,000-item workflow"
+measure "echo.check" /v1/tools/echo.check/invoke "$work/echo.lua" "4 x 140,000-item workflow"
+kill "${flooders[@]}"; wait "${flooders[@]}" 2>/dev/null || true
 stop_server

@@ -134,6 +134,11 @@ pub struct Server {
     /// request running) that answer only `/healthz` and `/readyz`, so that
     /// health checks are answered whatever clients hold.
     pub health_connections: usize,
+    /// Steps one workflow run's jq expressions may take in all (see
+    /// `workflow::budget`).
+    pub workflow_steps: u64,
+    /// Milliseconds one workflow run's jq expressions may take in all.
+    pub workflow_eval_ms: u64,
 }
 
 impl Default for Server {
@@ -168,6 +173,8 @@ impl Default for Server {
             body_min_bytes_per_sec: 8 * 1024,
             max_connections: 4096,
             health_connections: 32,
+            workflow_steps: crate::workflow::budget::RUN_FUEL,
+            workflow_eval_ms: crate::workflow::budget::RUN_TIME.as_millis() as u64,
         }
     }
 }

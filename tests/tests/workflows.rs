@@ -94,10 +94,17 @@ tools = ["order-totals"]
 when = "size(args.orders) > 4"
 "#;
 
-fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
+fn configuration(addr: SocketAddr, grant: &str) -> String {
     let keys = sample_upstreams::Keys::default();
-    let config = toolhost_config(addr, "/nordpost/v2", &keys.nordpost) + grant + ORDER_TOTALS_GRANT;
-    ServerProcess::start_prepared(&config, |plugins| {
+    toolhost_config(addr, "/nordpost/v2", &keys.nordpost) + grant + ORDER_TOTALS_GRANT
+}
+
+fn toolhost(addr: SocketAddr, grant: &str) -> ServerProcess {
+    start(&configuration(addr, grant))
+}
+
+fn start(config: &str) -> ServerProcess {
+    ServerProcess::start_prepared(config, |plugins| {
         for name in ["crm", "erp", "logistics", "coupon"] {
             std::os::unix::fs::symlink(reference(name), plugins.join(name)).unwrap();
         }
@@ -664,7 +671,11 @@ async fn loops_timers_and_raised_errors_run_as_written() {
 
     // A plan that never ends by itself is ended by the bound on transitions.
     let (status, body) = invoke(&server, AGENT_TOKEN, "endless", json!({})).await;
-    assert_eq!(status, 500, "{body}");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["problem"]["type"], "toolhost:errors/workflow-budget",
+        "{body}"
+    );
     let problem = &body["error"]["problem"];
     assert_eq!(problem["title"], "too many task transitions", "{body}");
     assert!(
@@ -693,4 +704,43 @@ async fn loops_timers_and_raised_errors_run_as_written() {
     let (status, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{approval}")).await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["run"]["steps"].as_array().unwrap().len(), 6, "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_withholding_its_answer_times_the_voucher_out_and_the_retry_issues_it_once() {
+    let data = Scratch::new("wf-timeout");
+    let systems = sample_systems(&data).await;
+    let (addr, faults) = (systems.addr, systems.faults.clone());
+    // The coupon tool's own time limit, short: the withheld answer ends it.
+    let config =
+        configuration(addr, WORKFLOW_GRANT).replace("[plugins.coupon]\n", "[plugins.coupon]\ntimeout-ms = 1500\n");
+    let server = start(&config);
+    // The ledger keeps the voucher but its answer never comes: the call
+    // times out (504), the workflow retries it with the same key, and the
+    // ledger gives the voucher it kept back.
+    faults.arm(Fault::HangAfter, "/ledger/", 1);
+    let (status, body) = complaint(&server, "SO-1001").await;
+    faults.release();
+    assert_eq!(status, 200, "{body}");
+    let run = body["run"].as_str().unwrap().to_string();
+    assert_eq!(
+        steps_ended(&server, &run, "coupon.issue-voucher", "timeout").await,
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        steps_ended(&server, &run, "coupon.issue-voucher", "ok").await,
+        1,
+        "{body}"
+    );
+    assert_eq!(faults.seen("POST /ledger/v1/events"), 2);
+    let code = body["result"]["voucher"].as_str().expect("the voucher, from the retry");
+    let kept = ledger_events(addr, "late-parcel-SO-1001").await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["code"], code);
+    let issued = vouchers(&server, "C-1001").await;
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(issued[0]["code"], code);
+    let case = crm_case(addr, body["result"]["case-id"].as_str().unwrap()).await;
+    assert!(!case["notes"].to_string().contains("not issued"), "{case}");
 }

@@ -143,7 +143,10 @@ pub async fn serve_on(
             std::time::Duration::from_secs(server.mcp_idle_secs),
         ),
         approvals: approvals.clone(),
-        runs: Default::default(),
+        runs: crate::server::runs::Runs::new(crate::workflow::budget::Limits {
+            steps: server.workflow_steps,
+            time: std::time::Duration::from_millis(server.workflow_eval_ms),
+        }),
         console: crate::console::Sessions::new(std::time::Duration::from_secs(server.console_session_minutes * 60)),
         stopping: stopping.clone(),
         config_path: config.path.clone(),

@@ -44,6 +44,8 @@ const RECHECK: Duration = Duration::from_secs(2);
 /// The runs this process drives.
 #[derive(Default)]
 pub struct Runs {
+    /// What each run's expressions may spend.
+    limits: crate::workflow::budget::Limits,
     /// Bumped whenever a run changes; waiters look again.
     changes: tokio::sync::watch::Sender<u64>,
     /// Each running run's halt, by id: cancelling one stops it.
@@ -61,6 +63,13 @@ pub enum RunError {
 }
 
 impl Runs {
+    pub fn new(limits: crate::workflow::budget::Limits) -> Runs {
+        Runs {
+            limits,
+            ..Runs::default()
+        }
+    }
+
     /// Waiters look again (a run changed here, or on another node).
     pub fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -150,7 +159,20 @@ pub fn spawn(state: &Shared, workflow: Arc<Workflow>, run: Run) {
         .then(|| tokio::spawn(hold_lease(state.clone(), run.id.clone(), halt.clone())));
     drop(state.runtime.detach(async move {
         let id = run.id.clone();
-        drive(&driver, workflow, run, halt).await;
+        // Driven on the workflow threads (their expressions take CPU; see
+        // `workflow::budget`), tracked here so a stop waits for it.
+        let driving = {
+            let driver = driver.clone();
+            async move { drive(&driver, workflow, run, halt).await }
+        };
+        match crate::workflow::budget::executor() {
+            Some(executor) => {
+                if let Err(e) = executor.spawn(driving).await {
+                    tracing::error!(run = %id, "the run's driver failed: {e}");
+                }
+            }
+            None => driving.await,
+        }
         if let Some(lease) = lease {
             lease.abort();
         }
@@ -356,7 +378,7 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
         run.created,
         &run.input,
         steps,
-        halt,
+        crate::workflow::budget::Budget::new(state.runs.limits, halt.clone()),
     );
     let ended = match engine {
         Ok(engine) => engine.run().await,
@@ -364,8 +386,16 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
     };
     let result = match ended {
         // Cancelled (already recorded), or the host stops: it resumes at
-        // the next start.
-        Err(Halt::Stopped) => return,
+        // the next start. (An expression told to stop mid-way fails, but
+        // the run was stopped, not failed.)
+        Err(Halt::Stopped) => {
+            tracing::info!("run {} stopped", run.id);
+            return;
+        }
+        Err(Halt::Failed(_)) if halt.is_cancelled() => {
+            tracing::info!("run {} stopped", run.id);
+            return;
+        }
         Ok(output) => Ok(output),
         Err(Halt::Failed(problem)) => Err(problem),
     };
@@ -532,6 +562,18 @@ impl Host for StepHost {
                 let (outcome, record) = api::refuse(&state, &tool, &args, &caller, error).await?;
                 return Ok(end_of(&outcome, &record));
             }
+            // A step is a call the agent made through the workflow: it
+            // spends the caller's rate like a call of its own, so a loop of
+            // calls is no way around the token's rate.
+            if state.auth.named(&token).is_some_and(|p| !p.admit()) {
+                let error = CallError::ResourceExhausted {
+                    message: format!(
+                        "token {token:?} is over its request rate (a workflow's steps count against its caller's rate)"
+                    ),
+                };
+                let (outcome, record) = api::refuse(&state, &tool, &args, &caller, error).await?;
+                return Ok(end_of(&outcome, &record));
+            }
             if let Some(approval) = api::hold(&state, &token, &tool, &args, &caller).await? {
                 return Ok(CallEnd::Held {
                     approval: approval.id.clone(),
@@ -661,6 +703,9 @@ pub fn problem_of(status: u16, body: &Value) -> Problem {
     let error = &body["error"];
     let kind = error["kind"].as_str().unwrap_or("internal");
     let (kind, detail) = match kind {
+        // At the status the REST answer has (504, `CallError::Timeout`): a
+        // tool's time limit is 504 everywhere; 408 is a task's or the
+        // workflow's own `timeout` (the DSL's).
         "timeout" => (kinds::TIMEOUT.to_string(), None),
         "denied" => (kinds::AUTHORIZATION.to_string(), None),
         "invalid_input" => (kinds::VALIDATION.to_string(), None),

@@ -208,6 +208,9 @@ pub mod kinds {
     pub const EXPRESSION: &str = "https://serverlessworkflow.io/spec/1.0.0/errors/expression";
     pub const AUTHORIZATION: &str = "https://serverlessworkflow.io/spec/1.0.0/errors/authorization";
     pub const RUNTIME: &str = "https://serverlessworkflow.io/spec/1.0.0/errors/runtime";
+    /// A run's expressions spent their budget (422: the same run would
+    /// again); no `catch` handles it.
+    pub const BUDGET: &str = "toolhost:errors/workflow-budget";
     /// `toolhost:errors/<kind>` for a tool's failure of that kind.
     pub const TOOL_PREFIX: &str = "toolhost:errors/";
 }
@@ -230,7 +233,12 @@ impl Problem {
     }
 
     pub fn expression(e: &ExprError) -> Problem {
-        Problem::new(kinds::EXPRESSION, 400, "an expression failed").detail(e.to_string())
+        match e {
+            ExprError::Budget { .. } => {
+                Problem::new(kinds::BUDGET, 422, "the run is over its budget").detail(e.to_string())
+            }
+            _ => Problem::new(kinds::EXPRESSION, 400, "an expression failed").detail(e.to_string()),
+        }
     }
 
     /// Whether it has every property of `with`, as JSON.
@@ -250,7 +258,9 @@ impl Definition {
             ));
         }
         let doc: Value = serde_norway::from_str(text).map_err(|e| error("", format!("not YAML or JSON: {e}")))?;
-        Reader::default().definition(&doc)
+        // jaq's parser recurses once per nesting level: on a thread whose
+        // stack is known to be deep enough for what the shape bounds let in.
+        super::budget::on_large_stack(|| Reader::default().definition(&doc)).map_err(|e| error("", e))?
     }
 
     /// The description agents see.

@@ -14,7 +14,7 @@
 //! record, where the journal is stored) is the [`Host`]'s.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -23,8 +23,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::Budget;
 use super::definition::{kinds, Backoff, Definition, Flow, Kind, Problem, Retry, Task};
-use super::expr::ExprError;
+use super::expr::{to_val, ExprError, Vars};
 use crate::storage::runs::{Step, StepKind, StepState};
 
 /// Most task transitions in one run (a `then:` loop that never ends stops here).
@@ -94,12 +95,17 @@ pub struct Engine<'a> {
     definition: &'a Definition,
     host: &'a dyn Host,
     run: String,
-    /// `$workflow`: id, definition, input, startedAt.
-    workflow: Value,
+    /// `$workflow`: id, definition, input, startedAt (as jq's value, read
+    /// once: an expression's variables are shared, never copied per task).
+    workflow: jaq_json::Val,
     /// `$input`: the workflow's input after `input.from`.
     input: Value,
-    /// `$context`: what tasks exported.
-    context: Mutex<Value>,
+    /// The same, as jq's value.
+    input_jq: jaq_json::Val,
+    /// `$context`: what tasks exported, as jq's value.
+    context: Mutex<jaq_json::Val>,
+    /// What the run's expressions may still spend.
+    budget: Arc<Budget>,
     journal: Mutex<Journal>,
     transitions: std::sync::atomic::AtomicU32,
     halt: CancellationToken,
@@ -160,8 +166,9 @@ impl<'a> Engine<'a> {
         started: u64,
         raw_input: &Value,
         steps: Vec<Step>,
-        halt: CancellationToken,
+        budget: Arc<Budget>,
     ) -> Result<Engine<'a>, Problem> {
+        let halt = budget.halt().clone();
         let workflow = json!({
             "id": run,
             "definition": {
@@ -172,13 +179,16 @@ impl<'a> Engine<'a> {
             "input": raw_input,
             "startedAt": started,
         });
+        let jq = |v: &Value| to_val(v).map_err(|e| Problem::new(kinds::RUNTIME, 500, "cannot read a value").detail(e));
         let mut engine = Engine {
             definition,
             host,
             run: run.to_string(),
-            workflow,
+            workflow: jq(&workflow)?,
             input: raw_input.clone(),
-            context: Mutex::new(json!({})),
+            input_jq: jq(raw_input)?,
+            context: Mutex::new(jq(&json!({}))?),
+            budget,
             journal: Mutex::new(Journal {
                 next: steps.iter().map(|s| s.seq + 1).max().unwrap_or(0),
                 by_key: steps.into_iter().map(|s| (s.key.clone(), s)).collect(),
@@ -189,6 +199,7 @@ impl<'a> Engine<'a> {
         if let Some(from) = &definition.input_from {
             let vars = engine.vars(&Frame::default(), &Value::Null, None);
             engine.input = from.eval(raw_input, &vars).map_err(|e| expression(&e, "/input/from"))?;
+            engine.input_jq = jq(&engine.input)?;
         }
         Ok(engine)
     }
@@ -214,7 +225,7 @@ impl<'a> Engine<'a> {
 
     /// The variables' values, in the order `definition::Scope` declares
     /// them: the base ones, then the frame's.
-    fn vars(&self, frame: &Frame, task_input: &Value, task: Option<(&Task, &str)>) -> Vec<Value> {
+    fn vars(&self, frame: &Frame, task_input: &Value, task: Option<(&Task, &str)>) -> Vars {
         let context = self.context.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let task = match task {
             Some((t, idempotency_key)) => json!({
@@ -225,8 +236,14 @@ impl<'a> Engine<'a> {
             }),
             None => Value::Null,
         };
-        let mut vars = vec![context, self.input.clone(), task, self.workflow.clone()];
-        vars.extend(frame.vars.iter().map(|(_, v)| v.clone()));
+        let jq = |v: &Value| to_val(v).unwrap_or_default();
+        let mut vars = Vars::new(
+            vec![context, self.input_jq.clone(), jq(&task), self.workflow.clone()],
+            self.budget.clone(),
+        );
+        for (_, v) in &frame.vars {
+            vars.push(jq(v));
+        }
         vars
     }
 
@@ -240,9 +257,15 @@ impl<'a> Engine<'a> {
             let mut data = input;
             let mut i = 0;
             while let Some(task) = tasks.get(i) {
+                // A run that only computes never reaches a call or a timer:
+                // it stops here too, between two tasks.
+                if self.halt.is_cancelled() {
+                    return Err(Halt::Stopped);
+                }
                 let n = self.transitions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n >= MAX_TRANSITIONS {
-                    return Err(Problem::new(kinds::RUNTIME, 500, "too many task transitions")
+                    // A bound of the run's budget: the same run would end here again.
+                    return Err(Problem::new(kinds::BUDGET, 422, "too many task transitions")
                         .detail(format!("more than {MAX_TRANSITIONS}: does a `then:` loop never end?"))
                         .into());
                 }
@@ -300,6 +323,15 @@ impl<'a> Engine<'a> {
         };
         if let Some(export) = &task.export_as {
             let exported = export.eval(&output, &vars(&output)).map_err(|e| at(e, "export/as"))?;
+            let exported = to_val(&exported).map_err(|e| {
+                at(
+                    ExprError::Output {
+                        expr: "export/as".into(),
+                        message: e,
+                    },
+                    "export/as",
+                )
+            })?;
             *self.context.lock().unwrap_or_else(|p| p.into_inner()) = exported;
         }
         Ok((output, flow.unwrap_or_else(|| task.then.clone())))
@@ -394,7 +426,10 @@ impl<'a> Engine<'a> {
                         }
                         let problem = match self.list(body, input.clone(), inner).await {
                             Ok(done) => return Ok(ended(done)),
-                            Err(Halt::Failed(p)) => p,
+                            // A spent budget is the run's, not the task's: no
+                            // `catch` can spend it again.
+                            Err(Halt::Failed(p)) if p.kind != kinds::BUDGET => p,
+                            Err(Halt::Failed(p)) => return Err(Halt::Failed(p)),
                             Err(Halt::Stopped) => return Err(Halt::Stopped),
                         };
                         let caught = frame.with(&catch.variable, serde_json::to_value(&problem).unwrap_or_default());

@@ -7,6 +7,7 @@
 //! its `[plugins.NAME]` table), whatever the calling agent's token allows:
 //! an agent allowed `late-parcel` need not be allowed `coupon.issue-voucher`.
 
+pub mod budget;
 pub mod definition;
 pub mod engine;
 pub mod expr;

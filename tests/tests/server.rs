@@ -611,3 +611,46 @@ async fn shutdown_lets_calls_in_flight_finish() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap()["result"], 200);
 }
+
+/// Failed bearer checks are counted and logged (at a bounded rate, with
+/// where they came from), and one source's repeated failures are slowed
+/// (429 once its small budget is spent) while a valid token from the same
+/// source passes all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_bearer_checks_are_counted_logged_and_slowed_per_source_never_a_valid_token() {
+    let server = ServerProcess::start(&config(), &["echo"]);
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let (status, body) = get_json(&server, &format!("guess-{i:04}-0123456789abcdef"), "/v1/tools").await;
+        if status == 429 {
+            assert_eq!(body["error"]["kind"], "too_many_failures", "{body}");
+        }
+        statuses.push(status.as_u16());
+        // The valid token from the same address is never slowed.
+        assert_eq!(get_json(&server, AGENT_TOKEN, "/v1/tools").await.0, 200, "after {i} failures");
+    }
+    let refused = statuses.iter().filter(|&&s| s == 401).count();
+    assert!((20..24).contains(&refused), "401 for the budget, then 429: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let r = client()
+        .get(server.url("/v1/tools"))
+        .bearer_auth("guess-last")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&retry), "{retry}");
+
+    let metrics = get_text(&server, ADMIN_TOKEN, "/metrics").await;
+    let unknown = metrics
+        .lines()
+        .find(|l| l.starts_with("toolhost_bearer_failures_total{reason=\"Unknown\"}"))
+        .unwrap_or_else(|| panic!("no bearer failures counted:\n{metrics}"));
+    let counted: u64 = unknown.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(counted, 41, "{unknown}");
+    let log = server.log();
+    let logged = log.lines().filter(|l| l.contains("bearer check failed")).count();
+    assert!((1..=10).contains(&logged), "{logged} lines for 41 failures");
+    assert!(log.contains("source=127.0.0.1"), "the source is named");
+}

@@ -225,7 +225,7 @@ impl Config {
         let config: Config = crate::policy::parse_toml(text, origin)?;
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
-        ApprovalPolicy::new(config.approvals.clone())?;
+        ApprovalPolicy::accept(config.approvals.clone())?;
         // A source's name is the folder it is pulled into, and the plugin
         // it must hold.
         for name in config.sources.keys() {

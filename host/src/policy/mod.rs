@@ -9,6 +9,7 @@
 //! plugin's grant (the file or the API), and what a grant leaves unset.
 
 pub mod approvals;
+pub mod condition;
 pub mod grants;
 
 use std::collections::{BTreeMap, HashMap};

@@ -281,12 +281,12 @@ impl Checker {
                 }
             }
         }
-        if let Err(e) = ApprovalPolicy::new(config.approvals.clone()) {
+        if let Err(e) = ApprovalPolicy::accept(config.approvals.clone()) {
             let place = self.header_place("[approvals");
             self.push(
                 Severity::Error,
                 place,
-                format!("{e}; serve refuses rules that do not compile"),
+                format!("{e}; serve refuses rules that do not compile or exceed a bound"),
             );
         }
         for name in config.sources.keys() {

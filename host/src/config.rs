@@ -262,7 +262,7 @@ impl Config {
         let config: Config = crate::policy::parse_toml(text, origin)?;
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
-        ApprovalPolicy::new(config.approvals.clone())?;
+        ApprovalPolicy::accept(config.approvals.clone())?;
         crate::server::connections::Limits::check(&config.server).map_err(|message| PolicyError::Parse {
             path: origin.to_string(),
             message: format!("[server] {message}"),

@@ -626,3 +626,117 @@ async fn a_webhook_that_hangs_holds_a_bounded_number_of_deliveries() {
     let dropped = server.log().matches("this one is dropped").count();
     assert_eq!(dropped, 40, "{dropped} deliveries dropped");
 }
+
+/// `1 + 1 + ... > 0` with `terms` terms, for the calls it holds (POSTs):
+/// `&&` over it and the method is 2 levels, the chain `terms` deep.
+fn summing_rule(terms: usize) -> Value {
+    let sum = vec!["1"; terms].join(" + ");
+    json!({ "rules": [{
+        "name": "sum",
+        "tools": ["netprobe.fetch"],
+        "when": format!("args.method == 'POST' && {sum} > 0"),
+    }]})
+}
+
+async fn health(server: &ServerProcess) -> u16 {
+    client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn put_rules(server: &ServerProcess, rules: &Value) -> (u16, Value) {
+    let r = client()
+        .put(server.url("/v1/approvals/rules"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(rules)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A condition is bounded in size and depth where it is given: the
+/// 3,000-term rule that overflowed a worker's stack (on the next matching
+/// call, and after every restart) is refused with the bound named; a rule
+/// at the depth bound is taken and judges calls; the host serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_condition_over_its_size_or_depth_bound_is_refused_and_one_at_the_bound_works() {
+    use toolhost::policy::condition::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH};
+    let (upstream, effects) = counting_upstream().await;
+    let server = ServerProcess::start(&netprobe_grant(upstream), &["netprobe"]);
+
+    let (status, body) = put_rules(&server, &summing_rule(3000)).await;
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (422, &json!("invalid_rules")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"sum\"") && message.contains(&format!("bound of {MAX_CONDITION_BYTES} bytes")),
+        "{message}"
+    );
+    assert!(message.len() < 512, "the refusal quotes {} bytes", message.len());
+
+    // Within the size bound, one level too deep.
+    let (status, body) = put_rules(&server, &summing_rule(MAX_CONDITION_DEPTH - 1)).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("bound of {MAX_CONDITION_DEPTH} levels")),
+        "{message}"
+    );
+
+    // At the bound: taken, and it judges each call.
+    let (status, body) = put_rules(&server, &summing_rule(MAX_CONDITION_DEPTH - 2)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, held) = call(&server, AGENT_TOKEN, &fetch("POST", upstream, "/effect"), "deep", None).await;
+    assert_eq!((status, &held["approval"]["rule"]), (202, &json!("sum")), "{held}");
+    let (status, body) = call(&server, AGENT_TOKEN, &fetch("GET", upstream, "/ok"), "deep", None).await;
+    assert_eq!((status, &body["result"]), (200, &json!(200)), "{body}");
+    assert_eq!(effects.load(Ordering::SeqCst), 0, "the held POST did not run");
+    assert_eq!(health(&server).await, 200);
+}
+
+/// A rule stored before the bounds existed (written into the store as an
+/// older version would have) does not kill the host at start nor on the
+/// calls it matches: it is not evaluated, the log says why, and the calls
+/// it would judge are held for a person.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_condition_over_its_bound_holds_the_calls_it_would_judge() {
+    let (upstream, effects) = counting_upstream().await;
+    let mut server = ServerProcess::start(&netprobe_grant(upstream), &["netprobe"]);
+    assert_eq!(health(&server).await, 200);
+    // Stopped (cleanly or not: the store is opened and written below).
+    server.stop();
+    {
+        let storage = toolhost::storage::Storage::open(&server.dir.path().join("data").join("db")).unwrap();
+        let rules: toolhost::policy::approvals::ApprovalConfig = serde_json::from_value(summing_rule(3000)).unwrap();
+        storage.operator().set_approval_rules(&rules).await.unwrap();
+        storage.flush().await.unwrap();
+    }
+    server.start_again();
+
+    for method in ["GET", "POST"] {
+        let (status, held) = call(&server, AGENT_TOKEN, &fetch(method, upstream, "/x"), "old", None).await;
+        assert_eq!((status, &held["approval"]["rule"]), (202, &json!("sum")), "{held}");
+        let detail = held["approval"]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("bound of 4096 bytes"), "{held}");
+    }
+    assert_eq!(effects.load(Ordering::SeqCst), 0);
+    assert_eq!(health(&server).await, 200);
+    let log = server.log();
+    assert!(
+        log.contains("approval rule \"sum\" is not used") && log.contains("4096"),
+        "{log}"
+    );
+    // Replacing the rules through the API puts things right.
+    let (status, body) = put_rules(&server, &summing_rule(3)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(&server, AGENT_TOKEN, &fetch("GET", upstream, "/ok"), "old", None).await;
+    assert_eq!(status, 200);
+}

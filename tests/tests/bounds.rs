@@ -136,8 +136,10 @@ async fn an_instance_cannot_hold_more_than_its_share_of_host_resources() {
     assert_eq!(status, 200, "a thousand are fine: {body}");
     assert_eq!(body["result"], 1000);
 
+    // 507, not 429: the same call fails the same way on every retry.
     let (status, body) = invoke(&server, AGENT_TOKEN, "membomb.handles", json!({ "count": 1_000_000 })).await;
-    assert_eq!(status, 429, "{body}");
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["reason"], "host_resources", "{body}");
     assert_eq!(body["error"]["kind"], "resource_exhausted", "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("4096 host resources"), "{message}");
@@ -297,4 +299,73 @@ async fn guest_stdout_and_stderr_reach_the_host_log_within_the_call_budget() {
     assert_eq!(flood.len(), 256, "lines of the flooding call");
     let longest = flood.iter().map(|l| l.len()).max().unwrap_or(0);
     assert!(longest < 2048 + 200, "a line of {longest} bytes");
+}
+
+/// Bytes of the files under `dir`.
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A refused call's arguments are neither echoed nor stored whole: 50 calls
+/// with a 900 KiB key name (each a 422) added 222 MB to the data folder.
+/// Now the error quotes a bounded excerpt, the audit record keeps the
+/// arguments' digest and a prefix, and the folder grows by records, not
+/// by arguments.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_refused_argument_is_neither_echoed_nor_stored_whole() {
+    let server = ServerProcess::start("", &["echo"]);
+    echo_check(&server, AGENT_TOKEN).await;
+    let data = server.dir.path().join("data");
+    let before = folder_bytes(&data);
+    const CALLS: u64 = 20;
+    const KEY: usize = 900 * 1024;
+    let mut args = serde_json::Map::new();
+    args.insert("k".repeat(KEY), json!(1));
+    let args = Value::Object(args);
+    for _ in 0..CALLS {
+        let r = client()
+            .post(server.url("/v1/tools/echo.check/invoke"))
+            .bearer_auth(AGENT_TOKEN)
+            .json(&args)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let body = r.text().await.unwrap();
+        assert!(body.len() < 2048, "an error of {} bytes", body.len());
+        assert!(body.contains("unknown argument"), "{body}");
+    }
+
+    let (_, page) = get_json(
+        &server,
+        ADMIN_TOKEN,
+        "/v1/audit?tool=echo.check&outcome=invalid_input&limit=1",
+    )
+    .await;
+    let record = &page["records"][0];
+    let kept = &record["arguments"];
+    assert_eq!(kept["truncated"], true, "{kept}");
+    assert_eq!(kept["digest"], record["arguments_digest"]);
+    assert!(kept["bytes"].as_u64().unwrap() > KEY as u64, "{kept}");
+    assert!(kept["prefix"].as_str().unwrap().starts_with("{\"kkk"), "{kept}");
+    let size = record.to_string().len();
+    assert!(size < 8 * 1024, "a record of {size} bytes");
+
+    // Each call stored whole was ~2 KEY (arguments and error); bounded, the
+    // 20 records take well under one argument's size.
+    let grown = folder_bytes(&data).saturating_sub(before);
+    assert!(
+        grown < KEY as u64,
+        "the data folder grew by {grown} bytes in {CALLS} calls"
+    );
 }

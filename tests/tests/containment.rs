@@ -43,7 +43,7 @@ async fn a_memory_bomb_hits_the_grant_and_the_host_serves_on() {
     runtime.plugins().load_bundle(&guest("membomb")).await.unwrap();
 
     match err(&runtime, "membomb.hold", json!({ "megabytes": 64 })).await {
-        CallError::ResourceExhausted { message } => {
+        CallError::ResourceExhausted { message, .. } => {
             assert!(message.contains("16 MiB memory grant"), "{message}")
         }
         other => panic!("expected resource_exhausted, got {other:?}"),
@@ -261,7 +261,7 @@ async fn an_oversized_result_is_refused() {
     // 400 kB on the wire, four times that as JSON: refused from its size
     // alone, before any of its JSON is built (hence "more than").
     match err(&runtime, "echo.bytes", json!({ "count": 400_000 })).await {
-        CallError::ResourceExhausted { message } => {
+        CallError::ResourceExhausted { message, .. } => {
             assert!(message.contains("more than 1048576"), "{message}")
         }
         other => panic!("{other:?}"),
@@ -292,7 +292,9 @@ async fn the_concurrency_cap_turns_calls_away_quickly_instead_of_queueing() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     match runtime.invoke("netprobe.fetch", &args).await.result {
-        Err(CallError::ResourceExhausted { message }) => assert!(message.contains("1 calls in flight"), "{message}"),
+        Err(CallError::ResourceExhausted { message, .. }) => {
+            assert!(message.contains("1 calls in flight"), "{message}")
+        }
         other => panic!("the second call should be turned away, got {other:?}"),
     }
     assert!(

@@ -273,3 +273,104 @@ async fn a_secret_whose_variable_is_unset_is_warned_about_at_start() {
     let shown = grants(&server, "secret-thief").await;
     assert!(warnings(&shown).contains(VARIABLE), "{shown}");
 }
+
+/// Grants no operator means: no memory, a pin that is not a SHA-256, limits
+/// beyond any sane maximum.
+fn absurd_grants() -> Vec<(Value, &'static str)> {
+    vec![
+        (json!({ "memory-mb": 0 }), "memory-mb"),
+        (json!({ "memory-mb": 1_000_000 }), "memory-mb"),
+        (json!({ "digest": "zz" }), "digest"),
+        (json!({ "digest": "g".repeat(64) }), "digest"),
+        (json!({ "digest": "ab".repeat(31) }), "digest"),
+        (json!({ "timeout-ms": 0 }), "timeout-ms"),
+        (json!({ "timeout-ms": 1_000_000_000u64 }), "timeout-ms"),
+        (json!({ "max-concurrency": 0 }), "max-concurrency"),
+        (json!({ "max-concurrency": 1_000_000 }), "max-concurrency"),
+        (json!({ "kv-quota-bytes": 1u64 << 50 }), "kv-quota-bytes"),
+        (json!({ "reuse-instances": 0 }), "reuse-instances"),
+    ]
+}
+
+/// `memory-mb: 0`, `digest: "zz"` and absurd limits were taken into a
+/// grant; now each is a 422 naming its field through PUT and PATCH, and
+/// nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_without_memory_with_a_bad_pin_or_absurd_limits_is_refused_through_the_api() {
+    let server = ServerProcess::start("", &["echo"]);
+    let path = "/v1/plugins/echo/grants";
+    for (grant, field) in absurd_grants() {
+        let (status, body) = put_grant(&server, "echo", &grant).await;
+        assert_eq!(
+            (status, &body["error"]["kind"]),
+            (422, &json!("invalid_input")),
+            "{grant}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")), "{grant}: {message}");
+        let (status, body) = patch(&server, path, &grant).await;
+        assert_eq!(status, 422, "{grant}: {body}");
+    }
+    let now = grants(&server, "echo").await;
+    assert_eq!((&now["source"], &now["api"]), (&json!("file"), &Value::Null), "{now}");
+    assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);
+    // At the maxima, taken.
+    let (status, body) = put_grant(
+        &server,
+        "echo",
+        &json!({ "memory-mb": 4096, "timeout-ms": 600_000, "max-concurrency": 1024, "kv-quota-bytes": 0 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The same grants in `toolhost.toml` stop `serve` and are errors of
+/// `toolhost check`, each naming its field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_without_memory_with_a_bad_pin_or_absurd_limits_is_refused_from_the_file() {
+    for (grant, field) in absurd_grants() {
+        let (key, value) = grant.as_object().unwrap().iter().next().unwrap();
+        let dir = Scratch::new("absurd-grant");
+        std::fs::write(
+            dir.path().join("toolhost.toml"),
+            format!("[plugins.echo]\n{key} = {value}\n"),
+        )
+        .unwrap();
+        for args in [
+            &["serve", "--listen", "127.0.0.1:0"][..],
+            &["check", "--config", "toolhost.toml"],
+        ] {
+            let (out, said) = run_to_exit(dir.path(), args);
+            assert!(!out.success(), "{args:?} {key} = {value}: {said}");
+            assert!(said.contains(&format!("`{field}`")), "{args:?} {key} = {value}: {said}");
+        }
+    }
+}
+
+/// Run the binary with `args` in `dir` until it exits (killed after a
+/// minute: a `serve` that took the file would run on); its status and all
+/// it wrote.
+fn run_to_exit(dir: &std::path::Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(toolhost_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TOOLHOST_CONFIG")
+        .env_remove("TOOLHOST_DATA_DIR")
+        .env_remove("TOOLHOST_PLUGINS_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, said)
+}

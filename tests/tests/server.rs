@@ -143,9 +143,11 @@ async fn agents_list_and_call_tools_with_typed_errors() {
         (status, body["error"]["kind"].as_str()),
         (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
     );
+    // Over the output bound: 507, not 429 (a retry gets the same result).
     let (status, body) = invoke(&server, AGENT_TOKEN, "echo.blob", json!({ "bytes": 2_000_000 })).await;
-    assert_eq!(status, 429);
+    assert_eq!(status, 507);
     assert_eq!(body["error"]["kind"], "resource_exhausted");
+    assert_eq!(body["error"]["reason"], "output");
     // A connector's typed not-found is a 404.
     let (status, body) = invoke(
         &server,

@@ -41,8 +41,9 @@ pub enum CallError {
         #[serde(skip_serializing_if = "Option::is_none")]
         waiting_on: Option<PendingRequest>,
     },
+    /// No room for the call: `reason` says whether a retry can succeed.
     #[error("resource exhausted: {message}")]
-    ResourceExhausted { message: String },
+    ResourceExhausted { reason: Exhausted, message: String },
     /// The connector returned its typed error (`toolhost:connector/types.error`).
     #[error("the connector reported an error: {error}")]
     PluginError { error: Value },
@@ -64,6 +65,36 @@ pub enum CallError {
     /// A workflow's run was cancelled.
     #[error("cancelled: {message}")]
     Cancelled { message: String },
+}
+
+/// What a call ran out of. Only [`Exhausted::Busy`] and [`Exhausted::Rate`]
+/// pass: the others fail the same way on every retry of the same call,
+/// until the operator changes the grant (or, for storage, the disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exhausted {
+    /// Every slot is taken (the plugin's concurrency, the host's
+    /// instances) or the plugin is being unloaded: a moment later there
+    /// may be room.
+    Busy,
+    /// The caller's token is over its request rate (a workflow's step spends
+    /// its caller's rate): a moment later it has room.
+    Rate,
+    /// The connector needed more memory than its grant.
+    Memory,
+    /// The result was larger than the grant's output bound.
+    Output,
+    /// The connector held more host resources at once than the host allows.
+    HostResources,
+    /// What the connector stored could not be made durable.
+    Storage,
+}
+
+impl Exhausted {
+    /// Whether the same call may succeed if retried in a moment.
+    pub fn passes(self) -> bool {
+        matches!(self, Exhausted::Busy | Exhausted::Rate)
+    }
 }
 
 impl CallError {
@@ -144,6 +175,7 @@ pub async fn invoke(
         // call, whatever its outcome.
         if let Err(e) = kv.flush().await {
             result = Err(CallError::ResourceExhausted {
+                reason: Exhausted::Storage,
                 message: format!("storage flush failed: {e}"),
             });
         }
@@ -233,12 +265,14 @@ async fn call(
     let _slot = tokio::time::timeout(QUEUE_WAIT, plugin.slots.clone().acquire_owned())
         .await
         .map_err(|_| CallError::ResourceExhausted {
+            reason: Exhausted::Busy,
             message: format!(
                 "{} already has {} calls in flight",
                 plugin.manifest.name, grant.max_concurrency
             ),
         })?
         .map_err(|_| CallError::ResourceExhausted {
+            reason: Exhausted::Busy,
             message: format!("{} is unloading", plugin.manifest.name),
         })?;
 
@@ -313,6 +347,7 @@ async fn call(
 /// (escapes and floats can make it longer) without writing it out.
 fn capped_json(v: &Val, cap: usize) -> Result<Value, CallError> {
     let over = |size: String| CallError::ResourceExhausted {
+        reason: Exhausted::Output,
         message: format!("result of {size} bytes is over the {cap}-byte output limit"),
     };
     if values::json_len_at_least(v, cap) > cap {
@@ -361,6 +396,7 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
     }
     if store.data().limiter.denied {
         return CallError::ResourceExhausted {
+            reason: Exhausted::Memory,
             message: format!(
                 "the connector ran out of its {} MiB memory grant",
                 memory / (1024 * 1024)
@@ -369,6 +405,7 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
     }
     if let Some(wasmtime::component::ResourceTableError::Full) = e.downcast_ref() {
         return CallError::ResourceExhausted {
+            reason: Exhausted::HostResources,
             message: format!(
                 "the connector holds more than {} host resources at once",
                 crate::capabilities::MAX_RESOURCES
@@ -378,6 +415,7 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
     let full = format!("{e:#}");
     if full.contains("maximum concurrent") || full.contains("pooling allocator") {
         return CallError::ResourceExhausted {
+            reason: Exhausted::Busy,
             message: "the host has no free instance slot; retry shortly".into(),
         };
     }

@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 use wasmtime::component::types::{ComponentFunc, Type};
 use wasmtime::component::Val;
 
+use crate::capabilities::truncated;
+
 /// An argument that does not fit the tool's schema.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("{field}: {message}")]
@@ -19,6 +21,22 @@ pub struct ArgError {
     pub message: String,
 }
 
+/// Most of a field's path an error names, and most of its message: both
+/// may quote the input (an unknown key, a string not among an enum's
+/// names), and an error goes back to the caller and into the audit trail.
+/// A 900 KiB key name was echoed whole, twice, in each refusal.
+pub const MAX_FIELD_BYTES: usize = 256;
+pub const MAX_MESSAGE_BYTES: usize = 512;
+
+impl ArgError {
+    fn new(field: String, message: String) -> ArgError {
+        ArgError {
+            field: truncated(field, MAX_FIELD_BYTES),
+            message: truncated(message, MAX_MESSAGE_BYTES),
+        }
+    }
+}
+
 /// Convert the arguments object of a call into the function's parameters.
 pub fn args_from_json(func: &ComponentFunc, args: &Value) -> Result<Vec<Val>, ArgError> {
     let empty = Map::new();
@@ -26,19 +44,19 @@ pub fn args_from_json(func: &ComponentFunc, args: &Value) -> Result<Vec<Val>, Ar
         Value::Object(map) => map,
         Value::Null => &empty,
         other => {
-            return Err(ArgError {
-                field: "(arguments)".into(),
-                message: format!("expected an object of named arguments, got {}", kind(other)),
-            })
+            return Err(ArgError::new(
+                "(arguments)".into(),
+                format!("expected an object of named arguments, got {}", kind(other)),
+            ))
         }
     };
     let params: Vec<(&str, Type)> = func.params().collect();
     if let Some(unknown) = object.keys().find(|k| !params.iter().any(|(name, _)| name == k)) {
         let known: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
-        return Err(ArgError {
-            field: unknown.clone(),
-            message: format!("unknown argument; the tool takes {}", list_or_none(&known)),
-        });
+        return Err(ArgError::new(
+            unknown.clone(),
+            format!("unknown argument; the tool takes {}", list_or_none(&known)),
+        ));
     }
     let mut path = Vec::new();
     params
@@ -49,10 +67,7 @@ pub fn args_from_json(func: &ComponentFunc, args: &Value) -> Result<Vec<Val>, Ar
             match object.get(*name) {
                 Some(v) => from_json(ty, v, &mut path),
                 None if matches!(ty, Type::Option(_)) => Ok(Val::Option(None)),
-                None => Err(ArgError {
-                    field: name.to_string(),
-                    message: "required argument is missing".into(),
-                }),
+                None => Err(ArgError::new(name.to_string(), "required argument is missing".into())),
             }
         })
         .collect()
@@ -85,10 +100,7 @@ fn error(path: &[String], message: impl Into<String>) -> ArgError {
         }
         field.push_str(seg);
     }
-    ArgError {
-        field,
-        message: message.into(),
-    }
+    ArgError::new(field, message.into())
 }
 
 fn expected(path: &[String], what: &str, got: &Value) -> ArgError {

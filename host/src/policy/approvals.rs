@@ -22,6 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::plugins::manifest::Risk;
+use crate::policy::condition::{self, ConditionError};
 use crate::storage::idempotency::arguments_digest;
 
 /// How long an approval waits for a decision when neither the rule nor
@@ -33,6 +34,9 @@ pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
 pub const HIGH_RISK_RULE: &str = "(risk = high)";
 /// Rules one policy may have.
 pub const MAX_RULES: usize = 256;
+/// Most of a failed evaluation's message kept for the reviewer (a value
+/// the condition gave may be as long as the arguments).
+const DETAIL_BYTES: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
@@ -196,7 +200,8 @@ pub enum ApprovalSummary {
 
 struct Rule {
     config: RuleConfig,
-    condition: Option<cel::Program>,
+    /// The compiled `when`, or why it is not used.
+    condition: Option<Result<cel::Program, ConditionError>>,
 }
 
 /// The rules, checked and compiled.
@@ -213,81 +218,61 @@ impl std::fmt::Debug for ApprovalPolicy {
 }
 
 impl ApprovalPolicy {
-    /// Check every rule and compile its condition.
+    /// The rules in force: those just checked with [`ApprovalPolicy::accept`],
+    /// or those found in the store at start or set by another node. A
+    /// stored condition this version refuses (over a bound an older
+    /// version did not have, say) does not stop the host: it is logged,
+    /// not evaluated, and the calls it would judge are held, as for a
+    /// condition that cannot be evaluated.
     pub fn new(config: ApprovalConfig) -> Result<ApprovalPolicy, RuleError> {
-        let env = Arc::new(cel::Env::stdlib());
-        let general = |message: String| RuleError::Invalid {
-            rule: "[approvals]".into(),
-            message,
-        };
-        if config.expiry_secs == 0 || config.expiry_secs > MAX_EXPIRY_SECS {
-            return Err(general(format!("expiry-secs must be 1 to {MAX_EXPIRY_SECS}")));
+        let policy = ApprovalPolicy::build(config)?;
+        for (rule, e) in policy.refused() {
+            tracing::error!(
+                rule = %rule,
+                "approval rule {rule:?} is not used: {e}; the calls it would judge are held for review until the rules are replaced"
+            );
         }
-        if config.rules.len() > MAX_RULES {
-            return Err(general(format!("at most {MAX_RULES} rules")));
-        }
-        if let Some(hook) = &config.webhook {
-            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
-                return Err(general("webhook url must be http:// or https://".into()));
-            }
-            if hook.attempts == 0 {
-                return Err(general("webhook attempts must be at least 1".into()));
-            }
-        }
-        let mut rules = Vec::with_capacity(config.rules.len());
-        for (i, rule) in config.rules.iter().enumerate() {
-            let bad = |message: String| RuleError::Invalid {
-                rule: rule.name.clone(),
-                message,
-            };
-            if rule.name.trim().is_empty() || rule.name.len() > 128 {
-                return Err(RuleError::Invalid {
-                    rule: format!("#{}", i + 1),
-                    message: "every rule needs a name of 1 to 128 characters".into(),
-                });
-            }
-            if config.rules[..i].iter().any(|r| r.name == rule.name) {
-                return Err(bad("another rule has the same name".into()));
-            }
-            if rule.tools.is_empty() {
-                return Err(bad("`tools` names no tool (use \"*\" for all)".into()));
-            }
-            for pattern in &rule.tools {
-                check_pattern(pattern).map_err(&bad)?;
-            }
-            if rule.hold.is_some() && (rule.when.is_some() || rule.sample.is_some()) {
-                return Err(bad(
-                    "`hold` decides alone: give either `hold`, or `when` and/or `sample`".into(),
-                ));
-            }
-            if rule.hold.is_none() && rule.when.is_none() && rule.sample.is_none() {
-                return Err(bad("give `hold`, `when` or `sample`".into()));
-            }
-            if let Some(rate) = rule.sample {
-                if !(0.0..=1.0).contains(&rate) {
-                    return Err(bad(format!("sample must be between 0 and 1, not {rate}")));
-                }
-            }
-            if !(1..=2).contains(&rule.approvers) {
-                return Err(bad("approvers must be 1 or 2".into()));
-            }
-            if let Some(secs) = rule.expiry_secs {
-                if secs == 0 || secs > MAX_EXPIRY_SECS {
-                    return Err(bad(format!("expiry-secs must be 1 to {MAX_EXPIRY_SECS}")));
-                }
-            }
-            let condition = match &rule.when {
-                Some(source) => Some(
-                    env.compile(source)
-                        .map_err(|e| bad(format!("condition `{source}` does not parse: {e}")))?,
-                ),
-                None => None,
-            };
-            rules.push(Rule {
-                config: rule.clone(),
-                condition,
+        Ok(policy)
+    }
+
+    /// Rules given now (the file, `PUT /v1/approvals/rules`, `toolhost
+    /// check`): every rule checked and its condition compiled, a condition
+    /// over its size or depth bound refused with the bound named.
+    pub fn accept(config: ApprovalConfig) -> Result<ApprovalPolicy, RuleError> {
+        let policy = ApprovalPolicy::build(config)?;
+        if let Some((rule, e)) = policy.refused().next() {
+            return Err(RuleError::Invalid {
+                rule: rule.to_string(),
+                message: e.to_string(),
             });
         }
+        Ok(policy)
+    }
+
+    /// The rules whose condition is not used, and why.
+    fn refused(&self) -> impl Iterator<Item = (&str, &ConditionError)> + '_ {
+        self.rules.iter().filter_map(|r| match &r.condition {
+            Some(Err(e)) => Some((r.config.name.as_str(), e)),
+            _ => None,
+        })
+    }
+
+    fn build(config: ApprovalConfig) -> Result<ApprovalPolicy, RuleError> {
+        let env = Arc::new(cel::Env::stdlib());
+        check_general(&config)?;
+        for (i, rule) in config.rules.iter().enumerate() {
+            check_rule(i, rule, &config.rules[..i])?;
+        }
+        let sources: Vec<&str> = config.rules.iter().filter_map(|r| r.when.as_deref()).collect();
+        let mut compiled = condition::compile_all(&env, &sources).into_iter();
+        let rules = config
+            .rules
+            .iter()
+            .map(|rule| Rule {
+                config: rule.clone(),
+                condition: rule.when.as_ref().and_then(|_| compiled.next()),
+            })
+            .collect();
         Ok(ApprovalPolicy { config, rules, env })
     }
 
@@ -302,7 +287,27 @@ impl ApprovalPolicy {
     }
 
     /// Whether this call must wait for a person, and under which rule.
+    /// Conditions are evaluated on a thread with a known, large stack
+    /// ([`condition::EVALUATION_STACK_BYTES`]), never on the caller's.
     pub fn check(&self, call: &CallFacts<'_>) -> Option<Held> {
+        let conditional = self.rules_for(call.tool).find(|r| matches!(r.condition, Some(Ok(_))));
+        let Some(first) = conditional else {
+            return self.judge(call);
+        };
+        let judged = condition::on_own_stack("cel-evaluation", condition::EVALUATION_STACK_BYTES, || self.judge(call));
+        judged.unwrap_or_else(|| {
+            Some(Held {
+                rule: first.config.name.clone(),
+                reason: HoldReason::ConditionFailed,
+                detail: Some("no thread to evaluate the condition on".into()),
+                approvers: first.config.approvers,
+                expiry_secs: first.config.expiry_secs.unwrap_or(self.config.expiry_secs),
+            })
+        })
+    }
+
+    /// [`ApprovalPolicy::check`], on the thread it is called on.
+    fn judge(&self, call: &CallFacts<'_>) -> Option<Held> {
         let mut named = false;
         let mut context = None;
         for rule in self.rules_for(call.tool) {
@@ -322,9 +327,10 @@ impl ApprovalPolicy {
                 None => {}
             }
             if let Some(condition) = &rule.condition {
-                let verdict = match context.get_or_insert_with(|| self.context(call)) {
-                    Ok(context) => Self::evaluate(condition, context),
-                    Err(e) => Err(e.clone()),
+                let verdict = match (condition, context.get_or_insert_with(|| self.context(call))) {
+                    (Ok(condition), Ok(context)) => Self::evaluate(condition, context),
+                    (Err(refused), _) => Err(refused.to_string()),
+                    (_, Err(e)) => Err(e.clone()),
                 };
                 match verdict {
                     Ok(true) => return held(HoldReason::Condition, None),
@@ -365,11 +371,14 @@ impl ApprovalPolicy {
         Ok(context)
     }
 
+    /// The condition's verdict, or why there is none (cut: a value the
+    /// condition gave, or a key it missed, may be as long as the arguments).
     fn evaluate(condition: &cel::Program, context: &cel::Context<'_, '_>) -> Result<bool, String> {
+        let failed = |message: String| Err(crate::capabilities::truncated(message, DETAIL_BYTES));
         match condition.execute(context) {
             Ok(cel::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => failed(format!("the condition gave {other:?}, not true or false")),
+            Err(e) => failed(e.to_string()),
         }
     }
 
@@ -401,6 +410,75 @@ impl ApprovalPolicy {
         }
         may
     }
+}
+
+/// `[approvals]`'s own settings.
+fn check_general(config: &ApprovalConfig) -> Result<(), RuleError> {
+    let general = |message: String| RuleError::Invalid {
+        rule: "[approvals]".into(),
+        message,
+    };
+    if config.expiry_secs == 0 || config.expiry_secs > MAX_EXPIRY_SECS {
+        return Err(general(format!("expiry-secs must be 1 to {MAX_EXPIRY_SECS}")));
+    }
+    if config.rules.len() > MAX_RULES {
+        return Err(general(format!("at most {MAX_RULES} rules")));
+    }
+    if let Some(hook) = &config.webhook {
+        if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+            return Err(general("webhook url must be http:// or https://".into()));
+        }
+        if hook.attempts == 0 {
+            return Err(general("webhook attempts must be at least 1".into()));
+        }
+    }
+    Ok(())
+}
+
+/// One rule, the `i`th, with the rules before it (its condition is
+/// compiled apart).
+fn check_rule(i: usize, rule: &RuleConfig, before: &[RuleConfig]) -> Result<(), RuleError> {
+    let bad = |message: String| RuleError::Invalid {
+        rule: rule.name.clone(),
+        message,
+    };
+    if rule.name.trim().is_empty() || rule.name.len() > 128 {
+        return Err(RuleError::Invalid {
+            rule: format!("#{}", i + 1),
+            message: "every rule needs a name of 1 to 128 characters".into(),
+        });
+    }
+    if before.iter().any(|r| r.name == rule.name) {
+        return Err(bad("another rule has the same name".into()));
+    }
+    if rule.tools.is_empty() {
+        return Err(bad("`tools` names no tool (use \"*\" for all)".into()));
+    }
+    for pattern in &rule.tools {
+        check_pattern(pattern).map_err(&bad)?;
+    }
+    if rule.hold.is_some() && (rule.when.is_some() || rule.sample.is_some()) {
+        return Err(bad(
+            "`hold` decides alone: give either `hold`, or `when` and/or `sample`".into(),
+        ));
+    }
+    if rule.hold.is_none() && rule.when.is_none() && rule.sample.is_none() {
+        return Err(bad("give `hold`, `when` or `sample`".into()));
+    }
+    if let Some(rate) = rule.sample {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(bad(format!("sample must be between 0 and 1, not {rate}")));
+        }
+    }
+    if !(1..=2).contains(&rule.approvers) {
+        return Err(bad("approvers must be 1 or 2".into()));
+    }
+    if let Some(secs) = rule.expiry_secs {
+        if secs == 0 || secs > MAX_EXPIRY_SECS {
+            return Err(bad(format!("expiry-secs must be 1 to {MAX_EXPIRY_SECS}")));
+        }
+    }
+    Ok(())
 }
 
 fn check_pattern(pattern: &str) -> Result<(), String> {
@@ -450,7 +528,7 @@ mod tests {
 
     fn policy(toml_text: &str) -> Result<ApprovalPolicy, RuleError> {
         let config: ApprovalConfig = toml::from_str(toml_text).expect("toml");
-        ApprovalPolicy::new(config)
+        ApprovalPolicy::accept(config)
     }
 
     fn facts<'a>(tool: &'a str, risk: Risk, args: &'a Value) -> CallFacts<'a> {
@@ -542,6 +620,35 @@ mod tests {
         let p =
             policy("[[rules]]\nname = \"r\"\ntools = [\"*\"]\nwhen = \"session_calls > 2 && risk == 'read'\"").unwrap();
         assert!(p.check(&facts("a.b", Risk::Read, &json!({}))).is_some());
+    }
+
+    #[test]
+    fn a_condition_over_a_bound_is_refused_when_given_and_holds_when_stored() {
+        let long = format!("{} > 0", vec!["args.n"; 3000].join(" + "));
+        let config = ApprovalConfig {
+            rules: vec![RuleConfig {
+                name: "generated".into(),
+                tools: vec!["*".into()],
+                hold: None,
+                when: Some(long),
+                sample: None,
+                approvers: 1,
+                expiry_secs: None,
+            }],
+            ..ApprovalConfig::default()
+        };
+        let e = ApprovalPolicy::accept(config.clone()).unwrap_err().to_string();
+        assert!(e.contains("\"generated\"") && e.contains("bound of 4096 bytes"), "{e}");
+        // Found in the store (an older version took it): not evaluated,
+        // and what it would judge waits for a person.
+        let stored = ApprovalPolicy::new(config).unwrap();
+        let held = stored.check(&facts("a.b", Risk::Read, &json!({ "n": 1 }))).unwrap();
+        assert_eq!(
+            (held.rule.as_str(), held.reason),
+            ("generated", HoldReason::ConditionFailed)
+        );
+        assert!(held.detail.unwrap().contains("4096"));
+        assert_eq!(stored.summary("a.b", Risk::Read), ApprovalSummary::Conditional);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! plugin's grant (the file or the API), and what a grant leaves unset.
 
 pub mod approvals;
+pub mod condition;
 pub mod grants;
 
 use std::collections::{BTreeMap, HashMap};
@@ -495,6 +496,7 @@ impl PluginPolicy {
     }
 
     fn check(&self) -> Result<(), (String, String)> {
+        self.check_limits()?;
         for (name, source) in &self.secrets {
             if let SecretSource::Kept { .. } = source {
                 return Err((
@@ -530,6 +532,46 @@ impl PluginPolicy {
             }
         }
         Ok(())
+    }
+}
+
+/// The most a grant may give one plugin: beyond these a number is a
+/// mistake (a unit slip, a stray digit), not a wish, and is refused rather
+/// than clamped. Memory and time are the manifest's own maxima.
+pub const MAX_GRANT_KV_QUOTA_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+pub const MAX_GRANT_CONCURRENCY: u32 = 1024;
+pub const MAX_GRANT_REUSE_INSTANCES: u32 = 10_000;
+
+impl PluginPolicy {
+    /// The pin and the numbers of a grant: a pin is a SHA-256 in hex; a
+    /// limit is at least 1 (a kv quota may be 0: no storage) and at most
+    /// its maximum.
+    fn check_limits(&self) -> Result<(), (String, String)> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            field: &str,
+            value: Option<T>,
+            min: T,
+            max: T,
+        ) -> Result<(), (String, String)> {
+            match value {
+                Some(v) if v < min || v > max => Err((field.into(), format!("must be {min} to {max}, not {v}"))),
+                _ => Ok(()),
+            }
+        }
+        if let Some(digest) = &self.digest {
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                let shown = crate::capabilities::truncated(digest.clone(), 80);
+                return Err((
+                    "digest".into(),
+                    format!("{shown:?} is not a SHA-256 digest (64 hex digits)"),
+                ));
+            }
+        }
+        within("memory-mb", self.memory_mb, 1, manifest::MAX_MEMORY_MB)?;
+        within("timeout-ms", self.timeout_ms, 1, manifest::MAX_TIMEOUT_MS)?;
+        within("max-concurrency", self.max_concurrency, 1, MAX_GRANT_CONCURRENCY)?;
+        within("kv-quota-bytes", self.kv_quota_bytes, 0, MAX_GRANT_KV_QUOTA_BYTES)?;
+        within("reuse-instances", self.reuse_instances, 1, MAX_GRANT_REUSE_INSTANCES)
     }
 }
 

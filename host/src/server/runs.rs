@@ -567,6 +567,7 @@ impl Host for StepHost {
             // calls is no way around the token's rate.
             if state.auth.named(&token).is_some_and(|p| !p.admit()) {
                 let error = CallError::ResourceExhausted {
+                    reason: crate::call::invoke::Exhausted::Rate,
                     message: format!(
                         "token {token:?} is over its request rate (a workflow's steps count against its caller's rate)"
                     ),

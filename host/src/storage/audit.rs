@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::call::invoke::{CallError, CallOutcome};
-use crate::capabilities::{Denial, Echo, EffectGate, OutboundRecord};
+use crate::capabilities::{truncated, Denial, Echo, EffectGate, OutboundRecord};
 use crate::storage::idempotency::arguments_digest;
 use async_trait::async_trait;
 
@@ -20,6 +20,15 @@ use crate::storage::{Storage, StorageError};
 
 /// Most records one query returns.
 pub const MAX_PAGE: usize = 1000;
+/// Arguments longer than this (as JSON) are kept as their digest and a
+/// prefix ([`bounded_arguments`]): a refused call's 900 KiB key name was
+/// stored whole, 50 such calls adding 222 MB to the data folder.
+pub const MAX_RECORDED_ARGUMENTS_BYTES: usize = 16 * 1024;
+/// The start of arguments over the bound, kept as a hint of what they were.
+const ARGUMENTS_PREFIX_BYTES: usize = 1024;
+/// An error (a connector's typed error may be as long as its output
+/// grant), a reason or an outbound request's path longer than this is cut.
+const MAX_RECORDED_TEXT_BYTES: usize = 4096;
 
 /// What one call did, as the operator reads it afterwards.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -453,7 +462,7 @@ impl OpenRecord {
             let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
             let (kind, error) = match &outcome.result {
                 Ok(_) => (Outcome::Ok, None),
-                Err(e) => (Outcome::from(e), Some(serde_json::to_value(e).unwrap_or(Value::Null))),
+                Err(e) => (Outcome::from(e), Some(bounded_error(e))),
             };
             record.tool = outcome.tool.clone();
             record.plugin_version = outcome.plugin_version.clone();
@@ -464,7 +473,7 @@ impl OpenRecord {
             record.duration_us = outcome.timings.total_us;
             record.instantiate_us = outcome.timings.instantiate_us;
             record.execute_us = outcome.timings.execute_us;
-            record.outbound = outcome.journal.outbound.clone();
+            record.outbound = outcome.journal.outbound.iter().map(bounded_outbound).collect();
             record.denials = outcome.journal.denials.clone();
             record.denials_total = outcome.journal.denials_total();
             record.secret_echoes = outcome.journal.echoes.clone();
@@ -730,8 +739,9 @@ impl AuditLog {
         record.token = caller.token.clone();
         record.session = caller.session.clone();
         record.idempotency_key = caller.idempotency_key.clone();
-        record.arguments = redact(arguments, secret_fields);
-        record.arguments_digest = Some(arguments_digest(arguments));
+        let digest = arguments_digest(arguments);
+        record.arguments = bounded_arguments(redact(arguments, secret_fields), &digest);
+        record.arguments_digest = Some(digest);
         record.approval = caller.approval.clone();
         record.run = caller.run.clone();
         record.step = caller.step.clone();
@@ -828,11 +838,14 @@ impl AuditLog {
         record.session = event.session.map(str::to_string);
         record.plugin_version = event.plugin_version.map(str::to_string);
         record.plugin_digest = event.plugin_digest.map(str::to_string);
-        record.arguments = event.arguments.clone();
+        record.arguments = match event.arguments_digest {
+            Some(digest) => bounded_arguments(event.arguments.clone(), digest),
+            None => bounded_arguments(event.arguments.clone(), &arguments_digest(&event.arguments)),
+        };
         record.arguments_digest = event.arguments_digest.map(str::to_string);
         record.outcome = event.outcome;
         record.approval = Some(event.approval.to_string());
-        record.reason = Some(event.reason.clone());
+        record.reason = Some(truncated(event.reason.clone(), MAX_RECORDED_TEXT_BYTES));
         record.run = event.run.map(str::to_string);
         record.step = event.step.map(str::to_string);
         if let Some((before, after)) = &event.change {
@@ -885,6 +898,55 @@ fn parse_time(field: &'static str, s: &str) -> Result<u64, AuditError> {
             field,
             message: format!("{s:?} is neither RFC 3339 nor Unix seconds"),
         })
+}
+
+/// `arguments` (redacted) as a record keeps them: whole up to
+/// [`MAX_RECORDED_ARGUMENTS_BYTES`] of JSON; beyond, a marker with their
+/// digest (`digest`, of the arguments as given, as `arguments_digest`), the
+/// start of their JSON, and its length.
+pub fn bounded_arguments(arguments: Value, digest: &str) -> Value {
+    let text = match serde_json::to_string(&arguments) {
+        Ok(text) if text.len() > MAX_RECORDED_ARGUMENTS_BYTES => text,
+        _ => return arguments,
+    };
+    let bytes = text.len();
+    serde_json::json!({
+        "truncated": true,
+        "digest": digest,
+        "prefix": truncated(text, ARGUMENTS_PREFIX_BYTES),
+        "bytes": bytes,
+    })
+}
+
+/// A failed call's error as its record keeps it: whole when short; else
+/// its kind, the start of its JSON, and its length.
+fn bounded_error(e: &CallError) -> Value {
+    let error = serde_json::to_value(e).unwrap_or(Value::Null);
+    let text = error.to_string();
+    let bytes = text.len();
+    if bytes <= MAX_RECORDED_TEXT_BYTES {
+        return error;
+    }
+    serde_json::json!({
+        "kind": e.kind(),
+        "truncated": true,
+        "prefix": truncated(text, MAX_RECORDED_TEXT_BYTES),
+        "bytes": bytes,
+    })
+}
+
+/// An outbound request as its record keeps it: path and error cut (the
+/// connector chose them).
+fn bounded_outbound(request: &OutboundRecord) -> OutboundRecord {
+    let cut = |text: &str| truncated(text.to_string(), MAX_RECORDED_TEXT_BYTES);
+    OutboundRecord {
+        method: request.method.clone(),
+        origin: request.origin.clone(),
+        path: cut(&request.path),
+        status: request.status,
+        error: request.error.as_deref().map(cut),
+        micros: request.micros,
+    }
 }
 
 /// Field names whose values never go into the audit trail.

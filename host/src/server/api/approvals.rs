@@ -23,7 +23,7 @@ use super::error::ErrorBody;
 use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::config::Role;
-use crate::policy::approvals::ApprovalConfig;
+use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy};
 use crate::server::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
 use crate::storage::approvals::{ApprovalState, Verdict};
 use crate::storage::audit::Action;
@@ -331,7 +331,16 @@ pub async fn set_rules(
     let Json(rules) =
         body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", e.body_text()))?;
     let before = serde_json::to_value(state.approvals.rules()).unwrap_or_default();
-    match state.approvals.set_rules(rules).await {
+    // Held to the bounds of rules given now (the store's are only used).
+    let checked = ApprovalPolicy::accept(ApprovalConfig {
+        webhook: None,
+        ..rules.clone()
+    });
+    let set = match checked {
+        Ok(_) => state.approvals.set_rules(rules).await,
+        Err(e) => Err(SetRulesError::Invalid(e)),
+    };
+    match set {
         Ok(rules) => {
             let after = serde_json::to_value(&rules).unwrap_or_default();
             let actor = super::admin::Actor::api(&admin.name);

@@ -77,7 +77,10 @@ impl ApiError {
             CallError::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             CallError::Denied { .. } => StatusCode::FORBIDDEN,
             CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            CallError::ResourceExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // No room now (429, with Retry-After), or more than the grant
+            // allows, which a retry does not change (507).
+            CallError::ResourceExhausted { reason, .. } if reason.passes() => StatusCode::TOO_MANY_REQUESTS,
+            CallError::ResourceExhausted { .. } => StatusCode::INSUFFICIENT_STORAGE,
             CallError::PluginFault { .. } | CallError::Interrupted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             CallError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CallError::PluginError { error } => plugin_error_status(error),
@@ -115,7 +118,7 @@ pub fn call_error_body(e: &CallError) -> Value {
 /// connector's `rate-limited(N)` after the N seconds its upstream asked for.
 fn retry_after(e: &CallError) -> Option<u64> {
     match e {
-        CallError::ResourceExhausted { .. } => Some(1),
+        CallError::ResourceExhausted { reason, .. } if reason.passes() => Some(1),
         CallError::PluginError { error } => error.get("rate-limited").and_then(Value::as_u64),
         _ => None,
     }

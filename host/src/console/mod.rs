@@ -59,6 +59,7 @@ pub fn router() -> Router<Shared> {
         )
         .route("/console/approvals", get(approvals::page))
         .route("/console/approvals/queue", get(approvals::queue))
+        .route("/console/approvals/queue/{id}", get(approvals::item))
         .route("/console/approvals/stream", get(approvals::stream))
         .route("/console/approvals/{id}/decide", post(approvals::decide))
         .route("/console/audit", get(audit::page))

@@ -76,6 +76,15 @@ pub struct Server {
     pub warm_idle_secs: u64,
     /// MCP sessions open at once; a new one beyond is turned away (503).
     pub max_mcp_sessions: usize,
+    /// MCP sessions one token may have open at once; its next `initialize`
+    /// is turned away (429), never another token's.
+    pub max_mcp_sessions_per_principal: usize,
+    /// Console sessions one token may have at once; signing in past it ends
+    /// that token's oldest session.
+    pub max_console_sessions_per_principal: usize,
+    /// Calls of one token waiting for a reviewer at once; a call the rules
+    /// would hold beyond it is turned away (429) until a reviewer decides.
+    pub max_pending_approvals_per_principal: usize,
     /// Seconds an MCP session may go without a request before it is closed.
     pub mcp_idle_secs: u64,
     /// `Host` values `/mcp` accepts (`name` or `name:port`), against DNS
@@ -156,6 +165,9 @@ impl Default for Server {
             max_warm_instances: 0,
             warm_idle_secs: 30,
             max_mcp_sessions: 1024,
+            max_mcp_sessions_per_principal: 64,
+            max_console_sessions_per_principal: 16,
+            max_pending_approvals_per_principal: 100,
             mcp_idle_secs: 300,
             mcp_allowed_hosts: Vec::new(),
             mcp_allowed_origins: Vec::new(),

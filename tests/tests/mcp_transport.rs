@@ -301,7 +301,7 @@ async fn a_plain_tool_call_is_answered_as_json_and_checked_like_any_request() {
         assert_eq!(got, status, "{headers:?}");
     }
     let (got, _) = call_in_session(&server, &session, &[], |b| b["jsonrpc"] = json!("1.0")).await;
-    assert_eq!(got, 415, "not JSON-RPC 2.0");
+    assert_eq!(got, 400, "not JSON-RPC 2.0: a JSON-RPC error, not a media-type refusal");
 
     // A progress token is the one `_meta` a plain call may carry. What the
     // shortcut does not take, rmcp still answers: a call with other
@@ -327,4 +327,45 @@ async fn a_plain_tool_call_is_answered_as_json_and_checked_like_any_request() {
     let answered = 6 + usize::from(judged.0 == 200);
     let (_, audit) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
     assert_eq!(audit["records"].as_array().unwrap().len(), answered, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_is_not_one_json_rpc_message_is_a_400_with_a_json_rpc_error_at_any_depth() {
+    // rmcp answers any body it cannot read as a message 415, as if the
+    // media type were wrong; the host answers 400 with a JSON-RPC error,
+    // with a session and without, and a 50,000-deep `params` is refused
+    // the same way (serde_json stops at 128 levels) while the host serves on.
+    let server = ServerProcess::start("", &["echo"]);
+    let session = mcp_open(&server).await.expect("a session");
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}{}}}"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#.to_string();
+    for (what, body, code) in [
+        ("a batch", batch, -32600),
+        ("not JSON", "{\"jsonrpc\": \"2.0\", ".to_string(), -32700),
+        ("50,000 deep", deep, -32600),
+    ] {
+        for session in [None, Some(session.as_str())] {
+            let mut request = client()
+                .post(server.url("/mcp"))
+                .bearer_auth(AGENT_TOKEN)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(body.clone());
+            if let Some(session) = session {
+                request = request.header("mcp-session-id", session);
+            }
+            let answer = request.send().await.expect("the server answers");
+            assert_eq!(answer.status(), 400, "{what}, session {session:?}");
+            let error: Value = answer.json().await.expect("a JSON-RPC error");
+            assert_eq!(error["jsonrpc"], "2.0", "{error}");
+            assert_eq!(error["id"], Value::Null, "{error}");
+            assert_eq!(error["error"]["code"], code, "{what}: {error}");
+        }
+    }
+    let (status, _) = echo_check(&server, AGENT_TOKEN).await;
+    assert_eq!(status, 200, "the host still serves");
 }

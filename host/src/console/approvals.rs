@@ -1,13 +1,16 @@
 //! The approval queue: each held call with its arguments (secret fields
 //! redacted), the rule that held it and why, and a reason box with approve
-//! and reject. The page follows the approvals' event stream, so a call held
-//! or decided elsewhere appears or leaves without a reload.
+//! and reject, [`PAGE`] calls to a page, oldest first, with a link to the
+//! next. The page follows the approvals' event stream item by item: a call
+//! held, changed or decided elsewhere is fetched alone
+//! (`/console/approvals/queue/{id}`) or removed, so no event makes a
+//! browser read the whole queue again.
 
 use std::convert::Infallible;
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
@@ -18,8 +21,8 @@ use super::session::{Right, Viewer};
 use super::{done, pretty, render, time_ms, Nav, Refusal, Section};
 use crate::server::api::approvals::decide_and_carry_out;
 use crate::server::api::{ApiError, Shared};
-use crate::server::approvals::ApprovalError;
-use crate::storage::approvals::{Approval, Verdict};
+use crate::server::approvals::{ApprovalError, Notice};
+use crate::storage::approvals::{Approval, ApprovalState, Verdict};
 use crate::storage::audit::redact;
 
 impl From<ApprovalError> for Refusal {
@@ -86,11 +89,28 @@ impl HeldCall {
     }
 }
 
+/// Held calls on one page of the queue: enough to decide from, few enough
+/// that a page stays small whatever waits (5,000 calls held at once made
+/// a 7.3 MB page before it was paged).
+pub const PAGE: usize = 50;
+
+/// One page of the queue, as the page and its script show it.
+pub struct QueuePage {
+    pub calls: Vec<HeldCall>,
+    /// The page's `after`, if it is not the first.
+    pub after: Option<String>,
+    /// The next page's `after`, if more wait.
+    pub next: Option<String>,
+    /// How many wait in all.
+    pub total: usize,
+    pub size: usize,
+}
+
 #[derive(Template)]
 #[template(path = "console/approvals.html")]
 struct ApprovalsPage {
     nav: Nav,
-    queue: Vec<HeldCall>,
+    queue: QueuePage,
     recent: Vec<HeldCall>,
 }
 
@@ -98,17 +118,42 @@ struct ApprovalsPage {
 #[template(path = "console/approval_queue.html")]
 struct QueueFragment {
     nav: Nav,
-    queue: Vec<HeldCall>,
+    queue: QueuePage,
+}
+
+#[derive(Template)]
+#[template(path = "console/approval_item.html")]
+struct ItemFragment {
+    nav: Nav,
+    a: HeldCall,
 }
 
 /// How many decided calls the page lists under the queue.
 const RECENT: usize = 20;
 
-async fn queue_of(state: &Shared) -> Result<Vec<HeldCall>, Refusal> {
-    Ok(state.approvals.pending().await?.iter().map(HeldCall::of).collect())
+/// Which page of the queue: the held calls after this id.
+#[derive(Deserialize)]
+pub struct Paging {
+    after: Option<String>,
 }
 
-pub async fn page(viewer: Viewer, State(state): State<Shared>) -> Result<Response, Refusal> {
+async fn queue_of(state: &Shared, after: Option<String>) -> Result<QueuePage, Refusal> {
+    let found = state.approvals.pending_page(after.as_deref(), PAGE).await?;
+    let next = found.more.then(|| found.page.last().map(|a| a.id.clone())).flatten();
+    Ok(QueuePage {
+        calls: found.page.iter().map(HeldCall::of).collect(),
+        after,
+        next,
+        total: found.total,
+        size: PAGE,
+    })
+}
+
+pub async fn page(
+    viewer: Viewer,
+    State(state): State<Shared>,
+    Query(paging): Query<Paging>,
+) -> Result<Response, Refusal> {
     let recent = state
         .approvals
         .list(None, RECENT * 2)
@@ -120,33 +165,95 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>) -> Result<Respons
         .collect();
     Ok(render(&ApprovalsPage {
         nav: Nav::new(&viewer, Section::Approvals),
-        queue: queue_of(&state).await?,
+        queue: queue_of(&state, paging.after).await?,
         recent,
     }))
 }
 
-/// The queue alone, for the page's script to merge in as it changes.
-pub async fn queue(viewer: Viewer, State(state): State<Shared>) -> Result<Response, Refusal> {
+/// One page of the queue alone, for the page's script to merge in after it
+/// may have missed events (a reconnect, a lag).
+pub async fn queue(
+    viewer: Viewer,
+    State(state): State<Shared>,
+    Query(paging): Query<Paging>,
+) -> Result<Response, Refusal> {
     Ok(render(&QueueFragment {
         nav: Nav::keep_flash(&viewer, Section::Approvals),
-        queue: queue_of(&state).await?,
+        queue: queue_of(&state, paging.after).await?,
     }))
 }
 
-/// Every change to an approval as an event named after it (`held`,
-/// `approved`, ...) carrying the approval's id; `lagged` when some were
-/// missed. The page re-reads the queue on each.
+/// One held call alone, as the queue shows it, while it waits for a
+/// decision (404 once it does not), for the page's script to add or update.
+pub async fn item(viewer: Viewer, State(state): State<Shared>, Path(id): Path<String>) -> Result<Response, Refusal> {
+    let approval = state.approvals.get(&id).await?;
+    if approval.state != ApprovalState::Pending {
+        return Err(Refusal::not_found(format!("{id} no longer waits for a decision")));
+    }
+    Ok(render(&ItemFragment {
+        nav: Nav::keep_flash(&viewer, Section::Approvals),
+        a: HeldCall::of(&approval),
+    }))
+}
+
+/// What a change to an approval does to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueChange {
+    /// Held: it joins the queue's end.
+    Joined,
+    /// Still waiting, with a decision more (the first of two).
+    Changed,
+    /// Decided, expired or withdrawn: it leaves the queue.
+    Left,
+}
+
+impl QueueChange {
+    /// `None` for changes after it left (executing, done).
+    fn of(notice: &Notice) -> Option<QueueChange> {
+        let approval = &notice.approval;
+        match (notice.event, approval.state) {
+            (_, ApprovalState::Pending) if approval.decisions.is_empty() => Some(QueueChange::Joined),
+            (_, ApprovalState::Pending) => Some(QueueChange::Changed),
+            ("approved" | "rejected" | "expired", _) => Some(QueueChange::Left),
+            // Lapsed while it still waited (its run was cancelled), not
+            // after it was approved (which already took it out).
+            ("lapsed", _) => {
+                let approvals = approval
+                    .decisions
+                    .iter()
+                    .filter(|d| d.verdict == Verdict::Approve)
+                    .count();
+                (approvals < usize::from(approval.approvers)).then_some(QueueChange::Left)
+            }
+            _ => None,
+        }
+    }
+
+    fn event(self) -> &'static str {
+        match self {
+            QueueChange::Joined => "joined",
+            QueueChange::Changed => "changed",
+            QueueChange::Left => "left",
+        }
+    }
+}
+
+/// The queue's changes as events (`joined`, `changed`, `left`) carrying
+/// the approval's id; `lagged` when some were missed (the page then reads
+/// its page of the queue again).
 pub async fn stream(_: Viewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let notices = tokio_stream::wrappers::BroadcastStream::new(state.approvals.subscribe());
     let events = notices
-        .map(|notice| {
-            Ok(match notice {
-                Ok(notice) => Event::default().event(notice.event).data(notice.approval.id.clone()),
+        .filter_map(|notice| {
+            std::future::ready(match notice {
+                Ok(notice) => QueueChange::of(&notice)
+                    .map(|change| Event::default().event(change.event()).data(notice.approval.id.clone())),
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                    Event::default().event("lagged").data(n.to_string())
+                    Some(Event::default().event("lagged").data(n.to_string()))
                 }
             })
         })
+        .map(Ok)
         .take_until(state.stopping.clone().cancelled_owned());
     Sse::new(events).keep_alive(KeepAlive::default())
 }

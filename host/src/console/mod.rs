@@ -59,6 +59,7 @@ pub fn router() -> Router<Shared> {
         )
         .route("/console/approvals", get(approvals::page))
         .route("/console/approvals/queue", get(approvals::queue))
+        .route("/console/approvals/queue/{id}", get(approvals::item))
         .route("/console/approvals/stream", get(approvals::stream))
         .route("/console/approvals/{id}/decide", post(approvals::decide))
         .route("/console/audit", get(audit::page))
@@ -332,7 +333,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         [
             (header::CONTENT_TYPE, kind),
             // Asked again on each page, so an upgraded host's script never
-            // runs against another version's pages (9.6 KB together).
+            // runs against another version's pages (12.3 KB together).
             (header::CACHE_CONTROL, "no-cache"),
         ],
         body,

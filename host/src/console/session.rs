@@ -26,7 +26,9 @@ use crate::server::auth::Principal;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "toolhost_console";
-/// Sessions open at once; sign-in beyond is refused until some expire.
+/// Sessions open at once, all tokens: a backstop behind each token's share
+/// (`[server] max-console-sessions-per-principal`), reached only by more
+/// tokens than it divides by; sign-in beyond is refused until some expire.
 const MAX_SESSIONS: usize = 10_000;
 
 /// What happened to the last change, shown once on the next page.
@@ -41,6 +43,8 @@ struct Session {
     /// request, so a token removed from the configuration signs out.
     token: String,
     csrf: String,
+    /// The order it was opened in: the oldest of a token's goes first.
+    opened: u64,
     expires: Instant,
     flash: Option<Flash>,
 }
@@ -50,6 +54,10 @@ struct Session {
 pub struct Sessions {
     open: Mutex<HashMap<[u8; 32], Session>>,
     lifetime: Duration,
+    /// Sessions one token may have at once.
+    per_token: usize,
+    /// Sessions opened so far (each one's order).
+    opened: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +75,13 @@ fn key(cookie: &str) -> [u8; 32] {
 }
 
 impl Sessions {
-    pub fn new(lifetime: Duration) -> Sessions {
+    /// Sessions lasting `lifetime`, at most `per_token` of them one token's.
+    pub fn new(lifetime: Duration, per_token: usize) -> Sessions {
         Sessions {
             open: Mutex::new(HashMap::new()),
             lifetime,
+            per_token: per_token.max(1),
+            opened: Default::default(),
         }
     }
 
@@ -82,9 +93,23 @@ impl Sessions {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new session for the token named `token`; the cookie's value.
+    /// A new session for the token named `token`; the cookie's value. A
+    /// token at its share loses its own oldest sessions for it, so signing
+    /// in never fails for what another token holds, and never ends another
+    /// token's session.
     pub fn open(&self, token: &str) -> Result<String, Full> {
         let mut open = self.lock();
+        let mut own: Vec<([u8; 32], u64)> = open
+            .iter()
+            .filter(|(_, s)| s.token == token)
+            .map(|(k, s)| (*k, s.opened))
+            .collect();
+        if own.len() >= self.per_token {
+            own.sort_unstable_by_key(|(_, opened)| *opened);
+            for (k, _) in &own[..=own.len() - self.per_token] {
+                open.remove(k);
+            }
+        }
         if open.len() >= MAX_SESSIONS {
             let now = Instant::now();
             open.retain(|_, s| s.expires > now);
@@ -93,12 +118,14 @@ impl Sessions {
             }
         }
         let cookie = random_hex(32);
+        let now = Instant::now();
         open.insert(
             key(&cookie),
             Session {
                 token: token.to_string(),
                 csrf: random_hex(32),
-                expires: Instant::now() + self.lifetime,
+                opened: self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                expires: now + self.lifetime,
                 flash: None,
             },
         );
@@ -306,7 +333,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_close() {
-        let sessions = Sessions::new(Duration::from_millis(50));
+        let sessions = Sessions::new(Duration::from_millis(50), 4);
         let c = sessions.open("admin").unwrap();
         assert_eq!(sessions.find(&c).map(|(t, _)| t).as_deref(), Some("admin"));
         sessions.close(&c);
@@ -318,19 +345,30 @@ mod tests {
 
     #[test]
     fn sessions_are_bounded_and_expired_ones_make_room() {
-        let sessions = Sessions::new(Duration::from_secs(3600));
+        let sessions = Sessions::new(Duration::from_secs(3600), 1);
         let first = sessions.open("admin").unwrap();
-        for _ in 1..MAX_SESSIONS {
-            sessions.open("admin").unwrap();
+        for i in 1..MAX_SESSIONS {
+            sessions.open(&format!("token-{i}")).unwrap();
         }
-        assert!(sessions.open("admin").is_err(), "one more than the bound is refused");
+        assert!(sessions.open("another").is_err(), "one more than the bound is refused");
         assert!(sessions.find(&first).is_some(), "and nobody is signed out for it");
         // Their time comes (set here rather than slept for, so a slow
         // machine cannot make the test wrong).
         let past = Instant::now() - Duration::from_secs(1);
         sessions.lock().values_mut().for_each(|s| s.expires = past);
-        assert!(sessions.open("admin").is_ok(), "expired sessions make room");
+        assert!(sessions.open("another").is_ok(), "expired sessions make room");
         assert_eq!(sessions.lock().len(), 1);
+    }
+
+    #[test]
+    fn a_token_at_its_share_loses_its_own_oldest_session() {
+        let sessions = Sessions::new(Duration::from_secs(3600), 3);
+        let admin = sessions.open("admin").unwrap();
+        let observer: Vec<String> = (0..5).map(|_| sessions.open("observer").unwrap()).collect();
+        assert!(sessions.find(&observer[0]).is_none() && sessions.find(&observer[1]).is_none());
+        assert!(observer[2..].iter().all(|c| sessions.find(c).is_some()));
+        assert!(sessions.find(&admin).is_some(), "another token's session stays");
+        assert_eq!(sessions.lock().len(), 4);
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub enum ApprovalError {
     AlreadyApproved { token: String },
     #[error("a reason of 1 to {MAX_REASON_BYTES} bytes is required")]
     Reason,
+    #[error(
+        "token {token:?} has {max} calls waiting for a reviewer, its share; this call was not held and did not run: \
+         call again once a reviewer has decided some"
+    )]
+    TooManyPending { token: String, max: usize },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -72,6 +77,15 @@ pub struct Call<'a> {
     pub args: &'a Value,
 }
 
+/// One page of the queue (see [`Approvals::pending_page`]).
+pub struct PendingPage {
+    pub page: Vec<Approval>,
+    /// More wait after the page's last.
+    pub more: bool,
+    /// How many wait in all.
+    pub total: usize,
+}
+
 /// The plugin version that would serve a held call.
 pub struct Serving<'a> {
     pub version: &'a str,
@@ -88,7 +102,14 @@ pub struct Approvals {
     notices: broadcast::Sender<Notice>,
     /// One lock per approval being changed on this node (nodes sharing a
     /// store are kept apart by [`crate::storage::approvals::ApprovalStore::update_approval`]).
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Locks,
+    /// Calls one token may have waiting for a reviewer at once.
+    pending_share: usize,
+    /// One lock per token holding a call on this node, so that two of its
+    /// calls at once cannot both take its last place. (Nodes sharing a
+    /// store each count what the store holds; two holds at the same moment
+    /// on two nodes may pass the share by one each.)
+    holding: Locks,
     /// How often a waiter looks again when other nodes share the store.
     recheck: Option<Duration>,
     sessions: Mutex<SessionCalls>,
@@ -110,10 +131,18 @@ impl Approvals {
             metrics,
             webhook,
             notices: broadcast::channel(1024).0,
-            locks: Mutex::default(),
+            locks: Locks::default(),
+            pending_share: usize::MAX,
+            holding: Locks::default(),
             recheck,
             sessions: Mutex::default(),
         }
+    }
+
+    /// At most `share` calls of one token wait for a reviewer at once.
+    pub fn with_pending_share(mut self, share: usize) -> Approvals {
+        self.pending_share = share;
+        self
     }
 
     pub fn rules(&self) -> ApprovalConfig {
@@ -156,14 +185,52 @@ impl Approvals {
     }
 
     /// Keep a held call: its audit record and the approval are durable
-    /// before this returns, and reviewers are told.
+    /// before this returns, and reviewers are told. Refused, with nothing
+    /// kept, while the caller's token has its share of calls waiting.
     pub async fn hold(
         &self,
         call: &Call<'_>,
         held: Held,
         serving: Serving<'_>,
     ) -> Result<Arc<Approval>, ApprovalError> {
+        let lock = self.holding.get(call.token);
+        let turn = lock.lock().await;
+        let held = self.hold_within_share(call, held, serving).await;
+        drop(turn);
+        drop(lock);
+        self.holding.forget(call.token);
+        held
+    }
+
+    /// [`Self::hold`], its token's turn taken.
+    async fn hold_within_share(
+        &self,
+        call: &Call<'_>,
+        held: Held,
+        serving: Serving<'_>,
+    ) -> Result<Arc<Approval>, ApprovalError> {
         let now = now_ms();
+        if self.pending_share != usize::MAX {
+            let waiting = self
+                .storage
+                .approvals()
+                .open_approvals()
+                .await?
+                .iter()
+                .filter(|a| a.state == ApprovalState::Pending && a.expires > now && a.token == call.token)
+                .count();
+            if waiting >= self.pending_share {
+                tracing::warn!(
+                    token = call.token,
+                    tool = call.tool,
+                    "a call not held: its token has {waiting} waiting"
+                );
+                return Err(ApprovalError::TooManyPending {
+                    token: call.token.to_string(),
+                    max: self.pending_share,
+                });
+            }
+        }
         let id = format!("{now:013x}{:08x}", rand::random::<u32>());
         let digest = arguments_digest(call.args);
         let reason = match &held.detail {
@@ -626,6 +693,22 @@ impl Approvals {
         Ok(open.into_iter().filter(|a| a.state == ApprovalState::Pending).collect())
     }
 
+    /// One page of the held calls waiting for a decision, oldest first: at
+    /// most `limit` of those after id `after`, whether more follow, and how
+    /// many wait in all.
+    pub async fn pending_page(&self, after: Option<&str>, limit: usize) -> Result<PendingPage, ApprovalError> {
+        let mut pending = self.pending().await?;
+        // Ids are time-ordered: the order of the queue and of its pages.
+        pending.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let total = pending.len();
+        let mut later = pending
+            .into_iter()
+            .filter(|a| after.is_none_or(|after| a.id.as_str() > after));
+        let page: Vec<Approval> = later.by_ref().take(limit).collect();
+        let more = later.next().is_some();
+        Ok(PendingPage { page, more, total })
+    }
+
     /// Every approval, newest first.
     pub async fn list(&self, before: Option<&str>, limit: usize) -> Result<Vec<Approval>, ApprovalError> {
         Ok(self.storage.approvals().approvals(before, limit).await?)
@@ -720,16 +803,31 @@ impl Approvals {
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(id.to_string()).or_default().clone()
+        self.locks.get(id)
     }
 
     /// Forget the lock of a final approval (nothing changes it any more),
     /// unless someone is still holding or waiting for it.
     fn unlock(&self, id: &str) {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if locks.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
-            locks.remove(id);
+        self.locks.forget(id);
+    }
+}
+
+/// Async locks by name, each kept while someone holds or waits for it.
+#[derive(Default)]
+struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Locks {
+    fn get(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Forget `name`'s lock unless someone still holds or waits for it.
+    fn forget(&self, name: &str) {
+        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.get(name).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(name);
         }
     }
 }

@@ -140,6 +140,7 @@ pub async fn serve_on(
         metrics,
         mcp_sessions: api::mcp::Sessions::new(
             server.max_mcp_sessions,
+            server.max_mcp_sessions_per_principal,
             std::time::Duration::from_secs(server.mcp_idle_secs),
         ),
         approvals: approvals.clone(),
@@ -147,7 +148,10 @@ pub async fn serve_on(
             steps: server.workflow_steps,
             time: std::time::Duration::from_millis(server.workflow_eval_ms),
         }),
-        console: crate::console::Sessions::new(std::time::Duration::from_secs(server.console_session_minutes * 60)),
+        console: crate::console::Sessions::new(
+            std::time::Duration::from_secs(server.console_session_minutes * 60),
+            server.max_console_sessions_per_principal,
+        ),
         stopping: stopping.clone(),
         config_path: config.path.clone(),
         draining: Default::default(),
@@ -258,7 +262,8 @@ fn open_approvals(
         runtime.audit().clone(),
         metrics.clone(),
         webhook,
-    ))
+    )
+    .with_pending_share(config.server.max_pending_approvals_per_principal))
 }
 
 /// Expire undecided approvals as their time comes, until the host stops.

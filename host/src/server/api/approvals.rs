@@ -28,6 +28,10 @@ use crate::server::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
 use crate::storage::approvals::{ApprovalState, Verdict};
 use crate::storage::audit::Action;
 
+/// What a call refused for its token's share of held calls is told to
+/// wait: reviewers decide in minutes, not seconds.
+const PENDING_RETRY_AFTER_SECS: u64 = 60;
+
 impl From<ApprovalError> for ApiError {
     fn from(e: ApprovalError) -> ApiError {
         let (status, kind) = match &e {
@@ -36,6 +40,16 @@ impl From<ApprovalError> for ApiError {
             ApprovalError::OwnCall { .. } => (StatusCode::FORBIDDEN, "separation_of_duties"),
             ApprovalError::AlreadyApproved { .. } => (StatusCode::CONFLICT, "already_approved"),
             ApprovalError::Reason => (StatusCode::BAD_REQUEST, "bad_request"),
+            // Waiting helps: a reviewer's decision frees a place.
+            ApprovalError::TooManyPending { .. } => {
+                let mut refused = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_pending_approvals",
+                    e.to_string(),
+                );
+                refused.body["error"]["retry_after"] = Value::from(PENDING_RETRY_AFTER_SECS);
+                return refused.retry_after(PENDING_RETRY_AFTER_SECS);
+            }
             ApprovalError::Storage(_) | ApprovalError::Audit(_) => return ApiError::internal(e),
         };
         ApiError::new(status, kind, e.to_string())
@@ -118,18 +132,21 @@ pub enum Which {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `pending` (the queue, oldest first; the default) or `all` (newest
-    /// first, paged).
+    /// first); both paged.
     #[serde(default)]
     state: Which,
     /// With `state=all`: only approvals older than this id (the `next` of
     /// the previous page).
     before: Option<String>,
-    /// With `state=all`: approvals on a page, 1 to 1000 (default 100).
+    /// With `state=pending`: only held calls after this id (the `next` of
+    /// the previous page).
+    after: Option<String>,
+    /// Approvals on a page, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-/// The queue (pending, oldest first), or every approval (newest first,
-/// paged by `before`).
+/// The queue (pending, oldest first, paged by `after`), or every approval
+/// (newest first, paged by `before`).
 #[utoipa::path(
     get,
     path = "/v1/approvals",
@@ -150,14 +167,19 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let approvals = match query.state {
-        Which::Pending => state.approvals.pending().await?,
-        Which::All => state.approvals.list(query.before.as_deref(), limit).await?,
+    let (approvals, more) = match query.state {
+        Which::Pending => {
+            let found = state.approvals.pending_page(query.after.as_deref(), limit).await?;
+            (found.page, found.more)
+        }
+        Which::All => {
+            let page = state.approvals.list(query.before.as_deref(), limit).await?;
+            let full = page.len() == limit;
+            (page, full)
+        }
     };
-    let next = (matches!(query.state, Which::All) && approvals.len() == limit)
-        .then(|| approvals.last().map(|a| a.id.clone()))
-        .flatten();
-    let views: Vec<Value> = approvals.iter().take(limit).map(view).collect();
+    let next = more.then(|| approvals.last().map(|a| a.id.clone())).flatten();
+    let views: Vec<Value> = approvals.iter().map(view).collect();
     Ok(Json(json!({ "approvals": views, "next": next })))
 }
 

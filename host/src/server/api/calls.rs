@@ -119,7 +119,7 @@ pub async fn hold(
         .approvals
         .hold(&call, held, serving)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     Ok(Some(approval))
 }
 
@@ -153,7 +153,7 @@ async fn hold_run(
         .approvals
         .hold(&call, held, serving)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     Ok(Some(approval))
 }
 

@@ -12,15 +12,14 @@
 //! `io.modelcontextprotocol/tasks`) gets a task instead, whose id is the
 //! approval's, and polls `tasks/get` for the call's result.
 
+mod edge;
 mod sessions;
 mod shortcut;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
@@ -36,7 +35,7 @@ use serde_json::{json, Value};
 use super::calls::{call, detached, Answer, Called};
 use super::error::call_error_body;
 use super::tools::visible_tools;
-use super::{ApiError, Shared};
+use super::Shared;
 use crate::call::invoke::CallError;
 use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
@@ -45,6 +44,7 @@ use crate::server::auth::Principal;
 use crate::storage::approvals::{Approval, ApprovalState};
 use crate::storage::audit::Caller;
 use crate::storage::runs::{Run, RunState};
+pub use edge::limit_sessions;
 use sessions::Direct;
 pub use sessions::Sessions;
 use shortcut::{Shortcut, Taken};
@@ -154,6 +154,7 @@ pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRout
     sessions.spawn_idle_sweeper(transport.shutdown.clone());
     let server = McpServer { state, peers };
     let shortcut = Arc::new(Shortcut::new(&transport, sessions.clone(), server.clone()));
+    let max_body_bytes = transport.max_body_bytes;
     let manager = Arc::new(Direct::new(sessions, server.clone()));
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(transport.allowed_hosts)
@@ -169,7 +170,12 @@ pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRout
     axum::routing::any(move |request: Request| async move {
         match shortcut.take(request).await {
             Taken::Answered(response) => response,
-            Taken::Passed(request) => service.handle(request).await.into_response(),
+            Taken::Passed(request) => {
+                edge::answer_malformed(request, max_body_bytes, |request| async {
+                    service.handle(request).await.into_response()
+                })
+                .await
+            }
         }
     })
 }
@@ -197,71 +203,6 @@ async fn notify_changes(mut changes: tokio::sync::watch::Receiver<u64>, peers: S
             peers.open.retain(|(id, _)| !failed.contains(id));
         }
     }
-}
-
-/// Turn away a new session while the host has as many open as it allows.
-/// Only an `initialize` opens one: a request without `Mcp-Session-Id` under
-/// protocol 2026-07-28, which has no sessions, passes. `max_body_bytes`
-/// bounds what is read to tell them apart, which happens only at the cap.
-pub async fn limit_sessions(
-    State((state, max_body_bytes)): State<(Shared, usize)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let sessions = &state.mcp_sessions;
-    if request.method() != axum::http::Method::POST
-        || request.headers().contains_key("mcp-session-id")
-        || sessions.count().await < sessions.max
-    {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let body = match read_bounded(body, max_body_bytes).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    #[derive(serde::Deserialize)]
-    struct Method<'a> {
-        #[serde(borrow)]
-        method: Option<std::borrow::Cow<'a, str>>,
-    }
-    let opens_session =
-        serde_json::from_slice::<Method>(&body).is_ok_and(|m| m.method.as_deref() == Some("initialize"));
-    if opens_session {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
-            format!(
-                "this host has its limit of {} MCP sessions open; retry later",
-                sessions.max
-            ),
-        )
-        .retry_after(5)
-        .into_response();
-    }
-    next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
-}
-
-/// The whole body, at most `max` bytes; a longer one is refused with 413,
-/// one that breaks off with 400.
-async fn read_bounded(body: Body, max: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        let too_long = std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_long {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("an MCP request may be at most {max} bytes"),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("reading the request body: {e}"),
-            )
-        }
-        .into_response()
-    })
 }
 
 /// Authenticate `/mcp` like the REST API; the principal rides along in the
@@ -501,11 +442,19 @@ impl McpServer {
         // client cancels it or goes away (its effects cannot be undone);
         // only the answer is then lost.
         let tool = request.name.to_string();
-        let called = detached(&self.state, move |state| async move {
+        let called = match detached(&self.state, move |state| async move {
             call(&state, &principal, &tool, &args, &caller).await
         })
         .await
-        .map_err(|e| ErrorData::internal_error(e.body.to_string(), None))?;
+        {
+            Ok(called) => called,
+            // A refusal of the caller's (its share of held calls): a
+            // failed result the agent reads, as over REST.
+            Err(refused) if refused.status.is_client_error() => {
+                return Ok(result(refused.body["error"].clone(), true, false).into());
+            }
+            Err(e) => return Err(ErrorData::internal_error(e.body.to_string(), None)),
+        };
         let outcome = match called {
             Called::Ran(ran) => ran.0,
             // A client that takes tasks gets one; any other the fallback.

@@ -39,14 +39,29 @@ use rmcp::transport::WorkerTransport;
 use super::McpServer;
 
 /// The sessions open: rmcp's manager (which runs them), when each last had
-/// a request, and what each client said it supports; and the cap on how
-/// many may be open at once.
+/// a request, what each client said it supports, and whose each is; and the
+/// caps on how many may be open at once, in all and per principal.
 #[derive(Clone)]
 pub struct Sessions {
     manager: Arc<LocalSessionManager>,
-    open: Arc<Mutex<HashMap<SessionId, Opened>>>,
-    pub(super) max: usize,
+    book: Arc<Mutex<Book>>,
+    max: usize,
+    max_per_principal: usize,
     idle: Duration,
+}
+
+/// What the host keeps of the sessions, under one lock.
+#[derive(Default)]
+struct Book {
+    open: HashMap<SessionId, Opened>,
+    /// Per principal (token name): its sessions open plus its `initialize`
+    /// calls under way, so two at once cannot both take the last place.
+    held: HashMap<Arc<str>, usize>,
+    /// `initialize` calls under way, all principals.
+    opening: usize,
+    /// Sessions open that are nobody's yet: their `initialize` is under
+    /// way, and counted in `opening` until then, not twice.
+    unowned: usize,
 }
 
 /// What the host keeps of one session.
@@ -55,18 +70,85 @@ struct Opened {
     /// The client declared the tasks extension (SEP-2663) when it
     /// initialized: a held call is answered as a task.
     supports_tasks: bool,
+    /// The principal that opened it, once its `initialize` has answered.
+    owner: Option<Arc<str>>,
+}
+
+/// Why a new session was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("this host has its limit of {0} MCP sessions open; retry later")]
+    Host(usize),
+    #[error(
+        "this token has its share of {0} MCP sessions open; close one (DELETE /mcp) or let one go idle, then retry"
+    )]
+    Principal(usize),
+}
+
+/// A place taken for one `initialize` of one principal: kept by the
+/// session it opens ([`Claim::bind`]), given back when dropped unbound.
+pub struct Claim {
+    sessions: Sessions,
+    principal: Arc<str>,
+    bound: bool,
+}
+
+impl Claim {
+    /// The `initialize` opened session `id`: the place is that session's
+    /// until it closes.
+    pub fn bind(mut self, id: &str) {
+        self.bound = true;
+        let mut book = self.sessions.lock();
+        book.opening = book.opening.saturating_sub(1);
+        match book.open.get_mut(id) {
+            Some(opened) if opened.owner.is_none() => {
+                opened.owner = Some(self.principal.clone());
+                book.unowned = book.unowned.saturating_sub(1);
+            }
+            // Gone already (or somebody's): the place is free again.
+            _ => book.release(&self.principal),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.bound {
+            let mut book = self.sessions.lock();
+            book.opening = book.opening.saturating_sub(1);
+            book.release(&self.principal);
+        }
+    }
+}
+
+impl Book {
+    /// Sessions open or opening, all principals.
+    fn taken(&self) -> usize {
+        self.open.len() - self.unowned.min(self.open.len()) + self.opening
+    }
+
+    fn release(&mut self, principal: &Arc<str>) {
+        if let Some(held) = self.held.get_mut(principal) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(principal);
+            }
+        }
+    }
 }
 
 impl Sessions {
-    /// At most `max` sessions, each closed after `idle` without a request.
-    pub fn new(max: usize, idle: Duration) -> Sessions {
+    /// At most `max` sessions, `max_per_principal` of them one principal's,
+    /// each closed after `idle` without a request.
+    pub fn new(max: usize, max_per_principal: usize, idle: Duration) -> Sessions {
         let mut manager = LocalSessionManager::default();
         // The host closes idle sessions itself (see the module's notes).
         manager.session_config.keep_alive = None;
         Sessions {
             manager: Arc::new(manager),
-            open: Default::default(),
+            book: Default::default(),
             max,
+            max_per_principal,
             idle,
         }
     }
@@ -76,15 +158,56 @@ impl Sessions {
         self.manager.sessions.read().await.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Opened>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take a place for a new session of `principal`: refused while the
+    /// host has `max` open (or opening), or the principal its share. A
+    /// principal at its share is refused rather than losing its oldest
+    /// session: an MCP session is a live conversation (a call may be
+    /// running in it, a task waiting), and an abandoned one goes by itself
+    /// after the idle time.
+    pub fn claim(&self, principal: &str) -> Result<Claim, Refused> {
+        let mut book = self.lock();
+        if book.taken() >= self.max {
+            return Err(Refused::Host(self.max));
+        }
+        if book.held.get(principal).copied().unwrap_or(0) >= self.max_per_principal {
+            return Err(Refused::Principal(self.max_per_principal));
+        }
+        let principal: Arc<str> = match book.held.get_key_value(principal) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(principal),
+        };
+        *book.held.entry(principal.clone()).or_default() += 1;
+        book.opening += 1;
+        Ok(Claim {
+            sessions: self.clone(),
+            principal,
+            bound: false,
+        })
+    }
+
+    /// Session `id`, opened by a request the host did not take for an
+    /// `initialize`, is `principal`'s all the same (over its share if need
+    /// be: it is open already), so that no session is nobody's.
+    pub fn adopt(&self, id: &str, principal: &str) {
+        let mut book = self.lock();
+        let principal: Arc<str> = Arc::from(principal);
+        let Some(opened) = book.open.get_mut(id) else { return };
+        if opened.owner.is_none() {
+            opened.owner = Some(principal.clone());
+            *book.held.entry(principal).or_default() += 1;
+            book.unowned = book.unowned.saturating_sub(1);
+        }
     }
 
     /// A request of session `id` came in now: whether its client takes
     /// tasks, `None` for a session the host does not know.
     pub(super) fn touch(&self, id: &str) -> Option<bool> {
-        let mut open = self.lock();
-        let opened = open.get_mut(id)?;
+        let mut book = self.lock();
+        let opened = book.open.get_mut(id)?;
         opened.last_request = Instant::now();
         Some(opened.supports_tasks)
     }
@@ -104,6 +227,7 @@ impl Sessions {
                 }
                 let idle: Vec<SessionId> = sessions
                     .lock()
+                    .open
                     .iter()
                     .filter(|(_, opened)| opened.last_request.elapsed() >= sessions.idle)
                     .map(|(id, _)| id.clone())
@@ -119,7 +243,14 @@ impl Sessions {
     }
 
     async fn close(&self, id: &SessionId) -> Result<(), LocalSessionManagerError> {
-        self.lock().remove(id);
+        {
+            let mut book = self.lock();
+            match book.open.remove(id) {
+                Some(Opened { owner: Some(owner), .. }) => book.release(&owner),
+                Some(Opened { owner: None, .. }) => book.unowned = book.unowned.saturating_sub(1),
+                None => {}
+            }
+        }
         self.manager.close_session(id).await
     }
 }
@@ -178,8 +309,12 @@ impl SessionManager for Direct {
         let opened = Opened {
             last_request: Instant::now(),
             supports_tasks: false,
+            owner: None,
         };
-        self.sessions.lock().insert(id.clone(), opened);
+        let mut book = self.sessions.lock();
+        book.open.insert(id.clone(), opened);
+        book.unowned += 1;
+        drop(book);
         Ok((id, transport))
     }
 
@@ -190,7 +325,7 @@ impl SessionManager for Direct {
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
         if let ClientJsonRpcMessage::Request(request) = &message {
             if let ClientRequest::InitializeRequest(init) = &request.request {
-                if let Some(opened) = self.sessions.lock().get_mut(id) {
+                if let Some(opened) = self.sessions.lock().open.get_mut(id) {
                     opened.supports_tasks = init.params.capabilities.supports_tasks();
                 }
             }

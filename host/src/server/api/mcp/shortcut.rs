@@ -127,7 +127,7 @@ impl Shortcut {
             return Taken::Passed(request);
         }
         let (parts, body) = request.into_parts();
-        let body = match super::read_bounded(body, self.max_body_bytes).await {
+        let body = match super::edge::read_bounded(body, self.max_body_bytes).await {
             Ok(body) => body,
             Err(refused) => return Taken::Answered(refused),
         };

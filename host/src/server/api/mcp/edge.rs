@@ -1,0 +1,163 @@
+//! What `/mcp` checks at the host's edge, before rmcp: whose each new
+//! session is and whether its principal (or the host) has room for it, and
+//! a body rmcp cannot read as one JSON-RPC message, which rmcp answers
+//! `415` whatever is wrong with it (a batch, a 50,000-deep `params`, text
+//! that is not JSON): the host answers that `400` with a JSON-RPC error, as
+//! the specification asks, so a client does not retry it as a media-type
+//! mix-up.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::sessions;
+use crate::server::api::{ApiError, Shared};
+use crate::server::auth::Principal;
+
+/// Turn away a new session while the host has as many open as it allows,
+/// or its principal its share ([`Sessions::claim`]), and note whose each new
+/// session is. Only an `initialize` opens one: a request with
+/// `Mcp-Session-Id`, or without under protocol 2026-07-28 (which has no
+/// sessions), passes. `max_body_bytes` bounds what is read to tell them
+/// apart.
+pub async fn limit_sessions(
+    State((state, max_body_bytes)): State<(Shared, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST || request.headers().contains_key("mcp-session-id") {
+        return next.run(request).await;
+    }
+    let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let body = match read_bounded(body, max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let sessions = &state.mcp_sessions;
+    let claim = if opens_session(&body) {
+        match sessions.claim(&principal.name) {
+            Ok(claim) => Some(claim),
+            Err(refused) => return session_refused(refused).into_response(),
+        }
+    } else {
+        None
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let opened = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok());
+    match (opened, claim) {
+        (Some(id), Some(claim)) => claim.bind(id),
+        (Some(id), None) => sessions.adopt(id, &principal.name),
+        (None, _) => {}
+    }
+    response
+}
+
+/// Whether a request body without a session is an `initialize`.
+fn opens_session(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Method>(body).is_ok_and(|m| m.method.as_deref() == Some("initialize"))
+}
+
+/// The host's cap is 503 (the host is full, whoever asks); a principal's
+/// share 429 (this caller has its share). Both pass with time: sessions
+/// close when their clients end them or after the idle time.
+fn session_refused(refused: sessions::Refused) -> ApiError {
+    let (status, kind) = match refused {
+        sessions::Refused::Host(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions"),
+        sessions::Refused::Principal(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions_for_token"),
+    };
+    ApiError::new(status, kind, refused.to_string()).retry_after(5)
+}
+
+/// The whole body, at most `max` bytes; a longer one is refused with 413,
+/// one that breaks off with 400.
+pub(super) async fn read_bounded(body: Body, max: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let too_long = std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_long {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("an MCP request may be at most {max} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the request body: {e}"),
+            )
+        }
+        .into_response()
+    })
+}
+
+/// `rmcp` answering `request`, except that a JSON body it cannot read as a
+/// JSON-RPC message (its `415`) is answered `400` with a JSON-RPC error:
+/// `-32700` when the body is not JSON, `-32600` when it is JSON but not a
+/// message the host takes. The body is read here (at most `max_body_bytes`,
+/// as rmcp would) so that it can be judged after rmcp has refused it; a
+/// request whose `Content-Type` is not JSON keeps rmcp's `415`.
+pub async fn answer_malformed<F, Fut>(request: Request, max_body_bytes: usize, rmcp: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if request.method() != axum::http::Method::POST || !is_json(request.headers()) {
+        return rmcp(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_bounded(body, max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let response = rmcp(Request::from_parts(parts, Body::from(body.clone()))).await;
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    malformed(&body)
+}
+
+/// Whether the `Content-Type` is JSON (parameters aside), as rmcp checks it.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split_once(';').map_or(v, |(essence, _)| essence);
+            essence.trim().eq_ignore_ascii_case("application/json")
+        })
+}
+
+/// The JSON-RPC error for a body rmcp could not read as a message.
+/// (`IgnoredAny` walks the JSON without recursing, so no depth can
+/// overflow the stack here; rmcp's own parse stops at serde_json's 128.)
+fn malformed(body: &[u8]) -> Response {
+    let (code, message) = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(e) => (-32700, format!("Parse error: the body is not JSON ({e})")),
+        Ok(_) if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') => (
+            -32600,
+            "Invalid Request: a JSON-RPC batch; MCP takes one message per request".to_string(),
+        ),
+        Ok(_) => (
+            -32600,
+            "Invalid Request: not a JSON-RPC message this host takes (a request, notification or response \
+             of MCP, nested at most 128 levels deep)"
+                .to_string(),
+        ),
+    };
+    let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}

@@ -629,10 +629,17 @@ async fn failed_bearer_checks_are_counted_logged_and_slowed_per_source_never_a_v
         }
         statuses.push(status.as_u16());
         // The valid token from the same address is never slowed.
-        assert_eq!(get_json(&server, AGENT_TOKEN, "/v1/tools").await.0, 200, "after {i} failures");
+        assert_eq!(
+            get_json(&server, AGENT_TOKEN, "/v1/tools").await.0,
+            200,
+            "after {i} failures"
+        );
     }
     let refused = statuses.iter().filter(|&&s| s == 401).count();
-    assert!((20..24).contains(&refused), "401 for the budget, then 429: {statuses:?}");
+    assert!(
+        (20..24).contains(&refused),
+        "401 for the budget, then 429: {statuses:?}"
+    );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     let r = client()
         .get(server.url("/v1/tools"))

@@ -25,8 +25,8 @@ mod pool;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,7 +151,13 @@ pub(crate) async fn serve(
         // Beyond the cap and the health reserve: closed now, so the client
         // knows at once instead of waiting in the backlog.
         let Some(admitted) = pool.admit() else { continue };
-        tracker.spawn(serve_connection(stream, peer, admitted, router.clone(), closing.clone()));
+        tracker.spawn(serve_connection(
+            stream,
+            peer,
+            admitted,
+            router.clone(),
+            closing.clone(),
+        ));
     }
     drop(listener);
     closing.cancel();

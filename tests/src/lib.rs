@@ -521,6 +521,29 @@ pub async fn decide(
     (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `POST /v1/runs/{run}/cancel` as `token`: the status.
+pub async fn cancel_run(server: &ServerProcess, token: &str, run: &str) -> reqwest::StatusCode {
+    client()
+        .post(server.url(&format!("/v1/runs/{run}/cancel")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the server answers")
+        .status()
+}
+
+/// The newest workflow run's id, once there is one (within 5 s).
+pub async fn newest_run(server: &ServerProcess) -> String {
+    for _ in 0..100 {
+        let (_, runs) = get_json(server, ADMIN_TOKEN, "/v1/runs?limit=1").await;
+        if let Some(id) = runs["runs"][0]["id"].as_str() {
+            return id.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no run was started");
+}
+
 /// The approval id of a held call's 202 answer.
 pub fn held_id(body: &serde_json::Value) -> String {
     body["approval"]["id"]

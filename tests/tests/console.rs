@@ -479,8 +479,8 @@ async fn the_console_guards_its_sessions_and_every_change() {
         assert_eq!(r.headers()["location"], "/console/sign-in");
     }
 
-    // Agent and unknown tokens get no session.
-    for (token, status) in [(AGENT_TOKEN, 403), ("not-a-token-at-all-0000", 401)] {
+    // Agent and unknown tokens get no session, and the same answer.
+    for (token, status) in [(AGENT_TOKEN, 401), ("not-a-token-at-all-0000", 401)] {
         let r = http
             .post(server.url("/console/sign-in"))
             .form(&[("token", token)])

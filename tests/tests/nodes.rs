@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use toolhost_tests::postgres::Postgres;
 use toolhost_tests::{
-    client, counting_upstream, counting_upstream_slow, decide, get_json, guest, held_id, invoke, named, netprobe_grant,
-    put_grant, upload, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    cancel_run, client, counting_upstream, counting_upstream_slow, decide, get_json, guest, held_id, invoke, named,
+    netprobe_grant, put_grant, upload, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
 };
 
 /// `config` with `[storage]` pointing at `url`, as node `node`.
@@ -420,13 +420,7 @@ async fn kill_9_of_a_node_under_load_loses_no_acknowledged_write_and_its_run_fin
     // never runs.
     let cancelled = start_run(&a);
     let first = first_step_done(&b).await;
-    let cancel = client()
-        .post(b.url(&format!("/v1/runs/{first}/cancel")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancel.status(), 200);
+    assert_eq!(cancel_run(&b, ADMIN_TOKEN, &first).await, 200);
     tokio::time::sleep(Duration::from_millis(4000)).await;
     let (_, steps) = get_json(&b, ADMIN_TOKEN, &format!("/v1/audit?run={first}&tool=kv-hog.fill")).await;
     assert_eq!(steps["records"].as_array().unwrap().len(), 1, "{steps}");

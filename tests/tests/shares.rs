@@ -306,3 +306,53 @@ async fn the_console_queue_is_paged_and_followed_item_by_item() {
     let (status, _) = console_get(&server, &cookie, &format!("/console/approvals/queue/{}", ids[0])).await;
     assert_eq!(status, 404, "a decided call is no longer in the queue");
 }
+
+/// An MCP session answers only the principal that opened it: agent Y
+/// holding agent X's `Mcp-Session-Id` finds no such session, whatever it
+/// asks (a tool call, a listing, the event stream, `DELETE`), so it can
+/// neither act in X's conversation (its calls audited there, counted in
+/// X's approval rules) nor end it; X's session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_session_answers_only_the_principal_that_opened_it() {
+    let server = ServerProcess::start(&config(""), &["echo"]);
+    let x = mcp_open(&server).await.expect("X opens a session");
+    let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "echo.check", "arguments": { "ok": true, "message": "y" } } });
+    let list = json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/list" });
+    let as_y = |method: reqwest::Method| {
+        client()
+            .request(method, server.url("/mcp"))
+            .bearer_auth(AGENT_Y)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &x)
+    };
+    for (what, request) in [
+        ("a tool call", as_y(reqwest::Method::POST).json(&call)),
+        ("a listing", as_y(reqwest::Method::POST).json(&list)),
+        ("the event stream", as_y(reqwest::Method::GET)),
+        ("DELETE", as_y(reqwest::Method::DELETE)),
+    ] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 404, "{what} in X's session as Y");
+    }
+    // The same requests as an unknown session's, for comparison.
+    let unknown = client()
+        .post(server.url("/mcp"))
+        .bearer_auth(AGENT_Y)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", "no-such-session")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // X's session is untouched, and only X's call is on record.
+    let answered = mcp_post(&server, &client(), Some(&x), call).await;
+    assert_eq!(answered.status(), 200);
+    assert!(answered.text().await.unwrap().contains("\"isError\":false"));
+    let (_, page) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{page}");
+    assert_ne!(records[0]["token"], "agent-y", "{page}");
+}

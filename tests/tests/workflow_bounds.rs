@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use toolhost_tests::{client, echo_check, get_json, invoke, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{
+    cancel_run, client, echo_check, get_json, invoke, newest_run, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+};
 
 /// A workflow named `name` whose one task sets `n` to jq `expr`.
 fn computing(name: &str, expr: &str) -> String {
@@ -178,20 +180,8 @@ async fn cancelling_a_run_that_only_computes_stops_it() {
                 .await;
         }
     });
-    let run = loop {
-        let (_, runs) = get_json(&server, ADMIN_TOKEN, "/v1/runs?limit=1").await;
-        if let Some(id) = runs["runs"][0]["id"].as_str() {
-            break id.to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let r = client()
-        .post(server.url(&format!("/v1/runs/{run}/cancel")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let run = newest_run(&server).await;
+    assert_eq!(cancel_run(&server, ADMIN_TOKEN, &run).await, 200);
     let (_, shown) = get_json(&server, ADMIN_TOKEN, &format!("/v1/runs/{run}")).await;
     assert_eq!(shown["run"]["state"], "cancelled", "{shown}");
     // The expression itself stops (its driver ends), and a call is

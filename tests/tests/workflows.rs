@@ -9,7 +9,8 @@ use sample_upstreams::scenario::{toolhost_config, WORKFLOW_GRANT};
 use sample_upstreams::Fault;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    decide, get_json, invoke, reference, repo_root, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    cancel_run, decide, get_json, invoke, newest_run, reference, repo_root, Scratch, ServerProcess, ADMIN_TOKEN,
+    AGENT_TOKEN, APPROVER_TOKEN,
 };
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
@@ -362,7 +363,7 @@ async fn a_cancelled_run_withdraws_its_held_step_and_carries_out_nothing_more() 
     let run = body["run"].as_str().unwrap().to_string();
     let approval = body["waiting_on"].as_str().unwrap().to_string();
 
-    assert_eq!(cancel(&server, &run).await, 200);
+    assert_eq!(cancel_run(&server, AGENT_TOKEN, &run).await, 200);
     let (status, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{run}")).await;
     assert_eq!(status, 409, "{shown}");
     assert_eq!(shown["run"]["state"], "cancelled");
@@ -381,18 +382,7 @@ async fn a_cancelled_run_withdraws_its_held_step_and_carries_out_nothing_more() 
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(vouchers(&server, "C-1001").await.is_empty());
     // Cancelling twice is a conflict.
-    assert_eq!(cancel(&server, &run).await, 409);
-}
-
-/// `POST /v1/runs/{run}/cancel` as the agent that started it.
-async fn cancel(server: &ServerProcess, run: &str) -> reqwest::StatusCode {
-    toolhost_tests::client()
-        .post(server.url(&format!("/v1/runs/{run}/cancel")))
-        .bearer_auth(AGENT_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    assert_eq!(cancel_run(&server, AGENT_TOKEN, &run).await, 409);
 }
 
 /// The audit records of one run: how many of `tool` ended with `outcome`.
@@ -595,18 +585,6 @@ async fn kill_9_mid_run_never_issues_a_second_voucher_or_opens_a_second_case() {
     assert_eq!(issued.len(), 1, "{issued:?}");
     assert_eq!(issued[0]["code"], kept[0]["code"]);
     assert_eq!(cases_about(addr, "SO-1003").await.len(), 1);
-}
-
-/// The newest run's id.
-async fn newest_run(server: &ServerProcess) -> String {
-    for _ in 0..100 {
-        let (_, runs) = get_json(server, ADMIN_TOKEN, "/v1/runs?limit=1").await;
-        if let Some(id) = runs["runs"][0]["id"].as_str() {
-            return id.to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no run was started");
 }
 
 #[tokio::test(flavor = "multi_thread")]

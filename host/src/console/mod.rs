@@ -264,6 +264,7 @@ struct SignIn {
 /// the same words whether it is unknown or an agent's.
 async fn sign_in(
     axum::extract::State(state): axum::extract::State<Shared>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: axum::http::HeaderMap,
     form: Result<axum::Form<SignIn>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -279,15 +280,24 @@ async fn sign_in(
     let Ok(axum::Form(form)) = form else {
         return refused(StatusCode::BAD_REQUEST, "Enter a token.");
     };
-    let Some(principal) = state.auth.check(form.token.trim()) else {
-        return refused(StatusCode::UNAUTHORIZED, "That token is not known to this host.");
-    };
-    if principal.role == crate::config::Role::Agent {
+    // An agent's token and an unknown one are refused alike: the answer
+    // tells nobody which tokens exist and what they may do. Either counts
+    // as a failed check of its source, as over the API.
+    let principal = state
+        .auth
+        .check(form.token.trim())
+        .filter(|p| p.role != crate::config::Role::Agent);
+    let Some(principal) = principal else {
+        let source = peer.map(|p| p.0 .0.ip());
+        let failure = crate::server::metrics::BearerFailure::Unknown;
+        if state.bearer_failures.charge(failure, source, &state.metrics).is_some() {
+            return refused(StatusCode::TOO_MANY_REQUESTS, "Too many attempts; wait a moment.");
+        }
         return refused(
-            StatusCode::FORBIDDEN,
-            "Agent tokens cannot sign in to the console; use an admin, approver or observer token.",
+            StatusCode::UNAUTHORIZED,
+            "That token cannot sign in here; use an admin, approver or observer token.",
         );
-    }
+    };
     if !principal.admit() {
         return refused(StatusCode::TOO_MANY_REQUESTS, "Too many attempts; wait a moment.");
     }

@@ -113,6 +113,25 @@ impl BearerFailures {
     /// The refusal for `failure` from `source` (unknown where the request
     /// did not come over a connection: then only counted and logged).
     fn refuse(&self, failure: BearerFailure, source: Option<IpAddr>, metrics: &Metrics) -> ApiError {
+        if let Some(wait) = self.charge(failure, source, metrics) {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many requests with a missing or unknown token from this address; wait before trying again",
+            )
+            .retry_after(wait.as_secs().max(1));
+        }
+        let message = match failure {
+            BearerFailure::Missing => "missing Authorization: Bearer <token>",
+            BearerFailure::Malformed => "Authorization must be `Bearer <token>`",
+            BearerFailure::Unknown => "unknown token",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// Count, log and charge one failed check from `source`: how long the
+    /// source must wait if its budget is spent.
+    pub(crate) fn charge(&self, failure: BearerFailure, source: Option<IpAddr>, metrics: &Metrics) -> Option<Duration> {
         metrics.bearer_failed(failure);
         let source = source.map(source_key);
         if self.log.check().is_ok() {
@@ -132,21 +151,9 @@ impl BearerFailures {
                 let now = sources.clock().now();
                 sources.check_key(&source).err().map(|until| until.wait_time_from(now))
             };
-            if let Some(wait) = spent {
-                return ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_failures",
-                    "too many requests with a missing or unknown token from this address; wait before trying again",
-                )
-                .retry_after(wait.as_secs().max(1));
-            }
+            return spent;
         }
-        let message = match failure {
-            BearerFailure::Missing => "missing Authorization: Bearer <token>",
-            BearerFailure::Malformed => "Authorization must be `Bearer <token>`",
-            BearerFailure::Unknown => "unknown token",
-        };
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        None
     }
 }
 

@@ -31,12 +31,24 @@ pub async fn limit_sessions(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.method() != axum::http::Method::POST || request.headers().contains_key("mcp-session-id") {
-        return next.run(request).await;
-    }
     let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
         return next.run(request).await;
     };
+    if let Some(id) = request.headers().get("mcp-session-id") {
+        // A session answers only the principal that opened it: to any other
+        // it is as unknown as one that never was (the MCP security
+        // guidance), whatever the method, `DELETE` included.
+        let theirs = id
+            .to_str()
+            .is_ok_and(|id| state.mcp_sessions.is_others(id, &principal.name));
+        if theirs {
+            return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        }
+        return next.run(request).await;
+    }
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let body = match read_bounded(body, max_body_bytes).await {
         Ok(body) => body,

@@ -203,6 +203,14 @@ impl Sessions {
         }
     }
 
+    /// Whether session `id` is open and another principal's than
+    /// `principal`'s.
+    pub fn is_others(&self, id: &str, principal: &str) -> bool {
+        let book = self.lock();
+        let owner = book.open.get(id).and_then(|opened| opened.owner.as_deref());
+        owner.is_some_and(|owner| owner != principal)
+    }
+
     /// A request of session `id` came in now: whether its client takes
     /// tasks, `None` for a session the host does not know.
     pub(super) fn touch(&self, id: &str) -> Option<bool> {
@@ -233,9 +241,10 @@ impl Sessions {
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in idle {
-                    tracing::debug!("closing MCP session {id}: idle for {:?}", sessions.idle);
+                    let shown = shown(&id);
+                    tracing::debug!("closing MCP session {shown}…: idle for {:?}", sessions.idle);
                     if let Err(e) = sessions.close(&id).await {
-                        tracing::warn!("closing idle MCP session {id}: {e}");
+                        tracing::warn!("closing idle MCP session {shown}…: {e}");
                     }
                 }
             }
@@ -253,6 +262,16 @@ impl Sessions {
         }
         self.manager.close_session(id).await
     }
+}
+
+/// The start of a session id, as the log shows it: enough to tell sessions
+/// apart, too little to take one over.
+fn shown(id: &str) -> &str {
+    let end = (0..=8.min(id.len()))
+        .rev()
+        .find(|&i| id.is_char_boundary(i))
+        .unwrap_or(0);
+    &id[..end]
 }
 
 /// The session manager `/mcp` runs on: rmcp's, with tool calls of

@@ -84,6 +84,9 @@ pub struct Server {
     pub max_console_sessions_per_principal: usize,
     /// Calls of one token waiting for a reviewer at once; a call the rules
     /// would hold beyond it is turned away (429) until a reviewer decides.
+    /// A thousand: an agent with one call in five held makes that many in
+    /// a busy hour while reviewers catch up; one agent can no longer fill
+    /// the queue with thousands in seconds.
     pub max_pending_approvals_per_principal: usize,
     /// Seconds an MCP session may go without a request before it is closed.
     pub mcp_idle_secs: u64,
@@ -167,7 +170,7 @@ impl Default for Server {
             max_mcp_sessions: 1024,
             max_mcp_sessions_per_principal: 64,
             max_console_sessions_per_principal: 16,
-            max_pending_approvals_per_principal: 100,
+            max_pending_approvals_per_principal: 1000,
             mcp_idle_secs: 300,
             mcp_allowed_hosts: Vec::new(),
             mcp_allowed_origins: Vec::new(),

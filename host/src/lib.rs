@@ -11,6 +11,7 @@
 //!   history) behind the storage seam, sled by default;
 //! - [`server`]: HTTP and MCP, tokens, metrics;
 //! - [`logs`]: the host's own log, one record a line;
+//! - [`stack`]: deeply recursing work on a thread with a known stack;
 //! - [`runtime`]: the facade the server and the command line use.
 
 pub mod call;
@@ -24,6 +25,7 @@ pub mod plugins;
 pub mod policy;
 pub mod runtime;
 pub mod server;
+pub mod stack;
 pub mod storage;
 pub mod wasm;
 pub mod workflow;

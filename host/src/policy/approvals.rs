@@ -294,7 +294,8 @@ impl ApprovalPolicy {
         let Some(first) = conditional else {
             return self.judge(call);
         };
-        let judged = condition::on_own_stack("cel-evaluation", condition::EVALUATION_STACK_BYTES, || self.judge(call));
+        let judged =
+            crate::stack::on_own_stack("cel-evaluation", condition::EVALUATION_STACK_BYTES, || self.judge(call));
         judged.unwrap_or_else(|| {
             Some(Held {
                 rule: first.config.name.clone(),

@@ -54,25 +54,10 @@ pub enum ConditionError {
     DoesNotParse { excerpt: String, message: String },
 }
 
-/// Run `work` on a thread of its own with `stack` bytes of stack, and wait
-/// for it; `None` if no thread could be made or `work` panicked. A thread
-/// costs tens of microseconds: the price of a known stack.
-pub fn on_own_stack<T: Send>(name: &str, stack: usize, work: impl FnOnce() -> T + Send) -> Option<T> {
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name(name.into())
-            .stack_size(stack)
-            .spawn_scoped(scope, work)
-            .ok()?
-            .join()
-            .ok()
-    })
-}
-
 /// Compile each of `sources` on the parser's thread: each a program, or why
 /// it is not used.
 pub fn compile_all(env: &cel::Env, sources: &[&str]) -> Vec<Result<cel::Program, ConditionError>> {
-    let compiled = on_own_stack("cel-parser", PARSER_STACK_BYTES, || {
+    let compiled = crate::stack::on_own_stack("cel-parser", PARSER_STACK_BYTES, || {
         sources.iter().map(|s| compile(env, s)).collect()
     });
     match compiled {

@@ -229,12 +229,6 @@ pub fn executor() -> Option<&'static tokio::runtime::Runtime> {
 /// Run `work` on a thread with a [`STACK_BYTES`] stack and wait for it
 /// (compiling a document: jaq's parser recurses once per nesting level).
 pub fn on_large_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, String> {
-    std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .name("toolhost-jq-compile".into())
-            .stack_size(STACK_BYTES)
-            .spawn_scoped(s, work)
-            .map_err(|e| format!("cannot start a thread to compile it: {e}"))?;
-        handle.join().map_err(|_| "compiling it failed".to_string())
-    })
+    crate::stack::on_own_stack("toolhost-jq-compile", STACK_BYTES, work)
+        .ok_or_else(|| "compiling it failed (no thread for it, or it panicked)".to_string())
 }

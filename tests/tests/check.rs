@@ -112,7 +112,10 @@ fn a_secret_whose_variable_is_unset_is_a_warning_naming_it() {
     const VARIABLE: &str = "TOOLHOST_TEST_CHECK_NEVER_SET_0001";
     assert!(std::env::var_os(VARIABLE).is_none());
     let dir = workdir(
-        &format!("[plugins.secret-thief]\nsecrets = {{ mine = {{ env = \"{VARIABLE}\" }} }}\n"),
+        // Its outbound HTTP granted, so the secret is the one finding.
+        &format!(
+            "[plugins.secret-thief]\nsecrets = {{ mine = {{ env = \"{VARIABLE}\" }} }}\nhttp = [{{ origin = \"http://127.0.0.1:9\" }}]\n"
+        ),
         &["secret-thief"],
     );
     let checked = check_in(dir.path());

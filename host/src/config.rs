@@ -88,6 +88,11 @@ pub struct Server {
     /// a busy hour while reviewers catch up; one agent can no longer fill
     /// the queue with thousands in seconds.
     pub max_pending_approvals_per_principal: usize,
+    /// Requests with a missing or unknown token one address may make at
+    /// once (one more every 3 s); past them its failures are answered 429
+    /// (see `server::api::auth::BearerFailures`). A valid token is never
+    /// slowed.
+    pub failed_bearer_burst: u32,
     /// Seconds an MCP session may go without a request before it is closed.
     pub mcp_idle_secs: u64,
     /// `Host` values `/mcp` accepts (`name` or `name:port`), against DNS
@@ -171,6 +176,7 @@ impl Default for Server {
             max_mcp_sessions_per_principal: 64,
             max_console_sessions_per_principal: 16,
             max_pending_approvals_per_principal: 1000,
+            failed_bearer_burst: 20,
             mcp_idle_secs: 300,
             mcp_allowed_hosts: Vec::new(),
             mcp_allowed_origins: Vec::new(),

@@ -155,7 +155,7 @@ pub async fn serve_on(
         stopping: stopping.clone(),
         config_path: config.path.clone(),
         draining: Default::default(),
-        bearer_failures: Default::default(),
+        bearer_failures: api::BearerFailures::new(server.failed_bearer_burst),
     });
     api::settle_interrupted(&state)
         .await

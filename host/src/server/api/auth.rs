@@ -78,11 +78,10 @@ fn bearer(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, BearerFailure
 pub struct BearerFailures {
     /// Locked on the failure path only; replaced whole when it must forget.
     sources: std::sync::Mutex<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    burst: NonZeroU32,
     log: governor::DefaultDirectRateLimiter,
 }
 
-/// Failed checks a source may make at once.
-const SOURCE_BURST: u32 = 20;
 /// One more failed check allowed a source every this long.
 const SOURCE_REFILL: Duration = Duration::from_secs(3);
 /// Lines about failed checks written to the log a second, at most.
@@ -91,18 +90,20 @@ const LOGGED_PER_SECOND: u32 = 5;
 /// again are forgotten, and if all are still spending, all are.
 const SOURCES_KEPT: usize = 16_384;
 
-impl Default for BearerFailures {
-    fn default() -> BearerFailures {
+impl BearerFailures {
+    /// Each source may fail `burst` times at once (at least once).
+    pub fn new(burst: u32) -> BearerFailures {
         let logged = NonZeroU32::new(LOGGED_PER_SECOND).expect("not zero");
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         BearerFailures {
-            sources: std::sync::Mutex::new(sources()),
+            sources: std::sync::Mutex::new(sources(burst)),
+            burst,
             log: governor::RateLimiter::direct(governor::Quota::per_second(logged)),
         }
     }
 }
 
-fn sources() -> governor::DefaultKeyedRateLimiter<IpAddr> {
-    let burst = NonZeroU32::new(SOURCE_BURST).expect("not zero");
+fn sources(burst: NonZeroU32) -> governor::DefaultKeyedRateLimiter<IpAddr> {
     let per_source = governor::Quota::with_period(SOURCE_REFILL)
         .expect("a period")
         .allow_burst(burst);
@@ -144,7 +145,7 @@ impl BearerFailures {
                 if sources.len() >= SOURCES_KEPT {
                     sources.retain_recent();
                     if sources.len() >= SOURCES_KEPT {
-                        *sources = self::sources();
+                        *sources = self::sources(self.burst);
                     }
                 }
                 use governor::clock::Clock;

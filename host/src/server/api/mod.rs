@@ -6,6 +6,7 @@ pub mod admin;
 pub mod approvals;
 mod audit;
 mod auth;
+pub use auth::BearerFailures;
 mod calls;
 mod error;
 pub mod grants;
@@ -55,7 +56,7 @@ pub struct AppState {
     /// Set when a stop begins: `/readyz` answers `draining`.
     pub draining: crate::server::readiness::Draining,
     /// Failed bearer checks, counted and slowed per source.
-    pub bearer_failures: auth::BearerFailures,
+    pub bearer_failures: BearerFailures,
 }
 
 pub type Shared = Arc<AppState>;

@@ -905,10 +905,12 @@ fn parse_time(field: &'static str, s: &str) -> Result<u64, AuditError> {
 /// digest (`digest`, of the arguments as given, as `arguments_digest`), the
 /// start of their JSON, and its length.
 pub fn bounded_arguments(arguments: Value, digest: &str) -> Value {
-    let text = match serde_json::to_string(&arguments) {
-        Ok(text) if text.len() > MAX_RECORDED_ARGUMENTS_BYTES => text,
-        _ => return arguments,
-    };
+    // Every call's record passes here: the common, small case is measured
+    // without building its text.
+    if json_len_within(&arguments, MAX_RECORDED_ARGUMENTS_BYTES).is_some() {
+        return arguments;
+    }
+    let text = arguments.to_string();
     let bytes = text.len();
     serde_json::json!({
         "truncated": true,
@@ -922,17 +924,42 @@ pub fn bounded_arguments(arguments: Value, digest: &str) -> Value {
 /// its kind, the start of its JSON, and its length.
 fn bounded_error(e: &CallError) -> Value {
     let error = serde_json::to_value(e).unwrap_or(Value::Null);
-    let text = error.to_string();
-    let bytes = text.len();
-    if bytes <= MAX_RECORDED_TEXT_BYTES {
+    if json_len_within(&error, MAX_RECORDED_TEXT_BYTES).is_some() {
         return error;
     }
+    let text = error.to_string();
+    let bytes = text.len();
     serde_json::json!({
         "kind": e.kind(),
         "truncated": true,
         "prefix": truncated(text, MAX_RECORDED_TEXT_BYTES),
         "bytes": bytes,
     })
+}
+
+/// The length of `value`'s compact JSON if it is at most `limit` bytes,
+/// counted as it is written out and given up past the limit: nothing is
+/// built, and a huge value is not walked to its end.
+fn json_len_within(value: &Value, limit: usize) -> Option<usize> {
+    struct Count {
+        bytes: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes += buf.len();
+            if self.bytes > self.limit {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count { bytes: 0, limit };
+    serde_json::to_writer(&mut count, value).ok().map(|()| count.bytes)
 }
 
 /// An outbound request as its record keeps it: path and error cut (the
@@ -1020,6 +1047,17 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_json_length_is_counted_exactly_up_to_its_limit() {
+        let value = json!({ "a": [1, "é", null], "b": { "c": true } });
+        let text = value.to_string();
+        assert_eq!(json_len_within(&value, text.len()), Some(text.len()));
+        assert_eq!(json_len_within(&value, text.len() - 1), None);
+        let big = json!({ "k": "x".repeat(MAX_RECORDED_ARGUMENTS_BYTES) });
+        assert_eq!(bounded_arguments(big, "d")["truncated"], true);
+        assert_eq!(bounded_arguments(json!({ "k": 1 }), "d"), json!({ "k": 1 }));
+    }
 
     #[test]
     fn ids_carry_the_node_slot_and_never_go_back() {

@@ -872,8 +872,14 @@ impl AuditLog {
             None => u64::MAX,
         };
         let query = AuditQuery {
-            after: since.map_or(0, |s| (s * 1_000_000) << 8),
-            before: until.map_or(before, |u| before.min(((u + 1) * 1_000_000) << 8)),
+            // A second past what an id can hold matches nothing after it
+            // and bounds nothing before it.
+            after: since.map_or(0, |s| first_id_of_second(s).unwrap_or(u64::MAX)),
+            before: until.map_or(before, |u| {
+                u.checked_add(1)
+                    .and_then(first_id_of_second)
+                    .map_or(before, |b| before.min(b))
+            }),
             limit,
             tool: filter.tool.clone(),
             via: filter.via,
@@ -888,6 +894,13 @@ impl AuditLog {
         let next = (records.len() == limit).then(|| records[records.len() - 1].id.clone());
         Ok((records, next))
     }
+}
+
+/// The smallest record id of Unix second `secs` (ids are microseconds
+/// shifted left by 8, see [`AuditLog::next_id`]), if an id can hold it:
+/// `since=99999999999999` is an agent's input, not a reason to overflow.
+fn first_id_of_second(secs: u64) -> Option<u64> {
+    secs.checked_mul(1_000_000)?.checked_mul(1 << 8)
 }
 
 fn parse_time(field: &'static str, s: &str) -> Result<u64, AuditError> {

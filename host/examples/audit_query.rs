@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
-use toolhost::storage::audit::{AuditQuery, AuditRecord, Mark};
+use toolhost::model::audit::AuditRecord;
+use toolhost::storage::audit::{AuditQuery, Mark};
 use toolhost::storage::Storage;
 
 /// Calls per session: one conversation's trail.

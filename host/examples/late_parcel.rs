@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use sample_upstreams::scenario::{handle_complaint, toolhost_config, WORKFLOW_GRANT};
 use serde_json::{json, Value};
+use toolhost::audit::AuditFilter;
 use toolhost::config::Config;
-use toolhost::storage::audit::AuditFilter;
 
 const AGENT_TOKEN: &str = "demo-agent-token-0123456789";
 const REVIEWER_TOKEN: &str = "demo-reviewer-token-0123456789";
@@ -167,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The audit trail, straight from toolhost's store.
     let storage = toolhost::storage::Storage::open(&work.join("toolhost/db"))?;
-    let audit = toolhost::storage::audit::AuditLog::open(&storage)?;
+    let audit = toolhost::audit::AuditLog::open(&storage)?;
     println!("\naudit trail of the first complaint's workflow run (oldest first):");
     let filter = AuditFilter {
         run: Some(runs[0].clone()),

@@ -18,10 +18,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use toolhost::call::invoke::{CallOutcome, Timings};
+use toolhost::audit::AuditLog;
+use toolhost::call::invoke::CallOutcome;
 use toolhost::capabilities::Journal;
+use toolhost::model::audit::Caller;
+use toolhost::model::call::Timings;
 use toolhost::server::auth::Auth;
-use toolhost::storage::audit::{AuditLog, Caller};
 use toolhost::storage::Storage;
 
 // The same allocator as `toolhost`, so only the tool differs.
@@ -115,11 +117,11 @@ async fn invoke(
         effects: false,
     };
     let caller = Caller {
-        via: toolhost::storage::audit::Via::Http,
+        via: toolhost::model::audit::Via::Http,
         token: Some(principal.name.clone()),
         ..Caller::default()
     };
-    let record = match state.audit.append(&caller, &args, &[], &outcome).await {
+    let record = match state.audit.append(&caller, &args, &[], &outcome.ending()).await {
         Ok(r) => r,
         Err(e) => {
             return (

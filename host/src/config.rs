@@ -169,7 +169,7 @@ impl Default for Server {
             guest_threads: 0,
             watch: true,
             rate_per_minute: crate::server::auth::DEFAULT_RATE_PER_MINUTE,
-            idempotency_retention_secs: crate::storage::idempotency::DEFAULT_RETENTION.as_secs(),
+            idempotency_retention_secs: crate::app::idempotency::DEFAULT_RETENTION.as_secs(),
             max_warm_instances: 0,
             warm_idle_secs: 30,
             max_mcp_sessions: 1024,

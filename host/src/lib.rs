@@ -14,6 +14,8 @@
 //! - [`stack`]: deeply recursing work on a thread with a known stack;
 //! - [`runtime`]: the facade the server and the command line use.
 
+pub mod app;
+pub mod audit;
 pub mod call;
 pub mod capabilities;
 pub mod check;
@@ -21,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod devkit;
 pub mod logs;
+pub mod model;
 pub mod plugins;
 pub mod policy;
 pub mod runtime;

@@ -502,8 +502,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pull_sources(&config).await;
             runtime.plugins().load_named(plugin).await?;
             // A call from the command line is a call like any other: audited.
-            let caller = toolhost::storage::audit::Caller {
-                via: toolhost::storage::audit::Via::Cli,
+            let caller = toolhost::model::audit::Caller {
+                via: toolhost::model::audit::Via::Cli,
                 token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
                 ..Default::default()
             };

@@ -10,13 +10,16 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
-use crate::call::invoke::{self, CallError, CallOutcome};
+use crate::call::invoke::{self, CallOutcome};
+
+use crate::audit::{AuditError, AuditLog};
 use crate::call::names;
 use crate::capabilities::{self, NoGate, Outbound, OutboundError, OutboundOptions, SharedGate};
+use crate::model::audit::{AuditRecord, Caller};
+use crate::model::call::CallError;
 use crate::plugins::lifecycle::{Lifecycle, LifecycleError, LifecycleOptions, Toolchain};
 use crate::plugins::manifest::Risk;
 use crate::policy::Policy;
-use crate::storage::audit::{AuditError, AuditLog, AuditRecord, Caller};
 use crate::storage::{Storage, StorageError};
 use crate::wasm::compile_cache::CompileCache;
 use crate::wasm::engine::{Engine, EngineOptions};
@@ -192,7 +195,7 @@ impl Runtime {
             open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());
         }
         let outcome = self.invoke_on_guest_threads(&tool, args, reuse, open.clone()).await;
-        let record = open.finish(&outcome).await?;
+        let record = open.finish(&outcome.ending()).await?;
         Ok((outcome, record))
     }
 
@@ -207,7 +210,7 @@ impl Runtime {
     ) -> Result<AuditRecord, AuditError> {
         self.inner
             .audit
-            .append(caller, args, &self.secret_fields(&outcome.tool), outcome)
+            .append(caller, args, &self.secret_fields(&outcome.tool), &outcome.ending())
             .await
     }
 

@@ -353,11 +353,11 @@ async fn an_upgrade_between_hold_and_approval_lapses_it() {
 /// the stopped host's files (the state a crash between deciding and running
 /// leaves): one approved and not yet running, one caught running.
 async fn decide_offline(data: &std::path::Path, approved: &str, running: &str) {
+    use toolhost::model::approval::Verdict;
     use toolhost::policy::approvals::{ApprovalConfig, ApprovalPolicy};
     use toolhost::server::approvals::Approvals;
-    use toolhost::storage::approvals::Verdict;
     let storage = toolhost::storage::Storage::open(&data.join("db")).unwrap();
-    let audit = Arc::new(toolhost::storage::audit::AuditLog::open(&storage).unwrap());
+    let audit = Arc::new(toolhost::audit::AuditLog::open(&storage).unwrap());
     let approvals = Approvals::new(
         ApprovalPolicy::new(ApprovalConfig::default()).unwrap(),
         storage.clone(),

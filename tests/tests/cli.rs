@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use toolhost::storage::audit::{Outcome, Via};
+use toolhost::model::audit::{Outcome, Via};
 use toolhost_tests::{components, field, named, toolhost_bin, Scratch};
 
 fn toolhost(cwd: &Scratch, args: &[&str]) -> Output {
@@ -56,7 +56,7 @@ fn call_prints_the_result_and_keeps_data_across_runs() {
 
     // Both calls are in the audit trail, marked as from the command line.
     let storage = toolhost::storage::Storage::open(&dir.path().join("data/db")).unwrap();
-    let audit = toolhost::storage::audit::AuditLog::open(&storage).unwrap();
+    let audit = toolhost::audit::AuditLog::open(&storage).unwrap();
     let (records, _) = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(audit.query(&Default::default()))

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use toolhost::storage::audit::{AuditQuery, AuditRecord, AuditStore, Mark, Outcome};
+use toolhost::model::audit::{AuditRecord, Outcome};
+use toolhost::storage::audit::{AuditQuery, AuditStore, Mark};
 use toolhost::storage::kv::{KvRefusal, KvStore};
 use toolhost::storage::postgres::Postgres;
 use toolhost_tests::postgres::Postgres as Server;
@@ -224,7 +225,7 @@ async fn the_audit_trail_is_shared_searched_by_index_and_each_node_closes_only_i
 }
 
 /// A held call as the approvals service stores it.
-fn approval(id: &str) -> toolhost::storage::approvals::Approval {
+fn approval(id: &str) -> toolhost::model::approval::Approval {
     serde_json::from_value(json!({
         "id": id, "state": "pending", "tool": "coupon.issue-voucher", "plugin_version": "0.1.0",
         "plugin_digest": "d", "arguments": { "amount-minor": 5000 }, "arguments_digest": "a",
@@ -237,7 +238,8 @@ fn approval(id: &str) -> toolhost::storage::approvals::Approval {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approval_changes_only_as_it_was_read_and_other_nodes_hear_of_it() {
-    use toolhost::storage::approvals::{ApprovalState, ApprovalStore};
+    use toolhost::model::approval::ApprovalState;
+    use toolhost::storage::approvals::ApprovalStore;
     use toolhost::storage::{Backend, Change};
     let url = Server::shared().database();
     let a = Postgres::connect(&url, "a").await.unwrap();
@@ -274,7 +276,8 @@ async fn an_approval_changes_only_as_it_was_read_and_other_nodes_hear_of_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_is_driven_by_the_node_holding_its_lease_until_the_lease_runs_out() {
-    use toolhost::storage::runs::{Run, RunStore};
+    use toolhost::model::run::Run;
+    use toolhost::storage::runs::RunStore;
     let url = Server::shared().database();
     let a = Postgres::connect(&url, "a").await.unwrap();
     let b = Postgres::connect(&url, "b").await.unwrap();
@@ -305,7 +308,7 @@ async fn a_run_is_driven_by_the_node_holding_its_lease_until_the_lease_runs_out(
     assert!(!a.lease_run("r1", "a", now() + 15_000).await.unwrap(), "a lost it");
     // An ended run holds no lease and is not open.
     let mut done = run.clone();
-    done.state = toolhost::storage::runs::RunState::Completed;
+    done.state = toolhost::model::run::RunState::Completed;
     b.put_run(&done).await.unwrap();
     assert!(!b.lease_run("r1", "b", now() + 15_000).await.unwrap());
     assert!(a.open_runs().await.unwrap().is_empty());

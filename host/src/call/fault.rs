@@ -6,7 +6,7 @@
 //! (`Journal::stderr_tail`), so this works for any guest without help from
 //! its SDK.
 
-use crate::capabilities::truncated;
+use crate::model::text::truncated;
 
 /// Longest panic message (or stderr excerpt) a fault carries.
 const MESSAGE_MAX: usize = 1024;

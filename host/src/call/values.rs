@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use wasmtime::component::types::{ComponentFunc, Type};
 use wasmtime::component::Val;
 
-use crate::capabilities::truncated;
+use crate::model::text::truncated;
 
 /// An argument that does not fit the tool's schema.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -27,10 +27,12 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::policy::Grant;
 use crate::storage::kv::KvSpace;
 
+pub use crate::model::effects::{Awaited, Capability, Denial, Echo, OutboundRecord, PendingRequest, Sink};
+pub(crate) use crate::model::text::truncated;
 pub use dns::{DnsError, DnsServer};
 pub use http::{InFlight, OutboundHttp};
 use log::{GuestOutput, Stdio};
-pub use secrets::{Echo, Sink, MASK_MIN_BYTES};
+pub use secrets::MASK_MIN_BYTES;
 pub use upstream::{Outbound, OutboundError, OutboundOptions, Upstreams};
 
 mod bindings {
@@ -78,85 +80,6 @@ pub fn log_budget() -> LogBudget {
     let per_second = NonZeroU32::new(16).expect("16 is not zero");
     let burst = NonZeroU32::new(64).expect("64 is not zero");
     governor::RateLimiter::direct(governor::Quota::per_second(per_second).allow_burst(burst))
-}
-
-/// One outbound HTTP request a connector made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutboundRecord {
-    pub method: String,
-    /// `scheme://host:port`.
-    pub origin: String,
-    pub path: String,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    /// Time from send to response headers (or failure).
-    pub micros: u64,
-}
-
-/// An outbound request its call was still waiting on when the call ran out
-/// of time: what the timeout's record names, so the operator knows which
-/// upstream hung.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingRequest {
-    pub method: String,
-    /// `scheme://host:port`.
-    pub origin: String,
-    pub path: String,
-    /// What it was waiting for.
-    pub waiting_for: Awaited,
-    /// How long it had been in flight.
-    pub waited_ms: u64,
-}
-
-/// What an outbound request in flight waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Awaited {
-    /// The upstream's answer (status and headers): DNS, connection and
-    /// the upstream's own time.
-    Response,
-    /// The rest of the response body.
-    Body,
-}
-
-impl std::fmt::Display for PendingRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.waiting_for {
-            Awaited::Response => "its response",
-            Awaited::Body => "the rest of its response body",
-        };
-        write!(
-            f,
-            "{} {}{} had waited {} ms for {what}",
-            self.method, self.origin, self.path, self.waited_ms
-        )
-    }
-}
-
-/// What a connector may be granted, and so refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Capability {
-    Http,
-    Kv,
-    Secret,
-}
-
-impl Capability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Http => "http",
-            Capability::Kv => "kv",
-            Capability::Secret => "secret",
-        }
-    }
-}
-
-/// A capability use the grant refused.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Denial {
-    pub capability: Capability,
-    pub detail: String,
 }
 
 /// Denials a call's journal (and so its audit record) keeps in full; the
@@ -340,17 +263,6 @@ pub(crate) fn summarize_denials(journal: &Journal, plugin: &PluginContext) {
             "capability denials in one call not logged one by one"
         );
     }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, marked with
-/// an ellipsis when cut.
-pub(crate) fn truncated(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
 }
 
 /// Bounds the memory of all of an instance's linear memories together, and

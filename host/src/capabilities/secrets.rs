@@ -11,38 +11,16 @@
 use std::sync::Arc;
 
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::wit::secrets::{Host, SecretError};
-use super::{CallState, Capability, Journal};
+use super::{CallState, Capability, Echo, Journal, Sink};
 use crate::policy::Grant;
 
 /// Values shorter than this are not masked: a short value ("1234", "eu")
 /// matches too much ordinary text to be hidden without mangling it, and is
 /// no credential worth the name.
 pub const MASK_MIN_BYTES: usize = 8;
-
-/// Where a connector tried to let a secret out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sink {
-    /// Its log lines, stdout or stderr.
-    Log,
-    /// Its result.
-    Result,
-    /// Its error (typed or a trap's message).
-    Error,
-    /// What it asked for and was refused (a secret's name, a URL).
-    Denial,
-}
-
-/// A secret found in what a connector wrote, and masked there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Echo {
-    pub secret: String,
-    pub into: Sink,
-}
 
 impl Host for CallState {
     fn get(&mut self, name: String) -> Result<String, SecretError> {

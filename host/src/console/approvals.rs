@@ -19,11 +19,11 @@ use serde::Deserialize;
 
 use super::session::{Right, Viewer};
 use super::{done, pretty, render, time_ms, Nav, Refusal, Section};
+use crate::audit::redact;
+use crate::model::approval::{Approval, ApprovalState, Verdict};
 use crate::server::api::approvals::decide_and_carry_out;
 use crate::server::api::{ApiError, Shared};
 use crate::server::approvals::{ApprovalError, Notice};
-use crate::storage::approvals::{Approval, ApprovalState, Verdict};
-use crate::storage::audit::redact;
 
 impl From<ApprovalError> for Refusal {
     fn from(e: ApprovalError) -> Refusal {

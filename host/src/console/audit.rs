@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::session::Viewer;
 use super::{pretty, render, Nav, Refusal, Section};
+use crate::audit::{AuditError, AuditFilter, MAX_PAGE};
+use crate::model::audit::{AuditRecord, Outcome};
 use crate::server::api::Shared;
-use crate::storage::audit::{AuditError, AuditFilter, AuditRecord, Outcome, MAX_PAGE};
 
 /// Records on one page of the search.
 const PAGE: usize = 50;

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::session::{Right, Viewer};
 use super::{done, pretty, render, Nav, Refusal, Section};
+use crate::model::version::VersionEntry;
 use crate::plugins::registry::Loaded;
-use crate::plugins::versions::VersionEntry;
 use crate::policy::PluginPolicy;
 use crate::server::api::admin;
 use crate::server::api::Shared;
@@ -236,6 +236,6 @@ pub async fn upload(
 fn console_actor(viewer: &Viewer) -> admin::Actor<'_> {
     admin::Actor {
         name: &viewer.principal.name,
-        via: crate::storage::audit::Via::Console,
+        via: crate::model::audit::Via::Console,
     }
 }

@@ -22,11 +22,13 @@ use wasmtime::component::Linker;
 use super::bundle::{Bundle, Contents};
 use super::plugin::{LoadError, Plugin};
 use super::registry::{Loaded, Registry};
-use super::versions::{VersionEntry, Versions, VersionsError};
+use super::versions::{Versions, VersionsError};
+use crate::audit::{AuditLog, PluginEvent};
 use crate::capabilities::{CallState, Outbound};
+use crate::model::audit::{Outcome, Via};
+use crate::model::version::VersionEntry;
 use crate::policy::grants::{GrantState, GrantWarning};
 use crate::policy::{PluginPolicy, Policy, PolicyError};
-use crate::storage::audit::{AuditLog, Outcome, PluginEvent, Via};
 use crate::storage::{Storage, StorageError};
 use crate::wasm::compile_cache::CompileCache;
 use crate::wasm::engine::Engine;
@@ -768,7 +770,7 @@ impl Lifecycle {
             }
         }
         let history = self.versions.history(name).await?;
-        let Some(serving) = crate::plugins::versions::serving(&history) else {
+        let Some(serving) = crate::model::version::serving(&history) else {
             // Removed on another node: calls in flight finish on what they hold.
             if let Some(removed) = self.registry.remove(name) {
                 self.changed();

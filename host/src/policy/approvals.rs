@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::model::approval::HoldReason;
+use crate::model::digest::arguments_digest;
 use crate::plugins::manifest::Risk;
 use crate::policy::condition::{self, ConditionError};
-use crate::storage::idempotency::arguments_digest;
 
 /// How long an approval waits for a decision when neither the rule nor
 /// `[approvals]` says.
@@ -133,35 +134,6 @@ fn one() -> u8 {
 pub enum Hold {
     Always,
     Never,
-}
-
-/// Why a call was held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HoldReason {
-    /// The rule holds every call.
-    Always,
-    /// The rule's condition was true.
-    Condition,
-    /// The condition could not be evaluated for this call.
-    ConditionFailed,
-    /// Drawn for review at the rule's sampling rate.
-    Sampled,
-    /// A high-risk tool no rule names.
-    HighRisk,
-}
-
-impl HoldReason {
-    /// Why, in words a reviewer reads.
-    pub fn describe(self) -> &'static str {
-        match self {
-            HoldReason::Always => "always held",
-            HoldReason::Condition => "its condition is true",
-            HoldReason::ConditionFailed => "its condition could not be evaluated",
-            HoldReason::Sampled => "drawn for review",
-            HoldReason::HighRisk => "a high-risk tool no rule names",
-        }
-    }
 }
 
 /// The verdict on one call that must wait.
@@ -375,7 +347,7 @@ impl ApprovalPolicy {
     /// The condition's verdict, or why there is none (cut: a value the
     /// condition gave, or a key it missed, may be as long as the arguments).
     fn evaluate(condition: &cel::Program, context: &cel::Context<'_, '_>) -> Result<bool, String> {
-        let failed = |message: String| Err(crate::capabilities::truncated(message, DETAIL_BYTES));
+        let failed = |message: String| Err(crate::model::text::truncated(message, DETAIL_BYTES));
         match condition.execute(context) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => failed(format!("the condition gave {other:?}, not true or false")),

@@ -17,7 +17,7 @@
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 
-use crate::capabilities::truncated;
+use crate::model::text::truncated;
 
 /// Longest condition, in bytes. Conditions operators write are tens to a
 /// few hundred bytes (a list of values included); 4 KiB leaves room for

@@ -560,7 +560,7 @@ impl PluginPolicy {
         }
         if let Some(digest) = &self.digest {
             if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                let shown = crate::capabilities::truncated(digest.clone(), 80);
+                let shown = crate::model::text::truncated(digest.clone(), 80);
                 return Err((
                     "digest".into(),
                     format!("{shown:?} is not a SHA-256 digest (64 hex digits)"),

@@ -15,13 +15,14 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::audit::{redact, ApprovalEvent, AuditError, AuditLog};
+use crate::model::approval::{Approval, ApprovalState, Decision, StoredAnswer, Verdict};
+use crate::model::audit::{Caller, Outcome};
+use crate::model::digest::arguments_digest;
 use crate::plugins::manifest::Risk;
 use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
 use crate::server::metrics::Metrics;
 use crate::server::webhook::Webhook;
-use crate::storage::approvals::{Approval, ApprovalState, Decision, StoredAnswer, Verdict};
-use crate::storage::audit::{redact, ApprovalEvent, AuditError, AuditLog, Caller, Outcome};
-use crate::storage::idempotency::arguments_digest;
 use crate::storage::{Storage, StorageError};
 
 /// The longest a long-poll waits.

@@ -14,10 +14,10 @@ pub mod webhook;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::app::idempotency::Idempotency;
 use crate::config::Config;
 use crate::server::auth::Auth;
 use crate::server::metrics::Metrics;
-use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
 use api::AppState;
 
@@ -28,7 +28,7 @@ pub enum ServeError {
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
-    Audit(#[from] crate::storage::audit::AuditError),
+    Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
     Auth(#[from] crate::server::auth::AuthError),
     #[error("storage: {0}")]

@@ -16,12 +16,14 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::call::invoke::{CallError, CallOutcome, Timings};
+use crate::model::call::{CallError, Timings};
+
+use crate::call::invoke::CallOutcome;
+use crate::model::approval::{Approval, ApprovalState, StoredAnswer};
+use crate::model::audit::{AuditRecord, Caller};
+use crate::model::problem::{kinds, Problem};
+use crate::model::run::{Run, RunState, Step};
 use crate::server::api::{self, ApiError, Shared};
-use crate::storage::approvals::{Approval, ApprovalState, StoredAnswer};
-use crate::storage::audit::{AuditRecord, Caller};
-use crate::storage::runs::{Run, RunState, Step};
-use crate::workflow::definition::{kinds, Problem};
 use crate::workflow::engine::{CallEnd, Engine, Halt, Host, StepCall};
 use crate::workflow::Workflow;
 
@@ -567,7 +569,7 @@ impl Host for StepHost {
             // calls is no way around the token's rate.
             if state.auth.named(&token).is_some_and(|p| !p.admit()) {
                 let error = CallError::ResourceExhausted {
-                    reason: crate::call::invoke::Exhausted::Rate,
+                    reason: crate::model::call::Exhausted::Rate,
                     message: format!(
                         "token {token:?} is over its request rate (a workflow's steps count against its caller's rate)"
                     ),
@@ -764,7 +766,7 @@ pub fn view(state: &Shared, run: &Run, steps: &[Step]) -> Value {
             "tool": s.tool,
             "idempotency_key": s.idempotency_key,
             "arguments": s.arguments.as_ref().map(|a| {
-                crate::storage::audit::redact(a, &state.runtime.secret_fields(s.tool.as_deref().unwrap_or_default()))
+                crate::audit::redact(a, &state.runtime.secret_fields(s.tool.as_deref().unwrap_or_default()))
             }),
             "output": s.output,
             "error": s.error,

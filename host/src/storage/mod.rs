@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::plugins::versions::VersionEntry;
+use crate::model::version::VersionEntry;
 use crate::policy::approvals::ApprovalConfig;
 use crate::policy::PluginPolicy;
 use approvals::ApprovalStore;

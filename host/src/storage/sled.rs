@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::approvals::{Approval, ApprovalState, ApprovalStore};
-use super::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
+use super::approvals::ApprovalStore;
+use super::audit::{AuditQuery, AuditStore, Mark};
 use super::idempotency::{Answer, AnswerKey, IdempotencyStore};
 use super::kv::{self, KvRefusal, KvSpace, KvStore};
-use super::runs::{Run, RunStore, Step};
+use super::runs::RunStore;
 use super::{Backend, HistoryStore, OperatorStore, StorageError};
-use crate::plugins::versions::VersionEntry;
+use crate::model::approval::{Approval, ApprovalState};
+use crate::model::audit::AuditRecord;
+use crate::model::run::{Run, Step};
+use crate::model::version::VersionEntry;
 use crate::policy::approvals::ApprovalConfig;
 use crate::policy::PluginPolicy;
 

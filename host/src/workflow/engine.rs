@@ -24,9 +24,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
-use super::definition::{kinds, Backoff, Definition, Flow, Kind, Problem, Retry, Task};
+use super::definition::{Backoff, Definition, Flow, Kind, Retry, Task};
 use super::expr::{to_val, ExprError, Vars};
-use crate::storage::runs::{Step, StepKind, StepState};
+use crate::model::problem::{kinds, Problem};
+use crate::model::run::{Step, StepKind, StepState};
 
 /// Most task transitions in one run (a `then:` loop that never ends stops here).
 pub const MAX_TRANSITIONS: u32 = 10_000;
@@ -651,7 +652,12 @@ impl Retry {
 }
 
 fn expression(e: &ExprError, at: &str) -> Problem {
-    let mut p = Problem::expression(e);
+    let mut p = match e {
+        ExprError::Budget { .. } => {
+            Problem::new(kinds::BUDGET, 422, "the run is over its budget").detail(e.to_string())
+        }
+        _ => Problem::new(kinds::EXPRESSION, 400, "an expression failed").detail(e.to_string()),
+    };
     p.instance = Some(at.to_string());
     p
 }

@@ -15,7 +15,7 @@ pub mod expr;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::call::invoke::CallError;
+use crate::model::call::CallError;
 use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::plugin::LoadError;
 use crate::policy::Policy;

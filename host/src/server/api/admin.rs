@@ -10,12 +10,13 @@ use utoipa::ToSchema;
 use super::auth::{Admin, Reader};
 use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
+use crate::audit::ActionEvent;
+use crate::model::audit::{Action, Via};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
 use crate::policy::PluginPolicy;
-use crate::storage::audit::{Action, ActionEvent, Via};
 use crate::workflow::Workflow;
 
 /// Who acts on the host, and through what (the API or the console): what

@@ -23,10 +23,10 @@ use super::error::ErrorBody;
 use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::config::Role;
+use crate::model::approval::{ApprovalState, Verdict};
+use crate::model::audit::Action;
 use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy};
 use crate::server::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
-use crate::storage::approvals::{ApprovalState, Verdict};
-use crate::storage::audit::Action;
 
 /// What a call refused for its token's share of held calls is told to
 /// wait: reviewers decide in minutes, not seconds.
@@ -268,7 +268,7 @@ pub async fn decide_and_carry_out(
     id: &str,
     verdict: Verdict,
     reason: &str,
-) -> Result<std::sync::Arc<crate::storage::approvals::Approval>, ApprovalError> {
+) -> Result<std::sync::Arc<crate::model::approval::Approval>, ApprovalError> {
     let approval = state.approvals.decide(id, reviewer, verdict, reason).await?;
     // A workflow step's approval is carried out by its run, which waits for it.
     if approval.state == ApprovalState::Approved && approval.run.is_none() {

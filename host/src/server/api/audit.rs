@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::auth::AuditReader;
 use super::openapi::BadRequest;
 use super::{ApiError, Shared};
-use crate::storage::audit::{AuditError, AuditFilter, MAX_PAGE};
+use crate::audit::{AuditError, AuditFilter, MAX_PAGE};
 
 fn bad_filter(e: AuditError) -> ApiError {
     match e {

@@ -15,15 +15,16 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{ApiError, Shared};
-use crate::call::invoke::{check_arguments, CallError, CallOutcome};
+use crate::call::invoke::{check_arguments, CallOutcome};
 use crate::call::names;
+use crate::model::approval::{Approval, StoredAnswer};
+use crate::model::audit::{AuditRecord, Caller};
+use crate::model::call::CallError;
+use crate::model::run::{Run, RunState};
 use crate::plugins::manifest::Risk;
 use crate::server::approvals::{self, Serving};
 use crate::server::auth::Principal;
 use crate::server::runs;
-use crate::storage::approvals::{Approval, StoredAnswer};
-use crate::storage::audit::{AuditRecord, Caller};
-use crate::storage::runs::{Run, RunState};
 use crate::workflow::Workflow;
 
 /// What became of a call.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::call::invoke::CallError;
+use crate::model::call::CallError;
 
 /// Every error body: `{"error": {"kind": ..., "message": ...}}`, with more
 /// fields beside those where the error has them (a failed call's own

@@ -27,9 +27,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use crate::app::idempotency::Idempotency;
 use crate::server::auth::Auth;
 use crate::server::metrics::{Holdings, Metrics};
-use crate::storage::idempotency::Idempotency;
 use crate::Runtime;
 
 pub use calls::{detached, execute_call, hold, refuse, spawn_execution, Answer};

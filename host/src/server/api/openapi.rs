@@ -23,7 +23,7 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
 use super::approvals::Which;
 use super::error::ErrorBody;
-use crate::storage::audit::{Action, Outcome, Via};
+use crate::model::audit::{Action, Outcome, Via};
 
 /// The name of the bearer scheme the operations' `security` refer to.
 pub const BEARER: &str = "bearer";

@@ -18,9 +18,9 @@ use super::calls::Answer;
 use super::openapi::{BadRequest, Conflict, NotFound};
 use super::{ApiError, Shared};
 use crate::config::Role;
+use crate::model::run::Run;
 use crate::server::auth::Principal;
 use crate::server::runs::{self, RunError, MAX_WAIT};
-use crate::storage::runs::Run;
 
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> ApiError {

@@ -13,8 +13,9 @@ use super::admin::{record_action, record_admin, Actor};
 use super::auth::{Admin, Reader};
 use super::openapi::Unprocessable;
 use super::{ApiError, Shared};
+use crate::audit::ActionEvent;
 use crate::config::Config;
-use crate::storage::audit::{Action, ActionEvent, Via};
+use crate::model::audit::{Action, Via};
 
 /// The tokens in force: names, roles and limits, never the tokens.
 #[utoipa::path(

@@ -12,11 +12,11 @@ use super::calls::{call, detached, Answer, Called};
 use super::error::ErrorBody;
 use super::openapi::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
 use super::{ApiError, Shared};
+use crate::app::idempotency::{Lookup, MAX_KEY_LEN};
 use crate::call::names;
+use crate::model::audit::{Caller, Via};
 use crate::runtime::ToolInfo;
 use crate::server::auth::Principal;
-use crate::storage::audit::{Caller, Via};
-use crate::storage::idempotency::{self, Lookup, MAX_KEY_LEN};
 
 /// Header carrying the caller's conversation or session id into the audit.
 pub const SESSION_HEADER: &str = "x-session-id";
@@ -176,7 +176,7 @@ pub async fn invoke(
     Ok(answer.into_response())
 }
 
-fn replay(stored: idempotency::Answer) -> Response {
+fn replay(stored: crate::storage::idempotency::Answer) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, Json(stored.body)).into_response();
     response

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use tokio_postgres::types::{Json, ToSql};
 
 use super::{backend, Postgres};
-use crate::storage::audit::{AuditQuery, AuditRecord, AuditStore, Mark};
+use crate::model::audit::AuditRecord;
+use crate::storage::audit::{AuditQuery, AuditStore, Mark};
 use crate::storage::StorageError;
 
 fn parse(id: i64, record: serde_json::Value) -> Result<(u64, AuditRecord), StorageError> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
 use super::{backend, changes, parse, Postgres};
-use crate::plugins::versions::VersionEntry;
+use crate::model::version::VersionEntry;
 use crate::policy::approvals::ApprovalConfig;
 use crate::policy::PluginPolicy;
 use crate::storage::{Change, HistoryStore, OperatorStore, StorageError};

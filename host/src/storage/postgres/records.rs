@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::types::Json;
 
 use super::{backend, changes, now_ms, parse, Postgres};
-use crate::storage::approvals::{Approval, ApprovalState, ApprovalStore};
-use crate::storage::runs::{Run, RunStore, Step};
+use crate::model::approval::{Approval, ApprovalState};
+use crate::model::run::{Run, Step};
+use crate::storage::approvals::ApprovalStore;
+use crate::storage::runs::RunStore;
 use crate::storage::{Change, StorageError};
 
 /// The tables of records kept whole, by time-ordered id, with an `open`

@@ -36,14 +36,14 @@ use super::calls::{call, detached, Answer, Called};
 use super::error::call_error_body;
 use super::tools::visible_tools;
 use super::Shared;
-use crate::call::invoke::CallError;
+use crate::model::approval::{Approval, ApprovalState};
+use crate::model::audit::Caller;
+use crate::model::call::CallError;
+use crate::model::run::{Run, RunState};
 use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
 use crate::server::approvals::{self, ApprovalError, MAX_WAIT};
 use crate::server::auth::Principal;
-use crate::storage::approvals::{Approval, ApprovalState};
-use crate::storage::audit::Caller;
-use crate::storage::runs::{Run, RunState};
 pub use edge::limit_sessions;
 use sessions::Direct;
 pub use sessions::Sessions;
@@ -429,7 +429,7 @@ impl McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let args = Value::Object(request.arguments.unwrap_or_default());
         let caller = Caller {
-            via: crate::storage::audit::Via::Mcp,
+            via: crate::model::audit::Via::Mcp,
             token: Some(principal.name.clone()),
             session,
             idempotency_key: None,

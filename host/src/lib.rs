@@ -24,6 +24,7 @@ pub mod console;
 pub mod devkit;
 pub mod logs;
 pub mod model;
+pub mod net;
 pub mod plugins;
 pub mod policy;
 pub mod runtime;

@@ -143,10 +143,11 @@ impl Manifest {
         }
         let caps = &self.capabilities;
         for (i, h) in caps.http.iter().enumerate() {
-            crate::policy::OriginPattern::parse(&h.origin)
+            crate::net::origin::OriginPattern::parse(&h.origin)
                 .map_err(|m| invalid(format!("capabilities.http[{i}].origin"), m))?;
             for m in &h.methods {
-                crate::policy::check_method(m).map_err(|e| invalid(format!("capabilities.http[{i}].methods"), e))?;
+                crate::net::origin::check_method(m)
+                    .map_err(|e| invalid(format!("capabilities.http[{i}].methods"), e))?;
             }
         }
         for (field, list) in [("secrets", &caps.secrets), ("config", &caps.config)] {

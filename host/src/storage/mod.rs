@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::approvals::ApprovalConfig;
+use crate::config::grants::PluginPolicy;
 use crate::model::version::VersionEntry;
-use crate::policy::approvals::ApprovalConfig;
-use crate::policy::PluginPolicy;
 use approvals::ApprovalStore;
 use audit::AuditStore;
 use idempotency::IdempotencyStore;

@@ -14,12 +14,12 @@ use super::idempotency::{Answer, AnswerKey, IdempotencyStore};
 use super::kv::{self, KvRefusal, KvSpace, KvStore};
 use super::runs::RunStore;
 use super::{Backend, HistoryStore, OperatorStore, StorageError};
+use crate::config::approvals::ApprovalConfig;
+use crate::config::grants::PluginPolicy;
 use crate::model::approval::{Approval, ApprovalState};
 use crate::model::audit::AuditRecord;
 use crate::model::run::{Run, Step};
 use crate::model::version::VersionEntry;
-use crate::policy::approvals::ApprovalConfig;
-use crate::policy::PluginPolicy;
 
 impl From<sled::Error> for StorageError {
     fn from(e: sled::Error) -> Self {

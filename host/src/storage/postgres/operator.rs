@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
 use super::{backend, changes, parse, Postgres};
+use crate::config::approvals::ApprovalConfig;
+use crate::config::grants::PluginPolicy;
 use crate::model::version::VersionEntry;
-use crate::policy::approvals::ApprovalConfig;
-use crate::policy::PluginPolicy;
 use crate::storage::{Change, HistoryStore, OperatorStore, StorageError};
 
 const APPROVAL_RULES: &str = "approval-rules";

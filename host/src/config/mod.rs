@@ -2,6 +2,9 @@
 //! it, and the operator's policy. Every field has an embedded default, so the
 //! host starts with no file at all; flags and environment override the file.
 
+pub mod approvals;
+pub mod grants;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,9 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::{DnsServer, OutboundOptions};
+use crate::config::approvals::ApprovalConfig;
+use crate::config::grants::{Limits, PluginPolicy, Signing};
 use crate::plugins::oci::{BundleRef, RegistriesConfig};
-use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy};
-use crate::policy::{Limits, PluginPolicy, Policy, PolicyError, Signing};
+use crate::policy::approvals::ApprovalPolicy;
+use crate::policy::{Policy, PolicyError};
 use crate::wasm::engine::EngineOptions;
 use crate::RuntimeOptions;
 

@@ -477,7 +477,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools => {
-            let runtime = config.runtime().await?;
+            let runtime = toolhost::Runtime::from_config(&config).await?;
             let all_pulled = pull_sources(&config).await;
             let loaded = runtime.plugins().load_all().await?;
             let failed = loaded.iter().filter(|(_, r)| r.is_err()).count() + usize::from(!all_pulled);
@@ -495,7 +495,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args
             };
             let args: serde_json::Value = serde_json::from_str(&text).context("the arguments are not valid JSON")?;
-            let runtime = config.runtime().await?;
+            let runtime = toolhost::Runtime::from_config(&config).await?;
             let Some((plugin, _)) = toolhost::call::names::split(&tool) else {
                 bail!("{tool:?} is not a tool name; tools are named plugin.function (see `toolhost tools`)");
             };

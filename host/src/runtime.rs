@@ -15,11 +15,12 @@ use crate::call::invoke::{self, CallOutcome};
 use crate::audit::{AuditError, AuditLog};
 use crate::call::names;
 use crate::capabilities::{self, NoGate, Outbound, OutboundError, OutboundOptions, SharedGate};
+use crate::config::Config;
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::call::CallError;
 use crate::plugins::lifecycle::{Lifecycle, LifecycleError, LifecycleOptions, Toolchain};
 use crate::plugins::manifest::Risk;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyError};
 use crate::storage::{Storage, StorageError};
 use crate::wasm::compile_cache::CompileCache;
 use crate::wasm::engine::{Engine, EngineOptions};
@@ -88,7 +89,45 @@ struct Inner {
     detached: TaskTracker,
 }
 
+impl RuntimeOptions {
+    /// A runtime over the folders and policy `config` names, its engine
+    /// sized by `[server]`: the same for `serve` and for one-shot CLI
+    /// commands.
+    pub fn from_config(config: &Config) -> Result<RuntimeOptions, PolicyError> {
+        Ok(RuntimeOptions {
+            plugins_dir: config.server.plugins_dir.clone(),
+            data_dir: config.server.data_dir.clone(),
+            policy: config.policy()?,
+            engine: EngineOptions {
+                max_instances: config.server.max_instances,
+                max_warm_instances: config.server.max_warm_instances,
+                warm_idle: std::time::Duration::from_secs(config.server.warm_idle_secs),
+                guest_threads: match config.server.guest_threads {
+                    0 => crate::wasm::executor::default_threads(),
+                    n => n,
+                },
+                ..EngineOptions::default()
+            },
+            api_secret_env_prefix: config.server.api_secret_env_prefix.clone(),
+            outbound: OutboundOptions {
+                dns_servers: config.server.dns_servers.clone(),
+                dns_timeout: std::time::Duration::from_millis(config.server.dns_timeout_ms),
+                dns_max_in_flight: config.server.dns_max_in_flight,
+                extra_ca_roots: config.server.extra_ca_roots.clone(),
+            },
+        })
+    }
+}
+
 impl Runtime {
+    /// The runtime `serve` and the one-shot CLI commands use: its state
+    /// where `[storage]` says, its folders, policy and engine as configured.
+    pub async fn from_config(config: &Config) -> Result<Runtime, RuntimeError> {
+        let options = RuntimeOptions::from_config(config)?;
+        let storage = Storage::connect(&config.storage, &options.data_dir.join("db")).await?;
+        Runtime::with_storage(options, storage)
+    }
+
     /// A runtime keeping its state in sled, in the data folder.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
         let storage = Storage::open(&options.data_dir.join("db"))?;

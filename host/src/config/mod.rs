@@ -17,8 +17,6 @@ use crate::config::grants::{Limits, PluginPolicy, Signing};
 use crate::plugins::oci::{BundleRef, RegistriesConfig};
 use crate::policy::approvals::ApprovalPolicy;
 use crate::policy::{Policy, PolicyError};
-use crate::wasm::engine::EngineOptions;
-use crate::RuntimeOptions;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -52,6 +50,9 @@ pub struct Config {
     #[serde(skip)]
     pub path: Option<PathBuf>,
 }
+
+/// Requests per minute for a token that does not set its own.
+pub const DEFAULT_RATE_PER_MINUTE: u32 = 1200;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -163,6 +164,25 @@ pub struct Server {
     pub workflow_eval_ms: u64,
 }
 
+impl Server {
+    /// The connection keys, refused when one would bound nothing or
+    /// everything.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("header-timeout-secs", self.header_timeout_secs),
+            ("connection-idle-secs", self.connection_idle_secs),
+            ("body-timeout-secs", self.body_timeout_secs),
+            ("max-connections", self.max_connections as u64),
+            ("health-connections", self.health_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Server {
     fn default() -> Self {
         Server {
@@ -173,7 +193,7 @@ impl Default for Server {
             max_instances: 256,
             guest_threads: 0,
             watch: true,
-            rate_per_minute: crate::server::auth::DEFAULT_RATE_PER_MINUTE,
+            rate_per_minute: DEFAULT_RATE_PER_MINUTE,
             idempotency_retention_secs: crate::app::idempotency::DEFAULT_RETENTION.as_secs(),
             max_warm_instances: 0,
             warm_idle_secs: 30,
@@ -289,7 +309,7 @@ impl Config {
         // Validate the policy part the same way a bare policy is validated.
         config.policy()?;
         ApprovalPolicy::accept(config.approvals.clone())?;
-        crate::server::connections::Limits::check(&config.server).map_err(|message| PolicyError::Parse {
+        config.server.check().map_err(|message| PolicyError::Parse {
             path: origin.to_string(),
             message: format!("[server] {message}"),
         })?;
@@ -306,40 +326,5 @@ impl Config {
 
     pub fn policy(&self) -> Result<Policy, PolicyError> {
         Policy::from_parts(self.limits.clone(), self.signing.clone(), self.plugins.clone())
-    }
-
-    /// The runtime `serve` and the one-shot CLI commands use: its state where
-    /// `[storage]` says, its folders, policy and engine as configured.
-    pub async fn runtime(&self) -> Result<crate::Runtime, crate::runtime::RuntimeError> {
-        let options = self.runtime_options()?;
-        let storage = crate::storage::Storage::connect(&self.storage, &options.data_dir.join("db")).await?;
-        crate::Runtime::with_storage(options, storage)
-    }
-
-    /// A runtime over these folders and this policy, its engine sized by
-    /// `[server]`: the same for `serve` and for one-shot CLI commands.
-    pub fn runtime_options(&self) -> Result<RuntimeOptions, PolicyError> {
-        Ok(RuntimeOptions {
-            plugins_dir: self.server.plugins_dir.clone(),
-            data_dir: self.server.data_dir.clone(),
-            policy: self.policy()?,
-            engine: EngineOptions {
-                max_instances: self.server.max_instances,
-                max_warm_instances: self.server.max_warm_instances,
-                warm_idle: std::time::Duration::from_secs(self.server.warm_idle_secs),
-                guest_threads: match self.server.guest_threads {
-                    0 => crate::wasm::executor::default_threads(),
-                    n => n,
-                },
-                ..EngineOptions::default()
-            },
-            api_secret_env_prefix: self.server.api_secret_env_prefix.clone(),
-            outbound: OutboundOptions {
-                dns_servers: self.server.dns_servers.clone(),
-                dns_timeout: std::time::Duration::from_millis(self.server.dns_timeout_ms),
-                dns_max_in_flight: self.server.dns_max_in_flight,
-                extra_ca_roots: self.server.extra_ca_roots.clone(),
-            },
-        })
     }
 }

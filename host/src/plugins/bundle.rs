@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::error::LoadError;
 use super::manifest::{Manifest, ManifestError};
-use super::plugin::LoadError;
 use super::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::policy::Policy;
 use crate::workflow::definition::Definition;
-use crate::workflow::DOCUMENT_FILE;
+use crate::workflow::{Workflow, DOCUMENT_FILE};
 
 /// The signature file of a workflow bundle.
 pub const WORKFLOW_SIGNATURE_FILE: &str = "workflow.sig";
@@ -212,6 +212,24 @@ impl Bundle {
             Some(parent) => std::fs::File::open(parent)?.sync_all(),
             None => Ok(()),
         }
+    }
+
+    /// The workflow this bundle holds, under the operator's policy: its
+    /// digest pin and signature checked as a connector's are, its grant
+    /// taken.
+    pub fn load_workflow(&self, policy: &Policy) -> Result<Workflow, LoadError> {
+        let signer = self.verify(policy)?;
+        let Contents::Workflow(definition) = &self.contents else {
+            return Err(LoadError::Kind {
+                plugin: self.name.clone(),
+                expected: "workflow",
+                actual: "connector",
+            });
+        };
+        Workflow::new(definition.clone(), self.digest.clone(), signer, policy).map_err(|message| LoadError::Workflow {
+            path: format!("{} ({DOCUMENT_FILE})", self.name),
+            message,
+        })
     }
 
     /// The operator's supply-chain rules, before anything is compiled: the

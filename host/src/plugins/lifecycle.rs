@@ -275,7 +275,7 @@ impl Lifecycle {
     async fn compile(&self, bundle: &Bundle, via: Via) -> Result<Compiled, LoadError> {
         let policy = self.policy.load_full();
         let loaded = match &bundle.contents {
-            Contents::Workflow(_) => Workflow::load(bundle, &policy).map(Compiled::Workflow),
+            Contents::Workflow(_) => bundle.load_workflow(&policy).map(Compiled::Workflow),
             Contents::Connector { .. } => {
                 let (toolchain, storage, owned) = (self.toolchain.clone(), self.storage.clone(), bundle.clone());
                 tokio::task::spawn_blocking(move || {
@@ -504,7 +504,7 @@ impl Lifecycle {
         let history = self.versions.history(name).await.ok()?;
         let entry = history.iter().rev().find(|e| e.digest == digest)?;
         let bundle = Bundle::read(&self.versions.local(&entry.archive).await.ok()??).ok()?;
-        Workflow::load(&bundle, &self.policy.load()).ok().map(Arc::new)
+        bundle.load_workflow(&self.policy.load()).ok().map(Arc::new)
     }
 
     pub async fn history(&self, name: &str) -> Result<Vec<VersionEntry>, LifecycleError> {

@@ -13,63 +13,12 @@ use crate::call::{names, schema};
 use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
 use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::contract::Contract;
-use crate::plugins::manifest::{Manifest, ManifestError, Risk};
-use crate::plugins::signing::SigningError;
+pub use crate::plugins::error::LoadError;
+use crate::plugins::manifest::{Manifest, Risk};
 use crate::policy::Policy;
 use crate::storage::Storage;
 use crate::wasm::compile_cache::{CompileCache, Source};
 use crate::wasm::warm::{WarmBudget, WarmPermit};
-
-/// Why a bundle was not loaded. The previous version, if any, keeps serving.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("cannot read component {path}: {message}")]
-    Component { path: String, message: String },
-    #[error("{plugin}: not a valid component: {message}")]
-    Compile { plugin: String, message: String },
-    #[error("{plugin}: imports something the host does not offer: {message}")]
-    Link { plugin: String, message: String },
-    #[error("{plugin}: manifest says world {world:?}, but the component does not export {missing}")]
-    WrongWorld {
-        plugin: String,
-        world: String,
-        missing: String,
-    },
-    #[error("{plugin}: the component's exports do not have world {world:?}'s types: {message}")]
-    WorldTypes {
-        plugin: String,
-        world: String,
-        message: String,
-    },
-    #[error("{plugin}: function {function:?} cannot be a tool: {message}")]
-    Tool {
-        plugin: String,
-        function: String,
-        message: String,
-    },
-    #[error("{plugin}: signature refused: {source}")]
-    Signature { plugin: String, source: SigningError },
-    #[error("{plugin}: the operator pinned digest {expected}, but this component is {actual}")]
-    Pinned {
-        plugin: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("{plugin}: exports no functions")]
-    NoTools { plugin: String },
-    #[error("{plugin}: storage: {message}")]
-    Storage { plugin: String, message: String },
-    #[error("{path} is not a workflow toolhost can run: {message}")]
-    Workflow { path: String, message: String },
-    #[error("{plugin} is a {actual}, not a {expected}")]
-    Kind {
-        plugin: String,
-        expected: &'static str,
-        actual: &'static str,
-    },
-}
 
 /// One tool: an exported function of a plugin.
 pub struct Tool {

@@ -14,10 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::call::names;
-use crate::config::{Role, TokenConfig};
-
-/// Requests per minute for a token that does not set its own.
-pub const DEFAULT_RATE_PER_MINUTE: u32 = 1200;
+use crate::config::{Role, TokenConfig, DEFAULT_RATE_PER_MINUTE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

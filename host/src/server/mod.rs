@@ -81,7 +81,7 @@ pub async fn serve_on(
     // The port answers from now on: starting until the plugins are loaded.
     let (listener, starting) = readiness::WhileStarting::serve(listener, connections.clone())?;
     tracing::info!("starting on http://{}", listener.local_addr()?);
-    let runtime = config.runtime().await?;
+    let runtime = crate::Runtime::from_config(&config).await?;
     runtime
         .plugins()
         .recover_folder()

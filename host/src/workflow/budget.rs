@@ -8,7 +8,7 @@
 //! unit of fuel, refuses a string or collection over [`MAX_VALUE_LEN`], and
 //! every [`CHECK_EVERY`] units looks at the run's clock and its halt (so a
 //! cancel stops the work within a tick). Past the budget the expression
-//! fails with [`ExprError::Budget`], which no `catch` handles.
+//! fails with `ExprError::Budget` (from [`Stopped`]), which no `catch` handles.
 //!
 //! Runs are driven on an executor of their own ([`executor`]): a few threads
 //! with large stacks, apart from the API's workers and the guest threads, so
@@ -20,8 +20,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-
-use super::expr::ExprError;
 
 /// Ticks one run's expressions may take in all: a `for` over 10,000 items
 /// whose body computes a little stays well inside; `reduce range(1e8)` is
@@ -92,9 +90,9 @@ impl Budget {
     }
 
     /// Run `eval` with this budget installed on the current thread.
-    pub fn meter<T>(&self, expr: &str, eval: impl FnOnce() -> T) -> Result<T, ExprError> {
+    pub fn meter<T>(&self, expr: &str, eval: impl FnOnce() -> T) -> Result<T, Stopped> {
         let spent = Duration::from_nanos(self.spent.load(Ordering::Relaxed));
-        let over = |why: Over| ExprError::Budget {
+        let over = |why: Over| Stopped {
             expr: expr.chars().take(200).collect(),
             message: why.describe(self),
         };
@@ -123,6 +121,13 @@ impl Budget {
             None => Ok(result),
         }
     }
+}
+
+/// An evaluation the budget stopped: the expression (its start) and why.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    pub expr: String,
+    pub message: String,
 }
 
 /// Why an evaluation was stopped.

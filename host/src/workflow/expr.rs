@@ -82,6 +82,15 @@ pub enum ExprError {
     Budget { expr: String, message: String },
 }
 
+impl From<budget::Stopped> for ExprError {
+    fn from(stopped: budget::Stopped) -> ExprError {
+        ExprError::Budget {
+            expr: stopped.expr,
+            message: stopped.message,
+        }
+    }
+}
+
 /// The variables' values an expression is evaluated with, in the order they
 /// were declared, and the budget it spends.
 #[derive(Clone)]

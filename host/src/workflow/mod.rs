@@ -16,8 +16,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::call::CallError;
-use crate::plugins::bundle::{Bundle, Contents};
-use crate::plugins::plugin::LoadError;
 use crate::policy::Policy;
 use definition::Definition;
 
@@ -39,24 +37,20 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// A workflow bundle under the operator's policy: its digest pin and
-    /// signature checked as a connector's are, its grant taken.
-    pub fn load(bundle: &Bundle, policy: &Policy) -> Result<Workflow, LoadError> {
-        let signer = bundle.verify(policy)?;
-        let Contents::Workflow(definition) = &bundle.contents else {
-            return Err(LoadError::Kind {
-                plugin: bundle.name.clone(),
-                expected: "workflow",
-                actual: "connector",
-            });
-        };
-        let input = jsonschema::validator_for(&definition.input_schema).map_err(|e| LoadError::Workflow {
-            path: format!("{} ({DOCUMENT_FILE})", bundle.name),
-            message: format!("input.schema is not a valid JSON Schema: {e}"),
-        })?;
+    /// A workflow from its parsed document (whose sha256 is `digest`,
+    /// signed by `signer` if anyone), under `policy`'s grant; an input
+    /// schema that does not compile is refused with why.
+    pub fn new(
+        definition: Arc<Definition>,
+        digest: String,
+        signer: Option<String>,
+        policy: &Policy,
+    ) -> Result<Workflow, String> {
+        let input = jsonschema::validator_for(&definition.input_schema)
+            .map_err(|e| format!("input.schema is not a valid JSON Schema: {e}"))?;
         let workflow = Workflow {
-            definition: definition.clone(),
-            digest: bundle.digest.clone(),
+            definition,
+            digest,
             signer,
             granted: BTreeSet::new(),
             input: Arc::new(input),

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Reader};
-use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
+use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::audit::ActionEvent;
 use crate::model::audit::{Action, Via};
@@ -169,7 +169,7 @@ pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One object per plugin.", body = [Object]),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
@@ -224,7 +224,7 @@ pub async fn set_enabled(state: &Shared, actor: &Actor<'_>, name: &str, enabled:
     responses(
         (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
         (status = 404, response = NotFound),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn disable(
@@ -247,7 +247,7 @@ pub async fn disable(
     responses(
         (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
         (status = 404, response = NotFound),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn enable(
@@ -277,7 +277,7 @@ pub async fn enable(
         (status = 200, description = "Loaded and serving: the plugin, as `GET /v1/plugins` shows it.", body = Object),
         (status = 400, response = BadRequest),
         (status = 422, response = Unprocessable),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn upload(
@@ -420,7 +420,7 @@ pub async fn install(state: &Shared, actor: &Actor<'_>, name: &str, parts: Bundl
     responses(
         (status = 200, description = "`{\"plugin\", \"unloaded\": true, \"drained\"}`.", body = Object),
         (status = 404, response = NotFound),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn unload(
@@ -463,7 +463,7 @@ pub async fn unload(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 422, response = Unprocessable),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn rollback(
@@ -508,7 +508,7 @@ pub async fn roll_back(state: &Shared, actor: &Actor<'_>, name: &str) -> Result<
     responses(
         (status = 200, description = "`{\"plugin\", \"versions\": [...]}`.", body = Object),
         (status = 404, response = NotFound),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn versions(

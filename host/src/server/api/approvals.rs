@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Admin, Agent, Reviewer};
 use super::calls::spawn_execution;
 use super::error::ErrorBody;
-use super::openapi::{BadRequest, Conflict, NotFound, Unprocessable};
+use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::config::Role;
 use crate::model::approval::{ApprovalState, Verdict};
@@ -82,7 +82,7 @@ pub struct Wait {
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 410, description = "Nobody decided in time: `approval_expired`.", body = ErrorBody),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn get(
@@ -157,7 +157,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "`{\"approvals\": [...], \"next\": id or null}`.", body = Object),
         (status = 400, response = BadRequest),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn list(
@@ -207,7 +207,7 @@ pub struct DecisionBody {
         (status = 409, response = Conflict),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 422, response = Unprocessable),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn approve(
@@ -235,7 +235,7 @@ pub async fn approve(
         (status = 409, response = Conflict),
         (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 422, response = Unprocessable),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn reject(
@@ -288,7 +288,7 @@ pub async fn decide_and_carry_out(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Server-sent events: `held`, `approved`, `rejected`, ... each with the approval as JSON data; `lagged` when some were missed.", body = String, content_type = "text/event-stream"),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -322,7 +322,7 @@ pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules in force.", body = ApprovalConfig),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalConfig> {
@@ -342,7 +342,7 @@ pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalCon
     responses(
         (status = 200, description = "The rules now in force.", body = ApprovalConfig),
         (status = 422, response = Unprocessable),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn set_rules(

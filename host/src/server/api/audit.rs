@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::AuditReader;
-use super::openapi::BadRequest;
+use super::responses::BadRequest;
 use super::{ApiError, Shared};
 use crate::audit::{AuditError, AuditFilter, MAX_PAGE};
 
@@ -30,7 +30,7 @@ fn bad_filter(e: AuditError) -> ApiError {
     responses(
         (status = 200, description = "`{\"records\": [...], \"next\": id or null}`.", body = Object),
         (status = 400, response = BadRequest),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn query(
@@ -54,7 +54,7 @@ pub async fn query(
     responses(
         (status = 200, description = "Every matching record as JSON Lines.", body = String, content_type = "application/x-ndjson"),
         (status = 400, response = BadRequest),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn export(

@@ -83,8 +83,8 @@ fn audited(state: &Shared, name: &str) -> Value {
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
-        (status = 404, response = super::openapi::NotFound),
-        super::openapi::RoleRefusals,
+        (status = 404, response = super::responses::NotFound),
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -104,10 +104,10 @@ pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<Strin
     request_body(content = Object, description = "The whole grant, as a `[plugins.<name>]` table of toolhost.toml in JSON (http, secrets, config, limits)."),
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::Unprocessable),
-        super::openapi::RoleRefusals,
+        (status = 400, response = super::responses::BadRequest),
+        (status = 404, response = super::responses::NotFound),
+        (status = 422, response = super::responses::Unprocessable),
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn replace(
@@ -168,11 +168,11 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
     request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 JSON merge patch over the grant in force (`null` removes a field); `application/json` is taken too."),
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 400, response = super::responses::BadRequest),
+        (status = 404, response = super::responses::NotFound),
         (status = 415, description = "Not sent as a merge patch.", body = super::error::ErrorBody),
-        (status = 422, response = super::openapi::Unprocessable),
-        super::openapi::RoleRefusals,
+        (status = 422, response = super::responses::Unprocessable),
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn patch(
@@ -205,8 +205,8 @@ pub async fn patch(
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
         (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
-        (status = 404, response = super::openapi::NotFound),
-        super::openapi::RoleRefusals,
+        (status = 404, response = super::responses::NotFound),
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn reset(

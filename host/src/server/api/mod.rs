@@ -12,6 +12,7 @@ mod error;
 pub mod grants;
 pub mod mcp;
 pub mod openapi;
+pub mod responses;
 mod runs;
 pub mod tokens;
 pub mod tools;
@@ -186,7 +187,7 @@ async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The host's metrics.", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        openapi::RoleRefusals,
+        responses::RoleRefusals,
     )
 )]
 async fn metrics(_reader: auth::Reader, State(state): State<Shared>) -> impl IntoResponse {

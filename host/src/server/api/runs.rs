@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Agent, AuditReader};
 use super::calls::Answer;
-use super::openapi::{BadRequest, Conflict, NotFound};
+use super::responses::{BadRequest, Conflict, NotFound};
 use super::{ApiError, Shared};
 use crate::config::Role;
 use crate::model::run::Run;
@@ -65,7 +65,7 @@ async fn visible(state: &Shared, principal: &Principal, id: &str) -> Result<Run,
         (status = 202, description = "Still going: the run with its steps so far.", body = Object),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
-        super::openapi::AnyTokenRefusals,
+        super::responses::AnyTokenRefusals,
     )
 )]
 pub async fn get(
@@ -104,7 +104,7 @@ pub async fn get(
         (status = 200, description = "Cancelled: `{\"run\": ...}`.", body = Object),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn cancel(
@@ -147,7 +147,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "`{\"runs\": [...], \"next\": id or null}`.", body = Object),
         (status = 400, response = BadRequest),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn list(

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::admin::{record_action, record_admin, Actor};
 use super::auth::{Admin, Reader};
-use super::openapi::Unprocessable;
+use super::responses::Unprocessable;
 use super::{ApiError, Shared};
 use crate::audit::ActionEvent;
 use crate::config::Config;
@@ -26,7 +26,7 @@ use crate::model::audit::{Action, Via};
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`{\"tokens\": [...]}`.", body = Object),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
@@ -44,7 +44,7 @@ pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
     responses(
         (status = 200, description = "The tokens now in force: `{\"tokens\": [...]}`.", body = Object),
         (status = 422, response = Unprocessable),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<Json<Value>, ApiError> {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::auth::Agent;
 use super::calls::{call, detached, Answer, Called};
 use super::error::ErrorBody;
-use super::openapi::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
+use super::responses::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
 use super::{ApiError, Shared};
 use crate::app::idempotency::{Lookup, MAX_KEY_LEN};
 use crate::call::names;
@@ -31,7 +31,7 @@ pub const SESSION_HEADER: &str = "x-session-id";
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The tools this token may use.", body = [ToolInfo]),
-        super::openapi::AnyTokenRefusals,
+        super::responses::AnyTokenRefusals,
     )
 )]
 pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<Vec<ToolInfo>> {
@@ -96,7 +96,7 @@ pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErro
         (status = 502, description = "The connector answered an error of no known case.", body = ErrorBody),
         (status = 503, response = Unavailable),
         (status = 504, description = "The call ran out of time (the message names the request it was waiting on).", body = ErrorBody),
-        super::openapi::RoleRefusals,
+        super::responses::RoleRefusals,
     )
 )]
 pub async fn invoke(

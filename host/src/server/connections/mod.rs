@@ -69,23 +69,6 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// `[server]`'s connection keys, refused when one would bound nothing
-    /// or everything.
-    pub fn check(server: &Server) -> Result<(), String> {
-        for (key, value) in [
-            ("header-timeout-secs", server.header_timeout_secs),
-            ("connection-idle-secs", server.connection_idle_secs),
-            ("body-timeout-secs", server.body_timeout_secs),
-            ("max-connections", server.max_connections as u64),
-            ("health-connections", server.health_connections as u64),
-        ] {
-            if value == 0 {
-                return Err(format!("{key} must be at least 1"));
-            }
-        }
-        Ok(())
-    }
-
     /// The limits `[server]` sets, the cap lowered to what `fd_limit` (the
     /// process's open-file limit, if known) leaves room for.
     pub fn new(server: &Server, fd_limit: Option<u64>) -> Limits {

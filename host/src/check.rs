@@ -344,7 +344,7 @@ impl Checker {
                 let _ = std::os::unix::fs::symlink(cache, scratch.0.join("compile-cache"));
             }
         }
-        let mut options = RuntimeOptions::from_config(&config).unwrap_or_else(|_| RuntimeOptions {
+        let mut options = RuntimeOptions::from_config(config).unwrap_or_else(|_| RuntimeOptions {
             plugins_dir: plugins_dir.clone(),
             data_dir: PathBuf::new(),
             policy: Policy::default(),

@@ -738,13 +738,11 @@ impl Approvals {
         Ok(())
     }
 
-    /// Another node replaced the approval rules: apply them here too.
+    /// Another node replaced the approval rules: apply them here too. Read
+    /// on every change another node announces and at every reconciliation,
+    /// so through the store's pool, never a connection of its own.
     pub async fn reload_rules(&self) -> Result<(), SetRulesError> {
-        let storage = self.storage.clone();
-        let stored = tokio::task::spawn_blocking(move || storage.operator().approval_rules())
-            .await
-            .map_err(|e| StorageError::Backend(format!("reading the approval rules: {e}")))??;
-        if let Some(mut rules) = stored {
+        if let Some(mut rules) = self.storage.operator().approval_rules().await? {
             rules.webhook = None;
             self.policy.store(Arc::new(ApprovalPolicy::new(rules)?));
         }

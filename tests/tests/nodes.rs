@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use toolhost_tests::postgres::Postgres;
 use toolhost_tests::{
-    cancel_run, client, counting_upstream, counting_upstream_slow, decide, get_json, guest, held_id, invoke, named,
-    netprobe_grant, put_grant, upload, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    cancel_run, client, counting_upstream, counting_upstream_slow, decide, get_json, guest, held_id, invoke,
+    invoke_in_background, named, netprobe_grant, put_grant, upload, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    APPROVER_TOKEN,
 };
 
 /// `config` with `[storage]` pointing at `url`, as node `node`.
@@ -457,17 +458,7 @@ async fn kill_9_of_a_node_under_load_loses_no_acknowledged_write_and_its_run_fin
     };
     let mut a = node("a");
     let b = node("b");
-    let start_run = |a: &ServerProcess| {
-        let url = a.url("/v1/tools/slow-fill/invoke");
-        tokio::spawn(async move {
-            let _ = client()
-                .post(url)
-                .bearer_auth(AGENT_TOKEN)
-                .json(&json!({}))
-                .send()
-                .await;
-        })
-    };
+    let start_run = |a: &ServerProcess| invoke_in_background(a, "slow-fill", json!({}));
 
     // A run driven by a and cancelled on b stops on a: its second step
     // never runs.

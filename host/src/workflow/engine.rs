@@ -8,7 +8,9 @@
 //! resumes after a crash runs from the top again; a journaled step that
 //! finished gives its recorded result instead of running, a step that was
 //! in flight runs again with the same idempotency key, a held step waits
-//! for its approval again, and a timer sleeps only what is left of it.
+//! for its approval again, and a timer sleeps only what is left of it. A
+//! retry's duration limit reads the clock too: when its `try` first began
+//! is journaled, so a resumed run spends what is left of that budget.
 //!
 //! The host side (grants, approval rules, the call itself, its audit
 //! record, where the journal is stored) is the [`Host`]'s.

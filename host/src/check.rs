@@ -20,13 +20,14 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::grants::Signing;
 use crate::config::Config;
 use crate::plugins::bundle::Bundle;
 use crate::plugins::manifest::line_column;
 use crate::plugins::plugin::LoadError;
 use crate::policy::approvals::ApprovalPolicy;
 use crate::policy::grants::{GrantState, GrantWarning};
-use crate::policy::{Grant, Policy, Signing};
+use crate::policy::{Grant, Policy};
 use crate::runtime::RuntimeError;
 use crate::storage::Storage;
 use crate::{Runtime, RuntimeOptions};

@@ -32,7 +32,7 @@ pub struct RuntimeOptions {
     pub policy: Policy,
     pub engine: EngineOptions,
     /// Environment variables a grant set through the API may name as a
-    /// secret's source; `None`: none (see [`crate::policy::PluginPolicy::settle`]).
+    /// secret's source; `None`: none (see [`crate::config::grants::PluginPolicy::settle`]).
     pub api_secret_env_prefix: Option<String>,
     pub outbound: OutboundOptions,
 }

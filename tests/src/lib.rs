@@ -422,6 +422,20 @@ pub async fn invoke(
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `POST /v1/tools/{tool}/invoke` with `args` as the agent, on a task of its
+/// own whose answer nobody waits for (a workflow's run, followed by id,
+/// or a call that a kill cuts short).
+pub fn invoke_in_background(
+    server: &ServerProcess,
+    tool: &str,
+    args: serde_json::Value,
+) -> tokio::task::JoinHandle<()> {
+    let url = server.url(&format!("/v1/tools/{tool}/invoke"));
+    tokio::spawn(async move {
+        let _ = client().post(url).bearer_auth(AGENT_TOKEN).json(&args).send().await;
+    })
+}
+
 /// `GET path` as `token`: the status and the JSON body.
 pub async fn get_json(server: &ServerProcess, token: &str, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
     let r = client()

@@ -353,8 +353,9 @@ async fn an_upgrade_between_hold_and_approval_lapses_it() {
 /// the stopped host's files (the state a crash between deciding and running
 /// leaves): one approved and not yet running, one caught running.
 async fn decide_offline(data: &std::path::Path, approved: &str, running: &str) {
+    use toolhost::config::approvals::ApprovalConfig;
     use toolhost::model::approval::Verdict;
-    use toolhost::policy::approvals::{ApprovalConfig, ApprovalPolicy};
+    use toolhost::policy::approvals::ApprovalPolicy;
     use toolhost::server::approvals::Approvals;
     let storage = toolhost::storage::Storage::open(&data.join("db")).unwrap();
     let audit = Arc::new(toolhost::audit::AuditLog::open(&storage).unwrap());
@@ -715,7 +716,7 @@ async fn a_stored_condition_over_its_bound_holds_the_calls_it_would_judge() {
     server.stop();
     {
         let storage = toolhost::storage::Storage::open(&server.dir.path().join("data").join("db")).unwrap();
-        let rules: toolhost::policy::approvals::ApprovalConfig = serde_json::from_value(summing_rule(3000)).unwrap();
+        let rules: toolhost::config::approvals::ApprovalConfig = serde_json::from_value(summing_rule(3000)).unwrap();
         storage.operator().set_approval_rules(&rules).await.unwrap();
         storage.flush().await.unwrap();
     }

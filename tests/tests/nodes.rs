@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use toolhost_tests::postgres::Postgres;
 use toolhost_tests::{
-    cancel_run, client, counting_upstream, counting_upstream_slow, decide, get_json, guest, held_id, invoke, named,
-    netprobe_grant, put_grant, upload, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    cancel_run, client, counting_upstream, counting_upstream_slow, decide, get_json, guest, held_id, invoke,
+    invoke_in_background, named, netprobe_grant, put_grant, upload, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    APPROVER_TOKEN,
 };
 
 /// `config` with `[storage]` pointing at `url`, as node `node`.
@@ -353,6 +354,59 @@ async fn an_approval_held_on_one_node_and_decided_on_the_other_runs_once() {
     assert_eq!(effects.load(Ordering::SeqCst), 7);
 }
 
+/// Sessions ever opened on the database `url` names.
+async fn sessions_opened(url: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+    driver.abort();
+    row.get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_applies_another_nodes_rules_on_its_pooled_connections() {
+    let url = Postgres::shared().database();
+    let a = ServerProcess::start(&on_database("", &url, "a"), &[]);
+    let b = ServerProcess::start(&on_database("", &url, "b"), &[]);
+    let rules = |i: usize| json!({ "expiry-secs": 600 + i, "rules": [] });
+    let put = |i: usize| {
+        client()
+            .put(a.url("/v1/approvals/rules"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&rules(i))
+            .send()
+    };
+    let heard = |i: usize| {
+        let b = &b;
+        async move {
+            let (_, rules) = get_json(b, APPROVER_TOKEN, "/v1/approvals/rules").await;
+            rules["expiry-secs"] == 600 + i
+        }
+    };
+    // Once, so that both pools hold what one change needs.
+    assert_eq!(put(0).await.unwrap().status(), 200);
+    eventually("b has a's first rules", || heard(0)).await;
+    let before = sessions_opened(&url).await;
+
+    // Each change is heard by b, which reads the rules again: through its
+    // pool, not on a connection (and a thread and a runtime) of its own.
+    const CHANGES: usize = 30;
+    for i in 1..=CHANGES {
+        assert_eq!(put(i).await.unwrap().status(), 200);
+        eventually("b has a's rules", || heard(i)).await;
+    }
+    // One session here is this count's own; the pools may grow by a few.
+    let opened = sessions_opened(&url).await - before;
+    eprintln!("sessions opened over {CHANGES} rules changes: {opened}");
+    assert!(opened < 5, "{opened} sessions opened for {CHANGES} rules reloads");
+}
+
 /// The id of the newest run once its first step is done.
 async fn first_step_done(server: &ServerProcess) -> String {
     let start = Instant::now();
@@ -404,17 +458,7 @@ async fn kill_9_of_a_node_under_load_loses_no_acknowledged_write_and_its_run_fin
     };
     let mut a = node("a");
     let b = node("b");
-    let start_run = |a: &ServerProcess| {
-        let url = a.url("/v1/tools/slow-fill/invoke");
-        tokio::spawn(async move {
-            let _ = client()
-                .post(url)
-                .bearer_auth(AGENT_TOKEN)
-                .json(&json!({}))
-                .send()
-                .await;
-        })
-    };
+    let start_run = |a: &ServerProcess| invoke_in_background(a, "slow-fill", json!({}));
 
     // A run driven by a and cancelled on b stops on a: its second step
     // never runs.

@@ -484,3 +484,91 @@ async fn a_stop_waits_for_a_call_whose_client_has_gone() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["outcome"], "ok", "finished before the host stopped");
 }
+
+/// A step that fails every time, retried for at most `RETRY_BUDGET`
+/// (`limit.duration`), `RETRY_DELAY` apart; then the catch gives up.
+const RETRYING: &str = r#"
+document: { dsl: '1.0.0', namespace: toolhost-tests, name: retrying, version: '1.0.0' }
+do:
+  - attempt:
+      try:
+        - fail:
+            call: echo.check
+            with: { ok: false, message: down }
+      catch:
+        as: failure
+        retry:
+          delay: { milliseconds: 200 }
+          limit: { duration: { seconds: 3 } }
+        do:
+          - giveUp:
+              set: { exhausted: '${ $failure.type }' }
+"#;
+const RETRY_BUDGET: u64 = 3000;
+const RETRY_DELAY: u64 = 200;
+
+/// The start of each attempt of the run's failing step, Unix ms, in order.
+async fn attempts_started(server: &ServerProcess, run: &str) -> (Value, Vec<u64>) {
+    let (_, shown) = get_json(server, ADMIN_TOKEN, &format!("/v1/runs/{run}")).await;
+    let started = shown["run"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["kind"] == "call")
+        .map(|s| {
+            let at = humantime::parse_rfc3339(s["started"].as_str().unwrap()).unwrap();
+            at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+        })
+        .collect();
+    (shown, started)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_budget_counts_from_the_first_attempt_across_a_kill_9() {
+    let config = "[plugins.retrying]\ntools = [\"echo.check\"]\n";
+    let mut server = ServerProcess::start_prepared(config, |plugins| {
+        ServerProcess::link_bundles(plugins, &["echo"]);
+        std::fs::create_dir(plugins.join("retrying")).unwrap();
+        std::fs::write(plugins.join("retrying/workflow.yaml"), RETRYING).unwrap();
+    });
+    // Cut short by the kill below.
+    let _caller = invoke_in_background(&server, "retrying", json!({}));
+    let run = newest_run(&server).await;
+    // Killed two thirds into the budget, by the attempts' own records.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (shown, started) = attempts_started(&server, &run).await;
+        if started.len() > 1 && started[started.len() - 1] - started[0] >= 2 * RETRY_BUDGET / 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step was not retried for 2 s: {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.crash();
+    server.start_again();
+
+    // The run resumes and gives up once the budget it began with is spent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (shown, started) = loop {
+        let (shown, started) = attempts_started(&server, &run).await;
+        if shown["run"]["state"] != "running" {
+            break (shown, started);
+        }
+        assert!(Instant::now() < deadline, "the run never ended: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(shown["run"]["state"], "completed", "{shown}");
+    // The catch ran, with the step's own error, once retrying was over.
+    let exhausted = shown["run"]["output"]["exhausted"].as_str().unwrap_or_default();
+    assert!(exhausted.starts_with("toolhost:errors/"), "{shown}");
+    // No attempt began past the budget (counted from the first attempt,
+    // which began no earlier than the try) and the pause before it; a
+    // second of slack for the host's own work. A budget started again at
+    // the restart lets attempts run a whole budget past the kill.
+    let span = started[started.len() - 1] - started[0];
+    eprintln!("{} attempts over {span} ms, budget {RETRY_BUDGET} ms", started.len());
+    assert!(
+        span < RETRY_BUDGET + RETRY_DELAY + 1000,
+        "attempts went on for {span} ms past the first, over a {RETRY_BUDGET} ms budget: began at {started:?}"
+    );
+}

@@ -475,6 +475,86 @@ async fn the_audit_trail_records_requests_denials_and_sessions() {
     }
 }
 
+/// Records the export must page through: two and a half pages of
+/// `MAX_PAGE` (1000), each page (16 MB of arguments) more than the sockets
+/// between server and client hold, so that a server that streams cannot
+/// have reached the last page while the client has read only the first line.
+const EXPORTED: i64 = 2500;
+const PAD: i32 = 16_000;
+
+/// Write audit records with ids `ids` straight into the database, as a
+/// node would have: session `export`, `PAD` bytes of arguments each.
+async fn write_records(db: &tokio_postgres::Client, ids: &[i64]) {
+    db.execute(
+        "INSERT INTO audit (id, record, tool, outcome, via, session, node)
+         SELECT i, jsonb_build_object(
+                'id', i::text, 'time', '2026-12-04T00:00:00Z', 'via', 'http', 'token', 'agent',
+                'session', 'export', 'idempotency_key', null, 'tool', 'echo.check',
+                'plugin_version', '1.0.0', 'plugin_digest', 'd',
+                'arguments', jsonb_build_object('pad', repeat('x', $2)), 'outcome', 'ok',
+                'error', null, 'duration_us', 5, 'instantiate_us', 1, 'execute_us', 2,
+                'outbound', '[]'::jsonb, 'denials', '[]'::jsonb),
+                'echo.check', 'ok', 'http', 'export', 'a'
+         FROM unnest($1::bigint[]) AS i",
+        &[&ids, &PAD],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_export_streams_page_by_page_as_the_client_reads() {
+    let url = toolhost_tests::postgres::Postgres::shared().database();
+    let config = format!("[storage]\nurl = \"{url}\"\nnode = \"a\"\n");
+    let server = ServerProcess::start(&config, &[]);
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    // Ids 2, 4, ..., 5000: the newest first, the last page the oldest.
+    let ids: Vec<i64> = (1..=EXPORTED).map(|i| 2 * i).collect();
+    write_records(&db, &ids).await;
+
+    let mut export = client()
+        .get(server.url("/v1/audit/export?session=export"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200);
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let headers = export.headers().clone();
+    let mut body = Vec::new();
+    while !body.contains(&b'\n') {
+        let chunk = export.chunk().await.unwrap().expect("a first line");
+        body.extend_from_slice(&chunk);
+    }
+    // The first line is read: a record older than every other (so on the
+    // last page) written now is in the export only if the server queries
+    // that page after this, as the client reads, not before answering.
+    write_records(&db, &[1]).await;
+    while let Some(chunk) = export.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let exported: Vec<i64> = body
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let record: Value = serde_json::from_slice(line).unwrap();
+            record["id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    let mut expected: Vec<i64> = ids.into_iter().rev().collect();
+    expected.push(1);
+    assert_eq!(exported.len(), expected.len(), "the export's records");
+    assert!(
+        exported == expected,
+        "the export, newest first, ends with the record written during it"
+    );
+    // Streamed: no length known before the last page.
+    assert!(headers.get("content-length").is_none(), "{headers:?}");
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    driver.abort();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_change_grants_and_disable_plugins_while_serving() {
     let upstream = serve(Router::new().route("/ok", get(|| async { "fine" }))).await;

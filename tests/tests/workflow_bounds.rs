@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use toolhost_tests::{
-    cancel_run, client, echo_check, get_json, invoke, newest_run, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
+    cancel_run, client, echo_check, get_json, invoke, invoke_in_background, newest_run, ServerProcess, ADMIN_TOKEN,
+    AGENT_TOKEN,
 };
 
 /// A workflow named `name` whose one task sets `n` to jq `expr`.
@@ -169,17 +170,7 @@ async fn cancelling_a_run_that_only_computes_stops_it() {
     // A budget no test would wait out: only the cancel can stop this run.
     let server = server("[server]\nworkflow-steps = 1000000000000\nworkflow-eval-ms = 3600000\n");
     // The call answers 202 after its wait; the run is followed by id.
-    let call = tokio::spawn({
-        let url = server.url("/v1/tools/spin/invoke");
-        async move {
-            let _ = client()
-                .post(url)
-                .bearer_auth(AGENT_TOKEN)
-                .json(&json!({}))
-                .send()
-                .await;
-        }
-    });
+    let call = invoke_in_background(&server, "spin", json!({}));
     let run = newest_run(&server).await;
     assert_eq!(cancel_run(&server, ADMIN_TOKEN, &run).await, 200);
     let (_, shown) = get_json(&server, ADMIN_TOKEN, &format!("/v1/runs/{run}")).await;

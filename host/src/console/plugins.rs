@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use super::session::{Right, Viewer};
 use super::{done, pretty, render, Nav, Refusal, Section};
+use crate::config::grants::PluginPolicy;
 use crate::model::version::VersionEntry;
 use crate::plugins::registry::Loaded;
-use crate::policy::PluginPolicy;
 use crate::server::api::admin;
 use crate::server::api::Shared;
 

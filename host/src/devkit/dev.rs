@@ -17,11 +17,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::build::{Build, BuildError};
+use crate::config::grants::{HttpGrant, PluginPolicy, PrivateTargets, SecretSource};
 use crate::config::{Config, Digests, Role, TokenConfig};
 use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::manifest::{Manifest, ManifestError};
 use crate::plugins::plugin::LoadError;
-use crate::policy::{HttpGrant, PluginPolicy, PolicyError, PrivateTargets, SecretSource};
+use crate::policy::PolicyError;
 use crate::server::ServeError;
 
 /// Where `toolhost dev` serves by default.

@@ -79,6 +79,9 @@ pub enum StepKind {
     Call,
     /// A timer: a `wait` task, or the pause before a retry.
     Timer,
+    /// When a `try` whose retry has a duration limit first began (its
+    /// `started`): the budget a resumed run goes on spending.
+    RetryBudget,
 }
 
 /// Where a journaled step stands.

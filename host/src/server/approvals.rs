@@ -16,11 +16,12 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::audit::{redact, ApprovalEvent, AuditError, AuditLog};
+use crate::config::approvals::ApprovalConfig;
 use crate::model::approval::{Approval, ApprovalState, Decision, StoredAnswer, Verdict};
 use crate::model::audit::{Caller, Outcome};
 use crate::model::digest::arguments_digest;
 use crate::plugins::manifest::Risk;
-use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
+use crate::policy::approvals::{ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
 use crate::server::metrics::Metrics;
 use crate::server::webhook::Webhook;
 use crate::storage::{Storage, StorageError};
@@ -739,13 +740,11 @@ impl Approvals {
         Ok(())
     }
 
-    /// Another node replaced the approval rules: apply them here too.
+    /// Another node replaced the approval rules: apply them here too. Read
+    /// on every change another node announces and at every reconciliation,
+    /// so through the store's pool, never a connection of its own.
     pub async fn reload_rules(&self) -> Result<(), SetRulesError> {
-        let storage = self.storage.clone();
-        let stored = tokio::task::spawn_blocking(move || storage.operator().approval_rules())
-            .await
-            .map_err(|e| StorageError::Backend(format!("reading the approval rules: {e}")))??;
-        if let Some(mut rules) = stored {
+        if let Some(mut rules) = self.storage.operator().approval_rules().await? {
             rules.webhook = None;
             self.policy.store(Arc::new(ApprovalPolicy::new(rules)?));
         }

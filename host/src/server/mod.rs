@@ -131,7 +131,7 @@ pub async fn serve_on(
         &server.data_dir.join("tokens.json"),
     )?;
     let metrics = Arc::new(Metrics::default());
-    let approvals = Arc::new(open_approvals(&config, &runtime, &metrics)?);
+    let approvals = Arc::new(open_approvals(&config, &runtime, &metrics).await?);
     let stopping = tokio_util::sync::CancellationToken::new();
     let state = Arc::new(AppState {
         runtime: runtime.clone(),
@@ -240,12 +240,12 @@ pub async fn serve_on(
 
 /// The approval rules (those set through the API replace the file's) and
 /// the reviewers' webhook.
-fn open_approvals(
+async fn open_approvals(
     config: &Config,
     runtime: &Runtime,
     metrics: &Arc<Metrics>,
 ) -> Result<crate::server::approvals::Approvals, ServeError> {
-    let mut rules = match runtime.storage().operator().approval_rules()? {
+    let mut rules = match runtime.storage().operator().approval_rules().await? {
         Some(stored) => stored,
         None => config.approvals.clone(),
     };

@@ -24,7 +24,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
-use crate::policy::approvals::WebhookConfig;
+use crate::config::approvals::WebhookConfig;
 
 /// Deliveries in progress at once (retries included); past this, new ones
 /// are dropped with an error in the log (reviewers still see the held calls

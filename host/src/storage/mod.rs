@@ -46,8 +46,13 @@ pub enum StorageError {
 }
 
 /// The operator's decisions that outlive a restart: grants changed through
-/// the API, and which plugins are disabled. Read whole at start (the host
-/// keeps them in memory; calls never wait on these stores).
+/// the API, which plugins are disabled, and the approval rules. The host
+/// keeps them in memory and calls never read these stores. Grants and
+/// disabled plugins are read whole at start, through synchronous methods
+/// (a backend may block the caller for them); what changes later is read
+/// again asynchronously: one plugin's state ([`Self::operator_state`]) and
+/// the approval rules, when this node or another changes them and at each
+/// reconciliation.
 #[async_trait]
 pub trait OperatorStore: Send + Sync {
     /// Every stored grant, by plugin. One that no longer parses is left
@@ -61,7 +66,7 @@ pub trait OperatorStore: Send + Sync {
     fn disabled(&self) -> Result<Vec<String>, StorageError>;
     async fn set_disabled(&self, plugin: &str, disabled: bool) -> Result<(), StorageError>;
     /// The approval rules set through the API, which replace the file's.
-    fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError>;
+    async fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError>;
     async fn set_approval_rules(&self, rules: &ApprovalConfig) -> Result<(), StorageError>;
     /// One plugin's stored grant (if the API set one) and whether it is
     /// disabled: what a node reads again when another changed them.

@@ -483,7 +483,7 @@ impl OperatorStore for SledBackend {
         self.durable().await
     }
 
-    fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError> {
+    async fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError> {
         match self.settings.get(APPROVAL_RULES)? {
             Some(bytes) => from_json("approval rules", &bytes).map(Some),
             None => Ok(None),

@@ -8,7 +8,9 @@
 //! resumes after a crash runs from the top again; a journaled step that
 //! finished gives its recorded result instead of running, a step that was
 //! in flight runs again with the same idempotency key, a held step waits
-//! for its approval again, and a timer sleeps only what is left of it.
+//! for its approval again, and a timer sleeps only what is left of it. A
+//! retry's duration limit reads the clock too: when its `try` first began
+//! is journaled, so a resumed run spends what is left of that budget.
 //!
 //! The host side (grants, approval rules, the call itself, its audit
 //! record, where the journal is stored) is the [`Host`]'s.
@@ -418,7 +420,7 @@ impl<'a> Engine<'a> {
                     Ok((data, None))
                 }
                 Kind::Try { body, catch } => {
-                    let first = std::time::Instant::now();
+                    let began = self.retry_budget(task, &frame.key(task), catch.retry.as_ref()).await?;
                     let mut attempt = 1u32;
                     loop {
                         let mut inner = frame.clone();
@@ -450,7 +452,8 @@ impl<'a> Engine<'a> {
                         if let Some(retry) = &catch.retry {
                             let wanted = test(&retry.when, "catch/retry/when", true)?
                                 && !test(&retry.except_when, "catch/retry/exceptWhen", false)?;
-                            if wanted && retry.allows(attempt + 1, first.elapsed()) {
+                            let elapsed = Duration::from_millis(now_ms().saturating_sub(began));
+                            if wanted && retry.allows(attempt + 1, elapsed) {
                                 let pause = retry.pause(attempt);
                                 let timer = format!("{}/retry@{}", frame.key(task), attempt + 1);
                                 self.timer(task, &timer, pause).await?;
@@ -599,6 +602,25 @@ impl<'a> Engine<'a> {
         };
         self.record(step, false).await?;
         Ok(result?)
+    }
+
+    /// When the `try` at `key` first began, Unix ms: the origin of its
+    /// retry's duration limit. Journaled when there is such a limit, so that
+    /// a run resumed after a crash goes on with the budget it had rather
+    /// than a new one (a wall clock, as the journal's timers are, since the
+    /// budget outlives the process).
+    async fn retry_budget(&self, task: &Task, key: &str, retry: Option<&Retry>) -> Result<u64, Halt> {
+        if retry.is_none_or(|r| r.duration.is_none()) {
+            return Ok(now_ms());
+        }
+        let key = format!("{key}/retry-budget");
+        if let Some(step) = self.journaled(&key) {
+            return Ok(step.started);
+        }
+        let mut step = Self::new_step(task, &key, StepKind::RetryBudget);
+        step.state = StepState::Done;
+        step.finished = Some(step.started);
+        Ok(self.record(step, true).await?.started)
     }
 
     /// Sleep `duration`, journaled: a resumed run sleeps only what is left.

@@ -11,12 +11,12 @@ use super::auth::{Admin, Reader};
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::audit::ActionEvent;
+use crate::config::grants::PluginPolicy;
 use crate::model::audit::{Action, Via};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
-use crate::policy::PluginPolicy;
 use crate::workflow::Workflow;
 
 /// Who acts on the host, and through what (the API or the console): what

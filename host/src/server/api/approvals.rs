@@ -22,10 +22,11 @@ use super::calls::spawn_execution;
 use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
+use crate::config::approvals::ApprovalConfig;
 use crate::config::Role;
 use crate::model::approval::{ApprovalState, Verdict};
 use crate::model::audit::Action;
-use crate::policy::approvals::{ApprovalConfig, ApprovalPolicy};
+use crate::policy::approvals::ApprovalPolicy;
 use crate::server::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
 
 /// What a call refused for its token's share of held calls is told to

@@ -1,16 +1,21 @@
 //! Reading the audit trail: filtered pages, or everything as JSON Lines.
 
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{BoxError, Json};
+use futures_util::Stream;
 use serde_json::{json, Value};
 
 use super::auth::AuditReader;
 use super::responses::BadRequest;
 use super::{ApiError, Shared};
-use crate::audit::{AuditError, AuditFilter, MAX_PAGE};
+use crate::audit::{AuditError, AuditFilter, AuditLog, MAX_PAGE};
+use crate::model::audit::AuditRecord;
 
 fn bad_filter(e: AuditError) -> ApiError {
     match e {
@@ -64,17 +69,49 @@ pub async fn export(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(mut filter) = filter?;
     filter.limit = Some(MAX_PAGE);
-    let mut out = String::new();
-    loop {
-        let (records, next) = state.runtime.audit().query(&filter).await.map_err(bad_filter)?;
-        for r in &records {
-            out.push_str(&serde_json::to_string(r).map_err(ApiError::internal)?);
-            out.push('\n');
+    // The first page before answering, so that a bad filter is still a 400.
+    let first = state.runtime.audit().query(&filter).await.map_err(bad_filter)?;
+    let pages = pages_as_lines(state.runtime.audit().clone(), filter, first);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(pages),
+    ))
+}
+
+/// A page of records and the cursor of the next, as the audit log answers.
+type Page = (Vec<AuditRecord>, Option<String>);
+
+/// The export's body: each page one chunk of JSON Lines, the next page
+/// queried only once the client has taken this one (the body is polled as
+/// the connection drains), so that an export holds one page, never the
+/// trail. A client that goes away drops the body and the paging stops.
+fn pages_as_lines(
+    audit: Arc<AuditLog>,
+    filter: AuditFilter,
+    first: Page,
+) -> impl Stream<Item = Result<Bytes, BoxError>> {
+    futures_util::stream::try_unfold(Some((filter, Some(first))), move |state| {
+        let audit = audit.clone();
+        async move {
+            let Some((mut filter, page)) = state else {
+                return Ok(None);
+            };
+            let (records, next) = match page {
+                Some(page) => page,
+                None => audit.query(&filter).await.inspect_err(|e| {
+                    tracing::error!("the audit export stopped short: {e}");
+                })?,
+            };
+            let mut lines = Vec::new();
+            for record in &records {
+                serde_json::to_writer(&mut lines, record)?;
+                lines.push(b'\n');
+            }
+            let state = next.map(|cursor| {
+                filter.before = Some(cursor);
+                (filter, None)
+            });
+            Ok(Some((Bytes::from(lines), state)))
         }
-        match next {
-            Some(cursor) => filter.before = Some(cursor),
-            None => break,
-        }
-    }
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out))
+    })
 }

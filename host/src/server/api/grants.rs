@@ -14,10 +14,11 @@ use serde_json::{json, Value};
 use super::admin::{describe, plugin, record_admin, subject, Actor};
 use super::auth::{Admin, Reader};
 use super::{ApiError, Shared};
+use crate::config::grants::PluginPolicy;
 use crate::model::audit::Action;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::registry::Loaded;
-use crate::policy::{PluginPolicy, PolicyError};
+use crate::policy::PolicyError;
 
 /// `?allow_unset=a,b`: the requested secrets and config keys a new grant
 /// may leave unset on purpose.

@@ -22,7 +22,7 @@ impl AuditStore for Postgres {
     }
 
     fn last_id(&self) -> Result<u64, StorageError> {
-        self.at_start(|client| async move {
+        self.blocking_on_own_connection(|client| async move {
             let row = client
                 .query_one("SELECT coalesce(max(id), 0) FROM audit", &[])
                 .await
@@ -85,7 +85,7 @@ impl AuditStore for Postgres {
 
     fn running(&self) -> Result<Vec<(u64, AuditRecord)>, StorageError> {
         let node = self.node.clone();
-        self.at_start(|client| async move {
+        self.blocking_on_own_connection(|client| async move {
             let rows = client
                 .query(
                     "SELECT id, record FROM audit WHERE running AND node = $1 ORDER BY id",
@@ -100,7 +100,7 @@ impl AuditStore for Postgres {
     fn close_at_start(&self, records: &[(u64, AuditRecord)]) -> Result<(), StorageError> {
         let records = records.to_vec();
         let node = self.node.clone();
-        self.at_start(|mut client| async move {
+        self.blocking_on_own_connection(|mut client| async move {
             let tx = client.transaction().await.map_err(|e| backend("audit close", e))?;
             for (id, record) in &records {
                 let json = serde_json::to_value(record).map_err(|e| backend("audit record", e))?;

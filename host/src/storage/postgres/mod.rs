@@ -227,11 +227,13 @@ impl Postgres {
         Ok(known)
     }
 
-    /// Run `work` on a connection of its own, on a thread of its own, and
-    /// wait for it: for the reads the host makes once at start through the
-    /// seam's synchronous methods. The pool's connections are driven by the
-    /// caller's runtime, which this call blocks.
-    fn at_start<T, F, Fut>(&self, work: F) -> Result<T, StorageError>
+    /// Run `work` on a connection of its own, on a thread (and runtime) of
+    /// its own, and block the caller until it is done: for the reads and
+    /// writes the host makes once at start through the seam's synchronous
+    /// methods (the pool's connections are driven by the caller's runtime,
+    /// which this call blocks). Each call opens a connection: never for
+    /// what runs after start, which goes through the pool.
+    fn blocking_on_own_connection<T, F, Fut>(&self, work: F) -> Result<T, StorageError>
     where
         T: Send,
         F: FnOnce(tokio_postgres::Client) -> Fut + Send,

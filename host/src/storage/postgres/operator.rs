@@ -35,7 +35,7 @@ impl Postgres {
 #[async_trait]
 impl OperatorStore for Postgres {
     fn grants(&self) -> Result<Vec<(String, PluginPolicy)>, StorageError> {
-        self.at_start(|client| async move {
+        self.blocking_on_own_connection(|client| async move {
             let rows = client
                 .query("SELECT plugin, grant_ FROM grants ORDER BY plugin", &[])
                 .await
@@ -75,7 +75,7 @@ impl OperatorStore for Postgres {
     }
 
     fn disabled(&self) -> Result<Vec<String>, StorageError> {
-        self.at_start(|client| async move {
+        self.blocking_on_own_connection(|client| async move {
             let rows = client
                 .query("SELECT plugin FROM disabled ORDER BY plugin", &[])
                 .await
@@ -99,14 +99,14 @@ impl OperatorStore for Postgres {
         .await
     }
 
-    fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError> {
-        self.at_start(|client| async move {
-            let row = client
-                .query_opt("SELECT value FROM settings WHERE name = $1", &[&APPROVAL_RULES])
-                .await
-                .map_err(|e| backend("approval rules", e))?;
-            row.map(|r| parse("approval rules", r.get(0))).transpose()
-        })
+    /// On the pool: nodes read the rules again whenever one changes them.
+    async fn approval_rules(&self) -> Result<Option<ApprovalConfig>, StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&APPROVAL_RULES])
+            .await
+            .map_err(|e| backend("approval rules", e))?;
+        row.map(|r| parse("approval rules", r.get(0))).transpose()
     }
 
     async fn set_approval_rules(&self, rules: &ApprovalConfig) -> Result<(), StorageError> {

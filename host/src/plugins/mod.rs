@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod contract;
+pub mod folder;
 pub mod lifecycle;
 pub mod manifest;
 pub mod oci;

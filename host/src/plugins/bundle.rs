@@ -14,8 +14,7 @@ use super::manifest::{Manifest, ManifestError};
 use super::plugin::LoadError;
 use super::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::policy::Policy;
-use crate::workflow::definition::Definition;
-use crate::workflow::definition::MAX_DOCUMENT_BYTES;
+use crate::workflow::definition::{Definition, MAX_DOCUMENT_BYTES};
 use crate::workflow::DOCUMENT_FILE;
 
 /// The signature file of a workflow bundle.
@@ -70,8 +69,10 @@ impl Bundle {
     /// The name of the plugin in `dir`, if it holds a readable bundle.
     pub fn name_in(dir: &Path) -> Option<String> {
         let manifest_path = dir.join("connector.toml");
-        match read_text(&manifest_path, MAX_MANIFEST_FILE_BYTES) {
-            Ok(text) => Manifest::parse(&text, "connector.toml").ok().map(|m| m.name),
+        let manifest = read_text(&manifest_path, MAX_MANIFEST_FILE_BYTES)
+            .and_then(|text| Manifest::parse(&text, &manifest_path.display().to_string()));
+        match manifest {
+            Ok(m) => Some(m.name),
             Err(_) => Bundle::read_workflow(dir).ok().map(|b| b.name),
         }
     }

@@ -279,3 +279,43 @@ fn remove_entry(path: &Path) -> std::io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Bundle, Folder};
+
+    fn bundle(version: &str) -> Bundle {
+        let manifest = format!(
+            "name = \"kept\"\nversion = \"{version}\"\nvendor = \"v\"\nworld = \"toolhost-test:echo/echo-guest\"\n"
+        );
+        Bundle::from_parts(manifest, b"\0asm".to_vec(), None).unwrap()
+    }
+
+    /// What a folder event reads goes stale when the host writes the
+    /// folder meanwhile (an upload or a rollback), and only then.
+    #[tokio::test]
+    async fn a_read_knows_whether_the_host_wrote_the_folder_since() {
+        let dir = std::env::temp_dir().join(format!("toolhost-folder-writes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let folder = Folder::new(dir.clone());
+        folder.keep(&bundle("1.0.0")).await.unwrap();
+        let found = folder.read(&dir.join("kept")).await.unwrap();
+        assert_eq!(found.bundle.version.to_string(), "1.0.0");
+        assert!(!folder.written_since(&found));
+        // Another plugin's folder removed: a write all the same.
+        folder.remove("absent").await.unwrap();
+        assert!(folder.written_since(&found));
+        let found = folder.read(&dir.join("kept")).await.unwrap();
+        assert!(!folder.written_since(&found));
+        folder.keep(&bundle("2.0.0")).await.unwrap();
+        assert!(folder.written_since(&found));
+        let found = folder.read(&dir.join("kept")).await.unwrap();
+        assert_eq!(found.bundle.version.to_string(), "2.0.0");
+        assert_eq!(folder.bundle_dirs().await.unwrap(), [dir.join("kept")]);
+        assert_eq!(folder.dir_of("kept").await, Some(dir.join("kept")));
+        folder.remove("kept").await.unwrap();
+        assert!(folder.bundle_dirs().await.unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

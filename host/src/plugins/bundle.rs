@@ -14,7 +14,7 @@ use super::error::LoadError;
 use super::manifest::{Manifest, ManifestError};
 use super::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::policy::Policy;
-use crate::workflow::definition::Definition;
+use crate::workflow::definition::{Definition, MAX_DOCUMENT_BYTES};
 use crate::workflow::{Workflow, DOCUMENT_FILE};
 
 /// The signature file of a workflow bundle.
@@ -31,6 +31,10 @@ pub enum Contents {
 
 /// Largest component file the host reads.
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest manifest or signature file the host reads (the largest shipped
+/// manifest is under 4 KiB).
+pub const MAX_MANIFEST_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A bundle before compilation: what it holds, the manifest (or workflow
 /// document) as the exact bytes the signature covers, and its signature if
@@ -64,7 +68,10 @@ impl Bundle {
 
     /// The name of the plugin in `dir`, if it holds a readable bundle.
     pub fn name_in(dir: &Path) -> Option<String> {
-        match Manifest::load(&dir.join("connector.toml")) {
+        let manifest_path = dir.join("connector.toml");
+        let manifest = read_text(&manifest_path, MAX_MANIFEST_FILE_BYTES)
+            .and_then(|text| Manifest::parse(&text, &manifest_path.display().to_string()));
+        match manifest {
             Ok(m) => Some(m.name),
             Err(_) => Bundle::read_workflow(dir).ok().map(|b| b.name),
         }
@@ -72,11 +79,8 @@ impl Bundle {
 
     fn read_workflow(dir: &Path) -> Result<Bundle, LoadError> {
         let path = dir.join(DOCUMENT_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let signature = std::fs::read_to_string(dir.join(WORKFLOW_SIGNATURE_FILE)).ok();
+        let text = read_text(&path, MAX_DOCUMENT_BYTES as u64)?;
+        let signature = read_signature(&dir.join(WORKFLOW_SIGNATURE_FILE))?;
         Bundle::workflow(text, signature, &path.display().to_string())
     }
 
@@ -98,26 +102,14 @@ impl Bundle {
 
     fn read_connector(dir: &Path) -> Result<Bundle, LoadError> {
         let manifest_path = dir.join("connector.toml");
-        let manifest_text = std::fs::read_to_string(&manifest_path).map_err(|source| ManifestError::Read {
-            path: manifest_path.display().to_string(),
-            source,
-        })?;
+        let manifest_text = read_text(&manifest_path, MAX_MANIFEST_FILE_BYTES)?;
         let manifest = Manifest::parse(&manifest_text, &manifest_path.display().to_string())?;
         let path = dir.join(manifest.component_file());
-        let component_error = |message: String| LoadError::Component {
+        let wasm = read_file(&path, MAX_COMPONENT_BYTES).map_err(|e| LoadError::Component {
             path: path.display().to_string(),
-            message,
-        };
-        let size = std::fs::metadata(&path)
-            .map_err(|e| component_error(e.to_string()))?
-            .len();
-        if size > MAX_COMPONENT_BYTES {
-            return Err(component_error(format!(
-                "{size} bytes is over the {MAX_COMPONENT_BYTES}-byte limit"
-            )));
-        }
-        let wasm = std::fs::read(&path).map_err(|e| component_error(e.to_string()))?;
-        let signature = std::fs::read_to_string(dir.join(SIGNATURE_FILE)).ok();
+            message: e.to_string(),
+        })?;
+        let signature = read_signature(&dir.join(SIGNATURE_FILE))?;
         Ok(Bundle::new(manifest, manifest_text, wasm, signature))
     }
 
@@ -271,10 +263,148 @@ fn clean(signature: Option<String>) -> Option<String> {
     signature.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// The regular file at `path` (a symlink is followed), at most `limit`
+/// bytes. Anything else is refused before it is opened for reading, and
+/// again once open (it may have been swapped meanwhile): a FIFO's open or
+/// read waits for a writer that may never come, a device's never ends.
+pub(crate) fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    regular(&std::fs::metadata(path)?)?;
+    // Non-blocking, so that the open of what turned into a FIFO since the
+    // look returns at once (the check below then refuses it); reads of a
+    // regular file ignore the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    regular(&metadata)?;
+    let too_large = |size: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{size} bytes is over the {limit}-byte limit"),
+        )
+    };
+    if metadata.len() > limit {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        // It grew while read.
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Whether `metadata` is a regular file's; an error naming what it is if not.
+fn regular(metadata: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    let what = match () {
+        () if kind.is_file() => return Ok(()),
+        () if kind.is_dir() => "a folder",
+        () if kind.is_fifo() => "a FIFO",
+        () if kind.is_socket() => "a socket",
+        () if kind.is_char_device() || kind.is_block_device() => "a device",
+        () => "not a file",
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("is {what}, not a regular file"),
+    ))
+}
+
+/// [`read_file`] as UTF-8 text, its error a manifest read error.
+fn read_text(path: &Path, limit: u64) -> Result<String, ManifestError> {
+    let failed = |source| ManifestError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = read_file(path, limit).map_err(failed)?;
+    String::from_utf8(bytes).map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))
+}
+
+/// A bundle's signature file: `None` if there is none. One that is there but
+/// cannot be read is refused, not taken for no signature.
+fn read_signature(path: &Path) -> Result<Option<String>, ManifestError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => read_text(path, MAX_MANIFEST_FILE_BYTES).map(Some),
+    }
+}
+
 /// Write `bytes` to `path` and have them on disk before returning.
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::File::create(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::{read_file, Bundle, MAX_COMPONENT_BYTES, MAX_MANIFEST_FILE_BYTES};
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("toolhost-bundle-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn mkfifo(path: &std::path::Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_not_waited_on() {
+        let dir = scratch("fifo");
+        mkfifo(&dir.join("pipe"));
+        // Through a symlink too: what it names is what counts.
+        std::os::unix::fs::symlink(dir.join("pipe"), dir.join("link")).unwrap();
+        for name in ["pipe", "link"] {
+            let e = read_file(&dir.join(name), 10).unwrap_err();
+            assert_eq!(e.to_string(), "is a FIFO, not a regular file");
+        }
+        assert!(read_file(&dir, 10).unwrap_err().to_string().contains("a folder"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_over_their_bound_are_refused_unread() {
+        let dir = scratch("bound");
+        std::fs::write(dir.join("small"), b"0123456789").unwrap();
+        assert_eq!(read_file(&dir.join("small"), 10).unwrap(), b"0123456789");
+        assert_eq!(
+            read_file(&dir.join("small"), 9).unwrap_err().to_string(),
+            "10 bytes is over the 9-byte limit"
+        );
+        // Sparse: no bytes are written, and none are read.
+        let manifest = std::fs::File::create(dir.join("connector.toml")).unwrap();
+        manifest.set_len(MAX_MANIFEST_FILE_BYTES + 1).unwrap();
+        let e = Bundle::read(&dir).err().expect("refused");
+        assert!(e.to_string().contains("over the 1048576-byte limit"), "{e}");
+        std::fs::write(
+            dir.join("connector.toml"),
+            "name = \"big\"\nversion = \"1.0.0\"\nvendor = \"v\"\nworld = \"toolhost:connector/connector\"\n",
+        )
+        .unwrap();
+        std::fs::File::create(dir.join("big.wasm"))
+            .unwrap()
+            .set_len(MAX_COMPONENT_BYTES + 1)
+            .unwrap();
+        let e = Bundle::read(&dir).err().expect("refused");
+        assert!(
+            e.to_string().contains("67108865 bytes is over the 67108864-byte limit"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

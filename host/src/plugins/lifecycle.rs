@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use wasmtime::component::Linker;
 
 use super::bundle::{Bundle, Contents};
+use super::folder::{self, Folder, FolderError, Found};
 use super::plugin::{LoadError, Plugin};
 use super::registry::{Loaded, Registry};
 use super::versions::{Versions, VersionsError};
@@ -37,8 +38,8 @@ use crate::workflow::Workflow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
-    #[error("cannot read plugins folder {path}: {source}")]
-    PluginsDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    PluginsDir(#[from] FolderError),
     #[error("no plugin named {0:?}")]
     NoSuchPlugin(String),
     #[error("{0} has no earlier version to roll back to")]
@@ -68,7 +69,7 @@ pub struct Lifecycle {
     audit: Arc<AuditLog>,
     registry: Registry,
     versions: Versions,
-    plugins_dir: PathBuf,
+    folder: Folder,
     /// The file's policy with the operator's API changes on top.
     policy: ArcSwap<Policy>,
     /// The file's `[plugins.*]` grants, as read at start: what a reset
@@ -146,7 +147,7 @@ impl Lifecycle {
             storage,
             audit,
             registry: Registry::default(),
-            plugins_dir: options.plugins_dir,
+            folder: Folder::new(options.plugins_dir),
             policy: ArcSwap::from_pointee(policy),
             file_grants,
             api_owned: ArcSwap::from_pointee(api_owned),
@@ -162,7 +163,11 @@ impl Lifecycle {
     }
 
     pub fn plugins_dir(&self) -> &Path {
-        &self.plugins_dir
+        self.folder.path()
+    }
+
+    pub fn folder(&self) -> &Folder {
+        &self.folder
     }
 
     /// A receiver that sees every change of the tool set (loads, grant
@@ -181,14 +186,22 @@ impl Lifecycle {
     }
 
     /// Read, verify, compile and swap in the bundle in `dir`.
-    ///
-    /// The folder is read again once the plugin is ours: while this waited,
-    /// an upload of the same name may have written its bundle there, and
-    /// what the folder holds now is what must serve.
     pub async fn load_bundle(&self, dir: &Path) -> Result<Loaded, LoadError> {
-        let name = self.read_bundle(dir).await?.name;
+        let found = self.read_bundle(dir).await?;
+        self.load_found(dir, found).await
+    }
+
+    /// Verify, compile and swap in a bundle read from `dir`, once the
+    /// plugin is ours. While this waited, an upload or a rollback may have
+    /// written its bundle there, and what the folder holds now is what must
+    /// serve: only then is the folder read again.
+    async fn load_found(&self, dir: &Path, found: Found) -> Result<Loaded, LoadError> {
+        let name = found.bundle.name.clone();
         let owner = self.own(&name).await;
-        let bundle = self.read_bundle(dir).await?;
+        let bundle = match self.folder.written_since(&found) {
+            true => self.read_bundle(dir).await?.bundle,
+            false => found.bundle,
+        };
         if bundle.name != name {
             // Renamed in its manifest meanwhile: a plugin of another name.
             drop(owner);
@@ -198,8 +211,8 @@ impl Lifecycle {
     }
 
     /// The bundle in `dir`; a folder that holds none is refused and audited.
-    async fn read_bundle(&self, dir: &Path) -> Result<Bundle, LoadError> {
-        let read = Bundle::read(dir);
+    async fn read_bundle(&self, dir: &Path) -> Result<Found, LoadError> {
+        let read = self.folder.read(dir).await;
         if let Err(e) = &read {
             // No manifest to name the plugin: the folder's name stands in.
             let name = dir
@@ -259,7 +272,7 @@ impl Lifecycle {
             .await
             .map_err(|e| failed("cannot record it in the version history", &e))?;
         if via != Via::Folder {
-            if let Err(e) = self.keep_in_folder(bundle) {
+            if let Err(e) = self.folder.keep(bundle).await {
                 if let Err(undo) = self.versions.restore(name, &before).await {
                     tracing::error!(plugin = %name, "version history names a version that does not serve: {undo}");
                 }
@@ -351,25 +364,6 @@ impl Lifecycle {
         }
     }
 
-    /// The plugins folder is what a restart loads: a bundle that came in
-    /// another way (upload, rollback) replaces the plugin's folder there,
-    /// written aside and renamed into place so the watcher never sees half.
-    fn keep_in_folder(&self, bundle: &Bundle) -> std::io::Result<()> {
-        let name = &bundle.name;
-        let target = self.bundle_dir_of(name).unwrap_or_else(|| self.plugins_dir.join(name));
-        let aside = |what: &str| self.plugins_dir.join(format!(".{what}-{name}-{}", std::process::id()));
-        let (staging, retired) = (aside("incoming"), aside("retired"));
-        let _ = std::fs::remove_dir_all(&staging);
-        bundle.write_to(&staging)?;
-        if target.symlink_metadata().is_ok() {
-            std::fs::rename(&target, &retired)?;
-        }
-        std::fs::rename(&staging, &target)?;
-        // The renames are durable once the folder holding them is.
-        std::fs::File::open(&self.plugins_dir)?.sync_all()?;
-        remove_entry(&retired)
-    }
-
     async fn log_refusal(&self, what: &str, via: Via, e: &LoadError) {
         tracing::error!(bundle = %what, via = via.as_str(), "refused: {e}");
         self.event(PluginEvent {
@@ -394,11 +388,11 @@ impl Lifecycle {
             .previous(name)
             .await?
             .ok_or_else(|| LifecycleError::NoPrevious(name.to_string()))?;
-        let bundle = Bundle::read(&path)?;
+        let bundle = folder::read_bundle(&path).await?;
         let plugin = self.compile(&bundle, Via::Rollback).await?;
         // Durable before it serves: the folder a restart loads, and the
         // history, with the version rolled back from marked so.
-        self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
+        self.folder.keep(&bundle).await.map_err(|e| LoadError::Storage {
             plugin: name.to_string(),
             message: format!("cannot write it into the plugins folder: {e}"),
         })?;
@@ -419,7 +413,7 @@ impl Lifecycle {
     /// since, and what it installed must go on serving.
     pub async fn unload_unless_in_folder(&self, name: &str, drain: Duration) -> Result<Option<bool>, LifecycleError> {
         let _owner = self.own(name).await;
-        if self.bundle_dir_of(name).is_some() {
+        if self.folder.dir_of(name).await.is_some() {
             return Ok(None);
         }
         self.unload_owned(name, drain).await.map(Some)
@@ -465,33 +459,13 @@ impl Lifecycle {
         // One hold for both: an upload between them would lose its folder.
         let _owner = self.own(name).await;
         let drained = self.unload_owned(name, drain).await?;
-        self.remove_folder(name)?;
+        self.folder.remove(name).await?;
         // Nodes sharing the store serve what its history names: an empty
         // history tells them (and this node's own reconcile) it is gone.
         if self.storage.is_shared() {
             self.versions.restore(name, &[]).await?;
         }
         Ok(drained)
-    }
-
-    fn remove_folder(&self, name: &str) -> Result<(), LifecycleError> {
-        if let Some(dir) = self.bundle_dir_of(name) {
-            remove_entry(&dir)
-                .and_then(|()| std::fs::File::open(&self.plugins_dir)?.sync_all())
-                .map_err(|source| LifecycleError::PluginsDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
-    /// The folder in the plugins folder whose manifest names `name`.
-    pub fn bundle_dir_of(&self, name: &str) -> Option<PathBuf> {
-        self.bundle_dirs()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|d| Bundle::name_in(d).is_some_and(|n| n == name))
     }
 
     /// Workflow `name` as it was at `digest`: the one serving if it is
@@ -503,7 +477,9 @@ impl Lifecycle {
         }
         let history = self.versions.history(name).await.ok()?;
         let entry = history.iter().rev().find(|e| e.digest == digest)?;
-        let bundle = Bundle::read(&self.versions.local(&entry.archive).await.ok()??).ok()?;
+        let bundle = folder::read_bundle(&self.versions.local(&entry.archive).await.ok()??)
+            .await
+            .ok()?;
         bundle.load_workflow(&self.policy.load()).ok().map(Arc::new)
     }
 
@@ -511,71 +487,19 @@ impl Lifecycle {
         Ok(self.versions.history(name).await?)
     }
 
-    /// The bundle folders in the plugins folder: each subfolder with a
-    /// `connector.toml` or a `workflow.yaml`, in name order.
-    pub fn bundle_dirs(&self) -> Result<Vec<PathBuf>, LifecycleError> {
-        let dir = &self.plugins_dir;
-        let entries = std::fs::read_dir(dir).map_err(|source| LifecycleError::PluginsDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        // Hidden folders are ours (a bundle being written aside, or the one
-        // it replaced), never a plugin: the watcher skips them too.
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .map(|e| e.path())
-            .filter(|p| Bundle::is_bundle(p))
-            .collect();
-        dirs.sort();
-        Ok(dirs)
-    }
-
-    /// Finish what a crash interrupted in `keep_in_folder`: a plugin's folder
-    /// moved aside (`.retired-NAME-PID`) with nothing renamed into its place
-    /// goes back, so the plugin serves after the restart; then every folder
-    /// written aside by an earlier process is removed. Call once, at
-    /// start-up, before `load_all`.
+    /// Finish what a crash interrupted in a write of the plugins folder
+    /// (see [`Folder::recover`]). Call once, at start-up, before `load_all`:
+    /// on the caller's thread, as nothing is served yet but the "starting"
+    /// answer (it lists the folder and reads at most the manifests of
+    /// plugins whose folder was moved aside).
     pub fn recover_folder(&self) -> Result<(), LifecycleError> {
-        let dir = &self.plugins_dir;
-        let failed = |path: &Path, source| LifecycleError::PluginsDir {
-            path: path.display().to_string(),
-            source,
-        };
-        let entries = std::fs::read_dir(dir).map_err(|e| failed(dir, e))?;
-        let own = format!("-{}", std::process::id());
-        let mut changed = false;
-        for entry in entries.filter_map(Result::ok) {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some((what, name)) = aside_name(&file_name) else {
-                continue;
-            };
-            if file_name.ends_with(&own) {
-                continue;
-            }
-            let path = entry.path();
-            let home = dir.join(name);
-            if what == "retired" && home.symlink_metadata().is_err() && self.bundle_dir_of(name).is_none() {
-                tracing::warn!(plugin = %name, "restoring its folder, moved aside when a write was interrupted");
-                std::fs::rename(&path, &home).map_err(|e| failed(&path, e))?;
-            } else {
-                tracing::info!(folder = %path.display(), "removing a folder left by an interrupted write");
-                remove_entry(&path).map_err(|e| failed(&path, e))?;
-            }
-            changed = true;
-        }
-        if changed {
-            std::fs::File::open(dir)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| failed(dir, e))?;
-        }
-        Ok(())
+        Ok(self.folder.recover()?)
     }
 
     /// Load every bundle; one that fails is reported and skipped.
     pub async fn load_all(&self) -> Result<Vec<(PathBuf, Result<String, LoadError>)>, LifecycleError> {
         let mut results = Vec::new();
-        for dir in self.bundle_dirs()? {
+        for dir in self.folder.bundle_dirs().await? {
             let result = self.load_bundle(&dir).await.map(|p| p.name().to_string());
             if let Err(e) = &result {
                 tracing::error!(bundle = %dir.display(), "not loaded: {e}");
@@ -587,11 +511,13 @@ impl Lifecycle {
 
     /// Load only the plugin called `name`.
     pub async fn load_named(&self, name: &str) -> Result<Loaded, LifecycleError> {
-        let direct = self.plugins_dir.join(name);
-        let dir = if Bundle::is_bundle(&direct) {
+        let direct = self.folder.path().join(name);
+        let dir = if Folder::holds_bundle(&direct).await {
             direct
         } else {
-            self.bundle_dir_of(name)
+            self.folder
+                .dir_of(name)
+                .await
                 .ok_or_else(|| LifecycleError::NoSuchPlugin(name.to_string()))?
         };
         Ok(self.load_bundle(&dir).await?)
@@ -775,7 +701,7 @@ impl Lifecycle {
             // Removed on another node: calls in flight finish on what they hold.
             if let Some(removed) = self.registry.remove(name) {
                 self.changed();
-                self.remove_folder(name)?;
+                self.folder.remove(name).await?;
                 self.event(PluginEvent {
                     via: Via::Node,
                     plugin: name,
@@ -802,10 +728,10 @@ impl Lifecycle {
             }
             .into());
         };
-        let bundle = Bundle::read(&path)?;
+        let bundle = folder::read_bundle(&path).await?;
         let plugin = self.compile(&bundle, Via::Node).await?;
         // The folder a restart of this node loads.
-        self.keep_in_folder(&bundle).map_err(|e| LoadError::Storage {
+        self.folder.keep(&bundle).await.map_err(|e| LoadError::Storage {
             plugin: name.to_string(),
             message: format!("cannot write it into the plugins folder: {e}"),
         })?;
@@ -846,28 +772,6 @@ fn log_warning(warning: &GrantWarning) {
 enum Compiled {
     Connector(Plugin),
     Workflow(Workflow),
-}
-
-/// Remove a folder or a file (a symlinked bundle) at `path`, if any.
-/// `("incoming" | "retired", plugin name)` for a folder `keep_in_folder`
-/// writes aside: `.incoming-NAME-PID` or `.retired-NAME-PID`.
-fn aside_name(file_name: &str) -> Option<(&str, &str)> {
-    let rest = file_name.strip_prefix('.')?;
-    let (what, rest) = rest.split_once('-')?;
-    if what != "incoming" && what != "retired" {
-        return None;
-    }
-    let (name, pid) = rest.rsplit_once('-')?;
-    (!name.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some((what, name))
-}
-
-fn remove_entry(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod contract;
 pub mod error;
+pub mod folder;
 pub mod lifecycle;
 pub mod manifest;
 pub mod oci;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::model::audit::Via;
 use crate::model::version::{serving, VersionEntry};
 use crate::plugins::bundle::Bundle;
+use crate::plugins::folder::{blocking, Folder};
 use crate::storage::{Storage, StorageError};
 
 /// Versions kept per plugin.
@@ -55,15 +56,15 @@ impl Versions {
         let manifest_digest = bundle.manifest_digest();
         let archive = format!("{plugin}/{}-{}", &bundle.digest[..16], &manifest_digest[..16]);
         let path = self.dir.join(&archive);
-        if !Bundle::is_bundle(&path) {
-            bundle.write_to(&path).map_err(|source| VersionsError::Archive {
+        let files = archived(path.clone(), bundle.files())
+            .await
+            .map_err(|source| VersionsError::Archive {
                 path: path.display().to_string(),
                 source,
             })?;
-        }
         // Shared before the history names it, so that a node that hears of
         // the new version finds its bundle.
-        self.storage.history().put_bundle(&archive, &bundle.files()).await?;
+        self.storage.history().put_bundle(&archive, &files).await?;
         let mut history = self.history(plugin).await?;
         let entry = VersionEntry {
             version: bundle.version.to_string(),
@@ -90,31 +91,35 @@ impl Versions {
     /// it. `None` when neither has it.
     pub async fn local(&self, archive: &str) -> Result<Option<PathBuf>, VersionsError> {
         let path = self.dir.join(archive);
-        if Bundle::is_bundle(&path) {
+        if Folder::holds_bundle(&path).await {
             return Ok(Some(path));
         }
         let Some(files) = self.storage.history().bundle(archive).await? else {
             return Ok(None);
         };
-        let failed = |source| VersionsError::Archive {
-            path: path.display().to_string(),
-            source,
-        };
         // Written aside and renamed, so that a reader never finds half.
         let aside = self
             .dir
             .join(format!(".fetching-{}-{}", std::process::id(), rand::random::<u32>()));
-        Bundle::write_files(&aside, &files).map_err(failed)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(failed)?;
-        }
-        if let Err(e) = std::fs::rename(&aside, &path) {
-            let _ = std::fs::remove_dir_all(&aside);
-            // Another fetch of the same archive got there first.
-            if !Bundle::is_bundle(&path) {
-                return Err(failed(e));
+        let target = path.clone();
+        let fetched = blocking(move || {
+            Bundle::write_files(&aside, &files)?;
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
             }
-        }
+            if let Err(e) = std::fs::rename(&aside, &target) {
+                let _ = std::fs::remove_dir_all(&aside);
+                // Another fetch of the same archive got there first.
+                if !Bundle::is_bundle(&target) {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+        fetched.await.map_err(|source| VersionsError::Archive {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Some(path))
     }
 
@@ -142,4 +147,15 @@ impl Versions {
         }
         self.restore(plugin, &history).await
     }
+}
+
+/// The archive folder `path` written with `files` unless it holds them
+/// already, on a blocking thread (a component is up to 64 MiB, each file
+/// fsynced); the files come back.
+async fn archived(path: PathBuf, files: Vec<(String, Vec<u8>)>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    blocking(move || match Bundle::is_bundle(&path) {
+        true => Ok(files),
+        false => Bundle::write_files(&path, &files).map(|()| files),
+    })
+    .await
 }

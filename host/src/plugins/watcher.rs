@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::plugins::bundle::Bundle;
+use crate::plugins::folder::Folder;
 use crate::Runtime;
 
 /// How long a bundle folder must be quiet before it is read.
@@ -51,18 +51,9 @@ pub fn watch(runtime: Runtime) -> notify::Result<FolderWatch> {
     })?;
     watcher.watch(&root, RecursiveMode::Recursive)?;
 
-    // Which plugin each bundle folder holds, to unload it when it goes.
-    let mut names: HashMap<PathBuf, String> = runtime
-        .plugins()
-        .bundle_dirs()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|dir| {
-            let name = Bundle::name_in(&dir)?;
-            Some((std::fs::canonicalize(&dir).ok()?, name))
-        })
-        .collect();
     let task = tokio::spawn(async move {
+        // Which plugin each bundle folder holds, to unload it when it goes.
+        let mut names: HashMap<PathBuf, String> = runtime.plugins().folder().names().await.into_iter().collect();
         let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -114,7 +105,7 @@ fn bundle_dir(root: &Path, path: &Path) -> Option<PathBuf> {
 
 /// Bring one bundle folder's plugin in line with what the folder holds.
 async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, String>) {
-    if !Bundle::is_bundle(dir) {
+    if !Folder::holds_bundle(dir).await {
         if let Some(name) = names.remove(dir) {
             // Unless another folder holds it (renamed, or written by an
             // upload meanwhile): then the plugin lives on from there.
@@ -127,26 +118,10 @@ async fn settle(runtime: &Runtime, dir: &Path, names: &mut HashMap<PathBuf, Stri
         }
         return;
     }
-    let bundle = match Bundle::read(dir) {
-        Ok(b) => b,
-        Err(_) => {
-            // Refused and audited by the same path as any other load.
-            let _ = runtime.plugins().load_bundle(dir).await;
-            return;
-        }
-    };
-    if let Some(serving) = runtime.plugins().registry().loaded(&bundle.name) {
-        if serving.digest() == bundle.digest && serving.manifest_digest() == bundle.manifest_digest() {
-            // Written here by an upload or a rollback (or renamed): the
-            // folder now holds this plugin, and its removal unloads it.
-            names.insert(dir.to_path_buf(), bundle.name.clone());
-            return;
-        }
-    }
-    // What was read above may be stale by now: an upload or a rollback can
-    // have written the folder and swapped in between (then the bundle read
-    // here is the version it replaced). `load_bundle` reads the folder again
-    // once it owns the plugin, so only what the folder holds then serves.
+    // The folder is read once: refused and audited there, or loaded. A
+    // bundle identical to the one serving (written here by an upload or a
+    // rollback, or renamed) changes nothing, and from now on the folder
+    // holds this plugin: its removal unloads it.
     if let Ok(loaded) = runtime.plugins().load_bundle(dir).await {
         names.insert(dir.to_path_buf(), loaded.name().to_string());
     }

@@ -20,6 +20,7 @@ use crate::model::audit::{AuditRecord, Caller};
 use crate::model::call::CallError;
 use crate::plugins::lifecycle::{Lifecycle, LifecycleError, LifecycleOptions, Toolchain};
 use crate::plugins::manifest::Risk;
+use crate::plugins::registry::ToolRef;
 use crate::policy::{Policy, PolicyError};
 use crate::storage::{Storage, StorageError};
 use crate::wasm::compile_cache::CompileCache;
@@ -212,7 +213,10 @@ impl Runtime {
     /// Call `tool` without recording it, here rather than on the guest
     /// threads (benchmarks, tests of the runtime alone).
     pub async fn invoke(&self, tool: &str, args: &Value) -> CallOutcome {
-        self.invoke_gated(tool, args, None, NoGate::shared()).await
+        match self.find(tool) {
+            Some(found) => self.invoke_gated(&found, args, None, NoGate::shared()).await,
+            None => CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() }),
+        }
     }
 
     /// One call, recorded: the audit record is begun before the connector
@@ -229,11 +233,32 @@ impl Runtime {
         reuse: Option<&str>,
     ) -> Result<(CallOutcome, AuditRecord), AuditError> {
         let tool = names::canonical(tool).unwrap_or(std::borrow::Cow::Borrowed(tool));
-        let open = Arc::new(self.inner.audit.begin(caller, &tool, args, &self.secret_fields(&tool)));
-        if let Some(plugin) = names::split(&tool).and_then(|(p, _)| self.inner.plugins.registry().get(p)) {
-            open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());
-        }
-        let outcome = self.invoke_on_guest_threads(&tool, args, reuse, open.clone()).await;
+        let found = self.find(&tool);
+        self.call_resolved(caller, &tool, found, args, reuse).await
+    }
+
+    /// Call `tool` (its canonical name), resolved once by the caller as
+    /// `found`: the version that serves it now, whose secret fields its
+    /// record redacts and which the guest runs, whatever an upgrade swaps
+    /// in meanwhile.
+    pub async fn call_resolved(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        found: Option<ToolRef>,
+        args: &Value,
+        reuse: Option<&str>,
+    ) -> Result<(CallOutcome, AuditRecord), AuditError> {
+        let secret_fields = found.as_ref().map_or(&[][..], ToolRef::secret_fields);
+        let open = Arc::new(self.inner.audit.begin(caller, tool, args, secret_fields));
+        let outcome = match found {
+            Some(found) => {
+                let plugin = &found.plugin;
+                open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());
+                self.invoke_on_guest_threads(found, args, reuse, open.clone()).await
+            }
+            None => CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() }),
+        };
         let record = open.finish(&outcome.ending()).await?;
         Ok((outcome, record))
     }
@@ -275,16 +300,17 @@ impl Runtime {
 
     async fn invoke_on_guest_threads(
         &self,
-        tool: &str,
+        found: ToolRef,
         args: &Value,
         reuse: Option<&str>,
         gate: SharedGate,
     ) -> CallOutcome {
-        let (this, owned_tool, args, reuse) = (self.clone(), tool.to_string(), args.clone(), reuse.map(str::to_string));
-        let guest = async move { this.invoke_gated(&owned_tool, &args, reuse.as_deref(), gate).await };
+        let tool = found.tool().name.clone();
+        let (this, args, reuse) = (self.clone(), args.clone(), reuse.map(str::to_string));
+        let guest = async move { this.invoke_gated(&found, &args, reuse.as_deref(), gate).await };
         self.engine().executor().spawn(guest).await.unwrap_or_else(|e| {
             CallOutcome::refused(
-                tool,
+                &tool,
                 CallError::PluginFault {
                     message: format!("the call's task failed: {e}"),
                 },
@@ -292,22 +318,21 @@ impl Runtime {
         })
     }
 
-    async fn invoke_gated(&self, tool: &str, args: &Value, reuse: Option<&str>, gate: SharedGate) -> CallOutcome {
-        if let Some((plugin, _)) = names::split(tool) {
-            if self.inner.plugins.is_disabled(plugin) {
-                return CallOutcome::refused(
-                    tool,
-                    CallError::Unavailable {
-                        message: format!("plugin {plugin:?} is disabled by the operator"),
-                    },
-                );
-            }
+    async fn invoke_gated(&self, found: &ToolRef, args: &Value, reuse: Option<&str>, gate: SharedGate) -> CallOutcome {
+        let plugin = &found.plugin.manifest.name;
+        if self.inner.plugins.is_disabled(plugin) {
+            return CallOutcome::refused(
+                &found.tool().name,
+                CallError::Unavailable {
+                    message: format!("plugin {plugin:?} is disabled by the operator"),
+                },
+            );
         }
-        invoke::invoke(self.engine(), self.inner.plugins.registry(), tool, args, reuse, gate).await
+        invoke::invoke(self.engine(), found, args, reuse, gate).await
     }
 
     /// The tool named `tool` (canonical name), as it serves now.
-    pub fn find(&self, tool: &str) -> Option<crate::plugins::registry::ToolRef> {
+    pub fn find(&self, tool: &str) -> Option<ToolRef> {
         invoke::find(self.inner.plugins.registry(), tool)
     }
 

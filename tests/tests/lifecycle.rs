@@ -780,3 +780,81 @@ async fn a_grant_revoked_during_a_cold_compile_holds_for_the_new_version() {
         assert_eq!(status, 502, "round {round}: revoked, yet {body}");
     }
 }
+
+/// One call sees one version of its tool (issue 31). While calls of
+/// `echo.check` stream, an upload raises the tool's risk to high (so the
+/// rules hold every call of it) and marks its `message` secret. Every
+/// call's record must be held and redacted exactly as the version that
+/// served it requires: none runs on the new version without its hold, none
+/// of the new version is recorded unredacted, none of the old is held. Each
+/// round sweeps the upload a little further across the calls in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_racing_an_upgrade_is_held_and_redacted_as_its_version_requires() {
+    let server = Arc::new(ServerProcess::start_prepared(ROOMY, |plugins| {
+        copy_bundle(&guest("echo"), &plugins.join("echo"))
+    }));
+    let secret = "secret-fields = [\"message\"]";
+    let plain = |version: &str| echo_manifest(version).replace(secret, "");
+    let guarded = |version: &str| echo_manifest(version).replace(secret, &format!("{secret}\nrisk = \"high\""));
+    for round in 1..=12u32 {
+        let (status, body) = upload(&server, "echo", plain(&format!("1.0.{round}")), echo_wasm(), None).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let callers: Vec<_> = (0..12)
+            .map(|caller| {
+                let (server, stop) = (server.clone(), stop.clone());
+                tokio::spawn(async move {
+                    for n in 0..40 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let message = format!("told-{round}-{caller}-{n}");
+                        let args = json!({ "ok": true, "message": message });
+                        let (status, body) = invoke(&server, AGENT_TOKEN, "echo.check", args).await;
+                        assert!(status == 200 || status == 202, "round {round}: {status} {body}");
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_micros(u64::from(round % 6) * 2000)).await;
+        let (status, body) = upload(&server, "echo", guarded(&format!("2.0.{round}")), echo_wasm(), None).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        stop.store(true, Ordering::Relaxed);
+        for caller in callers {
+            caller.await.unwrap();
+        }
+    }
+
+    let (mut ran, mut held, mut before) = (0, 0, String::new());
+    loop {
+        let page = format!("/v1/audit?tool=echo.check&limit=1000{before}");
+        let (_, body) = get_json(&server, ADMIN_TOKEN, &page).await;
+        for record in body["records"].as_array().unwrap() {
+            let (version, outcome) = (record["plugin_version"].as_str().unwrap_or(""), &record["outcome"]);
+            let message = &record["arguments"]["message"];
+            if version.starts_with("2.") {
+                assert_eq!(
+                    outcome, "held",
+                    "a call ran on the guarded version without its hold: {record}"
+                );
+                assert_eq!(
+                    message, "[redacted]",
+                    "the guarded version's record is unredacted: {record}"
+                );
+                held += 1;
+            } else if version.starts_with("1.0.") && version != "1.0.0" {
+                assert_eq!(outcome, "ok", "a call of the plain version was held: {record}");
+                assert_ne!(
+                    message, "[redacted]",
+                    "the plain version's record is redacted: {record}"
+                );
+                ran += 1;
+            }
+        }
+        match body["next"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => break,
+        }
+    }
+    assert!(ran > 0 && held > 0, "the race was not run: {ran} ran, {held} held");
+}

@@ -65,26 +65,24 @@ impl CallOutcome {
     }
 }
 
-/// Call `tool` with `args`. `caller` (token and session) identifies who
-/// calls, for plugins whose grant lets an instance serve several calls: an
-/// instance is only ever reused for the same caller. `gate` is opened
-/// before the connector's first side effect leaves the host.
+/// Call the tool `found` (resolved once by the caller, so that what holds,
+/// runs and records the call is one version) with `args`. `caller` (token
+/// and session) identifies who calls, for plugins whose grant lets an
+/// instance serve several calls: an instance is only ever reused for the
+/// same caller. `gate` is opened before the connector's first side effect
+/// leaves the host.
 pub async fn invoke(
     engine: &Engine,
-    registry: &Registry,
-    tool: &str,
+    found: &ToolRef,
     args: &Value,
     caller: Option<&str>,
     gate: SharedGate,
 ) -> CallOutcome {
     let started = Instant::now();
-    let Some(found) = find(registry, tool) else {
-        return CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() });
-    };
     let plugin = &found.plugin;
     let journal: SharedJournal = Arc::new(Mutex::new(Journal::for_grant(plugin.context.grant.clone())));
     let mut timings = Timings::default();
-    let mut result = call(engine, &found, args, caller, &journal, &gate, &mut timings).await;
+    let mut result = call(engine, found, args, caller, &journal, &gate, &mut timings).await;
     let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     crate::capabilities::summarize_denials(&journal, &plugin.context);
     // The secrets the connector was handed go no further than its requests.

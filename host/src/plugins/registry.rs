@@ -152,4 +152,14 @@ impl ToolRef {
     pub fn tool(&self) -> &Tool {
         &self.plugin.tools[self.index]
     }
+
+    /// Argument paths this version's manifest marks secret: what its
+    /// calls' records and approvals redact.
+    pub fn secret_fields(&self) -> &[String] {
+        self.plugin
+            .manifest
+            .tools
+            .get(&self.tool().function)
+            .map_or(&[], |t| t.secret_fields.as_slice())
+    }
 }

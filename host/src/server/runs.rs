@@ -534,7 +534,8 @@ impl StepHost {
         caller.approval = Some(approval.id.clone());
         let token = self.run.token.clone();
         self.detached(async move {
-            let (outcome, record) = api::execute_call(&state, &token, &tool, &args, &caller).await?;
+            let found = state.runtime.find(&tool);
+            let (outcome, record) = api::execute_call(&state, &token, &tool, found, &args, &caller).await?;
             let stored = api::Answer::of(&outcome, &record.id).stored();
             state
                 .approvals
@@ -577,12 +578,16 @@ impl Host for StepHost {
                 let (outcome, record) = api::refuse(&state, &tool, &args, &caller, error).await?;
                 return Ok(end_of(&outcome, &record));
             }
-            if let Some(approval) = api::hold(&state, &token, &tool, &args, &caller).await? {
-                return Ok(CallEnd::Held {
-                    approval: approval.id.clone(),
-                });
+            // Resolved once, as an agent's own call is (see `api::calls::call`).
+            let found = state.runtime.find(&tool);
+            if let Some(found) = &found {
+                if let Some(approval) = api::hold(&state, &token, found, &args, &caller).await? {
+                    return Ok(CallEnd::Held {
+                        approval: approval.id.clone(),
+                    });
+                }
             }
-            let (outcome, record) = api::execute_call(&state, &token, &tool, &args, &caller).await?;
+            let (outcome, record) = api::execute_call(&state, &token, &tool, found, &args, &caller).await?;
             Ok(end_of(&outcome, &record))
         })
         .await

@@ -22,6 +22,7 @@ use crate::model::audit::{AuditRecord, Caller};
 use crate::model::call::CallError;
 use crate::model::run::{Run, RunState};
 use crate::plugins::manifest::Risk;
+use crate::plugins::registry::ToolRef;
 use crate::server::approvals::{self, Serving};
 use crate::server::auth::Principal;
 use crate::server::runs;
@@ -70,12 +71,15 @@ pub async fn call(
             .map_err(ApiError::internal)?;
         return Ok(Called::Started(Box::new(run)));
     }
-    if principal.may_use(tool) {
-        if let Some(approval) = hold(state, &principal.name, tool, args, caller).await? {
+    // The tool is resolved once: the hold judges, the guest runs and the
+    // record redacts this version, whatever an upgrade swaps in meanwhile.
+    let found = state.runtime.find(tool);
+    if let (true, Some(found)) = (principal.may_use(tool), &found) {
+        if let Some(approval) = hold(state, &principal.name, found, args, caller).await? {
             return Ok(Called::Held(approval));
         }
     }
-    let (outcome, record) = run(state, principal, tool, args, caller).await?;
+    let (outcome, record) = run(state, principal, tool, found, args, caller).await?;
     Ok(Called::Ran(Box::new((outcome, record))))
 }
 
@@ -86,13 +90,11 @@ pub async fn call(
 pub async fn hold(
     state: &Shared,
     token: &str,
-    tool: &str,
+    found: &ToolRef,
     args: &Value,
     caller: &Caller,
 ) -> Result<Option<Arc<Approval>>, ApiError> {
-    let Some(found) = state.runtime.find(tool) else {
-        return Ok(None);
-    };
+    let tool = found.tool().name.as_str();
     let plugin = &found.plugin;
     if state.runtime.plugins().is_disabled(&plugin.manifest.name) {
         return Ok(None);
@@ -107,14 +109,14 @@ pub async fn hold(
     let Some(held) = state.approvals.check(&call) else {
         return Ok(None);
     };
-    if check_arguments(&found, args).is_err() {
+    if check_arguments(found, args).is_err() {
         return Ok(None);
     }
     let version = plugin.manifest.version.to_string();
     let serving = Serving {
         version: &version,
         digest: &plugin.digest,
-        secret_fields: state.runtime.secret_fields(tool),
+        secret_fields: found.secret_fields().to_vec(),
     };
     let approval = state
         .approvals
@@ -163,11 +165,12 @@ async fn run(
     state: &Shared,
     principal: &Principal,
     tool: &str,
+    found: Option<ToolRef>,
     args: &Value,
     caller: &Caller,
 ) -> Result<(CallOutcome, AuditRecord), ApiError> {
     if principal.may_use(tool) {
-        execute_call(state, &principal.name, tool, args, caller).await
+        execute_call(state, &principal.name, tool, found, args, caller).await
     } else {
         let error = CallError::Denied {
             message: format!("token {:?} may not use {tool}", principal.name),
@@ -176,11 +179,13 @@ async fn run(
     }
 }
 
-/// Run a permitted call (made with `token`'s name) now: recorded, counted.
+/// Run a permitted call (made with `token`'s name) of `tool`, resolved as
+/// `found`, now: recorded, counted.
 pub async fn execute_call(
     state: &Shared,
     token: &str,
     tool: &str,
+    found: Option<ToolRef>,
     args: &Value,
     caller: &Caller,
 ) -> Result<(CallOutcome, AuditRecord), ApiError> {
@@ -189,7 +194,7 @@ pub async fn execute_call(
     let reuse = format!("{token}\u{0}{}", caller.session.as_deref().unwrap_or(""));
     let (outcome, record) = state
         .runtime
-        .call(caller, tool, args, Some(&reuse))
+        .call_resolved(caller, tool, found, args, Some(&reuse))
         .await
         .map_err(ApiError::internal)?;
     state.metrics.record(&outcome);
@@ -226,7 +231,10 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
         return start_approved(state, approval, workflow).await;
     }
     let principal = state.auth.named(&approval.token);
-    let lapsed = match (state.runtime.find(&approval.tool), &principal) {
+    // Resolved once: the version checked against the approval is the one
+    // that runs.
+    let found = state.runtime.find(&approval.tool);
+    let lapsed = match (&found, &principal) {
         (None, _) => Some(format!("{} is no longer loaded", approval.tool)),
         (Some(found), _) if found.plugin.digest != approval.plugin_digest => Some(changed_since(
             "plugin",
@@ -243,7 +251,7 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
         return Ok(());
     };
     let caller = caller_of(&approval);
-    let (outcome, record) = run(state, &principal, &approval.tool, &approval.arguments, &caller).await?;
+    let (outcome, record) = run(state, &principal, &approval.tool, found, &approval.arguments, &caller).await?;
     let stored = Answer::of(&outcome, &record.id).stored();
     state
         .approvals

@@ -1,18 +1,27 @@
 //! toolhost: a WebAssembly plugin host for AI-agent tool connectors.
 //!
-//! One folder per concern:
-//! - [`call`]: the call path, top to bottom in [`call::invoke`];
+//! One folder per concern, roughly from the floor up. No file imports one
+//! that imports it back, and the floors (`model`, `storage`) import nothing
+//! above them: `.ci/layers.py` checks both in CI.
+//!
+//! - [`model`]: the records (audit record, approval, run, problem, version, ids, times), importing nothing;
+//! - [`net`]: origins, HTTP methods, IP networks and the public internet;
+//! - [`config`]: `toolhost.toml` and the grants and rules as written;
+//! - [`storage`]: what the host keeps, behind one seam (sled, PostgreSQL); imports only `model` and `config`;
+//! - [`policy`]: what each connector gets of what it asks, and which calls wait for a person;
+//! - [`stack`]: deeply recursing work on a thread with a known stack;
+//! - [`logs`]: the host's own log, one record a line;
 //! - [`wasm`]: the engine, compiled code, guest threads, reused instances;
 //! - [`capabilities`]: the host's imports, each one checking its grant;
-//! - [`plugins`]: bundles, manifests, signatures, the registry, and the one
-//!   owner of their lifecycle;
-//! - [`policy`]: what the operator grants and what each connector gets;
-//! - [`storage`]: what the host keeps (kv, audit, idempotency, grants,
-//!   history) behind the storage seam, sled by default;
-//! - [`server`]: HTTP and MCP, tokens, metrics;
-//! - [`logs`]: the host's own log, one record a line;
-//! - [`stack`]: deeply recursing work on a thread with a known stack;
-//! - [`runtime`]: the facade the server and the command line use.
+//! - [`audit`]: the recording service: ids, redaction, bounds, queries;
+//! - [`workflow`]: workflow documents, jq expressions, the engine that runs them;
+//! - [`call`]: one call of a connector, top to bottom in [`call::invoke`];
+//! - [`plugins`]: bundles, the registry, and the one owner of their lifecycle;
+//! - [`runtime`]: the engine, storage, audit and plugins assembled, for the server and the CLI;
+//! - [`app`]: the application services adapters share (idempotency; the call core is moving here);
+//! - [`server`]: HTTP (REST, MCP), tokens, approvals, workflow runs, metrics;
+//! - [`console`]: the operator's web console, over the server's services;
+//! - [`check`], [`devkit`]: the `toolhost check` and `toolhost dev` commands.
 
 pub mod app;
 pub mod audit;

@@ -7,9 +7,13 @@
 //! One approval changes under its own lock, so two reviewers deciding at
 //! once, or a decision racing the expiry, are taken one after the other.
 
-use std::collections::HashMap;
+mod locks;
+mod session_calls;
+mod view;
+mod waiters;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
@@ -20,19 +24,21 @@ use crate::config::approvals::ApprovalConfig;
 use crate::model::approval::{Approval, ApprovalState, Decision, StoredAnswer, Verdict};
 use crate::model::audit::{Caller, Outcome};
 use crate::model::digest::arguments_digest;
+use crate::model::time::now_ms;
 use crate::plugins::manifest::Risk;
 use crate::policy::approvals::{ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
 use crate::server::metrics::Metrics;
 use crate::server::webhook::Webhook;
 use crate::storage::{Storage, StorageError};
+use locks::Locks;
+use session_calls::SessionCalls;
+use view::decision_state;
+pub use view::view;
 
 /// The longest a long-poll waits.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The longest reason a reviewer may give.
 pub const MAX_REASON_BYTES: usize = 2048;
-/// Sessions whose call counts are kept (for `session_calls`); past this the
-/// least recently seen are forgotten.
-const MAX_SESSIONS: usize = 100_000;
 /// How often a waiter reads an approval again when other nodes share the
 /// store (their announcements are best effort).
 const RECHECK: Duration = Duration::from_secs(2);
@@ -291,85 +297,6 @@ impl Approvals {
         let approval = Arc::new(approval);
         self.announce("held", &approval);
         Ok(approval)
-    }
-
-    /// The approval as it stands (expired first, if its time is up).
-    pub async fn get(&self, id: &str) -> Result<Arc<Approval>, ApprovalError> {
-        let approval = self.load(id).await?;
-        if approval.state == ApprovalState::Pending && approval.expires <= now_ms() {
-            return self.expire(id).await;
-        }
-        Ok(Arc::new(approval))
-    }
-
-    /// The approval once it is final, or as it stands after `wait`.
-    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Arc<Approval>, ApprovalError> {
-        self.wait_for(id, wait, ApprovalState::is_final).await
-    }
-
-    /// The approval once it is decided (no longer pending), or as it stands
-    /// after `wait`: what a workflow run waits for before it carries out
-    /// its approved step itself.
-    pub async fn wait_decided(&self, id: &str, wait: Duration) -> Result<Arc<Approval>, ApprovalError> {
-        self.wait_for(id, wait, |s| s != ApprovalState::Pending).await
-    }
-
-    async fn wait_for(
-        &self,
-        id: &str,
-        wait: Duration,
-        settled: fn(ApprovalState) -> bool,
-    ) -> Result<Arc<Approval>, ApprovalError> {
-        // Listen before looking, so nothing that happens in between is missed.
-        let mut notices = self.notices.subscribe();
-        let approval = self.get(id).await?;
-        if settled(approval.state) || wait.is_zero() {
-            return Ok(approval);
-        }
-        let until = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        let mut deadline = until;
-        // Wake for the expiry of a pending one too, in case no sweep gets
-        // there first (an approved one no longer expires).
-        if approval.state == ApprovalState::Pending {
-            let expires = Duration::from_millis(approval.expires.saturating_sub(now_ms()));
-            deadline = deadline.min(tokio::time::Instant::now() + expires);
-        }
-        loop {
-            // Nodes sharing a store also look again now and then, in case an
-            // announcement from another node was lost.
-            let wake = match self.recheck {
-                Some(every) => deadline.min(tokio::time::Instant::now() + every),
-                None => deadline,
-            };
-            let next = tokio::time::timeout_at(wake, notices.recv()).await;
-            match next {
-                Ok(Ok(notice)) if notice.approval.id == id => {
-                    if settled(notice.approval.state) {
-                        return Ok(notice.approval);
-                    }
-                    // Decided: it no longer expires; wait the whole time.
-                    deadline = until;
-                }
-                Ok(Ok(_)) => {}
-                // Missed some: look again.
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    let approval = self.get(id).await?;
-                    if settled(approval.state) {
-                        return Ok(approval);
-                    }
-                }
-                Err(_) if wake < deadline => {
-                    let approval = self.get(id).await?;
-                    if settled(approval.state) {
-                        return Ok(approval);
-                    }
-                    if approval.state != ApprovalState::Pending {
-                        deadline = until;
-                    }
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return self.get(id).await,
-            }
-        }
     }
 
     /// One reviewer's decision. Returns the approval after it; its state is
@@ -813,25 +740,6 @@ impl Approvals {
     }
 }
 
-/// Async locks by name, each kept while someone holds or waits for it.
-#[derive(Default)]
-struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl Locks {
-    fn get(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(name.to_string()).or_default().clone()
-    }
-
-    /// Forget `name`'s lock unless someone still holds or waits for it.
-    fn forget(&self, name: &str) {
-        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if locks.get(name).is_some_and(|l| Arc::strong_count(l) == 1) {
-            locks.remove(name);
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetRulesError {
     #[error(transparent)]
@@ -852,110 +760,5 @@ fn refusal(status: u16, kind: &str, message: &str, approval: &Approval) -> Store
             "error": { "kind": kind, "message": message },
             "approval": approval.id,
         }),
-    }
-}
-
-/// An approval as agents and reviewers see it: secret argument fields
-/// redacted, times in RFC 3339.
-/// An approval's state and who had decided, as a decision's audit record
-/// shows it before and after.
-fn decision_state(state: ApprovalState, decisions: &[Decision]) -> Value {
-    json!({
-        "state": state,
-        "decisions": decisions.iter().map(|d| json!({ "by": d.by, "verdict": d.verdict })).collect::<Vec<_>>(),
-    })
-}
-
-pub fn view(approval: &Approval) -> Value {
-    let decisions: Vec<Value> = approval
-        .decisions
-        .iter()
-        .map(|d| json!({ "by": d.by, "verdict": d.verdict, "reason": d.reason, "at": rfc3339(d.at) }))
-        .collect();
-    json!({
-        "id": approval.id,
-        "state": approval.state,
-        "tool": approval.tool,
-        "plugin_version": approval.plugin_version,
-        "plugin_digest": approval.plugin_digest,
-        "arguments": redact(&approval.arguments, &approval.secret_fields),
-        "arguments_digest": approval.arguments_digest,
-        "token": approval.token,
-        "session": approval.session,
-        "rule": approval.rule,
-        "reason": approval.reason,
-        "detail": approval.detail,
-        "approvers": approval.approvers,
-        "decisions": decisions,
-        "created": rfc3339(approval.created),
-        "expires": rfc3339(approval.expires),
-        "held_audit_id": approval.held_audit_id,
-        "call_audit_id": approval.call_audit_id,
-        "run": approval.run,
-        "step": approval.step,
-        "wait": format!("/v1/approvals/{}?wait=60", approval.id),
-    })
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Calls per session so far, for `session_calls`; bounded by forgetting
-/// the sessions seen least recently.
-#[derive(Default)]
-struct SessionCalls {
-    counts: HashMap<(String, String), (u64, u64)>,
-    tick: u64,
-}
-
-impl SessionCalls {
-    /// The calls counted before this one, then count this one.
-    fn count(&mut self, token: &str, session: &str) -> u64 {
-        self.tick += 1;
-        if self.counts.len() >= MAX_SESSIONS {
-            // Forget the older half in one pass, so this is rare.
-            let mut ticks: Vec<u64> = self.counts.values().map(|(_, seen)| *seen).collect();
-            let (_, median, _) = ticks.select_nth_unstable(MAX_SESSIONS / 2);
-            let median = *median;
-            self.counts.retain(|_, (_, seen)| *seen > median);
-        }
-        let entry = self
-            .counts
-            .entry((token.to_string(), session.to_string()))
-            .or_insert((0, 0));
-        let before = entry.0;
-        *entry = (before + 1, self.tick);
-        before
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_counts_are_bounded_and_forget_the_least_recent() {
-        let mut calls = SessionCalls::default();
-        assert_eq!(calls.count("agent", "kept"), 0);
-        assert_eq!(calls.count("agent", "kept"), 1);
-        // Another token's session of the same name is another session.
-        assert_eq!(calls.count("other", "kept"), 0);
-        for i in 0..MAX_SESSIONS + 10 {
-            calls.count("agent", &format!("s{i}"));
-            if i % 1000 == 0 {
-                // Seen again and again, so never among the least recent.
-                calls.count("agent", "kept");
-            }
-            assert!(calls.counts.len() <= MAX_SESSIONS);
-        }
-        assert!(calls.count("agent", "kept") > 2);
-        assert_eq!(calls.count("agent", "s0"), 0, "the oldest sessions are forgotten");
     }
 }

@@ -13,6 +13,9 @@ work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
+# Killed from outside (a timeout), still stop the server: bash runs the
+# EXIT trap on a signal only if the signal is trapped.
+trap 'exit 143' TERM INT
 export TOOLHOST_ADMIN_TOKEN=bench-admin-token-0123456789
 export TOOLHOST_AGENT_TOKEN=bench-agent-token-0123456789
 

@@ -19,6 +19,14 @@ FLOORS = {
     "storage": {"model", "config"},
 }
 
+# The circles still to break (issue 31: the call core, runs and operator
+# actions move out of server/ into app/). Any other circle, or one of these
+# grown, fails the check; remove an entry once its circle is gone.
+KNOWN_CIRCLES = [
+    {"console", "server/api", "server/connections", "server/readiness", "server/runs"},
+    {"server/api/admin", "server/api/grants"},
+]
+
 
 def module_files():
     """module path (tuple) -> file path, for every .rs file under src."""
@@ -150,8 +158,10 @@ def main():
     broken = False
     found = circles(edges)
     for comp in found:
-        broken = True
-        print(f"import circle of {len(comp)} files: {', '.join(name(m) for m in comp)}")
+        names = {name(m) for m in comp}
+        known = names in KNOWN_CIRCLES
+        broken |= not known
+        print(f"import circle of {len(comp)} files{' (known)' if known else ''}: {', '.join(sorted(names))}")
     for floor, allowed in FLOORS.items():
         for mod, targets in edges.items():
             if mod[:1] != (floor,):

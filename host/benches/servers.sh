@@ -50,7 +50,7 @@ start() {
   echo "${0##*/}: $name did not start:" >&2; cat "$work/$name.err" >&2; exit 1
 }
 
-start upstreams target/release/sample-upstreams "$work/upstreams" 127.0.0.1:0 "$work/grants.toml"
+start upstreams "${CARGO_TARGET_DIR:-target}/release/sample-upstreams" "$work/upstreams" 127.0.0.1:0 "$work/grants.toml"
 upstream_url=$url upstream_pid=$pid
 
 cat > "$work/toolhost.toml" <<TOML
@@ -79,10 +79,10 @@ if [ -n "${REUSE:-}" ]; then
   sed -i "/^\[plugins\.crm\]/a reuse-instances = $REUSE" "$work/toolhost.toml"
 fi
 
-start toolhost "${BIN:-target/release/toolhost}" --config "$work/toolhost.toml" serve --listen 127.0.0.1:0
+start toolhost "${BIN:-${CARGO_TARGET_DIR:-target}/release/toolhost}" --config "$work/toolhost.toml" serve --listen 127.0.0.1:0
 toolhost_url=$url toolhost_pid=$pid
 TOOLHOST_AGENT_TOKEN=$token CRM_BASE_URL=$upstream_url/crm/v1 CRM_API_KEY=crm-demo-key \
-  start native target/release/examples/native_baseline "$work/native-data"
+  start native "${CARGO_TARGET_DIR:-target}/release/examples/native_baseline" "$work/native-data"
 native_url=$url native_pid=$pid
 
 # script FILE METHOD BODY HEADER...: a wrk script that sends one request and

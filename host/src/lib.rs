@@ -43,5 +43,6 @@ pub mod storage;
 pub mod wasm;
 pub mod workflow;
 
-pub use call::invoke::{CallError, CallOutcome};
+pub use call::invoke::CallOutcome;
+pub use model::call::CallError;
 pub use runtime::{Runtime, RuntimeOptions, ToolInfo};

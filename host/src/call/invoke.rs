@@ -13,8 +13,9 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::audit::Ending;
 use crate::call::{fault, names, values};
-use crate::capabilities::{truncated, CallState, Journal, NoGate, SharedGate, SharedJournal, Sink};
-pub use crate::model::call::{CallError, Exhausted, Timings};
+use crate::capabilities::{truncated, CallState, Journal, NoGate, SharedGate, SharedJournal};
+use crate::model::call::{CallError, Exhausted, Timings};
+use crate::model::effects::Sink;
 use crate::plugins::plugin::{Plugin, Warm};
 use crate::plugins::registry::{Registry, ToolRef};
 use crate::wasm::engine::Engine;

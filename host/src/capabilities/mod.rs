@@ -27,7 +27,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::policy::Grant;
 use crate::storage::kv::KvSpace;
 
-pub use crate::model::effects::{Awaited, Capability, Denial, Echo, OutboundRecord, PendingRequest, Sink};
+use crate::model::effects::{Awaited, Capability, Denial, Echo, OutboundRecord, PendingRequest, Sink};
 pub(crate) use crate::model::text::truncated;
 pub use dns::{DnsError, DnsServer};
 pub use http::{InFlight, OutboundHttp};

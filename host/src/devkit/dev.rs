@@ -20,8 +20,8 @@ use super::build::{Build, BuildError};
 use crate::config::grants::{HttpGrant, PluginPolicy, PrivateTargets, SecretSource};
 use crate::config::{Config, Digests, Role, TokenConfig};
 use crate::plugins::bundle::{Bundle, Contents};
+use crate::plugins::error::LoadError;
 use crate::plugins::manifest::{Manifest, ManifestError};
-use crate::plugins::plugin::LoadError;
 use crate::policy::PolicyError;
 use crate::server::ServeError;
 

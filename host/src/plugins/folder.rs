@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bundle::Bundle;
+use super::error::LoadError;
 use super::manifest::ManifestError;
-use super::plugin::LoadError;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read plugins folder {path}: {source}")]

@@ -20,8 +20,9 @@ use arc_swap::ArcSwap;
 use wasmtime::component::Linker;
 
 use super::bundle::{Bundle, Contents};
+use super::error::LoadError;
 use super::folder::{self, Folder, FolderError, Found};
-use super::plugin::{LoadError, Plugin};
+use super::plugin::Plugin;
 use super::registry::{Loaded, Registry};
 use super::versions::{Versions, VersionsError};
 use crate::audit::{AuditLog, PluginEvent};

@@ -13,7 +13,7 @@ use crate::call::{names, schema};
 use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
 use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::contract::Contract;
-pub use crate::plugins::error::LoadError;
+use crate::plugins::error::LoadError;
 use crate::plugins::manifest::{Manifest, Risk};
 use crate::policy::Policy;
 use crate::storage::Storage;

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use crate::config::approvals::{ApprovalConfig, Hold, RuleConfig, WebhookConfig, DEFAULT_EXPIRY_SECS};
+use crate::config::approvals::{ApprovalConfig, Hold, RuleConfig};
 use crate::model::approval::HoldReason;
 use crate::model::digest::arguments_digest;
 use crate::plugins::manifest::Risk;

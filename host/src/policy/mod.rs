@@ -19,9 +19,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-pub use crate::config::grants::{HttpGrant, Limits, PluginPolicy, PrivateTargets, SecretKind, SecretSource, Signing};
-pub use crate::net::ip::{is_public, Network};
-pub use crate::net::origin::{check_method, split_host_port, OriginPattern};
+use crate::config::grants::{Limits, PluginPolicy, PrivateTargets, SecretSource, Signing};
+use crate::net::ip::is_public;
+use crate::net::origin::{check_method, OriginPattern};
 use crate::plugins::manifest::toml_error;
 use crate::plugins::manifest::{self, Manifest};
 
@@ -454,6 +454,7 @@ impl Grant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::ip::Network;
 
     fn manifest(http: &str) -> Manifest {
         Manifest::parse(

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::bundle::{Bundle, Contents, MAX_COMPONENT_BYTES};
-use super::plugin::LoadError;
+use super::error::LoadError;
 
 mod manifest;
 mod reference;

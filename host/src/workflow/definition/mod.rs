@@ -26,7 +26,6 @@ mod fields;
 
 use super::expr::{runtime_expression, Expr, Template};
 use crate::call::names;
-pub use crate::model::problem::{kinds, Problem};
 pub use fields::duration;
 use fields::{
     default_schema, expr, flow, is_variable, join, known, object, retry, schema, string, template, timeout, transform,

@@ -43,7 +43,7 @@ run() {
   if [ "$path" = native ]; then url=$native_url pid=$native_pid protocol=rest; fi
   # shellcheck disable=SC2046 # serving is a list of pids
   before=$(cpu "$pid" $(serving "$tool"))
-  out=$(target/release/examples/load_generator --protocol "$protocol" --url "$url" --token "$token" \
+  out=$("${CARGO_TARGET_DIR:-target}/release/examples/load_generator" --protocol "$protocol" --url "$url" --token "$token" \
     --tool "$tool" --arguments "$arguments" --sessions "$sessions" --duration "$duration" --warmup "$warmup" |
     awk '$1 == "RESULT" {$1 = ""; print}')
   # shellcheck disable=SC2046

@@ -59,6 +59,10 @@ data-dir = "$work/data"
 plugins-dir = "$work/plugins"
 # Sized for the highest level load.sh drives: 1024 calls in flight.
 max-instances = 1024
+# One token drives every session mcp.sh opens (up to 256 at once, and the
+# last level's still closing): above the per-token share of 64.
+max-mcp-sessions = 2048
+max-mcp-sessions-per-principal = 1024
 
 [[tokens]]
 name = "bench"

@@ -163,34 +163,6 @@ async fn runaway_expressions_are_stopped_by_the_budget_while_the_host_answers() 
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(problem(&body)["type"], "toolhost:errors/workflow-budget", "{body}");
-
-    // The threads that drove those runs yield to the API's when both want
-    // the CPU: each runs at nice 10, the host's other threads at 0.
-    let nice = |task: &std::path::Path| -> i64 {
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis; nice is the 19th
-        // field of the line, the 17th after it.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        after
-            .split_whitespace()
-            .nth(16)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(i64::MIN)
-    };
-    let (mut workflow, mut others) = (Vec::new(), Vec::new());
-    for task in std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap() {
-        let task = task.unwrap().path();
-        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        let list = if name.starts_with("toolhost-workfl") {
-            &mut workflow
-        } else {
-            &mut others
-        };
-        list.push((name.trim().to_string(), nice(&task)));
-    }
-    assert!(!workflow.is_empty(), "no thread drives runs: {others:?}");
-    assert!(workflow.iter().all(|(_, n)| *n == 10), "{workflow:?}");
-    assert!(others.iter().all(|(_, n)| *n == 0), "{others:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -223,37 +223,12 @@ pub fn executor() -> Option<&'static tokio::runtime::Runtime> {
                 .worker_threads(default_threads())
                 .thread_name("toolhost-workflow")
                 .thread_stack_size(STACK_BYTES)
-                .on_thread_start(yield_to_the_api)
                 .enable_all()
                 .build()
                 .inspect_err(|e| tracing::error!("cannot start the threads that drive workflow runs: {e}"))
                 .ok()
         })
         .as_ref()
-}
-
-/// How much less CPU a thread driving runs gets than the API's when both
-/// want it: nice 10 weighs about a tenth of nice 0 in Linux's scheduler.
-/// On two cores, four runs that compute kept `/healthz`'s p99 near 100 ms
-/// at equal priority (`host/benches/fairness.sh`).
-pub const WORKFLOW_NICE: i32 = 10;
-
-/// Lower the calling thread's priority to [`WORKFLOW_NICE`]: on Linux a
-/// nice value is a thread's own, so the API's and the guests' threads keep
-/// theirs. Where it cannot be lowered, the thread runs at the host's.
-fn yield_to_the_api() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority reads only its arguments; `0` names the
-        // calling thread.
-        let lowered = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKFLOW_NICE) };
-        if lowered != 0 {
-            tracing::warn!(
-                "cannot lower the priority of a thread that drives runs: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
 }
 
 /// Run `work` on a thread with a [`STACK_BYTES`] stack and wait for it

@@ -10,13 +10,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::call::{CallError, Timings};
+use crate::model::time::{now_ms, rfc3339_ms};
 
 use crate::call::invoke::CallOutcome;
 use crate::model::approval::{Approval, ApprovalState, StoredAnswer};
@@ -80,12 +81,6 @@ impl Runs {
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Start a run of `workflow` for `caller` (input already checked): stored
@@ -743,7 +738,7 @@ pub fn problem_of(status: u16, body: &Value) -> Problem {
 /// A run as the API shows it, with its steps (arguments a tool's manifest
 /// marks secret redacted).
 pub fn view(state: &Shared, run: &Run, steps: &[Step]) -> Value {
-    let time = |ms: u64| humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+    let time = rfc3339_ms;
     json!({
         "id": run.id,
         "workflow": run.workflow,

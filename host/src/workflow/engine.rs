@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -30,6 +30,7 @@ use super::definition::{Backoff, Definition, Flow, Kind, Retry, Task};
 use super::expr::{to_val, ExprError, Vars};
 use crate::model::problem::{kinds, Problem};
 use crate::model::run::{Step, StepKind, StepState};
+use crate::model::time::now_ms;
 
 /// Most task transitions in one run (a `then:` loop that never ends stops here).
 pub const MAX_TRANSITIONS: u32 = 10_000;
@@ -151,12 +152,6 @@ enum Signal {
     Normal,
     /// A task said `then: end`.
     End,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<'a> Engine<'a> {

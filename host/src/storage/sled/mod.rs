@@ -1,9 +1,10 @@
 //! The embedded backend: one sled database, one tree per store (and one
-//! per connector for its kv), made durable by group commit.
+//! per connector for its kv), made durable by group commit ([`commit`]).
+
+mod commit;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use crate::model::approval::{Approval, ApprovalState};
 use crate::model::audit::AuditRecord;
 use crate::model::run::{Run, Step};
 use crate::model::version::VersionEntry;
+use commit::GroupCommit;
 
 impl From<sled::Error> for StorageError {
     fn from(e: sled::Error) -> Self {
@@ -35,7 +37,7 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct SledBackend {
     db: sled::Db,
-    flusher: Arc<Flusher>,
+    commit: Arc<GroupCommit>,
     spaces: Mutex<HashMap<String, Arc<SledSpace>>>,
     audit: sled::Tree,
     /// Ids of audit records written as `running`: calls that started
@@ -83,11 +85,7 @@ impl SledBackend {
         };
         let tree = |name: &str| db.open_tree(name).map_err(|e| failed(&e));
         Ok(SledBackend {
-            flusher: Arc::new(Flusher {
-                db: db.clone(),
-                issued: Default::default(),
-                covered: Default::default(),
-            }),
+            commit: Arc::new(GroupCommit::start(db.clone()).map_err(|e| failed(&e))?),
             spaces: Mutex::default(),
             audit: tree("audit")?,
             audit_running: tree("audit-open")?,
@@ -110,38 +108,7 @@ impl SledBackend {
     }
 
     async fn durable(&self) -> Result<(), StorageError> {
-        self.flusher.flush().await.map_err(StorageError::from)
-    }
-}
-
-/// Group commit. Every acknowledged write waits for a flush that started
-/// after it; one flush to disk covers every write made before it began, so
-/// many concurrent callers share one fsync instead of queueing for their own
-/// (sled's `flush_async` from many tasks at once slows to a crawl).
-struct Flusher {
-    db: sled::Db,
-    /// Tickets handed out; a caller takes one after its write.
-    issued: AtomicU64,
-    /// The highest ticket a finished flush covered; held while flushing.
-    covered: tokio::sync::Mutex<u64>,
-}
-
-impl Flusher {
-    async fn flush(&self) -> Result<(), sled::Error> {
-        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut covered = self.covered.lock().await;
-        if *covered >= ticket {
-            return Ok(());
-        }
-        // Every ticket issued until now belongs to a write that is already
-        // in sled's buffers, so this flush covers them all.
-        let target = self.issued.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| sled::Error::ReportableBug(format!("flush task: {e}")))??;
-        *covered = target;
-        Ok(())
+        self.commit.flush().await.map_err(StorageError::Backend)
     }
 }
 
@@ -192,7 +159,7 @@ impl KvStore for SledBackend {
         let space = Arc::new(SledSpace {
             tree,
             used: Mutex::new(used),
-            flusher: self.flusher.clone(),
+            commit: self.commit.clone(),
         });
         spaces.insert(plugin.to_string(), space.clone());
         Ok(space)
@@ -205,7 +172,7 @@ struct SledSpace {
     /// Bytes of keys plus values. Writes take this lock so that two calls
     /// cannot both squeeze under the quota.
     used: Mutex<u64>,
-    flusher: Arc<Flusher>,
+    commit: Arc<GroupCommit>,
 }
 
 fn internal(e: sled::Error) -> KvRefusal {
@@ -261,7 +228,7 @@ impl KvSpace for SledSpace {
     }
 
     async fn flush(&self) -> Result<(), KvRefusal> {
-        self.flusher.flush().await.map_err(internal)
+        self.commit.flush().await.map_err(KvRefusal::Internal)
     }
 }
 
@@ -743,7 +710,7 @@ mod tests {
         assert_eq!(backend.space("p").unwrap().list_keys("", 10).await.unwrap(), vec!["a"]);
     }
 
-    fn tempdir() -> std::path::PathBuf {
+    pub(super) fn tempdir() -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "toolhost-storage-{}-{:?}",
             std::process::id(),

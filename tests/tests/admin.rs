@@ -357,3 +357,43 @@ async fn records_past_their_retention_are_removed_and_the_removal_recorded() {
     let (_, body) = get_json(&server, ADMIN_TOKEN, "/v1/audit?tool=echo.check").await;
     assert_eq!(count(&body), 1, "{body}");
 }
+
+/// Operators acting on one plugin at once: each action's record is taken
+/// under the plugin's lock, so the trail chains (every record's `before` is
+/// the `after` of the one before it) and says what each really changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_operators_records_chain() {
+    let server = ServerProcess::start("", &["echo"]);
+    const OPERATORS: usize = 8;
+    const ROUNDS: usize = 12;
+    let server = &server;
+    let operators = (0..OPERATORS).map(|i| async move {
+        for round in 0..ROUNDS {
+            let path = if (i + round) % 2 == 0 { "disable" } else { "enable" };
+            let (status, body) = post(server, ADMIN_TOKEN, &format!("/v1/plugins/echo/{path}")).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    });
+    futures::future::join_all(operators).await;
+
+    let (status, body) = get_json(server, ADMIN_TOKEN, "/v1/audit?tool=(plugin)%20echo&limit=1000").await;
+    assert_eq!(status, 200, "{body}");
+    let mut records: Vec<Value> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "enable" || r["action"] == "disable")
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), OPERATORS * ROUNDS, "one record per action");
+    // Ids are time-ordered; the trail is newest first.
+    records.reverse();
+    assert_eq!(records[0]["before"]["state"], "enabled", "{}", records[0]);
+    for pair in records.windows(2) {
+        assert_eq!(
+            pair[1]["before"], pair[0]["after"],
+            "a record's before is the after of the one before it:\n{}\n{}",
+            pair[0], pair[1]
+        );
+    }
+}

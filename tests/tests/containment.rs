@@ -449,11 +449,13 @@ async fn outbound_connections_are_kept_alive_for_one_plugin_and_its_grant() {
 
     // A new grant starts without the old grant's connections.
     let policy = toolhost::policy::Policy::parse(&netprobe_grant(addr), "test").unwrap();
+    let owner = runtime.plugins().own("netprobe").await;
     runtime
         .plugins()
-        .set_grant("netprobe", policy.plugins["netprobe"].clone(), &[])
+        .set_grant(&owner, policy.plugins["netprobe"].clone(), &[])
         .await
         .unwrap();
+    drop(owner);
     assert_eq!(ok(&runtime, "netprobe.fetch", fetch).await, json!(200));
     let after = peers.lock().unwrap().clone();
     assert!(

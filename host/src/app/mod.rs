@@ -2,6 +2,8 @@
 //! operator's action are, decided once, below every adapter (REST, MCP, the
 //! console, the command line).
 //!
-//! - [`idempotency`]: a retried call returns the first call's answer.
+//! - [`idempotency`]: a retried call returns the first call's answer;
+//! - [`operator`]: the operator's actions on plugins, each recorded under the plugin's lock.
 
 pub mod idempotency;
+pub mod operator;

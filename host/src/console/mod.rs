@@ -107,6 +107,13 @@ impl From<ApiError> for Refusal {
     }
 }
 
+/// An operator's action refused, as the API would answer it.
+impl From<crate::app::operator::OperatorError> for Refusal {
+    fn from(e: crate::app::operator::OperatorError) -> Refusal {
+        Refusal::from(ApiError::from(e))
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/error.html")]
 struct ErrorPage {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::session::{Right, Viewer};
 use super::{done, pretty, render, Nav, Refusal, Section};
+use crate::app::operator::{self, Actor};
 use crate::config::grants::PluginPolicy;
 use crate::model::version::VersionEntry;
 use crate::plugins::registry::Loaded;
@@ -55,7 +56,7 @@ struct PluginPage {
 
 pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<String>) -> Result<Response, Refusal> {
     viewer.require(Right::ManagePlugins)?;
-    let loaded = admin::plugin(&state, &name)?;
+    let loaded = operator::plugin(&state.runtime, &name)?;
     let history = state
         .runtime
         .plugins()
@@ -159,7 +160,7 @@ pub async fn grant(
         let text = change.grant.unwrap_or_default();
         let grant: PluginPolicy = serde_json::from_str(&text)
             .map_err(|e| Refusal::page(StatusCode::UNPROCESSABLE_ENTITY, format!("the grant is not valid: {e}")))?;
-        admin::replace_grant(&state, &console_actor(&viewer), &name, grant).await?;
+        operator::change_grant(&state.runtime, &console_actor(&viewer), &name, grant, &[]).await?;
         Ok(format!("The grant of {name} is changed and serves from now on."))
     }
     .await;
@@ -174,7 +175,7 @@ async fn switch(
     on: bool,
 ) -> Result<Response, Refusal> {
     admit(&viewer, form)?;
-    let outcome = admin::set_enabled(&state, &console_actor(&viewer), &name, on)
+    let outcome = operator::set_enabled(&state.runtime, &console_actor(&viewer), &name, on)
         .await
         .map(|_| format!("{name} is {}.", if on { "enabled" } else { "disabled" }))
         .map_err(Refusal::from);
@@ -206,7 +207,7 @@ pub async fn rollback(
     form: Result<Form<Change>, FormRejection>,
 ) -> Result<Response, Refusal> {
     admit(&viewer, form)?;
-    let outcome = admin::roll_back(&state, &console_actor(&viewer), &name)
+    let outcome = operator::roll_back(&state.runtime, &console_actor(&viewer), &name)
         .await
         .map(|p| format!("{name} is rolled back to version {}.", p.version()))
         .map_err(Refusal::from);
@@ -225,7 +226,8 @@ pub async fn upload(
     let multipart = multipart.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
     let (parts, csrf) = admin::BundleParts::read(multipart, Some("csrf")).await?;
     viewer.check_csrf(csrf.as_deref().unwrap_or_default())?;
-    let outcome = admin::install(&state, &console_actor(&viewer), &name, parts)
+    let outcome = parts
+        .install(&state, &console_actor(&viewer), &name)
         .await
         .map(|p| format!("{name} {} is uploaded and serves now.", p.version()))
         .map_err(Refusal::from);
@@ -233,8 +235,8 @@ pub async fn upload(
 }
 
 /// The signed-in operator, acting through the console.
-fn console_actor(viewer: &Viewer) -> admin::Actor<'_> {
-    admin::Actor {
+fn console_actor(viewer: &Viewer) -> Actor<'_> {
+    Actor {
         name: &viewer.principal.name,
         via: crate::model::audit::Via::Console,
     }

@@ -94,6 +94,22 @@ pub struct Lifecycle {
 #[derive(Default)]
 struct Owners(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
+/// The right to change one plugin's state, held until dropped. An
+/// operator's action holds it across the change and its audit record, so
+/// that concurrent operators' records chain: each one's `before` is the
+/// `after` of the one before it.
+pub struct Owner {
+    name: String,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Owner {
+    /// The plugin owned.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Owners {
     /// The lock of `name`. Locks nobody else has (their only reference is
     /// the map's) go first: a holder or a waiter keeps a clone.
@@ -182,8 +198,11 @@ impl Lifecycle {
     }
 
     /// Wait for, and hold, the right to change plugin `name`'s state.
-    async fn own(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        self.owners.of(name).lock_owned().await
+    pub async fn own(&self, name: &str) -> Owner {
+        Owner {
+            name: name.to_string(),
+            _held: self.owners.of(name).lock_owned().await,
+        }
     }
 
     /// Read, verify, compile and swap in the bundle in `dir`.
@@ -206,9 +225,10 @@ impl Lifecycle {
         if bundle.name != name {
             // Renamed in its manifest meanwhile: a plugin of another name.
             drop(owner);
-            return self.install(bundle, Via::Folder).await;
+            let owner = self.own(&bundle.name).await;
+            return self.install(&owner, bundle, Via::Folder).await;
         }
-        self.install_owned(bundle, Via::Folder).await
+        self.install(&owner, bundle, Via::Folder).await
     }
 
     /// The bundle in `dir`; a folder that holds none is refused and audited.
@@ -231,15 +251,15 @@ impl Lifecycle {
     /// serving, and the history and the folder still say so.
     ///
     /// A bundle identical to the one serving (the folder echoing an upload,
-    /// a signature added) changes nothing.
-    pub async fn install(&self, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
-        let _owner = self.own(&bundle.name).await;
-        self.install_owned(bundle, via).await
-    }
-
-    /// `install`, for a caller that owns the plugin already.
-    async fn install_owned(&self, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
+    /// a signature added) changes nothing. `owner` owns the bundle's plugin.
+    pub async fn install(&self, owner: &Owner, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
         let name = bundle.name.clone();
+        if owner.name != name {
+            return Err(LoadError::Storage {
+                plugin: name,
+                message: format!("the caller owns plugin {:?}, not this one", owner.name),
+            });
+        }
         if let Some(serving) = self.registry.loaded(&name) {
             if serving.digest() == bundle.digest && serving.manifest_digest() == bundle.manifest_digest() {
                 return Ok(serving);
@@ -379,8 +399,8 @@ impl Lifecycle {
     }
 
     /// Serve the version before the current one again, through the same swap.
-    pub async fn rollback(&self, name: &str) -> Result<Loaded, LifecycleError> {
-        let _owner = self.own(name).await;
+    pub async fn rollback(&self, owner: &Owner) -> Result<Loaded, LifecycleError> {
+        let name = owner.name();
         if self.registry.loaded(name).is_none() {
             return Err(LifecycleError::NoSuchPlugin(name.to_string()));
         }
@@ -401,14 +421,7 @@ impl Lifecycle {
         Ok(self.swap(plugin, Via::Rollback).await)
     }
 
-    /// Stop serving a plugin: new calls no longer find it; returns once the
-    /// calls in flight have finished (or `drain` has passed).
-    pub async fn unload(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
-        let _owner = self.own(name).await;
-        self.unload_owned(name, drain).await
-    }
-
-    /// [`Lifecycle::unload`] if no folder in the plugins folder holds the
+    /// Stop serving a plugin if no folder in the plugins folder holds the
     /// plugin any more (`None` if one does). Decided once the plugin is
     /// ours: the watcher saw a folder go, but an upload may have written one
     /// since, and what it installed must go on serving.
@@ -420,7 +433,9 @@ impl Lifecycle {
         self.unload_owned(name, drain).await.map(Some)
     }
 
-    /// [`Lifecycle::unload`], the plugin already ours.
+    /// Stop serving a plugin, already ours: new calls no longer find it;
+    /// returns once the calls in flight have finished (or `drain` has
+    /// passed).
     async fn unload_owned(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
         let removed = self
             .registry
@@ -456,9 +471,9 @@ impl Lifecycle {
     /// Unload a plugin and remove its folder from the plugins folder, so a
     /// restart does not bring it back (the version archive keeps its bytes
     /// for a later upload or rollback). What `DELETE /v1/plugins/{name}` does.
-    pub async fn remove(&self, name: &str, drain: Duration) -> Result<bool, LifecycleError> {
+    pub async fn remove(&self, owner: &Owner, drain: Duration) -> Result<bool, LifecycleError> {
         // One hold for both: an upload between them would lose its folder.
-        let _owner = self.own(name).await;
+        let name = owner.name();
         let drained = self.unload_owned(name, drain).await?;
         self.folder.remove(name).await?;
         // Nodes sharing the store serve what its history names: an empty
@@ -529,8 +544,8 @@ impl Lifecycle {
     }
 
     /// Stop or resume serving a plugin's tools; durable before it returns.
-    pub async fn set_enabled(&self, plugin: &str, enabled: bool) -> Result<(), LifecycleError> {
-        let _owner = self.own(plugin).await;
+    pub async fn set_enabled(&self, owner: &Owner, enabled: bool) -> Result<(), LifecycleError> {
+        let plugin = owner.name();
         if self.registry.loaded(plugin).is_none() {
             return Err(LifecycleError::NoSuchPlugin(plugin.to_string()));
         }
@@ -574,11 +589,11 @@ impl Lifecycle {
     /// unset are refused unless `allow_unset` names them.
     pub async fn set_grant(
         &self,
-        plugin: &str,
+        owner: &Owner,
         grant: PluginPolicy,
         allow_unset: &[String],
     ) -> Result<Loaded, LifecycleError> {
-        let _owner = self.own(plugin).await;
+        let plugin = owner.name();
         let current = self
             .registry
             .loaded(plugin)
@@ -602,8 +617,8 @@ impl Lifecycle {
     /// the file has none) is in force again at once, and the file owns the
     /// grant from now on. Works for a plugin that is not loaded too (a
     /// grant left behind). Whether there was an API grant to forget.
-    pub async fn reset_grant(&self, plugin: &str) -> Result<bool, LifecycleError> {
-        let _owner = self.own(plugin).await;
+    pub async fn reset_grant(&self, owner: &Owner) -> Result<bool, LifecycleError> {
+        let plugin = owner.name();
         if !self.api_owned.load().contains(plugin) {
             return Ok(false);
         }

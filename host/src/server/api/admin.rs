@@ -10,95 +10,16 @@ use utoipa::ToSchema;
 use super::auth::{Admin, Reader};
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
-use crate::audit::ActionEvent;
-use crate::config::grants::PluginPolicy;
-use crate::model::audit::{Action, Via};
+use crate::app::operator::{self, Actor};
 use crate::plugins::bundle::Bundle;
-use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
 use crate::workflow::Workflow;
-
-/// Who acts on the host, and through what (the API or the console): what
-/// an action's audit record names.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub name: &'a str,
-    pub via: Via,
-}
-
-impl<'a> Actor<'a> {
-    /// An admin token calling the REST API.
-    pub fn api(name: &'a str) -> Actor<'a> {
-        Actor { name, via: Via::Api }
-    }
-}
-
-/// Put an operator's action in the audit trail: who, on what, the state
-/// before and after. The change is made by then; a trail that cannot take
-/// the record is logged as an error, not undone.
-pub async fn record_admin(
-    state: &Shared,
-    actor: &Actor<'_>,
-    action: Action,
-    subject: String,
-    before: Value,
-    after: Value,
-) {
-    record_action(
-        state,
-        &ActionEvent {
-            action,
-            via: actor.via,
-            by: Some(actor.name),
-            subject,
-            before,
-            after,
-        },
-    )
-    .await;
-}
-
-/// Put an action in the audit trail, whoever made it.
-pub async fn record_action(state: &Shared, event: &ActionEvent<'_>) {
-    if let Err(e) = state.runtime.audit().append_action(event).await {
-        tracing::error!(
-            by = event.by,
-            action = event.action.as_str(),
-            "audit: the action is done but not recorded: {e}"
-        );
-    }
-}
-
-/// A plugin as the audit trail's `tool` names it.
-pub fn subject(plugin: &str) -> String {
-    format!("(plugin) {plugin}")
-}
-
-/// The version serving `name`, for an action's before and after.
-fn serving(state: &Shared, name: &str) -> Value {
-    match state.runtime.plugins().registry().loaded(name) {
-        Some(p) => json!({ "version": p.version().to_string(), "digest": p.digest() }),
-        None => Value::Null,
-    }
-}
-
-fn enabled_state(state: &Shared, name: &str) -> Value {
-    json!({ "state": enabled(state, name) })
-}
 
 pub fn describe(state: &Shared, loaded: &Loaded) -> Value {
     match loaded {
         Loaded::Connector(p) => describe_connector(state, p),
         Loaded::Workflow(w) => describe_workflow(state, w),
-    }
-}
-
-fn enabled(state: &Shared, name: &str) -> &'static str {
-    if state.runtime.plugins().is_disabled(name) {
-        "disabled"
-    } else {
-        "enabled"
     }
 }
 
@@ -112,7 +33,7 @@ fn describe_workflow(state: &Shared, w: &Workflow) -> Value {
         "digest": w.digest,
         "manifest_digest": w.digest,
         "signed_by": w.signer,
-        "state": enabled(state, &d.name),
+        "state": operator::enabled(&state.runtime, &d.name),
         "tools": [d.name],
         "calls": d.tools,
         "effective_grant": { "tools": w.granted },
@@ -132,7 +53,7 @@ fn describe_connector(state: &Shared, p: &Plugin) -> Value {
         "manifest_digest": p.manifest_digest,
         "signed_by": p.signer,
         "compiled": p.source,
-        "state": enabled(state, &p.manifest.name),
+        "state": operator::enabled(&state.runtime, &p.manifest.name),
         "tools": p.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "effective_grant": {
             "http": g.http.iter().map(|r| json!({
@@ -151,12 +72,7 @@ fn describe_connector(state: &Shared, p: &Plugin) -> Value {
 }
 
 pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
-    state
-        .runtime
-        .plugins()
-        .registry()
-        .loaded(name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no plugin named {name:?}")))
+    Ok(operator::plugin(&state.runtime, name)?)
 }
 
 /// Every plugin loaded: connectors and workflows, their versions,
@@ -185,34 +101,6 @@ pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
     )
 }
 
-/// The operator's grant of `name` becomes `grant` (for the console: it
-/// leaves no requested secret or config unset on purpose; see
-/// [`super::grants::change_grant`]).
-pub async fn replace_grant(
-    state: &Shared,
-    actor: &Actor<'_>,
-    name: &str,
-    grant: PluginPolicy,
-) -> Result<Loaded, ApiError> {
-    super::grants::change_grant(state, actor, name, grant, &[]).await
-}
-
-/// Switch `name` on or off (for the API and the console).
-pub async fn set_enabled(state: &Shared, actor: &Actor<'_>, name: &str, enabled: bool) -> Result<Loaded, ApiError> {
-    let p = plugin(state, name)?;
-    let before = enabled_state(state, name);
-    state
-        .runtime
-        .plugins()
-        .set_enabled(name, enabled)
-        .await
-        .map_err(ApiError::internal)?;
-    tracing::info!(admin = actor.name, plugin = %name, enabled, "plugin state changed");
-    let action = if enabled { Action::Enable } else { Action::Disable };
-    record_admin(state, actor, action, subject(name), before, enabled_state(state, name)).await;
-    Ok(p)
-}
-
 /// Switch a plugin off: its tools are no longer listed or callable.
 #[utoipa::path(
     post,
@@ -232,7 +120,7 @@ pub async fn disable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = set_enabled(&state, &Actor::api(&admin.name), &name, false).await?;
+    let p = operator::set_enabled(&state.runtime, &Actor::api(&admin.name), &name, false).await?;
     Ok(Json(describe(&state, &p)))
 }
 
@@ -255,7 +143,7 @@ pub async fn enable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = set_enabled(&state, &Actor::api(&admin.name), &name, true).await?;
+    let p = operator::set_enabled(&state.runtime, &Actor::api(&admin.name), &name, true).await?;
     Ok(Json(describe(&state, &p)))
 }
 
@@ -288,7 +176,7 @@ pub async fn upload(
 ) -> Result<Json<Value>, ApiError> {
     let multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (parts, _) = BundleParts::read(multipart, None).await?;
-    let plugin = install(&state, &Actor::api(&admin.name), &name, parts).await?;
+    let plugin = parts.install(&state, &Actor::api(&admin.name), &name).await?;
     Ok(Json(describe(&state, &plugin)))
 }
 
@@ -350,62 +238,33 @@ impl BundleParts {
         }
         Ok((parts, extra_value))
     }
-}
 
-/// Check an uploaded bundle and install it as `name` (for the API and the
-/// console).
-pub async fn install(state: &Shared, actor: &Actor<'_>, name: &str, parts: BundleParts) -> Result<Loaded, ApiError> {
-    let refused =
-        |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string());
-    let bundle = match (parts.workflow, parts.manifest, parts.component) {
-        (Some(document), None, None) => {
-            Bundle::workflow(document, parts.signature, crate::workflow::DOCUMENT_FILE).map_err(|e| refused(&e))?
-        }
-        (Some(_), _, _) => {
-            return Err(ApiError::bad_request(
-                "a bundle is a connector (`manifest`, `component`) or a workflow (`workflow`), not both",
-            ))
-        }
-        (None, manifest, component) => {
-            let manifest =
-                manifest.ok_or_else(|| ApiError::bad_request("missing field `manifest` (connector.toml)"))?;
-            let component = component.ok_or_else(|| ApiError::bad_request("missing field `component` (the .wasm)"))?;
-            Bundle::from_parts(manifest, component, parts.signature).map_err(|e| refused(&e))?
-        }
-    };
-    if bundle.name != name {
-        return Err(refused(&format!(
-            "the bundle names plugin {:?}, not {name:?}",
-            bundle.name
-        )));
+    /// Check an uploaded bundle and install it as `name` (for the API and
+    /// the console).
+    pub async fn install(self, state: &Shared, actor: &Actor<'_>, name: &str) -> Result<Loaded, ApiError> {
+        let parts = self;
+        let refused = |e: &dyn std::fmt::Display| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string())
+        };
+        let bundle = match (parts.workflow, parts.manifest, parts.component) {
+            (Some(document), None, None) => {
+                Bundle::workflow(document, parts.signature, crate::workflow::DOCUMENT_FILE).map_err(|e| refused(&e))?
+            }
+            (Some(_), _, _) => {
+                return Err(ApiError::bad_request(
+                    "a bundle is a connector (`manifest`, `component`) or a workflow (`workflow`), not both",
+                ))
+            }
+            (None, manifest, component) => {
+                let manifest =
+                    manifest.ok_or_else(|| ApiError::bad_request("missing field `manifest` (connector.toml)"))?;
+                let component =
+                    component.ok_or_else(|| ApiError::bad_request("missing field `component` (the .wasm)"))?;
+                Bundle::from_parts(manifest, component, parts.signature).map_err(|e| refused(&e))?
+            }
+        };
+        Ok(operator::install(&state.runtime, actor, name, bundle, parts.sha256.as_deref()).await?)
     }
-    if let Some(expected) = parts.sha256 {
-        if !expected.trim().eq_ignore_ascii_case(&bundle.digest) {
-            return Err(refused(&format!(
-                "digest is {}, not the {} given",
-                bundle.digest,
-                expected.trim()
-            )));
-        }
-    }
-    let before = serving(state, name);
-    let plugin = state
-        .runtime
-        .plugins()
-        .install(bundle, actor.via)
-        .await
-        .map_err(|e| refused(&e))?;
-    tracing::info!(admin = actor.name, plugin = %name, version = %plugin.version(), "uploaded");
-    record_admin(
-        state,
-        actor,
-        Action::Upload,
-        subject(name),
-        before,
-        serving(state, name),
-    )
-    .await;
-    Ok(plugin)
 }
 
 /// `DELETE /v1/plugins/{name}`: unload once the calls in flight are done,
@@ -428,25 +287,7 @@ pub async fn unload(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    plugin(&state, &name)?;
-    let before = serving(&state, &name);
-    let drained = state
-        .runtime
-        .plugins()
-        .remove(&name, DRAIN)
-        .await
-        .map_err(ApiError::internal)?;
-    tracing::info!(admin = %admin.name, plugin = %name, drained, "unloaded");
-    let after = json!({ "removed": true, "drained": drained });
-    record_admin(
-        &state,
-        &Actor::api(&admin.name),
-        Action::Remove,
-        subject(&name),
-        before,
-        after,
-    )
-    .await;
+    let drained = operator::remove(&state.runtime, &Actor::api(&admin.name), &name).await?;
     Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
 }
 
@@ -471,30 +312,8 @@ pub async fn rollback(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = roll_back(&state, &Actor::api(&admin.name), &name).await?;
+    let plugin = operator::roll_back(&state.runtime, &Actor::api(&admin.name), &name).await?;
     Ok(Json(describe(&state, &plugin)))
-}
-
-/// Serve `name`'s previous version again (for the API and the console).
-pub async fn roll_back(state: &Shared, actor: &Actor<'_>, name: &str) -> Result<Loaded, ApiError> {
-    let before = serving(state, name);
-    let plugin = state.runtime.plugins().rollback(name).await.map_err(|e| match e {
-        LifecycleError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-        LifecycleError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", e.to_string()),
-        LifecycleError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", e.to_string()),
-        other => ApiError::internal(other),
-    })?;
-    tracing::info!(admin = actor.name, plugin = %name, version = %plugin.version(), "rolled back");
-    record_admin(
-        state,
-        actor,
-        Action::Rollback,
-        subject(name),
-        before,
-        serving(state, name),
-    )
-    .await;
-    Ok(plugin)
 }
 
 /// `GET /v1/plugins/{name}/versions`: what it has served, oldest first.
@@ -531,6 +350,3 @@ pub async fn versions(
     }
     Ok(Json(json!({ "plugin": name, "versions": history })))
 }
-
-/// How long an unload waits for calls in flight.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(60);

@@ -366,9 +366,9 @@ pub async fn set_rules(
     match set {
         Ok(rules) => {
             let after = serde_json::to_value(&rules).unwrap_or_default();
-            let actor = super::admin::Actor::api(&admin.name);
+            let actor = crate::app::operator::Actor::api(&admin.name);
             let subject = "(approval rules)".to_string();
-            super::admin::record_admin(&state, &actor, Action::SetRules, subject, before, after).await;
+            crate::app::operator::record(&state.runtime, &actor, Action::SetRules, subject, before, after).await;
             Ok(Json(rules))
         }
         Err(SetRulesError::Invalid(e)) => Err(ApiError::new(

@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::app::operator::OperatorError;
 use crate::model::call::CallError;
+use crate::policy::PolicyError;
 
 /// Every error body: `{"error": {"kind": ..., "message": ...}}`, with more
 /// fields beside those where the error has them (a failed call's own
@@ -157,5 +159,25 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+    }
+}
+
+impl From<OperatorError> for ApiError {
+    fn from(e: OperatorError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            OperatorError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            OperatorError::NoPrevious(_) => ApiError::new(StatusCode::CONFLICT, "no_previous_version", message),
+            OperatorError::BundleRefused(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused", message)
+            }
+            OperatorError::GrantRefused(PolicyError::UnsetRequested { missing, .. }) => {
+                let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unset_requested", message);
+                error.body["error"]["missing"] = serde_json::json!(missing);
+                error
+            }
+            OperatorError::GrantRefused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message),
+            OperatorError::Internal(message) => ApiError::internal(message),
+        }
     }
 }

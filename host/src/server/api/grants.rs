@@ -11,14 +11,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::{describe, plugin, record_admin, subject, Actor};
+use super::admin::describe;
 use super::auth::{Admin, Reader};
 use super::{ApiError, Shared};
+use crate::app::operator::{self, Actor};
 use crate::config::grants::PluginPolicy;
-use crate::model::audit::Action;
-use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::registry::Loaded;
-use crate::policy::PolicyError;
 
 /// `?allow_unset=a,b`: the requested secrets and config keys a new grant
 /// may leave unset on purpose.
@@ -67,13 +65,6 @@ fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
     })
 }
 
-/// The operator's grant as an audit record's before and after: the one in
-/// force and whose it is.
-fn audited(state: &Shared, name: &str) -> Value {
-    let grants = state.runtime.plugins().grant_state(name);
-    json!({ "source": grants.source(), "grant": grants.in_force() })
-}
-
 /// `GET`: both sides of the grant.
 #[utoipa::path(
     get,
@@ -89,7 +80,7 @@ fn audited(state: &Shared, name: &str) -> Value {
     )
 )]
 pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let p = plugin(&state, &name)?;
+    let p = operator::plugin(&state.runtime, &name)?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
 
@@ -120,7 +111,14 @@ pub async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let Json(grant) = body?;
-    let p = change_grant(&state, &Actor::api(&admin.name), &name, grant, &query.allow_unset()).await?;
+    let p = operator::change_grant(
+        &state.runtime,
+        &Actor::api(&admin.name),
+        &name,
+        grant,
+        &query.allow_unset(),
+    )
+    .await?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
 
@@ -184,14 +182,8 @@ pub async fn patch(
     MergePatch(patch): MergePatch,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    plugin(&state, &name)?;
-    let grant = state
-        .runtime
-        .plugins()
-        .operator_grant(&name)
-        .merge_patch(&name, &patch)
-        .map_err(refused)?;
-    let p = change_grant(&state, &Actor::api(&admin.name), &name, grant, &query.allow_unset()).await?;
+    let actor = Actor::api(&admin.name);
+    let p = operator::patch_grant(&state.runtime, &actor, &name, &patch, &query.allow_unset()).await?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
 
@@ -216,13 +208,7 @@ pub async fn reset(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let loaded = state.runtime.plugins().registry().loaded(&name);
-    let before = audited(&state, &name);
-    let reset = state
-        .runtime
-        .plugins()
-        .reset_grant(&name)
-        .await
-        .map_err(ApiError::internal)?;
+    let reset = operator::reset_grant(&state.runtime, &Actor::api(&admin.name), &name).await?;
     if !reset && loaded.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -230,69 +216,7 @@ pub async fn reset(
             format!("no plugin named {name:?}, and no grant set through the API for one"),
         ));
     }
-    if reset {
-        tracing::info!(admin = %admin.name, plugin = %name, "grant reset to the file's");
-        let actor = Actor::api(&admin.name);
-        record_admin(
-            &state,
-            &actor,
-            Action::ResetGrant,
-            subject(&name),
-            before,
-            audited(&state, &name),
-        )
-        .await;
-    }
     // What serves now carries the file's grant.
     let loaded = state.runtime.plugins().registry().loaded(&name);
     Ok(Json(view(&state, &name, loaded.as_ref())))
-}
-
-/// A grant the policy refuses, as the API answers it.
-fn refused(e: PolicyError) -> ApiError {
-    let kind = match e {
-        PolicyError::UnsetRequested { .. } => "unset_requested",
-        _ => "invalid_input",
-    };
-    let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, kind, e.to_string());
-    if let PolicyError::UnsetRequested { missing, .. } = &e {
-        error.body["error"]["missing"] = json!(missing);
-    }
-    error
-}
-
-/// The operator's grant of `name` becomes `grant`, owned by the API from
-/// now on; requested secrets and config it leaves unset are refused unless
-/// `allow_unset` names them. The API and the console change grants through
-/// this one path.
-pub async fn change_grant(
-    state: &Shared,
-    actor: &Actor<'_>,
-    name: &str,
-    grant: PluginPolicy,
-    allow_unset: &[String],
-) -> Result<Loaded, ApiError> {
-    plugin(state, name)?;
-    let before = audited(state, name);
-    let p = state
-        .runtime
-        .plugins()
-        .set_grant(name, grant, allow_unset)
-        .await
-        .map_err(|e| match e {
-            LifecycleError::Policy(e) => refused(e),
-            LifecycleError::NoSuchPlugin(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            other => ApiError::internal(other),
-        })?;
-    tracing::info!(admin = actor.name, plugin = %name, "grant changed");
-    record_admin(
-        state,
-        actor,
-        Action::SetGrant,
-        subject(name),
-        before,
-        audited(state, name),
-    )
-    .await;
-    Ok(p)
 }

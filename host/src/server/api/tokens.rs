@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::admin::{record_action, record_admin, Actor};
 use super::auth::{Admin, Reader};
 use super::responses::Unprocessable;
 use super::{ApiError, Shared};
+use crate::app::operator::{self, Actor};
 use crate::audit::ActionEvent;
 use crate::config::Config;
 use crate::model::audit::{Action, Via};
@@ -51,8 +51,8 @@ pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<
     let (before, after) = reload_tokens(&state)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tokens", message))?;
     let actor = Actor::api(&admin.name);
-    record_admin(
-        &state,
+    operator::record(
+        &state.runtime,
         &actor,
         Action::ReloadTokens,
         SUBJECT.into(),
@@ -101,7 +101,7 @@ pub fn spawn_reload_on_hangup(state: &Shared) {
                         before,
                         after,
                     };
-                    record_action(&state, &event).await;
+                    operator::record_event(&state.runtime, &event).await;
                 }
                 Err(e) => tracing::error!("SIGHUP: tokens not reloaded, those in force stay: {e}"),
             }

@@ -8,12 +8,12 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::model::digest::arguments_digest;
-use crate::model::time::now_ms;
+use crate::model::time::{now_ms, now_secs};
 use crate::storage::idempotency::{Answer, AnswerKey};
 use crate::storage::{Storage, StorageError};
 
@@ -95,10 +95,6 @@ impl Drop for Claim {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Idempotency {
     pub fn open(storage: &Storage, retention: Duration) -> Idempotency {
         Idempotency {
@@ -110,7 +106,7 @@ impl Idempotency {
     }
 
     fn fresh(&self, answer: &Answer) -> bool {
-        now().saturating_sub(answer.at) < self.retention.as_secs()
+        now_secs().saturating_sub(answer.at) < self.retention.as_secs()
     }
 
     pub async fn lookup(&self, principal: &str, tool: &str, key: &str, args: &Value) -> Result<Lookup, StorageError> {
@@ -137,7 +133,7 @@ impl Idempotency {
         if self.shared {
             // Other nodes see the claim too; one of them may hold it, or
             // have just kept an answer.
-            let fresh_since = now().saturating_sub(self.retention.as_secs());
+            let fresh_since = now_secs().saturating_sub(self.retention.as_secs());
             let until = now_ms() + CLAIM_LEASE.as_millis() as u64;
             if !self
                 .storage
@@ -172,7 +168,7 @@ impl Idempotency {
             status,
             body: body.clone(),
             arguments: arguments_digest(args),
-            at: now(),
+            at: now_secs(),
         };
         let mut claim = claim;
         self.storage.idempotency().keep(&claim.key(), &answer, false).await?;
@@ -198,7 +194,7 @@ impl Idempotency {
             status,
             body: body.clone(),
             arguments,
-            at: now(),
+            at: now_secs(),
         };
         let key = AnswerKey { principal, tool, key };
         self.storage.idempotency().keep(&key, &answer, true).await?;
@@ -207,7 +203,7 @@ impl Idempotency {
 
     /// Delete answers past their retention; how many went.
     pub async fn sweep(&self) -> Result<usize, StorageError> {
-        let cutoff = now().saturating_sub(self.retention.as_secs());
+        let cutoff = now_secs().saturating_sub(self.retention.as_secs());
         self.storage.idempotency().sweep(cutoff).await
     }
 

@@ -18,9 +18,10 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
 use super::session::{Right, Viewer};
-use super::{done, pretty, render, time_ms, Nav, Refusal, Section};
+use super::{done, pretty, render, Nav, Refusal, Section};
 use crate::audit::redact;
 use crate::model::approval::{Approval, ApprovalState, Verdict};
+use crate::model::time::rfc3339_secs;
 use crate::server::api::approvals::decide_and_carry_out;
 use crate::server::api::{ApiError, Shared};
 use crate::server::approvals::{ApprovalError, Notice};
@@ -64,8 +65,8 @@ impl HeldCall {
             state: a.state.as_str(),
             token: a.token.clone(),
             session: a.session.clone(),
-            held_at: time_ms(a.created),
-            expires: time_ms(a.expires),
+            held_at: rfc3339_secs(a.created),
+            expires: rfc3339_secs(a.expires),
             rule: a.rule.clone(),
             why,
             arguments: pretty(&redact(&a.arguments, &a.secret_fields)),
@@ -78,7 +79,7 @@ impl HeldCall {
                         Verdict::Approve => "approved",
                         Verdict::Reject => "rejected",
                     };
-                    format!("{verdict} by {} at {}: {}", d.by, time_ms(d.at), d.reason)
+                    format!("{verdict} by {} at {}: {}", d.by, rfc3339_secs(d.at), d.reason)
                 })
                 .collect(),
             step: a.run.as_ref().map(|run| match &a.step {

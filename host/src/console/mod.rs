@@ -404,11 +404,6 @@ async fn same_origin(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Milliseconds since the epoch as RFC 3339 to the second, as pages show times.
-fn time_ms(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
-}
-
 /// JSON for a page, indented (arguments, grants, outputs).
 fn pretty(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()

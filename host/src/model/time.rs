@@ -3,6 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Unix seconds now (0 if the clock is before 1970).
+pub fn now_secs() -> u64 {
+    since_epoch().as_secs()
+}
+
 /// Unix milliseconds now (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
     since_epoch().as_millis() as u64
@@ -15,6 +20,11 @@ pub fn now_micros() -> u64 {
 
 fn since_epoch() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Unix milliseconds as RFC 3339, UTC, to the second (as pages show times).
+pub fn rfc3339_secs(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Unix milliseconds as RFC 3339, UTC, to the millisecond.

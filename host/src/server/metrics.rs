@@ -115,9 +115,7 @@ pub struct MinuteCount {
 }
 
 fn this_minute() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60)
+    crate::model::time::now_secs() / 60
 }
 
 impl Recent {

@@ -11,7 +11,7 @@
 //! every retry, so a receiver can drop duplicates.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -129,10 +129,7 @@ impl Webhook {
 
 impl Inner {
     async fn send(&self, delivery: &str, body: Bytes) -> Result<(), String> {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .to_string();
+        let timestamp = crate::model::time::now_secs().to_string();
         let signature = sign(self.secret.expose_secret().as_bytes(), &timestamp, &body);
         let request = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")

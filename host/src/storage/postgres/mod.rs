@@ -65,9 +65,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
 
 /// Unix milliseconds, as leases and claims count them.
 pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::model::time::now_ms() as i64
 }
 
 /// A node's connection to the shared database.

@@ -516,7 +516,6 @@ impl McpServer {
 
 /// A held call as an MCP task (SEP-2663): the task id is the approval id.
 fn task(approval: &Approval, payload: TaskPayload) -> DetailedTask {
-    let at = |ms: u64| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string();
     let message = match approval.state {
         ApprovalState::Pending => format!("waiting for a reviewer's approval (rule {:?})", approval.rule),
         ApprovalState::Approved | ApprovalState::Executing => "approved; running".to_string(),
@@ -526,8 +525,8 @@ fn task(approval: &Approval, payload: TaskPayload) -> DetailedTask {
     let base = Task::new(
         approval.id.clone(),
         TaskStatus::Working,
-        at(approval.created),
-        at(updated),
+        crate::model::time::rfc3339_ms(approval.created),
+        crate::model::time::rfc3339_ms(updated),
     )
     .with_status_message(message)
     .with_poll_interval_ms(1000);

@@ -109,22 +109,7 @@ pub fn type_schema(ty: &Type, doc: Option<&Doc>) -> Result<Value, &'static str> 
                 "maxItems": 2,
             },
         }),
-        Type::Record(r) => {
-            let mut properties = Map::new();
-            let mut required = Vec::new();
-            for field in r.fields() {
-                if !matches!(field.ty, Type::Option(_)) {
-                    required.push(Value::from(field.name));
-                }
-                properties.insert(field.name.to_string(), type_schema(&field.ty, part(field.name))?);
-            }
-            json!({
-                "type": "object",
-                "properties": properties,
-                "required": required,
-                "additionalProperties": false,
-            })
-        }
+        Type::Record(r) => record_schema(r, doc)?,
         Type::Tuple(t) => {
             let items = t
                 .types()
@@ -132,25 +117,7 @@ pub fn type_schema(ty: &Type, doc: Option<&Doc>) -> Result<Value, &'static str> 
                 .collect::<Result<Vec<_>, _>>()?;
             json!({ "type": "array", "prefixItems": items, "minItems": items.len(), "maxItems": items.len() })
         }
-        Type::Variant(v) => {
-            let mut cases = Vec::new();
-            for case in v.cases() {
-                let case_doc = part(case.name);
-                cases.push(match &case.ty {
-                    None => describe(json!({ "const": case.name }), case_doc),
-                    Some(payload) => describe(
-                        json!({
-                            "type": "object",
-                            "properties": { case.name: type_schema(payload, case_doc.map(|d| Doc { text: None, ..d.clone() }).as_ref())? },
-                            "required": [case.name],
-                            "additionalProperties": false,
-                        }),
-                        case_doc,
-                    ),
-                });
-            }
-            json!({ "oneOf": cases })
-        }
+        Type::Variant(v) => variant_schema(v, doc)?,
         Type::Enum(e) => json!({ "type": "string", "enum": e.names().collect::<Vec<_>>() }),
         Type::Option(o) => {
             json!({ "anyOf": [type_schema(&o.ty(), part("*"))?, { "type": "null" }] })
@@ -181,6 +148,49 @@ pub fn type_schema(ty: &Type, doc: Option<&Doc>) -> Result<Value, &'static str> 
         Type::ErrorContext => return Err("error-context"),
     };
     Ok(describe(schema, doc))
+}
+
+/// The schema of a WIT record: an object of its fields, those not
+/// `option<_>` required.
+fn record_schema(r: &wasmtime::component::types::Record, doc: Option<&Doc>) -> Result<Value, &'static str> {
+    let part = |name: &str| doc.and_then(|d| d.part(name));
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for field in r.fields() {
+        if !matches!(field.ty, Type::Option(_)) {
+            required.push(Value::from(field.name));
+        }
+        properties.insert(field.name.to_string(), type_schema(&field.ty, part(field.name))?);
+    }
+    Ok(json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    }))
+}
+
+/// The schema of a WIT variant: one of its cases, each a name or an
+/// object of the name and its payload.
+fn variant_schema(v: &wasmtime::component::types::Variant, doc: Option<&Doc>) -> Result<Value, &'static str> {
+    let part = |name: &str| doc.and_then(|d| d.part(name));
+    let mut cases = Vec::new();
+    for case in v.cases() {
+        let case_doc = part(case.name);
+        cases.push(match &case.ty {
+            None => describe(json!({ "const": case.name }), case_doc),
+            Some(payload) => describe(
+                json!({
+                    "type": "object",
+                    "properties": { case.name: type_schema(payload, case_doc.map(|d| Doc { text: None, ..d.clone() }).as_ref())? },
+                    "required": [case.name],
+                    "additionalProperties": false,
+                }),
+                case_doc,
+            ),
+        });
+    }
+    Ok(json!({ "oneOf": cases }))
 }
 
 #[cfg(test)]

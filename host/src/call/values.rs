@@ -160,90 +160,10 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
             }
             Val::FixedLengthList(items)
         }
-        Type::Map(m) => {
-            let pairs = v
-                .as_array()
-                .ok_or_else(|| expected(path, "an array of [key, value] pairs", v))?;
-            let mut out = Vec::with_capacity(pairs.len());
-            for (i, pair) in pairs.iter().enumerate() {
-                path.push(format!("[{i}]"));
-                let kv = pair
-                    .as_array()
-                    .filter(|a| a.len() == 2)
-                    .ok_or_else(|| expected(path, "a [key, value] pair", pair))?;
-                let key = from_json(&m.key(), &kv[0], path)?;
-                let value = from_json(&m.value(), &kv[1], path)?;
-                path.pop();
-                out.push((key, value));
-            }
-            Val::Map(out)
-        }
-        Type::Record(r) => {
-            let object = v.as_object().ok_or_else(|| expected(path, "an object", v))?;
-            let fields: Vec<_> = r.fields().collect();
-            if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
-                let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
-                path.push(unknown.clone());
-                return Err(error(path, format!("unknown field; expected {}", list_or_none(&known))));
-            }
-            let mut out = Vec::with_capacity(fields.len());
-            for field in fields {
-                path.push(field.name.to_string());
-                let value = match object.get(field.name) {
-                    Some(fv) => from_json(&field.ty, fv, path)?,
-                    None if matches!(field.ty, Type::Option(_)) => Val::Option(None),
-                    None => return Err(error(path, "required field is missing")),
-                };
-                path.pop();
-                out.push((field.name.to_string(), value));
-            }
-            Val::Record(out)
-        }
-        Type::Tuple(t) => {
-            let array = v.as_array().ok_or_else(|| expected(path, "an array", v))?;
-            let types: Vec<Type> = t.types().collect();
-            if array.len() != types.len() {
-                return Err(error(
-                    path,
-                    format!("expected {} items, got {}", types.len(), array.len()),
-                ));
-            }
-            let mut out = Vec::with_capacity(types.len());
-            for (i, (ty, item)) in types.iter().zip(array).enumerate() {
-                path.push(format!("[{i}]"));
-                out.push(from_json(ty, item, path)?);
-                path.pop();
-            }
-            Val::Tuple(out)
-        }
-        Type::Variant(variant) => {
-            let (name, payload) = tagged(v, path)?;
-            let case = variant.cases().find(|c| c.name == name).ok_or_else(|| {
-                let names: Vec<&str> = variant.cases().map(|c| c.name).collect();
-                error(
-                    path,
-                    format!("unknown case {name:?}; expected one of {}", names.join(", ")),
-                )
-            })?;
-            match (&case.ty, payload) {
-                (None, None) => Val::Variant(name.to_string(), None),
-                (None, Some(_)) => {
-                    return Err(error(
-                        path,
-                        format!("case {name:?} takes no value; write it as the string \"{name}\""),
-                    ))
-                }
-                (Some(_), None) => {
-                    return Err(error(path, format!("case {name:?} needs a value: {{\"{name}\": ...}}")))
-                }
-                (Some(ty), Some(p)) => {
-                    path.push(name.to_string());
-                    let val = from_json(ty, p, path)?;
-                    path.pop();
-                    Val::Variant(name.to_string(), Some(Box::new(val)))
-                }
-            }
-        }
+        Type::Map(m) => map_from_json(m, v, path)?,
+        Type::Record(r) => record_from_json(r, v, path)?,
+        Type::Tuple(t) => tuple_from_json(t, v, path)?,
+        Type::Variant(variant) => variant_from_json(variant, v, path)?,
         Type::Enum(e) => {
             let s = v.as_str().ok_or_else(|| expected(path, "a string", v))?;
             if !e.names().any(|n| n == s) {
@@ -256,48 +176,157 @@ pub fn from_json(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Val, Ar
             Value::Null => Val::Option(None),
             some => Val::Option(Some(Box::new(from_json(&o.ty(), some, path)?))),
         },
-        Type::Result(r) => {
-            let (side, payload) = tagged(v, path)?;
-            let ty = match side {
-                "ok" => r.ok(),
-                "err" => r.err(),
-                other => {
-                    return Err(error(
-                        path,
-                        format!("expected {{\"ok\": ...}} or {{\"err\": ...}}, got {other:?}"),
-                    ))
-                }
-            };
-            path.push(side.to_string());
-            let inner = match (ty, payload) {
-                (None, None | Some(Value::Null)) => None,
-                (Some(ty), Some(p)) => Some(Box::new(from_json(&ty, p, path)?)),
-                (None, Some(_)) => return Err(error(path, "takes no value")),
-                (Some(_), None) => return Err(error(path, "needs a value")),
-            };
-            path.pop();
-            Val::Result(if side == "ok" { Ok(inner) } else { Err(inner) })
-        }
-        Type::Flags(f) => {
-            let array = v
-                .as_array()
-                .ok_or_else(|| expected(path, "an array of flag names", v))?;
-            let mut out = Vec::with_capacity(array.len());
-            for item in array {
-                let name = item.as_str().ok_or_else(|| expected(path, "a flag name", item))?;
-                if !f.names().any(|n| n == name) {
-                    return Err(error(path, format!("{name:?} is not a flag of this type")));
-                }
-                if !out.iter().any(|n| n == name) {
-                    out.push(name.to_string());
-                }
-            }
-            Val::Flags(out)
-        }
+        Type::Result(r) => result_from_json(r, v, path)?,
+        Type::Flags(f) => flags_from_json(f, v, path)?,
         Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
             return Err(error(path, "this type cannot be passed as JSON"))
         }
     })
+}
+
+/// A WIT map from an array of `[key, value]` pairs.
+fn map_from_json(m: &wasmtime::component::types::Map, v: &Value, path: &mut Vec<String>) -> Result<Val, ArgError> {
+    let pairs = v
+        .as_array()
+        .ok_or_else(|| expected(path, "an array of [key, value] pairs", v))?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (i, pair) in pairs.iter().enumerate() {
+        path.push(format!("[{i}]"));
+        let kv = pair
+            .as_array()
+            .filter(|a| a.len() == 2)
+            .ok_or_else(|| expected(path, "a [key, value] pair", pair))?;
+        let key = from_json(&m.key(), &kv[0], path)?;
+        let value = from_json(&m.value(), &kv[1], path)?;
+        path.pop();
+        out.push((key, value));
+    }
+    Ok(Val::Map(out))
+}
+
+/// A WIT record from an object of its fields (unknown ones refused, missing
+/// `option<_>` ones none).
+fn record_from_json(
+    r: &wasmtime::component::types::Record,
+    v: &Value,
+    path: &mut Vec<String>,
+) -> Result<Val, ArgError> {
+    let object = v.as_object().ok_or_else(|| expected(path, "an object", v))?;
+    let fields: Vec<_> = r.fields().collect();
+    if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
+        let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        path.push(unknown.clone());
+        return Err(error(path, format!("unknown field; expected {}", list_or_none(&known))));
+    }
+    let mut out = Vec::with_capacity(fields.len());
+    for field in fields {
+        path.push(field.name.to_string());
+        let value = match object.get(field.name) {
+            Some(fv) => from_json(&field.ty, fv, path)?,
+            None if matches!(field.ty, Type::Option(_)) => Val::Option(None),
+            None => return Err(error(path, "required field is missing")),
+        };
+        path.pop();
+        out.push((field.name.to_string(), value));
+    }
+    Ok(Val::Record(out))
+}
+
+/// A WIT tuple from an array of its items.
+fn tuple_from_json(t: &wasmtime::component::types::Tuple, v: &Value, path: &mut Vec<String>) -> Result<Val, ArgError> {
+    let array = v.as_array().ok_or_else(|| expected(path, "an array", v))?;
+    let types: Vec<Type> = t.types().collect();
+    if array.len() != types.len() {
+        return Err(error(
+            path,
+            format!("expected {} items, got {}", types.len(), array.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(types.len());
+    for (i, (ty, item)) in types.iter().zip(array).enumerate() {
+        path.push(format!("[{i}]"));
+        out.push(from_json(ty, item, path)?);
+        path.pop();
+    }
+    Ok(Val::Tuple(out))
+}
+
+/// A WIT variant from a case's name (no payload) or `{"case": payload}`.
+fn variant_from_json(
+    variant: &wasmtime::component::types::Variant,
+    v: &Value,
+    path: &mut Vec<String>,
+) -> Result<Val, ArgError> {
+    let (name, payload) = tagged(v, path)?;
+    let case = variant.cases().find(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = variant.cases().map(|c| c.name).collect();
+        error(
+            path,
+            format!("unknown case {name:?}; expected one of {}", names.join(", ")),
+        )
+    })?;
+    Ok(match (&case.ty, payload) {
+        (None, None) => Val::Variant(name.to_string(), None),
+        (None, Some(_)) => {
+            return Err(error(
+                path,
+                format!("case {name:?} takes no value; write it as the string \"{name}\""),
+            ))
+        }
+        (Some(_), None) => return Err(error(path, format!("case {name:?} needs a value: {{\"{name}\": ...}}"))),
+        (Some(ty), Some(p)) => {
+            path.push(name.to_string());
+            let val = from_json(ty, p, path)?;
+            path.pop();
+            Val::Variant(name.to_string(), Some(Box::new(val)))
+        }
+    })
+}
+
+/// A WIT result from `{"ok": ...}` or `{"err": ...}`.
+fn result_from_json(
+    r: &wasmtime::component::types::ResultType,
+    v: &Value,
+    path: &mut Vec<String>,
+) -> Result<Val, ArgError> {
+    let (side, payload) = tagged(v, path)?;
+    let ty = match side {
+        "ok" => r.ok(),
+        "err" => r.err(),
+        other => {
+            return Err(error(
+                path,
+                format!("expected {{\"ok\": ...}} or {{\"err\": ...}}, got {other:?}"),
+            ))
+        }
+    };
+    path.push(side.to_string());
+    let inner = match (ty, payload) {
+        (None, None | Some(Value::Null)) => None,
+        (Some(ty), Some(p)) => Some(Box::new(from_json(&ty, p, path)?)),
+        (None, Some(_)) => return Err(error(path, "takes no value")),
+        (Some(_), None) => return Err(error(path, "needs a value")),
+    };
+    path.pop();
+    Ok(Val::Result(if side == "ok" { Ok(inner) } else { Err(inner) }))
+}
+
+/// WIT flags from an array of flag names (repeats count once).
+fn flags_from_json(f: &wasmtime::component::types::Flags, v: &Value, path: &[String]) -> Result<Val, ArgError> {
+    let array = v
+        .as_array()
+        .ok_or_else(|| expected(path, "an array of flag names", v))?;
+    let mut out = Vec::with_capacity(array.len());
+    for item in array {
+        let name = item.as_str().ok_or_else(|| expected(path, "a flag name", item))?;
+        if !f.names().any(|n| n == name) {
+            return Err(error(path, format!("{name:?} is not a flag of this type")));
+        }
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(Val::Flags(out))
 }
 
 fn items(ty: &Type, v: &Value, path: &mut Vec<String>) -> Result<Vec<Val>, ArgError> {

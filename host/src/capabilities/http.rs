@@ -95,20 +95,8 @@ impl WasiHttpHooks for OutboundHttp {
         self.journal.lock().unwrap_or_else(|p| p.into_inner()).redact(&mut path);
         let in_flight = InFlightGuard::start(&self.journal, &method, &origin, &path);
 
-        // The grant caps every timeout; a guest may only ask for less.
-        let cap = grant.http_timeout;
-        let ask = |t: Option<std::time::Duration>| Some(t.map_or(cap, |t| t.min(cap)));
-        let options = RequestOptions {
-            connect_timeout: ask(options.and_then(|o| o.connect_timeout)),
-            first_byte_timeout: ask(options.and_then(|o| o.first_byte_timeout)),
-            between_bytes_timeout: ask(options.and_then(|o| o.between_bytes_timeout)),
-        };
+        let (connect, first_byte, between_bytes) = capped(grant.http_timeout, options);
         let max_body = grant.http_response_bytes;
-        let (connect, first_byte, between_bytes) = (
-            options.connect_timeout.unwrap_or(cap),
-            options.first_byte_timeout.unwrap_or(cap),
-            options.between_bytes_timeout.unwrap_or(cap),
-        );
         let journal = self.journal.clone();
         let context = self.plugin.clone();
         // A request that may change something upstream waits until the
@@ -175,6 +163,20 @@ impl WasiHttpHooks for OutboundHttp {
             }
         })
     }
+}
+
+/// The guest's timeouts for a request (connect, first byte, between bytes):
+/// the grant's `cap` caps each, and a guest may only ask for less.
+fn capped(
+    cap: std::time::Duration,
+    options: Option<RequestOptions>,
+) -> (std::time::Duration, std::time::Duration, std::time::Duration) {
+    let ask = |t: Option<std::time::Duration>| t.map_or(cap, |t| t.min(cap));
+    (
+        ask(options.and_then(|o| o.connect_timeout)),
+        ask(options.and_then(|o| o.first_byte_timeout)),
+        ask(options.and_then(|o| o.between_bytes_timeout)),
+    )
 }
 
 /// An outbound request sent and not finished, as the call's journal lists

@@ -225,8 +225,9 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Lists and calls the tools it is allowed.
     Agent,
@@ -242,13 +243,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Admin => "admin",
-            Role::Approver => "approver",
-            Role::Observer => "observer",
-        }
+        self.into()
     }
 }
 
@@ -326,5 +323,13 @@ impl Config {
 
     pub fn policy(&self) -> Result<Policy, PolicyError> {
         Policy::from_parts(self.limits.clone(), self.signing.clone(), self.plugins.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn roles_are_named_as_serde_names_them() {
+        crate::model::tests::names_match::<super::Role>();
     }
 }

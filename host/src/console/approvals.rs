@@ -24,7 +24,7 @@ use crate::model::approval::{Approval, ApprovalState, Verdict};
 use crate::model::time::rfc3339_secs;
 use crate::server::api::approvals::decide_and_carry_out;
 use crate::server::api::{ApiError, Shared};
-use crate::server::approvals::{ApprovalError, Notice};
+use crate::server::approvals::{ApprovalError, Happened, Notice};
 
 impl From<ApprovalError> for Refusal {
     fn from(e: ApprovalError) -> Refusal {
@@ -215,10 +215,10 @@ impl QueueChange {
         match (notice.event, approval.state) {
             (_, ApprovalState::Pending) if approval.decisions.is_empty() => Some(QueueChange::Joined),
             (_, ApprovalState::Pending) => Some(QueueChange::Changed),
-            ("approved" | "rejected" | "expired", _) => Some(QueueChange::Left),
+            (Happened::Approved | Happened::Rejected | Happened::Expired, _) => Some(QueueChange::Left),
             // Lapsed while it still waited (its run was cancelled), not
             // after it was approved (which already took it out).
-            ("lapsed", _) => {
+            (Happened::Lapsed, _) => {
                 let approvals = approval
                     .decisions
                     .iter()

@@ -251,7 +251,10 @@ pub async fn page(
     let page = AuditPage {
         nav: Nav::new(&viewer, Section::Audit),
         search,
-        outcomes: Outcome::ALL.iter().map(|o| o.as_str()).collect(),
+        outcomes: <Outcome as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|o| o.as_str())
+            .collect(),
         rows,
         next,
         problem,

@@ -7,8 +7,9 @@ use serde_json::Value;
 use crate::model::audit::Via;
 
 /// Where a held call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ApprovalState {
     /// Waiting for a decision.
     Pending,
@@ -27,16 +28,9 @@ pub enum ApprovalState {
 }
 
 impl ApprovalState {
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ApprovalState::Pending => "pending",
-            ApprovalState::Approved => "approved",
-            ApprovalState::Executing => "executing",
-            ApprovalState::Done => "done",
-            ApprovalState::Rejected => "rejected",
-            ApprovalState::Expired => "expired",
-            ApprovalState::Lapsed => "lapsed",
-        }
+        self.into()
     }
 
     /// Whether the agent has its answer: nothing will change any more.

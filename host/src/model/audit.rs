@@ -113,8 +113,21 @@ impl AuditRecord {
 /// A change to what the host serves or allows, as the audit trail names
 /// it. Every one is made by an operator through the API or the console,
 /// except `sweep_audit`, which the host makes itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     /// A bundle uploaded (`PUT /v1/plugins/{name}`).
     Upload,
@@ -139,27 +152,30 @@ pub enum Action {
 }
 
 impl Action {
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Upload => "upload",
-            Action::Rollback => "rollback",
-            Action::Remove => "remove",
-            Action::Enable => "enable",
-            Action::Disable => "disable",
-            Action::SetGrant => "set_grant",
-            Action::ResetGrant => "reset_grant",
-            Action::SetRules => "set_rules",
-            Action::ReloadTokens => "reload_tokens",
-            Action::Decide => "decide",
-            Action::SweepAudit => "sweep_audit",
-        }
+        self.into()
     }
 }
 
 /// How a call or a plugin event ended, as the audit trail and the API
 /// name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Ok,
     /// A call in flight that has begun to change things.
@@ -197,60 +213,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Every outcome, in the order they are declared (for choosing one).
-    pub const ALL: [Outcome; 21] = [
-        Outcome::Ok,
-        Outcome::Running,
-        Outcome::Interrupted,
-        Outcome::NotFound,
-        Outcome::InvalidInput,
-        Outcome::Denied,
-        Outcome::Timeout,
-        Outcome::ResourceExhausted,
-        Outcome::PluginError,
-        Outcome::PluginFault,
-        Outcome::Unavailable,
-        Outcome::Loaded,
-        Outcome::Refused,
-        Outcome::Unloaded,
-        Outcome::Held,
-        Outcome::Approved,
-        Outcome::Rejected,
-        Outcome::Expired,
-        Outcome::Lapsed,
-        Outcome::WorkflowFailed,
-        Outcome::Cancelled,
-    ];
-
     /// The outcome named `name` (as `as_str` spells it).
     pub fn named(name: &str) -> Option<Outcome> {
-        Outcome::ALL.into_iter().find(|o| o.as_str() == name)
+        name.parse().ok()
     }
 
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Running => "running",
-            Outcome::Interrupted => "interrupted",
-            Outcome::NotFound => "not_found",
-            Outcome::InvalidInput => "invalid_input",
-            Outcome::Denied => "denied",
-            Outcome::Timeout => "timeout",
-            Outcome::ResourceExhausted => "resource_exhausted",
-            Outcome::PluginError => "plugin_error",
-            Outcome::PluginFault => "plugin_fault",
-            Outcome::Unavailable => "unavailable",
-            Outcome::Loaded => "loaded",
-            Outcome::Refused => "refused",
-            Outcome::Unloaded => "unloaded",
-            Outcome::Held => "held",
-            Outcome::Approved => "approved",
-            Outcome::Rejected => "rejected",
-            Outcome::Expired => "expired",
-            Outcome::Lapsed => "lapsed",
-            Outcome::WorkflowFailed => "workflow_failed",
-            Outcome::Cancelled => "cancelled",
-        }
+        self.into()
     }
 }
 
@@ -262,8 +232,21 @@ impl std::fmt::Display for Outcome {
 
 /// How something reached the host: a call (REST, MCP, the CLI), or a
 /// bundle (the plugins folder, an upload, a rollback, another node).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Via {
     #[default]
     Http,
@@ -281,18 +264,9 @@ pub enum Via {
 }
 
 impl Via {
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Http => "http",
-            Via::Mcp => "mcp",
-            Via::Cli => "cli",
-            Via::Folder => "folder",
-            Via::Api => "api",
-            Via::Rollback => "rollback",
-            Via::Node => "node",
-            Via::Console => "console",
-            Via::Host => "host",
-        }
+        self.into()
     }
 }
 

@@ -58,8 +58,22 @@ impl std::fmt::Display for PendingRequest {
 }
 
 /// What a connector may be granted, and so refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Capability {
     Http,
     Kv,
@@ -67,12 +81,9 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Http => "http",
-            Capability::Kv => "kv",
-            Capability::Secret => "secret",
-        }
+        self.into()
     }
 }
 

@@ -22,3 +22,34 @@ pub mod run;
 pub mod text;
 pub mod time;
 pub mod version;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde::Serialize;
+    use strum::VariantArray;
+
+    /// Every variant of `T` is named by `as_str` (strum) as serde names it:
+    /// the two spellings cannot drift apart.
+    pub(crate) fn names_match<T>()
+    where
+        T: VariantArray + Serialize + Copy + Into<&'static str> + std::fmt::Debug,
+    {
+        for v in T::VARIANTS {
+            let name: &'static str = (*v).into();
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(name), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn closed_sets_are_named_as_serde_names_them() {
+        names_match::<crate::model::audit::Action>();
+        names_match::<crate::model::audit::Outcome>();
+        names_match::<crate::model::audit::Via>();
+        names_match::<crate::model::approval::ApprovalState>();
+        names_match::<crate::model::run::RunState>();
+        names_match::<crate::model::effects::Capability>();
+        for o in <crate::model::audit::Outcome as VariantArray>::VARIANTS {
+            assert_eq!(crate::model::audit::Outcome::named(o.as_str()), Some(*o));
+        }
+    }
+}

@@ -8,8 +8,9 @@ use crate::model::audit::Via;
 use crate::model::problem::Problem;
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunState {
     Running,
     /// A step waits for a reviewer (`waiting_on` names the approval).
@@ -20,14 +21,9 @@ pub enum RunState {
 }
 
 impl RunState {
+    /// Its name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Waiting => "waiting",
-            RunState::Completed => "completed",
-            RunState::Failed => "failed",
-            RunState::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// Whether the host still has work to do for it.

@@ -5,22 +5,74 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::call::invoke::CallOutcome;
+use crate::model::audit::Outcome;
+use crate::model::effects::Capability;
 
 /// The `tool` label of calls refused before they reached a tool.
 pub const REFUSED: &str = "(refused)";
 
+/// A closed set's value as a label value: the name serde and strum give
+/// it, so a label can only take the values its set has.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Named<T>(T);
+
+impl<T: Copy + Into<&'static str>> EncodeLabelValue for Named<T> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let name: &'static str = self.0.into();
+        name.encode(encoder)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     tool: String,
-    outcome: String,
+    outcome: Named<Outcome>,
+}
+
+/// What became of a held call, as `toolhost_approvals_total` counts it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ApprovalCount {
+    Held,
+    Approved,
+    Rejected,
+    Expired,
+    Lapsed,
+    Executed,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApprovalLabels {
+    tool: String,
+    outcome: Named<ApprovalCount>,
+}
+
+/// What another node announced a change of.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ChangeKind {
+    Approval,
+    Run,
+    Plugin,
+    Rules,
+}
+
+/// The shared store's pooled connections, by state.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+enum PoolState {
+    Open,
+    Idle,
+    Waiting,
+    Max,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,18 +82,18 @@ struct ToolLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
-    kind: String,
+    kind: Named<ChangeKind>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
-    state: String,
+    state: Named<PoolState>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DenialLabels {
     plugin: String,
-    capability: String,
+    capability: Named<Capability>,
 }
 
 /// Why a bearer check failed.
@@ -69,7 +121,7 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     warm: Gauge<i64, AtomicI64>,
     mcp_sessions: Gauge<i64, AtomicI64>,
-    approvals: Family<CallLabels, Counter>,
+    approvals: Family<ApprovalLabels, Counter>,
     decisions: Histogram,
     approvals_pending: Gauge<i64, AtomicI64>,
     changes_heard: Family<KindLabels, Counter>,
@@ -169,106 +221,85 @@ pub struct Holdings {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let calls = Family::<CallLabels, Counter>::default();
-        // 50 µs to ~26 s.
-        let latency = Family::<ToolLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.00005, 2.0, 20))
-        });
-        let denials = Family::<DenialLabels, Counter>::default();
-        let in_flight = Gauge::<i64, AtomicI64>::default();
-        let warm = Gauge::<i64, AtomicI64>::default();
-        let mcp_sessions = Gauge::<i64, AtomicI64>::default();
         let mut registry = Registry::with_prefix("toolhost");
-        registry.register(
-            "calls",
-            "Tool calls by tool and outcome (ok or the error kind)",
-            calls.clone(),
-        );
-        registry.register(
-            "call_duration_seconds",
-            "Time of a tool call, end to end inside the host",
-            latency.clone(),
-        );
-        registry.register("denials", "Capability uses refused by the grant", denials.clone());
-        registry.register(
-            "instances_in_use",
-            "Calls running in a wasm instance now",
-            in_flight.clone(),
-        );
-        registry.register(
-            "instances_idle",
-            "Idle instances kept for reuse, across all plugins",
-            warm.clone(),
-        );
-        registry.register("mcp_sessions", "MCP sessions open", mcp_sessions.clone());
-        let approvals = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "approvals",
-            "Held calls by tool and what became of them (held, approved, rejected, expired, lapsed)",
-            approvals.clone(),
-        );
-        // 1 s to ~3 days.
-        let decisions = Histogram::new(exponential_buckets(1.0, 2.0, 19));
-        registry.register(
-            "approval_decision_seconds",
-            "Time from a call being held to its final decision (approval, rejection or expiry)",
-            decisions.clone(),
-        );
-        let approvals_pending = Gauge::<i64, AtomicI64>::default();
-        registry.register(
-            "approvals_pending",
-            "Held calls waiting for a decision",
-            approvals_pending.clone(),
-        );
-        let changes_heard = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "replication_changes_heard",
-            "Changes other nodes announced, by kind (approval, run, plugin, rules)",
-            changes_heard.clone(),
-        );
-        let reconciles = Counter::default();
-        registry.register(
-            "replication_reconciles",
-            "Times this node compared everything with the shared store (periodically, or after missing announcements)",
-            reconciles.clone(),
-        );
-        let convergence_failures = Counter::default();
-        registry.register(
-            "replication_failures",
-            "Plugin changes from other nodes that could not be applied here",
-            convergence_failures.clone(),
-        );
-        let pool = Family::<StateLabels, Gauge<i64, AtomicI64>>::default();
-        registry.register(
-            "storage_connections",
-            "The shared store's pooled connections: open, idle (available), waiting (callers queued for one), max",
-            pool.clone(),
-        );
-        let bearer_failures = Family::<BearerLabels, Counter>::default();
-        registry.register(
-            "bearer_failures",
-            "Requests refused for their bearer token, by reason (Missing, Malformed, Unknown)",
-            bearer_failures.clone(),
-        );
+        let r = &mut registry;
         Metrics {
+            calls: registered(r, "calls", "Tool calls by tool and outcome (ok or the error kind)", Family::default()),
+            // 50 µs to ~26 s.
+            latency: registered(
+                r,
+                "call_duration_seconds",
+                "Time of a tool call, end to end inside the host",
+                Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.0, 20))),
+            ),
+            denials: registered(r, "denials", "Capability uses refused by the grant", Family::default()),
+            in_flight: registered(r, "instances_in_use", "Calls running in a wasm instance now", Gauge::default()),
+            warm: registered(
+                r,
+                "instances_idle",
+                "Idle instances kept for reuse, across all plugins",
+                Gauge::default(),
+            ),
+            mcp_sessions: registered(r, "mcp_sessions", "MCP sessions open", Gauge::default()),
+            approvals: registered(
+                r,
+                "approvals",
+                "Held calls by tool and what became of them (held, approved, rejected, expired, lapsed)",
+                Family::default(),
+            ),
+            // 1 s to ~3 days.
+            decisions: registered(
+                r,
+                "approval_decision_seconds",
+                "Time from a call being held to its final decision (approval, rejection or expiry)",
+                Histogram::new(exponential_buckets(1.0, 2.0, 19)),
+            ),
+            approvals_pending: registered(
+                r,
+                "approvals_pending",
+                "Held calls waiting for a decision",
+                Gauge::default(),
+            ),
+            changes_heard: registered(
+                r,
+                "replication_changes_heard",
+                "Changes other nodes announced, by kind (approval, run, plugin, rules)",
+                Family::default(),
+            ),
+            reconciles: registered(
+                r,
+                "replication_reconciles",
+                "Times this node compared everything with the shared store (periodically, or after missing announcements)",
+                Counter::default(),
+            ),
+            convergence_failures: registered(
+                r,
+                "replication_failures",
+                "Plugin changes from other nodes that could not be applied here",
+                Counter::default(),
+            ),
+            pool: registered(
+                r,
+                "storage_connections",
+                "The shared store's pooled connections: open, idle (available), waiting (callers queued for one), max",
+                Family::default(),
+            ),
+            bearer_failures: registered(
+                r,
+                "bearer_failures",
+                "Requests refused for their bearer token, by reason (Missing, Malformed, Unknown)",
+                Family::default(),
+            ),
             registry,
-            bearer_failures,
-            changes_heard,
-            reconciles,
-            convergence_failures,
-            pool,
-            calls,
-            latency,
-            denials,
-            in_flight,
-            warm,
-            mcp_sessions,
-            approvals,
-            decisions,
-            approvals_pending,
             recent: Recent::default(),
         }
     }
+}
+
+/// `metric`, registered under `name` (a clone shares its values).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Counts a call as in flight while it lives.
@@ -292,8 +323,8 @@ impl Metrics {
 
     pub fn record(&self, outcome: &CallOutcome) {
         let kind = match &outcome.result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::from(e),
         };
         // A call that reached a plugin carries the tool's canonical name;
         // one refused before (unknown tool, not permitted) carries whatever
@@ -305,7 +336,7 @@ impl Metrics {
         self.calls
             .get_or_create(&CallLabels {
                 tool: tool.to_string(),
-                outcome: kind.to_string(),
+                outcome: Named(kind),
             })
             .inc();
         self.recent.count(outcome.result.is_err());
@@ -317,7 +348,7 @@ impl Metrics {
             self.denials
                 .get_or_create(&DenialLabels {
                     plugin: plugin.to_string(),
-                    capability: capability.as_str().to_string(),
+                    capability: Named(*capability),
                 })
                 .inc_by(u64::from(*count));
         }
@@ -333,20 +364,20 @@ impl Metrics {
         self.in_flight.get()
     }
 
-    /// A step of a held call of `tool` (`held`, `approved`, ...).
-    pub fn approval(&self, tool: &str, outcome: &str) {
+    /// A step of a held call of `tool`.
+    pub fn approval(&self, tool: &str, outcome: ApprovalCount) {
         self.approvals
-            .get_or_create(&CallLabels {
+            .get_or_create(&ApprovalLabels {
                 tool: tool.to_string(),
-                outcome: outcome.to_string(),
+                outcome: Named(outcome),
             })
             .inc();
     }
 
     /// Another node announced a change of `kind`.
-    pub fn heard(&self, kind: &str) {
+    pub fn heard(&self, kind: ChangeKind) {
         self.changes_heard
-            .get_or_create(&KindLabels { kind: kind.into() })
+            .get_or_create(&KindLabels { kind: Named(kind) })
             .inc();
     }
 
@@ -374,13 +405,13 @@ impl Metrics {
         self.approvals_pending.set(holdings.approvals_pending as i64);
         if let Some(pool) = holdings.pool {
             for (state, n) in [
-                ("open", pool.open),
-                ("idle", pool.idle),
-                ("waiting", pool.waiting),
-                ("max", pool.max),
+                (PoolState::Open, pool.open),
+                (PoolState::Idle, pool.idle),
+                (PoolState::Waiting, pool.waiting),
+                (PoolState::Max, pool.max),
             ] {
                 self.pool
-                    .get_or_create(&StateLabels { state: state.into() })
+                    .get_or_create(&StateLabels { state: Named(state) })
                     .set(n as i64);
             }
         }

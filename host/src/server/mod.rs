@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::server::auth::Auth;
 use crate::server::metrics::Metrics;
 use crate::Runtime;
-use api::AppState;
+use api::{AppState, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -86,98 +86,10 @@ pub async fn serve_on(
         .plugins()
         .recover_folder()
         .map_err(crate::runtime::RuntimeError::from)?;
-    // Plugins from registries land in the folder first, then load from it
-    // like any other bundle (signature, digest pin, compile).
-    for outcome in crate::plugins::oci::pull_sources(&config.sources, &server.plugins_dir, &config.registries).await {
-        if outcome.failed() {
-            tracing::warn!("{outcome}");
-        } else {
-            tracing::info!("{outcome}");
-        }
-    }
-    let loaded = runtime
-        .plugins()
-        .load_all()
-        .await
-        .map_err(crate::runtime::RuntimeError::from)?;
-    let mut failed: Vec<String> = loaded
-        .iter()
-        .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
-        .collect();
-    // Nodes sharing a store serve what it says serves, whatever this node's
-    // folder held (a node started later fetches what was uploaded meanwhile).
-    if runtime.storage().is_shared() {
-        let converged = runtime
-            .plugins()
-            .converge_all()
-            .await
-            .map_err(crate::runtime::RuntimeError::from)?;
-        failed.extend(converged.into_iter().map(|(name, e)| format!("{name}: {e}")));
-    }
-    let idempotency = Arc::new(Idempotency::open(
-        runtime.storage(),
-        std::time::Duration::from_secs(server.idempotency_retention_secs),
-    ));
-    idempotency.spawn_sweeper();
-    runtime.spawn_warm_sweeper();
-    if server.audit_retention_secs > 0 {
-        runtime
-            .audit()
-            .spawn_sweeper(std::time::Duration::from_secs(server.audit_retention_secs));
-    }
-    let (auth, generated) = Auth::new(
-        &config.tokens,
-        server.rate_per_minute,
-        &server.data_dir.join("tokens.json"),
-    )?;
-    let metrics = Arc::new(Metrics::default());
-    let approvals = Arc::new(open_approvals(&config, &runtime, &metrics).await?);
+    let (loaded, failed) = load_plugins(&config, &runtime).await?;
     let stopping = tokio_util::sync::CancellationToken::new();
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        auth,
-        idempotency,
-        metrics,
-        mcp_sessions: api::mcp::Sessions::new(
-            server.max_mcp_sessions,
-            server.max_mcp_sessions_per_principal,
-            std::time::Duration::from_secs(server.mcp_idle_secs),
-        ),
-        approvals: approvals.clone(),
-        runs: crate::server::runs::Runs::new(crate::workflow::budget::Limits {
-            steps: server.workflow_steps,
-            time: std::time::Duration::from_millis(server.workflow_eval_ms),
-        }),
-        console: crate::console::Sessions::new(
-            std::time::Duration::from_secs(server.console_session_minutes * 60),
-            server.max_console_sessions_per_principal,
-        ),
-        stopping: stopping.clone(),
-        config_path: config.path.clone(),
-        draining: Default::default(),
-        bearer_failures: api::BearerFailures::new(server.failed_bearer_burst),
-    });
-    api::settle_interrupted(&state)
-        .await
-        .map_err(|e| ServeError::Startup(e.body.to_string()))?;
-    // Decisions taken just before the last stop run now; calls it caught
-    // running are closed, not run again.
-    for id in approvals.recover().await? {
-        api::spawn_execution(&state, id);
-    }
-    spawn_expiry(&approvals, stopping.clone());
-    api::tokens::spawn_reload_on_hangup(&state);
-    // Where nodes share the store: follow their changes, and take over the
-    // runs of a node that died.
-    nodes::spawn_follower(&state);
-    runs::spawn_takeover(&state);
-    // Workflow runs a stop or a crash left open go on where they were.
-    let resumed = runs::recover(&state)
-        .await
-        .map_err(|e| ServeError::Startup(format!("resuming workflow runs: {e}")))?;
-    if resumed > 0 {
-        tracing::info!("resumed {resumed} workflow run(s)");
-    }
+    let (state, generated) = assemble(&config, &runtime, stopping.clone()).await?;
+    resume(&state).await?;
 
     // Bundles dropped into the folder from now on are loaded as they come.
     let _watch = if server.watch {
@@ -188,7 +100,7 @@ pub async fn serve_on(
     let addr = listener.local_addr()?;
     tracing::info!(
         "{} plugin(s) loaded from {}, data in {}",
-        loaded.len() - failed.len(),
+        loaded - failed.len(),
         server.plugins_dir.display(),
         server.data_dir.display()
     );
@@ -235,6 +147,123 @@ pub async fn serve_on(
     }
     runtime.storage().flush().await?;
     tracing::info!("stopped; storage flushed");
+    Ok(())
+}
+
+/// Load the plugins: those the registries' `[sources]` name (pulled into
+/// the folder first), the folder's, and where nodes share a store, what it
+/// says serves. How many loaded, and what failed (each `where: why`).
+async fn load_plugins(config: &Config, runtime: &Runtime) -> Result<(usize, Vec<String>), ServeError> {
+    let server = &config.server;
+    // Plugins from registries land in the folder first, then load from it
+    // like any other bundle (signature, digest pin, compile).
+    for outcome in crate::plugins::oci::pull_sources(&config.sources, &server.plugins_dir, &config.registries).await {
+        if outcome.failed() {
+            tracing::warn!("{outcome}");
+        } else {
+            tracing::info!("{outcome}");
+        }
+    }
+    let loaded = runtime
+        .plugins()
+        .load_all()
+        .await
+        .map_err(crate::runtime::RuntimeError::from)?;
+    let mut failed: Vec<String> = loaded
+        .iter()
+        .filter_map(|(dir, r)| r.as_ref().err().map(|e| format!("{}: {e}", dir.display())))
+        .collect();
+    // Nodes sharing a store serve what it says serves, whatever this node's
+    // folder held (a node started later fetches what was uploaded meanwhile).
+    if runtime.storage().is_shared() {
+        let converged = runtime
+            .plugins()
+            .converge_all()
+            .await
+            .map_err(crate::runtime::RuntimeError::from)?;
+        failed.extend(converged.into_iter().map(|(name, e)| format!("{name}: {e}")));
+    }
+    Ok((loaded.len(), failed))
+}
+
+/// The services the routes share, their sweepers started; and the file of
+/// tokens generated when none were configured.
+async fn assemble(
+    config: &Config,
+    runtime: &Runtime,
+    stopping: tokio_util::sync::CancellationToken,
+) -> Result<(Shared, Option<String>), ServeError> {
+    let server = &config.server;
+    let idempotency = Arc::new(Idempotency::open(
+        runtime.storage(),
+        std::time::Duration::from_secs(server.idempotency_retention_secs),
+    ));
+    idempotency.spawn_sweeper();
+    runtime.spawn_warm_sweeper();
+    if server.audit_retention_secs > 0 {
+        runtime
+            .audit()
+            .spawn_sweeper(std::time::Duration::from_secs(server.audit_retention_secs));
+    }
+    let (auth, generated) = Auth::new(
+        &config.tokens,
+        server.rate_per_minute,
+        &server.data_dir.join("tokens.json"),
+    )?;
+    let metrics = Arc::new(Metrics::default());
+    let approvals = Arc::new(open_approvals(config, runtime, &metrics).await?);
+    let state = Arc::new(AppState {
+        runtime: runtime.clone(),
+        auth,
+        idempotency,
+        metrics,
+        mcp_sessions: api::mcp::Sessions::new(
+            server.max_mcp_sessions,
+            server.max_mcp_sessions_per_principal,
+            std::time::Duration::from_secs(server.mcp_idle_secs),
+        ),
+        approvals,
+        runs: crate::server::runs::Runs::new(crate::workflow::budget::Limits {
+            steps: server.workflow_steps,
+            time: std::time::Duration::from_millis(server.workflow_eval_ms),
+        }),
+        console: crate::console::Sessions::new(
+            std::time::Duration::from_secs(server.console_session_minutes * 60),
+            server.max_console_sessions_per_principal,
+        ),
+        stopping,
+        config_path: config.path.clone(),
+        draining: Default::default(),
+        bearer_failures: api::BearerFailures::new(server.failed_bearer_burst),
+    });
+    Ok((state, generated))
+}
+
+/// Pick up what the last stop left: calls it caught running, decisions
+/// taken just before it, workflow runs it left open; and follow the other
+/// nodes and the token file from now on.
+async fn resume(state: &Shared) -> Result<(), ServeError> {
+    api::settle_interrupted(state)
+        .await
+        .map_err(|e| ServeError::Startup(e.body.to_string()))?;
+    // Decisions taken just before the last stop run now; calls it caught
+    // running are closed, not run again.
+    for id in state.approvals.recover().await? {
+        api::spawn_execution(state, id);
+    }
+    spawn_expiry(&state.approvals, state.stopping.clone());
+    api::tokens::spawn_reload_on_hangup(state);
+    // Where nodes share the store: follow their changes, and take over the
+    // runs of a node that died.
+    nodes::spawn_follower(state);
+    runs::spawn_takeover(state);
+    // Workflow runs a stop or a crash left open go on where they were.
+    let resumed = runs::recover(state)
+        .await
+        .map_err(|e| ServeError::Startup(format!("resuming workflow runs: {e}")))?;
+    if resumed > 0 {
+        tracing::info!("resumed {resumed} workflow run(s)");
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::server::api::Shared;
+use crate::server::metrics::ChangeKind;
 use crate::storage::Change;
 
 /// How often a node reconciles everything, announced or not: the longest a
@@ -43,17 +44,17 @@ pub fn spawn_follower(state: &Shared) {
 async fn apply(state: &Shared, change: Change) {
     match change {
         Change::Approval(id) => {
-            state.metrics.heard("approval");
+            state.metrics.heard(ChangeKind::Approval);
             if let Err(e) = state.approvals.heard(&id).await {
                 tracing::error!(approval = %id, "reading an approval another node changed: {e}");
             }
         }
         Change::Run(id) => {
-            state.metrics.heard("run");
+            state.metrics.heard(ChangeKind::Run);
             crate::server::runs::heard(state, &id).await;
         }
         Change::Plugin(name) => {
-            state.metrics.heard("plugin");
+            state.metrics.heard(ChangeKind::Plugin);
             // A compile may take a while; other changes need not wait for it
             // (changes to one plugin still apply one at a time).
             let state = state.clone();
@@ -65,7 +66,7 @@ async fn apply(state: &Shared, change: Change) {
             });
         }
         Change::Rules => {
-            state.metrics.heard("rules");
+            state.metrics.heard(ChangeKind::Rules);
             if let Err(e) = state.approvals.reload_rules().await {
                 tracing::error!("applying the approval rules another node set: {e}");
             }

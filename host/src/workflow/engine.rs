@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
-use super::definition::{Backoff, Definition, Flow, Kind, Retry, Task};
+use super::definition::{Backoff, Catch, Definition, Flow, ForLoop, Kind, Retry, Task};
 use super::expr::{to_val, ExprError, Vars};
 use crate::model::problem::{kinds, Problem};
 use crate::model::run::{Step, StepKind, StepState};
@@ -346,11 +346,7 @@ impl<'a> Engine<'a> {
     ) -> BoxFuture<'f, Result<(Value, Option<Flow>), Halt>> {
         Box::pin(async move {
             let vars = || self.vars(frame, &input, Some((task, key)));
-            let at = |e: ExprError, what: &str| expression(&e, &format!("{}/{what}", task.reference));
-            let ended = |(data, signal): (Value, Signal)| match signal {
-                Signal::End => (data, Some(Flow::End)),
-                Signal::Normal => (data, None),
-            };
+            let at = |e: ExprError, what: &str| failed_at(task, &e, what);
             match &task.kind {
                 Kind::Call { tool, with } => {
                     let arguments = with.eval(&input, &vars()).map_err(|e| at(e, "with"))?;
@@ -385,85 +381,108 @@ impl<'a> Engine<'a> {
                     self.timer(task, &frame.key(task), *duration).await?;
                     Ok((input, None))
                 }
-                Kind::For(each) => {
-                    let collection = each.collection.eval(&input, &vars()).map_err(|e| at(e, "for/in"))?;
-                    let items = match collection {
-                        Value::Array(items) => items,
-                        Value::Null => Vec::new(),
-                        other => {
-                            return Err(Problem::new(kinds::VALIDATION, 400, "`for.in` is not a list")
-                                .detail(format!("{}: got {other}", task.reference))
-                                .into())
-                        }
-                    };
-                    let mut data = input;
-                    for (i, item) in items.into_iter().enumerate() {
-                        let mut inner = frame.with(&each.each, item).with(&each.at, Value::from(i));
-                        inner.loops.push_str(&format!("[{i}]"));
-                        if let Some(w) = &each.while_ {
-                            let vars = self.vars(&inner, &data, Some((task, key)));
-                            if !w.test(&data, &vars).map_err(|e| at(e, "while"))? {
-                                break;
-                            }
-                        }
-                        let (out, signal) = self.list(&each.body, data, inner).await?;
-                        data = out;
-                        if let Signal::End = signal {
-                            return Ok((data, Some(Flow::End)));
-                        }
-                    }
-                    Ok((data, None))
-                }
-                Kind::Try { body, catch } => {
-                    let began = self.retry_budget(task, &frame.key(task), catch.retry.as_ref()).await?;
-                    let mut attempt = 1u32;
-                    loop {
-                        let mut inner = frame.clone();
-                        if attempt > 1 {
-                            inner.attempts.push_str(&format!("@{attempt}"));
-                        }
-                        let problem = match self.list(body, input.clone(), inner).await {
-                            Ok(done) => return Ok(ended(done)),
-                            // A spent budget is the run's, not the task's: no
-                            // `catch` can spend it again.
-                            Err(Halt::Failed(p)) if p.kind != kinds::BUDGET => p,
-                            Err(Halt::Failed(p)) => return Err(Halt::Failed(p)),
-                            Err(Halt::Stopped) => return Err(Halt::Stopped),
-                        };
-                        let caught = frame.with(&catch.variable, serde_json::to_value(&problem).unwrap_or_default());
-                        let vars = self.vars(&caught, &input, Some((task, key)));
-                        if !problem.matches(&catch.with) {
-                            return Err(problem.into());
-                        }
-                        let test = |e: &Option<super::expr::Expr>, what: &str, default: bool| match e {
-                            None => Ok(default),
-                            Some(e) => e.test(&input, &vars).map_err(|err| at(err, what)),
-                        };
-                        if !test(&catch.when, "catch/when", true)?
-                            || test(&catch.except_when, "catch/exceptWhen", false)?
-                        {
-                            return Err(problem.into());
-                        }
-                        if let Some(retry) = &catch.retry {
-                            let wanted = test(&retry.when, "catch/retry/when", true)?
-                                && !test(&retry.except_when, "catch/retry/exceptWhen", false)?;
-                            let elapsed = Duration::from_millis(now_ms().saturating_sub(began));
-                            if wanted && retry.allows(attempt + 1, elapsed) {
-                                let pause = retry.pause(attempt);
-                                let timer = format!("{}/retry@{}", frame.key(task), attempt + 1);
-                                self.timer(task, &timer, pause).await?;
-                                attempt += 1;
-                                continue;
-                            }
-                        }
-                        if catch.body.is_empty() {
-                            return Ok((input, None));
-                        }
-                        return Ok(ended(self.list(&catch.body, input, caught).await?));
-                    }
-                }
+                Kind::For(each) => self.for_each(task, each, input, frame, key).await,
+                Kind::Try { body, catch } => self.attempt(task, body, catch, input, frame, key).await,
             }
         })
+    }
+
+    /// A `for` task: its body once per item, while its `while` holds.
+    async fn for_each(
+        &self,
+        task: &Task,
+        each: &ForLoop,
+        input: Value,
+        frame: &Frame,
+        key: &str,
+    ) -> Result<(Value, Option<Flow>), Halt> {
+        let at = |e: ExprError, what: &str| failed_at(task, &e, what);
+        let vars = || self.vars(frame, &input, Some((task, key)));
+        let collection = each.collection.eval(&input, &vars()).map_err(|e| at(e, "for/in"))?;
+        let items = match collection {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => {
+                return Err(Problem::new(kinds::VALIDATION, 400, "`for.in` is not a list")
+                    .detail(format!("{}: got {other}", task.reference))
+                    .into())
+            }
+        };
+        let mut data = input;
+        for (i, item) in items.into_iter().enumerate() {
+            let mut inner = frame.with(&each.each, item).with(&each.at, Value::from(i));
+            inner.loops.push_str(&format!("[{i}]"));
+            if let Some(w) = &each.while_ {
+                let vars = self.vars(&inner, &data, Some((task, key)));
+                if !w.test(&data, &vars).map_err(|e| at(e, "while"))? {
+                    break;
+                }
+            }
+            let (out, signal) = self.list(&each.body, data, inner).await?;
+            data = out;
+            if let Signal::End = signal {
+                return Ok((data, Some(Flow::End)));
+            }
+        }
+        Ok((data, None))
+    }
+
+    /// A `try` task: its body, and when that fails with a problem its
+    /// `catch` takes, the retries the catch allows, then the catch's body.
+    async fn attempt(
+        &self,
+        task: &Task,
+        body: &[Task],
+        catch: &Catch,
+        input: Value,
+        frame: &Frame,
+        key: &str,
+    ) -> Result<(Value, Option<Flow>), Halt> {
+        let at = |e: ExprError, what: &str| failed_at(task, &e, what);
+        let began = self.retry_budget(task, &frame.key(task), catch.retry.as_ref()).await?;
+        let mut attempt = 1u32;
+        loop {
+            let mut inner = frame.clone();
+            if attempt > 1 {
+                inner.attempts.push_str(&format!("@{attempt}"));
+            }
+            let problem = match self.list(body, input.clone(), inner).await {
+                Ok(done) => return Ok(ended(done)),
+                // A spent budget is the run's, not the task's: no
+                // `catch` can spend it again.
+                Err(Halt::Failed(p)) if p.kind != kinds::BUDGET => p,
+                Err(Halt::Failed(p)) => return Err(Halt::Failed(p)),
+                Err(Halt::Stopped) => return Err(Halt::Stopped),
+            };
+            let caught = frame.with(&catch.variable, serde_json::to_value(&problem).unwrap_or_default());
+            let vars = self.vars(&caught, &input, Some((task, key)));
+            if !problem.matches(&catch.with) {
+                return Err(problem.into());
+            }
+            let test = |e: &Option<super::expr::Expr>, what: &str, default: bool| match e {
+                None => Ok(default),
+                Some(e) => e.test(&input, &vars).map_err(|err| at(err, what)),
+            };
+            if !test(&catch.when, "catch/when", true)? || test(&catch.except_when, "catch/exceptWhen", false)? {
+                return Err(problem.into());
+            }
+            if let Some(retry) = &catch.retry {
+                let wanted = test(&retry.when, "catch/retry/when", true)?
+                    && !test(&retry.except_when, "catch/retry/exceptWhen", false)?;
+                let elapsed = Duration::from_millis(now_ms().saturating_sub(began));
+                if wanted && retry.allows(attempt + 1, elapsed) {
+                    let pause = retry.pause(attempt);
+                    let timer = format!("{}/retry@{}", frame.key(task), attempt + 1);
+                    self.timer(task, &timer, pause).await?;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            if catch.body.is_empty() {
+                return Ok((input, None));
+            }
+            return Ok(ended(self.list(&catch.body, input, caught).await?));
+        }
     }
 
     fn journaled(&self, key: &str) -> Option<Step> {
@@ -666,6 +685,19 @@ impl Retry {
         };
         (base + jitter).min(Duration::from_secs(24 * 3600))
     }
+}
+
+/// A list's end as a task's output: `end` ends the enclosing list too.
+fn ended((data, signal): (Value, Signal)) -> (Value, Option<Flow>) {
+    match signal {
+        Signal::End => (data, Some(Flow::End)),
+        Signal::Normal => (data, None),
+    }
+}
+
+/// `e`, failed in `task` at its field `what`.
+fn failed_at(task: &Task, e: &ExprError, what: &str) -> Problem {
+    expression(e, &format!("{}/{what}", task.reference))
 }
 
 fn expression(e: &ExprError, at: &str) -> Problem {

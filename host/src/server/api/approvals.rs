@@ -299,7 +299,7 @@ pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream
             match notice {
                 Ok(notice) => Some(
                     Event::default()
-                        .event(notice.event)
+                        .event(<&str>::from(notice.event))
                         .json_data(view(&notice.approval))
                         .ok()?,
                 ),

@@ -27,7 +27,7 @@ use crate::model::digest::arguments_digest;
 use crate::model::time::now_ms;
 use crate::plugins::manifest::Risk;
 use crate::policy::approvals::{ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
-use crate::server::metrics::Metrics;
+use crate::server::metrics::{ApprovalCount, Metrics};
 use crate::server::webhook::Webhook;
 use crate::storage::{Storage, StorageError};
 use locks::Locks;
@@ -70,10 +70,59 @@ pub enum ApprovalError {
 /// webhook.
 #[derive(Debug, Clone)]
 pub struct Notice {
-    /// `held`, `decision`, `approved`, `rejected`, `expired`, `executing`,
-    /// `lapsed`, `done`.
-    pub event: &'static str,
+    pub event: Happened,
     pub approval: Arc<Approval>,
+}
+
+/// What just happened to a held call: the event its notice, its event
+/// stream line and (when held) the reviewers' webhook are named by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Happened {
+    Held,
+    /// A reviewer's decision that did not yet settle it (the first of two).
+    Decision,
+    Approved,
+    Rejected,
+    Expired,
+    Executing,
+    Lapsed,
+    Done,
+}
+
+impl Happened {
+    /// The event that left `approval` as it is (what another node did).
+    fn of(approval: &Approval) -> Happened {
+        match approval.state {
+            ApprovalState::Pending if approval.decisions.is_empty() => Happened::Held,
+            ApprovalState::Pending => Happened::Decision,
+            ApprovalState::Approved => Happened::Approved,
+            ApprovalState::Executing => Happened::Executing,
+            ApprovalState::Done => Happened::Done,
+            ApprovalState::Rejected => Happened::Rejected,
+            ApprovalState::Expired => Happened::Expired,
+            ApprovalState::Lapsed => Happened::Lapsed,
+        }
+    }
+
+    /// How `toolhost_approvals_total` counts it, if it does.
+    fn counted(self) -> Option<ApprovalCount> {
+        match self {
+            Happened::Held => Some(ApprovalCount::Held),
+            Happened::Approved => Some(ApprovalCount::Approved),
+            Happened::Rejected => Some(ApprovalCount::Rejected),
+            Happened::Expired => Some(ApprovalCount::Expired),
+            Happened::Lapsed => Some(ApprovalCount::Lapsed),
+            Happened::Done => Some(ApprovalCount::Executed),
+            Happened::Decision | Happened::Executing => None,
+        }
+    }
+
+    /// Whether it is the final decision on the call (its decision latency
+    /// is observed).
+    fn decides(self) -> bool {
+        matches!(self, Happened::Approved | Happened::Rejected | Happened::Expired)
+    }
 }
 
 /// What a held call's caller and the tool look like to the policy.
@@ -293,9 +342,8 @@ impl Approvals {
             executor: None,
         };
         self.storage.approvals().put_approval(&approval).await?;
-        self.metrics.approval(&approval.tool, "held");
         let approval = Arc::new(approval);
-        self.announce("held", &approval);
+        self.announce(Happened::Held, &approval);
         Ok(approval)
     }
 
@@ -331,51 +379,7 @@ impl Approvals {
                     state: expired.state,
                 });
             }
-            if approval.state != ApprovalState::Pending {
-                return Err(ApprovalError::Decided {
-                    id: id.to_string(),
-                    state: approval.state,
-                });
-            }
-            if approval.token == reviewer {
-                return Err(ApprovalError::OwnCall {
-                    token: reviewer.to_string(),
-                });
-            }
-            if approval.decisions.iter().any(|d| d.by == reviewer) {
-                return Err(ApprovalError::AlreadyApproved {
-                    token: reviewer.to_string(),
-                });
-            }
-            approval.decisions.push(Decision {
-                by: reviewer.to_string(),
-                verdict,
-                reason: reason.to_string(),
-                at: now,
-            });
-            let approvals = approval
-                .decisions
-                .iter()
-                .filter(|d| d.verdict == Verdict::Approve)
-                .count();
-            let (event, outcome) = match verdict {
-                Verdict::Reject => {
-                    approval.state = ApprovalState::Rejected;
-                    approval.finished = Some(now);
-                    approval.answer = Some(refusal(
-                        403,
-                        "approval_rejected",
-                        &format!("a reviewer ({reviewer}) rejected this call: {reason}"),
-                        &approval,
-                    ));
-                    ("rejected", Outcome::Rejected)
-                }
-                Verdict::Approve if approvals >= usize::from(approval.approvers) => {
-                    approval.state = ApprovalState::Approved;
-                    ("approved", Outcome::Approved)
-                }
-                Verdict::Approve => ("decision", Outcome::Approved),
-            };
+            let (event, outcome) = judge(&mut approval, reviewer, verdict, reason, now)?;
             if self.save(&approval, from).await? {
                 break (approval, event, outcome);
             }
@@ -395,11 +399,6 @@ impl Approvals {
             Some((found, left)),
         )
         .await?;
-        if event != "decision" {
-            self.metrics.approval(&approval.tool, event);
-            self.metrics
-                .decided(Duration::from_millis(now_ms().saturating_sub(approval.created)));
-        }
         drop(_held);
         drop(lock);
         let approval = Arc::new(approval);
@@ -438,7 +437,7 @@ impl Approvals {
         if !self.save(&approval, from).await? {
             return Ok(None);
         }
-        self.announce("executing", &Arc::new(approval.clone()));
+        self.announce(Happened::Executing, &Arc::new(approval.clone()));
         Ok(Some(approval))
     }
 
@@ -469,8 +468,7 @@ impl Approvals {
         if !owned {
             self.record(&approval, Outcome::Lapsed, None, why, None).await?;
         }
-        self.metrics.approval(&approval.tool, "lapsed");
-        Ok(self.close(approval, "lapsed"))
+        Ok(self.close(approval, Happened::Lapsed))
     }
 
     /// Take back a held call nobody waits for any more (its workflow run was
@@ -509,11 +507,10 @@ impl Approvals {
             tracing::error!(approval = %approval.id, "an approval changed while this node ran it; its answer is kept anyway");
             self.storage.approvals().put_approval(&approval).await?;
         }
-        self.metrics.approval(&approval.tool, "executed");
-        Ok(self.close(approval, "done"))
+        Ok(self.close(approval, Happened::Done))
     }
 
-    fn close(&self, approval: Approval, event: &'static str) -> Arc<Approval> {
+    fn close(&self, approval: Approval, event: Happened) -> Arc<Approval> {
         let approval = Arc::new(approval);
         self.announce(event, &approval);
         self.unlock(&approval.id);
@@ -544,12 +541,9 @@ impl Approvals {
         }
         self.record(&approval, Outcome::Expired, None, "not decided in time".into(), None)
             .await?;
-        self.metrics.approval(&approval.tool, "expired");
-        self.metrics
-            .decided(Duration::from_millis(now.saturating_sub(approval.created)));
         drop(_held);
         drop(lock);
-        Ok(self.close(approval, "expired"))
+        Ok(self.close(approval, Happened::Expired))
     }
 
     /// Expire what is due. Returns how many are still pending.
@@ -652,13 +646,8 @@ impl Approvals {
     /// held the call).
     pub async fn heard(&self, id: &str) -> Result<(), ApprovalError> {
         let approval = Arc::new(self.load(id).await?);
-        let event = match approval.state {
-            ApprovalState::Pending if approval.decisions.is_empty() => "held",
-            ApprovalState::Pending => "decision",
-            state => state.as_str(),
-        };
         let _ = self.notices.send(Notice {
-            event,
+            event: Happened::of(&approval),
             approval: approval.clone(),
         });
         if approval.state.is_final() {
@@ -715,16 +704,27 @@ impl Approvals {
         Ok(())
     }
 
-    fn announce(&self, event: &'static str, approval: &Arc<Approval>) {
+    /// Tell this node's listeners (and, for a hold, the reviewers' webhook)
+    /// what happened, and count it. Another node's changes are heard, not
+    /// announced: that node counted them.
+    fn announce(&self, event: Happened, approval: &Arc<Approval>) {
+        if let Some(counted) = event.counted() {
+            self.metrics.approval(&approval.tool, counted);
+        }
+        if event.decides() {
+            self.metrics
+                .decided(Duration::from_millis(now_ms().saturating_sub(approval.created)));
+        }
         // Nobody listening is fine.
         let _ = self.notices.send(Notice {
             event,
             approval: approval.clone(),
         });
-        if let (Some(webhook), "held") = (&self.webhook, event) {
+        if let (Some(webhook), Happened::Held) = (&self.webhook, event) {
+            let name: &'static str = event.into();
             webhook.deliver(
                 approval.id.clone(),
-                json!({ "event": event, "approval": view(approval) }),
+                json!({ "event": name, "approval": view(approval) }),
             );
         }
     }
@@ -746,6 +746,63 @@ pub enum SetRulesError {
     Invalid(#[from] RuleError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// `reviewer`'s decision on `approval`, read as pending and not past its
+/// expiry: refused if they may not decide it, else added, and the state it
+/// leaves (with the event and outcome it is recorded as).
+fn judge(
+    approval: &mut Approval,
+    reviewer: &str,
+    verdict: Verdict,
+    reason: &str,
+    now: u64,
+) -> Result<(Happened, Outcome), ApprovalError> {
+    if approval.state != ApprovalState::Pending {
+        return Err(ApprovalError::Decided {
+            id: approval.id.clone(),
+            state: approval.state,
+        });
+    }
+    if approval.token == reviewer {
+        return Err(ApprovalError::OwnCall {
+            token: reviewer.to_string(),
+        });
+    }
+    if approval.decisions.iter().any(|d| d.by == reviewer) {
+        return Err(ApprovalError::AlreadyApproved {
+            token: reviewer.to_string(),
+        });
+    }
+    approval.decisions.push(Decision {
+        by: reviewer.to_string(),
+        verdict,
+        reason: reason.to_string(),
+        at: now,
+    });
+    let approvals = approval
+        .decisions
+        .iter()
+        .filter(|d| d.verdict == Verdict::Approve)
+        .count();
+    Ok(match verdict {
+        Verdict::Reject => {
+            approval.state = ApprovalState::Rejected;
+            approval.finished = Some(now);
+            approval.answer = Some(refusal(
+                403,
+                "approval_rejected",
+                &format!("a reviewer ({reviewer}) rejected this call: {reason}"),
+                approval,
+            ));
+            (Happened::Rejected, Outcome::Rejected)
+        }
+        Verdict::Approve if approvals >= usize::from(approval.approvers) => {
+            approval.state = ApprovalState::Approved;
+            (Happened::Approved, Outcome::Approved)
+        }
+        Verdict::Approve => (Happened::Decision, Outcome::Approved),
+    })
 }
 
 fn reason_word(held: &Held) -> &'static str {

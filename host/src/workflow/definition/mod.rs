@@ -390,37 +390,7 @@ impl Reader {
             return Err(error(at, format!("more than {MAX_TASKS} tasks")));
         }
         let map = object(v, at)?;
-        const COMMON: [&str; 7] = ["if", "input", "output", "export", "timeout", "then", "metadata"];
-        let kinds = ["call", "set", "switch", "try", "raise", "for", "wait", "do"];
-        let present: Vec<&str> = kinds.iter().copied().filter(|k| map.contains_key(*k)).collect();
-        let unsupported = ["fork", "listen", "emit", "run"];
-        if let Some(k) = unsupported.iter().find(|k| map.contains_key(**k)) {
-            return Err(error(at, format!("`{k}` tasks are not supported by toolhost")));
-        }
-        let kind_key = match present.as_slice() {
-            [one] => *one,
-            // `for` and `try` carry a `do`/`catch` of their own.
-            ["for", "do"] => "for",
-            [] => {
-                return Err(error(
-                    at,
-                    format!("no task type; expected one of: {}", kinds.join(", ")),
-                ))
-            }
-            many => return Err(error(at, format!("more than one task type: {}", many.join(", ")))),
-        };
-        let own: &[&str] = match kind_key {
-            "call" => &["call", "with"],
-            "set" => &["set"],
-            "switch" => &["switch"],
-            "try" => &["try", "catch"],
-            "raise" => &["raise"],
-            "for" => &["for", "while", "do"],
-            "wait" => &["wait"],
-            _ => &["do"],
-        };
-        let allowed: Vec<&str> = COMMON.iter().chain(own.iter()).copied().collect();
-        known(map, at, &allowed)?;
+        let kind_key = kind_of(map, at)?;
 
         let when = map.get("if").map(|e| expr(e, &join(at, "if"), scope)).transpose()?;
         let input_from = match map.get("input") {
@@ -453,25 +423,7 @@ impl Reader {
         let then = map.get("then").map(|t| flow(t, &join(at, "then"))).transpose()?;
 
         let kind = match kind_key {
-            "call" => {
-                let tool = string(&map["call"], &join(at, "call"))?;
-                let Some(canonical) = names::canonical(tool).map(std::borrow::Cow::into_owned) else {
-                    return Err(error(
-                        &join(at, "call"),
-                        format!("{tool:?} is not a toolhost tool name (`plugin.function`, e.g. `crm.get-customer`)"),
-                    ));
-                };
-                self.tools.insert(canonical.clone());
-                let with = match map.get("with") {
-                    None => Template::compile(&Value::Object(Map::new()), &scope.names())
-                        .map_err(|e| error(&join(at, "with"), e.to_string()))?,
-                    Some(w) => {
-                        object(w, &join(at, "with"))?;
-                        template(w, &join(at, "with"), scope)?
-                    }
-                };
-                Kind::Call { tool: canonical, with }
-            }
+            "call" => self.call_kind(map, at, scope)?,
             "set" => {
                 let s = &map["set"];
                 if !s.is_object() && runtime_expression(s.as_str().unwrap_or("")).is_none() {
@@ -489,27 +441,7 @@ impl Reader {
                     catch: Box::new(catch),
                 }
             }
-            "raise" => {
-                let here = join(at, "raise");
-                let r = object(&map["raise"], &here)?;
-                known(r, &here, &["error"])?;
-                let e = object(r.get("error").ok_or_else(|| error(&here, "needs an `error`"))?, &here)?;
-                known(
-                    e,
-                    &join(&here, "error"),
-                    &["type", "status", "title", "detail", "instance"],
-                )?;
-                for required in ["type", "status"] {
-                    if !e.contains_key(required) {
-                        return Err(error(&join(&here, "error"), format!("needs `{required}`")));
-                    }
-                }
-                Kind::Raise(ProblemTemplate(template(
-                    &map["raise"]["error"],
-                    &join(&here, "error"),
-                    scope,
-                )?))
-            }
+            "raise" => raise_kind(map, at, scope)?,
             "for" => Kind::For(Box::new(self.for_loop(map, at, pointer, scope)?)),
             "wait" => Kind::Wait(duration(&map["wait"], &join(at, "wait"))?),
             _ => Kind::Do(self.tasks(&map["do"], &join(at, "do"), &format!("{pointer}/do"), scope)?),
@@ -525,6 +457,28 @@ impl Reader {
             then: then.unwrap_or(Flow::Continue),
             kind,
         })
+    }
+
+    /// A `call` task: the tool (by its canonical name, remembered for the
+    /// workflow's grant) and its arguments.
+    fn call_kind(&mut self, map: &Map<String, Value>, at: &str, scope: &Scope) -> Result<Kind, DefinitionError> {
+        let tool = string(&map["call"], &join(at, "call"))?;
+        let Some(canonical) = names::canonical(tool).map(std::borrow::Cow::into_owned) else {
+            return Err(error(
+                &join(at, "call"),
+                format!("{tool:?} is not a toolhost tool name (`plugin.function`, e.g. `crm.get-customer`)"),
+            ));
+        };
+        self.tools.insert(canonical.clone());
+        let with = match map.get("with") {
+            None => Template::compile(&Value::Object(Map::new()), &scope.names())
+                .map_err(|e| error(&join(at, "with"), e.to_string()))?,
+            Some(w) => {
+                object(w, &join(at, "with"))?;
+                template(w, &join(at, "with"), scope)?
+            }
+        };
+        Ok(Kind::Call { tool: canonical, with })
     }
 
     fn cases(&mut self, v: &Value, at: &str, scope: &Scope) -> Result<Vec<Case>, DefinitionError> {
@@ -669,6 +623,66 @@ impl Reader {
             body,
         })
     }
+}
+
+/// A `raise` task: the problem it raises (`type` and `status` at least).
+fn raise_kind(map: &Map<String, Value>, at: &str, scope: &Scope) -> Result<Kind, DefinitionError> {
+    let here = join(at, "raise");
+    let r = object(&map["raise"], &here)?;
+    known(r, &here, &["error"])?;
+    let e = object(r.get("error").ok_or_else(|| error(&here, "needs an `error`"))?, &here)?;
+    known(
+        e,
+        &join(&here, "error"),
+        &["type", "status", "title", "detail", "instance"],
+    )?;
+    for required in ["type", "status"] {
+        if !e.contains_key(required) {
+            return Err(error(&join(&here, "error"), format!("needs `{required}`")));
+        }
+    }
+    Ok(Kind::Raise(ProblemTemplate(template(
+        &map["raise"]["error"],
+        &join(&here, "error"),
+        scope,
+    )?)))
+}
+
+/// Which type of task `map` is (its one key of `call`, `set`, ...), once
+/// it holds no key that type does not take.
+fn kind_of(map: &Map<String, Value>, at: &str) -> Result<&'static str, DefinitionError> {
+    const COMMON: [&str; 7] = ["if", "input", "output", "export", "timeout", "then", "metadata"];
+    let kinds = ["call", "set", "switch", "try", "raise", "for", "wait", "do"];
+    let present: Vec<&str> = kinds.iter().copied().filter(|k| map.contains_key(*k)).collect();
+    let unsupported = ["fork", "listen", "emit", "run"];
+    if let Some(k) = unsupported.iter().find(|k| map.contains_key(**k)) {
+        return Err(error(at, format!("`{k}` tasks are not supported by toolhost")));
+    }
+    let kind_key = match present.as_slice() {
+        [one] => *one,
+        // `for` and `try` carry a `do`/`catch` of their own.
+        ["for", "do"] => "for",
+        [] => {
+            return Err(error(
+                at,
+                format!("no task type; expected one of: {}", kinds.join(", ")),
+            ))
+        }
+        many => return Err(error(at, format!("more than one task type: {}", many.join(", ")))),
+    };
+    let own: &[&str] = match kind_key {
+        "call" => &["call", "with"],
+        "set" => &["set"],
+        "switch" => &["switch"],
+        "try" => &["try", "catch"],
+        "raise" => &["raise"],
+        "for" => &["for", "while", "do"],
+        "wait" => &["wait"],
+        _ => &["do"],
+    };
+    let allowed: Vec<&str> = COMMON.iter().chain(own.iter()).copied().collect();
+    known(map, at, &allowed)?;
+    Ok(kind_key)
 }
 
 #[cfg(test)]

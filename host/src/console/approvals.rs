@@ -24,7 +24,8 @@ use crate::model::approval::{Approval, ApprovalState, Verdict};
 use crate::model::time::rfc3339_secs;
 use crate::server::api::approvals::decide_and_carry_out;
 use crate::server::api::{ApiError, Shared};
-use crate::server::approvals::{ApprovalError, Happened, Notice};
+use crate::server::approvals::happened::Happened;
+use crate::server::approvals::{ApprovalError, Notice};
 
 impl From<ApprovalError> for Refusal {
     fn from(e: ApprovalError) -> Refusal {

@@ -11,9 +11,9 @@
 //! acknowledged: the plugins folder, the version history, the operator's
 //! grants and enabled state.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -22,6 +22,7 @@ use wasmtime::component::Linker;
 use super::bundle::{Bundle, Contents};
 use super::error::LoadError;
 use super::folder::{self, Folder, FolderError, Found};
+use super::owners::{Owner, Owners};
 use super::plugin::Plugin;
 use super::registry::{Loaded, Registry};
 use super::versions::{Versions, VersionsError};
@@ -86,38 +87,6 @@ pub struct Lifecycle {
     changes: tokio::sync::watch::Sender<u64>,
     /// One lock per plugin name; see the module's doc.
     owners: Owners,
-}
-
-/// One lock per plugin name, kept only while someone holds or waits for it:
-/// a rollback or grant reset of any name (an unknown one too) would
-/// otherwise leave a lock behind for good.
-#[derive(Default)]
-struct Owners(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-/// The right to change one plugin's state, held until dropped. An
-/// operator's action holds it across the change and its audit record, so
-/// that concurrent operators' records chain: each one's `before` is the
-/// `after` of the one before it.
-pub struct Owner {
-    name: String,
-    _held: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Owner {
-    /// The plugin owned.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Owners {
-    /// The lock of `name`. Locks nobody else has (their only reference is
-    /// the map's) go first: a holder or a waiter keeps a clone.
-    fn of(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut owners = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        owners.retain(|_, lock| Arc::strong_count(lock) > 1);
-        owners.entry(name.to_string()).or_default().clone()
-    }
 }
 
 pub struct LifecycleOptions {
@@ -199,10 +168,7 @@ impl Lifecycle {
 
     /// Wait for, and hold, the right to change plugin `name`'s state.
     pub async fn own(&self, name: &str) -> Owner {
-        Owner {
-            name: name.to_string(),
-            _held: self.owners.of(name).lock_owned().await,
-        }
+        self.owners.own(name).await
     }
 
     /// Read, verify, compile and swap in the bundle in `dir`.
@@ -254,10 +220,10 @@ impl Lifecycle {
     /// a signature added) changes nothing. `owner` owns the bundle's plugin.
     pub async fn install(&self, owner: &Owner, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
         let name = bundle.name.clone();
-        if owner.name != name {
+        if owner.name() != name {
             return Err(LoadError::Storage {
                 plugin: name,
-                message: format!("the caller owns plugin {:?}, not this one", owner.name),
+                message: format!("the caller owns plugin {:?}, not this one", owner.name()),
             });
         }
         if let Some(serving) = self.registry.loaded(&name) {
@@ -788,24 +754,4 @@ fn log_warning(warning: &GrantWarning) {
 enum Compiled {
     Connector(Plugin),
     Workflow(Workflow),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Owners;
-
-    #[tokio::test]
-    async fn a_plugin_lock_is_kept_only_while_held_or_awaited() {
-        let owners = Owners::default();
-        for i in 0..100 {
-            drop(owners.of(&format!("unknown-{i}")).lock_owned().await);
-        }
-        let held = owners.of("crm").lock_owned().await;
-        let waited = owners.of("crm");
-        assert_eq!(owners.0.lock().unwrap().len(), 1, "only crm's, which is in use");
-        // Its waiter gets the same lock, so the two still exclude each other.
-        assert!(waited.try_lock().is_err());
-        drop(held);
-        assert!(waited.try_lock().is_ok());
-    }
 }

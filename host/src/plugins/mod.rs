@@ -13,6 +13,7 @@ pub mod folder;
 pub mod lifecycle;
 pub mod manifest;
 pub mod oci;
+pub mod owners;
 pub mod plugin;
 pub mod registry;
 pub mod signing;

@@ -7,6 +7,7 @@
 //! One approval changes under its own lock, so two reviewers deciding at
 //! once, or a decision racing the expiry, are taken one after the other.
 
+pub mod happened;
 mod locks;
 mod session_calls;
 mod view;
@@ -27,9 +28,10 @@ use crate::model::digest::arguments_digest;
 use crate::model::time::now_ms;
 use crate::plugins::manifest::Risk;
 use crate::policy::approvals::{ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
-use crate::server::metrics::{ApprovalCount, Metrics};
+use crate::server::metrics::Metrics;
 use crate::server::webhook::Webhook;
 use crate::storage::{Storage, StorageError};
+use happened::Happened;
 use locks::Locks;
 use session_calls::SessionCalls;
 use view::decision_state;
@@ -72,57 +74,6 @@ pub enum ApprovalError {
 pub struct Notice {
     pub event: Happened,
     pub approval: Arc<Approval>,
-}
-
-/// What just happened to a held call: the event its notice, its event
-/// stream line and (when held) the reviewers' webhook are named by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
-#[strum(serialize_all = "snake_case")]
-pub enum Happened {
-    Held,
-    /// A reviewer's decision that did not yet settle it (the first of two).
-    Decision,
-    Approved,
-    Rejected,
-    Expired,
-    Executing,
-    Lapsed,
-    Done,
-}
-
-impl Happened {
-    /// The event that left `approval` as it is (what another node did).
-    fn of(approval: &Approval) -> Happened {
-        match approval.state {
-            ApprovalState::Pending if approval.decisions.is_empty() => Happened::Held,
-            ApprovalState::Pending => Happened::Decision,
-            ApprovalState::Approved => Happened::Approved,
-            ApprovalState::Executing => Happened::Executing,
-            ApprovalState::Done => Happened::Done,
-            ApprovalState::Rejected => Happened::Rejected,
-            ApprovalState::Expired => Happened::Expired,
-            ApprovalState::Lapsed => Happened::Lapsed,
-        }
-    }
-
-    /// How `toolhost_approvals_total` counts it, if it does.
-    fn counted(self) -> Option<ApprovalCount> {
-        match self {
-            Happened::Held => Some(ApprovalCount::Held),
-            Happened::Approved => Some(ApprovalCount::Approved),
-            Happened::Rejected => Some(ApprovalCount::Rejected),
-            Happened::Expired => Some(ApprovalCount::Expired),
-            Happened::Lapsed => Some(ApprovalCount::Lapsed),
-            Happened::Done => Some(ApprovalCount::Executed),
-            Happened::Decision | Happened::Executing => None,
-        }
-    }
-
-    /// Whether it is the final decision on the call (its decision latency
-    /// is observed).
-    fn decides(self) -> bool {
-        matches!(self, Happened::Approved | Happened::Rejected | Happened::Expired)
-    }
 }
 
 /// What a held call's caller and the tool look like to the policy.

@@ -18,7 +18,7 @@
 //! - [`call`]: one call of a connector, top to bottom in [`call::invoke`];
 //! - [`plugins`]: bundles, the registry, and the one owner of their lifecycle;
 //! - [`runtime`]: the engine, storage, audit and plugins assembled, for the server and the CLI;
-//! - [`app`]: the application services adapters share (idempotency; the call core is moving here);
+//! - [`app`]: the application services adapters share (idempotency, the operator's actions; the call core is moving here);
 //! - [`server`]: HTTP (REST, MCP), tokens, approvals, workflow runs, metrics;
 //! - [`console`]: the operator's web console, over the server's services;
 //! - [`check`], [`devkit`]: the `toolhost check` and `toolhost dev` commands.

@@ -4,92 +4,86 @@
 //! own (sled's `flush_async` from many tasks at once slows to a crawl).
 //!
 //! The flushes run on a thread of their own, and a writer only waits to
-//! hear that its write is covered. No writer holds anything while it waits:
+//! hear that its write is covered: it joins the generation the next flush
+//! will cover and is woken once, when that flush is done. No writer holds anything while it waits:
 //! when flushes were coordinated by a lock held across the flush, the
 //! holder's next poll released it, so a writer on a starved runtime (a
 //! workflow run's thread computing a 140,000-item loop, issue 29) kept every
 //! other writer, an agent's audit record among them, waiting ~300 ms for
 //! that runtime to come round.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
-/// What the flush thread has done so far.
-#[derive(Clone, Default)]
-struct Flushed {
-    /// The highest ticket a successful flush covered: its write is durable.
-    covered: u64,
-    /// The highest ticket a failed flush was to cover, and why it failed.
-    failed: u64,
-    error: Option<std::sync::Arc<str>>,
+/// The writers one flush covers: those that joined it before it began.
+/// Each is woken once, when it is done.
+#[derive(Default)]
+struct Generation {
+    done: Notify,
+    result: OnceLock<Result<(), Arc<str>>>,
 }
 
 pub(super) struct GroupCommit {
-    /// Tickets handed out; a writer takes one after its write.
-    issued: std::sync::Arc<AtomicU64>,
+    /// The generation the next flush will cover; a writer joins it after
+    /// its write, and the flush thread takes it (leaving a new one) just
+    /// before it flushes.
+    next: Arc<Mutex<Arc<Generation>>>,
     /// Wakes the flush thread; one pending wake is enough, since the thread
-    /// reads `issued` after it wakes.
+    /// takes whoever joined by the time it runs.
     wake: Option<mpsc::SyncSender<()>>,
-    flushed: watch::Receiver<Flushed>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl GroupCommit {
     pub(super) fn start(db: sled::Db) -> std::io::Result<GroupCommit> {
-        let issued = std::sync::Arc::new(AtomicU64::new(0));
+        let next: Arc<Mutex<Arc<Generation>>> = Arc::default();
         let (wake, woken) = mpsc::sync_channel(1);
-        let (publish, flushed) = watch::channel(Flushed::default());
-        let tickets = issued.clone();
+        let pending = next.clone();
         let thread = std::thread::Builder::new()
             .name("toolhost-flush".into())
             .spawn(move || {
                 // Ends when the last writer is gone (the sender dropped).
                 while woken.recv().is_ok() {
-                    // Every ticket issued until now belongs to a write that
-                    // is already in sled's buffers: this flush covers it.
-                    let target = tickets.load(Ordering::SeqCst);
-                    let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.flush())) {
+                    // Every writer that joined this generation wrote before
+                    // joining: this flush covers it.
+                    let covered = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+                    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.flush())) {
                         Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("the flush panicked".to_string()),
+                        Ok(Err(e)) => Err(e.to_string().into()),
+                        Err(_) => Err("the flush panicked".into()),
                     };
-                    publish.send_modify(|f| match outcome {
-                        Ok(()) => f.covered = f.covered.max(target),
-                        Err(e) => {
-                            f.failed = f.failed.max(target);
-                            f.error = Some(e.into());
-                        }
-                    });
+                    let _ = covered.result.set(result);
+                    covered.done.notify_waiters();
                 }
             })?;
         Ok(GroupCommit {
-            issued,
+            next,
             wake: Some(wake),
-            flushed,
             thread: Some(thread),
         })
     }
 
     /// Wait until every write this task made before calling is durable.
     pub(super) async fn flush(&self) -> Result<(), String> {
-        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = self.next.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Registered before the wake, so that the flush's notice cannot
+        // come before this writer listens for it.
+        let done = generation.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
         if let Some(wake) = &self.wake {
-            // Full: a wake is pending, and that flush reads this ticket.
+            // Full: a wake is pending, and that flush takes this generation.
             let _ = wake.try_send(());
         }
-        let mut flushed = self.flushed.clone();
-        let seen = flushed
-            .wait_for(|f| f.covered >= ticket || f.failed >= ticket)
-            .await
-            .map_err(|_| "the storage flush thread has stopped".to_string())?;
-        // A later flush that succeeded covers this write too.
-        match &seen.error {
-            _ if seen.covered >= ticket => Ok(()),
-            Some(e) => Err(format!("flushing the database to disk failed: {e}")),
-            None => Err("flushing the database to disk failed".to_string()),
+        if generation.result.get().is_none() {
+            done.await;
+        }
+        match generation.result.get() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(format!("flushing the database to disk failed: {e}")),
+            None => Err("the storage flush thread has stopped".to_string()),
         }
     }
 }

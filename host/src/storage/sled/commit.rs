@@ -5,8 +5,8 @@
 //!
 //! The flushes run on a thread of their own, and a writer only waits to
 //! hear that its write is covered: it joins the generation the next flush
-//! will cover and is woken once, when that flush is done. No writer holds anything while it waits:
-//! when flushes were coordinated by a lock held across the flush, the
+//! will cover and is woken once, when that flush is done. No writer holds
+//! anything while it waits: when flushes were coordinated by a lock held across the flush, the
 //! holder's next poll released it, so a writer on a starved runtime (a
 //! workflow run's thread computing a 140,000-item loop, issue 29) kept every
 //! other writer, an agent's audit record among them, waiting ~300 ms for
@@ -44,6 +44,8 @@ impl GroupCommit {
         let thread = std::thread::Builder::new()
             .name("toolhost-flush".into())
             .spawn(move || {
+                // However the thread ends, whoever waits is answered.
+                let _stopped = Stopped(pending.clone());
                 // Ends when the last writer is gone (the sender dropped).
                 while woken.recv().is_ok() {
                     // Every writer that joined this generation wrote before
@@ -75,7 +77,9 @@ impl GroupCommit {
         done.as_mut().enable();
         if let Some(wake) = &self.wake {
             // Full: a wake is pending, and that flush takes this generation.
-            let _ = wake.try_send(());
+            if let Err(mpsc::TrySendError::Disconnected(())) = wake.try_send(()) {
+                return Err(STOPPED.to_string());
+            }
         }
         if generation.result.get().is_none() {
             done.await;
@@ -83,8 +87,22 @@ impl GroupCommit {
         match generation.result.get() {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => Err(format!("flushing the database to disk failed: {e}")),
-            None => Err("the storage flush thread has stopped".to_string()),
+            None => Err(STOPPED.to_string()),
         }
+    }
+}
+
+const STOPPED: &str = "the storage flush thread has stopped";
+
+/// Fails the generation still waiting when the flush thread ends, so that
+/// its writers hear of it instead of waiting for good.
+struct Stopped(Arc<Mutex<Arc<Generation>>>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let waiting = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = waiting.result.set(Err(STOPPED.into()));
+        waiting.done.notify_waiters();
     }
 }
 

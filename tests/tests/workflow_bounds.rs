@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use toolhost_tests::{
-    cancel_run, client, echo_check, get_json, invoke, invoke_in_background, newest_run, ServerProcess, ADMIN_TOKEN,
-    AGENT_TOKEN,
+    cancel_run, client, echo_check, get_json, invoke, invoke_in_background, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN,
 };
 
 /// A workflow named `name` whose one task sets `n` to jq `expr`.
@@ -167,27 +166,39 @@ async fn runaway_expressions_are_stopped_by_the_budget_while_the_host_answers() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_run_that_only_computes_stops_it() {
-    // A budget no test would wait out: only the cancel can stop this run.
+    // A budget no test would wait out: only the cancel can stop these runs.
     let server = server("[server]\nworkflow-steps = 1000000000000\nworkflow-eval-ms = 3600000\n");
-    // The call answers 202 after its wait; the run is followed by id.
-    let call = invoke_in_background(&server, "spin", json!({}));
-    let run = newest_run(&server).await;
-    assert_eq!(cancel_run(&server, ADMIN_TOKEN, &run).await, 200);
-    let (_, shown) = get_json(&server, ADMIN_TOKEN, &format!("/v1/runs/{run}")).await;
-    assert_eq!(shown["run"]["state"], "cancelled", "{shown}");
-    // The expression itself stops (its driver ends), and a call is
-    // answered meanwhile.
-    assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !server.log().contains(&format!("run {run} stopped")) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never stopped:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Each run is cancelled the moment it can be listed, which may be
+    // before its driver starts: a cancel then must still stop it.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..5 {
+        // The call answers 202 after its wait; the run is followed by id.
+        let call = invoke_in_background(&server, "spin", json!({}));
+        let run = loop {
+            let (_, runs) = get_json(&server, ADMIN_TOKEN, "/v1/runs?limit=1").await;
+            match runs["runs"][0]["id"].as_str() {
+                Some(id) if !seen.contains(id) => break id.to_string(),
+                _ => tokio::task::yield_now().await,
+            }
+        };
+        seen.insert(run.clone());
+        assert_eq!(cancel_run(&server, ADMIN_TOKEN, &run).await, 200);
+        let (_, shown) = get_json(&server, ADMIN_TOKEN, &format!("/v1/runs/{run}")).await;
+        assert_eq!(shown["run"]["state"], "cancelled", "{shown}");
+        // The expression itself stops (its driver ends), and a call is
+        // answered meanwhile.
+        assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !server.log().contains(&format!("run {run} stopped")) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the run never stopped:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        call.abort();
     }
-    call.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -292,9 +292,6 @@ pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError>
             state: run.state.as_str(),
         });
     }
-    if let Some(halt) = state.runs.active().get(id) {
-        halt.cancel();
-    }
     run.state = RunState::Cancelled;
     run.cancelled_by = Some(by.to_string());
     let waiting_on = run.waiting_on.take();
@@ -305,6 +302,11 @@ pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError>
     )
     .detail(format!("cancelled by {by}"));
     let run = close(state, run, Err(problem)).await?;
+    // Halted only once the close is stored: a driver registered after this
+    // look finds the run closed when it starts (see `drive`).
+    if let Some(halt) = state.runs.active().get(id) {
+        halt.cancel();
+    }
     // The step it waited on leaves the reviewers' queue.
     if let Some(approval) = waiting_on {
         let why = format!("workflow run {id} was cancelled by {by}");
@@ -356,6 +358,19 @@ pub async fn recover(state: &Shared) -> Result<usize, RunError> {
 }
 
 async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: CancellationToken) {
+    // A cancel that looked for this run's halt before `spawn` registered it
+    // has closed the run already: it is not driven.
+    match get(state, &run.id).await {
+        Ok(stored) if stored.state.is_open() => {}
+        Ok(_) => {
+            tracing::info!("run {} stopped", run.id);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(run = %run.id, "cannot read the run: {e}");
+            return;
+        }
+    }
     let steps = match state.runtime.storage().runs().steps(&run.id).await {
         Ok(steps) => steps,
         Err(e) => {

@@ -106,9 +106,9 @@ async fn invoke(
         tool,
         plugin_version: Some("native".into()),
         plugin_digest: None,
-        result: result
-            .clone()
-            .map_err(|e| toolhost::CallError::PluginError { error: Value::from(e) }),
+        result: result.clone().map_err(|e| toolhost::CallError::PluginError {
+            error: toolhost::model::call::ConnectorError::from_json(Value::from(e)),
+        }),
         journal: Journal::default(),
         timings: Timings {
             total_us: started.elapsed().as_micros() as u64,

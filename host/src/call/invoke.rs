@@ -14,7 +14,7 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use crate::audit::Ending;
 use crate::call::{fault, names, values};
 use crate::capabilities::{truncated, CallState, Journal, NoGate, SharedGate, SharedJournal};
-use crate::model::call::{CallError, Exhausted, Timings};
+use crate::model::call::{CallError, ConnectorError, Exhausted, Timings};
 use crate::model::effects::Sink;
 use crate::plugins::plugin::{Plugin, Warm};
 use crate::plugins::registry::{Registry, ToolRef};
@@ -89,7 +89,7 @@ pub async fn invoke(
     // The secrets the connector was handed go no further than its requests.
     match &mut result {
         Ok(value) => journal.mask_json(value, Sink::Result),
-        Err(CallError::PluginError { error }) => journal.mask_json(error, Sink::Error),
+        Err(CallError::PluginError { error }) => error.rewrite(|text| journal.mask_json(text, Sink::Error)),
         Err(CallError::PluginFault { message }) => journal.mask(message, Sink::Error),
         Err(_) => {}
     }
@@ -257,7 +257,7 @@ async fn call(
         (true, Some(Val::Result(Ok(ok)))) => ok.as_deref().map_or(Ok(Value::Null), |v| capped_json(v, cap))?,
         (true, Some(Val::Result(Err(err)))) => {
             return Err(CallError::PluginError {
-                error: err.as_deref().map_or(Ok(Value::Null), |v| capped_json(v, cap))?,
+                error: ConnectorError::from_json(err.as_deref().map_or(Ok(Value::Null), |v| capped_json(v, cap))?),
             })
         }
         (_, Some(other)) => capped_json(&other, cap)?,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::audit::Via;
+use crate::model::call::CallError;
 use crate::model::problem::Problem;
 
 /// Where a run stands.
@@ -130,4 +131,20 @@ pub struct Step {
     pub started: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
+}
+
+impl Run {
+    /// The error a call of the workflow answers with once its run failed
+    /// or was cancelled; `None` while it goes on or once it completed.
+    pub fn call_error(&self) -> Option<CallError> {
+        match self.state {
+            RunState::Cancelled => Some(CallError::Cancelled {
+                message: self.error.as_ref().and_then(|p| p.detail.clone()).unwrap_or_default(),
+            }),
+            RunState::Failed => Some(CallError::WorkflowFailed {
+                problem: serde_json::to_value(&self.error).unwrap_or_default(),
+            }),
+            RunState::Running | RunState::Waiting | RunState::Completed => None,
+        }
+    }
 }

@@ -20,7 +20,7 @@ use crate::model::call::{CallError, Timings};
 use crate::model::time::{now_ms, rfc3339_ms};
 
 use crate::call::invoke::CallOutcome;
-use crate::model::approval::{Approval, ApprovalState, StoredAnswer};
+use crate::model::approval::{Answered, Approval, ApprovalState, NotRun};
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::problem::{kinds, Problem};
 use crate::model::run::{Run, RunState, Step};
@@ -492,11 +492,13 @@ async fn answer_approval(state: &Shared, id: &str, run: &Run) {
         if approval.state != ApprovalState::Executing {
             return Ok(());
         }
-        let stored = api::Answer::run(run).stored();
+        let Some(answered) = Answered::of_run(run) else {
+            return Ok(());
+        };
         let audit_id = run.audit_id.clone().unwrap_or_default();
         state
             .approvals
-            .finish(Approval::clone(&approval), stored, audit_id)
+            .finish(Approval::clone(&approval), answered, audit_id)
             .await
             .map(drop)
     };
@@ -546,10 +548,10 @@ impl StepHost {
         self.detached(async move {
             let found = state.runtime.find(&tool);
             let (outcome, record) = api::execute_call(&state, &token, &tool, found, &args, &caller).await?;
-            let stored = api::Answer::of(&outcome, &record.id).stored();
+            let answered = Answered::of(&outcome.result, &record.id, outcome.plugin_version.clone());
             state
                 .approvals
-                .finish(approval, stored, record.id.clone())
+                .finish(approval, answered, record.id.clone())
                 .await
                 .map_err(ApiError::internal)?;
             Ok(end_of(&outcome, &record))
@@ -609,19 +611,24 @@ impl Host for StepHost {
                 Ok(approval) => approval,
                 Err(e) => return failed_internally(&e.to_string()),
             };
-            let refused = |kind: &str, status: u16| {
+            let refused = |why: NotRun| {
                 let reasons: Vec<String> = approval
                     .decisions
                     .iter()
                     .map(|d| format!("{}: {}", d.by, d.reason))
                     .collect();
+                let kind = why.kind().replace('_', "-");
                 CallEnd::Failed {
-                    problem: Problem::new(format!("{}{kind}", kinds::TOOL_PREFIX), status, kind.replace('-', " "))
-                        .detail(if reasons.is_empty() {
-                            format!("approval {}", approval.id)
-                        } else {
-                            format!("approval {}: {}", approval.id, reasons.join("; "))
-                        }),
+                    problem: Problem::new(
+                        format!("{}{kind}", kinds::TOOL_PREFIX),
+                        why.status(),
+                        kind.replace('-', " "),
+                    )
+                    .detail(if reasons.is_empty() {
+                        format!("approval {}", approval.id)
+                    } else {
+                        format!("approval {}: {}", approval.id, reasons.join("; "))
+                    }),
                     audit_id: None,
                 }
             };
@@ -636,26 +643,23 @@ impl Host for StepHost {
                 // short, so it runs again with the same idempotency key.
                 ApprovalState::Executing => return self.execute(call, Approval::clone(&approval)).await,
                 ApprovalState::Done => {
-                    let answer = approval.answer.clone().unwrap_or(StoredAnswer {
-                        status: 500,
-                        body: Value::Null,
-                    });
                     let audit_id = approval.call_audit_id.clone().unwrap_or_default();
-                    return if answer.status == 200 {
-                        CallEnd::Done {
-                            output: answer.body["result"].clone(),
+                    return match &approval.answer {
+                        Some(Answered::Ran { result, .. }) => CallEnd::Done {
+                            output: result.clone(),
                             audit_id,
-                        }
-                    } else {
-                        CallEnd::Failed {
-                            problem: problem_of(answer.status, &answer.body),
+                        },
+                        Some(Answered::Failed { error, .. }) => CallEnd::Failed {
+                            problem: problem_of(error),
                             audit_id: Some(audit_id),
-                        }
+                        },
+                        Some(Answered::NotRun { why, .. }) => refused(*why),
+                        None => failed_internally("the approval is done but keeps no answer"),
                     };
                 }
-                ApprovalState::Rejected => return refused("approval-rejected", 403),
-                ApprovalState::Expired => return refused("approval-expired", 410),
-                ApprovalState::Lapsed => return refused("approval-lapsed", 409),
+                ApprovalState::Rejected => return refused(NotRun::Rejected),
+                ApprovalState::Expired => return refused(NotRun::Expired),
+                ApprovalState::Lapsed => return refused(NotRun::Lapsed),
             }
         }
     }
@@ -698,54 +702,41 @@ fn failed_internally(message: &str) -> CallEnd {
 }
 
 /// A step's call as the engine sees it: its result, or the error as a
-/// problem (the same mapping as the REST answer's status and kind).
+/// problem.
 fn end_of(outcome: &CallOutcome, record: &AuditRecord) -> CallEnd {
-    let answer = api::Answer::of(outcome, &record.id);
     match &outcome.result {
         Ok(value) => CallEnd::Done {
             output: value.clone(),
             audit_id: record.id.clone(),
         },
-        Err(_) => CallEnd::Failed {
-            problem: problem_of(answer.status.as_u16(), &answer.body),
+        Err(error) => CallEnd::Failed {
+            problem: problem_of(error),
             audit_id: Some(record.id.clone()),
         },
     }
 }
 
-/// The problem for a call's error answer (`{"error": {"kind", "message",
-/// "error"?}}`): the DSL's own error types where one fits, and
-/// `toolhost:errors/<kind>` otherwise; a connector's typed error by its
-/// case (`toolhost:errors/rate-limited`, `toolhost:errors/upstream`).
-pub fn problem_of(status: u16, body: &Value) -> Problem {
-    let error = &body["error"];
-    let kind = error["kind"].as_str().unwrap_or("internal");
-    let (kind, detail) = match kind {
-        // At the status the REST answer has (504, `CallError::Timeout`): a
-        // tool's time limit is 504 everywhere; 408 is a task's or the
+/// The problem for a call's error, at the error's status: the DSL's own
+/// error types where one fits, and `toolhost:errors/<kind>` otherwise; a
+/// connector's typed error by its case (`toolhost:errors/rate-limited`,
+/// `toolhost:errors/upstream`), with the error itself.
+pub fn problem_of(error: &CallError) -> Problem {
+    let (kind, detail) = match error {
+        // A tool's time limit is 504 everywhere; 408 is a task's or the
         // workflow's own `timeout` (the DSL's).
-        "timeout" => (kinds::TIMEOUT.to_string(), None),
-        "denied" => (kinds::AUTHORIZATION.to_string(), None),
-        "invalid_input" => (kinds::VALIDATION.to_string(), None),
-        "plugin_error" => {
-            let case = match &error["error"] {
-                Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
-                Value::String(s) => s.clone(),
-                _ => "error".into(),
-            };
-            let detail = match &error["error"][&case] {
-                Value::String(s) => Some(s.clone()),
-                Value::Null => None,
-                other => Some(other.to_string()),
-            };
-            (format!("{}{case}", kinds::TOOL_PREFIX), detail)
-        }
-        other => (format!("{}{}", kinds::TOOL_PREFIX, other.replace('_', "-")), None),
+        CallError::Timeout { .. } => (kinds::TIMEOUT.to_string(), None),
+        CallError::Denied { .. } => (kinds::AUTHORIZATION.to_string(), None),
+        CallError::InvalidInput { .. } => (kinds::VALIDATION.to_string(), None),
+        CallError::PluginError { error } => (format!("{}{}", kinds::TOOL_PREFIX, error.case()), error.detail()),
+        other => (
+            format!("{}{}", kinds::TOOL_PREFIX, other.kind().replace('_', "-")),
+            None,
+        ),
     };
-    let mut problem = Problem::new(kind, status, error["message"].as_str().unwrap_or("the call failed"));
+    let mut problem = Problem::new(kind, error.status(), error.to_string());
     problem.detail = detail;
-    if !error["error"].is_null() {
-        problem.error = Some(Box::new(error["error"].clone()));
+    if let CallError::PluginError { error } = error {
+        problem.error = Some(Box::new(Value::from(error))).filter(|e| !e.is_null());
     }
     problem
 }

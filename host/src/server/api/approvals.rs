@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Agent, Reviewer};
-use super::calls::spawn_execution;
+use super::calls::{spawn_execution, Answer};
 use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
@@ -105,9 +105,8 @@ pub async fn get(
         state.approvals.wait(&id, wait).await?
     };
     match &approval.answer {
-        Some(answer) if approval.state.is_final() => {
-            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-            let mut body = answer.body.clone();
+        Some(answered) if approval.state.is_final() => {
+            let Answer { status, mut body, .. } = Answer::answered(answered);
             // Beside the call's own answer: which approval, and who decided.
             if let Value::Object(map) = &mut body {
                 map.insert("approval".into(), Value::from(approval.id.clone()));

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::{ApiError, Shared};
 use crate::call::invoke::{check_arguments, CallOutcome};
 use crate::call::names;
-use crate::model::approval::{Approval, StoredAnswer};
+use crate::model::approval::{Answered, Approval};
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::call::CallError;
 use crate::model::run::{Run, RunState};
@@ -37,6 +37,19 @@ pub enum Called {
     /// A workflow's run: ended, or still going (running, or a step waits
     /// for a person).
     Started(Box<Run>),
+}
+
+impl Called {
+    /// Whether a retry under the same idempotency key is told this again
+    /// rather than run: all but an error that changed nothing and may
+    /// pass (see [`CallError::is_transient`]).
+    pub fn is_final(&self) -> bool {
+        match self {
+            Called::Ran(ran) => ran.0.effects || !ran.0.result.as_ref().is_err_and(CallError::is_transient),
+            Called::Held(_) => true,
+            Called::Started(run) => !run.call_error().is_some_and(|e| e.is_transient()),
+        }
+    }
 }
 
 pub async fn call(
@@ -252,10 +265,10 @@ pub async fn execute(state: &Shared, id: &str) -> Result<(), ApiError> {
     };
     let caller = caller_of(&approval);
     let (outcome, record) = run(state, &principal, &approval.tool, found, &approval.arguments, &caller).await?;
-    let stored = Answer::of(&outcome, &record.id).stored();
+    let answered = Answered::of(&outcome.result, &record.id, outcome.plugin_version.clone());
     state
         .approvals
-        .finish(approval, stored, record.id)
+        .finish(approval, answered, record.id)
         .await
         .map_err(ApiError::internal)?;
     Ok(())
@@ -356,30 +369,64 @@ pub struct Answer {
 impl Answer {
     pub fn of(outcome: &CallOutcome, audit_id: &str) -> Answer {
         match &outcome.result {
-            Ok(value) => Answer {
-                status: StatusCode::OK,
-                body: json!({ "result": value, "audit_id": audit_id, "plugin_version": outcome.plugin_version }),
-                retry_after: None,
-            },
-            Err(e) => {
-                let mut err = ApiError::from_call(e);
-                if let Value::Object(map) = &mut err.body {
-                    map.insert("audit_id".into(), Value::from(audit_id));
-                }
-                Answer {
-                    status: err.status,
-                    body: err.body,
-                    retry_after: err.retry_after,
-                }
-            }
+            Ok(value) => Answer::ran(value, audit_id, outcome.plugin_version.as_deref()),
+            Err(e) => Answer::failed(e, Some(audit_id)),
         }
     }
 
-    /// The answer as an approval keeps it for the agent.
-    pub fn stored(self) -> StoredAnswer {
-        StoredAnswer {
-            status: self.status.as_u16(),
-            body: self.body,
+    /// The answer to a held call that came to an end.
+    pub fn answered(answered: &Answered) -> Answer {
+        match answered {
+            Answered::Ran {
+                result,
+                audit_id,
+                plugin_version,
+                run,
+            } => Answer::ran(result, audit_id, plugin_version.as_deref()).with_run(run.as_deref(), None),
+            Answered::Failed {
+                error,
+                audit_id,
+                plugin_version,
+                run,
+            } => Answer::failed(error, audit_id.as_deref()).with_run(run.as_deref(), plugin_version.as_deref()),
+            Answered::NotRun { why, message } => Answer {
+                status: StatusCode::from_u16(why.status()).unwrap_or(StatusCode::CONFLICT),
+                body: json!({ "error": { "kind": why.kind(), "message": message } }),
+                retry_after: None,
+            },
+        }
+    }
+
+    /// A workflow's answer names its run and the version it ran on.
+    fn with_run(mut self, run: Option<&str>, plugin_version: Option<&str>) -> Answer {
+        if let Value::Object(map) = &mut self.body {
+            if let Some(run) = run {
+                map.insert("run".into(), Value::from(run));
+            }
+            if let Some(version) = plugin_version {
+                map.insert("plugin_version".into(), Value::from(version));
+            }
+        }
+        self
+    }
+
+    fn ran(value: &Value, audit_id: &str, plugin_version: Option<&str>) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body: json!({ "result": value, "audit_id": audit_id, "plugin_version": plugin_version }),
+            retry_after: None,
+        }
+    }
+
+    fn failed(e: &CallError, audit_id: Option<&str>) -> Answer {
+        let mut err = ApiError::from_call(e);
+        if let (Value::Object(map), Some(audit_id)) = (&mut err.body, audit_id) {
+            map.insert("audit_id".into(), Value::from(audit_id));
+        }
+        Answer {
+            status: err.status,
+            body: err.body,
+            retry_after: err.retry_after,
         }
     }
 
@@ -417,14 +464,9 @@ impl Answer {
                 retry_after: None,
             },
             RunState::Failed | RunState::Cancelled => {
-                let problem = serde_json::to_value(&run.error).unwrap_or_default();
-                let error = if run.state == RunState::Cancelled {
-                    CallError::Cancelled {
-                        message: run.error.as_ref().and_then(|p| p.detail.clone()).unwrap_or_default(),
-                    }
-                } else {
-                    CallError::WorkflowFailed { problem }
-                };
+                let error = run.call_error().unwrap_or(CallError::Interrupted {
+                    message: "the run ended without its error".into(),
+                });
                 let err = ApiError::from_call(&error);
                 Answer {
                     status: err.status,
@@ -446,13 +488,6 @@ impl Answer {
                 retry_after: None,
             },
         }
-    }
-
-    /// Whether a retry should get this answer again rather than run: all
-    /// but a timeout and a refusal for lack of room are.
-    pub fn is_final(&self) -> bool {
-        !matches!(self.status, StatusCode::GATEWAY_TIMEOUT | StatusCode::TOO_MANY_REQUESTS)
-            || self.body["error"]["kind"] == "plugin_error"
     }
 }
 

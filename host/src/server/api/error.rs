@@ -74,30 +74,10 @@ impl ApiError {
     /// A failed call: its kind decides the status; a connector's own typed
     /// error decides it by its case (not-found → 404, conflict → 409, ...).
     pub fn from_call(e: &CallError) -> ApiError {
-        let status = match e {
-            CallError::NotFound { .. } => StatusCode::NOT_FOUND,
-            CallError::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            CallError::Denied { .. } => StatusCode::FORBIDDEN,
-            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            // No room now (429, with Retry-After), or more than the grant
-            // allows, which a retry does not change (507).
-            CallError::ResourceExhausted { reason, .. } if reason.passes() => StatusCode::TOO_MANY_REQUESTS,
-            CallError::ResourceExhausted { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            CallError::PluginFault { .. } | CallError::Interrupted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            CallError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            CallError::PluginError { error } => plugin_error_status(error),
-            CallError::Cancelled { .. } => StatusCode::CONFLICT,
-            // The problem's own status, when it is an error status.
-            CallError::WorkflowFailed { problem } => problem["status"]
-                .as_u64()
-                .and_then(|s| StatusCode::from_u16(s as u16).ok())
-                .filter(|s| s.is_client_error() || s.is_server_error())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        };
         ApiError {
-            status,
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: json!({ "error": call_error_body(e) }),
-            retry_after: retry_after(e),
+            retry_after: e.retry_after(),
         }
     }
 }
@@ -109,35 +89,11 @@ pub fn call_error_body(e: &CallError) -> Value {
     let mut body = serde_json::to_value(e).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut body {
         map.insert("message".into(), Value::from(e.to_string()));
-        if let Some(seconds) = retry_after(e) {
+        if let Some(seconds) = e.retry_after() {
             map.insert("retry_after".into(), Value::from(seconds));
         }
     }
     body
-}
-
-/// When a retry may succeed: a refusal for lack of room after a moment; a
-/// connector's `rate-limited(N)` after the N seconds its upstream asked for.
-fn retry_after(e: &CallError) -> Option<u64> {
-    match e {
-        CallError::ResourceExhausted { reason, .. } if reason.passes() => Some(1),
-        CallError::PluginError { error } => error.get("rate-limited").and_then(Value::as_u64),
-        _ => None,
-    }
-}
-
-/// The status for a connector's `toolhost:connector/types.error` case.
-fn plugin_error_status(error: &Value) -> StatusCode {
-    let case = error.as_object().and_then(|m| m.keys().next()).map(String::as_str);
-    match case {
-        Some("invalid-input") => StatusCode::UNPROCESSABLE_ENTITY,
-        Some("not-found") => StatusCode::NOT_FOUND,
-        Some("denied") => StatusCode::FORBIDDEN,
-        Some("rate-limited") => StatusCode::TOO_MANY_REQUESTS,
-        Some("conflict") => StatusCode::CONFLICT,
-        Some("internal") => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_GATEWAY,
-    }
 }
 
 impl IntoResponse for ApiError {

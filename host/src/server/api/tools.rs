@@ -150,19 +150,20 @@ pub async fn invoke(
     };
 
     let answer = detached(&state, move |state| async move {
-        let (answer, effects) = match call(&state, &principal, &tool, &args, &caller).await? {
-            Called::Ran(ran) => (Answer::of(&ran.0, &ran.1.id), ran.0.effects),
+        let called = call(&state, &principal, &tool, &args, &caller).await?;
+        let answer = match &called {
+            Called::Ran(ran) => Answer::of(&ran.0, &ran.1.id),
             // A retry of a held call is answered with the same approval.
-            Called::Held(approval) => (Answer::held(&approval), false),
+            Called::Held(approval) => Answer::held(approval),
             // A run's steps are recorded as they go; a retry with the key
             // gets this answer (the same run) rather than a second run.
-            Called::Started(run) => (Answer::run(&run), false),
+            Called::Started(run) => Answer::run(run),
         };
         if let Some(claim) = claim {
             // An outcome that may have changed something is final: a retry
             // is answered with it, never run again. One that changed nothing
             // (a timeout before any effect, a full host) may be retried.
-            if answer.is_final() || effects {
+            if called.is_final() {
                 state
                     .idempotency
                     .store(claim, answer.status.as_u16(), &answer.body, &args)

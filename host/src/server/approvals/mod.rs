@@ -22,8 +22,9 @@ use tokio::sync::broadcast;
 
 use crate::audit::{redact, ApprovalEvent, AuditError, AuditLog};
 use crate::config::approvals::ApprovalConfig;
-use crate::model::approval::{Approval, ApprovalState, Decision, StoredAnswer, Verdict};
+use crate::model::approval::{Answered, Approval, ApprovalState, Decision, NotRun, Verdict};
 use crate::model::audit::{Caller, Outcome};
+use crate::model::call::CallError;
 use crate::model::digest::arguments_digest;
 use crate::model::time::now_ms;
 use crate::plugins::manifest::Risk;
@@ -399,12 +400,10 @@ impl Approvals {
         let from = (approval.state, approval.decisions.len());
         approval.state = ApprovalState::Lapsed;
         approval.finished = Some(now_ms());
-        approval.answer = Some(refusal(
-            409,
-            "approval_lapsed",
-            &format!("{why}; nothing ran: call again to ask for a new approval"),
-            &approval,
-        ));
+        approval.answer = Some(Answered::NotRun {
+            why: NotRun::Lapsed,
+            message: format!("{why}; nothing ran: call again to ask for a new approval"),
+        });
         // One this node took for running changes only here (as in
         // `finish`): its record goes first, so that an agent who sees it
         // lapsed finds the lapse in the trail. Any other may have been
@@ -444,7 +443,7 @@ impl Approvals {
     pub async fn finish(
         &self,
         mut approval: Approval,
-        answer: StoredAnswer,
+        answer: Answered,
         audit_id: String,
     ) -> Result<Arc<Approval>, ApprovalError> {
         let from = (approval.state, approval.decisions.len());
@@ -480,12 +479,10 @@ impl Approvals {
         let from = (approval.state, approval.decisions.len());
         approval.state = ApprovalState::Expired;
         approval.finished = Some(now);
-        approval.answer = Some(refusal(
-            410,
-            "approval_expired",
-            "nobody decided this call in time; nothing ran: call again to ask for a new approval",
-            &approval,
-        ));
+        approval.answer = Some(Answered::NotRun {
+            why: NotRun::Expired,
+            message: "nobody decided this call in time; nothing ran: call again to ask for a new approval".into(),
+        });
         // Every node expires what is due; one of them records it.
         if !self.save(&approval, from).await? {
             return Ok(Arc::new(self.load(id).await?));
@@ -543,15 +540,13 @@ impl Approvals {
                     let from = (approval.state, approval.decisions.len());
                     approval.state = ApprovalState::Done;
                     approval.finished = Some(now_ms());
-                    approval.answer = Some(StoredAnswer {
-                        status: 500,
-                        body: json!({
-                            "error": {
-                                "kind": "interrupted",
-                                "message": "the host stopped while this approved call ran; it was not run again (it may have had effects)",
-                            },
-                            "approval": approval.id,
-                        }),
+                    approval.answer = Some(Answered::Failed {
+                        error: CallError::Interrupted {
+                            message: "the host stopped while this approved call ran; it was not run again (it may have had effects)".into(),
+                        },
+                        audit_id: None,
+                        plugin_version: None,
+                        run: None,
                     });
                     self.save(&approval, from).await?;
                 }
@@ -740,12 +735,10 @@ fn judge(
         Verdict::Reject => {
             approval.state = ApprovalState::Rejected;
             approval.finished = Some(now);
-            approval.answer = Some(refusal(
-                403,
-                "approval_rejected",
-                &format!("a reviewer ({reviewer}) rejected this call: {reason}"),
-                approval,
-            ));
+            approval.answer = Some(Answered::NotRun {
+                why: NotRun::Rejected,
+                message: format!("a reviewer ({reviewer}) rejected this call: {reason}"),
+            });
             (Happened::Rejected, Outcome::Rejected)
         }
         Verdict::Approve if approvals >= usize::from(approval.approvers) => {
@@ -758,15 +751,4 @@ fn judge(
 
 fn reason_word(held: &Held) -> &'static str {
     held.reason.describe()
-}
-
-/// The typed error an agent gets for a held call that did not run.
-fn refusal(status: u16, kind: &str, message: &str, approval: &Approval) -> StoredAnswer {
-    StoredAnswer {
-        status,
-        body: json!({
-            "error": { "kind": kind, "message": message },
-            "approval": approval.id,
-        }),
-    }
 }

@@ -36,7 +36,7 @@ use super::calls::{call, detached, Answer, Called};
 use super::error::call_error_body;
 use super::tools::visible_tools;
 use super::Shared;
-use crate::model::approval::{Approval, ApprovalState};
+use crate::model::approval::{Answered, Approval, ApprovalState};
 use crate::model::audit::Caller;
 use crate::model::call::CallError;
 use crate::model::run::{Run, RunState};
@@ -402,15 +402,11 @@ impl McpServer {
     /// A final approval's answer as the call's own tool result: its result,
     /// or why it did not run. `None` while it is not final.
     fn final_result(&self, approval: &Approval) -> Option<CallToolResult> {
-        let answer = approval.answer.as_ref().filter(|_| approval.state.is_final())?;
-        if answer.status == 200 {
-            return Some(result(
-                answer.body["result"].clone(),
-                false,
-                self.structured(&approval.tool),
-            ));
+        let answered = approval.answer.as_ref().filter(|_| approval.state.is_final())?;
+        if let Answered::Ran { result: value, .. } = answered {
+            return Some(result(value.clone(), false, self.structured(&approval.tool)));
         }
-        let mut body = answer.body["error"].clone();
+        let mut body = Answer::answered(answered).body["error"].take();
         body["approval"] = Value::from(approval.id.clone());
         Some(result(body, true, false))
     }

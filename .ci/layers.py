@@ -23,7 +23,7 @@ FLOORS = {
 # actions move out of server/ into app/). Any other circle, or one of these
 # grown, fails the check; remove an entry once its circle is gone.
 KNOWN_CIRCLES = [
-    {"console", "server/api", "server/connections", "server/readiness", "server/runs"},
+    {"console", "server/api", "server/connections", "server/readiness"},
 ]
 
 

@@ -22,12 +22,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+use toolhost::app::approvals::{Approvals, Call};
 use toolhost::config::approvals::ApprovalConfig;
 use toolhost::model::audit::Caller;
 use toolhost::plugins::manifest::Risk;
 use toolhost::policy::approvals::ApprovalPolicy;
 use toolhost::policy::Policy;
-use toolhost::server::approvals::{Approvals, Call};
 use toolhost::{Runtime, RuntimeOptions};
 
 // The allocator the `toolhost` binary uses, for both sides.

@@ -18,12 +18,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use toolhost::app::auth::Auth;
 use toolhost::audit::AuditLog;
 use toolhost::call::invoke::CallOutcome;
 use toolhost::capabilities::Journal;
 use toolhost::model::audit::Caller;
 use toolhost::model::call::Timings;
-use toolhost::server::auth::Auth;
 use toolhost::storage::Storage;
 
 // The same allocator as `toolhost`, so only the tool differs.

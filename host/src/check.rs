@@ -308,11 +308,11 @@ impl Checker {
     /// included); tokens generated for want of any go to a scratch file.
     fn tokens(&mut self, config: &Config) {
         let scratch = std::env::temp_dir().join(format!("toolhost-check-tokens-{}", std::process::id()));
-        let built = crate::server::auth::Auth::new(&config.tokens, config.server.rate_per_minute, &scratch);
+        let built = crate::app::auth::Auth::new(&config.tokens, config.server.rate_per_minute, &scratch);
         let _ = std::fs::remove_file(&scratch);
         if let Err(e) = built {
             let place = match &e {
-                crate::server::auth::AuthError::Token { name, .. } => {
+                crate::app::auth::AuthError::Token { name, .. } => {
                     match self.located.tokens.iter().find(|t| t.name.get_ref() == name) {
                         Some(t) => self.at_offset(t.name.span().start),
                         None => self.header_place("[[tokens"),

@@ -19,13 +19,13 @@ use serde::Deserialize;
 
 use super::session::{Right, Viewer};
 use super::{done, pretty, render, Nav, Refusal, Section};
+use crate::app::approvals::happened::Happened;
+use crate::app::approvals::{ApprovalError, Notice};
 use crate::audit::redact;
 use crate::model::approval::{Approval, ApprovalState, Verdict};
 use crate::model::time::rfc3339_secs;
 use crate::server::api::approvals::decide_and_carry_out;
 use crate::server::api::{ApiError, Shared};
-use crate::server::approvals::happened::Happened;
-use crate::server::approvals::{ApprovalError, Notice};
 
 impl From<ApprovalError> for Refusal {
     fn from(e: ApprovalError) -> Refusal {
@@ -140,7 +140,7 @@ pub struct Paging {
 }
 
 async fn queue_of(state: &Shared, after: Option<String>) -> Result<QueuePage, Refusal> {
-    let found = state.approvals.pending_page(after.as_deref(), PAGE).await?;
+    let found = state.app.approvals.pending_page(after.as_deref(), PAGE).await?;
     let next = found.more.then(|| found.page.last().map(|a| a.id.clone())).flatten();
     Ok(QueuePage {
         calls: found.page.iter().map(HeldCall::of).collect(),
@@ -157,6 +157,7 @@ pub async fn page(
     Query(paging): Query<Paging>,
 ) -> Result<Response, Refusal> {
     let recent = state
+        .app
         .approvals
         .list(None, RECENT * 2)
         .await?
@@ -188,7 +189,7 @@ pub async fn queue(
 /// One held call alone, as the queue shows it, while it waits for a
 /// decision (404 once it does not), for the page's script to add or update.
 pub async fn item(viewer: Viewer, State(state): State<Shared>, Path(id): Path<String>) -> Result<Response, Refusal> {
-    let approval = state.approvals.get(&id).await?;
+    let approval = state.app.approvals.get(&id).await?;
     if approval.state != ApprovalState::Pending {
         return Err(Refusal::not_found(format!("{id} no longer waits for a decision")));
     }
@@ -244,7 +245,7 @@ impl QueueChange {
 /// the approval's id; `lagged` when some were missed (the page then reads
 /// its page of the queue again).
 pub async fn stream(_: Viewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let notices = tokio_stream::wrappers::BroadcastStream::new(state.approvals.subscribe());
+    let notices = tokio_stream::wrappers::BroadcastStream::new(state.app.approvals.subscribe());
     let events = notices
         .filter_map(|notice| {
             std::future::ready(match notice {
@@ -256,7 +257,7 @@ pub async fn stream(_: Viewer, State(state): State<Shared>) -> Sse<impl Stream<I
             })
         })
         .map(Ok)
-        .take_until(state.stopping.clone().cancelled_owned());
+        .take_until(state.app.stopping.clone().cancelled_owned());
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 

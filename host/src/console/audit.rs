@@ -226,7 +226,7 @@ pub async fn page(
 ) -> Result<Response, Refusal> {
     let Query(search) = query.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
     let found = match search.filter() {
-        Ok(filter) => state.runtime.audit().query(&filter).await.map_err(|e| match e {
+        Ok(filter) => state.app.runtime.audit().query(&filter).await.map_err(|e| match e {
             AuditError::BadFilter { .. } => e.to_string(),
             other => {
                 tracing::error!("console: audit query: {other}");
@@ -295,6 +295,7 @@ pub async fn timeline(
         ..AuditFilter::default()
     };
     let (records, next) = state
+        .app
         .runtime
         .audit()
         .query(&filter)
@@ -323,7 +324,7 @@ pub async fn live(viewer: Viewer) -> Response {
 /// Each record as it becomes final, as a `call` event with a summary the
 /// page adds to its table; `lagged` when some were missed.
 pub async fn live_stream(_: Viewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let records = tokio_stream::wrappers::BroadcastStream::new(state.runtime.audit().subscribe());
+    let records = tokio_stream::wrappers::BroadcastStream::new(state.app.runtime.audit().subscribe());
     let events = records
         .map(|record| {
             Ok(match record {
@@ -345,7 +346,7 @@ pub async fn live_stream(_: Viewer, State(state): State<Shared>) -> Sse<impl Str
                 }
             })
         })
-        .take_until(state.stopping.clone().cancelled_owned());
+        .take_until(state.app.stopping.clone().cancelled_owned());
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 

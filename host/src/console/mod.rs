@@ -291,13 +291,18 @@ async fn sign_in(
     // tells nobody which tokens exist and what they may do. Either counts
     // as a failed check of its source, as over the API.
     let principal = state
+        .app
         .auth
         .check(form.token.trim())
         .filter(|p| p.role != crate::config::Role::Agent);
     let Some(principal) = principal else {
         let source = peer.map(|p| p.0 .0.ip());
-        let failure = crate::server::metrics::BearerFailure::Unknown;
-        if state.bearer_failures.charge(failure, source, &state.metrics).is_some() {
+        let failure = crate::app::metrics::BearerFailure::Unknown;
+        if state
+            .bearer_failures
+            .charge(failure, source, &state.app.metrics)
+            .is_some()
+        {
             return refused(StatusCode::TOO_MANY_REQUESTS, "Too many attempts; wait a moment.");
         }
         return refused(

@@ -7,8 +7,8 @@ use axum::response::Response;
 
 use super::session::Viewer;
 use super::{render, Nav, Refusal, Section};
+use crate::app::metrics::{MinuteCount, RECENT_MINUTES};
 use crate::server::api::Shared;
-use crate::server::metrics::{MinuteCount, RECENT_MINUTES};
 
 /// One loaded plugin or workflow, as the overview lists it.
 pub struct PluginRow {
@@ -109,8 +109,8 @@ struct OverviewPage {
 }
 
 pub fn rows(state: &Shared) -> Vec<PluginRow> {
-    let registry = state.runtime.plugins().registry();
-    let enabled = |name: &str| !state.runtime.plugins().is_disabled(name);
+    let registry = state.app.runtime.plugins().registry();
+    let enabled = |name: &str| !state.app.runtime.plugins().is_disabled(name);
     let mut rows: Vec<PluginRow> = registry
         .snapshot()
         .values()
@@ -137,6 +137,7 @@ pub fn rows(state: &Shared) -> Vec<PluginRow> {
 
 pub async fn page(viewer: Viewer, State(state): State<Shared>) -> Result<Response, Refusal> {
     let pending = state
+        .app
         .approvals
         .pending()
         .await
@@ -145,10 +146,10 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>) -> Result<Respons
     Ok(render(&OverviewPage {
         nav: Nav::new(&viewer, Section::Overview),
         plugins: rows(&state),
-        chart: Chart::of(&state.metrics.last_hour()),
+        chart: Chart::of(&state.app.metrics.last_hour()),
         pending,
-        instances_in_use: state.metrics.instances_in_use(),
-        instances_idle: state.runtime.warm_instances(),
+        instances_in_use: state.app.metrics.instances_in_use(),
+        instances_idle: state.app.runtime.warm_instances(),
         mcp_sessions: state.mcp_sessions.count().await,
     }))
 }

@@ -56,8 +56,9 @@ struct PluginPage {
 
 pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<String>) -> Result<Response, Refusal> {
     viewer.require(Right::ManagePlugins)?;
-    let loaded = operator::plugin(&state.runtime, &name)?;
+    let loaded = operator::plugin(&state.app.runtime, &name)?;
     let history = state
+        .app
         .runtime
         .plugins()
         .history(&name)
@@ -74,7 +75,7 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
         })
         .collect();
     let described = admin::describe(&state, &loaded);
-    let operator_grant = serde_json::to_value(state.runtime.plugins().operator_grant(&name))
+    let operator_grant = serde_json::to_value(state.app.runtime.plugins().operator_grant(&name))
         .map(|g| pretty(&g))
         .unwrap_or_default();
     let (kind, vendor, description, world, tools) = match &loaded {
@@ -120,7 +121,7 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
         manifest_digest: loaded.manifest_digest().to_string(),
         digest,
         signer: described["signed_by"].as_str().map(str::to_string),
-        enabled: !state.runtime.plugins().is_disabled(&name),
+        enabled: !state.app.runtime.plugins().is_disabled(&name),
         tools,
         versions,
         effective_grant: pretty(&described["effective_grant"]),
@@ -160,7 +161,7 @@ pub async fn grant(
         let text = change.grant.unwrap_or_default();
         let grant: PluginPolicy = serde_json::from_str(&text)
             .map_err(|e| Refusal::page(StatusCode::UNPROCESSABLE_ENTITY, format!("the grant is not valid: {e}")))?;
-        operator::change_grant(&state.runtime, &console_actor(&viewer), &name, grant, &[]).await?;
+        operator::change_grant(&state.app.runtime, &console_actor(&viewer), &name, grant, &[]).await?;
         Ok(format!("The grant of {name} is changed and serves from now on."))
     }
     .await;
@@ -175,7 +176,7 @@ async fn switch(
     on: bool,
 ) -> Result<Response, Refusal> {
     admit(&viewer, form)?;
-    let outcome = operator::set_enabled(&state.runtime, &console_actor(&viewer), &name, on)
+    let outcome = operator::set_enabled(&state.app.runtime, &console_actor(&viewer), &name, on)
         .await
         .map(|_| format!("{name} is {}.", if on { "enabled" } else { "disabled" }))
         .map_err(Refusal::from);
@@ -207,7 +208,7 @@ pub async fn rollback(
     form: Result<Form<Change>, FormRejection>,
 ) -> Result<Response, Refusal> {
     admit(&viewer, form)?;
-    let outcome = operator::roll_back(&state.runtime, &console_actor(&viewer), &name)
+    let outcome = operator::roll_back(&state.app.runtime, &console_actor(&viewer), &name)
         .await
         .map(|p| format!("{name} is rolled back to version {}.", p.version()))
         .map_err(Refusal::from);

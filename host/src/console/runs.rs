@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::session::{Right, Viewer};
 use super::{done, pretty, render, Nav, Refusal, Section};
+use crate::app::runs;
 use crate::server::api::{ApiError, Shared};
-use crate::server::runs;
 
 /// Runs on one page.
 const PAGE: usize = 50;
@@ -114,12 +114,15 @@ pub async fn list(
     query: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Response, Refusal> {
     let Query(paging) = query.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let (page, next) = runs::page(&state, paging.before.as_deref(), PAGE)
+    let (page, next) = runs::page(&state.app, paging.before.as_deref(), PAGE)
         .await
         .map_err(ApiError::from)?;
     Ok(render(&RunsPage {
         nav: Nav::new(&viewer, Section::Runs),
-        runs: page.iter().map(|r| RunRow::of(&runs::view(&state, r, &[]))).collect(),
+        runs: page
+            .iter()
+            .map(|r| RunRow::of(&runs::view(&state.app, r, &[])))
+            .collect(),
         next,
     }))
 }
@@ -138,15 +141,16 @@ struct RunPage {
 }
 
 pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(id): Path<String>) -> Result<Response, Refusal> {
-    let run = runs::get(&state, &id).await.map_err(ApiError::from)?;
+    let run = runs::get(&state.app, &id).await.map_err(ApiError::from)?;
     let steps = state
+        .app
         .runtime
         .storage()
         .runs()
         .steps(&id)
         .await
         .map_err(ApiError::internal)?;
-    let view = runs::view(&state, &run, &steps);
+    let view = runs::view(&state.app, &run, &steps);
     let steps = view["steps"]
         .as_array()
         .map_or_else(Vec::new, |s| s.iter().map(StepRow::of).collect());
@@ -175,7 +179,7 @@ pub async fn cancel(
     viewer.require(Right::CancelRuns)?;
     let Form(form) = form.map_err(|e| Refusal::page(StatusCode::BAD_REQUEST, e.body_text()))?;
     viewer.check_csrf(&form.csrf)?;
-    let outcome = runs::cancel(&state, &id, &viewer.principal.name)
+    let outcome = runs::cancel(&state.app, &id, &viewer.principal.name)
         .await
         .map(|r| format!("Run {} of {} is cancelled.", r.id, r.workflow))
         .map_err(|e| Refusal::from(ApiError::from(e)));

@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Refusal;
+use crate::app::auth::Principal;
 use crate::config::Role;
 use crate::server::api::Shared;
-use crate::server::auth::Principal;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "toolhost_console";
@@ -299,7 +299,7 @@ impl FromRequestParts<Shared> for Viewer {
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Refusal> {
         let cookie = cookie(&parts.headers).ok_or(Refusal::SignIn)?;
         let (token, csrf) = state.console.find(&cookie).ok_or(Refusal::SignIn)?;
-        let principal = state.auth.named(&token).ok_or(Refusal::SignIn)?;
+        let principal = state.app.auth.named(&token).ok_or(Refusal::SignIn)?;
         if principal.role == Role::Agent {
             return Err(Refusal::SignIn);
         }

@@ -2,22 +2,18 @@
 //! shutdown let calls in flight finish and flush storage.
 
 pub mod api;
-pub mod approvals;
-pub mod auth;
 pub mod connections;
-pub mod metrics;
 pub mod nodes;
 pub mod readiness;
-pub mod runs;
-pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::app::auth::Auth;
 use crate::app::idempotency::Idempotency;
+use crate::app::metrics::Metrics;
+use crate::app::App;
 use crate::config::Config;
-use crate::server::auth::Auth;
-use crate::server::metrics::Metrics;
 use crate::Runtime;
 use api::{AppState, Shared};
 
@@ -30,7 +26,7 @@ pub enum ServeError {
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
-    Auth(#[from] crate::server::auth::AuthError),
+    Auth(#[from] crate::app::auth::AuthError),
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("cannot listen on {addr}: {source}")]
@@ -42,9 +38,9 @@ pub enum ServeError {
     #[error("start-up: {0}")]
     Startup(String),
     #[error(transparent)]
-    Webhook(#[from] crate::server::webhook::WebhookError),
+    Webhook(#[from] crate::app::approvals::webhook::WebhookError),
     #[error(transparent)]
-    Approvals(#[from] crate::server::approvals::ApprovalError),
+    Approvals(#[from] crate::app::approvals::ApprovalError),
     #[error(transparent)]
     Rules(#[from] crate::policy::approvals::RuleError),
 }
@@ -212,26 +208,29 @@ async fn assemble(
     )?;
     let metrics = Arc::new(Metrics::default());
     let approvals = Arc::new(open_approvals(config, runtime, &metrics).await?);
-    let state = Arc::new(AppState {
+    let app = Arc::new(App {
         runtime: runtime.clone(),
         auth,
         idempotency,
         metrics,
+        approvals,
+        runs: crate::app::runs::Runs::new(crate::workflow::budget::Limits {
+            steps: server.workflow_steps,
+            time: std::time::Duration::from_millis(server.workflow_eval_ms),
+        }),
+        stopping,
+    });
+    let state = Arc::new(AppState {
+        app,
         mcp_sessions: api::mcp::Sessions::new(
             server.max_mcp_sessions,
             server.max_mcp_sessions_per_principal,
             std::time::Duration::from_secs(server.mcp_idle_secs),
         ),
-        approvals,
-        runs: crate::server::runs::Runs::new(crate::workflow::budget::Limits {
-            steps: server.workflow_steps,
-            time: std::time::Duration::from_millis(server.workflow_eval_ms),
-        }),
         console: crate::console::Sessions::new(
             std::time::Duration::from_secs(server.console_session_minutes * 60),
             server.max_console_sessions_per_principal,
         ),
-        stopping,
         config_path: config.path.clone(),
         draining: Default::default(),
         bearer_failures: api::BearerFailures::new(server.failed_bearer_burst),
@@ -248,17 +247,17 @@ async fn resume(state: &Shared) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Startup(e.body.to_string()))?;
     // Decisions taken just before the last stop run now; calls it caught
     // running are closed, not run again.
-    for id in state.approvals.recover().await? {
-        api::spawn_execution(state, id);
+    for id in state.app.approvals.recover().await? {
+        crate::app::calls::spawn_execution(&state.app, id);
     }
-    spawn_expiry(&state.approvals, state.stopping.clone());
+    spawn_expiry(&state.app.approvals, state.app.stopping.clone());
     api::tokens::spawn_reload_on_hangup(state);
     // Where nodes share the store: follow their changes, and take over the
     // runs of a node that died.
     nodes::spawn_follower(state);
-    runs::spawn_takeover(state);
+    crate::app::runs::spawn_takeover(&state.app);
     // Workflow runs a stop or a crash left open go on where they were.
-    let resumed = runs::recover(state)
+    let resumed = crate::app::runs::recover(&state.app)
         .await
         .map_err(|e| ServeError::Startup(format!("resuming workflow runs: {e}")))?;
     if resumed > 0 {
@@ -273,7 +272,7 @@ async fn open_approvals(
     config: &Config,
     runtime: &Runtime,
     metrics: &Arc<Metrics>,
-) -> Result<crate::server::approvals::Approvals, ServeError> {
+) -> Result<crate::app::approvals::Approvals, ServeError> {
     let mut rules = match runtime.storage().operator().approval_rules().await? {
         Some(stored) => stored,
         None => config.approvals.clone(),
@@ -283,9 +282,9 @@ async fn open_approvals(
         .approvals
         .webhook
         .as_ref()
-        .map(crate::server::webhook::Webhook::new)
+        .map(crate::app::approvals::webhook::Webhook::new)
         .transpose()?;
-    Ok(crate::server::approvals::Approvals::new(
+    Ok(crate::app::approvals::Approvals::new(
         crate::policy::approvals::ApprovalPolicy::new(rules)?,
         runtime.storage().clone(),
         runtime.audit().clone(),
@@ -296,7 +295,7 @@ async fn open_approvals(
 }
 
 /// Expire undecided approvals as their time comes, until the host stops.
-fn spawn_expiry(approvals: &Arc<crate::server::approvals::Approvals>, stopping: tokio_util::sync::CancellationToken) {
+fn spawn_expiry(approvals: &Arc<crate::app::approvals::Approvals>, stopping: tokio_util::sync::CancellationToken) {
     let approvals = Arc::downgrade(approvals);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));

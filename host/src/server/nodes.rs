@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::app::metrics::ChangeKind;
 use crate::server::api::Shared;
-use crate::server::metrics::ChangeKind;
 use crate::storage::Change;
 
 /// How often a node reconciles everything, announced or not: the longest a
@@ -18,7 +18,7 @@ pub const RECONCILE: Duration = Duration::from_secs(30);
 /// Follow the other nodes' changes until the host stops. Nothing to follow
 /// when one process owns the store.
 pub fn spawn_follower(state: &Shared) {
-    let Some(mut changes) = state.runtime.storage().changes() else {
+    let Some(mut changes) = state.app.runtime.storage().changes() else {
         return;
     };
     let state = state.clone();
@@ -34,7 +34,7 @@ pub fn spawn_follower(state: &Shared) {
                     Err(RecvError::Closed) => return,
                 },
                 _ = reconcile.tick() => Change::Missed,
-                () = state.stopping.cancelled() => return,
+                () = state.app.stopping.cancelled() => return,
             };
             apply(&state, change).await;
         }
@@ -44,43 +44,43 @@ pub fn spawn_follower(state: &Shared) {
 async fn apply(state: &Shared, change: Change) {
     match change {
         Change::Approval(id) => {
-            state.metrics.heard(ChangeKind::Approval);
-            if let Err(e) = state.approvals.heard(&id).await {
+            state.app.metrics.heard(ChangeKind::Approval);
+            if let Err(e) = state.app.approvals.heard(&id).await {
                 tracing::error!(approval = %id, "reading an approval another node changed: {e}");
             }
         }
         Change::Run(id) => {
-            state.metrics.heard(ChangeKind::Run);
-            crate::server::runs::heard(state, &id).await;
+            state.app.metrics.heard(ChangeKind::Run);
+            crate::app::runs::heard(&state.app, &id).await;
         }
         Change::Plugin(name) => {
-            state.metrics.heard(ChangeKind::Plugin);
+            state.app.metrics.heard(ChangeKind::Plugin);
             // A compile may take a while; other changes need not wait for it
             // (changes to one plugin still apply one at a time).
             let state = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = state.runtime.plugins().converge(&name).await {
-                    state.metrics.convergence_failed();
+                if let Err(e) = state.app.runtime.plugins().converge(&name).await {
+                    state.app.metrics.convergence_failed();
                     tracing::error!(plugin = %name, "cannot apply another node's change: {e}");
                 }
             });
         }
         Change::Rules => {
-            state.metrics.heard(ChangeKind::Rules);
-            if let Err(e) = state.approvals.reload_rules().await {
+            state.app.metrics.heard(ChangeKind::Rules);
+            if let Err(e) = state.app.approvals.reload_rules().await {
                 tracing::error!("applying the approval rules another node set: {e}");
             }
         }
         Change::Missed => {
-            match state.runtime.plugins().converge_all().await {
-                Ok(failed) => state.metrics.reconciled(failed.len()),
+            match state.app.runtime.plugins().converge_all().await {
+                Ok(failed) => state.app.metrics.reconciled(failed.len()),
                 Err(e) => tracing::error!("reconciling plugins with the other nodes: {e}"),
             }
-            if let Err(e) = state.approvals.reload_rules().await {
+            if let Err(e) = state.app.approvals.reload_rules().await {
                 tracing::error!("reconciling the approval rules: {e}");
             }
             // Waiters read their approvals and runs again themselves.
-            state.runs.changed();
+            state.app.runs.changed();
         }
     }
 }

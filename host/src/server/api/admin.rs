@@ -33,7 +33,7 @@ fn describe_workflow(state: &Shared, w: &Workflow) -> Value {
         "digest": w.digest,
         "manifest_digest": w.digest,
         "signed_by": w.signer,
-        "state": operator::enabled(&state.runtime, &d.name),
+        "state": operator::enabled(&state.app.runtime, &d.name),
         "tools": [d.name],
         "calls": d.tools,
         "effective_grant": { "tools": w.granted },
@@ -53,7 +53,7 @@ fn describe_connector(state: &Shared, p: &Plugin) -> Value {
         "manifest_digest": p.manifest_digest,
         "signed_by": p.signer,
         "compiled": p.source,
-        "state": operator::enabled(&state.runtime, &p.manifest.name),
+        "state": operator::enabled(&state.app.runtime, &p.manifest.name),
         "tools": p.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "effective_grant": {
             "http": g.http.iter().map(|r| json!({
@@ -72,7 +72,7 @@ fn describe_connector(state: &Shared, p: &Plugin) -> Value {
 }
 
 pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
-    Ok(operator::plugin(&state.runtime, name)?)
+    Ok(operator::plugin(&state.app.runtime, name)?)
 }
 
 /// Every plugin loaded: connectors and workflows, their versions,
@@ -89,7 +89,7 @@ pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
     )
 )]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
-    let registry = state.runtime.plugins().registry();
+    let registry = state.app.runtime.plugins().registry();
     let connectors = registry.snapshot();
     let workflows = registry.workflows();
     Json(
@@ -120,7 +120,7 @@ pub async fn disable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = operator::set_enabled(&state.runtime, &Actor::api(&admin.name), &name, false).await?;
+    let p = operator::set_enabled(&state.app.runtime, &Actor::api(&admin.name), &name, false).await?;
     Ok(Json(describe(&state, &p)))
 }
 
@@ -143,7 +143,7 @@ pub async fn enable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = operator::set_enabled(&state.runtime, &Actor::api(&admin.name), &name, true).await?;
+    let p = operator::set_enabled(&state.app.runtime, &Actor::api(&admin.name), &name, true).await?;
     Ok(Json(describe(&state, &p)))
 }
 
@@ -263,7 +263,7 @@ impl BundleParts {
                 Bundle::from_parts(manifest, component, parts.signature).map_err(|e| refused(&e))?
             }
         };
-        Ok(operator::install(&state.runtime, actor, name, bundle, parts.sha256.as_deref()).await?)
+        Ok(operator::install(&state.app.runtime, actor, name, bundle, parts.sha256.as_deref()).await?)
     }
 }
 
@@ -287,7 +287,7 @@ pub async fn unload(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let drained = operator::remove(&state.runtime, &Actor::api(&admin.name), &name).await?;
+    let drained = operator::remove(&state.app.runtime, &Actor::api(&admin.name), &name).await?;
     Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
 }
 
@@ -312,7 +312,7 @@ pub async fn rollback(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let plugin = operator::roll_back(&state.runtime, &Actor::api(&admin.name), &name).await?;
+    let plugin = operator::roll_back(&state.app.runtime, &Actor::api(&admin.name), &name).await?;
     Ok(Json(describe(&state, &plugin)))
 }
 
@@ -336,12 +336,13 @@ pub async fn versions(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let history = state
+        .app
         .runtime
         .plugins()
         .history(&name)
         .await
         .map_err(ApiError::internal)?;
-    if history.is_empty() && state.runtime.plugins().registry().loaded(&name).is_none() {
+    if history.is_empty() && state.app.runtime.plugins().registry().loaded(&name).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

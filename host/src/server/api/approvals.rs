@@ -18,16 +18,17 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Agent, Reviewer};
-use super::calls::{spawn_execution, Answer};
 use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
+use super::Answer;
 use super::{ApiError, Shared};
+use crate::app::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
+use crate::app::calls::spawn_execution;
 use crate::config::approvals::ApprovalConfig;
 use crate::config::Role;
 use crate::model::approval::{ApprovalState, Verdict};
 use crate::model::audit::Action;
 use crate::policy::approvals::ApprovalPolicy;
-use crate::server::approvals::{view, ApprovalError, SetRulesError, MAX_WAIT};
 
 /// What a call refused for its token's share of held calls is told to
 /// wait: reviewers decide in minutes, not seconds.
@@ -95,14 +96,14 @@ pub async fn get(
     let Query(query) = query?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(MAX_WAIT);
     // The agent's own, checked before waiting, so nobody waits on another's.
-    let first = state.approvals.get(&id).await?;
+    let first = state.app.approvals.get(&id).await?;
     if principal.role == Role::Agent && first.token != principal.name {
         return Err(ApprovalError::NotFound(id).into());
     }
     let approval = if first.state.is_final() {
         first
     } else {
-        state.approvals.wait(&id, wait).await?
+        state.app.approvals.wait(&id, wait).await?
     };
     match &approval.answer {
         Some(answered) if approval.state.is_final() => {
@@ -169,11 +170,11 @@ pub async fn list(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let (approvals, more) = match query.state {
         Which::Pending => {
-            let found = state.approvals.pending_page(query.after.as_deref(), limit).await?;
+            let found = state.app.approvals.pending_page(query.after.as_deref(), limit).await?;
             (found.page, found.more)
         }
         Which::All => {
-            let page = state.approvals.list(query.before.as_deref(), limit).await?;
+            let page = state.app.approvals.list(query.before.as_deref(), limit).await?;
             let full = page.len() == limit;
             (page, full)
         }
@@ -269,10 +270,10 @@ pub async fn decide_and_carry_out(
     verdict: Verdict,
     reason: &str,
 ) -> Result<std::sync::Arc<crate::model::approval::Approval>, ApprovalError> {
-    let approval = state.approvals.decide(id, reviewer, verdict, reason).await?;
+    let approval = state.app.approvals.decide(id, reviewer, verdict, reason).await?;
     // A workflow step's approval is carried out by its run, which waits for it.
     if approval.state == ApprovalState::Approved && approval.run.is_none() {
-        spawn_execution(state, approval.id.clone());
+        spawn_execution(&state.app, approval.id.clone());
     }
     Ok(approval)
 }
@@ -292,7 +293,7 @@ pub async fn decide_and_carry_out(
     )
 )]
 pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let notices = tokio_stream::wrappers::BroadcastStream::new(state.approvals.subscribe());
+    let notices = tokio_stream::wrappers::BroadcastStream::new(state.app.approvals.subscribe());
     let events = notices
         .filter_map(|notice| async move {
             match notice {
@@ -309,7 +310,7 @@ pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream
             }
         })
         .map(Ok)
-        .take_until(state.stopping.clone().cancelled_owned());
+        .take_until(state.app.stopping.clone().cancelled_owned());
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
@@ -326,7 +327,7 @@ pub async fn stream(_: Reviewer, State(state): State<Shared>) -> Sse<impl Stream
     )
 )]
 pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalConfig> {
-    Json(state.approvals.rules())
+    Json(state.app.approvals.rules())
 }
 
 /// Replace the rules: checked (422 naming the rule at fault), durable, and
@@ -352,14 +353,14 @@ pub async fn set_rules(
 ) -> Result<Json<ApprovalConfig>, ApiError> {
     let Json(rules) =
         body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", e.body_text()))?;
-    let before = serde_json::to_value(state.approvals.rules()).unwrap_or_default();
+    let before = serde_json::to_value(state.app.approvals.rules()).unwrap_or_default();
     // Held to the bounds of rules given now (the store's are only used).
     let checked = ApprovalPolicy::accept(ApprovalConfig {
         webhook: None,
         ..rules.clone()
     });
     let set = match checked {
-        Ok(_) => state.approvals.set_rules(rules).await,
+        Ok(_) => state.app.approvals.set_rules(rules).await,
         Err(e) => Err(SetRulesError::Invalid(e)),
     };
     match set {
@@ -367,7 +368,7 @@ pub async fn set_rules(
             let after = serde_json::to_value(&rules).unwrap_or_default();
             let actor = crate::app::operator::Actor::api(&admin.name);
             let subject = "(approval rules)".to_string();
-            crate::app::operator::record(&state.runtime, &actor, Action::SetRules, subject, before, after).await;
+            crate::app::operator::record(&state.app.runtime, &actor, Action::SetRules, subject, before, after).await;
             Ok(Json(rules))
         }
         Err(SetRulesError::Invalid(e)) => Err(ApiError::new(

@@ -44,7 +44,7 @@ pub async fn query(
     filter: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(filter) = filter?;
-    let (records, next) = state.runtime.audit().query(&filter).await.map_err(bad_filter)?;
+    let (records, next) = state.app.runtime.audit().query(&filter).await.map_err(bad_filter)?;
     Ok(Json(json!({ "records": records, "next": next })))
 }
 
@@ -70,8 +70,8 @@ pub async fn export(
     let Query(mut filter) = filter?;
     filter.limit = Some(MAX_PAGE);
     // The first page before answering, so that a bad filter is still a 400.
-    let first = state.runtime.audit().query(&filter).await.map_err(bad_filter)?;
-    let pages = pages_as_lines(state.runtime.audit().clone(), filter, first);
+    let first = state.app.runtime.audit().query(&filter).await.map_err(bad_filter)?;
+    let pages = pages_as_lines(state.app.runtime.audit().clone(), filter, first);
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(pages),

@@ -14,9 +14,9 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::{ApiError, Shared};
+use crate::app::auth::Principal;
+use crate::app::metrics::{BearerFailure, Metrics};
 use crate::config::Role;
-use crate::server::auth::Principal;
-use crate::server::metrics::{BearerFailure, Metrics};
 
 pub struct Agent(pub Arc<Principal>);
 
@@ -40,7 +40,7 @@ fn require(principal: Arc<Principal>, roles: &[Role], needs: &str) -> Result<Arc
 pub(super) fn authenticate(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, ApiError> {
     let principal = bearer(parts, state).map_err(|failure| {
         let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        state.bearer_failures.refuse(failure, source, &state.metrics)
+        state.bearer_failures.refuse(failure, source, &state.app.metrics)
     })?;
     if !principal.admit() {
         return Err(ApiError::new(
@@ -65,7 +65,7 @@ fn bearer(parts: &Parts, state: &Shared) -> Result<Arc<Principal>, BearerFailure
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token)
         .ok_or(BearerFailure::Malformed)?;
-    state.auth.check(token.trim()).ok_or(BearerFailure::Unknown)
+    state.app.auth.check(token.trim()).ok_or(BearerFailure::Unknown)
 }
 
 /// Failed bearer checks. Each is counted (`toolhost_bearer_failures_total`

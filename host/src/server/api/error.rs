@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::app::operator::OperatorError;
+use crate::app::recorded::AppError;
 use crate::model::call::CallError;
 use crate::policy::PolicyError;
 
@@ -115,6 +116,15 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        match e {
+            AppError::Approval(e) => e.into(),
+            AppError::Internal(message) => ApiError::internal(message),
+        }
     }
 }
 

@@ -43,7 +43,7 @@ impl GrantQuery {
 /// sides, whether they differ, what the operator should know, and what
 /// the plugin may do now.
 fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
-    let grants = state.runtime.plugins().grant_state(name);
+    let grants = state.app.runtime.plugins().grant_state(name);
     let manifest = match loaded {
         Some(Loaded::Connector(p)) => Some(&*p.manifest),
         _ => None,
@@ -80,7 +80,7 @@ fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
     )
 )]
 pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let p = operator::plugin(&state.runtime, &name)?;
+    let p = operator::plugin(&state.app.runtime, &name)?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
 
@@ -112,7 +112,7 @@ pub async fn replace(
     let Query(query) = query?;
     let Json(grant) = body?;
     let p = operator::change_grant(
-        &state.runtime,
+        &state.app.runtime,
         &Actor::api(&admin.name),
         &name,
         grant,
@@ -183,7 +183,7 @@ pub async fn patch(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let actor = Actor::api(&admin.name);
-    let p = operator::patch_grant(&state.runtime, &actor, &name, &patch, &query.allow_unset()).await?;
+    let p = operator::patch_grant(&state.app.runtime, &actor, &name, &patch, &query.allow_unset()).await?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
 
@@ -207,8 +207,8 @@ pub async fn reset(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let loaded = state.runtime.plugins().registry().loaded(&name);
-    let reset = operator::reset_grant(&state.runtime, &Actor::api(&admin.name), &name).await?;
+    let loaded = state.app.runtime.plugins().registry().loaded(&name);
+    let reset = operator::reset_grant(&state.app.runtime, &Actor::api(&admin.name), &name).await?;
     if !reset && loaded.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -217,6 +217,6 @@ pub async fn reset(
         ));
     }
     // What serves now carries the file's grant.
-    let loaded = state.runtime.plugins().registry().loaded(&name);
+    let loaded = state.app.runtime.plugins().registry().loaded(&name);
     Ok(Json(view(&state, &name, loaded.as_ref())))
 }

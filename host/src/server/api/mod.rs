@@ -7,7 +7,7 @@ pub mod approvals;
 mod audit;
 mod auth;
 pub use auth::BearerFailures;
-mod calls;
+mod answer;
 mod error;
 pub mod grants;
 pub mod mcp;
@@ -28,29 +28,20 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::app::idempotency::Idempotency;
-use crate::server::auth::Auth;
-use crate::server::metrics::{Holdings, Metrics};
-use crate::Runtime;
+use crate::app::metrics::Holdings;
+use crate::app::App;
 
-pub use calls::{detached, execute_call, hold, refuse, spawn_execution, Answer};
+pub use answer::Answer;
 pub use error::ApiError;
 pub use tools::settle_interrupted;
 
-/// What every handler shares.
+/// What every handler shares: the application, and what only the HTTP
+/// adapter keeps (MCP and console sessions, readiness, bearer failures).
 pub struct AppState {
-    pub runtime: Runtime,
-    pub auth: Auth,
-    pub idempotency: Arc<Idempotency>,
-    pub metrics: Arc<Metrics>,
+    pub app: Arc<App>,
     pub mcp_sessions: mcp::Sessions,
-    pub approvals: Arc<crate::server::approvals::Approvals>,
-    pub runs: crate::server::runs::Runs,
     /// The operator console's signed-in sessions.
     pub console: crate::console::Sessions,
-    /// Cancelled when the host begins to stop: long-lived responses (event
-    /// streams) end.
-    pub stopping: tokio_util::sync::CancellationToken,
     /// The configuration file the host was started with: tokens are read
     /// from it again on reload.
     pub config_path: Option<std::path::PathBuf>,
@@ -152,8 +143,8 @@ async fn healthz() -> &'static str {
     )
 )]
 async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
-    let plugins = state.runtime.plugins().registry().snapshot().len();
-    let storage = state.runtime.storage();
+    let plugins = state.app.runtime.plugins().registry().snapshot().len();
+    let storage = state.app.runtime.storage();
     let phase = state.draining.phase();
     let (mut status, database) = match storage.status().await {
         Ok(pool) => (StatusCode::OK, serde_json::json!({ "ok": true, "pool": pool })),
@@ -196,11 +187,11 @@ async fn metrics(_reader: auth::Reader, State(state): State<Shared>) -> impl Int
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(Holdings {
-            warm_instances: state.runtime.warm_instances(),
+        state.app.metrics.render(Holdings {
+            warm_instances: state.app.runtime.warm_instances(),
             mcp_sessions: state.mcp_sessions.count().await,
-            approvals_pending: state.approvals.pending().await.map_or(0, |p| p.len()),
-            pool: state.runtime.storage().status().await.ok().flatten(),
+            approvals_pending: state.app.approvals.pending().await.map_or(0, |p| p.len()),
+            pool: state.app.runtime.storage().status().await.ok().flatten(),
         }),
     )
 }

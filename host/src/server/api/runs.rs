@@ -14,13 +14,13 @@ use serde_json::json;
 use utoipa::IntoParams;
 
 use super::auth::{Agent, AuditReader};
-use super::calls::Answer;
 use super::responses::{BadRequest, Conflict, NotFound};
+use super::Answer;
 use super::{ApiError, Shared};
+use crate::app::auth::Principal;
+use crate::app::runs::{self, RunError, MAX_WAIT};
 use crate::config::Role;
 use crate::model::run::Run;
-use crate::server::auth::Principal;
-use crate::server::runs::{self, RunError, MAX_WAIT};
 
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> ApiError {
@@ -43,7 +43,7 @@ pub struct Wait {
 /// The run, if `principal` may see it: an agent sees only its own runs
 /// (another's id is not found).
 async fn visible(state: &Shared, principal: &Principal, id: &str) -> Result<Run, ApiError> {
-    let run = runs::get(state, id).await?;
+    let run = runs::get(&state.app, id).await?;
     if principal.role == Role::Agent && run.token != principal.name {
         return Err(RunError::NotFound(id.to_string()).into());
     }
@@ -78,8 +78,9 @@ pub async fn get(
     let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(MAX_WAIT);
     // Checked before waiting, so nobody waits on another's run.
     visible(&state, &principal, &id).await?;
-    let run = runs::wait(&state, &id, wait, false).await?;
+    let run = runs::wait(&state.app, &id, wait, false).await?;
     let steps = state
+        .app
         .runtime
         .storage()
         .runs()
@@ -88,7 +89,7 @@ pub async fn get(
         .map_err(ApiError::internal)?;
     let answer = Answer::run(&run);
     let mut body = answer.body;
-    body["run"] = runs::view(&state, &run, &steps);
+    body["run"] = runs::view(&state.app, &run, &steps);
     Ok((answer.status, Json(body)).into_response())
 }
 
@@ -122,8 +123,8 @@ pub async fn cancel(
         ));
     }
     visible(&state, &principal, &id).await?;
-    let run = runs::cancel(&state, &id, &principal.name).await?;
-    Ok(Json(json!({ "run": runs::view(&state, &run, &[]) })))
+    let run = runs::cancel(&state.app, &id, &principal.name).await?;
+    Ok(Json(json!({ "run": runs::view(&state.app, &run, &[]) })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -157,7 +158,7 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let (page, next) = runs::page(&state, query.before.as_deref(), limit).await?;
-    let runs: Vec<_> = page.iter().map(|r| runs::view(&state, r, &[])).collect();
+    let (page, next) = runs::page(&state.app, query.before.as_deref(), limit).await?;
+    let runs: Vec<_> = page.iter().map(|r| runs::view(&state.app, r, &[])).collect();
     Ok(Json(json!({ "runs": runs, "next": next })))
 }

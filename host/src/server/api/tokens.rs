@@ -30,7 +30,7 @@ use crate::model::audit::{Action, Via};
     )
 )]
 pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
-    Json(json!({ "tokens": state.auth.list() }))
+    Json(json!({ "tokens": state.app.auth.list() }))
 }
 
 /// Read the configuration file's tokens again and put them in force (as
@@ -52,7 +52,7 @@ pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tokens", message))?;
     let actor = Actor::api(&admin.name);
     operator::record(
-        &state.runtime,
+        &state.app.runtime,
         &actor,
         Action::ReloadTokens,
         SUBJECT.into(),
@@ -74,7 +74,7 @@ fn reload_tokens(state: &Shared) -> Result<(Value, Value), String> {
         // No file: the environment's tokens (or the generated ones) only.
         None => Vec::new(),
     };
-    let (before, after) = state.auth.reload(&configured).map_err(|e| e.to_string())?;
+    let (before, after) = state.app.auth.reload(&configured).map_err(|e| e.to_string())?;
     let view = |tokens| serde_json::to_value(tokens).unwrap_or_default();
     Ok((view(before), view(after)))
 }
@@ -101,7 +101,7 @@ pub fn spawn_reload_on_hangup(state: &Shared) {
                         before,
                         after,
                     };
-                    operator::record_event(&state.runtime, &event).await;
+                    operator::record_event(&state.app.runtime, &event).await;
                 }
                 Err(e) => tracing::error!("SIGHUP: tokens not reloaded, those in force stay: {e}"),
             }

@@ -8,15 +8,17 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Agent;
-use super::calls::{call, detached, Answer, Called};
 use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
+use super::Answer;
 use super::{ApiError, Shared};
+use crate::app::auth::Principal;
+use crate::app::calls::{call, Called};
 use crate::app::idempotency::{Lookup, MAX_KEY_LEN};
+use crate::app::recorded::detached;
 use crate::call::names;
 use crate::model::audit::{Caller, Via};
 use crate::runtime::ToolInfo;
-use crate::server::auth::Principal;
 
 /// Header carrying the caller's conversation or session id into the audit.
 pub const SESSION_HEADER: &str = "x-session-id";
@@ -42,12 +44,13 @@ pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<
 /// an approval.
 pub fn visible_tools(state: &Shared, principal: &Principal) -> Vec<ToolInfo> {
     state
+        .app
         .runtime
         .tools()
         .into_iter()
         .filter(|t| principal.may_use(&t.name))
         .map(|mut t| {
-            t.approval = Some(state.approvals.summary(&t.name, t.risk));
+            t.approval = Some(state.app.approvals.summary(&t.name, t.risk));
             t
         })
         .collect()
@@ -122,6 +125,7 @@ pub async fn invoke(
     let claim = match &caller.idempotency_key {
         Some(key) if principal.may_use(&tool) => {
             match state
+                .app
                 .idempotency
                 .lookup(&principal.name, &tool, key, &args)
                 .await
@@ -149,8 +153,8 @@ pub async fn invoke(
         _ => None,
     };
 
-    let answer = detached(&state, move |state| async move {
-        let called = call(&state, &principal, &tool, &args, &caller).await?;
+    let answer = detached(&state.app, move |app| async move {
+        let called = call(&app, &principal, &tool, &args, &caller).await?;
         let answer = match &called {
             Called::Ran(ran) => Answer::of(&ran.0, &ran.1.id),
             // A retry of a held call is answered with the same approval.
@@ -164,14 +168,13 @@ pub async fn invoke(
             // is answered with it, never run again. One that changed nothing
             // (a timeout before any effect, a full host) may be retried.
             if called.is_final() {
-                state
-                    .idempotency
+                app.idempotency
                     .store(claim, answer.status.as_u16(), &answer.body, &args)
                     .await
                     .map_err(ApiError::internal)?;
             }
         }
-        Ok(answer)
+        Ok::<_, ApiError>(answer)
     })
     .await?;
     Ok(answer.into_response())
@@ -190,7 +193,7 @@ fn replay(stored: crate::storage::idempotency::Answer) -> Response {
 /// was opened): a retry is told the call was interrupted, and is not run
 /// again, since it may have had effects.
 pub async fn settle_interrupted(state: &Shared) -> Result<(), ApiError> {
-    for record in state.runtime.audit().interrupted() {
+    for record in state.app.runtime.audit().interrupted() {
         let (Some(token), Some(key), Some(digest), Some(error)) = (
             &record.token,
             &record.idempotency_key,
@@ -204,6 +207,7 @@ pub async fn settle_interrupted(state: &Shared) -> Result<(), ApiError> {
         }
         let body = json!({ "error": error, "audit_id": record.id });
         state
+            .app
             .idempotency
             .settle(
                 token,

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::sessions;
+use crate::app::auth::Principal;
 use crate::server::api::{ApiError, Shared};
-use crate::server::auth::Principal;
 
 /// Turn away a new session while the host has as many open as it allows,
 /// or its principal its share ([`Sessions::claim`]), and note whose each new

@@ -32,18 +32,20 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
-use super::calls::{call, detached, Answer, Called};
 use super::error::call_error_body;
 use super::tools::visible_tools;
-use super::Shared;
+use super::Answer;
+use super::{ApiError, Shared};
+use crate::app::approvals::{self, ApprovalError, MAX_WAIT};
+use crate::app::auth::Principal;
+use crate::app::calls::{call, Called};
+use crate::app::recorded::detached;
 use crate::model::approval::{Answered, Approval, ApprovalState};
 use crate::model::audit::Caller;
 use crate::model::call::CallError;
 use crate::model::run::{Run, RunState};
 use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
-use crate::server::approvals::{self, ApprovalError, MAX_WAIT};
-use crate::server::auth::Principal;
 pub use edge::limit_sessions;
 use sessions::Direct;
 pub use sessions::Sessions;
@@ -149,7 +151,7 @@ impl Transport {
 /// origin lists included, for every request.
 pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRouter<Shared> {
     let peers = SharedPeers::default();
-    tokio::spawn(notify_changes(state.runtime.plugins().subscribe(), peers.clone()));
+    tokio::spawn(notify_changes(state.app.runtime.plugins().subscribe(), peers.clone()));
     let sessions = state.mcp_sessions.clone();
     sessions.spawn_idle_sweeper(transport.shutdown.clone());
     let server = McpServer { state, peers };
@@ -340,7 +342,7 @@ impl McpServer {
     /// error result, or, while it still waits (for a person, say), the run
     /// and where to follow it.
     async fn run_result(&self, run: &Run) -> Result<CallToolResult, ErrorData> {
-        let run = crate::server::runs::wait(&self.state, &run.id, crate::server::runs::MAX_WAIT, false)
+        let run = crate::app::runs::wait(&self.state.app, &run.id, crate::app::runs::MAX_WAIT, false)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         Ok(match run.state {
@@ -353,6 +355,7 @@ impl McpServer {
     /// Whether `tool`'s results go as structured content.
     fn structured(&self, tool: &str) -> bool {
         self.state
+            .app
             .runtime
             .find(tool)
             .is_some_and(|found| is_object_schema(&found.tool().output_schema))
@@ -362,7 +365,7 @@ impl McpServer {
     /// made (another's is not found, as over REST).
     async fn approval(&self, principal: &Principal, id: &str) -> Result<Arc<Approval>, ErrorData> {
         let not_found = || ErrorData::invalid_params(format!("no approval {id:?}"), None);
-        let approval = match self.state.approvals.get(id).await {
+        let approval = match self.state.app.approvals.get(id).await {
             Ok(a) => a,
             Err(ApprovalError::NotFound(_)) => return Err(not_found()),
             Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
@@ -381,6 +384,7 @@ impl McpServer {
         self.approval(principal, id).await?;
         let approval = self
             .state
+            .app
             .approvals
             .wait(id, wait)
             .await
@@ -438,10 +442,11 @@ impl McpServer {
         // client cancels it or goes away (its effects cannot be undone);
         // only the answer is then lost.
         let tool = request.name.to_string();
-        let called = match detached(&self.state, move |state| async move {
-            call(&state, &principal, &tool, &args, &caller).await
+        let called = match detached(&self.state.app, move |app| async move {
+            call(&app, &principal, &tool, &args, &caller).await
         })
         .await
+        .map_err(ApiError::from)
         {
             Ok(called) => called,
             // A refusal of the caller's (its share of held calls): a
@@ -506,7 +511,7 @@ impl McpServer {
     fn answers_at_once(&self, tool: &str) -> bool {
         let canonical = crate::call::names::canonical(tool);
         let tool = canonical.as_deref().unwrap_or(tool);
-        tool != AWAIT_TOOL && self.state.runtime.plugins().registry().workflow(tool).is_none()
+        tool != AWAIT_TOOL && self.state.app.runtime.plugins().registry().workflow(tool).is_none()
     }
 }
 

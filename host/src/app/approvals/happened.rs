@@ -1,8 +1,8 @@
 //! What happens to a held call, as its notices, event streams, webhook and
 //! metrics name it.
 
+use crate::app::metrics::ApprovalCount;
 use crate::model::approval::{Approval, ApprovalState};
-use crate::server::metrics::ApprovalCount;
 
 /// What just happened to a held call: the event its notice, its event
 /// stream line and (when held) the reviewers' webhook are named by.

@@ -19,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 use crate::model::call::{CallError, Timings};
 use crate::model::time::{now_ms, rfc3339_ms};
 
+use super::recorded::{self, AppError};
+use super::App;
 use crate::call::invoke::CallOutcome;
 use crate::model::approval::{Answered, Approval, ApprovalState, NotRun};
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::problem::{kinds, Problem};
 use crate::model::run::{Run, RunState, Step};
-use crate::server::api::{self, ApiError, Shared};
 use crate::workflow::engine::{CallEnd, Engine, Halt, Host, StepCall};
 use crate::workflow::Workflow;
 
@@ -87,21 +88,21 @@ impl Runs {
 /// before it starts, then driven in the background. Returns the run once it
 /// ended, waits for a person, or [`CALL_WAIT`] passed.
 pub async fn start(
-    state: &Shared,
+    app: &Arc<App>,
     workflow: Arc<Workflow>,
     token: &str,
     caller: &Caller,
     input: &Value,
 ) -> Result<Run, RunError> {
-    let run = begin(state, workflow, token, caller, input).await?;
-    wait(state, &run.id, CALL_WAIT, true).await
+    let run = begin(app, workflow, token, caller, input).await?;
+    wait(app, &run.id, CALL_WAIT, true).await
 }
 
 /// Start a run (kept durably first) without waiting for it. The run of an
 /// approved call (`caller.approval`) takes the approval's id, so carrying
 /// the approval out again finds the run rather than starting another.
 pub async fn begin(
-    state: &Shared,
+    app: &Arc<App>,
     workflow: Arc<Workflow>,
     token: &str,
     caller: &Caller,
@@ -110,7 +111,7 @@ pub async fn begin(
     let now = now_ms();
     let id = match &caller.approval {
         Some(approval) => {
-            if let Some(run) = state.runtime.storage().runs().run(approval).await? {
+            if let Some(run) = app.runtime.storage().runs().run(approval).await? {
                 return Ok(run);
             }
             approval.clone()
@@ -137,24 +138,24 @@ pub async fn begin(
         audit_id: None,
         approval: caller.approval.clone(),
     };
-    state.runtime.storage().runs().put_run(&run).await?;
-    spawn(state, workflow, run.clone());
+    app.runtime.storage().runs().put_run(&run).await?;
+    spawn(app, workflow, run.clone());
     Ok(run)
 }
 
 /// Drive `run` (new or resumed) in the background. Where nodes share the
 /// store, this node holds the run's lease meanwhile, and stops driving it
 /// if the lease is lost (another node took the run over).
-pub fn spawn(state: &Shared, workflow: Arc<Workflow>, run: Run) {
-    let halt = state.stopping.child_token();
-    state.runs.active().insert(run.id.clone(), halt.clone());
-    let driver = state.clone();
-    let lease = state
+pub fn spawn(app: &Arc<App>, workflow: Arc<Workflow>, run: Run) {
+    let halt = app.stopping.child_token();
+    app.runs.active().insert(run.id.clone(), halt.clone());
+    let driver = app.clone();
+    let lease = app
         .runtime
         .storage()
         .is_shared()
-        .then(|| tokio::spawn(hold_lease(state.clone(), run.id.clone(), halt.clone())));
-    drop(state.runtime.detach(async move {
+        .then(|| tokio::spawn(hold_lease(app.clone(), run.id.clone(), halt.clone())));
+    drop(app.runtime.detach(async move {
         let id = run.id.clone();
         // Driven on the workflow threads (their expressions take CPU; see
         // `workflow::budget`), tracked here so a stop waits for it.
@@ -180,8 +181,8 @@ pub fn spawn(state: &Shared, workflow: Arc<Workflow>, run: Run) {
 
 /// Renew this node's lease on run `id` until aborted; if another node has
 /// taken the run over, `halt` it here.
-async fn hold_lease(state: Shared, id: String, halt: CancellationToken) {
-    let storage = state.runtime.storage();
+async fn hold_lease(app: Arc<App>, id: String, halt: CancellationToken) {
+    let storage = app.runtime.storage();
     loop {
         tokio::time::sleep(LEASE_RENEWAL).await;
         let until = now_ms() + LEASE.as_millis() as u64;
@@ -201,12 +202,12 @@ async fn hold_lease(state: Shared, id: String, halt: CancellationToken) {
 
 /// Another node changed run `id`: waiters look again, and if this node
 /// drives it and it was closed there (cancelled), it stops here.
-pub async fn heard(state: &Shared, id: &str) {
-    state.runs.changed();
-    let Some(halt) = state.runs.active().get(id).cloned() else {
+pub async fn heard(app: &Arc<App>, id: &str) {
+    app.runs.changed();
+    let Some(halt) = app.runs.active().get(id).cloned() else {
         return;
     };
-    match get(state, id).await {
+    match get(app, id).await {
         Ok(run) if !run.state.is_open() => halt.cancel(),
         Ok(_) => {}
         Err(e) => tracing::warn!(run = %id, "reading a run another node changed: {e}"),
@@ -215,20 +216,20 @@ pub async fn heard(state: &Shared, id: &str) {
 
 /// Where nodes share the store, take over the open runs nobody drives (their
 /// node died and their lease ran out), now and then, until the host stops.
-pub fn spawn_takeover(state: &Shared) {
-    if !state.runtime.storage().is_shared() {
+pub fn spawn_takeover(app: &Arc<App>) {
+    if !app.runtime.storage().is_shared() {
         return;
     }
-    let state = state.clone();
+    let app = app.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(LEASE_RENEWAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                () = state.stopping.cancelled() => return,
+                () = app.stopping.cancelled() => return,
             }
-            match recover(&state).await {
+            match recover(&app).await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!("took over {n} workflow run(s) whose node stopped"),
                 Err(e) => tracing::error!("taking over workflow runs: {e}"),
@@ -239,16 +240,16 @@ pub fn spawn_takeover(state: &Shared) {
 
 /// The run `id` once it has ended (or, with `or_waiting`, waits for a
 /// person), or as it stands after `wait`.
-pub async fn wait(state: &Shared, id: &str, wait: Duration, or_waiting: bool) -> Result<Run, RunError> {
-    let mut changes = state.runs.changes.subscribe();
+pub async fn wait(app: &Arc<App>, id: &str, wait: Duration, or_waiting: bool) -> Result<Run, RunError> {
+    let mut changes = app.runs.changes.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let run = get(state, id).await?;
+        let run = get(app, id).await?;
         let settled = !run.state.is_open() || (or_waiting && run.state == RunState::Waiting);
         if settled {
             return Ok(run);
         }
-        let wake = if state.runtime.storage().is_shared() {
+        let wake = if app.runtime.storage().is_shared() {
             deadline.min(tokio::time::Instant::now() + RECHECK)
         } else {
             deadline
@@ -256,7 +257,7 @@ pub async fn wait(state: &Shared, id: &str, wait: Duration, or_waiting: bool) ->
         match tokio::time::timeout_at(wake, changes.changed()).await {
             Ok(Ok(())) => {}
             Err(_) if wake < deadline => {}
-            Ok(Err(_)) | Err(_) => return get(state, id).await,
+            Ok(Err(_)) | Err(_) => return get(app, id).await,
         }
     }
 }
@@ -264,17 +265,16 @@ pub async fn wait(state: &Shared, id: &str, wait: Duration, or_waiting: bool) ->
 /// Runs, newest first, older than `before` (a run id), at most `limit`; and
 /// the cursor of the next page when there may be more (for the API and the
 /// console).
-pub async fn page(state: &Shared, before: Option<&str>, limit: usize) -> Result<(Vec<Run>, Option<String>), RunError> {
-    let page = state.runtime.storage().runs().runs(before, limit).await?;
+pub async fn page(app: &Arc<App>, before: Option<&str>, limit: usize) -> Result<(Vec<Run>, Option<String>), RunError> {
+    let page = app.runtime.storage().runs().runs(before, limit).await?;
     let next = (page.len() == limit)
         .then(|| page.last().map(|r| r.id.clone()))
         .flatten();
     Ok((page, next))
 }
 
-pub async fn get(state: &Shared, id: &str) -> Result<Run, RunError> {
-    state
-        .runtime
+pub async fn get(app: &Arc<App>, id: &str) -> Result<Run, RunError> {
+    app.runtime
         .storage()
         .runs()
         .run(id)
@@ -284,8 +284,8 @@ pub async fn get(state: &Shared, id: &str) -> Result<Run, RunError> {
 
 /// Cancel an open run: recorded first, then its task stops at its next safe
 /// point (a step in flight finishes and is journaled; nothing after it runs).
-pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError> {
-    let mut run = get(state, id).await?;
+pub async fn cancel(app: &Arc<App>, id: &str, by: &str) -> Result<Run, RunError> {
+    let mut run = get(app, id).await?;
     if !run.state.is_open() {
         return Err(RunError::Ended {
             id: id.to_string(),
@@ -301,16 +301,16 @@ pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError>
         "the run was cancelled",
     )
     .detail(format!("cancelled by {by}"));
-    let run = close(state, run, Err(problem)).await?;
+    let run = close(app, run, Err(problem)).await?;
     // Halted only once the close is stored: a driver registered after this
     // look finds the run closed when it starts (see `drive`).
-    if let Some(halt) = state.runs.active().get(id) {
+    if let Some(halt) = app.runs.active().get(id) {
         halt.cancel();
     }
     // The step it waited on leaves the reviewers' queue.
     if let Some(approval) = waiting_on {
         let why = format!("workflow run {id} was cancelled by {by}");
-        if let Err(e) = state.approvals.withdraw(&approval, why).await {
+        if let Err(e) = app.approvals.withdraw(&approval, why).await {
             tracing::error!(run = %id, %approval, "cannot withdraw the approval of a cancelled run: {e}");
         }
     }
@@ -320,12 +320,12 @@ pub async fn cancel(state: &Shared, id: &str, by: &str) -> Result<Run, RunError>
 /// At start: drive again every run a stop or a crash left open, on the
 /// version of its workflow it started on (where nodes share the store, the
 /// open runs no node holds the lease of).
-pub async fn recover(state: &Shared) -> Result<usize, RunError> {
-    let storage = state.runtime.storage();
+pub async fn recover(app: &Arc<App>) -> Result<usize, RunError> {
+    let storage = app.runtime.storage();
     let open = storage.runs().open_runs().await?;
     let mut resumed = 0;
     for run in open {
-        if state.runs.active().contains_key(&run.id) {
+        if app.runs.active().contains_key(&run.id) {
             continue;
         }
         // Another node drives it (one process owns a store that is not shared).
@@ -333,15 +333,10 @@ pub async fn recover(state: &Shared) -> Result<usize, RunError> {
         if !storage.runs().lease_run(&run.id, storage.node(), until).await? {
             continue;
         }
-        match state
-            .runtime
-            .plugins()
-            .workflow_version(&run.workflow, &run.digest)
-            .await
-        {
+        match app.runtime.plugins().workflow_version(&run.workflow, &run.digest).await {
             Some(workflow) => {
                 tracing::info!(run = %run.id, workflow = %run.workflow, "resuming a run");
-                spawn(state, workflow, run);
+                spawn(app, workflow, run);
                 resumed += 1;
             }
             None => {
@@ -350,17 +345,17 @@ pub async fn recover(state: &Shared) -> Result<usize, RunError> {
                     run.workflow, run.version, run.digest
                 ));
                 tracing::error!(run = %run.id, "{}", problem.detail.as_deref().unwrap_or_default());
-                close(state, run, Err(problem)).await?;
+                close(app, run, Err(problem)).await?;
             }
         }
     }
     Ok(resumed)
 }
 
-async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: CancellationToken) {
+async fn drive(app: &Arc<App>, workflow: Arc<Workflow>, run: Run, halt: CancellationToken) {
     // A cancel that looked for this run's halt before `spawn` registered it
     // has closed the run already: it is not driven.
-    match get(state, &run.id).await {
+    match get(app, &run.id).await {
         Ok(stored) if stored.state.is_open() => {}
         Ok(_) => {
             tracing::info!("run {} stopped", run.id);
@@ -371,7 +366,7 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
             return;
         }
     }
-    let steps = match state.runtime.storage().runs().steps(&run.id).await {
+    let steps = match app.runtime.storage().runs().steps(&run.id).await {
         Ok(steps) => steps,
         Err(e) => {
             tracing::error!(run = %run.id, "cannot read the run's journal: {e}");
@@ -379,7 +374,7 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
         }
     };
     let host = StepHost {
-        state: state.clone(),
+        app: app.clone(),
         workflow: workflow.clone(),
         run: run.clone(),
     };
@@ -390,7 +385,7 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
         run.created,
         &run.input,
         steps,
-        crate::workflow::budget::Budget::new(state.runs.limits, halt.clone()),
+        crate::workflow::budget::Budget::new(app.runs.limits, halt.clone()),
     );
     let ended = match engine {
         Ok(engine) => engine.run().await,
@@ -412,7 +407,7 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
         Err(Halt::Failed(problem)) => Err(problem),
     };
     // Read again: a cancel may have closed it meanwhile.
-    let current = match get(state, &run.id).await {
+    let current = match get(app, &run.id).await {
         Ok(current) if current.state.is_open() => current,
         Ok(_) => return,
         Err(e) => {
@@ -420,14 +415,14 @@ async fn drive(state: &Shared, workflow: Arc<Workflow>, run: Run, halt: Cancella
             return;
         }
     };
-    if let Err(e) = close(state, current, result).await {
+    if let Err(e) = close(app, current, result).await {
         tracing::error!(run = %run.id, "cannot record the run's end: {e}");
     }
 }
 
 /// Record a run's end: its audit record (the workflow call as a whole),
 /// then the run, durably.
-async fn close(state: &Shared, mut run: Run, result: Result<Value, Problem>) -> Result<Run, RunError> {
+async fn close(app: &Arc<App>, mut run: Run, result: Result<Value, Problem>) -> Result<Run, RunError> {
     let now = now_ms();
     let caller = Caller {
         via: run.via,
@@ -456,11 +451,11 @@ async fn close(state: &Shared, mut run: Run, result: Result<Value, Problem>) -> 
         },
         effects: false,
     };
-    match state.runtime.record_outcome(&caller, &run.input, &outcome).await {
+    match app.runtime.record_outcome(&caller, &run.input, &outcome).await {
         Ok(record) => run.audit_id = Some(record.id),
         Err(e) => tracing::error!(run = %run.id, "audit: {e}"),
     }
-    state.metrics.record(&outcome);
+    app.metrics.record(&outcome);
     match result {
         Ok(output) => {
             run.state = RunState::Completed;
@@ -476,19 +471,19 @@ async fn close(state: &Shared, mut run: Run, result: Result<Value, Problem>) -> 
     run.waiting_on = None;
     run.updated = now;
     run.finished = Some(now);
-    state.runtime.storage().runs().put_run(&run).await?;
-    state.runs.changed();
+    app.runtime.storage().runs().put_run(&run).await?;
+    app.runs.changed();
     if let Some(approval) = &run.approval {
-        answer_approval(state, approval, &run).await;
+        answer_approval(app, approval, &run).await;
     }
     Ok(run)
 }
 
 /// The run of a workflow call that was held and approved has ended: its
 /// answer is the approval's, for the agent waiting on it.
-async fn answer_approval(state: &Shared, id: &str, run: &Run) {
+async fn answer_approval(app: &Arc<App>, id: &str, run: &Run) {
     let finished = async {
-        let approval = state.approvals.get(id).await?;
+        let approval = app.approvals.get(id).await?;
         if approval.state != ApprovalState::Executing {
             return Ok(());
         }
@@ -496,8 +491,7 @@ async fn answer_approval(state: &Shared, id: &str, run: &Run) {
             return Ok(());
         };
         let audit_id = run.audit_id.clone().unwrap_or_default();
-        state
-            .approvals
+        app.approvals
             .finish(Approval::clone(&approval), answered, audit_id)
             .await
             .map(drop)
@@ -509,7 +503,7 @@ async fn answer_approval(state: &Shared, id: &str, run: &Run) {
 
 /// This host's side of a run's steps.
 struct StepHost {
-    state: Shared,
+    app: Arc<App>,
     workflow: Arc<Workflow>,
     run: Run,
 }
@@ -531,29 +525,28 @@ impl StepHost {
     /// for it to end and be recorded.
     async fn detached<F>(&self, work: F) -> CallEnd
     where
-        F: std::future::Future<Output = Result<CallEnd, ApiError>> + Send + 'static,
+        F: std::future::Future<Output = Result<CallEnd, AppError>> + Send + 'static,
     {
-        api::detached(&self.state, |_| work)
+        recorded::detached(&self.app, |_| work)
             .await
-            .unwrap_or_else(|e| failed_internally(&e.body.to_string()))
+            .unwrap_or_else(|e: AppError| failed_internally(&e.to_string()))
     }
 
     /// Carry out an approved (or, after a crash, interrupted) step's call
     /// and keep its answer in the approval.
     async fn execute(&self, call: &StepCall<'_>, approval: Approval) -> CallEnd {
-        let (state, tool, args) = (self.state.clone(), call.tool.to_string(), call.arguments.clone());
+        let (app, tool, args) = (self.app.clone(), call.tool.to_string(), call.arguments.clone());
         let mut caller = self.caller(call);
         caller.approval = Some(approval.id.clone());
         let token = self.run.token.clone();
         self.detached(async move {
-            let found = state.runtime.find(&tool);
-            let (outcome, record) = api::execute_call(&state, &token, &tool, found, &args, &caller).await?;
+            let found = app.runtime.find(&tool);
+            let (outcome, record) = recorded::execute_call(&app, &token, &tool, found, &args, &caller).await?;
             let answered = Answered::of(&outcome.result, &record.id, outcome.plugin_version.clone());
-            state
-                .approvals
+            app.approvals
                 .finish(approval, answered, record.id.clone())
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(AppError::internal)?;
             Ok(end_of(&outcome, &record))
         })
         .await
@@ -563,7 +556,7 @@ impl StepHost {
 #[async_trait]
 impl Host for StepHost {
     async fn call(&self, call: &StepCall<'_>) -> CallEnd {
-        let (state, workflow) = (self.state.clone(), self.workflow.clone());
+        let (app, workflow) = (self.app.clone(), self.workflow.clone());
         let (tool, args, caller) = (call.tool.to_string(), call.arguments.clone(), self.caller(call));
         let token = self.run.token.clone();
         self.detached(async move {
@@ -574,32 +567,32 @@ impl Host for StepHost {
                         workflow.name()
                     ),
                 };
-                let (outcome, record) = api::refuse(&state, &tool, &args, &caller, error).await?;
+                let (outcome, record) = recorded::refuse(&app, &tool, &args, &caller, error).await?;
                 return Ok(end_of(&outcome, &record));
             }
             // A step is a call the agent made through the workflow: it
             // spends the caller's rate like a call of its own, so a loop of
             // calls is no way around the token's rate.
-            if state.auth.named(&token).is_some_and(|p| !p.admit()) {
+            if app.auth.named(&token).is_some_and(|p| !p.admit()) {
                 let error = CallError::ResourceExhausted {
                     reason: crate::model::call::Exhausted::Rate,
                     message: format!(
                         "token {token:?} is over its request rate (a workflow's steps count against its caller's rate)"
                     ),
                 };
-                let (outcome, record) = api::refuse(&state, &tool, &args, &caller, error).await?;
+                let (outcome, record) = recorded::refuse(&app, &tool, &args, &caller, error).await?;
                 return Ok(end_of(&outcome, &record));
             }
-            // Resolved once, as an agent's own call is (see `api::calls::call`).
-            let found = state.runtime.find(&tool);
+            // Resolved once, as an agent's own call is (see `calls::call`).
+            let found = app.runtime.find(&tool);
             if let Some(found) = &found {
-                if let Some(approval) = api::hold(&state, &token, found, &args, &caller).await? {
+                if let Some(approval) = recorded::hold(&app, &token, found, &args, &caller).await? {
                     return Ok(CallEnd::Held {
                         approval: approval.id.clone(),
                     });
                 }
             }
-            let (outcome, record) = api::execute_call(&state, &token, &tool, found, &args, &caller).await?;
+            let (outcome, record) = recorded::execute_call(&app, &token, &tool, found, &args, &caller).await?;
             Ok(end_of(&outcome, &record))
         })
         .await
@@ -607,7 +600,7 @@ impl Host for StepHost {
 
     async fn held(&self, call: &StepCall<'_>, id: &str) -> CallEnd {
         loop {
-            let approval = match self.state.approvals.wait_decided(id, MAX_WAIT).await {
+            let approval = match self.app.approvals.wait_decided(id, MAX_WAIT).await {
                 Ok(approval) => approval,
                 Err(e) => return failed_internally(&e.to_string()),
             };
@@ -634,7 +627,7 @@ impl Host for StepHost {
             };
             match approval.state {
                 ApprovalState::Pending => continue,
-                ApprovalState::Approved => match self.state.approvals.begin_execution(id).await {
+                ApprovalState::Approved => match self.app.approvals.begin_execution(id).await {
                     Ok(Some(approval)) => return self.execute(call, approval).await,
                     Ok(None) => continue,
                     Err(e) => return failed_internally(&e.to_string()),
@@ -665,14 +658,14 @@ impl Host for StepHost {
     }
 
     async fn journal(&self, step: &Step) -> Result<(), Problem> {
-        let stored = self.state.runtime.storage().runs().put_step(&self.run.id, step).await;
-        self.state.runs.changed();
+        let stored = self.app.runtime.storage().runs().put_step(&self.run.id, step).await;
+        self.app.runs.changed();
         stored.map_err(|e| Problem::new(kinds::RUNTIME, 500, "cannot journal a step").detail(e.to_string()))
     }
 
     async fn waiting(&self, approval: Option<&str>) {
         let result = async {
-            let mut run = get(&self.state, &self.run.id).await?;
+            let mut run = get(&self.app, &self.run.id).await?;
             if !run.state.is_open() {
                 return Ok(());
             }
@@ -683,8 +676,8 @@ impl Host for StepHost {
             };
             run.waiting_on = approval.map(str::to_string);
             run.updated = now_ms();
-            self.state.runtime.storage().runs().put_run(&run).await?;
-            self.state.runs.changed();
+            self.app.runtime.storage().runs().put_run(&run).await?;
+            self.app.runs.changed();
             Ok::<(), RunError>(())
         }
         .await;
@@ -743,14 +736,14 @@ pub fn problem_of(error: &CallError) -> Problem {
 
 /// A run as the API shows it, with its steps (arguments a tool's manifest
 /// marks secret redacted).
-pub fn view(state: &Shared, run: &Run, steps: &[Step]) -> Value {
+pub fn view(app: &Arc<App>, run: &Run, steps: &[Step]) -> Value {
     let time = rfc3339_ms;
     json!({
         "id": run.id,
         "workflow": run.workflow,
         "version": run.version,
         "digest": run.digest,
-        "state": run.state,
+        "app": run.state,
         "input": run.input,
         "output": run.output,
         "error": run.error,
@@ -768,11 +761,11 @@ pub fn view(state: &Shared, run: &Run, steps: &[Step]) -> Value {
             "reference": s.reference,
             "key": s.key,
             "kind": s.kind,
-            "state": s.state,
+            "app": s.state,
             "tool": s.tool,
             "idempotency_key": s.idempotency_key,
             "arguments": s.arguments.as_ref().map(|a| {
-                crate::audit::redact(a, &state.runtime.secret_fields(s.tool.as_deref().unwrap_or_default()))
+                crate::audit::redact(a, &app.runtime.secret_fields(s.tool.as_deref().unwrap_or_default()))
             }),
             "output": s.output,
             "error": s.error,

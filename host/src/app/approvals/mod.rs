@@ -12,6 +12,7 @@ mod locks;
 mod session_calls;
 mod view;
 mod waiters;
+pub mod webhook;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,8 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::app::approvals::webhook::Webhook;
+use crate::app::metrics::Metrics;
 use crate::audit::{redact, ApprovalEvent, AuditError, AuditLog};
 use crate::config::approvals::ApprovalConfig;
 use crate::model::approval::{Answered, Approval, ApprovalState, Decision, NotRun, Verdict};
@@ -29,8 +32,6 @@ use crate::model::digest::arguments_digest;
 use crate::model::time::now_ms;
 use crate::plugins::manifest::Risk;
 use crate::policy::approvals::{ApprovalPolicy, ApprovalSummary, CallFacts, Held, RuleError};
-use crate::server::metrics::Metrics;
-use crate::server::webhook::Webhook;
 use crate::storage::{Storage, StorageError};
 use happened::Happened;
 use locks::Locks;

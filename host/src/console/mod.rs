@@ -19,6 +19,7 @@ mod overview;
 mod plugins;
 mod runs;
 pub mod session;
+pub mod store;
 
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Path, Request};
@@ -31,7 +32,7 @@ use axum::Router;
 use crate::server::api::{ApiError, Shared};
 use session::{Flash, Right, Viewer};
 
-pub use session::Sessions;
+pub use store::Sessions;
 
 /// No inline script or style, nothing from elsewhere, no framing: a page
 /// can run only the console's own script and talk only to this host.

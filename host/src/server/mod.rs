@@ -112,7 +112,7 @@ pub async fn serve_on(
     let stopped = stopping.clone();
     let draining = state.clone();
     let delay = std::time::Duration::from_secs(server.shutdown_delay_secs);
-    let router = api::router(state, server.max_body_bytes, mcp);
+    let router = api::router(state, server.max_body_bytes, mcp, crate::console::router());
     starting.end().await;
     let serving = connections::serve(listener, router, connections, async move {
         shutdown.await;
@@ -227,7 +227,7 @@ async fn assemble(
             server.max_mcp_sessions_per_principal,
             std::time::Duration::from_secs(server.mcp_idle_secs),
         ),
-        console: crate::console::Sessions::new(
+        console: crate::console::store::Sessions::new(
             std::time::Duration::from_secs(server.console_session_minutes * 60),
             server.max_console_sessions_per_principal,
         ),

@@ -8,7 +8,7 @@ mod audit;
 mod auth;
 pub use auth::BearerFailures;
 mod answer;
-mod error;
+pub mod error;
 pub mod grants;
 pub mod mcp;
 pub mod openapi;
@@ -41,7 +41,7 @@ pub struct AppState {
     pub app: Arc<App>,
     pub mcp_sessions: mcp::Sessions,
     /// The operator console's signed-in sessions.
-    pub console: crate::console::Sessions,
+    pub console: crate::console::store::Sessions,
     /// The configuration file the host was started with: tokens are read
     /// from it again on reload.
     pub config_path: Option<std::path::PathBuf>,
@@ -53,9 +53,9 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-/// Every route; `mcp` says what the MCP transport checks and when its
-/// streams end.
-pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Router {
+/// Every route, with the console's `pages` beside the API's; `mcp` says
+/// what the MCP transport checks and when its streams end.
+pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport, pages: Router<Shared>) -> Router {
     let mcp = Router::new()
         .route("/mcp", mcp::service(state.clone(), mcp))
         .layer(axum::middleware::from_fn_with_state(
@@ -67,7 +67,7 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport) -> Rout
     Router::new()
         .merge(mcp)
         .merge(rest)
-        .merge(crate::console::router())
+        .merge(pages)
         .route(
             "/v1/{*rest}",
             put(not_found).get(not_found).post(not_found).delete(not_found),

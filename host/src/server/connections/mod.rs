@@ -46,7 +46,7 @@ pub(crate) use pool::Pool;
 use pool::{Admitted, Conn};
 
 use crate::config::Server;
-use crate::server::api::ApiError;
+use crate::server::api::error::ApiError;
 
 /// File descriptors kept for everything but the API's connections: the
 /// store, the compile cache, connectors' upstream connections, the

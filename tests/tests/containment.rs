@@ -112,7 +112,9 @@ async fn outbound_http_reaches_only_what_is_granted() {
     let outcome = runtime
         .invoke("netprobe.fetch", &fetch("POST", format!("{granted}/ok"), None))
         .await;
-    assert!(matches!(outcome.result, Err(CallError::PluginError { ref error }) if error == "denied"));
+    assert!(
+        matches!(outcome.result, Err(CallError::PluginError { ref error }) if serde_json::Value::from(error) == "denied")
+    );
     assert!(outcome.journal.denials[0].detail.contains("method POST"));
 
     // A granted *name* that resolves to loopback is refused without allow-private.
@@ -148,6 +150,7 @@ async fn outbound_http_reaches_only_what_is_granted() {
     .await
     {
         CallError::PluginError { error } => {
+            let error = serde_json::Value::from(&error);
             assert!(error.as_str().unwrap().contains("exceeds limit: 16384"), "{error}")
         }
         other => panic!("expected the body limit, got {other:?}"),
@@ -350,7 +353,10 @@ async fn outbound_requests_are_bounded_in_number_and_time() {
     let slow =
         json!({ "method": "GET", "url": format!("http://127.0.0.1:{}/slow", upstream.port()), "host-header": null });
     match runtime.invoke("netprobe.fetch", &slow).await.result {
-        Err(CallError::PluginError { error }) => assert!(error.as_str().unwrap().contains("timed out"), "{error}"),
+        Err(CallError::PluginError { error }) => {
+            let error = serde_json::Value::from(&error);
+            assert!(error.as_str().unwrap().contains("timed out"), "{error}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(
@@ -394,7 +400,10 @@ async fn outbound_requests_are_bounded_in_number_and_time() {
         .await
         .result
     {
-        Err(CallError::PluginError { error }) => assert!(error.as_str().unwrap().contains("timed out"), "{error}"),
+        Err(CallError::PluginError { error }) => {
+            let error = serde_json::Value::from(&error);
+            assert!(error.as_str().unwrap().contains("timed out"), "{error}")
+        }
         other => panic!("a stalled body should time out, got {other:?}"),
     }
     assert!(

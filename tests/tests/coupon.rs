@@ -106,7 +106,10 @@ async fn vouchers_are_issued_once_reported_to_the_ledger_and_redeemed_once() {
         .await
         .result
     {
-        Err(CallError::PluginError { error }) => assert!(error["conflict"].is_string(), "{error}"),
+        Err(CallError::PluginError { error }) => {
+            let error = serde_json::Value::from(&error);
+            assert!(error["conflict"].is_string(), "{error}")
+        }
         other => panic!("{other:?}"),
     }
 
@@ -168,6 +171,7 @@ async fn a_failing_ledger_is_a_typed_upstream_error_and_issues_nothing() {
         .result
     {
         Err(CallError::PluginError { error }) => {
+            let error = serde_json::Value::from(&error);
             assert_eq!(error["upstream"]["status"], 503, "{error}")
         }
         other => panic!("{other:?}"),
@@ -214,7 +218,10 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
     runtime.plugins().load_named("coupon").await.unwrap();
     let outcome = runtime.invoke("coupon.issue-voucher", &issue("k", 100)).await;
     match outcome.result {
-        Err(CallError::PluginError { error }) => assert!(error["denied"].is_string(), "{error}"),
+        Err(CallError::PluginError { error }) => {
+            let error = serde_json::Value::from(&error);
+            assert!(error["denied"].is_string(), "{error}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(outcome.journal.denials.len(), 1);

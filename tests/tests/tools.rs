@@ -158,7 +158,7 @@ async fn records_variants_options_lists_and_results_round_trip() {
         .await
         .result
     {
-        Err(CallError::PluginError { error }) => assert_eq!(error, json!("no")),
+        Err(CallError::PluginError { error }) => assert_eq!(serde_json::Value::from(&error), json!("no")),
         other => panic!("{other:?}"),
     }
 }

@@ -41,7 +41,7 @@ PHASES = [
     # audit frame that made it.
     ("audit record (JSON, sled insert)", r"toolhost::storage::audit::|sled::tree::Tree::insert"),
     ("storage group commit (fsync)", r"toolhost::storage::|sled::"),
-    ("auth and rate limit", r"toolhost::server::auth::|governor::"),
+    ("auth and rate limit", r"toolhost::app::auth::|governor::"),
     ("request and response JSON", r"serde_json::"),
     ("inbound HTTP (hyper, axum, sockets)", r"hyper::|axum::|tower::|tokio::net::|mio::"),
     ("tokio scheduling and wake-ups", r"tokio::runtime::"),

@@ -353,10 +353,10 @@ async fn an_upgrade_between_hold_and_approval_lapses_it() {
 /// the stopped host's files (the state a crash between deciding and running
 /// leaves): one approved and not yet running, one caught running.
 async fn decide_offline(data: &std::path::Path, approved: &str, running: &str) {
+    use toolhost::app::approvals::Approvals;
     use toolhost::config::approvals::ApprovalConfig;
     use toolhost::model::approval::Verdict;
     use toolhost::policy::approvals::ApprovalPolicy;
-    use toolhost::server::approvals::Approvals;
     let storage = toolhost::storage::Storage::open(&data.join("db")).unwrap();
     let audit = Arc::new(toolhost::audit::AuditLog::open(&storage).unwrap());
     let approvals = Approvals::new(
@@ -598,7 +598,7 @@ async fn a_webhook_that_hangs_holds_a_bounded_number_of_deliveries() {
          [[approvals.rules]]\nname = \"all\"\ntools = [\"echo.*\"]\nhold = \"always\"\n"
     );
     let server = ServerProcess::start(&config, &["echo"]);
-    let bound = toolhost::server::webhook::MAX_IN_FLIGHT;
+    let bound = toolhost::app::approvals::webhook::MAX_IN_FLIGHT;
     let held = |i: usize| {
         let url = server.url("/v1/tools/echo.check/invoke");
         async move {

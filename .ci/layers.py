@@ -113,7 +113,7 @@ def graph():
         text = strip_comments(open(os.path.join(ROOT, rel)).read())
         # A file's unit tests (its trailing `#[cfg(test)] mod tests`) are not
         # part of the layering; their `super::*` is the file itself.
-        text = text.split("#[cfg(test)]\nmod tests", 1)[0]
+        text = re.split(r"#\[cfg\(test\)\]\n(?:pub(?:\([a-z]+\))? )?mod tests", text, maxsplit=1)[0]
         is_mod = rel.endswith(("mod.rs", "lib.rs", "main.rs"))
         for path in use_paths(text):
             target = resolve(path, mod, files, is_mod)

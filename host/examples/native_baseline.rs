@@ -117,7 +117,7 @@ async fn invoke(
         effects: false,
     };
     let caller = Caller {
-        via: toolhost::model::audit::Via::Http,
+        via: toolhost::model::audit::Channel::Http,
         token: Some(principal.name.clone()),
         ..Caller::default()
     };

@@ -503,7 +503,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.plugins().load_named(plugin).await?;
             // A call from the command line is a call like any other: audited.
             let caller = toolhost::model::audit::Caller {
-                via: toolhost::model::audit::Via::Cli,
+                via: toolhost::model::audit::Channel::Cli,
                 token: std::env::var("USER").ok().map(|u| format!("local:{u}")),
                 ..Default::default()
             };

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::audit::ActionEvent;
 use crate::config::grants::PluginPolicy;
-use crate::model::audit::{Action, Via};
+use crate::model::audit::{Action, Interface};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::owners::Owner;
@@ -27,13 +27,16 @@ pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
     pub name: &'a str,
-    pub via: Via,
+    pub via: Interface,
 }
 
 impl<'a> Actor<'a> {
     /// An admin token calling the REST API.
     pub fn api(name: &'a str) -> Actor<'a> {
-        Actor { name, via: Via::Api }
+        Actor {
+            name,
+            via: Interface::Api,
+        }
     }
 }
 
@@ -81,7 +84,7 @@ pub async fn record(
 ) {
     let event = ActionEvent {
         action,
-        via: actor.via,
+        via: Some(actor.via),
         by: Some(actor.name),
         subject,
         before,
@@ -275,7 +278,7 @@ pub async fn install(
     act(runtime, actor, Action::Upload, name, serving, |owner| async move {
         let p = runtime
             .plugins()
-            .install(&owner, bundle, actor.via)
+            .install(&owner, bundle, actor.via.into())
             .await
             .map_err(|e| OperatorError::BundleRefused(e.to_string()))?;
         tracing::info!(admin = actor.name, plugin = %name, version = %p.version(), "uploaded");

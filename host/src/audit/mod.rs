@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::capabilities::{EffectGate, Journal};
-use crate::model::audit::{Action, AuditRecord, Caller, Outcome, Via};
+use crate::model::audit::{Action, AuditRecord, Caller, Channel, Interface, Outcome, Source, Via};
 use crate::model::call::{CallError, Timings};
 use crate::model::digest::arguments_digest;
 use crate::model::effects::OutboundRecord;
@@ -37,8 +37,8 @@ const MAX_RECORDED_TEXT_BYTES: usize = 4096;
 /// thing's state before and after.
 pub struct ActionEvent<'a> {
     pub action: Action,
-    /// `Api` or `Console` (`Folder` for what the host does itself).
-    pub via: Via,
+    /// Where the operator acted; `None`: the host itself.
+    pub via: Option<Interface>,
     /// The token that acted; none for the host itself.
     pub by: Option<&'a str>,
     /// What was acted on, as the trail's `tool` names it: `(plugin) crm`,
@@ -54,7 +54,7 @@ pub struct ApprovalEvent<'a> {
     pub approval: &'a str,
     pub outcome: Outcome,
     /// The agent's call: its way in, tool, session, plugin version.
-    pub via: Via,
+    pub via: Channel,
     pub tool: &'a str,
     pub session: Option<&'a str>,
     pub plugin_version: Option<&'a str>,
@@ -75,8 +75,7 @@ pub struct ApprovalEvent<'a> {
 
 /// Something that happened to a plugin, for the audit trail.
 pub struct PluginEvent<'a> {
-    /// `Folder`, `Api` or `Rollback`.
-    pub via: Via,
+    pub via: Source,
     pub plugin: &'a str,
     /// `Loaded`, `Refused` or `Unloaded`.
     pub outcome: Outcome,
@@ -395,7 +394,7 @@ impl AuditLog {
         if removed > 0 {
             self.append_action(&ActionEvent {
                 action: Action::SweepAudit,
-                via: Via::Host,
+                via: None,
                 by: None,
                 subject: "(audit)".into(),
                 before: serde_json::json!({ "records_made_before": rfc3339_micros(micros) }),

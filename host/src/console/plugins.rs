@@ -78,9 +78,8 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
     let operator_grant = serde_json::to_value(state.app.runtime.plugins().operator_grant(&name))
         .map(|g| pretty(&g))
         .unwrap_or_default();
-    let (kind, vendor, description, world, tools) = match &loaded {
+    let (vendor, description, world, tools) = match &loaded {
         Loaded::Connector(p) => (
-            "connector",
             p.manifest.vendor.clone(),
             p.manifest.description.clone(),
             Some(p.manifest.world.clone()),
@@ -97,7 +96,6 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
             let d = &w.definition;
             let summary = d.summary.clone().or_else(|| d.title.clone()).unwrap_or_default();
             (
-                "workflow",
                 d.namespace.clone(),
                 summary.clone(),
                 None,
@@ -113,7 +111,7 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
     Ok(render(&PluginPage {
         nav: Nav::new(&viewer, Section::Overview),
         name: name.clone(),
-        kind,
+        kind: loaded.kind().into(),
         version: loaded.version(),
         vendor,
         description,
@@ -239,6 +237,6 @@ pub async fn upload(
 fn console_actor(viewer: &Viewer) -> Actor<'_> {
     Actor {
         name: &viewer.principal.name,
-        via: crate::model::audit::Via::Console,
+        via: crate::model::audit::Interface::Console,
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::audit::Via;
+use crate::model::audit::Channel;
 use crate::model::call::CallError;
 use crate::model::run::{Run, RunState};
 
@@ -97,7 +97,7 @@ pub enum Answered {
 }
 
 /// Why a held call never ran.
-#[derive(strum::IntoStaticStr, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum NotRun {
@@ -231,7 +231,7 @@ pub struct Approval {
     /// Argument paths the manifest marks secret, redacted in every view.
     #[serde(default)]
     pub secret_fields: Vec<String>,
-    pub via: Via,
+    pub via: Channel,
     pub token: String,
     pub session: Option<String>,
     pub idempotency_key: Option<String>,

@@ -76,11 +76,11 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// A record with nothing but its id, time, way in and tool.
-    pub fn new(id: u64, via: Via, tool: String) -> AuditRecord {
+    pub fn new(id: u64, via: impl Into<Via>, tool: String) -> AuditRecord {
         AuditRecord {
             id: id.to_string(),
             time: rfc3339_micros(id >> 8),
-            via,
+            via: via.into(),
             token: None,
             session: None,
             idempotency_key: None,
@@ -230,8 +230,9 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// How something reached the host: a call (REST, MCP, the CLI), or a
-/// bundle (the plugins folder, an upload, a rollback, another node).
+/// How something reached the host, as the audit trail names it: a call
+/// ([`Channel`]), a bundle ([`Source`]), or an operator's action
+/// ([`Interface`], or the host's own).
 #[derive(
     strum::IntoStaticStr,
     strum::VariantArray,
@@ -270,10 +271,99 @@ impl Via {
     }
 }
 
+/// How an agent's call came in (a workflow's steps: as its call did).
+#[derive(
+    strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Channel {
+    #[default]
+    Http,
+    Mcp,
+    Cli,
+}
+
+/// How a plugin's bundle came to be served.
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Source {
+    /// Dropped into the plugins folder.
+    Folder,
+    /// Uploaded through the REST API.
+    Api,
+    /// Uploaded through the console.
+    Console,
+    /// An archived version served again.
+    Rollback,
+    /// Another node's change, applied here (nodes sharing a store).
+    Node,
+}
+
+/// Where an operator acted: the REST API or the console.
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq)]
+#[strum(serialize_all = "lowercase")]
+pub enum Interface {
+    Api,
+    Console,
+}
+
+impl Source {
+    /// Its name, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl From<Channel> for Via {
+    fn from(channel: Channel) -> Via {
+        match channel {
+            Channel::Http => Via::Http,
+            Channel::Mcp => Via::Mcp,
+            Channel::Cli => Via::Cli,
+        }
+    }
+}
+
+impl From<Source> for Via {
+    fn from(source: Source) -> Via {
+        match source {
+            Source::Folder => Via::Folder,
+            Source::Api => Via::Api,
+            Source::Console => Via::Console,
+            Source::Rollback => Via::Rollback,
+            Source::Node => Via::Node,
+        }
+    }
+}
+
+/// An operator's action through an interface; `None`: the host's own
+/// (the audit trail's retention, tokens re-read on a hangup).
+impl From<Option<Interface>> for Via {
+    fn from(interface: Option<Interface>) -> Via {
+        match interface {
+            Some(Interface::Api) => Via::Api,
+            Some(Interface::Console) => Via::Console,
+            None => Via::Host,
+        }
+    }
+}
+
+/// A bundle an operator uploads comes from where the operator acted.
+impl From<Interface> for Source {
+    fn from(interface: Interface) -> Source {
+        match interface {
+            Interface::Api => Source::Api,
+            Interface::Console => Source::Console,
+        }
+    }
+}
+
 /// Who asked, and how.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    pub via: Via,
+    pub via: Channel,
     pub token: Option<String>,
     pub session: Option<String>,
     pub idempotency_key: Option<String>,

@@ -48,8 +48,33 @@ pub(crate) mod tests {
         names_match::<crate::model::approval::ApprovalState>();
         names_match::<crate::model::run::RunState>();
         names_match::<crate::model::effects::Capability>();
+        names_match::<crate::model::audit::Channel>();
+        names_match::<crate::model::audit::Source>();
+        names_match::<crate::model::approval::NotRun>();
         for o in <crate::model::audit::Outcome as VariantArray>::VARIANTS {
             assert_eq!(crate::model::audit::Outcome::named(o.as_str()), Some(*o));
         }
+    }
+
+    /// A call's channel, a bundle's source and an operator's interface are
+    /// each recorded as the audit trail's `via` of the same name.
+    #[test]
+    fn each_way_in_is_recorded_under_its_own_name() {
+        use crate::model::audit::{Channel, Interface, Source, Via};
+        fn same<T: VariantArray + Copy + Into<&'static str> + Into<Via>>() {
+            for v in T::VARIANTS {
+                let name: &'static str = (*v).into();
+                let via: Via = (*v).into();
+                assert_eq!(name, via.as_str());
+            }
+        }
+        same::<Channel>();
+        same::<Source>();
+        for i in Interface::VARIANTS {
+            let name: &'static str = (*i).into();
+            assert_eq!(name, Via::from(Some(*i)).as_str());
+            assert_eq!(name, Source::from(*i).as_str());
+        }
+        assert_eq!(Via::from(None::<Interface>), Via::Host);
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::audit::Via;
+use crate::model::audit::Channel;
 use crate::model::call::CallError;
 use crate::model::problem::Problem;
 
@@ -47,7 +47,7 @@ pub struct Run {
     pub input: Value,
     pub output: Option<Value>,
     pub error: Option<Problem>,
-    pub via: Via,
+    pub via: Channel,
     pub token: String,
     pub session: Option<String>,
     /// The approval a step waits for, while `Waiting`.

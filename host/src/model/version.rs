@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::audit::Via;
+use crate::model::audit::Source;
 
 /// One entry of a plugin's version history.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub struct VersionEntry {
     pub loaded_at: String,
     /// How the bundle came in. (Stored as `origin` before it had this name.)
     #[serde(alias = "origin")]
-    pub via: Via,
+    pub via: Source,
     /// The archived bundle, relative to the archive folder.
     pub archive: String,
     /// When an operator rolled back from this version (RFC 3339); it no

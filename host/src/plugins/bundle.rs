@@ -29,6 +29,28 @@ pub enum Contents {
     Workflow(Arc<Definition>),
 }
 
+/// What a plugin is: a connector (a Wasm component) or a workflow (a
+/// document whose steps call tools). Spelt one way everywhere: the admin
+/// API's `kind`, the console, a pushed bundle's OCI config.
+#[derive(
+    strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Kind {
+    Connector,
+    Workflow,
+}
+
+impl Contents {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Contents::Connector { .. } => Kind::Connector,
+            Contents::Workflow(_) => Kind::Workflow,
+        }
+    }
+}
+
 /// Largest component file the host reads.
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -347,7 +369,12 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::{read_file, Bundle, MAX_COMPONENT_BYTES, MAX_MANIFEST_FILE_BYTES};
+    use super::{read_file, Bundle, Kind, MAX_COMPONENT_BYTES, MAX_MANIFEST_FILE_BYTES};
+
+    #[test]
+    fn a_plugins_kind_is_named_as_serde_names_it() {
+        crate::model::tests::names_match::<Kind>();
+    }
 
     fn scratch(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("toolhost-bundle-{tag}-{}", std::process::id()));

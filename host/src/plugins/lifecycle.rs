@@ -29,7 +29,7 @@ use super::versions::{Versions, VersionsError};
 use crate::audit::{AuditLog, PluginEvent};
 use crate::capabilities::{CallState, Outbound};
 use crate::config::grants::PluginPolicy;
-use crate::model::audit::{Outcome, Via};
+use crate::model::audit::{Outcome, Source};
 use crate::model::version::VersionEntry;
 use crate::policy::grants::{GrantState, GrantWarning};
 use crate::policy::{Policy, PolicyError};
@@ -192,9 +192,9 @@ impl Lifecycle {
             // Renamed in its manifest meanwhile: a plugin of another name.
             drop(owner);
             let owner = self.own(&bundle.name).await;
-            return self.install(&owner, bundle, Via::Folder).await;
+            return self.install(&owner, bundle, Source::Folder).await;
         }
-        self.install(&owner, bundle, Via::Folder).await
+        self.install(&owner, bundle, Source::Folder).await
     }
 
     /// The bundle in `dir`; a folder that holds none is refused and audited.
@@ -205,7 +205,7 @@ impl Lifecycle {
             let name = dir
                 .file_name()
                 .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-            self.log_refusal(&name, Via::Folder, e).await;
+            self.log_refusal(&name, Source::Folder, e).await;
         }
         read
     }
@@ -218,7 +218,7 @@ impl Lifecycle {
     ///
     /// A bundle identical to the one serving (the folder echoing an upload,
     /// a signature added) changes nothing. `owner` owns the bundle's plugin.
-    pub async fn install(&self, owner: &Owner, bundle: Bundle, via: Via) -> Result<Loaded, LoadError> {
+    pub async fn install(&self, owner: &Owner, bundle: Bundle, via: Source) -> Result<Loaded, LoadError> {
         let name = bundle.name.clone();
         if owner.name() != name {
             return Err(LoadError::Storage {
@@ -243,7 +243,7 @@ impl Lifecycle {
     /// history, and (when it came in another way) in the plugins folder.
     /// If the folder cannot take it, the history is put back as it was, so
     /// that both keep naming the version that still serves.
-    async fn persist(&self, bundle: &Bundle, via: Via) -> Result<(), LoadError> {
+    async fn persist(&self, bundle: &Bundle, via: Source) -> Result<(), LoadError> {
         let name = &bundle.name;
         let failed = |what: &str, e: &dyn std::fmt::Display| LoadError::Storage {
             plugin: name.clone(),
@@ -258,7 +258,7 @@ impl Lifecycle {
             .record(bundle, via)
             .await
             .map_err(|e| failed("cannot record it in the version history", &e))?;
-        if via != Via::Folder {
+        if via != Source::Folder {
             if let Err(e) = self.folder.keep(bundle).await {
                 if let Err(undo) = self.versions.restore(name, &before).await {
                     tracing::error!(plugin = %name, "version history names a version that does not serve: {undo}");
@@ -272,7 +272,7 @@ impl Lifecycle {
     /// Verify, compile and link a bundle under the grant in force (the
     /// caller owns the plugin, so the grant cannot change meanwhile); a
     /// refusal is logged and audited.
-    async fn compile(&self, bundle: &Bundle, via: Via) -> Result<Compiled, LoadError> {
+    async fn compile(&self, bundle: &Bundle, via: Source) -> Result<Compiled, LoadError> {
         let policy = self.policy.load_full();
         let loaded = match &bundle.contents {
             Contents::Workflow(_) => bundle.load_workflow(&policy).map(Compiled::Workflow),
@@ -307,7 +307,7 @@ impl Lifecycle {
 
     /// Put a compiled plugin in place of the version serving; calls (and
     /// runs) in flight finish on the old one.
-    async fn swap(&self, compiled: Compiled, via: Via) -> Loaded {
+    async fn swap(&self, compiled: Compiled, via: Source) -> Loaded {
         let (loaded, previous, source) = match compiled {
             Compiled::Connector(plugin) => {
                 let name = &plugin.manifest.name;
@@ -351,7 +351,7 @@ impl Lifecycle {
         }
     }
 
-    async fn log_refusal(&self, what: &str, via: Via, e: &LoadError) {
+    async fn log_refusal(&self, what: &str, via: Source, e: &LoadError) {
         tracing::error!(bundle = %what, via = via.as_str(), "refused: {e}");
         self.event(PluginEvent {
             via,
@@ -376,7 +376,7 @@ impl Lifecycle {
             .await?
             .ok_or_else(|| LifecycleError::NoPrevious(name.to_string()))?;
         let bundle = folder::read_bundle(&path).await?;
-        let plugin = self.compile(&bundle, Via::Rollback).await?;
+        let plugin = self.compile(&bundle, Source::Rollback).await?;
         // Durable before it serves: the folder a restart loads, and the
         // history, with the version rolled back from marked so.
         self.folder.keep(&bundle).await.map_err(|e| LoadError::Storage {
@@ -384,7 +384,7 @@ impl Lifecycle {
             message: format!("cannot write it into the plugins folder: {e}"),
         })?;
         self.versions.mark_rolled_back(name).await?;
-        Ok(self.swap(plugin, Via::Rollback).await)
+        Ok(self.swap(plugin, Source::Rollback).await)
     }
 
     /// Stop serving a plugin if no folder in the plugins folder holds the
@@ -419,7 +419,7 @@ impl Lifecycle {
             }
         };
         self.event(PluginEvent {
-            via: Via::Api,
+            via: Source::Api,
             plugin: name,
             outcome: Outcome::Unloaded,
             detail: if drained {
@@ -685,7 +685,7 @@ impl Lifecycle {
                 self.changed();
                 self.folder.remove(name).await?;
                 self.event(PluginEvent {
-                    via: Via::Node,
+                    via: Source::Node,
                     plugin: name,
                     outcome: Outcome::Unloaded,
                     detail: "removed on another node".into(),
@@ -711,13 +711,13 @@ impl Lifecycle {
             .into());
         };
         let bundle = folder::read_bundle(&path).await?;
-        let plugin = self.compile(&bundle, Via::Node).await?;
+        let plugin = self.compile(&bundle, Source::Node).await?;
         // The folder a restart of this node loads.
         self.folder.keep(&bundle).await.map_err(|e| LoadError::Storage {
             plugin: name.to_string(),
             message: format!("cannot write it into the plugins folder: {e}"),
         })?;
-        self.swap(plugin, Via::Node).await;
+        self.swap(plugin, Source::Node).await;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::plugins::bundle::Kind;
 use crate::plugins::plugin::{Plugin, Tool};
 use crate::workflow::Workflow;
 
@@ -28,6 +29,13 @@ pub enum Loaded {
 }
 
 impl Loaded {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Loaded::Connector(_) => Kind::Connector,
+            Loaded::Workflow(_) => Kind::Workflow,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Loaded::Connector(p) => &p.manifest.name,

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::audit::Via;
+use crate::model::audit::Source;
 use crate::model::version::{serving, VersionEntry};
 use crate::plugins::bundle::Bundle;
 use crate::plugins::folder::{blocking, Folder};
@@ -51,7 +51,7 @@ impl Versions {
 
     /// Archive a bundle that now serves and note it in the history (once:
     /// the same version loaded again is not a new entry).
-    pub async fn record(&self, bundle: &Bundle, via: Via) -> Result<VersionEntry, VersionsError> {
+    pub async fn record(&self, bundle: &Bundle, via: Source) -> Result<VersionEntry, VersionsError> {
         let plugin = &bundle.name;
         let manifest_digest = bundle.manifest_digest();
         let archive = format!("{plugin}/{}-{}", &bundle.digest[..16], &manifest_digest[..16]);

@@ -29,7 +29,7 @@ use oci_client::Client;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::bundle::{Bundle, Contents, MAX_COMPONENT_BYTES};
+use super::bundle::{Bundle, Kind, MAX_COMPONENT_BYTES};
 use super::error::LoadError;
 
 mod manifest;
@@ -220,17 +220,10 @@ fn auth_from_env() -> Result<RegistryAuth, OciError> {
 pub struct BundleConfig {
     pub name: String,
     pub version: String,
-    pub kind: BundleKind,
+    pub kind: Kind,
     /// sha256 (hex) of the component (of the document, for a workflow): the
     /// digest an operator pins in `[plugins.NAME] digest`.
     pub digest: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BundleKind {
-    Connector,
-    Workflow,
 }
 
 impl BundleConfig {
@@ -238,10 +231,7 @@ impl BundleConfig {
         BundleConfig {
             name: bundle.name.clone(),
             version: bundle.version.to_string(),
-            kind: match bundle.contents {
-                Contents::Connector { .. } => BundleKind::Connector,
-                Contents::Workflow(_) => BundleKind::Workflow,
-            },
+            kind: bundle.contents.kind(),
             digest: bundle.digest.clone(),
         }
     }

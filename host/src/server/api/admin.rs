@@ -12,6 +12,7 @@ use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::app::operator::{self, Actor};
 use crate::plugins::bundle::Bundle;
+use crate::plugins::bundle::Kind;
 use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
 use crate::workflow::Workflow;
@@ -27,7 +28,7 @@ fn describe_workflow(state: &Shared, w: &Workflow) -> Value {
     let d = &w.definition;
     json!({
         "name": d.name,
-        "kind": "workflow",
+        "kind": Kind::Workflow,
         "version": d.version.to_string(),
         "vendor": d.namespace,
         "digest": w.digest,
@@ -45,7 +46,7 @@ fn describe_connector(state: &Shared, p: &Plugin) -> Value {
     let g = &p.context.grant;
     json!({
         "name": p.manifest.name,
-        "kind": "connector",
+        "kind": Kind::Connector,
         "version": p.manifest.version.to_string(),
         "vendor": p.manifest.vendor,
         "world": p.manifest.world,

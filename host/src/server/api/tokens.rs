@@ -15,7 +15,7 @@ use super::{ApiError, Shared};
 use crate::app::operator::{self, Actor};
 use crate::audit::ActionEvent;
 use crate::config::Config;
-use crate::model::audit::{Action, Via};
+use crate::model::audit::Action;
 
 /// The tokens in force: names, roles and limits, never the tokens.
 #[utoipa::path(
@@ -95,7 +95,7 @@ pub fn spawn_reload_on_hangup(state: &Shared) {
                     tracing::info!("SIGHUP: tokens reloaded");
                     let event = ActionEvent {
                         action: Action::ReloadTokens,
-                        via: Via::Host,
+                        via: None,
                         by: None,
                         subject: SUBJECT.into(),
                         before,

@@ -17,7 +17,7 @@ use crate::app::calls::{call, Called};
 use crate::app::idempotency::{Lookup, MAX_KEY_LEN};
 use crate::app::recorded::detached;
 use crate::call::names;
-use crate::model::audit::{Caller, Via};
+use crate::model::audit::{Caller, Channel, Via};
 use crate::runtime::ToolInfo;
 
 /// Header carrying the caller's conversation or session id into the audit.
@@ -114,7 +114,7 @@ pub async fn invoke(
         .map(std::borrow::Cow::into_owned)
         .unwrap_or(tool);
     let caller = Caller {
-        via: Via::Http,
+        via: Channel::Http,
         token: Some(principal.name.clone()),
         session: header(&headers, SESSION_HEADER)?,
         idempotency_key: header(&headers, "idempotency-key")?,

@@ -429,7 +429,7 @@ impl McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let args = Value::Object(request.arguments.unwrap_or_default());
         let caller = Caller {
-            via: crate::model::audit::Via::Mcp,
+            via: crate::model::audit::Channel::Mcp,
             token: Some(principal.name.clone()),
             session,
             idempotency_key: None,

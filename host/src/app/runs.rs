@@ -743,7 +743,7 @@ pub fn view(app: &Arc<App>, run: &Run, steps: &[Step]) -> Value {
         "workflow": run.workflow,
         "version": run.version,
         "digest": run.digest,
-        "app": run.state,
+        "state": run.state,
         "input": run.input,
         "output": run.output,
         "error": run.error,
@@ -761,7 +761,7 @@ pub fn view(app: &Arc<App>, run: &Run, steps: &[Step]) -> Value {
             "reference": s.reference,
             "key": s.key,
             "kind": s.kind,
-            "app": s.state,
+            "state": s.state,
             "tool": s.tool,
             "idempotency_key": s.idempotency_key,
             "arguments": s.arguments.as_ref().map(|a| {

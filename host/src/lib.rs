@@ -1,8 +1,9 @@
 //! toolhost: a WebAssembly plugin host for AI-agent tool connectors.
 //!
 //! One folder per concern, roughly from the floor up. No file imports one
-//! that imports it back, and the floors (`model`, `storage`) import nothing
-//! above them: `.ci/layers.py` checks both in CI.
+//! that imports it back, the floors (`model`, `storage`) import nothing
+//! above them, and `app` nothing of the adapters: `.ci/layers.py` checks
+//! all three in CI.
 //!
 //! - [`model`]: the records (audit record, approval, run, problem, version, ids, times), importing nothing;
 //! - [`net`]: origins, HTTP methods, IP networks and the public internet;
@@ -18,9 +19,9 @@
 //! - [`call`]: one call of a connector, top to bottom in [`call::invoke`];
 //! - [`plugins`]: bundles, the registry, and the one owner of their lifecycle;
 //! - [`runtime`]: the engine, storage, audit and plugins assembled, for the server and the CLI;
-//! - [`app`]: the application services adapters share (idempotency, the operator's actions; the call core is moving here);
-//! - [`server`]: HTTP (REST, MCP), tokens, approvals, workflow runs, metrics;
-//! - [`console`]: the operator's web console, over the server's services;
+//! - [`app`]: the application: calls, approvals, workflow runs, tokens, idempotency, metrics, the operator's actions;
+//! - [`server`]: the HTTP adapter (REST, MCP), its connections, readiness and `serve`;
+//! - [`console`]: the operator's web console, an adapter over the same application;
 //! - [`check`], [`devkit`]: the `toolhost check` and `toolhost dev` commands.
 
 pub mod app;

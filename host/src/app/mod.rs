@@ -1,8 +1,19 @@
 //! The application: what a call, an approval, a workflow run and an
 //! operator's action are, decided once, below every adapter (REST, MCP, the
-//! console, the command line).
+//! console, the command line). Nothing here names axum, utoipa, rmcp or
+//! askama, nor an HTTP status or body (`.ci/layers.py` checks the imports);
+//! each adapter renders what the application answers its own way. The way
+//! a call travels through it is in `README.md` beside this file.
 //!
+//! - [`calls`]: an agent's call: permission, hold, run or refusal, or a
+//!   workflow's run; an approved call carried out;
+//! - [`recorded`]: a call recorded, whoever asked (an agent, an approval, a
+//!   workflow's step): held, run now and counted, or refused;
+//! - [`runs`]: workflow runs, driven off the API's threads, journaled;
+//! - [`approvals`]: held calls from hold to answer (with their webhook);
+//! - [`auth`]: tokens and the principals they name;
 //! - [`idempotency`]: a retried call returns the first call's answer;
+//! - [`metrics`]: what is counted, with typed labels;
 //! - [`operator`]: the operator's actions on plugins, each recorded under the plugin's lock.
 
 pub mod approvals;

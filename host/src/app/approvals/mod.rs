@@ -1,6 +1,6 @@
 //! Held calls from hold to answer: the policy decides which calls wait;
 //! each held call is stored durably before the agent hears of it; reviewers
-//! decide; an approved call runs once (see `api::calls::execute`) and its
+//! decide; an approved call runs once (see `app::calls::execute`) and its
 //! answer is kept for the agent. Every step is an audit record linked by the
 //! approval id, and a notice for the event stream and the webhook.
 //!

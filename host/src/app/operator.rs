@@ -13,6 +13,7 @@ use crate::audit::ActionEvent;
 use crate::config::grants::PluginPolicy;
 use crate::model::audit::{Action, Interface};
 use crate::plugins::bundle::Bundle;
+use crate::plugins::error::LoadError;
 use crate::plugins::lifecycle::LifecycleError;
 use crate::plugins::owners::Owner;
 use crate::plugins::registry::Loaded;
@@ -64,9 +65,19 @@ impl From<LifecycleError> for OperatorError {
         match e {
             LifecycleError::NoSuchPlugin(name) => OperatorError::NotFound(name),
             LifecycleError::NoPrevious(name) => OperatorError::NoPrevious(name),
-            LifecycleError::Load(e) => OperatorError::BundleRefused(e.to_string()),
+            LifecycleError::Load(e) => e.into(),
             LifecycleError::Policy(e) => OperatorError::GrantRefused(e),
             other => OperatorError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<LoadError> for OperatorError {
+    fn from(e: LoadError) -> OperatorError {
+        match e {
+            // The host's own mistake, not the bundle's.
+            LoadError::NotOwned { .. } => OperatorError::Internal(e.to_string()),
+            e => OperatorError::BundleRefused(e.to_string()),
         }
     }
 }
@@ -276,11 +287,7 @@ pub async fn install(
         }
     }
     act(runtime, actor, Action::Upload, name, serving, |owner| async move {
-        let p = runtime
-            .plugins()
-            .install(&owner, bundle, actor.via.into())
-            .await
-            .map_err(|e| OperatorError::BundleRefused(e.to_string()))?;
+        let p = runtime.plugins().install(&owner, bundle, actor.via.into()).await?;
         tracing::info!(admin = actor.name, plugin = %name, version = %p.version(), "uploaded");
         Ok((p, owner))
     })

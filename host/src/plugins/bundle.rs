@@ -42,6 +42,12 @@ pub enum Kind {
     Workflow,
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.into())
+    }
+}
+
 impl Contents {
     pub fn kind(&self) -> Kind {
         match self {
@@ -236,8 +242,8 @@ impl Bundle {
         let Contents::Workflow(definition) = &self.contents else {
             return Err(LoadError::Kind {
                 plugin: self.name.clone(),
-                expected: "workflow",
-                actual: "connector",
+                expected: Kind::Workflow,
+                actual: Kind::Connector,
             });
         };
         Workflow::new(definition.clone(), self.digest.clone(), signer, policy).map_err(|message| LoadError::Workflow {

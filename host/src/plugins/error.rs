@@ -1,6 +1,7 @@
 //! Why a bundle was not loaded: one error for every step from reading the
 //! bundle to linking its component.
 
+use crate::plugins::bundle::Kind;
 use crate::plugins::manifest::ManifestError;
 use crate::plugins::signing::SigningError;
 
@@ -50,7 +51,11 @@ pub enum LoadError {
     #[error("{plugin} is a {actual}, not a {expected}")]
     Kind {
         plugin: String,
-        expected: &'static str,
-        actual: &'static str,
+        expected: Kind,
+        actual: Kind,
     },
+    /// A caller's mistake, not the bundle's: the plugin it holds the lock of
+    /// is another.
+    #[error("{plugin}: the caller holds the lock of plugin {owned:?}, not of this one")]
+    NotOwned { plugin: String, owned: String },
 }

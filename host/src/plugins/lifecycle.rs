@@ -221,9 +221,9 @@ impl Lifecycle {
     pub async fn install(&self, owner: &Owner, bundle: Bundle, via: Source) -> Result<Loaded, LoadError> {
         let name = bundle.name.clone();
         if owner.name() != name {
-            return Err(LoadError::Storage {
+            return Err(LoadError::NotOwned {
                 plugin: name,
-                message: format!("the caller owns plugin {:?}, not this one", owner.name()),
+                owned: owner.name().to_string(),
             });
         }
         if let Some(serving) = self.registry.loaded(&name) {

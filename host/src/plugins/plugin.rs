@@ -11,7 +11,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
 use crate::call::{names, schema};
 use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
-use crate::plugins::bundle::{Bundle, Contents};
+use crate::plugins::bundle::{Bundle, Contents, Kind};
 use crate::plugins::contract::Contract;
 use crate::plugins::error::LoadError;
 use crate::plugins::manifest::{Manifest, Risk};
@@ -128,8 +128,8 @@ impl Plugin {
             Contents::Workflow(_) => {
                 return Err(LoadError::Kind {
                     plugin: bundle.name.clone(),
-                    expected: "connector",
-                    actual: "workflow",
+                    expected: Kind::Connector,
+                    actual: Kind::Workflow,
                 })
             }
         };

@@ -230,9 +230,11 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// How something reached the host, as the audit trail names it: a call
-/// ([`Channel`]), a bundle ([`Source`]), or an operator's action
-/// ([`Interface`], or the host's own).
+// The audit record's union of a call's [`Channel`], a bundle's [`Source`]
+// and an operator's [`Interface`] (or the host's own action); its doc below
+// is the OpenAPI document's description, kept as it was.
+/// How something reached the host: a call (REST, MCP, the CLI), or a
+/// bundle (the plugins folder, an upload, a rollback, another node).
 #[derive(
     strum::IntoStaticStr,
     strum::VariantArray,

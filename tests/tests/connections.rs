@@ -342,6 +342,21 @@ async fn when_every_connection_has_a_call_running_health_checks_are_still_answer
     assert_eq!(status, 200, "{tools}");
 }
 
+/// Send a request, and once more if its connection was closed before any
+/// answer came (counted in `retried`).
+async fn send_twice(
+    retried: &mut usize,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    match request().send().await {
+        Err(e) if e.is_request() && !e.is_timeout() => {
+            *retried += 1;
+            request().send().await
+        }
+        other => other,
+    }
+}
+
 /// An idle keep-alive connection: one `/healthz`, then nothing, until the
 /// host closes it; whether it did within `within`.
 async fn idle_keep_alive(addr: SocketAddr, within: Duration) -> bool {
@@ -403,20 +418,27 @@ async fn two_thousand_slow_heads_and_two_thousand_idle_connections_under_1024_fi
         .build()
         .unwrap();
     let mut answered = 0;
+    let mut retried = 0;
     let mut failures = Vec::new();
     while !flood.is_finished() {
-        let health = probes.get(server.url("/healthz")).send().await;
+        // A probe's connection may be the oldest one not yet read when an
+        // attacker's takes its place (the cap's rule, see
+        // `server::connections`): the host closed it unanswered, and a
+        // client tries once more, as a balancer does. An answer that is not
+        // 200, or two closes in a row, fail the test.
+        let health = send_twice(&mut retried, || probes.get(server.url("/healthz"))).await;
         match health {
             Ok(r) if r.status() == 200 => answered += 1,
             other => failures.push(format!("/healthz: {other:?}")),
         }
         if answered % 5 == 0 {
-            let call = probes
-                .post(server.url("/v1/tools/echo.check/invoke"))
-                .bearer_auth(AGENT_TOKEN)
-                .json(&json!({ "ok": true, "message": "m" }))
-                .send()
-                .await;
+            let call = send_twice(&mut retried, || {
+                probes
+                    .post(server.url("/v1/tools/echo.check/invoke"))
+                    .bearer_auth(AGENT_TOKEN)
+                    .json(&json!({ "ok": true, "message": "m" }))
+            })
+            .await;
             match call {
                 Ok(r) if r.status() == 200 => {}
                 other => failures.push(format!("echo.check: {other:?}")),
@@ -431,6 +453,11 @@ async fn two_thousand_slow_heads_and_two_thousand_idle_connections_under_1024_fi
         failures.len()
     );
     assert!(answered >= 5, "only {answered} health checks ran during the flood");
+    // Closed unanswered is the exception, not the rule.
+    assert!(
+        retried * 10 <= answered,
+        "{retried} of {answered} probes had to try again"
+    );
     assert_eq!(
         closed.load(Ordering::SeqCst),
         attackers,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::error::LoadError;
+use super::kind::Kind;
 use super::manifest::{Manifest, ManifestError};
 use super::signing::{self, SigningError, SIGNATURE_FILE};
 use crate::policy::Policy;
@@ -27,25 +28,6 @@ pub enum Contents {
     Connector { manifest: Box<Manifest>, wasm: Vec<u8> },
     /// A workflow document (`manifest_text` is the document).
     Workflow(Arc<Definition>),
-}
-
-/// What a plugin is: a connector (a Wasm component) or a workflow (a
-/// document whose steps call tools). Spelt one way everywhere: the admin
-/// API's `kind`, the console, a pushed bundle's OCI config.
-#[derive(
-    strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum Kind {
-    Connector,
-    Workflow,
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.into())
-    }
 }
 
 impl Contents {
@@ -375,12 +357,7 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::{read_file, Bundle, Kind, MAX_COMPONENT_BYTES, MAX_MANIFEST_FILE_BYTES};
-
-    #[test]
-    fn a_plugins_kind_is_named_as_serde_names_it() {
-        crate::model::tests::names_match::<Kind>();
-    }
+    use super::{read_file, Bundle, MAX_COMPONENT_BYTES, MAX_MANIFEST_FILE_BYTES};
 
     fn scratch(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("toolhost-bundle-{tag}-{}", std::process::id()));

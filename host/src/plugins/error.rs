@@ -1,7 +1,7 @@
 //! Why a bundle was not loaded: one error for every step from reading the
 //! bundle to linking its component.
 
-use crate::plugins::bundle::Kind;
+use crate::plugins::kind::Kind;
 use crate::plugins::manifest::ManifestError;
 use crate::plugins::signing::SigningError;
 

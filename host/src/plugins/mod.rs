@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod contract;
 pub mod error;
 pub mod folder;
+pub mod kind;
 pub mod lifecycle;
 pub mod manifest;
 pub mod oci;

@@ -11,9 +11,10 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
 use crate::call::{names, schema};
 use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
-use crate::plugins::bundle::{Bundle, Contents, Kind};
+use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::contract::Contract;
 use crate::plugins::error::LoadError;
+use crate::plugins::kind::Kind;
 use crate::plugins::manifest::{Manifest, Risk};
 use crate::policy::Policy;
 use crate::storage::Storage;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::plugins::bundle::Kind;
+use crate::plugins::kind::Kind;
 use crate::plugins::plugin::{Plugin, Tool};
 use crate::workflow::Workflow;
 

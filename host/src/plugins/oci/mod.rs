@@ -29,8 +29,9 @@ use oci_client::Client;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::bundle::{Bundle, Kind, MAX_COMPONENT_BYTES};
+use super::bundle::{Bundle, MAX_COMPONENT_BYTES};
 use super::error::LoadError;
+use super::kind::Kind;
 
 mod manifest;
 mod reference;

@@ -12,7 +12,7 @@ use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::app::operator::{self, Actor};
 use crate::plugins::bundle::Bundle;
-use crate::plugins::bundle::Kind;
+use crate::plugins::kind::Kind;
 use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
 use crate::workflow::Workflow;

@@ -43,7 +43,7 @@ fn installed() {
 pub struct Browser {
     pub client: Client,
     driver: Child,
-    _profile: super::Scratch,
+    profile: super::Scratch,
 }
 
 impl Browser {
@@ -85,7 +85,7 @@ impl Browser {
                     return Browser {
                         client,
                         driver,
-                        _profile: profile,
+                        profile,
                     }
                 }
                 Err(e) => last = Some(e),
@@ -148,6 +148,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A test that panics never closes its session: its Chromium, a child
+        // of the driver, would outlive the driver and the test. Every one of
+        // its processes names this session's profile folder.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("--user-data-dir={}", self.profile.path().display())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -152,7 +152,12 @@ impl Drop for Browser {
         // of the driver, would outlive the driver and the test. Every one of
         // its processes names this session's profile folder.
         let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &format!("--user-data-dir={}", self.profile.path().display())])
+            .args([
+                "-KILL",
+                "-f",
+                "--",
+                &format!("--user-data-dir={}( |$)", self.profile.path().display()),
+            ])
             .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -558,7 +558,9 @@ impl ServerHandler for McpServer {
             .map(mcp_tool)
             .collect::<Result<Vec<_>, _>>()?;
         tools.push(await_tool()?);
-        serde_json::from_value(json!({ "tools": tools })).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+        // rmcp's constructor sets what 2026-07-28 requires (`resultType`);
+        // a result read from JSON would leave it out.
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(

@@ -99,3 +99,30 @@ async fn mcp_needs_a_token() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// The SDK's default client as an agent gets it without configuring
+/// anything (`mcp.Client(url)`: protocol 2026-07-28 through
+/// `server/discover`), and its legacy handshake: both list the tools and
+/// call one. The default client refuses a result that lacks what its
+/// revision requires (a `tools/list` without `resultType` failed here).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdks_default_client_lists_and_calls_in_both_protocols() {
+    let server = ServerProcess::start("", &["echo"]);
+    for mode in ["auto", "legacy"] {
+        let out = Command::new(mcp_python())
+            .arg(repo_root().join("tests/mcp_default_client.py"))
+            .args([server.base.as_str(), AGENT_TOKEN, mode])
+            .output()
+            .expect("run the MCP client");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "mode {mode}: {stderr}");
+        let steps: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect();
+        assert_eq!(steps.len(), 2, "mode {mode}: {steps:?} {stderr}");
+        let names = steps[0]["names"].as_array().unwrap();
+        assert!(names.iter().any(|n| n == "echo.check"), "mode {mode}: {names:?}");
+        assert_eq!(steps[1]["is_error"], false, "mode {mode}: {}", steps[1]);
+    }
+}

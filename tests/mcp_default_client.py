@@ -1,0 +1,35 @@
+"""The official MCP Python SDK's default client (`mcp.Client`, which
+negotiates the newest protocol, 2026-07-28, through `server/discover`), or
+its `legacy` handshake: list the tools and call one, as an agent built on the
+SDK does without configuring anything. Prints one JSON line per step for the
+Rust test (tests/tests/mcp.rs); an exception (a result the SDK refuses to
+validate) ends the script with a traceback.
+
+Usage: mcp_default_client.py BASE_URL TOKEN MODE   (MODE: auto or legacy)
+"""
+
+import asyncio
+import json
+import sys
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+
+def say(step, **fields):
+    print(json.dumps({"step": step, **fields}), flush=True)
+
+
+async def main(base, token, mode):
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    transport = streamable_http_client(f"{base}/mcp", http_client=http)
+    async with Client(transport, mode=mode, raise_exceptions=True) as client:
+        tools = await client.list_tools()
+        say("tools", names=sorted(t.name for t in tools.tools))
+        ok = await client.call_tool("echo.check", {"ok": True, "message": "hello"})
+        say("called", is_error=ok.is_error, text=[c.text for c in ok.content if c.type == "text"])
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -104,7 +104,8 @@ async fn mcp_needs_a_token() {
 /// anything (`mcp.Client(url)`: protocol 2026-07-28 through
 /// `server/discover`), and its legacy handshake: both list the tools and
 /// call one. The default client refuses a result that lacks what its
-/// revision requires (a `tools/list` without `resultType` failed here).
+/// revision requires (a `tools/list` without `resultType` failed here); the
+/// legacy one closes its session as the SDK expects.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_sdks_default_client_lists_and_calls_in_both_protocols() {
     let server = ServerProcess::start("", &["echo"]);
@@ -116,6 +117,9 @@ async fn the_official_python_sdks_default_client_lists_and_calls_in_both_protoco
             .expect("run the MCP client");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "mode {mode}: {stderr}");
+        // The legacy handshake's session is closed with DELETE on the way
+        // out; the SDK warns of any answer but 200 or 204.
+        assert!(!stderr.contains("Session termination failed"), "mode {mode}: {stderr}");
         let steps: Vec<Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

@@ -44,7 +44,14 @@ pub async fn limit_sessions(
         if theirs {
             return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
         }
-        return next.run(request).await;
+        let closing = request.method() == axum::http::Method::DELETE;
+        let response = next.run(request).await;
+        // rmcp answers a closed session `202`; the SDKs take `200` or `204`
+        // (the Python SDK logs anything else as a failed close).
+        if closing && response.status() == StatusCode::ACCEPTED {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        return response;
     }
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;

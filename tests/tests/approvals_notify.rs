@@ -662,6 +662,23 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
     // An id that is no task of this agent's is an error.
     let (_, unknown) = rpc(&server, s, get(302, "nope")).await;
     assert!(unknown["error"].is_object(), "{unknown}");
+
+    // Waiting on an approval that is unknown, or naming none, is the await
+    // tool's failure, which the model reads: a result with `isError`, not
+    // a protocol error.
+    for (n, args, kind) in [
+        (303, json!({ "approval": "nope" }), "not_found"),
+        (304, json!({}), "invalid_input"),
+    ] {
+        let request = json!({
+            "jsonrpc": "2.0", "id": n, "method": "tools/call",
+            "params": { "name": "toolhost.await-approval", "arguments": args },
+        });
+        let (_, answered) = rpc(&server, s, request).await;
+        assert_eq!(answered["result"]["isError"], true, "{answered}");
+        let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(text.contains(kind), "{answered}");
+    }
 }
 
 async fn rpc_notify(server: &ServerProcess, session: &str) {

@@ -363,23 +363,35 @@ impl McpServer {
 
     /// `id`, if `principal` may see it: an agent sees only the calls it
     /// made (another's is not found, as over REST).
-    async fn approval(&self, principal: &Principal, id: &str) -> Result<Arc<Approval>, ErrorData> {
-        let not_found = || ErrorData::invalid_params(format!("no approval {id:?}"), None);
+    /// The approval `id` if `principal` may see it (an agent only its own:
+    /// another's is as unknown as one that never was).
+    async fn approval(&self, principal: &Principal, id: &str) -> Result<Option<Arc<Approval>>, ErrorData> {
         let approval = match self.state.app.approvals.get(id).await {
             Ok(a) => a,
-            Err(ApprovalError::NotFound(_)) => return Err(not_found()),
+            Err(ApprovalError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
         };
         if approval.token != principal.name && principal.role == crate::config::Role::Agent {
-            return Err(not_found());
+            return Ok(None);
         }
-        Ok(approval)
+        Ok(Some(approval))
     }
 
+    /// The await tool. A missing or unknown approval is the tool's failure
+    /// (a result with `isError`, which the model reads), as any tool's is.
     async fn await_approval(&self, principal: &Principal, args: &Value) -> Result<CallToolResult, ErrorData> {
-        let id = args["approval"]
-            .as_str()
-            .ok_or_else(|| ErrorData::invalid_params("`approval` (the approval id) is required", None))?;
+        let Some(id) = args["approval"].as_str() else {
+            let error = json!({
+                "kind": "invalid_input",
+                "field": "approval",
+                "message": "`approval` (the approval id the held call returned) is required",
+            });
+            return Ok(result(error, true, false));
+        };
+        if self.approval(principal, id).await?.is_none() {
+            let error = json!({ "kind": "not_found", "message": format!("no approval {id:?}"), "approval": id });
+            return Ok(result(error, true, false));
+        }
         let wait = std::time::Duration::from_secs(args["wait_secs"].as_u64().unwrap_or(60)).min(MAX_WAIT);
         self.approval(principal, id).await?;
         let approval = self
@@ -584,7 +596,10 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
         let (principal, _) = principal(&ctx.extensions)?;
-        let approval = self.approval(&principal, &request.task_id).await?;
+        let approval = self
+            .approval(&principal, &request.task_id)
+            .await?
+            .ok_or_else(|| ErrorData::invalid_params(format!("no task {:?}", request.task_id), None))?;
         let payload = match self.final_result(&approval) {
             Some(mut done) => {
                 // The call's result as the task's payload, in the shape a

@@ -173,7 +173,9 @@ pub struct UpstreamFailure {
 impl ConnectorError {
     /// The error as the connector's result carried it.
     pub fn from_json(value: Value) -> ConnectorError {
-        serde_json::from_value(value.clone()).unwrap_or(ConnectorError::Other(value))
+        // Read from a borrow: the error is kept as sent when it is no case
+        // of the contract's, without a copy made first on every failure.
+        ConnectorError::deserialize(&value).unwrap_or(ConnectorError::Other(value))
     }
 
     /// The contract's case name (`rate-limited`), or for another type

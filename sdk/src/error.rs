@@ -15,10 +15,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// The upstream answered with an error status: map it to what it means
-    /// for the agent, keeping a short excerpt of the body.
+    /// for the agent, with what the upstream said (see
+    /// [`Response::error_message`]).
     pub fn from_status(response: &Response) -> Error {
         let status = response.status;
-        let message = response.body_excerpt(200);
+        let message = response.error_message(200);
         match status {
             400 | 422 => Error::InvalidInput(message),
             401 | 403 => Error::Denied(format!("upstream refused ({status}): {message}")),

@@ -194,19 +194,49 @@ impl Response {
         serde_json::from_slice(&self.body).map_err(Error::malformed)
     }
 
+    /// What the upstream said went wrong, in words: the message of a JSON
+    /// error body (RFC 9457's `detail` or `title`, or the usual `message`
+    /// and `error` fields), else the start of the body. An agent then reads
+    /// "customer not found", not the upstream's JSON escaped inside the
+    /// host's.
+    pub fn error_message(&self, max_chars: usize) -> String {
+        let said = serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|body| {
+                let fields = [
+                    &body["detail"],
+                    &body["message"],
+                    &body["error"],
+                    &body["error"]["message"],
+                    &body["title"],
+                ];
+                fields.into_iter().find_map(|v| v.as_str().map(str::to_string))
+            })
+            .filter(|said| !said.trim().is_empty());
+        match said {
+            Some(said) => excerpt(&said, max_chars),
+            None => self.body_excerpt(max_chars),
+        }
+    }
+
     /// The start of the body as text, for error messages.
     pub fn body_excerpt(&self, max_chars: usize) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        let mut excerpt: String = text.chars().take(max_chars).collect();
-        if text.chars().count() > max_chars {
-            excerpt.push('…');
-        }
+        let excerpt = excerpt(&String::from_utf8_lossy(&self.body), max_chars);
         if excerpt.trim().is_empty() {
             format!("HTTP {}", self.status)
         } else {
             excerpt
         }
     }
+}
+
+/// The first `max_chars` characters of `text`, marked when cut.
+fn excerpt(text: &str, max_chars: usize) -> String {
+    let mut excerpt: String = text.chars().take(max_chars).collect();
+    if text.chars().count() > max_chars {
+        excerpt.push('…');
+    }
+    excerpt
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -278,6 +308,32 @@ mod tests {
         assert!(split_url("ftp://h/").is_err());
         assert!(split_url("http://user@h/").is_err());
         assert!(split_url("/relative").is_err());
+    }
+
+    #[test]
+    fn an_error_body_gives_its_message_not_its_json() {
+        let said = |body: serde_json::Value| Response::json_body(404, &body).error_message(200);
+        assert_eq!(
+            said(serde_json::json!({ "error": "customer not found" })),
+            "customer not found"
+        );
+        assert_eq!(
+            said(serde_json::json!({ "error": { "message": "no such order" } })),
+            "no such order"
+        );
+        assert_eq!(
+            said(serde_json::json!({ "title": "Not Found", "detail": "case 7" })),
+            "case 7"
+        );
+        assert_eq!(said(serde_json::json!({ "code": 7 })), r#"{"code":7}"#);
+        let text = Response {
+            status: 404,
+            headers: Vec::new(),
+            body: b"gone".to_vec(),
+        };
+        assert_eq!(text.error_message(200), "gone");
+        let long = Response::json_body(404, &serde_json::json!({ "message": "x".repeat(300) }));
+        assert_eq!(long.error_message(10), format!("{}…", "x".repeat(10)));
     }
 
     #[test]

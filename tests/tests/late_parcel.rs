@@ -415,6 +415,17 @@ async fn upstream_failures_come_back_typed() {
             "{tool} {args}: {body}"
         );
     }
+    // What the upstream said reaches the agent once, in words: not its JSON
+    // body escaped inside the connector's error, inside the message.
+    let r = call("erp.get-order", serde_json::json!({ "order-id": "SO-NONE" }))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["error"]["not-found"], "order not found", "{body}");
+    assert_eq!(
+        body["error"]["message"], "the connector reported not-found: order not found",
+        "{body}"
+    );
     // A hung upstream ends at the connector's time limit, as a typed error.
     let r = call("erp.get-order", serde_json::json!({ "order-id": "SO-SLOW" }))
         .await

@@ -32,7 +32,7 @@ pub enum CallError {
     #[error("resource exhausted: {message}")]
     ResourceExhausted { reason: Exhausted, message: String },
     /// The connector returned its typed error (`toolhost:connector/types.error`).
-    #[error("the connector reported an error: {}", Value::from(error))]
+    #[error("the connector reported {error}")]
     PluginError { error: ConnectorError },
     /// The connector trapped (crashed); its instance was discarded. The
     /// message says how, in a sentence: a panic's message and location
@@ -190,6 +190,15 @@ impl ConnectorError {
 
     /// The case's payload in words, if it has one.
     pub fn detail(&self) -> Option<String> {
+        match self {
+            ConnectorError::RateLimited(Some(seconds)) => return Some(format!("retry after {seconds} s")),
+            ConnectorError::Upstream(UpstreamFailure {
+                status: Some(status),
+                message,
+            }) => return Some(format!("HTTP {status}: {message}")),
+            ConnectorError::Upstream(UpstreamFailure { status: None, message }) => return Some(message.clone()),
+            _ => {}
+        }
         match &Value::from(self)[&self.case()] {
             Value::String(s) => Some(s.clone()),
             Value::Null => None,
@@ -216,6 +225,17 @@ impl ConnectorError {
         let mut value = Value::from(&*self);
         f(&mut value);
         *self = ConnectorError::from_json(value);
+    }
+}
+
+/// The case and its payload in words (`not-found: customer not found`),
+/// so that a message quotes the connector's words once, not its JSON.
+impl std::fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.detail() {
+            Some(detail) => write!(f, "{}: {detail}", self.case()),
+            None => f.write_str(&self.case()),
+        }
     }
 }
 
@@ -261,9 +281,18 @@ mod tests {
         // The contract's cases, typed; anything else kept as sent.
         let cases = [
             (json!({ "invalid-input": "bad date" }), 422, Some("bad date")),
-            (json!({ "rate-limited": 7 }), 429, Some("7")),
+            (json!({ "rate-limited": 7 }), 429, Some("retry after 7 s")),
             (json!({ "rate-limited": null }), 429, None),
-            (json!({ "upstream": { "status": 503, "message": "down" } }), 502, None),
+            (
+                json!({ "upstream": { "status": 503, "message": "down" } }),
+                502,
+                Some("HTTP 503: down"),
+            ),
+            (
+                json!({ "upstream": { "status": null, "message": "down" } }),
+                502,
+                Some("down"),
+            ),
             (
                 json!({ "upstream": { "status": 503, "message": "down", "extra": 1 } }),
                 502,
@@ -290,6 +319,14 @@ mod tests {
             ConnectorError::from_json(json!({ "upstream": { "status": 503, "message": "down", "extra": 1 } })),
             ConnectorError::Other(_)
         ));
+        // The message quotes the connector's words once, never its JSON.
+        let not_found = CallError::PluginError {
+            error: ConnectorError::from_json(json!({ "not-found": "customer not found" })),
+        };
+        assert_eq!(
+            not_found.to_string(),
+            "the connector reported not-found: customer not found"
+        );
         let limited = CallError::PluginError {
             error: ConnectorError::RateLimited(Some(7)),
         };

@@ -5,7 +5,8 @@ SDK does without configuring anything. Prints one JSON line per step for the
 Rust test (tests/tests/mcp.rs); an exception (a result the SDK refuses to
 validate) ends the script with a traceback.
 
-Usage: mcp_default_client.py BASE_URL TOKEN MODE   (MODE: auto or legacy)
+Usage: mcp_default_client.py BASE_URL TOKEN MODE [TOOL ARGUMENTS_JSON]
+(MODE: auto or legacy; the tool called is echo.check unless named.)
 """
 
 import asyncio
@@ -21,15 +22,22 @@ def say(step, **fields):
     print(json.dumps({"step": step, **fields}), flush=True)
 
 
-async def main(base, token, mode):
+async def main(base, token, mode, tool="echo.check", arguments='{"ok": true, "message": "hello"}'):
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
     transport = streamable_http_client(f"{base}/mcp", http_client=http)
     async with Client(transport, mode=mode, raise_exceptions=True) as client:
         tools = await client.list_tools()
         say("tools", names=sorted(t.name for t in tools.tools))
-        ok = await client.call_tool("echo.check", {"ok": True, "message": "hello"})
-        say("called", is_error=ok.is_error, text=[c.text for c in ok.content if c.type == "text"])
+        # The SDK checks a result's structured content against the tool's
+        # output schema, and refuses one that does not fit.
+        called = await client.call_tool(tool, json.loads(arguments))
+        say(
+            "called",
+            is_error=called.is_error,
+            text=[c.text for c in called.content if c.type == "text"],
+            structured=called.structured_content,
+        )
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+    asyncio.run(main(*sys.argv[1:]))

@@ -18,6 +18,7 @@ use crate::capabilities::{self, NoGate, Outbound, OutboundError, OutboundOptions
 use crate::config::Config;
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::call::CallError;
+use crate::plugins::kind::Kind;
 use crate::plugins::lifecycle::{Lifecycle, LifecycleError, LifecycleOptions, Toolchain};
 use crate::plugins::manifest::Risk;
 use crate::plugins::registry::ToolRef;
@@ -67,10 +68,13 @@ pub struct ToolInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
     pub risk: Risk,
+    /// A connector's function, or a workflow (whose call starts a run).
+    #[schema(value_type = String)]
+    pub kind: Kind,
     pub plugin: String,
     pub plugin_version: String,
     /// Whether calls may wait for a person's approval (filled in by the
-    /// server, which owns the approval rules).
+    /// application, which owns the approval rules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::policy::approvals::ApprovalSummary>,
 }
@@ -381,6 +385,7 @@ impl Runtime {
                     parameters: t.input_schema.clone(),
                     output_schema: t.output_schema.clone(),
                     risk: t.risk,
+                    kind: Kind::Connector,
                     plugin: p.manifest.name.clone(),
                     plugin_version: p.manifest.version.to_string(),
                     approval: None,
@@ -407,8 +412,9 @@ impl Runtime {
                         function_name: d.name.clone(),
                         description: d.description(),
                         parameters: d.input_schema.clone(),
-                        output_schema: None,
+                        output_schema: d.output_schema.clone(),
                         risk,
+                        kind: Kind::Workflow,
                         plugin: d.name.clone(),
                         plugin_version: d.version.to_string(),
                         approval: None,

@@ -626,6 +626,38 @@ pub fn mcp_request(
     request
 }
 
+/// One JSON-RPC request to `/mcp` as the agent, in `session` if given: the
+/// session id the answer names (an `initialize`'s), and the answer, read
+/// from a JSON body or an event stream alike.
+pub async fn mcp_rpc(
+    server: &ServerProcess,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (Option<String>, serde_json::Value) {
+    let response = mcp_post(server, &client(), session, body).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let answer = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .chain(std::iter::once(text.as_str()))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data.trim()).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {text:?}"));
+    (session, answer)
+}
+
+/// `notifications/initialized` in `session`, which ends its handshake.
+pub async fn mcp_initialized(server: &ServerProcess, session: &str) {
+    let initialized = serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let response = mcp_post(server, &client(), Some(session), initialized).await;
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
 /// `tools/call` of `tool` with `arguments` under MCP protocol 2026-07-28,
 /// which has no sessions: the version and the client's capabilities ride in
 /// the request's `_meta`, its method and tool in headers (SEP-2243).

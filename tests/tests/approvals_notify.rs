@@ -21,8 +21,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    counting_upstream, decide, get_json, held_id, invoke, mcp_python, netprobe_grant, repo_root, serve, ServerProcess,
-    ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN, WEBHOOK_SECRET,
+    counting_upstream, decide, get_json, held_id, invoke, mcp_initialized, mcp_python, mcp_rpc, netprobe_grant,
+    repo_root, serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN, WEBHOOK_SECRET,
 };
 
 /// `netprobe.fetch` arguments: a POST to the upstream's `/effect`, which
@@ -565,30 +565,12 @@ async fn an_unmodified_mcp_client_can_follow_a_held_call() {
 
 /// One JSON-RPC request over `/mcp`; its response, from a JSON body or the
 /// event stream the server answered with.
-async fn rpc(server: &ServerProcess, session: Option<&str>, body: Value) -> (Option<String>, Value) {
-    let response = toolhost_tests::mcp_post(server, &toolhost_tests::client(), session, body).await;
-    assert!(response.status().is_success(), "{}", response.status());
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.text().await.unwrap();
-    let answer = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .chain(std::iter::once(text.as_str()))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .find(|v| v.get("result").is_some() || v.get("error").is_some())
-        .unwrap_or_else(|| panic!("no JSON-RPC answer in {text:?}"));
-    (session, answer)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
     let (upstream, effects) = counting_upstream().await;
     let server = ServerProcess::start(&config(upstream, None), &["netprobe"]);
     let tasks = "io.modelcontextprotocol/tasks";
-    let (session, init) = rpc(
+    let (session, init) = mcp_rpc(
         &server,
         None,
         json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -603,7 +585,7 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
     );
     let session = session.expect("a session id");
     let s = Some(session.as_str());
-    rpc_notify(&server, &session).await;
+    mcp_initialized(&server, &session).await;
 
     let call = |n: u64| {
         json!({ "jsonrpc": "2.0", "id": n, "method": "tools/call",
@@ -613,13 +595,13 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
         |n: u64, id: &str| json!({ "jsonrpc": "2.0", "id": n, "method": "tasks/get", "params": { "taskId": id } });
 
     // Held: a task, working, and nothing ran.
-    let (_, created) = rpc(&server, s, call(2)).await;
+    let (_, created) = mcp_rpc(&server, s, call(2)).await;
     assert_eq!(created["result"]["resultType"], "task", "{created}");
     assert_eq!(created["result"]["status"], "working", "{created}");
     let id = created["result"]["taskId"].as_str().unwrap().to_string();
     let (_, queue) = get_json(&server, APPROVER_TOKEN, "/v1/approvals").await;
     assert_eq!(queue["approvals"][0]["id"], id.as_str(), "the task is the approval");
-    let (_, working) = rpc(&server, s, get(3, &id)).await;
+    let (_, working) = mcp_rpc(&server, s, get(3, &id)).await;
     assert_eq!(working["result"]["status"], "working", "{working}");
     assert_eq!(effects.load(Ordering::SeqCst), 0);
 
@@ -630,7 +612,7 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
     );
     let mut n = 4;
     let done = loop {
-        let (_, polled) = rpc(&server, s, get(n, &id)).await;
+        let (_, polled) = mcp_rpc(&server, s, get(n, &id)).await;
         n += 1;
         if polled["result"]["status"] != "working" {
             break polled;
@@ -644,10 +626,10 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
     assert_eq!(effects.load(Ordering::SeqCst), 1);
 
     // Rejected: completed, as an error result saying why; nothing ran.
-    let (_, created) = rpc(&server, s, call(300)).await;
+    let (_, created) = mcp_rpc(&server, s, call(300)).await;
     let id = created["result"]["taskId"].as_str().unwrap().to_string();
     assert_eq!(decide(&server, APPROVER_TOKEN, &id, "reject", "not today").await.0, 200);
-    let (_, done) = rpc(&server, s, get(301, &id)).await;
+    let (_, done) = mcp_rpc(&server, s, get(301, &id)).await;
     assert_eq!(done["result"]["status"], "completed", "{done}");
     assert_eq!(done["result"]["result"]["isError"], true, "{done}");
     assert!(
@@ -660,7 +642,7 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
     assert_eq!(effects.load(Ordering::SeqCst), 1);
 
     // An id that is no task of this agent's is an error.
-    let (_, unknown) = rpc(&server, s, get(302, "nope")).await;
+    let (_, unknown) = mcp_rpc(&server, s, get(302, "nope")).await;
     assert!(unknown["error"].is_object(), "{unknown}");
 
     // Waiting on an approval that is unknown, or naming none, is the await
@@ -674,15 +656,9 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
             "jsonrpc": "2.0", "id": n, "method": "tools/call",
             "params": { "name": "toolhost.await-approval", "arguments": args },
         });
-        let (_, answered) = rpc(&server, s, request).await;
+        let (_, answered) = mcp_rpc(&server, s, request).await;
         assert_eq!(answered["result"]["isError"], true, "{answered}");
         let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
         assert!(text.contains(kind), "{answered}");
     }
-}
-
-async fn rpc_notify(server: &ServerProcess, session: &str) {
-    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let response = toolhost_tests::mcp_post(server, &toolhost_tests::client(), Some(session), initialized).await;
-    assert!(response.status().is_success(), "{}", response.status());
 }

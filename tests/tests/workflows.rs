@@ -9,8 +9,8 @@ use sample_upstreams::scenario::{toolhost_config, WORKFLOW_GRANT};
 use sample_upstreams::Fault;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    cancel_run, decide, get_json, invoke, newest_run, reference, repo_root, Scratch, ServerProcess, ADMIN_TOKEN,
-    AGENT_TOKEN, APPROVER_TOKEN,
+    cancel_run, decide, get_json, invoke, mcp_initialized, mcp_python, mcp_rpc, named, newest_run, reference,
+    repo_root, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
 };
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
@@ -83,6 +83,17 @@ do:
       then: again
 "#;
 
+/// A workflow whose output breaks the promise its output schema makes.
+const MISFIT: &str = r#"
+document: { dsl: '1.0.0', namespace: toolhost-tests, name: misfit, version: '1.0.0' }
+output:
+  schema: { type: object, required: [total], properties: { total: { type: integer } } }
+  as: { total: many }
+do:
+  - nothing:
+      set: { x: 1 }
+"#;
+
 /// Its grant, and a rule that holds the workflow's call itself when it
 /// would sum more than four orders.
 const ORDER_TOTALS_GRANT: &str = r#"
@@ -118,8 +129,10 @@ fn start(config: &str) -> ServerProcess {
         .unwrap();
         std::fs::create_dir(plugins.join("order-totals")).unwrap();
         std::fs::write(plugins.join("order-totals/workflow.yaml"), ORDER_TOTALS).unwrap();
-        std::fs::create_dir(plugins.join("endless")).unwrap();
-        std::fs::write(plugins.join("endless/workflow.yaml"), ENDLESS).unwrap();
+        for (name, document) in [("endless", ENDLESS), ("misfit", MISFIT)] {
+            std::fs::create_dir(plugins.join(name)).unwrap();
+            std::fs::write(plugins.join(name).join("workflow.yaml"), document).unwrap();
+        }
     })
 }
 
@@ -721,4 +734,198 @@ async fn a_ledger_withholding_its_answer_times_the_voucher_out_and_the_retry_iss
     assert_eq!(issued[0]["code"], code);
     let case = crm_case(addr, body["result"]["case-id"].as_str().unwrap()).await;
     assert!(!case["notes"].to_string().contains("not issued"), "{case}");
+}
+
+/// A `tools/call` as JSON-RPC.
+fn mcp_call(id: u64, tool: &str, arguments: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": tool, "arguments": arguments } })
+}
+
+/// A failed tool result's error, as the model reads it (its text).
+fn error_of(answer: &Value) -> Value {
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_mcp_a_run_that_waits_answers_at_once_and_the_await_run_tool_follows_it() {
+    let data = Scratch::new("wf-mcp");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, WORKFLOW_GRANT);
+    let lost_total = erp_order(addr, "SO-1003").await["total_cents"].as_i64().unwrap();
+
+    // Listed as what it is: a workflow whose call runs at once and whose
+    // run may wait at a step (the voucher), with the output it promises.
+    let (_, listed) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
+    let rest = named(&listed, "late-parcel").unwrap();
+    assert_eq!(
+        (rest["kind"].as_str(), rest["approval"].as_str()),
+        (Some("workflow"), Some("conditional"))
+    );
+    let (session, _) = mcp_rpc(
+        &server,
+        None,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": { "name": "runs-by-hand", "version": "0" } } }),
+    )
+    .await;
+    let session = session.expect("a session id");
+    mcp_initialized(&server, &session).await;
+    let s = Some(session.as_str());
+    let (_, tools) = mcp_rpc(&server, s, json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" })).await;
+    let tools = &tools["result"]["tools"];
+    let tool = named(tools, "late-parcel").unwrap();
+    assert_eq!(
+        tool["outputSchema"]["required"],
+        json!(["order", "customer", "case-id", "decision"])
+    );
+    assert_eq!(tool["_meta"]["toolhost/approval"], "conditional");
+    assert!(
+        tool["description"].as_str().unwrap().contains("toolhost.await-run"),
+        "{tool}"
+    );
+    for waiting in ["toolhost.await-approval", "toolhost.await-run"] {
+        assert!(named(tools, waiting).is_some(), "{waiting} is not listed");
+    }
+
+    // A lost parcel: the voucher step waits for a reviewer, and the call
+    // answers at once that the run is pending, naming it.
+    let complaint = json!({ "order-id": "SO-1003", "complaint": "Lost?" });
+    let (_, answer) = mcp_rpc(&server, s, mcp_call(3, "late-parcel", complaint)).await;
+    let pending = error_of(&answer);
+    assert_eq!(pending["kind"], "run_pending", "{pending}");
+    assert_eq!(pending["state"], "waiting", "{pending}");
+    let run = pending["run"].as_str().unwrap().to_string();
+    let approval = pending["waiting_on"].as_str().unwrap().to_string();
+
+    // Waiting no time, it still waits; another agent's or no run is unknown.
+    let (_, still) = mcp_rpc(
+        &server,
+        s,
+        mcp_call(4, "toolhost.await-run", json!({ "run": run, "wait_secs": 0 })),
+    )
+    .await;
+    assert_eq!(error_of(&still)["kind"], "run_pending");
+    let (_, unknown) = mcp_rpc(&server, s, mcp_call(5, "toolhost.await-run", json!({ "run": "nope" }))).await;
+    assert_eq!(error_of(&unknown)["kind"], "not_found");
+    let (_, unnamed) = mcp_rpc(&server, s, mcp_call(6, "toolhost.await-run", json!({}))).await;
+    assert_eq!(error_of(&unnamed)["kind"], "invalid_input");
+
+    // Approved: the waiting tool answers with the run's output, structured.
+    let (status, decided) = decide(&server, APPROVER_TOKEN, &approval, "approve", "lost, confirmed").await;
+    assert_eq!(status, 200, "{decided}");
+    let (_, done) = mcp_rpc(
+        &server,
+        s,
+        mcp_call(7, "toolhost.await-run", json!({ "run": run, "wait_secs": 30 })),
+    )
+    .await;
+    assert_eq!(done["result"]["isError"], false, "{done}");
+    let output = &done["result"]["structuredContent"];
+    assert_eq!(output["compensation-minor"].as_i64(), Some(lost_total), "{done}");
+    assert!(output["voucher"].is_string(), "{done}");
+
+    // The official Python SDK's default client (protocol 2026-07-28) calls
+    // the workflow and holds its output to the tool's output schema.
+    let arguments = json!({ "order-id": "SO-1002", "complaint": "On time?" }).to_string();
+    let out = std::process::Command::new(mcp_python())
+        .arg(repo_root().join("tests/mcp_default_client.py"))
+        .args([server.base.as_str(), AGENT_TOKEN, "auto", "late-parcel", &arguments])
+        .output()
+        .expect("run the MCP client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let called: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(called["is_error"], false, "{called}");
+    assert_eq!(called["structured"]["order"], "SO-1002", "{called}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_client_that_takes_tasks_gets_a_run_as_a_task_that_ends_with_its_output() {
+    let data = Scratch::new("wf-mcp-tasks");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, WORKFLOW_GRANT);
+    let (session, _) = mcp_rpc(
+        &server,
+        None,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": { "extensions": { "io.modelcontextprotocol/tasks": {} } },
+            "clientInfo": { "name": "tasks-by-hand", "version": "0" } } }),
+    )
+    .await;
+    let session = session.expect("a session id");
+    mcp_initialized(&server, &session).await;
+    let s = Some(session.as_str());
+    let get =
+        |n: u64, id: &str| json!({ "jsonrpc": "2.0", "id": n, "method": "tasks/get", "params": { "taskId": id } });
+
+    // The run waits at its voucher step: a task, whose id is the run's.
+    let complaint = json!({ "order-id": "SO-1003", "complaint": "Lost?" });
+    let (_, created) = mcp_rpc(&server, s, mcp_call(2, "late-parcel", complaint.clone())).await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    assert_eq!(created["result"]["status"], "working", "{created}");
+    let run = created["result"]["taskId"].as_str().unwrap().to_string();
+    let (status, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{run}")).await;
+    assert_eq!(
+        (status.as_u16(), shown["run"]["state"].as_str()),
+        (202, Some("waiting")),
+        "{shown}"
+    );
+    let approval = shown["run"]["waiting_on"].as_str().unwrap().to_string();
+    let (_, working) = mcp_rpc(&server, s, get(3, &run)).await;
+    assert_eq!(working["result"]["status"], "working", "{working}");
+    assert!(
+        working["result"]["statusMessage"].as_str().unwrap().contains(&approval),
+        "{working}"
+    );
+
+    // Approved: the task completes with the run's output.
+    assert_eq!(
+        decide(&server, APPROVER_TOKEN, &approval, "approve", "lost").await.0,
+        200
+    );
+    let mut n = 4;
+    let done = loop {
+        let (_, polled) = mcp_rpc(&server, s, get(n, &run)).await;
+        n += 1;
+        if polled["result"]["status"] != "working" {
+            break polled;
+        }
+        assert!(n < 300, "still working: {polled}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(done["result"]["result"]["isError"], false, "{done}");
+    assert!(
+        done["result"]["result"]["structuredContent"]["voucher"].is_string(),
+        "{done}"
+    );
+
+    // Cancelled through its task: the run is cancelled, as over REST.
+    let (_, created) = mcp_rpc(&server, s, mcp_call(400, "late-parcel", complaint)).await;
+    let run = created["result"]["taskId"].as_str().unwrap().to_string();
+    let cancel = json!({ "jsonrpc": "2.0", "id": 401, "method": "tasks/cancel", "params": { "taskId": run } });
+    let (_, cancelled) = mcp_rpc(&server, s, cancel).await;
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+    let (_, shown) = get_json(&server, AGENT_TOKEN, &format!("/v1/runs/{run}")).await;
+    assert_eq!(shown["run"]["state"], "cancelled", "{shown}");
+    let (_, polled) = mcp_rpc(&server, s, get(402, &run)).await;
+    assert_eq!(polled["result"]["status"], "cancelled", "{polled}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_output_breaks_its_output_schema_fails() {
+    let data = Scratch::new("wf-misfit");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, WORKFLOW_GRANT);
+    let (status, body) = invoke(&server, AGENT_TOKEN, "misfit", json!({})).await;
+    assert_eq!(status, 500, "{body}");
+    let problem = &body["error"]["problem"];
+    assert_eq!(
+        problem["type"], "https://serverlessworkflow.io/spec/1.0.0/errors/validation",
+        "{body}"
+    );
+    assert!(problem["detail"].as_str().unwrap().starts_with("/total:"), "{body}");
 }

@@ -94,9 +94,13 @@ pub async fn call(
     Ok(Called::Ran(Box::new((outcome, record))))
 }
 
+/// The risk the approval rules judge a workflow's own call by: the lowest.
+/// Each of its steps goes through the rules on its own, so a workflow is
+/// not held for what its steps may do, only when a rule names it.
+pub const WORKFLOW_RISK: Risk = Risk::Read;
+
 /// Hold a workflow's call itself if the approval rules name it (by name or
-/// pattern). Its risk does not hold it: each of its steps goes through the
-/// rules on its own, so a workflow is not held for what its steps may do.
+/// pattern), judged at [`WORKFLOW_RISK`].
 async fn hold_run(
     app: &Arc<App>,
     token: &str,
@@ -108,7 +112,7 @@ async fn hold_run(
         caller,
         token,
         tool: workflow.name(),
-        risk: Risk::Read,
+        risk: WORKFLOW_RISK,
         args,
     };
     let Some(held) = app.approvals.check(&call) else {

@@ -10,6 +10,7 @@
 //! - [`recorded`]: a call recorded, whoever asked (an agent, an approval, a
 //!   workflow's step): held, run now and counted, or refused;
 //! - [`runs`]: workflow runs, driven off the API's threads, journaled;
+//! - [`tools`]: the tools a principal may use, with whether their calls may wait;
 //! - [`approvals`]: held calls from hold to answer (with their webhook);
 //! - [`auth`]: tokens and the principals they name;
 //! - [`idempotency`]: a retried call returns the first call's answer;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod operator;
 pub mod recorded;
 pub mod runs;
+pub mod tools;
 
 use std::sync::Arc;
 

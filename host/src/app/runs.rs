@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::model::call::{CallError, Timings};
 use crate::model::time::{now_ms, rfc3339_ms};
 
+use super::auth::Principal;
 use super::recorded::{self, AppError};
 use super::App;
 use crate::call::invoke::CallOutcome;
+use crate::config::Role;
 use crate::model::approval::{Answered, Approval, ApprovalState, NotRun};
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::problem::{kinds, Problem};
@@ -273,6 +275,16 @@ pub async fn page(app: &Arc<App>, before: Option<&str>, limit: usize) -> Result<
     Ok((page, next))
 }
 
+/// The run `id` if `principal` may see it: an agent sees only its own runs
+/// (another's is as unknown as one that never was).
+pub async fn visible(app: &Arc<App>, principal: &Principal, id: &str) -> Result<Run, RunError> {
+    let run = get(app, id).await?;
+    if principal.role == Role::Agent && run.token != principal.name {
+        return Err(RunError::NotFound(id.to_string()));
+    }
+    Ok(run)
+}
+
 pub async fn get(app: &Arc<App>, id: &str) -> Result<Run, RunError> {
     app.runtime
         .storage()
@@ -403,7 +415,7 @@ async fn drive(app: &Arc<App>, workflow: Arc<Workflow>, run: Run, halt: Cancella
             tracing::info!("run {} stopped", run.id);
             return;
         }
-        Ok(output) => Ok(output),
+        Ok(output) => workflow.check_output(&output).map(|()| output),
         Err(Halt::Failed(problem)) => Err(problem),
     };
     // Read again: a cancel may have closed it meanwhile.

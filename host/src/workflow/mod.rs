@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::call::CallError;
+use crate::model::problem::{kinds, Problem};
 use crate::policy::Policy;
 use definition::Definition;
 
@@ -34,6 +35,8 @@ pub struct Workflow {
     pub granted: BTreeSet<String>,
     /// The input schema, compiled.
     input: Arc<jsonschema::Validator>,
+    /// The output schema, compiled, if the document gives one.
+    output: Option<Arc<jsonschema::Validator>>,
 }
 
 impl Workflow {
@@ -48,12 +51,20 @@ impl Workflow {
     ) -> Result<Workflow, String> {
         let input = jsonschema::validator_for(&definition.input_schema)
             .map_err(|e| format!("input.schema is not a valid JSON Schema: {e}"))?;
+        let output = definition
+            .output_schema
+            .as_ref()
+            .map(|schema| {
+                jsonschema::validator_for(schema).map_err(|e| format!("output.schema is not a valid JSON Schema: {e}"))
+            })
+            .transpose()?;
         let workflow = Workflow {
             definition,
             digest,
             signer,
             granted: BTreeSet::new(),
             input: Arc::new(input),
+            output: output.map(Arc::new),
         };
         Ok(workflow.regrant(policy))
     }
@@ -71,6 +82,7 @@ impl Workflow {
             signer: self.signer.clone(),
             granted,
             input: self.input.clone(),
+            output: self.output.clone(),
         };
         let ungranted = workflow.ungranted();
         if !ungranted.is_empty() {
@@ -103,6 +115,25 @@ impl Workflow {
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// Whether a run's `output` fits the output schema: a run whose output
+    /// does not is the workflow's fault, not its caller's, so it fails with
+    /// a validation problem of status 500 and the first misfit.
+    pub fn check_output(&self, output: &serde_json::Value) -> Result<(), Problem> {
+        let Some(misfit) = self.output.as_ref().and_then(|v| v.iter_errors(output).next()) else {
+            return Ok(());
+        };
+        let at = match misfit.instance_path().as_str() {
+            "" => "(output)".to_string(),
+            path => path.to_string(),
+        };
+        Err(Problem::new(
+            kinds::VALIDATION,
+            500,
+            "the output does not fit the workflow's output.schema",
+        )
+        .detail(crate::model::text::truncated(format!("{at}: {misfit}"), 1024)))
     }
 
     /// Tools its steps call that its grant does not name.

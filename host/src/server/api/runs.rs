@@ -17,10 +17,8 @@ use super::auth::{Agent, AuditReader};
 use super::responses::{BadRequest, Conflict, NotFound};
 use super::Answer;
 use super::{ApiError, Shared};
-use crate::app::auth::Principal;
 use crate::app::runs::{self, RunError, MAX_WAIT};
 use crate::config::Role;
-use crate::model::run::Run;
 
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> ApiError {
@@ -38,16 +36,6 @@ impl From<RunError> for ApiError {
 pub struct Wait {
     /// Seconds to wait for the run to end.
     wait: Option<u64>,
-}
-
-/// The run, if `principal` may see it: an agent sees only its own runs
-/// (another's id is not found).
-async fn visible(state: &Shared, principal: &Principal, id: &str) -> Result<Run, ApiError> {
-    let run = runs::get(&state.app, id).await?;
-    if principal.role == Role::Agent && run.token != principal.name {
-        return Err(RunError::NotFound(id.to_string()).into());
-    }
-    Ok(run)
 }
 
 /// A run, with each step; `?wait=N` waits up to N seconds for it to end.
@@ -77,7 +65,7 @@ pub async fn get(
     let Query(query) = query?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(MAX_WAIT);
     // Checked before waiting, so nobody waits on another's run.
-    visible(&state, &principal, &id).await?;
+    runs::visible(&state.app, &principal, &id).await?;
     let run = runs::wait(&state.app, &id, wait, false).await?;
     let steps = state
         .app
@@ -122,7 +110,7 @@ pub async fn cancel(
             format!("an {} token may not cancel runs", principal.role.as_str()),
         ));
     }
-    visible(&state, &principal, &id).await?;
+    runs::visible(&state.app, &principal, &id).await?;
     let run = runs::cancel(&state.app, &id, &principal.name).await?;
     Ok(Json(json!({ "run": runs::view(&state.app, &run, &[]) })))
 }

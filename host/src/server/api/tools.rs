@@ -12,7 +12,6 @@ use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
 use super::Answer;
 use super::{ApiError, Shared};
-use crate::app::auth::Principal;
 use crate::app::calls::{call, Called};
 use crate::app::idempotency::{Lookup, MAX_KEY_LEN};
 use crate::app::recorded::detached;
@@ -37,23 +36,7 @@ pub const SESSION_HEADER: &str = "x-session-id";
     )
 )]
 pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<Vec<ToolInfo>> {
-    Json(visible_tools(&state, &principal))
-}
-
-/// The tools `principal` may use, each with whether its calls may wait for
-/// an approval.
-pub fn visible_tools(state: &Shared, principal: &Principal) -> Vec<ToolInfo> {
-    state
-        .app
-        .runtime
-        .tools()
-        .into_iter()
-        .filter(|t| principal.may_use(&t.name))
-        .map(|mut t| {
-            t.approval = Some(state.app.approvals.summary(&t.name, t.risk));
-            t
-        })
-        .collect()
+    Json(crate::app::tools::visible(&state.app, &principal))
 }
 
 /// A header's value, if sent; one that is not 1 to `MAX_KEY_LEN` visible

@@ -48,8 +48,8 @@ pub(super) fn default_schema() -> Value {
     serde_json::json!({ "type": "object" })
 }
 
-/// `input.schema`: `{format: json, document: {…}}` as the DSL writes it, or
-/// the JSON Schema itself.
+/// A schema (`input.schema`, `output.schema`): `{format: json, document:
+/// {…}}` as the DSL writes it, or the JSON Schema itself.
 pub(super) fn schema(v: &Value, at: &str) -> Result<Value, DefinitionError> {
     let map = object(v, at)?;
     let document = match (map.get("document"), map.get("format")) {
@@ -74,14 +74,20 @@ pub(super) fn schema(v: &Value, at: &str) -> Result<Value, DefinitionError> {
         }
         (None, _) => v,
     };
-    let schema = object(document, at)?;
+    object(document, at)?;
+    Ok(document.clone())
+}
+
+/// `input.schema`: a schema, of an object (a tool's arguments are one).
+pub(super) fn input_schema(v: &Value, at: &str) -> Result<Value, DefinitionError> {
+    let schema = self::schema(v, at)?;
     if schema.get("type").and_then(Value::as_str) != Some("object") {
         return Err(error(
             at,
             "the input must be an object: the schema needs `type: object`",
         ));
     }
-    Ok(document.clone())
+    Ok(schema)
 }
 
 pub(super) fn expr(v: &Value, at: &str, scope: &Scope) -> Result<Expr, DefinitionError> {

@@ -10,7 +10,7 @@
 //! named `emit`, and it pulls in the unmaintained `serde_yaml`. The
 //! document format is the standard's; only the reader is ours.
 //!
-//! The subset: `document`, `input` (`schema`, `from`), `output.as`,
+//! The subset: `document`, `input` (`schema`, `from`), `output` (`as`, `schema`),
 //! `timeout`, and the tasks `call` (a toolhost tool), `set`, `switch`,
 //! `try`/`catch` (with `retry`), `raise`, `for`, `wait` and `do`, each with
 //! `if`, `input.from`, `output.as`, `export.as`, `timeout` and `then`.
@@ -28,7 +28,8 @@ use super::expr::{runtime_expression, Expr, Template};
 use crate::call::names;
 pub use fields::duration;
 use fields::{
-    default_schema, expr, flow, is_variable, join, known, object, retry, schema, string, template, timeout, transform,
+    default_schema, expr, flow, input_schema, is_variable, join, known, object, retry, schema, string, template,
+    timeout, transform,
 };
 
 /// The variables every expression sees: `$context` (what tasks exported),
@@ -77,6 +78,9 @@ pub struct Definition {
     pub input_schema: Value,
     pub input_from: Option<Template>,
     pub output_as: Option<Template>,
+    /// The JSON Schema of the output, if the document gives one (the
+    /// tool's output schema; a run whose output does not fit it fails).
+    pub output_schema: Option<Value>,
     pub timeout: Option<Duration>,
     pub tasks: Vec<Task>,
     /// Every tool a `call` task names: what the workflow's grant must name.
@@ -300,7 +304,7 @@ impl Reader {
                 known(input, "input", &["schema", "from"])?;
                 let schema = match input.get("schema") {
                     None => default_schema(),
-                    Some(s) => schema(s, "input.schema")?,
+                    Some(s) => input_schema(s, "input.schema")?,
                 };
                 let from = input
                     .get("from")
@@ -309,15 +313,17 @@ impl Reader {
                 (schema, from)
             }
         };
-        let output_as = match top.get("output") {
-            None => None,
+        let (output_as, output_schema) = match top.get("output") {
+            None => (None, None),
             Some(output) => {
                 let output = object(output, "output")?;
                 known(output, "output", &["as", "schema"])?;
-                output
+                let schema = output.get("schema").map(|s| schema(s, "output.schema")).transpose()?;
+                let output_as = output
                     .get("as")
                     .map(|a| transform(a, "output.as", &scope))
-                    .transpose()?
+                    .transpose()?;
+                (output_as, schema)
             }
         };
         let timeout = top.get("timeout").map(|t| timeout(t, "timeout")).transpose()?;
@@ -336,6 +342,7 @@ impl Reader {
             input_schema,
             input_from,
             output_as,
+            output_schema,
             timeout,
             tasks,
             tools: self.tools,

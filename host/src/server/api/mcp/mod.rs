@@ -15,6 +15,7 @@
 mod edge;
 mod sessions;
 mod shortcut;
+mod waiting;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,9 +24,9 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, DetailedTask,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult,
     GetTaskParams, GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, RequestId,
-    ServerCapabilities, ServerJsonRpcMessage, ServerResult, Task, TaskPayload, TaskStatus, Tool,
+    ServerCapabilities, ServerJsonRpcMessage, ServerResult, TaskPayload, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -33,26 +34,21 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 use super::error::call_error_body;
-use super::tools::visible_tools;
-use super::Answer;
 use super::{ApiError, Shared};
-use crate::app::approvals::{self, ApprovalError, MAX_WAIT};
 use crate::app::auth::Principal;
 use crate::app::calls::{call, Called};
 use crate::app::recorded::detached;
-use crate::model::approval::{Answered, Approval, ApprovalState};
 use crate::model::audit::Caller;
 use crate::model::call::CallError;
-use crate::model::run::{Run, RunState};
+use crate::plugins::kind::Kind;
 use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
 pub use edge::limit_sessions;
 use sessions::Direct;
 pub use sessions::Sessions;
 use shortcut::{Shortcut, Taken};
-
-/// The tool an agent calls to wait for a held call's result.
-pub const AWAIT_TOOL: &str = "toolhost.await-approval";
+use waiting::{approval_task, held};
+pub use waiting::{AWAIT_RUN_TOOL, AWAIT_TOOL};
 
 /// How long one session may take to accept a `list_changed` notification;
 /// one that does not read its stream is then dropped from the list, and
@@ -254,10 +250,6 @@ fn principal_of(parts: &axum::http::request::Parts) -> Result<(Arc<Principal>, O
     Ok((principal, session))
 }
 
-fn is_object_schema(schema: &Option<Value>) -> bool {
-    schema.as_ref().is_some_and(|s| s["type"] == "object")
-}
-
 fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
     let mut tool = json!({
         "name": t.name,
@@ -268,23 +260,42 @@ fn mcp_tool(t: &ToolInfo) -> Result<Tool, ErrorData> {
             "destructiveHint": t.risk == crate::plugins::manifest::Risk::High,
         },
     });
-    // Whether a call may wait for a reviewer: MCP has no field for it, so
-    // it is in `_meta` for programs and in the description for models.
+    // Whether a call may wait: MCP has no field for it, so it is in
+    // `_meta` for programs and in the description for models.
     if let Some(approval) = t.approval {
         tool["_meta"] = json!({ "toolhost/approval": approval });
-        if approval != ApprovalSummary::Never {
-            tool["description"] = Value::from(format!(
-                "{}\n\nCalls of this tool may wait for a human reviewer's approval (the result then says \
-                 approval_required; use {AWAIT_TOOL}).",
-                t.description
-            ));
-        }
     }
-    // MCP wants an object for structured output; other results go as text.
-    if is_object_schema(&t.output_schema) {
-        tool["outputSchema"] = t.output_schema.clone().unwrap_or_default();
+    if let Some(waits) = waits(t) {
+        tool["description"] = Value::from(format!("{}\n\n{waits}", t.description));
+    }
+    // Any schema: rmcp drops one that is not an object's for a client on a
+    // protocol before 2026-07-28, which wants objects only (SEP-2106).
+    if let Some(schema) = &t.output_schema {
+        tool["outputSchema"] = schema.clone();
     }
     serde_json::from_value(tool).map_err(|e| ErrorData::internal_error(format!("tool {}: {e}", t.name), None))
+}
+
+/// What a model must know of how `t`'s calls may wait, and which tool
+/// waits for them.
+fn waits(t: &ToolInfo) -> Option<String> {
+    let held = t.approval.is_some_and(|a| a != ApprovalSummary::Never);
+    match t.kind {
+        Kind::Connector if held => Some(format!(
+            "Calls of this tool may wait for a human reviewer's approval (the result then says \
+             approval_required; use {AWAIT_TOOL})."
+        )),
+        Kind::Connector => None,
+        Kind::Workflow => Some(format!(
+            "A call starts a run of this workflow. If the run has not ended when the call answers (a step waits \
+             for a human reviewer's approval, or it takes long), the result says run_pending: use {AWAIT_RUN_TOOL}{}.",
+            if held && t.approval != Some(ApprovalSummary::Conditional) {
+                format!("; the call itself may wait for approval (approval_required: use {AWAIT_TOOL})")
+            } else {
+                String::new()
+            }
+        )),
+    }
 }
 
 fn result(value: Value, is_error: bool, structured: bool) -> CallToolResult {
@@ -295,136 +306,29 @@ fn result(value: Value, is_error: bool, structured: bool) -> CallToolResult {
     } else {
         CallToolResult::success(content)
     };
-    if structured && value.is_object() {
+    // Any value: rmcp keeps only an object's for a client on a protocol
+    // before 2026-07-28 (SEP-2106); the text carries it either way.
+    if structured {
         result.structured_content = Some(value);
     }
     result
 }
 
-/// The answer to a held call: what to do next, in words an LLM follows.
-fn held(approval: &Approval) -> CallToolResult {
-    result(
-        json!({
-            "kind": "approval_required",
-            "message": format!(
-                "This call was not run: it waits for a human reviewer's approval (rule {:?}). \
-                 Call the tool {AWAIT_TOOL} with {{\"approval\": \"{}\"}} to wait for the decision and get the result.",
-                approval.rule, approval.id
-            ),
-            "approval": approvals::view(approval),
-        }),
-        true,
-        false,
-    )
-}
-
-fn await_tool() -> Result<Tool, ErrorData> {
-    serde_json::from_value(json!({
-        "name": AWAIT_TOOL,
-        "description": "Wait for a call that was held for a human reviewer's approval, and get its result \
-            once it is decided and has run (or why it did not run). Give the approval id the held call returned.",
-        "inputSchema": {
-            "type": "object",
-            "properties": {
-                "approval": { "type": "string", "description": "The approval id of the held call" },
-                "wait_secs": { "type": "integer", "minimum": 0, "maximum": MAX_WAIT.as_secs(), "description": "How long to wait for the decision (default 60)" },
-            },
-            "required": ["approval"],
-        },
-        "annotations": { "readOnlyHint": true },
-    }))
-    .map_err(|e| ErrorData::internal_error(e.to_string(), None))
-}
-
 impl McpServer {
-    /// A workflow call's result: the run's output once it ends (waiting
-    /// for it as long as a run may be waited on), its typed error as an
-    /// error result, or, while it still waits (for a person, say), the run
-    /// and where to follow it.
-    async fn run_result(&self, run: &Run) -> Result<CallToolResult, ErrorData> {
-        let run = crate::app::runs::wait(&self.state.app, &run.id, crate::app::runs::MAX_WAIT, false)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        Ok(match run.state {
-            RunState::Completed => result(run.output.clone().unwrap_or_default(), false, false),
-            RunState::Failed | RunState::Cancelled => result(Answer::run(&run).body["error"].take(), true, false),
-            RunState::Running | RunState::Waiting => result(Answer::run(&run).body, false, false),
-        })
-    }
-
-    /// Whether `tool`'s results go as structured content.
+    /// Whether `tool`'s results go as structured content: whether it
+    /// declares an output schema (a connector's function, or a workflow).
     fn structured(&self, tool: &str) -> bool {
-        self.state
-            .app
-            .runtime
-            .find(tool)
-            .is_some_and(|found| is_object_schema(&found.tool().output_schema))
-    }
-
-    /// `id`, if `principal` may see it: an agent sees only the calls it
-    /// made (another's is not found, as over REST).
-    /// The approval `id` if `principal` may see it (an agent only its own:
-    /// another's is as unknown as one that never was).
-    async fn approval(&self, principal: &Principal, id: &str) -> Result<Option<Arc<Approval>>, ErrorData> {
-        let approval = match self.state.app.approvals.get(id).await {
-            Ok(a) => a,
-            Err(ApprovalError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
-        };
-        if approval.token != principal.name && principal.role == crate::config::Role::Agent {
-            return Ok(None);
+        match self.state.app.runtime.find(tool) {
+            Some(found) => found.tool().output_schema.is_some(),
+            None => self
+                .state
+                .app
+                .runtime
+                .plugins()
+                .registry()
+                .workflow(tool)
+                .is_some_and(|w| w.definition.output_schema.is_some()),
         }
-        Ok(Some(approval))
-    }
-
-    /// The await tool. A missing or unknown approval is the tool's failure
-    /// (a result with `isError`, which the model reads), as any tool's is.
-    async fn await_approval(&self, principal: &Principal, args: &Value) -> Result<CallToolResult, ErrorData> {
-        let Some(id) = args["approval"].as_str() else {
-            let error = json!({
-                "kind": "invalid_input",
-                "field": "approval",
-                "message": "`approval` (the approval id the held call returned) is required",
-            });
-            return Ok(result(error, true, false));
-        };
-        if self.approval(principal, id).await?.is_none() {
-            let error = json!({ "kind": "not_found", "message": format!("no approval {id:?}"), "approval": id });
-            return Ok(result(error, true, false));
-        }
-        let wait = std::time::Duration::from_secs(args["wait_secs"].as_u64().unwrap_or(60)).min(MAX_WAIT);
-        self.approval(principal, id).await?;
-        let approval = self
-            .state
-            .app
-            .approvals
-            .wait(id, wait)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        Ok(match self.final_result(&approval) {
-            Some(done) => done,
-            None => result(
-                json!({
-                    "kind": "approval_pending",
-                    "message": format!("Still waiting for a reviewer (state: {}). Call {AWAIT_TOOL} again to keep waiting.", approval.state.as_str()),
-                    "approval": approvals::view(&approval),
-                }),
-                true,
-                false,
-            ),
-        })
-    }
-
-    /// A final approval's answer as the call's own tool result: its result,
-    /// or why it did not run. `None` while it is not final.
-    fn final_result(&self, approval: &Approval) -> Option<CallToolResult> {
-        let answered = approval.answer.as_ref().filter(|_| approval.state.is_final())?;
-        if let Answered::Ran { result: value, .. } = answered {
-            return Some(result(value.clone(), false, self.structured(&approval.tool)));
-        }
-        let mut body = Answer::answered(answered).body["error"].take();
-        body["approval"] = Value::from(approval.id.clone());
-        Some(result(body, true, false))
     }
 }
 
@@ -447,8 +351,10 @@ impl McpServer {
             idempotency_key: None,
             ..Default::default()
         };
-        if request.name == AWAIT_TOOL {
-            return self.await_approval(&principal, &args).await.map(Into::into);
+        match request.name.as_ref() {
+            AWAIT_TOOL => return self.await_approval(&principal, &args).await.map(Into::into),
+            AWAIT_RUN_TOOL => return self.await_run(&principal, &args).await.map(Into::into),
+            _ => {}
         }
         // Detached: a call runs to its end and is recorded even when the
         // client cancels it or goes away (its effects cannot be undone);
@@ -472,11 +378,11 @@ impl McpServer {
             Called::Ran(ran) => ran.0,
             // A client that takes tasks gets one; any other the fallback.
             Called::Held(approval) if supports_tasks => {
-                let created = task(&approval, TaskPayload::Working);
+                let created = approval_task(&approval, TaskPayload::Working);
                 return Ok(CallToolResponse::Task(CreateTaskResult::new(created.task)));
             }
             Called::Held(approval) => return Ok(held(&approval).into()),
-            Called::Started(run) => return self.run_result(&run).await.map(Into::into),
+            Called::Started(run) => return Ok(self.started(&run, supports_tasks)),
         };
         // Look up just this tool; listing them all would copy every schema.
         let structured = self.structured(&request.name);
@@ -523,27 +429,10 @@ impl McpServer {
     fn answers_at_once(&self, tool: &str) -> bool {
         let canonical = crate::call::names::canonical(tool);
         let tool = canonical.as_deref().unwrap_or(tool);
-        tool != AWAIT_TOOL && self.state.app.runtime.plugins().registry().workflow(tool).is_none()
+        tool != AWAIT_TOOL
+            && tool != AWAIT_RUN_TOOL
+            && self.state.app.runtime.plugins().registry().workflow(tool).is_none()
     }
-}
-
-/// A held call as an MCP task (SEP-2663): the task id is the approval id.
-fn task(approval: &Approval, payload: TaskPayload) -> DetailedTask {
-    let message = match approval.state {
-        ApprovalState::Pending => format!("waiting for a reviewer's approval (rule {:?})", approval.rule),
-        ApprovalState::Approved | ApprovalState::Executing => "approved; running".to_string(),
-        state => state.as_str().to_string(),
-    };
-    let updated = approval.finished.unwrap_or(approval.created);
-    let base = Task::new(
-        approval.id.clone(),
-        TaskStatus::Working,
-        crate::model::time::rfc3339_ms(approval.created),
-        crate::model::time::rfc3339_ms(updated),
-    )
-    .with_status_message(message)
-    .with_poll_interval_ms(1000);
-    DetailedTask::new(base, payload)
 }
 
 impl ServerHandler for McpServer {
@@ -565,11 +454,11 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let (principal, _) = principal(&ctx.extensions)?;
-        let mut tools = visible_tools(&self.state, &principal)
+        let mut tools = crate::app::tools::visible(&self.state.app, &principal)
             .iter()
             .map(mcp_tool)
             .collect::<Result<Vec<_>, _>>()?;
-        tools.push(await_tool()?);
+        tools.extend(waiting::tools()?);
         // rmcp's constructor sets what 2026-07-28 requires (`resultType`);
         // a result read from JSON would leave it out.
         Ok(ListToolsResult::with_all_items(tools))
@@ -587,33 +476,19 @@ impl ServerHandler for McpServer {
         self.call(request, principal(&ctx.extensions)?, supports_tasks).await
     }
 
-    /// A held call taken as a task: working until it is decided and has
-    /// run, then completed with the call's own result (a rejection, expiry
-    /// or lapse is a completed result with `isError`, as over the fallback).
+    /// A held call's or a workflow run's task (see `waiting`).
     async fn get_task(
         &self,
         request: GetTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
         let (principal, _) = principal(&ctx.extensions)?;
-        let approval = self
-            .approval(&principal, &request.task_id)
-            .await?
-            .ok_or_else(|| ErrorData::invalid_params(format!("no task {:?}", request.task_id), None))?;
-        let payload = match self.final_result(&approval) {
-            Some(mut done) => {
-                // The call's result as the task's payload, in the shape a
-                // tools/call answer had before protocol 2026-07-28.
-                done.result_type = None;
-                let result = match serde_json::to_value(done) {
-                    Ok(Value::Object(map)) => map,
-                    _ => return Err(ErrorData::internal_error("a tool result is not an object", None)),
-                };
-                TaskPayload::Completed { result }
-            }
-            None => TaskPayload::Working,
-        };
-        Ok(GetTaskResult::new(task(&approval, payload)))
+        Ok(GetTaskResult::new(self.task(&principal, &request.task_id).await?))
+    }
+
+    async fn cancel_task(&self, request: CancelTaskParams, ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        let (principal, _) = principal(&ctx.extensions)?;
+        self.cancel_task(&principal, &request.task_id).await
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {

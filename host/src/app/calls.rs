@@ -60,6 +60,11 @@ pub async fn call(
     let canonical = names::canonical(tool);
     let tool = canonical.as_deref().unwrap_or(tool);
     if let Some(workflow) = app.runtime.plugins().registry().workflow(tool) {
+        // A strict function-calling client sends `null` for what it leaves
+        // out (see `call::strict`): the run reads it as left out.
+        let mut input = args.clone();
+        crate::call::strict::drop_absent_nulls(&workflow.definition.input_schema, &mut input);
+        let args = &input;
         let refusal = if !principal.may_use(tool) {
             Some(CallError::Denied {
                 message: format!("token {:?} may not use {tool}", principal.name),

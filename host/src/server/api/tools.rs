@@ -1,11 +1,13 @@
 //! The agent API: the tools a token may use, and calling one.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Agent;
 use super::error::ErrorBody;
@@ -22,21 +24,107 @@ use crate::runtime::ToolInfo;
 /// Header carrying the caller's conversation or session id into the audit.
 pub const SESSION_HEADER: &str = "x-session-id";
 
+/// `GET /v1/tools`'s query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `openai`: the tools as OpenAI-style function calling takes them.
+    format: Option<ListFormat>,
+}
+
+/// The shapes the tools list comes in.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormat {
+    /// toolhost's own: each tool with its risk, kind, plugin and approval.
+    #[default]
+    Toolhost,
+    /// `[{"type": "function", "function": {name, description, parameters,
+    /// strict}}]`, names as function calling accepts them.
+    Openai,
+}
+
+/// A tool as OpenAI-style function calling takes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionTool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Function {
+    /// `plugin_function`: the tool's name as function calling accepts it
+    /// (`^[a-zA-Z0-9_-]{1,64}$`); invoke takes it as it is.
+    name: String,
+    description: String,
+    /// Its parameters: in the strict subset when `strict` (every property
+    /// required, `null` for one left out; see the README), else as toolhost
+    /// checks them.
+    parameters: Value,
+    /// Whether `parameters` is in the strict subset.
+    strict: bool,
+}
+
+impl From<ToolInfo> for FunctionTool {
+    fn from(tool: ToolInfo) -> FunctionTool {
+        let strict = crate::call::strict::strict(&tool.parameters);
+        if let Err(e) = &strict {
+            tracing::debug!(tool = %tool.name, "no strict form: {e}");
+        }
+        let (parameters, strict) = match strict {
+            Ok(parameters) => (parameters, true),
+            Err(_) => (tool.parameters, false),
+        };
+        FunctionTool {
+            kind: "function",
+            function: Function {
+                name: tool.function_name,
+                description: tool.description,
+                parameters,
+                strict,
+            },
+        }
+    }
+}
+
+/// The tools list, in the format asked for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ToolList {
+    Toolhost(Vec<ToolInfo>),
+    Openai(Vec<FunctionTool>),
+}
+
 /// The tools this token may use, each with its JSON Schema and whether its
-/// calls may wait for an approval.
+/// calls may wait for an approval; with `?format=openai`, as OpenAI-style
+/// function calling takes them.
 #[utoipa::path(
     get,
     path = "/v1/tools",
     tag = "tools",
     operation_id = "list_tools",
     security(("bearer" = [])),
+    params(ListQuery),
     responses(
-        (status = 200, description = "The tools this token may use.", body = [ToolInfo]),
+        (status = 200, description = "The tools this token may use: `[ToolInfo]`, or with `?format=openai`, `[FunctionTool]`.", body = ToolList),
+        (status = 400, response = BadRequest),
         super::responses::AnyTokenRefusals,
     )
 )]
-pub async fn list(Agent(principal): Agent, State(state): State<Shared>) -> Json<Vec<ToolInfo>> {
-    Json(crate::app::tools::visible(&state.app, &principal))
+pub async fn list(
+    Agent(principal): Agent,
+    State(state): State<Shared>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ToolList>, ApiError> {
+    let Query(query) = query?;
+    let tools = crate::app::tools::visible(&state.app, &principal);
+    Ok(Json(match query.format.unwrap_or_default() {
+        ListFormat::Toolhost => ToolList::Toolhost(tools),
+        ListFormat::Openai => ToolList::Openai(tools.into_iter().map(FunctionTool::from).collect()),
+    }))
 }
 
 /// A header's value, if sent; one that is not 1 to `MAX_KEY_LEN` visible

@@ -929,3 +929,153 @@ async fn a_run_whose_output_breaks_its_output_schema_fails() {
     );
     assert!(problem["detail"].as_str().unwrap().starts_with("/total:"), "{body}");
 }
+
+/// Where `schema` leaves the strict subset of JSON Schema that OpenAI's
+/// function calling takes (`strict: true`), each with where: written from
+/// the subset's published rules, not from the host's converter.
+fn outside_strict_subset(schema: &Value, at: &str, found: &mut Vec<String>) {
+    const ALLOWED: &[&str] = &[
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "description",
+        "$ref",
+        "$defs",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+    ];
+    let Some(map) = schema.as_object() else {
+        return found.push(format!("{at}: not an object"));
+    };
+    for key in map.keys().filter(|k| !ALLOWED.contains(&k.as_str())) {
+        found.push(format!("{at}: `{key}`"));
+    }
+    if let Some(properties) = map.get("properties").and_then(Value::as_object) {
+        if map.get("additionalProperties") != Some(&Value::Bool(false)) {
+            found.push(format!("{at}: additionalProperties is not false"));
+        }
+        let mut required: Vec<&str> = map["required"]
+            .as_array()
+            .map_or(Vec::new(), |r| r.iter().filter_map(Value::as_str).collect());
+        required.sort();
+        let mut keys: Vec<&str> = properties.keys().map(String::as_str).collect();
+        keys.sort();
+        if required != keys {
+            found.push(format!("{at}: required {required:?} is not every property {keys:?}"));
+        }
+        for (name, property) in properties {
+            outside_strict_subset(property, &format!("{at}/properties/{name}"), found);
+        }
+    } else if map.get("type") == Some(&json!("object")) {
+        found.push(format!("{at}: an object without properties"));
+    }
+    if let Some(items) = map.get("items") {
+        outside_strict_subset(items, &format!("{at}/items"), found);
+    }
+    for (i, case) in map
+        .get("anyOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        outside_strict_subset(case, &format!("{at}/anyOf/{i}"), found);
+    }
+}
+
+/// Arguments a strict client could send: `null` for everything it may
+/// leave out, the first case or value of everything else.
+fn strict_sample(schema: &Value) -> Value {
+    if let Some(cases) = schema["anyOf"].as_array() {
+        return match cases.iter().find(|c| c["type"] == "null") {
+            Some(_) => Value::Null,
+            None => strict_sample(&cases[0]),
+        };
+    }
+    if let Some(types) = schema["type"].as_array() {
+        if types.iter().any(|t| t == "null") {
+            return Value::Null;
+        }
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        return values[0].clone();
+    }
+    match schema["type"].as_str() {
+        Some("object") => Value::Object(
+            schema["properties"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(name, property)| (name.clone(), strict_sample(property)))
+                .collect(),
+        ),
+        Some("array") => json!([]),
+        Some("integer") | Some("number") => schema.get("minimum").cloned().unwrap_or(json!(1)),
+        Some("boolean") => json!(true),
+        _ => json!("SO-1002"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_tool_is_offered_for_strict_function_calling_and_taken_back_as_a_strict_client_sends_it() {
+    let data = Scratch::new("wf-openai");
+    let addr = upstreams(&data).await;
+    let server = toolhost(addr, WORKFLOW_GRANT);
+    let (status, listed) = get_json(&server, AGENT_TOKEN, "/v1/tools?format=openai").await;
+    assert_eq!(status, 200, "{listed}");
+    let functions = listed.as_array().unwrap();
+    let (_, tools) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
+    assert_eq!(functions.len(), tools.as_array().unwrap().len());
+    let name_ok =
+        |n: &str| (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let mut outside = Vec::new();
+    let mut sent_null = 0;
+    for tool in functions {
+        assert_eq!(tool["type"], "function", "{tool}");
+        let function = &tool["function"];
+        let name = function["name"].as_str().unwrap();
+        assert!(name_ok(name), "{name} is no function name");
+        // A workflow that declares no input takes any object, which the
+        // subset cannot say: it is offered as it is, not strict.
+        if function["parameters"] == json!({ "type": "object" }) {
+            assert_eq!(function["strict"], false, "{function}");
+            continue;
+        }
+        assert_eq!(function["strict"], true, "{name} is not strict: {function}");
+        assert_eq!(function["parameters"]["type"], "object", "{name}");
+        outside_strict_subset(&function["parameters"], name, &mut outside);
+
+        // Invoked back by that name, with what a strict client sends: the
+        // host takes the arguments (whatever the tool then makes of them).
+        let arguments = strict_sample(&function["parameters"]);
+        sent_null += usize::from(arguments.to_string().contains("null"));
+        let (status, body) = invoke(&server, AGENT_TOKEN, name, arguments.clone()).await;
+        let kind = body["error"]["kind"].as_str().unwrap_or_default();
+        assert!(
+            !matches!(kind, "invalid_input" | "not_found" | "bad_request"),
+            "{name} {arguments}: {status} {body}"
+        );
+    }
+    assert!(outside.is_empty(), "outside the strict subset: {outside:#?}");
+    // Options were sent as `null`, as a strict client sends them.
+    assert!(sent_null >= 4, "only {sent_null} calls sent a null");
+    // Reference connectors and workflows alike.
+    for name in ["crm_find-customers", "coupon_issue-voucher", "late-parcel"] {
+        assert!(
+            functions.iter().any(|t| t["function"]["name"] == name),
+            "{name} is not offered"
+        );
+    }
+}

@@ -3,14 +3,9 @@
 //! Tools are the same as over REST (same names, schemas, permissions, audit);
 //! a business failure is a result with `isError: true`.
 //!
-//! A call held for approval answers at once with a result marked
-//! `isError: true` whose content says `approval_required` and names the
-//! approval; the agent then calls the tool [`AWAIT_TOOL`] with that id,
-//! which waits for the decision and returns the call's own result (or why
-//! it did not run). Any MCP client can follow this, since it is only tool
-//! calls. A client that declares the tasks extension (SEP-2663,
-//! `io.modelcontextprotocol/tasks`) gets a task instead, whose id is the
-//! approval's, and polls `tasks/get` for the call's result.
+//! A call that does not end at once (held for a person's approval, or a
+//! workflow run that waits or outlasts the call) answers at once with what
+//! to wait on, and a waiting tool or a task follows it: see [`waiting`].
 
 mod edge;
 mod sessions;

@@ -15,7 +15,7 @@
 //! before rmcp reads them.) Everything
 //! else (the handshake, the tool list, tasks, notifications, the event
 //! stream, the calls that may wait for minutes: a workflow run or
-//! [`AWAIT_TOOL`](super::AWAIT_TOOL), whose streams should be resumable and
+//! the waiting tools (see [`waiting`](super::waiting)), whose streams should be resumable and
 //! kept alive) still goes through the worker. rmcp checks the request
 //! (host, origin, protocol version, session) before either.
 //!

@@ -19,8 +19,8 @@
 //! would refuse. Anything it does not take, body included, goes to rmcp
 //! unchanged: the handshake, other methods, a call with `_meta` other than
 //! a progress token or any field this module does not know, a workflow or
-//! [`AWAIT_TOOL`](super::AWAIT_TOOL) (which may wait for minutes, so their
-//! streams should be resumable and kept alive), an unknown session.
+//! a waiting tool ([`waiting`](super::waiting): they may wait for minutes,
+//! so their streams should be resumable and kept alive), an unknown session.
 
 use std::borrow::Cow;
 

@@ -651,6 +651,21 @@ pub async fn mcp_rpc(
     (session, answer)
 }
 
+/// `tasks/get` of task `id` in `session`, polled until it is no longer
+/// `working` (within 30 s): its last answer.
+pub async fn mcp_task_ended(server: &ServerProcess, session: Option<&str>, id: &str) -> serde_json::Value {
+    for n in 0..300u64 {
+        let get =
+            serde_json::json!({ "jsonrpc": "2.0", "id": 1000 + n, "method": "tasks/get", "params": { "taskId": id } });
+        let (_, polled) = mcp_rpc(server, session, get).await;
+        if polled["result"]["status"] != "working" {
+            return polled;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("task {id} still working after 30 s");
+}
+
 /// `notifications/initialized` in `session`, which ends its handshake.
 pub async fn mcp_initialized(server: &ServerProcess, session: &str) {
     let initialized = serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });

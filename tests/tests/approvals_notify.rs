@@ -21,8 +21,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    counting_upstream, decide, get_json, held_id, invoke, mcp_initialized, mcp_python, mcp_rpc, netprobe_grant,
-    repo_root, serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN, WEBHOOK_SECRET,
+    counting_upstream, decide, get_json, held_id, invoke, mcp_initialized, mcp_python, mcp_rpc, mcp_task_ended,
+    netprobe_grant, repo_root, serve, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN, WEBHOOK_SECRET,
 };
 
 /// `netprobe.fetch` arguments: a POST to the upstream's `/effect`, which
@@ -610,16 +610,7 @@ async fn an_mcp_client_that_takes_tasks_gets_a_held_call_as_a_task() {
         decide(&server, APPROVER_TOKEN, &id, "approve", "expected POST").await.0,
         200
     );
-    let mut n = 4;
-    let done = loop {
-        let (_, polled) = mcp_rpc(&server, s, get(n, &id)).await;
-        n += 1;
-        if polled["result"]["status"] != "working" {
-            break polled;
-        }
-        assert!(n < 200, "still working: {polled}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = mcp_task_ended(&server, s, &id).await;
     assert_eq!(done["result"]["status"], "completed", "{done}");
     assert_eq!(done["result"]["result"]["isError"], false, "{done}");
     assert_eq!(done["result"]["result"]["content"][0]["text"], "200", "{done}");

@@ -9,8 +9,8 @@ use sample_upstreams::scenario::{toolhost_config, WORKFLOW_GRANT};
 use sample_upstreams::Fault;
 use serde_json::{json, Value};
 use toolhost_tests::{
-    cancel_run, decide, get_json, invoke, mcp_initialized, mcp_python, mcp_rpc, named, newest_run, reference,
-    repo_root, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
+    cancel_run, decide, get_json, invoke, mcp_initialized, mcp_python, mcp_rpc, mcp_task_ended, named, newest_run,
+    reference, repo_root, Scratch, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN, APPROVER_TOKEN,
 };
 
 async fn upstreams(dir: &Scratch) -> SocketAddr {
@@ -886,16 +886,7 @@ async fn an_mcp_client_that_takes_tasks_gets_a_run_as_a_task_that_ends_with_its_
         decide(&server, APPROVER_TOKEN, &approval, "approve", "lost").await.0,
         200
     );
-    let mut n = 4;
-    let done = loop {
-        let (_, polled) = mcp_rpc(&server, s, get(n, &run)).await;
-        n += 1;
-        if polled["result"]["status"] != "working" {
-            break polled;
-        }
-        assert!(n < 300, "still working: {polled}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let done = mcp_task_ended(&server, s, &run).await;
     assert_eq!(done["result"]["status"], "completed", "{done}");
     assert_eq!(done["result"]["result"]["isError"], false, "{done}");
     assert!(

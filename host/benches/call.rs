@@ -39,14 +39,11 @@ fn root() -> PathBuf {
 }
 
 fn runtime(rt: &tokio::runtime::Runtime, data: &Path) -> Runtime {
-    let runtime = Runtime::new(RuntimeOptions {
-        plugins_dir: root().join("plugins"),
-        data_dir: data.to_path_buf(),
-        policy: Policy::default(),
-        engine: Default::default(),
-        api_secret_env_prefix: None,
-        outbound: Default::default(),
-    })
+    let runtime = Runtime::new(RuntimeOptions::new(
+        root().join("plugins"),
+        data.to_path_buf(),
+        Policy::default(),
+    ))
     .expect("runtime");
     rt.block_on(async {
         runtime

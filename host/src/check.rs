@@ -338,21 +338,10 @@ impl Checker {
         }
         let scratch = Scratch::new()?;
         // Compiled code is cached by digest, apart from any state: the
-        // server's cache spares compiling what it has compiled.
-        let cache = config.server.data_dir.join("compile-cache");
-        if cache.is_dir() {
-            if let Ok(cache) = cache.canonicalize() {
-                let _ = std::os::unix::fs::symlink(cache, scratch.0.join("compile-cache"));
-            }
-        }
-        let mut options = RuntimeOptions::from_config(config).unwrap_or_else(|_| RuntimeOptions {
-            plugins_dir: plugins_dir.clone(),
-            data_dir: PathBuf::new(),
-            policy: Policy::default(),
-            engine: Default::default(),
-            api_secret_env_prefix: None,
-            outbound: Default::default(),
-        });
+        // server's cache (from_config's) spares compiling what it has
+        // compiled.
+        let mut options = RuntimeOptions::from_config(config)
+            .unwrap_or_else(|_| RuntimeOptions::new(plugins_dir.clone(), scratch.0.clone(), Policy::default()));
         options.plugins_dir = plugins_dir;
         options.data_dir = scratch.0.clone();
         options.policy = policy.clone();

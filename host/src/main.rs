@@ -31,6 +31,10 @@ struct Cli {
     /// Where the host keeps its database and compile cache [default: data].
     #[arg(long, global = true, env = "TOOLHOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where compiled components are cached ([server] compile-cache-dir)
+    /// [default: DATA_DIR/compile-cache].
+    #[arg(long, global = true, env = "TOOLHOST_COMPILE_CACHE_DIR")]
+    compile_cache_dir: Option<PathBuf>,
     /// The configuration file; `toolhost.toml` is read when it exists.
     #[arg(long, global = true, env = "TOOLHOST_CONFIG")]
     config: Option<PathBuf>,
@@ -403,6 +407,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(dir) = &cli.data_dir {
         config.server.data_dir = dir.clone();
+    }
+    if let Some(dir) = &cli.compile_cache_dir {
+        config.server.compile_cache_dir = Some(dir.clone());
     }
     if let Some(url) = &cli.storage_url {
         config.storage.url = Some(url.clone());

@@ -31,6 +31,8 @@ use crate::wasm::engine::{Engine, EngineOptions};
 pub struct RuntimeOptions {
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// Where compiled components are cached (see `[server] compile-cache-dir`).
+    pub compile_cache_dir: PathBuf,
     pub policy: Policy,
     pub engine: EngineOptions,
     /// Environment variables a grant set through the API may name as a
@@ -95,6 +97,20 @@ struct Inner {
 }
 
 impl RuntimeOptions {
+    /// A runtime over `plugins_dir` with its data (and compile cache) in
+    /// `data_dir`, under `policy`, everything else as `[server]`'s defaults.
+    pub fn new(plugins_dir: PathBuf, data_dir: PathBuf, policy: Policy) -> RuntimeOptions {
+        RuntimeOptions {
+            plugins_dir,
+            compile_cache_dir: data_dir.join("compile-cache"),
+            data_dir,
+            policy,
+            engine: Default::default(),
+            api_secret_env_prefix: None,
+            outbound: Default::default(),
+        }
+    }
+
     /// A runtime over the folders and policy `config` names, its engine
     /// sized by `[server]`: the same for `serve` and for one-shot CLI
     /// commands.
@@ -102,6 +118,11 @@ impl RuntimeOptions {
         Ok(RuntimeOptions {
             plugins_dir: config.server.plugins_dir.clone(),
             data_dir: config.server.data_dir.clone(),
+            compile_cache_dir: config
+                .server
+                .compile_cache_dir
+                .clone()
+                .unwrap_or_else(|| config.server.data_dir.join("compile-cache")),
             policy: config.policy()?,
             engine: EngineOptions {
                 max_instances: config.server.max_instances,
@@ -144,7 +165,7 @@ impl Runtime {
         let engine = Engine::new(&options.engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let linker = capabilities::linker(engine.wasmtime()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let toolchain = Arc::new(Toolchain {
-            cache: CompileCache::new(engine.wasmtime(), Some(options.data_dir.join("compile-cache"))),
+            cache: CompileCache::new(engine.wasmtime(), Some(options.compile_cache_dir.clone())),
             outbound: Outbound::new(&options.outbound)?,
             engine,
             linker,

@@ -121,15 +121,13 @@ impl Drop for Scratch {
 
 /// A runtime with its data in `data` and the given policy (TOML).
 pub fn runtime_in(data: &Path, policy: &str) -> Runtime {
-    Runtime::new(RuntimeOptions {
-        plugins_dir: components().join("tests/guests"),
-        data_dir: data.to_path_buf(),
-        policy: Policy::parse(policy, "test policy").expect("test policy parses"),
-        engine: Default::default(),
-        api_secret_env_prefix: None,
-        outbound: Default::default(),
-    })
-    .expect("runtime starts")
+    let mut options = RuntimeOptions::new(
+        components().join("tests/guests"),
+        data.to_path_buf(),
+        Policy::parse(policy, "test policy").expect("test policy parses"),
+    );
+    options.compile_cache_dir = shared_compile_cache();
+    Runtime::new(options).expect("runtime starts")
 }
 
 /// Serve `router` on a free port of 127.0.0.1 for the rest of the test.
@@ -249,9 +247,24 @@ impl ServerProcess {
     }
 }
 
+/// One compile cache for every host the tests start: the cache is keyed
+/// by component digest and engine fingerprint and checksummed, so sharing
+/// it is what several hosts on one machine may do, and each component is
+/// compiled once for the whole suite rather than once per server start.
+pub fn shared_compile_cache() -> PathBuf {
+    repo_root().join("target/test-compile-cache")
+}
+
 fn spawn_server(dir: &Path, nofile: Option<u64>) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut command = Command::new(toolhost_bin());
+    // A test about the cache itself names its own in its configuration.
+    let config = std::fs::read_to_string(dir.join("toolhost.toml")).unwrap_or_default();
+    if config.contains("compile-cache-dir") {
+        command.env_remove("TOOLHOST_COMPILE_CACHE_DIR");
+    } else {
+        command.env("TOOLHOST_COMPILE_CACHE_DIR", shared_compile_cache());
+    }
     if let Some(files) = nofile {
         use std::os::unix::process::CommandExt;
         let limit = libc::rlimit {

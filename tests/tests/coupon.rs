@@ -51,14 +51,11 @@ http = [{{ origin = "http://127.0.0.1:{ledger_port}", methods = ["POST"] }}]
 secrets = {{ ledger-token = {{ value = "tok-123" }} }}
 config = {{ ledger-url = "http://127.0.0.1:{ledger_port}/ledger" }}"#
     );
-    let runtime = Runtime::new(RuntimeOptions {
-        plugins_dir: reference("coupon").parent().unwrap().to_path_buf(),
-        data_dir: data.path().to_path_buf(),
-        policy: Policy::parse(&policy, "test").unwrap(),
-        engine: Default::default(),
-        api_secret_env_prefix: None,
-        outbound: Default::default(),
-    })
+    let runtime = Runtime::new(RuntimeOptions::new(
+        reference("coupon").parent().unwrap().to_path_buf(),
+        data.path().to_path_buf(),
+        Policy::parse(&policy, "test").unwrap(),
+    ))
     .unwrap();
     runtime.plugins().load_named("coupon").await.unwrap();
     runtime
@@ -202,18 +199,15 @@ async fn without_a_grant_the_ledger_is_out_of_reach() {
     )
     .await;
     let data = Scratch::new("coupon-nogrant");
-    let runtime = Runtime::new(RuntimeOptions {
-        plugins_dir: reference("coupon").parent().unwrap().to_path_buf(),
-        data_dir: data.path().to_path_buf(),
-        policy: Policy::parse(
+    let runtime = Runtime::new(RuntimeOptions::new(
+        reference("coupon").parent().unwrap().to_path_buf(),
+        data.path().to_path_buf(),
+        Policy::parse(
             &format!("[plugins.coupon]\nsecrets = {{ ledger-token = {{ value = \"t\" }} }}\nconfig = {{ ledger-url = \"http://127.0.0.1:{}/ledger\" }}", addr.port()),
             "t",
         )
         .unwrap(),
-        engine: Default::default(),
-        api_secret_env_prefix: None,
-        outbound: Default::default(),
-    })
+    ))
     .unwrap();
     runtime.plugins().load_named("coupon").await.unwrap();
     let outcome = runtime.invoke("coupon.issue-voucher", &issue("k", 100)).await;

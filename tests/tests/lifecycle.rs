@@ -298,7 +298,9 @@ async fn a_pinned_digest_refuses_other_components() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restarts_use_the_compile_cache_and_rebuild_a_corrupt_entry() {
-    let mut server = ServerProcess::start("", &["echo", "plugins/coupon"]);
+    // Its own cache, not the one the test servers share.
+    let config = "[server]\ncompile-cache-dir = \"data/compile-cache\"\n";
+    let mut server = ServerProcess::start(config, &["echo", "plugins/coupon"]);
     assert_eq!(plugin(&server, "echo").await.unwrap()["compiled"], "compiled");
     server.restart();
     for name in ["echo", "coupon"] {

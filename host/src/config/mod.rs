@@ -59,6 +59,11 @@ pub const DEFAULT_RATE_PER_MINUTE: u32 = 1200;
 pub struct Server {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where compiled components are cached; absent: `compile-cache` in the
+    /// data folder. Entries are named by the component's digest and the
+    /// engine's fingerprint and carry a checksum, so hosts on one machine
+    /// may share a folder and a component is compiled once for all.
+    pub compile_cache_dir: Option<PathBuf>,
     pub plugins_dir: PathBuf,
     /// Largest request body the API accepts.
     pub max_body_bytes: usize,
@@ -188,6 +193,7 @@ impl Default for Server {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            compile_cache_dir: None,
             plugins_dir: PathBuf::from("plugins"),
             max_body_bytes: 1024 * 1024,
             max_instances: 256,

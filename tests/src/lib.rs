@@ -239,13 +239,34 @@ impl ServerProcess {
         format!("{}{path}", self.base)
     }
 
-    /// Send SIGTERM and wait for the exit status.
+    /// Send SIGTERM and wait for the exit status. A host that has not
+    /// stopped within [`STOP_TIMEOUT`] is killed, and the test fails: a
+    /// shutdown that hangs is a bug to see, not a CI run that never ends.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        child.wait().expect("wait for toolhost")
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for toolhost") {
+                return status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                // Not a second panic while one unwinds (that would abort).
+                if !std::thread::panicking() {
+                    panic!("toolhost did not stop within {STOP_TIMEOUT:?} of SIGTERM; killed");
+                }
+                return std::process::ExitStatus::default();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
+
+/// How long a test host may take to stop after SIGTERM: its drain, the
+/// calls it lets finish and the storage flush take well under this.
+pub const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One compile cache for every host the tests start: the cache is keyed
 /// by component digest and engine fingerprint and checksummed, so sharing

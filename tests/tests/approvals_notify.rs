@@ -454,13 +454,26 @@ async fn next(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, step: &s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unmodified_mcp_client_can_follow_a_held_call() {
+    a_held_call_followed_by_the_python_sdk("session").await;
+}
+
+/// The SDK's default `Client`, which negotiates protocol 2026-07-28 (no
+/// session): the same held call, the same waiting tool.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdks_default_client_follows_a_held_call_on_protocol_2026_07_28() {
+    a_held_call_followed_by_the_python_sdk("auto").await;
+}
+
+/// Two held calls of the official Python SDK's, in `mode` (see
+/// tests/mcp_approval.py): one approved while it waits, one rejected.
+async fn a_held_call_followed_by_the_python_sdk(mode: &str) {
     let (upstream, effects) = counting_upstream().await;
     let server = ServerProcess::start(&config(upstream, None), &["netprobe"]);
     let effect_url = format!("http://{upstream}/effect");
 
     let mut python = Command::new(mcp_python())
         .arg(repo_root().join("tests/mcp_approval.py"))
-        .args([server.base.as_str(), AGENT_TOKEN, effect_url.as_str(), "2"])
+        .args([server.base.as_str(), AGENT_TOKEN, effect_url.as_str(), "2", mode])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -56,7 +56,7 @@ pub enum RuntimeError {
 
 /// A tool as agents see it: the shape LLM function calling expects, plus
 /// what operators and MCP need.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ToolInfo {
     /// `plugin.function`, also the MCP tool name.
     pub name: String,

@@ -166,6 +166,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "A page of approvals.", body = ApprovalPage),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]

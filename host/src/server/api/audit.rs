@@ -12,7 +12,7 @@ use futures_util::Stream;
 
 use super::auth::AuditReader;
 use super::bodies::AuditPage;
-use super::responses::BadRequest;
+use super::responses::{BadRequest, Unprocessable};
 use super::{ApiError, Shared};
 use crate::audit::{AuditError, AuditFilter, AuditLog, MAX_PAGE};
 use crate::model::audit::AuditRecord;
@@ -35,6 +35,7 @@ fn bad_filter(e: AuditError) -> ApiError {
     responses(
         (status = 200, description = "A page of records, newest first.", body = AuditPage),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]
@@ -60,6 +61,7 @@ pub async fn query(
     responses(
         (status = 200, description = "Every matching record as JSON Lines.", body = String, content_type = "application/x-ndjson"),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]

@@ -86,16 +86,12 @@ async fn method_not_allowed_in_json(response: axum::response::Response) -> axum:
     if response.status() != StatusCode::METHOD_NOT_ALLOWED || response.headers().contains_key(header::CONTENT_TYPE) {
         return response;
     }
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let message = match allow.as_ref().and_then(|v| v.to_str().ok()) {
-        Some(methods) => format!("this path does not take that method; it takes {methods}"),
-        None => "this path does not take that method".to_string(),
-    };
-    let mut refused = ApiError::rejected(StatusCode::METHOD_NOT_ALLOWED, message).into_response();
-    if let Some(allow) = allow {
-        refused.headers_mut().insert(header::ALLOW, allow);
-    }
-    refused
+    // axum adds `Allow` on the way out, to this answer as to its own.
+    ApiError::rejected(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this path does not take that method; `Allow` names those it takes",
+    )
+    .into_response()
 }
 
 /// The REST routes, each registered with its OpenAPI description (`routes!`

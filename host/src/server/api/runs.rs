@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Agent, AuditReader};
 use super::bodies::{RunAnswer, RunFinished, RunPage, RunUnderWay};
-use super::responses::{BadRequest, Conflict, NotFound};
+use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::Answer;
 use super::{ApiError, Shared};
 use crate::app::auth::Principal;
@@ -151,6 +151,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "A page of runs, newest first.", body = RunPage),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]

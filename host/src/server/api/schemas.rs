@@ -308,9 +308,10 @@ struct AuditRecordDoc {
     step: Option<String>,
     #[schema(nullable = false)]
     action: Option<Action>,
-    #[schema(value_type = Value)]
+    /// An operator's action: what it changed, before and after.
+    #[schema(value_type = Value, required = false)]
     before: Option<serde_json::Value>,
-    #[schema(value_type = Value)]
+    #[schema(value_type = Value, required = false)]
     after: Option<serde_json::Value>,
 }
 
@@ -356,15 +357,17 @@ struct AuditFilterDoc {
     /// Records of one kind of operator action.
     action: Option<Action>,
     /// Unix seconds, or RFC 3339 in UTC from 1970 on (`2026-01-31T12:00:00Z`;
-    /// the `Z` may be left out, a space may stand for `T`); inclusive.
+    /// the `Z` may be left out, a space may stand for `T`); inclusive. (The
+    /// pattern leaves out February 29th, which a leap year takes too.)
     #[param(
-        pattern = r"^([0-9]{1,19}|(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z?)$"
+        pattern = r"^([0-9]{1,19}|(19[7-9][0-9]|[2-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z?)$"
     )]
     since: Option<String>,
     /// Unix seconds, or RFC 3339 in UTC from 1970 on (`2026-01-31T12:00:00Z`;
-    /// the `Z` may be left out, a space may stand for `T`); inclusive.
+    /// the `Z` may be left out, a space may stand for `T`); inclusive. (The
+    /// pattern leaves out February 29th, which a leap year takes too.)
     #[param(
-        pattern = r"^([0-9]{1,19}|(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z?)$"
+        pattern = r"^([0-9]{1,19}|(19[7-9][0-9]|[2-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z?)$"
     )]
     until: Option<String>,
     /// Only records older than this id (the `next` of the previous page).

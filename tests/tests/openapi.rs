@@ -300,7 +300,7 @@ async fn the_enforced_limits_are_stated() {
     );
     assert_eq!(
         (&rule["sample"]["minimum"], &rule["sample"]["maximum"]),
-        (&json!(0.0), &json!(1.0))
+        (&json!(0), &json!(1))
     );
     for body in ["DecisionBody", "Grant", "HttpGrant", "ApprovalConfig", "RuleConfig"] {
         assert_eq!(

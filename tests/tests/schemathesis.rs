@@ -59,13 +59,15 @@ fn run(server: &ServerProcess, token: &str, label: &str) -> (bool, String) {
 
 #[test]
 fn schemathesis_finds_nothing_with_the_admin_or_an_agent_token() {
-    let server = server();
     let started = Instant::now();
     let mut failed = Vec::new();
     for (token, label) in [(ADMIN_TOKEN, "admin"), (AGENT_TOKEN, "agent")] {
+        // A host of its own for each token: the admin's run may unload the
+        // plugin, and the agent's should still have a tool to call.
+        let server = server();
         let (clean, said) = run(&server, token, label);
         assert!(
-            said.contains("test cases"),
+            said.contains("Test cases"),
             "schemathesis as {label} did not run: {said}"
         );
         if !clean {

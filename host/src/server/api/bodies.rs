@@ -364,7 +364,7 @@ pub struct RunGoing {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum Accepted {
-    Held(Held),
+    Held(Box<Held>),
     RunGoing(RunGoing),
 }
 

@@ -426,7 +426,7 @@ mod tests {
     fn properties<T: PartialSchema>() -> BTreeSet<String> {
         match T::schema() {
             RefOr::T(Schema::Object(object)) => object.properties.keys().cloned().collect(),
-            other => panic!("not an object schema: {other:?}"),
+            _ => panic!("not an object schema"),
         }
     }
 
@@ -434,7 +434,7 @@ mod tests {
     fn described_bodies_have_the_fields_serde_reads() {
         assert_eq!(
             properties::<ApprovalConfig>(),
-            fields_read::<ApprovalConfig>() - &["webhook".to_string()].into()
+            &fields_read::<ApprovalConfig>() - &BTreeSet::from(["webhook".to_string()])
         );
         assert_eq!(properties::<RuleConfig>(), fields_read::<RuleConfig>());
         assert_eq!(properties::<PluginPolicy>(), fields_read::<PluginPolicy>());

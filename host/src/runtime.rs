@@ -59,7 +59,7 @@ pub enum RuntimeError {
 
 /// A tool as agents see it: the shape LLM function calling expects, plus
 /// what operators and MCP need.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ToolInfo {
     /// `plugin.function`, also the MCP tool name.
     pub name: String,
@@ -71,7 +71,6 @@ pub struct ToolInfo {
     pub output_schema: Option<Value>,
     pub risk: Risk,
     /// A connector's function, or a workflow (whose call starts a run).
-    #[schema(value_type = String)]
     pub kind: Kind,
     pub plugin: String,
     pub plugin_version: String,

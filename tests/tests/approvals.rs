@@ -106,11 +106,22 @@ async fn a_held_call_runs_once_after_approval_with_the_approved_arguments() {
         .collect();
     assert_eq!(queued, [id.as_str()]);
 
-    // Only reviewers decide; another agent does not even see it; a reason is required.
+    // Only reviewers decide; another agent does not even see it; a reason is
+    // required: one of only spaces is read and refused (422, the API's rule
+    // for a value outside its bounds), one that is missing is unreadable (400).
     assert_eq!(decide(&server, AGENT_TOKEN, &id, "approve", "mine").await.0, 403);
     assert_eq!(get_json(&server, AGENT_TOKEN, "/v1/approvals").await.0, 403);
     assert_eq!(wait(&server, OTHER_AGENT, &id, 0).await.0, 404);
-    assert_eq!(decide(&server, APPROVER_TOKEN, &id, "approve", "  ").await.0, 400);
+    assert_eq!(decide(&server, APPROVER_TOKEN, &id, "approve", "  ").await.0, 422);
+    assert_eq!(decide(&server, APPROVER_TOKEN, &id, "approve", "").await.0, 422);
+    let missing = client()
+        .post(server.url(&format!("/v1/approvals/{id}/approve")))
+        .bearer_auth(APPROVER_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
     // Reviewers do not call tools.
     assert_eq!(call(&server, APPROVER_TOKEN, &post, "conv-x", None).await.0, 403);
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use toolhost_tests::*;
 
 const REGENERATE: &str = "cargo run -p toolhost --example openapi > host/openapi.json";
@@ -204,4 +204,167 @@ async fn every_route_is_documented_and_every_documented_operation_is_routed() {
 
     // The console's pages are not part of the REST API, and not listed.
     assert!(paths.keys().all(|p| !p.starts_with("/console")));
+}
+
+/// The schema at `pointer` in `document`, with `$ref`s followed.
+fn resolved<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let target = document
+                .pointer(reference.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("{reference} points at nothing"));
+            resolved(document, target)
+        }
+        None => schema,
+    }
+}
+
+/// Every success body is typed (the document itself aside): no 2xx JSON
+/// response is a bare `{"type": "object"}`, and every operation that reads
+/// a body says it may be too large (413).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_success_body_is_typed_and_every_body_read_may_be_413() {
+    let server = ServerProcess::start("", &[]);
+    let document: Value = serde_json::from_str(&served_document(&server).await).unwrap();
+    let mut untyped = Vec::new();
+    let mut unbounded = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let name = format!("{} {path}", method.to_uppercase());
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                let response = resolved(&document, response);
+                let Some(schema) = response.pointer("/content/application~1json/schema") else {
+                    continue;
+                };
+                let schema = resolved(&document, schema);
+                let bare = schema.get("properties").is_none()
+                    && schema.get("oneOf").is_none()
+                    && schema.get("items").is_none()
+                    && schema.get("additionalProperties").is_none();
+                if status.starts_with('2') && bare && path != "/openapi.json" {
+                    untyped.push(format!("{name} {status}: {schema}"));
+                }
+            }
+            if operation.get("requestBody").is_some() && !responses.contains_key("413") {
+                unbounded.push(name);
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "untyped success bodies: {untyped:#?}");
+    assert!(
+        unbounded.is_empty(),
+        "bodies read without a documented 413: {unbounded:?}"
+    );
+}
+
+/// The limits the host enforces are in the document: page sizes, the
+/// reason's length, the audit times' format, the keys' pattern, the
+/// approval rules' bounds, and `additionalProperties: false` on the
+/// bodies that refuse unknown fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_enforced_limits_are_stated() {
+    let server = ServerProcess::start("", &[]);
+    let document: Value = serde_json::from_str(&served_document(&server).await).unwrap();
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|list| list.iter().find(|p| p["name"] == name))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+    };
+    assert_eq!(parameter("/v1/audit", "get", "limit")["maximum"], 1000);
+    assert_eq!(parameter("/v1/approvals", "get", "limit")["maximum"], 1000);
+    assert_eq!(parameter("/v1/runs", "get", "limit")["maximum"], 500);
+    for name in ["since", "until"] {
+        let pattern = parameter("/v1/audit", "get", name)["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(pattern.contains("[T ]"), "{name}: {pattern}");
+    }
+    for name in ["Idempotency-Key", "X-Session-Id"] {
+        let schema = parameter("/v1/tools/{tool}/invoke", "post", name);
+        assert!(
+            schema["pattern"].is_string() && schema["maxLength"] == 200,
+            "{name}: {schema}"
+        );
+    }
+    let schemas = &document["components"]["schemas"];
+    let reason = &schemas["DecisionBody"]["properties"]["reason"];
+    assert_eq!((&reason["minLength"], &reason["maxLength"]), (&json!(1), &json!(2048)));
+    let rule = &schemas["RuleConfig"]["properties"];
+    assert_eq!(
+        (&rule["approvers"]["minimum"], &rule["approvers"]["maximum"]),
+        (&json!(1), &json!(2))
+    );
+    assert_eq!(
+        (&rule["sample"]["minimum"], &rule["sample"]["maximum"]),
+        (&json!(0), &json!(1))
+    );
+    for body in ["DecisionBody", "Grant", "HttpGrant", "ApprovalConfig", "RuleConfig"] {
+        assert_eq!(
+            schemas[body]["additionalProperties"], false,
+            "{body}: {}",
+            schemas[body]
+        );
+    }
+}
+
+/// Every refusal is JSON in the API's error shape: a method a path does not
+/// have (405, with `Allow`), no token (401, with `WWW-Authenticate:
+/// Bearer`), and `/mcp`'s own refusals (406 for an `Accept` it cannot
+/// answer, 400 for a missing session), each with its Content-Type.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refusal_is_json_with_its_headers() {
+    let server = ServerProcess::start("", &[]);
+    let error_kind = |r: reqwest::Response| async move {
+        assert_eq!(
+            r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{r:?}"
+        );
+        let body: Value = r.json().await.expect("a JSON body");
+        body["error"]["kind"].as_str().unwrap_or_default().to_string()
+    };
+
+    let r = client()
+        .patch(server.url("/v1/tools"))
+        .bearer_auth(AGENT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    assert_eq!(error_kind(r).await, "method_not_allowed");
+
+    let r = client().get(server.url("/v1/tools")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(error_kind(r).await, "unauthorized");
+
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = client()
+        .post(server.url("/mcp"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("accept", "text/html")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    assert_eq!(error_kind(r).await, "not_acceptable");
+
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let r = client()
+        .get(server.url("/mcp"))
+        .bearer_auth(AGENT_TOKEN)
+        .header("accept", "text/event-stream")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{r:?}");
+    assert_eq!(error_kind(r).await, "bad_request");
 }

@@ -1,7 +1,7 @@
 //! The application: what a call, an approval, a workflow run and an
 //! operator's action are, decided once, below every adapter (REST, MCP, the
-//! console, the command line). Nothing here names axum, utoipa, rmcp or
-//! askama, nor an HTTP status or body (`.ci/layers.py` checks the imports);
+//! console, the command line). Nothing here names axum, the OpenAPI
+//! derives, rmcp or askama, nor an HTTP status or body (`.ci/layers.py` checks the imports);
 //! each adapter renders what the application answers its own way. The way
 //! a call travels through it is in `README.md` beside this file.
 //!

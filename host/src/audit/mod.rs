@@ -200,9 +200,8 @@ impl EffectGate for OpenRecord {
 /// Which records a query wants. Records come newest first. A field not
 /// named here is refused, not ignored: a misspelt filter must not export
 /// the whole trail.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// Records of one tool (`plugin.function`), or of one plugin's events
     /// (`(plugin) name`).

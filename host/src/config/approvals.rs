@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_EXPIRY_SECS: u64 = 3600;
 
 /// `[approvals]`: the rules, the default expiry, and the reviewers' webhook.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApprovalConfig {
     /// Seconds a held call waits for a decision before it expires.
@@ -20,7 +20,6 @@ pub struct ApprovalConfig {
     /// Where reviewers are told of held calls (the file only: the API
     /// changes rules, not where notices go).
     #[serde(default, skip_serializing)]
-    #[schema(ignore)]
     pub webhook: Option<WebhookConfig>,
 }
 
@@ -63,7 +62,7 @@ fn default_backoff() -> u64 {
 }
 
 /// One rule as the operator writes it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RuleConfig {
     /// Shown to reviewers and in the audit trail as the reason a call waits.
@@ -92,8 +91,9 @@ fn one() -> u8 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Hold {
     Always,
     Never,

@@ -118,11 +118,11 @@ pub async fn page(viewer: Viewer, State(state): State<Shared>, Path(name): Path<
         world,
         manifest_digest: loaded.manifest_digest().to_string(),
         digest,
-        signer: described["signed_by"].as_str().map(str::to_string),
+        signer: described.signed_by.clone(),
         enabled: !state.app.runtime.plugins().is_disabled(&name),
         tools,
         versions,
-        effective_grant: pretty(&described["effective_grant"]),
+        effective_grant: pretty(&serde_json::json!(described.effective_grant)),
         operator_grant,
         can_roll_back,
     }))

@@ -114,17 +114,7 @@ impl AuditRecord {
 /// it. Every one is made by an operator through the API or the console,
 /// except `sweep_audit`, which the host makes itself.
 #[derive(
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
+    strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -172,7 +162,6 @@ impl Action {
     Hash,
     Serialize,
     Deserialize,
-    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -236,17 +225,7 @@ impl std::fmt::Display for Outcome {
 /// How something reached the host: a call (REST, MCP, the CLI), or a
 /// bundle (the plugins folder, an upload, a rollback, another node).
 #[derive(
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
+    strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]

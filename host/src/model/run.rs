@@ -82,8 +82,9 @@ pub enum StepKind {
 }
 
 /// Where a journaled step stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum StepState {
     /// Begun; if a restart finds it so, it runs again with the same
     /// idempotency key.

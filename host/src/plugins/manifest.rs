@@ -35,9 +35,21 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestErro
 /// How risky a tool is; operators and agents use it to hold high-risk calls
 /// for a human.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, Default, utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    Default,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Risk {
     #[default]
     Read,

@@ -66,8 +66,9 @@ pub struct CallFacts<'a> {
 }
 
 /// How a tool's calls may wait, as the tools list shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ApprovalSummary {
     Never,
     Always,

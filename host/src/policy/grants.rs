@@ -20,8 +20,9 @@ use super::{PluginPolicy, PolicyError, SecretSource};
 use crate::plugins::manifest::Manifest;
 
 /// Which side's grant is in force for a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum GrantSource {
     /// `[plugins.NAME]` in `toolhost.toml` (or nothing, if it has none).
     File,

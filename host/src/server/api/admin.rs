@@ -4,10 +4,11 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Reader};
+use super::bodies::{ConnectorGrant, EffectiveGrant, HttpReach, PluginView, Unloaded, Versions, WorkflowGrant};
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::{ApiError, Shared};
 use crate::app::operator::{self, Actor};
@@ -17,59 +18,69 @@ use crate::plugins::plugin::Plugin;
 use crate::plugins::registry::Loaded;
 use crate::workflow::Workflow;
 
-pub fn describe(state: &Shared, loaded: &Loaded) -> Value {
+pub fn describe(state: &Shared, loaded: &Loaded) -> PluginView {
     match loaded {
         Loaded::Connector(p) => describe_connector(state, p),
         Loaded::Workflow(w) => describe_workflow(state, w),
     }
 }
 
-fn describe_workflow(state: &Shared, w: &Workflow) -> Value {
+fn describe_workflow(state: &Shared, w: &Workflow) -> PluginView {
     let d = &w.definition;
-    json!({
-        "name": d.name,
-        "kind": Kind::Workflow,
-        "version": d.version.to_string(),
-        "vendor": d.namespace,
-        "digest": w.digest,
-        "manifest_digest": w.digest,
-        "signed_by": w.signer,
-        "state": operator::enabled(&state.app.runtime, &d.name),
-        "tools": [d.name],
-        "calls": d.tools,
-        "effective_grant": { "tools": w.granted },
-        "ungranted": w.ungranted(),
-    })
+    PluginView {
+        name: d.name.clone(),
+        kind: Kind::Workflow,
+        version: d.version.to_string(),
+        vendor: d.namespace.clone(),
+        world: None,
+        digest: w.digest.clone(),
+        manifest_digest: w.digest.clone(),
+        signed_by: w.signer.clone(),
+        compiled: None,
+        state: operator::enabled(&state.app.runtime, &d.name),
+        tools: vec![d.name.clone()],
+        calls: Some(d.tools.iter().cloned().collect()),
+        effective_grant: EffectiveGrant::Workflow(WorkflowGrant {
+            tools: w.granted.iter().cloned().collect(),
+        }),
+        ungranted: Some(w.ungranted().into_iter().map(str::to_string).collect()),
+    }
 }
 
-fn describe_connector(state: &Shared, p: &Plugin) -> Value {
+fn describe_connector(state: &Shared, p: &Plugin) -> PluginView {
     let g = &p.context.grant;
-    json!({
-        "name": p.manifest.name,
-        "kind": Kind::Connector,
-        "version": p.manifest.version.to_string(),
-        "vendor": p.manifest.vendor,
-        "world": p.manifest.world,
-        "digest": p.digest,
-        "manifest_digest": p.manifest_digest,
-        "signed_by": p.signer,
-        "compiled": p.source,
-        "state": operator::enabled(&state.app.runtime, &p.manifest.name),
-        "tools": p.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-        "effective_grant": {
-            "http": g.http.iter().map(|r| json!({
-                "origin": format!("{:?}", r.origin),
-                "methods": r.methods,
-                "allow_private": r.allow_private.clone(),
-            })).collect::<Vec<_>>(),
-            "secrets": g.secrets.keys().collect::<Vec<_>>(),
-            "config": g.config.keys().collect::<Vec<_>>(),
-            "kv_quota_bytes": g.kv_quota_bytes,
-            "memory_bytes": g.memory_bytes,
-            "timeout_ms": g.timeout.as_millis() as u64,
-            "max_concurrency": g.max_concurrency,
-        },
-    })
+    PluginView {
+        name: p.manifest.name.clone(),
+        kind: Kind::Connector,
+        version: p.manifest.version.to_string(),
+        vendor: p.manifest.vendor.clone(),
+        world: Some(p.manifest.world.clone()),
+        digest: p.digest.clone(),
+        manifest_digest: p.manifest_digest.clone(),
+        signed_by: p.signer.clone(),
+        compiled: Some(json!(p.source)),
+        state: operator::enabled(&state.app.runtime, &p.manifest.name),
+        tools: p.tools.iter().map(|t| t.name.clone()).collect(),
+        calls: None,
+        effective_grant: EffectiveGrant::Connector(ConnectorGrant {
+            http: g
+                .http
+                .iter()
+                .map(|r| HttpReach {
+                    origin: format!("{:?}", r.origin),
+                    methods: r.methods.clone(),
+                    allow_private: json!(r.allow_private),
+                })
+                .collect(),
+            secrets: g.secrets.keys().cloned().collect(),
+            config: g.config.keys().cloned().collect(),
+            kv_quota_bytes: g.kv_quota_bytes,
+            memory_bytes: g.memory_bytes,
+            timeout_ms: g.timeout.as_millis() as u64,
+            max_concurrency: g.max_concurrency,
+        }),
+        ungranted: None,
+    }
 }
 
 pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
@@ -85,11 +96,11 @@ pub fn plugin(state: &Shared, name: &str) -> Result<Loaded, ApiError> {
     operation_id = "list_plugins",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "One object per plugin.", body = [Object]),
+        (status = 200, description = "One object per plugin.", body = [PluginView]),
         super::responses::RoleRefusals,
     )
 )]
-pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
+pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<PluginView>> {
     let registry = state.app.runtime.plugins().registry();
     let connectors = registry.snapshot();
     let workflows = registry.workflows();
@@ -111,7 +122,7 @@ pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Vec<Value>> {
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = PluginView),
         (status = 404, response = NotFound),
         super::responses::RoleRefusals,
     )
@@ -120,7 +131,7 @@ pub async fn disable(
     Admin(admin): Admin,
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginView>, ApiError> {
     let p = operator::set_enabled(&state.app.runtime, &Actor::api(&admin.name), &name, false).await?;
     Ok(Json(describe(&state, &p)))
 }
@@ -134,7 +145,7 @@ pub async fn disable(
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 200, description = "The plugin, as `GET /v1/plugins` shows it.", body = PluginView),
         (status = 404, response = NotFound),
         super::responses::RoleRefusals,
     )
@@ -143,7 +154,7 @@ pub async fn enable(
     Admin(admin): Admin,
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginView>, ApiError> {
     let p = operator::set_enabled(&state.app.runtime, &Actor::api(&admin.name), &name, true).await?;
     Ok(Json(describe(&state, &p)))
 }
@@ -163,8 +174,9 @@ pub async fn enable(
     params(("name" = String, Path, description = "The plugin's name.")),
     request_body(content = BundleParts, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Loaded and serving: the plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 200, description = "Loaded and serving: the plugin, as `GET /v1/plugins` shows it.", body = PluginView),
         (status = 400, response = BadRequest),
+        (status = 413, response = super::responses::PayloadTooLarge),
         (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
@@ -174,8 +186,8 @@ pub async fn upload(
     State(state): State<Shared>,
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
+) -> Result<Json<PluginView>, ApiError> {
+    let multipart = multipart.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
     let (parts, _) = BundleParts::read(multipart, None).await?;
     let plugin = parts.install(&state, &Actor::api(&admin.name), &name).await?;
     Ok(Json(describe(&state, &plugin)))
@@ -212,10 +224,13 @@ impl BundleParts {
         while let Some(field) = multipart
             .next_field()
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?
+            .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?
         {
             let field_name = field.name().unwrap_or_default().to_string();
-            let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
             if bytes.is_empty() {
                 continue;
             }
@@ -278,7 +293,7 @@ impl BundleParts {
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "`{\"plugin\", \"unloaded\": true, \"drained\"}`.", body = Object),
+        (status = 200, description = "Unloaded.", body = Unloaded),
         (status = 404, response = NotFound),
         super::responses::RoleRefusals,
     )
@@ -287,9 +302,13 @@ pub async fn unload(
     Admin(admin): Admin,
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Unloaded>, ApiError> {
     let drained = operator::remove(&state.app.runtime, &Actor::api(&admin.name), &name).await?;
-    Ok(Json(json!({ "plugin": name, "unloaded": true, "drained": drained })))
+    Ok(Json(Unloaded {
+        plugin: name,
+        unloaded: true,
+        drained,
+    }))
 }
 
 /// `POST /v1/plugins/{name}/rollback`: the previous version, same swap.
@@ -301,7 +320,7 @@ pub async fn unload(
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "The previous version serves: the plugin, as `GET /v1/plugins` shows it.", body = Object),
+        (status = 200, description = "The previous version serves: the plugin, as `GET /v1/plugins` shows it.", body = PluginView),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 422, response = Unprocessable),
@@ -312,7 +331,7 @@ pub async fn rollback(
     Admin(admin): Admin,
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginView>, ApiError> {
     let plugin = operator::roll_back(&state.app.runtime, &Actor::api(&admin.name), &name).await?;
     Ok(Json(describe(&state, &plugin)))
 }
@@ -326,7 +345,7 @@ pub async fn rollback(
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "`{\"plugin\", \"versions\": [...]}`.", body = Object),
+        (status = 200, description = "What it has served, oldest first.", body = Versions),
         (status = 404, response = NotFound),
         super::responses::RoleRefusals,
     )
@@ -335,7 +354,7 @@ pub async fn versions(
     _: Reader,
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Versions>, ApiError> {
     let history = state
         .app
         .runtime
@@ -350,5 +369,8 @@ pub async fn versions(
             format!("no plugin named {name:?}"),
         ));
     }
-    Ok(Json(json!({ "plugin": name, "versions": history })))
+    Ok(Json(Versions {
+        plugin: name,
+        versions: history,
+    }))
 }

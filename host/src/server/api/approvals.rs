@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Agent, Reviewer};
+use super::bodies::{ApprovalAnswer, ApprovalPage, ApprovedAndRan};
 use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::Answer;
@@ -41,7 +42,7 @@ impl From<ApprovalError> for ApiError {
             ApprovalError::Decided { .. } => (StatusCode::CONFLICT, "approval_decided"),
             ApprovalError::OwnCall { .. } => (StatusCode::FORBIDDEN, "separation_of_duties"),
             ApprovalError::AlreadyApproved { .. } => (StatusCode::CONFLICT, "already_approved"),
-            ApprovalError::Reason => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApprovalError::Reason => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             // Waiting helps: a reviewer's decision frees a place.
             ApprovalError::TooManyPending { .. } => {
                 let mut refused = ApiError::new(
@@ -78,8 +79,8 @@ pub struct Wait {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The approval's id."), Wait),
     responses(
-        (status = 200, description = "Approved and run: the call's own answer, with `approval` and `decisions` beside it. A rejected, expired or lapsed call answers its typed error (403, 409, ...) the same way.", body = Object),
-        (status = 202, description = "Not decided yet: `{\"approval\": ...}`.", body = Object),
+        (status = 200, description = "Approved and run: the call's own answer, with `approval` and `decisions` beside it. A rejected, expired or lapsed call answers its typed error (403, 409, ...) the same way.", body = ApprovedAndRan),
+        (status = 202, description = "Not decided yet: the approval as it stands.", body = ApprovalAnswer),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -115,7 +116,13 @@ pub async fn get(
             }
             Ok((status, Json(body)).into_response())
         }
-        _ => Ok((StatusCode::ACCEPTED, Json(json!({ "approval": view(&approval) }))).into_response()),
+        _ => Ok((
+            StatusCode::ACCEPTED,
+            Json(ApprovalAnswer {
+                approval: view(&approval),
+            }),
+        )
+            .into_response()),
     }
 }
 
@@ -142,7 +149,8 @@ pub struct ListQuery {
     /// With `state=pending`: only held calls after this id (the `next` of
     /// the previous page).
     after: Option<String>,
-    /// Approvals on a page, 1 to 1000 (default 100).
+    /// Approvals on a page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -156,8 +164,9 @@ pub struct ListQuery {
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "`{\"approvals\": [...], \"next\": id or null}`.", body = Object),
+        (status = 200, description = "A page of approvals.", body = ApprovalPage),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]
@@ -165,9 +174,9 @@ pub async fn list(
     _: Reviewer,
     State(state): State<Shared>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalPage>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::page_size(query.limit, 100, 1000)?;
     let (approvals, more) = match query.state {
         Which::Pending => {
             let found = state.app.approvals.pending_page(query.after.as_deref(), limit).await?;
@@ -180,15 +189,19 @@ pub async fn list(
         }
     };
     let next = more.then(|| approvals.last().map(|a| a.id.clone())).flatten();
-    let views: Vec<Value> = approvals.iter().map(view).collect();
-    Ok(Json(json!({ "approvals": views, "next": next })))
+    Ok(Json(ApprovalPage {
+        approvals: approvals.iter().map(view).collect(),
+        next,
+    }))
 }
 
 /// A reviewer's decision.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
-    /// Why, for the audit trail and the caller (required).
+    /// Why, for the audit trail and the caller: 1 to 2048 bytes, not only
+    /// spaces.
+    #[schema(min_length = 1, max_length = 2048)]
     reason: String,
 }
 
@@ -202,13 +215,12 @@ pub struct DecisionBody {
     params(("id" = String, Path, description = "The approval's id.")),
     request_body = DecisionBody,
     responses(
-        (status = 200, description = "The decision is recorded: `{\"approval\": ...}`.", body = Object),
+        (status = 200, description = "The decision is recorded: the approval as it stands.", body = ApprovalAnswer),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 422, response = Unprocessable),
-        super::responses::RoleRefusals,
+        super::responses::JsonBodyRefusals,
     )
 )]
 pub async fn approve(
@@ -216,7 +228,7 @@ pub async fn approve(
     State(state): State<Shared>,
     Path(id): Path<String>,
     body: Result<Json<DecisionBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalAnswer>, ApiError> {
     decide(reviewer.name.clone(), state, id, body, Verdict::Approve).await
 }
 
@@ -230,13 +242,12 @@ pub async fn approve(
     params(("id" = String, Path, description = "The approval's id.")),
     request_body = DecisionBody,
     responses(
-        (status = 200, description = "The decision is recorded: `{\"approval\": ...}`.", body = Object),
+        (status = 200, description = "The decision is recorded: the approval as it stands.", body = ApprovalAnswer),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
         (status = 422, response = Unprocessable),
-        super::responses::RoleRefusals,
+        super::responses::JsonBodyRefusals,
     )
 )]
 pub async fn reject(
@@ -244,7 +255,7 @@ pub async fn reject(
     State(state): State<Shared>,
     Path(id): Path<String>,
     body: Result<Json<DecisionBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalAnswer>, ApiError> {
     decide(reviewer.name.clone(), state, id, body, Verdict::Reject).await
 }
 
@@ -254,10 +265,12 @@ async fn decide(
     id: String,
     body: Result<Json<DecisionBody>, JsonRejection>,
     verdict: Verdict,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalAnswer>, ApiError> {
     let Json(body) = body?;
     let approval = decide_and_carry_out(&state, &reviewer, &id, verdict, &body.reason).await?;
-    Ok(Json(json!({ "approval": view(&approval) })))
+    Ok(Json(ApprovalAnswer {
+        approval: view(&approval),
+    }))
 }
 
 /// Record `reviewer`'s decision; once approved, the call runs (here, or in
@@ -342,8 +355,9 @@ pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalCon
     request_body = ApprovalConfig,
     responses(
         (status = 200, description = "The rules now in force.", body = ApprovalConfig),
+        (status = 400, response = BadRequest),
         (status = 422, response = Unprocessable),
-        super::responses::RoleRefusals,
+        super::responses::JsonBodyRefusals,
     )
 )]
 pub async fn set_rules(
@@ -351,8 +365,7 @@ pub async fn set_rules(
     State(state): State<Shared>,
     body: Result<Json<ApprovalConfig>, JsonRejection>,
 ) -> Result<Json<ApprovalConfig>, ApiError> {
-    let Json(rules) =
-        body.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", e.body_text()))?;
+    let Json(rules) = body?;
     let before = serde_json::to_value(state.app.approvals.rules()).unwrap_or_default();
     // Held to the bounds of rules given now (the store's are only used).
     let checked = ApprovalPolicy::accept(ApprovalConfig {

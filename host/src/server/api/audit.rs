@@ -9,10 +9,10 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::{BoxError, Json};
 use futures_util::Stream;
-use serde_json::{json, Value};
 
 use super::auth::AuditReader;
-use super::responses::BadRequest;
+use super::bodies::AuditPage;
+use super::responses::{BadRequest, Unprocessable};
 use super::{ApiError, Shared};
 use crate::audit::{AuditError, AuditFilter, AuditLog, MAX_PAGE};
 use crate::model::audit::AuditRecord;
@@ -33,8 +33,9 @@ fn bad_filter(e: AuditError) -> ApiError {
     security(("bearer" = [])),
     params(AuditFilter),
     responses(
-        (status = 200, description = "`{\"records\": [...], \"next\": id or null}`.", body = Object),
+        (status = 200, description = "A page of records, newest first.", body = AuditPage),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]
@@ -42,10 +43,11 @@ pub async fn query(
     _: AuditReader,
     State(state): State<Shared>,
     filter: Result<Query<AuditFilter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let Query(filter) = filter?;
+    super::page_size(filter.limit, MAX_PAGE, MAX_PAGE)?;
     let (records, next) = state.app.runtime.audit().query(&filter).await.map_err(bad_filter)?;
-    Ok(Json(json!({ "records": records, "next": next })))
+    Ok(Json(AuditPage { records, next }))
 }
 
 /// Every matching record, oldest page last, one JSON object per line.
@@ -59,6 +61,7 @@ pub async fn query(
     responses(
         (status = 200, description = "Every matching record as JSON Lines.", body = String, content_type = "application/x-ndjson"),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]
@@ -68,6 +71,7 @@ pub async fn export(
     filter: Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(mut filter) = filter?;
+    super::page_size(filter.limit, MAX_PAGE, MAX_PAGE)?;
     filter.limit = Some(MAX_PAGE);
     // The first page before answering, so that a bad filter is still a 400.
     let first = state.app.runtime.audit().query(&filter).await.map_err(bad_filter)?;

@@ -1,5 +1,16 @@
 //! Every error the API returns: a status and a typed JSON body,
 //! `{"error": {"kind": ..., "message": ..., ...}}`.
+//!
+//! 400 or 422, one rule (the OpenAPI document states it too): **400**
+//! when the request cannot be read as the document describes it (a body
+//! that is not JSON or not the form the route takes; a body field of the
+//! wrong type, unknown or missing; a query parameter that does not parse
+//! as its type or pattern; a header outside its pattern or length);
+//! **422** when it was read and a value in it is refused (a body field
+//! outside its stated range, length or pattern, a `limit` outside its
+//! range, or a request refused for what it means: a rule whose condition
+//! does not compile, a grant naming an unknown secret, a bundle that does
+//! not load, arguments the tool's own schema refuses).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -58,6 +69,22 @@ impl ApiError {
         }
     }
 
+    /// A request refused before any handler read it (a body too large, of
+    /// the wrong media type, unreadable), with the kind its status names.
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
+        let kind = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            _ => "bad_request",
+        };
+        ApiError::new(status, kind, message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -103,13 +130,27 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        // RFC 9110: a 401 names the scheme that would have been accepted.
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
-        ApiError::new(e.status(), "bad_request", e.body_text())
+        use axum::extract::rejection::JsonRejection;
+        // JSON of the wrong shape (a field of the wrong type, unknown or
+        // missing) is as unreadable as bad JSON: 400, not axum's 422, which
+        // this API keeps for values it read and refuses (see `ApiError`).
+        let status = match &e {
+            JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
+            _ => e.status(),
+        };
+        ApiError::rejected(status, e.body_text())
     }
 }
 

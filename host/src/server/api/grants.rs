@@ -9,10 +9,11 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::admin::describe;
 use super::auth::{Admin, Reader};
+use super::bodies::GrantView;
 use super::{ApiError, Shared};
 use crate::app::operator::{self, Actor};
 use crate::config::grants::PluginPolicy;
@@ -42,7 +43,7 @@ impl GrantQuery {
 /// The grant of `name` as the API shows it: which side is in force, both
 /// sides, whether they differ, what the operator should know, and what
 /// the plugin may do now.
-fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
+fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> GrantView {
     let grants = state.app.runtime.plugins().grant_state(name);
     let manifest = match loaded {
         Some(Loaded::Connector(p)) => Some(&*p.manifest),
@@ -53,16 +54,16 @@ fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
         .iter()
         .map(ToString::to_string)
         .collect();
-    json!({
-        "plugin": name,
-        "source": grants.source(),
-        "operator": grants.in_force(),
-        "file": grants.file,
-        "api": grants.api,
-        "differs": grants.differs(),
-        "warnings": warnings,
-        "plugin_state": loaded.map(|p| describe(state, p)),
-    })
+    GrantView {
+        plugin: name.to_string(),
+        source: grants.source(),
+        operator: grants.in_force(),
+        differs: grants.differs(),
+        file: grants.file,
+        api: grants.api,
+        warnings,
+        plugin_state: loaded.map(|p| describe(state, p)),
+    }
 }
 
 /// `GET`: both sides of the grant.
@@ -74,12 +75,16 @@ fn view(state: &Shared, name: &str, loaded: Option<&Loaded>) -> Value {
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 200, description = "The grant as it stands: which side is in force, both sides, and the plugin.", body = GrantView),
         (status = 404, response = super::responses::NotFound),
         super::responses::RoleRefusals,
     )
 )]
-pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    _: Reader,
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<GrantView>, ApiError> {
     let p = operator::plugin(&state.app.runtime, &name)?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
@@ -93,13 +98,13 @@ pub async fn show(_: Reader, State(state): State<Shared>, Path(name): Path<Strin
     operation_id = "replace_grant",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name."), ("allow_unset" = Option<String>, Query, description = "Comma-separated requested secrets and config keys the new grant may leave unset on purpose.")),
-    request_body(content = Object, description = "The whole grant, as a `[plugins.<name>]` table of toolhost.toml in JSON (http, secrets, config, limits)."),
+    request_body(content = PluginPolicy, description = "The whole grant, as a `[plugins.<name>]` table of toolhost.toml in JSON (http, secrets, config, limits)."),
     responses(
-        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 200, description = "The grant as it stands: which side is in force, both sides, and the plugin.", body = GrantView),
         (status = 400, response = super::responses::BadRequest),
         (status = 404, response = super::responses::NotFound),
         (status = 422, response = super::responses::Unprocessable),
-        super::responses::RoleRefusals,
+        super::responses::JsonBodyRefusals,
     )
 )]
 pub async fn replace(
@@ -108,7 +113,7 @@ pub async fn replace(
     Path(name): Path<String>,
     query: Result<Query<GrantQuery>, QueryRejection>,
     body: Result<Json<PluginPolicy>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GrantView>, ApiError> {
     let Query(query) = query?;
     let Json(grant) = body?;
     let p = operator::change_grant(
@@ -148,7 +153,7 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
         serde_json::from_slice(&bytes)
             .map(MergePatch)
             .map_err(|e| ApiError::bad_request(format!("the merge patch is not valid JSON: {e}")))
@@ -166,12 +171,11 @@ impl<S: Send + Sync> FromRequest<S> for MergePatch {
     params(("name" = String, Path, description = "The plugin's name."), ("allow_unset" = Option<String>, Query, description = "Comma-separated requested secrets and config keys the new grant may leave unset on purpose.")),
     request_body(content = Object, content_type = "application/merge-patch+json", description = "An RFC 7396 JSON merge patch over the grant in force (`null` removes a field); `application/json` is taken too."),
     responses(
-        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 200, description = "The grant as it stands: which side is in force, both sides, and the plugin.", body = GrantView),
         (status = 400, response = super::responses::BadRequest),
         (status = 404, response = super::responses::NotFound),
-        (status = 415, description = "Not sent as a merge patch.", body = super::error::ErrorBody),
         (status = 422, response = super::responses::Unprocessable),
-        super::responses::RoleRefusals,
+        super::responses::JsonBodyRefusals,
     )
 )]
 pub async fn patch(
@@ -180,24 +184,28 @@ pub async fn patch(
     Path(name): Path<String>,
     query: Result<Query<GrantQuery>, QueryRejection>,
     MergePatch(patch): MergePatch,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GrantView>, ApiError> {
     let Query(query) = query?;
     let actor = Actor::api(&admin.name);
     let p = operator::patch_grant(&state.app.runtime, &actor, &name, &patch, &query.allow_unset()).await?;
     Ok(Json(view(&state, &name, Some(&p))))
 }
 
-/// `DELETE`: forget the grant the API set; the file's is in force again at
-/// once, and owns the plugin's grant from now on.
+/// `DELETE`: hand the grant back to the file. It does not take the
+/// plugin's grant away: it forgets the grant the API set, so the file's
+/// (`[plugins.<name>]` in toolhost.toml, or none) is in force again at
+/// once and owns the plugin's grant from now on. To take a grant away,
+/// `PUT` an empty one (`{}`).
 #[utoipa::path(
     delete,
     path = "/v1/plugins/{name}/grants",
     tag = "grants",
-    operation_id = "reset_grant",
+    operation_id = "reset_grant_to_file",
+    summary = "Hand the grant back to the file (not a revocation)",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The plugin's name.")),
     responses(
-        (status = 200, description = "The grant as it stands: `source` (which side is in force), `operator`, `file`, `api`, `differs`, `warnings`, `plugin_state`.", body = Object),
+        (status = 200, description = "The grant as it stands: which side is in force, both sides, and the plugin.", body = GrantView),
         (status = 404, response = super::responses::NotFound),
         super::responses::RoleRefusals,
     )
@@ -206,7 +214,7 @@ pub async fn reset(
     Admin(admin): Admin,
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GrantView>, ApiError> {
     let loaded = state.app.runtime.plugins().registry().loaded(&name);
     let reset = operator::reset_grant(&state.app.runtime, &Actor::api(&admin.name), &name).await?;
     if !reset && loaded.is_none() {

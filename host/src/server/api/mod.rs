@@ -8,12 +8,14 @@ mod audit;
 mod auth;
 pub use auth::BearerFailures;
 mod answer;
+pub mod bodies;
 pub mod error;
 pub mod grants;
 pub mod mcp;
 pub mod openapi;
 pub mod responses;
 mod runs;
+mod schemas;
 pub mod tokens;
 pub mod tools;
 
@@ -74,7 +76,22 @@ pub fn router(state: Shared, max_body_bytes: usize, mcp: mcp::Transport, pages: 
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(method_not_allowed_in_json))
         .with_state(state)
+}
+
+/// A method a path does not have: axum's 405 (with `Allow`) carries no
+/// body; it gets the API's JSON error body, as every other refusal.
+async fn method_not_allowed_in_json(response: axum::response::Response) -> axum::response::Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    // axum adds `Allow` on the way out, to this answer as to its own.
+    ApiError::rejected(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this path does not take that method; `Allow` names those it takes",
+    )
+    .into_response()
 }
 
 /// The REST routes, each registered with its OpenAPI description (`routes!`
@@ -138,8 +155,8 @@ async fn healthz() -> &'static str {
     operation_id = "readyz",
     summary = "Ready: loaded, not draining, and the shared database (if any) answers.",
     responses(
-        (status = 200, description = "Ready: `{\"ready\": true, \"state\": \"ready\", \"plugins\", \"storage\"}`.", body = Object),
-        (status = 503, description = "Not ready: `state` is `starting` or `draining`, or the shared database does not answer.", body = Object),
+        (status = 200, description = "Ready.", body = bodies::Readiness),
+        (status = 503, description = "Not ready: `state` is `starting` or `draining`, or the shared database does not answer.", body = bodies::Readiness),
     )
 )]
 async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
@@ -147,25 +164,36 @@ async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     let storage = state.app.runtime.storage();
     let phase = state.draining.phase();
     let (mut status, database) = match storage.status().await {
-        Ok(pool) => (StatusCode::OK, serde_json::json!({ "ok": true, "pool": pool })),
+        Ok(pool) => (
+            StatusCode::OK,
+            bodies::DatabaseReadiness {
+                ok: true,
+                pool: Some(serde_json::json!(pool)),
+                error: None,
+            },
+        ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "ok": false, "error": e.to_string() }),
+            bodies::DatabaseReadiness {
+                ok: false,
+                pool: None,
+                error: Some(e.to_string()),
+            },
         ),
     };
     if phase == crate::server::readiness::Phase::Draining {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }
-    let body = serde_json::json!({
-        "ready": status == StatusCode::OK,
-        "state": phase,
-        "plugins": plugins,
-        "storage": {
-            "backend": if storage.is_shared() { "postgres" } else { "sled" },
-            "node": storage.node(),
-            "database": database,
-        },
-    });
+    let body = bodies::Readiness {
+        ready: status == StatusCode::OK,
+        state: phase,
+        plugins: Some(plugins),
+        storage: Some(bodies::StorageReadiness {
+            backend: if storage.is_shared() { "postgres" } else { "sled" },
+            node: storage.node().to_string(),
+            database,
+        }),
+    };
     (status, axum::Json(body))
 }
 
@@ -194,6 +222,20 @@ async fn metrics(_reader: auth::Reader, State(state): State<Shared>) -> impl Int
             pool: state.app.runtime.storage().status().await.ok().flatten(),
         }),
     )
+}
+
+/// A page's size as a query asked for it: `default` when not given; one
+/// outside 1 to `max` is refused (422), not quietly changed.
+pub(crate) fn page_size(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("limit must be 1 to {max}, not {n}"),
+        )),
+    }
 }
 
 async fn not_found() -> ApiError {

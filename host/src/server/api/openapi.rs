@@ -14,8 +14,10 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
@@ -23,7 +25,8 @@ use utoipa::{Modify, OpenApi};
 use super::approvals::Which;
 use super::error::ErrorBody;
 use super::responses::{
-    BadRequest, Conflict, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable, Unprocessable,
+    BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited, Unauthorized,
+    Unavailable, Unprocessable, UnsupportedMediaType,
 };
 use crate::model::audit::{Action, Outcome, Via};
 
@@ -35,8 +38,17 @@ The agent and operator HTTP API of toolhost, a WebAssembly plugin host for AI-ag
 call tools (`/v1/tools`), follow held calls and workflow runs; operators load, grant, enable and roll back plugins, \
 decide held calls, set the approval rules, reload tokens and read the audit trail.
 
-Every `/v1` route needs `Authorization: Bearer <token>`; the token's role (agent, approver, admin, observer) decides \
-what it may do (403 names what a route needs). Errors are `{\"error\": {\"kind\", \"message\", ...}}`.
+Every `/v1` route needs `Authorization: Bearer <token>`; without a valid one it answers 401 with \
+`WWW-Authenticate: Bearer`. The token's role (agent, approver, admin, observer) decides what it may do (403 names \
+what a route needs). Errors are `{\"error\": {\"kind\", \"message\", ...}}`, whatever the status.
+
+400 or 422, one rule: **400** when the request cannot be read as this document describes it (a body that is not \
+JSON or not the form the route takes; a body field of the wrong type, unknown or missing; a query parameter that \
+does not parse as its type or pattern; a header outside its pattern or length); **422** when it was read and a \
+value in it is refused (a body field outside its stated range, length or pattern, a `limit` outside its range, or a \
+request refused for what it means: a rule whose condition does not compile, a grant naming an unknown secret, a \
+bundle that does not load, arguments the tool's own schema refuses). A body over the host's `max-body-bytes` is 413. A method a path does not \
+list is 405, with `Allow` naming those it has and the same JSON error body.
 
 Described only in outline: `/mcp` is listed as one path, but it speaks the Model Context Protocol's Streamable HTTP \
 transport (JSON-RPC; https://modelcontextprotocol.io/specification/2025-06-18/basic/transports), whose messages that \
@@ -51,7 +63,19 @@ Generated from the handlers; served at `GET /openapi.json` and kept in the repos
         // Types that query parameters name: `routes!` gathers the bodies'
         // schemas, not these.
         schemas(ErrorBody, Which, Via, Outcome, Action),
-        responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable, RateLimited, Unavailable)
+        responses(
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unprocessable,
+            RateLimited,
+            Unavailable
+        )
     ),
     modifiers(&BearerScheme, &McpEntry),
     tags(
@@ -112,6 +136,57 @@ impl Modify for BearerScheme {
 /// its bodies JSON-RPC messages the MCP specification describes.
 struct McpEntry;
 
+/// `/mcp`'s 400: a body that is not one JSON-RPC message is answered with
+/// a JSON-RPC error (`-32700`, `-32600`); a request the transport refuses
+/// otherwise (no session where one is needed, ...) in the API's error
+/// shape.
+fn mcp_bad_request() -> utoipa::openapi::Response {
+    let rpc_error = ObjectBuilder::new()
+        .title(Some("JSON-RPC error"))
+        .property(
+            "jsonrpc",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["2.0"])),
+        )
+        .required("jsonrpc")
+        .property("id", ObjectBuilder::new().schema_type(Type::Null))
+        .property(
+            "error",
+            ObjectBuilder::new()
+                .property("code", ObjectBuilder::new().schema_type(Type::Integer))
+                .required("code")
+                .property("message", ObjectBuilder::new().schema_type(Type::String))
+                .required("message"),
+        )
+        .required("error");
+    let either = OneOfBuilder::new()
+        .item(RefOr::Ref(Ref::from_schema_name("ErrorBody")))
+        .item(rpc_error);
+    ResponseBuilder::new()
+        .description(
+            "Not one JSON-RPC message (a JSON-RPC error: -32700 not JSON, -32600 not a message this host \
+             takes), or a request the transport refuses (the API's error shape).",
+        )
+        .content("application/json", ContentBuilder::new().schema(Some(either)).build())
+        .build()
+}
+
+/// `/mcp`'s 406: the client does not accept what the transport answers
+/// with (`application/json` and `text/event-stream` for a POST,
+/// `text/event-stream` for a GET).
+fn not_acceptable() -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description("The `Accept` header leaves out what the transport answers with.")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        )
+        .build()
+}
+
 impl Modify for McpEntry {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let methods = [
@@ -134,23 +209,39 @@ impl Modify for McpEntry {
         let reference = |name: &str| RefOr::Ref(Ref::from_response_name(name));
         let mut item: Option<PathItem> = None;
         for (method, id, summary) in methods {
-            let operation = OperationBuilder::new()
+            let mut operation = OperationBuilder::new()
                 .tag("mcp")
                 .operation_id(Some(id))
                 .summary(Some(summary))
                 .description(Some(
                     "The Model Context Protocol over Streamable HTTP: see \
                      https://modelcontextprotocol.io/specification/2025-06-18/basic/transports for the methods, \
-                     headers and bodies. Tools are those GET /v1/tools lists for the same token.",
+                     headers and bodies. Tools are those GET /v1/tools lists for the same token. Whatever the host \
+                     refuses is answered in JSON: a body that is not one JSON-RPC message as a JSON-RPC error, \
+                     anything else in the API's error shape.",
                 ))
                 .security(SecurityRequirement::new(BEARER, Vec::<String>::new()))
                 .response(
-                    "200",
+                    if method == HttpMethod::Delete { "204" } else { "200" },
                     ResponseBuilder::new().description("As the MCP specification says."),
                 )
+                .response("400", mcp_bad_request())
                 .response("401", reference("Unauthorized"))
+                .response("403", reference("Forbidden"))
+                .response("404", reference("NotFound"))
+                .response("406", not_acceptable())
                 .response("429", reference("RateLimited"))
-                .build();
+                .response("503", reference("Unavailable"));
+            if method == HttpMethod::Post {
+                operation = operation
+                    .response(
+                        "202",
+                        ResponseBuilder::new().description("A notification or response, taken."),
+                    )
+                    .response("413", reference("PayloadTooLarge"))
+                    .response("415", reference("UnsupportedMediaType"));
+            }
+            let operation = operation.build();
             item = Some(match item {
                 None => PathItem::new(method, operation),
                 Some(mut item) => {

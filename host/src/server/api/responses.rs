@@ -38,7 +38,10 @@ impl IntoResponses for RoleRefusals {
     }
 }
 
-/// The request is malformed: a bad query, header or body.
+/// The request cannot be read as described: a body that is not JSON (or
+/// not the form the route takes), a body field of the wrong type, unknown
+/// or missing, a query parameter that does not parse as its type or
+/// pattern, a header outside its pattern or length.
 #[derive(ToResponse)]
 #[response(example = json!({"error": {"kind": "bad_request", "message": "unknown field `tol`, expected one of ..."}}))]
 #[allow(dead_code)]
@@ -46,7 +49,10 @@ pub struct BadRequest(ErrorBody);
 
 /// No token, a malformed `Authorization` header, or an unknown token.
 #[derive(ToResponse)]
-#[response(example = json!({"error": {"kind": "unauthorized", "message": "missing Authorization: Bearer <token>"}}))]
+#[response(
+    headers(("WWW-Authenticate" = String, description = "`Bearer`: the scheme this API takes.")),
+    example = json!({"error": {"kind": "unauthorized", "message": "missing Authorization: Bearer <token>"}})
+)]
 #[allow(dead_code)]
 pub struct Unauthorized(ErrorBody);
 
@@ -72,7 +78,10 @@ pub struct NotFound(ErrorBody);
 #[allow(dead_code)]
 pub struct Conflict(ErrorBody);
 
-/// Well-formed but refused: the message says what is wrong and what to do.
+/// Read, but a value is refused: a body field outside its stated range,
+/// length or pattern, a `limit` outside its range, or refused for what it
+/// means. The message says what is wrong and what to
+/// do. (A request that cannot be read as described is 400.)
 #[derive(ToResponse)]
 #[response(example = json!({"error": {"kind": "invalid_input", "message": "..."}}))]
 #[allow(dead_code)]
@@ -94,3 +103,43 @@ pub struct RateLimited(ErrorBody);
 #[response(example = json!({"error": {"kind": "unavailable", "message": "..."}}))]
 #[allow(dead_code)]
 pub struct Unavailable(ErrorBody);
+
+/// The body is larger than the host takes (`max-body-bytes`; a bundle
+/// upload may be as large as its component limit).
+#[derive(ToResponse)]
+#[response(example = json!({"error": {"kind": "payload_too_large", "message": "length limit exceeded"}}))]
+#[allow(dead_code)]
+pub struct PayloadTooLarge(ErrorBody);
+
+/// The body is not of a media type this route takes.
+#[derive(ToResponse)]
+#[response(
+    example = json!({"error": {"kind": "unsupported_media_type", "message": "Expected request with `Content-Type: application/json`"}})
+)]
+#[allow(dead_code)]
+pub struct UnsupportedMediaType(ErrorBody);
+
+/// The path has no such method: `Allow` lists those it has.
+#[derive(ToResponse)]
+#[response(
+    headers(("Allow" = String, description = "The methods the path has.")),
+    example = json!({"error": {"kind": "method_not_allowed", "message": "PATCH is not a method of /v1/tools; it has GET"}})
+)]
+#[allow(dead_code)]
+pub struct MethodNotAllowed(ErrorBody);
+
+/// The refusals of a route that reads a JSON body: too large (413), not
+/// JSON (415), beside those of its role.
+pub struct JsonBodyRefusals;
+
+impl IntoResponses for JsonBodyRefusals {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        refusals(&[
+            ("401", "Unauthorized"),
+            ("403", "Forbidden"),
+            ("413", "PayloadTooLarge"),
+            ("415", "UnsupportedMediaType"),
+            ("429", "RateLimited"),
+        ])
+    }
+}

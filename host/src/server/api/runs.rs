@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::IntoParams;
 
 use super::auth::{Agent, AuditReader};
-use super::responses::{BadRequest, Conflict, NotFound};
+use super::bodies::{RunAnswer, RunFinished, RunPage, RunUnderWay};
+use super::responses::{BadRequest, Conflict, NotFound, Unprocessable};
 use super::Answer;
 use super::{ApiError, Shared};
 use crate::app::runs::{self, RunError, MAX_WAIT};
@@ -49,8 +49,8 @@ pub struct Wait {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The run's id."), Wait),
     responses(
-        (status = 200, description = "The run completed: `result` and the run with its steps (a failed or cancelled run answers its typed error's status, with the run beside the error).", body = Object),
-        (status = 202, description = "Still going: the run with its steps so far.", body = Object),
+        (status = 200, description = "The run completed: `result` and the run with its steps (a failed or cancelled run answers its typed error's status, with the run beside the error).", body = RunFinished),
+        (status = 202, description = "Still going: the run with its steps so far.", body = RunUnderWay),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         super::responses::AnyTokenRefusals,
@@ -90,7 +90,7 @@ pub async fn get(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The run's id.")),
     responses(
-        (status = 200, description = "Cancelled: `{\"run\": ...}`.", body = Object),
+        (status = 200, description = "Cancelled: the run.", body = RunAnswer),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         super::responses::RoleRefusals,
@@ -100,7 +100,7 @@ pub async fn cancel(
     Agent(principal): Agent,
     State(state): State<Shared>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunAnswer>, ApiError> {
     if matches!(principal.role, Role::Approver | Role::Observer) {
         // Reviewers decide steps and observers read; stopping a run is its
         // caller's or an admin's.
@@ -112,7 +112,9 @@ pub async fn cancel(
     }
     runs::visible(&state.app, &principal, &id).await?;
     let run = runs::cancel(&state.app, &id, &principal.name).await?;
-    Ok(Json(json!({ "run": runs::view(&state.app, &run, &[]) })))
+    Ok(Json(RunAnswer {
+        run: runs::view(&state.app, &run, &[]),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -121,7 +123,8 @@ pub async fn cancel(
 pub struct ListQuery {
     /// Only runs older than this id (the `next` of the previous page).
     before: Option<String>,
-    /// Runs on a page: 1 to 500 (default 50).
+    /// Runs on a page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -134,8 +137,9 @@ pub struct ListQuery {
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "`{\"runs\": [...], \"next\": id or null}`.", body = Object),
+        (status = 200, description = "A page of runs, newest first.", body = RunPage),
         (status = 400, response = BadRequest),
+        (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]
@@ -143,10 +147,12 @@ pub async fn list(
     _: AuditReader,
     State(state): State<Shared>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let limit = super::page_size(query.limit, 50, 500)?;
     let (page, next) = runs::page(&state.app, query.before.as_deref(), limit).await?;
-    let runs: Vec<_> = page.iter().map(|r| runs::view(&state.app, r, &[])).collect();
-    Ok(Json(json!({ "runs": runs, "next": next })))
+    Ok(Json(RunPage {
+        runs: page.iter().map(|r| runs::view(&state.app, r, &[])).collect(),
+        next,
+    }))
 }

@@ -7,9 +7,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::{Admin, Reader};
+use super::bodies::Tokens;
 use super::responses::Unprocessable;
 use super::{ApiError, Shared};
 use crate::app::operator::{self, Actor};
@@ -25,12 +26,14 @@ use crate::model::audit::Action;
     operation_id = "list_tokens",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{\"tokens\": [...]}`.", body = Object),
+        (status = 200, description = "The tokens in force.", body = Tokens),
         super::responses::RoleRefusals,
     )
 )]
-pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
-    Json(json!({ "tokens": state.app.auth.list() }))
+pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Tokens> {
+    Json(Tokens {
+        tokens: state.app.auth.list(),
+    })
 }
 
 /// Read the configuration file's tokens again and put them in force (as
@@ -42,12 +45,12 @@ pub async fn list(_: Reader, State(state): State<Shared>) -> Json<Value> {
     operation_id = "reload_tokens",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The tokens now in force: `{\"tokens\": [...]}`.", body = Object),
+        (status = 200, description = "The tokens now in force.", body = Tokens),
         (status = 422, response = Unprocessable),
         super::responses::RoleRefusals,
     )
 )]
-pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<Json<Tokens>, ApiError> {
     let (before, after) = reload_tokens(&state)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tokens", message))?;
     let actor = Actor::api(&admin.name);
@@ -57,10 +60,12 @@ pub async fn reload(Admin(admin): Admin, State(state): State<Shared>) -> Result<
         Action::ReloadTokens,
         SUBJECT.into(),
         before,
-        after.clone(),
+        after,
     )
     .await;
-    Ok(Json(json!({ "tokens": after })))
+    Ok(Json(Tokens {
+        tokens: state.app.auth.list(),
+    }))
 }
 
 /// What the audit trail names as the thing a reload changes.

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Agent;
+use super::bodies::{Accepted, Ran};
 use super::error::ErrorBody;
 use super::responses::{BadRequest, Conflict, NotFound, Unavailable, Unprocessable};
 use super::Answer;
@@ -63,6 +64,7 @@ pub struct Function {
     /// Its parameters: in the strict subset when `strict` (every property
     /// required, `null` for one left out; see the README), else as toolhost
     /// checks them.
+    #[schema(value_type = Object)]
     parameters: Value,
     /// Whether `parameters` is in the strict subset.
     strict: bool,
@@ -154,14 +156,14 @@ pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErro
     security(("bearer" = [])),
     params(
         ("tool" = String, Path, description = "`plugin.function` (or `plugin_function`)."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key and arguments is answered, not run again."),
-        ("X-Session-Id" = Option<String>, Header, description = "The caller's conversation or session, recorded in the audit trail and seen by approval rules."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 200 visible ASCII characters (spaces inside): a retry with the same key and arguments is answered, not run again.", max_length = 200, pattern = r"^[\t\x20-\x7E]*[\x21-\x7E][\t\x20-\x7E]*$"),
+        ("X-Session-Id" = Option<String>, Header, description = "The caller's conversation or session (1 to 200 visible ASCII characters), recorded in the audit trail and seen by approval rules.", max_length = 200, pattern = r"^[\t\x20-\x7E]*[\x21-\x7E][\t\x20-\x7E]*$"),
     ),
-    request_body(content = Object, description = "The tool's arguments, as its `parameters` schema (`GET /v1/tools`) says."),
+    request_body(content = Object, description = "The tool's arguments, as its `parameters` schema (`GET /v1/tools`) says. They are checked against that schema, not this document: a refusal there is 422 `invalid_input`."),
     responses(
-        (status = 200, description = "The call ran: `{\"result\", \"audit_id\", \"plugin_version\"}`.", body = Object,
+        (status = 200, description = "The call ran: its result.", body = Ran,
             headers(("Idempotent-Replay" = bool, description = "`true` when this is a stored answer to an earlier call with the same key."))),
-        (status = 202, description = "Held for a person's approval (`{\"approval\": ...}`) or a workflow run started (`{\"run\": ...}`).", body = Object),
+        (status = 202, description = "Held for a person's approval, or a workflow run started: where to wait for the result.", body = Accepted),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -170,7 +172,7 @@ pub fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErro
         (status = 502, description = "The connector answered an error of no known case.", body = ErrorBody),
         (status = 503, response = Unavailable),
         (status = 504, description = "The call ran out of time (the message names the request it was waiting on).", body = ErrorBody),
-        super::responses::RoleRefusals,
+        super::responses::JsonBodyRefusals,
     )
 )]
 pub async fn invoke(

@@ -4,7 +4,9 @@
 //! `415` whatever is wrong with it (a batch, a 50,000-deep `params`, text
 //! that is not JSON): the host answers that `400` with a JSON-RPC error, as
 //! the specification asks, so a client does not retry it as a media-type
-//! mix-up.
+//! mix-up. What rmcp refuses in plain text (a missing session id, an
+//! `Accept` without `text/event-stream`) is answered in the API's JSON
+//! error shape.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +33,37 @@ pub async fn limit_sessions(
     request: Request,
     next: Next,
 ) -> Response {
+    in_json(sessions_checked(state, max_body_bytes, request, next).await).await
+}
+
+/// A refusal that rmcp (or the session check) answers in plain text, such
+/// as `400 Bad Request: Session ID is required` or `406 Not Acceptable:
+/// ...`, answered in the API's JSON error shape instead, with its words as
+/// the message and its headers kept: a client reads every refusal of the
+/// host one way, as the OpenAPI document describes it.
+async fn in_json(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // rmcp's refusals are a line of text; a longer body is cut, not kept whole.
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let said = String::from_utf8_lossy(&text).trim().to_string();
+    let message = match said.is_empty() {
+        true => status.canonical_reason().unwrap_or("refused").to_string(),
+        false => said,
+    };
+    let mut refused = ApiError::rejected(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            refused.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    refused
+}
+
+async fn sessions_checked(state: Shared, max_body_bytes: usize, request: Request, next: Next) -> Response {
     let Some(principal) = request.extensions().get::<Arc<Principal>>().cloned() else {
         return next.run(request).await;
     };

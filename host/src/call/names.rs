@@ -56,9 +56,16 @@ pub fn split(tool: &str) -> Option<(&str, &str)> {
 /// The one name of a tool given in either form: `coupon_issue-voucher` →
 /// `coupon.issue-voucher`; `None` when it is no tool name at all. A name
 /// already in that form is given back as it is, without a copy: every call
-/// asks.
+/// asks. The function-calling form may be in snake_case throughout, as
+/// models and clients that normalise names write it: `coupon_issue_voucher`
+/// is the same tool (unambiguous, since neither part may hold a `_`).
 pub fn canonical(tool: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let (plugin, function) = split(tool)?;
+    let Some((plugin, function)) = split(tool) else {
+        let (plugin, function) = tool.split_once('_').filter(|_| !tool.contains('.'))?;
+        let function = function.replace('_', "-");
+        let valid = check_plugin_name(plugin).is_ok() && is_wit_name(&function);
+        return valid.then(|| std::borrow::Cow::Owned(tool_name(plugin, &function)));
+    };
     Some(if tool.as_bytes().get(plugin.len()) == Some(&b'.') {
         std::borrow::Cow::Borrowed(tool)
     } else {
@@ -90,6 +97,24 @@ mod tests {
         assert_eq!(function_name(&tool), "coupon_issue-voucher");
         assert_eq!(split(&tool), Some(("coupon", "issue-voucher")));
         assert_eq!(split(&function_name(&tool)), Some(("coupon", "issue-voucher")));
+        assert_eq!(
+            canonical("coupon_issue_voucher").as_deref(),
+            Some("coupon.issue-voucher")
+        );
+        assert_eq!(
+            canonical("coupon_issue-voucher").as_deref(),
+            Some("coupon.issue-voucher")
+        );
+        for bad in [
+            "coupon_",
+            "coupon__x",
+            "coupon_x_",
+            "coupon.x_y",
+            "Coupon_x_y",
+            "coupon_x y",
+        ] {
+            assert_eq!(canonical(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

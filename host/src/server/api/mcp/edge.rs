@@ -26,8 +26,9 @@ use crate::server::api::{ApiError, Shared};
 /// or its principal its share ([`Sessions::claim`]), and note whose each new
 /// session is. Only an `initialize` opens one: a request with
 /// `Mcp-Session-Id`, or without under protocol 2026-07-28 (which has no
-/// sessions), passes. `max_body_bytes` bounds what is read to tell them
-/// apart.
+/// sessions), passes; but a `subscriptions/listen` of 2026-07-28, a stream
+/// that stays open, takes a place as a session does, until it ends.
+/// `max_body_bytes` bounds what is read to tell them apart.
 pub async fn limit_sessions(
     State((state, max_body_bytes)): State<(Shared, usize)>,
     request: Request,
@@ -95,15 +96,19 @@ async fn sessions_checked(state: Shared, max_body_bytes: usize, request: Request
         Err(refused) => return refused,
     };
     let sessions = &state.mcp_sessions;
-    let claim = if opens_session(&body) {
-        match sessions.claim(&principal.name) {
+    let opens = opens(&body);
+    let claim = match opens {
+        Some(_) => match sessions.claim(&principal.name) {
             Ok(claim) => Some(claim),
             Err(refused) => return session_refused(refused).into_response(),
-        }
-    } else {
-        None
+        },
+        None => None,
     };
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let claim = match (opens, claim) {
+        (Some(Opens::ListenStream), Some(claim)) => return held_while_open(response, claim),
+        (_, claim) => claim,
+    };
     let opened = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok());
     match (opened, claim) {
         (Some(id), Some(claim)) => claim.bind(id),
@@ -113,14 +118,41 @@ async fn sessions_checked(state: Shared, max_body_bytes: usize, request: Request
     response
 }
 
-/// Whether a request body without a session is an `initialize`.
-fn opens_session(body: &[u8]) -> bool {
+/// What a request without a session opens that takes a session's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opens {
+    /// `initialize`: a session.
+    Session,
+    /// `subscriptions/listen` (2026-07-28): a stream open until its client
+    /// goes or the idle time ends it.
+    ListenStream,
+}
+
+/// What a request body without a session opens, if anything.
+fn opens(body: &[u8]) -> Option<Opens> {
     #[derive(serde::Deserialize)]
     struct Method<'a> {
         #[serde(borrow)]
         method: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_slice::<Method>(body).is_ok_and(|m| m.method.as_deref() == Some("initialize"))
+    let method = serde_json::from_slice::<Method>(body).ok()?.method?;
+    match method.as_ref() {
+        "initialize" => Some(Opens::Session),
+        "subscriptions/listen" => Some(Opens::ListenStream),
+        _ => None,
+    }
+}
+
+/// `response` (a listen stream, or its refusal) with `claim` kept until its
+/// body ends or is dropped, which is when its client goes.
+fn held_while_open(response: Response, claim: sessions::Claim) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &claim;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 /// The host's cap is 503 (the host is full, whoever asks); a principal's

@@ -8,6 +8,7 @@
 //! to wait on, and a waiting tool or a task follows it: see [`waiting`].
 
 mod edge;
+mod listen;
 mod sessions;
 mod shortcut;
 mod waiting;
@@ -18,14 +19,15 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult,
     GetTaskParams, GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, RequestId,
     ServerCapabilities, ServerJsonRpcMessage, ServerResult, TaskPayload, Tool,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 use super::error::call_error_body;
@@ -39,6 +41,7 @@ use crate::plugins::kind::Kind;
 use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
 pub use edge::limit_sessions;
+use listen::Listener;
 use sessions::Direct;
 pub use sessions::Sessions;
 use shortcut::{Shortcut, Taken};
@@ -50,25 +53,31 @@ pub use waiting::{AWAIT_RUN_TOOL, AWAIT_TOOL};
 /// never holds up the others, which are told at the same time.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Sessions to tell when the tool set changes, each under a number of its
-/// own so that the notifier can drop the ones that failed while others are
-/// being added.
+/// Sessions and listen streams to tell when the tool set changes
+/// ([`Listener`]), each under a number of its own so that the notifier can
+/// drop the ones that failed while others are being added.
 #[derive(Default)]
 struct Peers {
     next: u64,
-    open: Vec<(u64, Peer<RoleServer>)>,
+    open: Vec<(u64, Listener)>,
 }
 
 type SharedPeers = Arc<Mutex<Peers>>;
 
 impl Peers {
-    fn add(&mut self, peer: Peer<RoleServer>) {
+    /// Add `listener`; its number.
+    fn add(&mut self, listener: impl Into<Listener>) -> u64 {
         // Sessions closed since the last change are forgotten here too, so
         // the list never holds more than the sessions open and just closed.
-        self.open.retain(|(_, p)| !p.is_transport_closed());
+        self.open.retain(|(_, l)| !l.is_closed());
         self.next += 1;
-        self.open.push((self.next, peer));
+        self.open.push((self.next, listener.into()));
+        self.next
     }
+}
+
+fn lock(peers: &SharedPeers) -> std::sync::MutexGuard<'_, Peers> {
+    peers.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Clone)]
@@ -177,12 +186,12 @@ pub fn service(state: Shared, transport: Transport) -> axum::routing::MethodRout
 /// [`NOTIFY_TIMEOUT`]; forget those that are closed or did not take it.
 async fn notify_changes(mut changes: tokio::sync::watch::Receiver<u64>, peers: SharedPeers) {
     while changes.changed().await.is_ok() {
-        let open: Vec<(u64, Peer<RoleServer>)> = peers.lock().unwrap_or_else(|p| p.into_inner()).open.clone();
+        let open: Vec<(u64, Listener)> = lock(&peers).open.clone();
         let mut sends = tokio::task::JoinSet::new();
-        for (id, peer) in open {
+        for (id, listener) in open {
             sends.spawn(async move {
-                let sent = tokio::time::timeout(NOTIFY_TIMEOUT, peer.notify_tool_list_changed()).await;
-                (id, matches!(sent, Ok(Ok(()))))
+                let sent = tokio::time::timeout(NOTIFY_TIMEOUT, listener.tools_changed()).await;
+                (id, matches!(sent, Ok(true)))
             });
         }
         let failed: Vec<u64> = sends
@@ -192,8 +201,7 @@ async fn notify_changes(mut changes: tokio::sync::watch::Receiver<u64>, peers: S
             .filter_map(|(id, sent)| (!sent).then_some(id))
             .collect();
         if !failed.is_empty() {
-            let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.open.retain(|(id, _)| !failed.contains(id));
+            lock(&peers).open.retain(|(id, _)| !failed.contains(id));
         }
     }
 }
@@ -487,10 +495,15 @@ impl ServerHandler for McpServer {
     }
 
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(ctx.peer.clone());
+        lock(&self.peers).add(ctx.peer.clone());
+    }
+
+    fn accepted_subscription_filter(&self, _requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(listen::accepted())
+    }
+
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {
+        listen::listen(&self.peers, self.state.mcp_sessions.idle(), subscription).await
     }
 }
 
@@ -501,7 +514,7 @@ mod tests {
 
     use std::time::{Duration, Instant};
 
-    use rmcp::ServiceExt;
+    use rmcp::{Peer, ServiceExt};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
     use super::*;

@@ -55,9 +55,10 @@ pub struct Sessions {
 struct Book {
     open: HashMap<SessionId, Opened>,
     /// Per principal (token name): its sessions open plus its `initialize`
-    /// calls under way, so two at once cannot both take the last place.
+    /// calls under way and its listen streams open (2026-07-28), so two at
+    /// once cannot both take the last place.
     held: HashMap<Arc<str>, usize>,
-    /// `initialize` calls under way, all principals.
+    /// `initialize` calls under way and listen streams open, all principals.
     opening: usize,
     /// Sessions open that are nobody's yet: their `initialize` is under
     /// way, and counted in `opening` until then, not twice.
@@ -151,6 +152,12 @@ impl Sessions {
             max_per_principal,
             idle,
         }
+    }
+
+    /// How long a session may go without a request, and a listen stream
+    /// stay open.
+    pub fn idle(&self) -> Duration {
+        self.idle
     }
 
     /// Sessions open now.

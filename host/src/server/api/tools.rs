@@ -94,11 +94,35 @@ impl From<ToolInfo> for FunctionTool {
 }
 
 /// The tools list, in the format asked for.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum ToolList {
     Toolhost(Vec<ToolInfo>),
     Openai(Vec<FunctionTool>),
+}
+
+// `anyOf`, not the `oneOf` a derive writes: an empty list is either.
+impl utoipa::PartialSchema for ToolList {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder};
+        use utoipa::openapi::Ref;
+        let list = |name: &str| ArrayBuilder::new().items(Ref::from_schema_name(name));
+        AnyOfBuilder::new()
+            .item(list("ToolInfo"))
+            .item(list("FunctionTool"))
+            .description(Some("The tools list, in the format asked for."))
+            .into()
+    }
+}
+
+impl ToSchema for ToolList {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push((ToolInfo::name().into(), ToolInfo::schema()));
+        ToolInfo::schemas(schemas);
+        schemas.push((FunctionTool::name().into(), FunctionTool::schema()));
+        FunctionTool::schemas(schemas);
+    }
 }
 
 /// The tools this token may use, each with its JSON Schema and whether its

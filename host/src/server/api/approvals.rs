@@ -363,9 +363,9 @@ pub async fn rules(_: Reviewer, State(state): State<Shared>) -> Json<ApprovalCon
 pub async fn set_rules(
     Admin(admin): Admin,
     State(state): State<Shared>,
-    body: Result<Json<ApprovalConfig>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<ApprovalConfig>, ApiError> {
-    let Json(rules) = body?;
+    let rules: ApprovalConfig = super::error::object_body(body)?;
     let before = serde_json::to_value(state.app.approvals.rules()).unwrap_or_default();
     // Held to the bounds of rules given now (the store's are only used).
     let checked = ApprovalPolicy::accept(ApprovalConfig {

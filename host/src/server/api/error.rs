@@ -140,6 +140,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A JSON body read as `T`, which must be an object: serde would also read
+/// a struct from an array (`[]` as every field's default), which no client
+/// means and which would replace the rules or a grant with nothing.
+pub fn object_body<T: serde::de::DeserializeOwned>(
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    let Json(value) = body?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("Failed to deserialize the JSON body: {e}")))
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
         use axum::extract::rejection::JsonRejection;

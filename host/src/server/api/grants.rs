@@ -112,10 +112,10 @@ pub async fn replace(
     State(state): State<Shared>,
     Path(name): Path<String>,
     query: Result<Query<GrantQuery>, QueryRejection>,
-    body: Result<Json<PluginPolicy>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<GrantView>, ApiError> {
     let Query(query) = query?;
-    let Json(grant) = body?;
+    let grant: PluginPolicy = super::error::object_body(body)?;
     let p = operator::change_grant(
         &state.app.runtime,
         &Actor::api(&admin.name),

@@ -526,6 +526,13 @@ async fn rules_set_through_the_api_are_checked_durable_and_shown_per_tool() {
     assert_eq!(summary(&tools, "netprobe.fetch"), "conditional");
     assert_eq!(summary(&tools, "coupon.issue-voucher"), "never");
 
+    // An array is no set of rules: serde would read `[]` as all defaults,
+    // no rules at all, and replace those in force.
+    let (status, refused) = put(ADMIN_TOKEN, json!([])).await;
+    assert_eq!(status, 400, "{refused}");
+    let (_, tools) = get_json(&server, AGENT_TOKEN, "/v1/tools").await;
+    assert_eq!(summary(&tools, "netprobe.fetch"), "conditional");
+
     // Durable: a restart keeps them.
     server.restart();
     let (_, kept) = get_json(&server, APPROVER_TOKEN, "/v1/approvals/rules").await;

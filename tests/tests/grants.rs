@@ -311,6 +311,10 @@ async fn a_grant_without_memory_with_a_bad_pin_or_absurd_limits_is_refused_throu
         let (status, body) = patch(&server, path, &grant).await;
         assert_eq!(status, 422, "{grant}: {body}");
     }
+    // An array is no grant: serde would read `[]` as an empty one and put
+    // it in force.
+    let (status, body) = put_grant(&server, "echo", &json!([])).await;
+    assert_eq!(status, 400, "{body}");
     let now = grants(&server, "echo").await;
     assert_eq!((&now["source"], &now["api"]), (&json!("file"), &Value::Null), "{now}");
     assert_eq!(echo_check(&server, AGENT_TOKEN).await.0, 200);

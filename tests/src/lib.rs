@@ -352,6 +352,38 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A Python script of the tests' run with the MCP SDK's Python, printing
+/// one JSON line per step: the process, and `next(step)`, which reads its
+/// next line and asserts it is that step (blocking: call it off the
+/// test's runtime when the script waits on the test).
+pub fn python_steps(
+    script: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    impl FnMut(&str) -> serde_json::Value + Send + 'static,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(mcp_python())
+        .arg(repo_root().join(script))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let next = move |step: &str| -> serde_json::Value {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the client ended before {step}"))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert_eq!(v["step"], step, "{v}");
+        v
+    };
+    (child, next)
+}
+
 /// A Python with the official MCP SDK (`mcp` from PyPI), in a virtualenv
 /// under target/ made on first use.
 pub fn mcp_python() -> &'static Path {

@@ -1,32 +1,15 @@
 //! MCP through a real client library this project did not write: the
 //! official Python SDK, against `toolhost serve`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-use toolhost_tests::{get_json, mcp_python, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{get_json, mcp_python, python_steps, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_client_lists_calls_and_hears_of_changes() {
     let server = ServerProcess::start("", &["echo", "spin"]);
-    let mut client = Command::new(mcp_python())
-        .arg(repo_root().join("tests/mcp_client.py"))
-        .args([&server.base, AGENT_TOKEN])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the MCP client");
-    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
-    let mut next = move |step: &str| -> Value {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("client ended before {step}"))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        assert_eq!(v["step"], step, "{v}");
-        v
-    };
+    let (mut client, mut next) = python_steps("tests/mcp_client.py", &[&server.base, AGENT_TOKEN]);
 
     let init = next("initialized");
     assert_eq!(init["server"], "toolhost");

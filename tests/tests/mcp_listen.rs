@@ -5,33 +5,16 @@
 //! is bounded like a session: it takes a place of the token's share while
 //! open, gives it back when its client goes, and ends after the idle time.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use toolhost_tests::{client, mcp_python, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
+use toolhost_tests::{client, mcp_python, python_steps, repo_root, ServerProcess, ADMIN_TOKEN, AGENT_TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_sdks_default_client_hears_of_a_hot_load_on_subscriptions_listen() {
     let server = ServerProcess::start("", &["echo", "spin"]);
-    let mut listener = Command::new(mcp_python())
-        .arg(repo_root().join("tests/mcp_listen_client.py"))
-        .args([&server.base, AGENT_TOKEN])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the MCP client");
-    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
-    let mut next = move |step: &str| -> Value {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("client ended before {step}"))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        assert_eq!(v["step"], step, "{v}");
-        v
-    };
+    let (mut listener, mut next) = python_steps("tests/mcp_listen_client.py", &[&server.base, AGENT_TOKEN]);
 
     let listening = tokio::task::spawn_blocking(move || (next("listening"), next))
         .await

@@ -87,6 +87,18 @@ pub struct Definition {
     pub tools: BTreeSet<String>,
 }
 
+/// The workflow's `output`: its `as` (compiled) and its `schema`.
+fn output(output: Option<&Value>, scope: &Scope) -> Result<(Option<Template>, Option<Value>), DefinitionError> {
+    let Some(output) = output else {
+        return Ok((None, None));
+    };
+    let output = object(output, "output")?;
+    known(output, "output", &["as", "schema"])?;
+    let schema = output.get("schema").map(|s| schema(s, "output.schema")).transpose()?;
+    let output_as = output.get("as").map(|a| transform(a, "output.as", scope)).transpose()?;
+    Ok((output_as, schema))
+}
+
 /// One task, with what all tasks share.
 #[derive(Clone)]
 pub struct Task {
@@ -313,19 +325,7 @@ impl Reader {
                 (schema, from)
             }
         };
-        let (output_as, output_schema) = match top.get("output") {
-            None => (None, None),
-            Some(output) => {
-                let output = object(output, "output")?;
-                known(output, "output", &["as", "schema"])?;
-                let schema = output.get("schema").map(|s| schema(s, "output.schema")).transpose()?;
-                let output_as = output
-                    .get("as")
-                    .map(|a| transform(a, "output.as", &scope))
-                    .transpose()?;
-                (output_as, schema)
-            }
-        };
+        let (output_as, output_schema) = output(top.get("output"), &scope)?;
         let timeout = top.get("timeout").map(|t| timeout(t, "timeout")).transpose()?;
         let tasks = self.tasks(
             top.get("do").ok_or_else(|| error("do", "missing"))?,

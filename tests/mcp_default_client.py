@@ -6,7 +6,9 @@ Rust test (tests/tests/mcp.rs); an exception (a result the SDK refuses to
 validate) ends the script with a traceback.
 
 Usage: mcp_default_client.py BASE_URL TOKEN MODE [TOOL ARGUMENTS_JSON]
-(MODE: auto or legacy; the tool called is echo.check unless named.)
+(MODE: auto or legacy; the tool called is echo.check unless named.) The call
+asks for progress, as a client with a progress display does; the reports
+received are in the `called` step.
 """
 
 import asyncio
@@ -30,9 +32,15 @@ async def main(base, token, mode, tool="echo.check", arguments='{"ok": true, "me
         say("tools", names=sorted(t.name for t in tools.tools))
         # The SDK checks a result's structured content against the tool's
         # output schema, and refuses one that does not fit.
-        called = await client.call_tool(tool, json.loads(arguments))
+        progress = []
+
+        async def on_progress(done, total, message):
+            progress.append({"progress": done, "total": total, "message": message})
+
+        called = await client.call_tool(tool, json.loads(arguments), progress_callback=on_progress)
         say(
             "called",
+            progress=progress,
             is_error=called.is_error,
             text=[c.text for c in called.content if c.type == "text"],
             structured=called.structured_content,

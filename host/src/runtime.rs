@@ -18,6 +18,7 @@ use crate::capabilities::{self, NoGate, Outbound, OutboundError, OutboundOptions
 use crate::config::Config;
 use crate::model::audit::{AuditRecord, Caller};
 use crate::model::call::CallError;
+use crate::model::progress::ProgressSink;
 use crate::plugins::kind::Kind;
 use crate::plugins::lifecycle::{Lifecycle, LifecycleError, LifecycleOptions, Toolchain};
 use crate::plugins::manifest::Risk;
@@ -238,7 +239,7 @@ impl Runtime {
     /// threads (benchmarks, tests of the runtime alone).
     pub async fn invoke(&self, tool: &str, args: &Value) -> CallOutcome {
         match self.find(tool) {
-            Some(found) => self.invoke_gated(&found, args, None, NoGate::shared()).await,
+            Some(found) => self.invoke_gated(&found, args, None, NoGate::shared(), None).await,
             None => CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() }),
         }
     }
@@ -279,7 +280,9 @@ impl Runtime {
             Some(found) => {
                 let plugin = &found.plugin;
                 open.set_plugin(plugin.manifest.version.to_string(), plugin.digest.clone());
-                self.invoke_on_guest_threads(found, args, reuse, open.clone()).await
+                let listener = caller.progress.clone();
+                self.invoke_on_guest_threads(found, args, reuse, open.clone(), listener)
+                    .await
             }
             None => CallOutcome::refused(tool, CallError::NotFound { tool: tool.to_string() }),
         };
@@ -328,10 +331,11 @@ impl Runtime {
         args: &Value,
         reuse: Option<&str>,
         gate: SharedGate,
+        progress: Option<ProgressSink>,
     ) -> CallOutcome {
         let tool = found.tool().name.clone();
         let (this, args, reuse) = (self.clone(), args.clone(), reuse.map(str::to_string));
-        let guest = async move { this.invoke_gated(&found, &args, reuse.as_deref(), gate).await };
+        let guest = async move { this.invoke_gated(&found, &args, reuse.as_deref(), gate, progress).await };
         self.engine().executor().spawn(guest).await.unwrap_or_else(|e| {
             CallOutcome::refused(
                 &tool,
@@ -342,7 +346,14 @@ impl Runtime {
         })
     }
 
-    async fn invoke_gated(&self, found: &ToolRef, args: &Value, reuse: Option<&str>, gate: SharedGate) -> CallOutcome {
+    async fn invoke_gated(
+        &self,
+        found: &ToolRef,
+        args: &Value,
+        reuse: Option<&str>,
+        gate: SharedGate,
+        progress: Option<ProgressSink>,
+    ) -> CallOutcome {
         let plugin = &found.plugin.manifest.name;
         if self.inner.plugins.is_disabled(plugin) {
             return CallOutcome::refused(
@@ -352,7 +363,7 @@ impl Runtime {
                 },
             );
         }
-        invoke::invoke(self.engine(), found, args, reuse, gate).await
+        invoke::invoke(self.engine(), found, args, reuse, gate, progress).await
     }
 
     /// The tool named `tool` (canonical name), as it serves now.

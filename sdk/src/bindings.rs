@@ -38,6 +38,7 @@ macro_rules! connector_world {
                     "toolhost:connector/secrets@0.1.0": crate::bindings::host::toolhost::connector::secrets,
                     "toolhost:connector/config@0.1.0": crate::bindings::host::toolhost::connector::config,
                     "toolhost:connector/log@0.1.0": crate::bindings::host::toolhost::connector::log,
+                    "toolhost:connector/progress@0.1.0": crate::bindings::host::toolhost::connector::progress,
                     "wasi:http/types@0.2.12": crate::bindings::host::wasi::http::types,
                     "wasi:http/outgoing-handler@0.2.12": crate::bindings::host::wasi::http::outgoing_handler,
                     "wasi:io/error@0.2.12": crate::bindings::host::wasi::io::error,

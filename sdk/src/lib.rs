@@ -8,7 +8,8 @@
 //!
 //! Inside the component the connector may only do what the operator granted:
 //! outbound HTTP to granted origins ([`http`]), its own storage ([`kv`]), named
-//! [`secrets`], plain settings ([`config`]) and logging ([`log`]).
+//! [`secrets`], plain settings ([`config`]) and logging ([`log`]); it may tell
+//! the caller how far a long call has come ([`progress`]).
 //!
 //! ## A complete connector
 //!
@@ -70,6 +71,7 @@ pub mod http;
 pub mod json;
 pub mod kv;
 pub mod log;
+pub mod progress;
 pub mod random;
 pub mod secrets;
 #[cfg(not(target_arch = "wasm32"))]

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::http::{HttpError, Request, Response};
 use crate::kv::KvError;
 use crate::log::Level;
+use crate::progress::Report;
 use crate::secrets::SecretError;
 
 type Responder = Box<dyn FnMut(&Request) -> Result<Response, HttpError>>;
@@ -42,6 +43,7 @@ pub struct TestHost {
     responder: Option<Responder>,
     requests: Vec<Request>,
     logs: Vec<(Level, String)>,
+    progress: Vec<Report>,
 }
 
 impl TestHost {
@@ -106,6 +108,12 @@ impl TestHost {
     /// The lines the connector logged.
     pub fn logs(&self) -> &[(Level, String)] {
         &self.logs
+    }
+
+    /// The progress the connector reported, every report (the host would
+    /// pass on only those whose `done` grows).
+    pub fn progress(&self) -> &[Report] {
+        &self.progress
     }
 
     /// What the connector stored under `key`.
@@ -195,6 +203,11 @@ pub(crate) mod backend {
 
     pub(crate) fn log(level: Level, message: &str) {
         with_host(|h| h.logs.push((level, message.to_string())))
+    }
+
+    pub(crate) fn progress(done: u64, total: Option<u64>, message: Option<&str>) {
+        let message = message.map(str::to_string);
+        with_host(|h| h.progress.push(Report { done, total, message }))
     }
 
     pub(crate) fn now_unix() -> i64 {

@@ -530,6 +530,7 @@ impl StepHost {
             approval: None,
             run: Some(self.run.id.clone()),
             step: Some(call.key.to_string()),
+            progress: None,
         }
     }
 

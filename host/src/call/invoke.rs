@@ -16,6 +16,7 @@ use crate::call::{fault, names, values};
 use crate::capabilities::{truncated, CallState, Journal, NoGate, SharedGate, SharedJournal};
 use crate::model::call::{CallError, ConnectorError, Exhausted, Timings};
 use crate::model::effects::Sink;
+use crate::model::progress::ProgressSink;
 use crate::plugins::plugin::{Plugin, Warm};
 use crate::plugins::registry::{Registry, ToolRef};
 use crate::wasm::engine::Engine;
@@ -71,19 +72,26 @@ impl CallOutcome {
 /// and session) identifies who calls, for plugins whose grant lets an
 /// instance serve several calls: an instance is only ever reused for the
 /// same caller. `gate` is opened before the connector's first side effect
-/// leaves the host.
+/// leaves the host. `progress`: where the connector's progress reports go,
+/// when the caller listens.
 pub async fn invoke(
     engine: &Engine,
     found: &ToolRef,
     args: &Value,
     caller: Option<&str>,
     gate: SharedGate,
+    progress: Option<ProgressSink>,
 ) -> CallOutcome {
     let started = Instant::now();
     let plugin = &found.plugin;
     let journal: SharedJournal = Arc::new(Mutex::new(Journal::for_grant(plugin.context.grant.clone())));
     let mut timings = Timings::default();
-    let mut result = call(engine, found, args, caller, &journal, &gate, &mut timings).await;
+    let scope = Scope {
+        journal: &journal,
+        gate: &gate,
+        progress,
+    };
+    let mut result = call(engine, found, args, caller, scope, &mut timings).await;
     let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     crate::capabilities::summarize_denials(&journal, &plugin.context);
     // The secrets the connector was handed go no further than its requests.
@@ -117,8 +125,15 @@ pub async fn invoke(
 
 /// A store for one call of `plugin`, with its memory limiter and CPU
 /// budget in place.
-fn new_store(engine: &Engine, plugin: &Plugin, journal: SharedJournal, gate: SharedGate) -> Store<CallState> {
-    let mut store = Store::new(engine.wasmtime(), CallState::new(plugin.context.clone(), journal, gate));
+fn new_store(
+    engine: &Engine,
+    plugin: &Plugin,
+    journal: SharedJournal,
+    gate: SharedGate,
+    progress: Option<ProgressSink>,
+) -> Store<CallState> {
+    let state = CallState::new(plugin.context.clone(), journal, gate, progress);
+    let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|s| &mut s.limiter);
     arm_cpu_budget(&mut store, plugin.context.grant.timeout);
     store
@@ -159,7 +174,7 @@ pub fn check_arguments(found: &ToolRef, args: &Value) -> Result<(), CallError> {
 
 /// The set-up half of a call alone (store, limits, instance), for measuring.
 pub async fn instantiate_only(engine: &Engine, plugin: &Plugin) -> wasmtime::Result<()> {
-    let mut store = new_store(engine, plugin, SharedJournal::default(), NoGate::shared());
+    let mut store = new_store(engine, plugin, SharedJournal::default(), NoGate::shared(), None);
     plugin.pre.instantiate_async(&mut store).await?;
     Ok(())
 }
@@ -170,15 +185,26 @@ pub fn find(registry: &Registry, tool: &str) -> Option<ToolRef> {
     ToolRef::find(registry.get(plugin)?, function)
 }
 
+/// What one call's imports work on, besides the plugin's own context.
+struct Scope<'a> {
+    journal: &'a SharedJournal,
+    gate: &'a SharedGate,
+    progress: Option<ProgressSink>,
+}
+
 async fn call(
     engine: &Engine,
     found: &ToolRef,
     args: &Value,
     caller: Option<&str>,
-    journal: &SharedJournal,
-    gate: &SharedGate,
+    scope: Scope<'_>,
     timings: &mut Timings,
 ) -> Result<Value, CallError> {
+    let Scope {
+        journal,
+        gate,
+        progress,
+    } = scope;
     let plugin = &found.plugin;
     let tool = found.tool();
     let grant = &plugin.context.grant;
@@ -209,11 +235,15 @@ async fn call(
             instance,
             calls,
         }) => {
-            store.data_mut().reset(journal.clone(), gate.clone());
+            store.data_mut().reset(journal.clone(), gate.clone(), progress);
             arm_cpu_budget(&mut store, grant.timeout);
             (store, Some(instance), calls)
         }
-        None => (new_store(engine, plugin, journal.clone(), gate.clone()), None, 0),
+        None => (
+            new_store(engine, plugin, journal.clone(), gate.clone(), progress),
+            None,
+            0,
+        ),
     };
 
     let mut results = vec![Val::Bool(false); tool.func.results().len()];
@@ -242,6 +272,7 @@ async fn call(
         Ok(Err(e)) => return Err(classify(e, &store, grant.timeout, grant.memory_bytes)),
         Ok(Ok(instance)) => instance,
     };
+    store.data_mut().end_progress();
     if let Some(key) = reuse_key {
         // Kept for the same caller only, for a bounded number of calls, and
         // not once it has grown past half its memory grant.

@@ -10,6 +10,7 @@ mod dns;
 mod http;
 mod kv;
 mod log;
+mod progress;
 mod secrets;
 mod upstream;
 
@@ -28,10 +29,13 @@ use crate::policy::Grant;
 use crate::storage::kv::KvSpace;
 
 use crate::model::effects::{Awaited, Capability, Denial, Echo, OutboundRecord, PendingRequest, Sink};
+use crate::model::progress::ProgressSink;
 pub(crate) use crate::model::text::truncated;
 pub use dns::{DnsError, DnsServer};
 pub use http::{InFlight, OutboundHttp};
 use log::{GuestOutput, Stdio};
+use progress::CallProgress;
+pub use progress::{MAX_MESSAGE as MAX_PROGRESS_MESSAGE, MAX_REPORTS as MAX_PROGRESS_REPORTS};
 pub use secrets::MASK_MIN_BYTES;
 pub use upstream::{Outbound, OutboundError, OutboundOptions, Upstreams};
 
@@ -324,10 +328,18 @@ pub struct CallState {
     pub plugin: Arc<PluginContext>,
     pub journal: SharedJournal,
     pub gate: SharedGate,
+    progress: CallProgress,
 }
 
 impl CallState {
-    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal, gate: SharedGate) -> CallState {
+    /// `progress`: where the connector's progress reports go, when the
+    /// caller listens.
+    pub fn new(
+        plugin: Arc<PluginContext>,
+        journal: SharedJournal,
+        gate: SharedGate,
+        progress: Option<ProgressSink>,
+    ) -> CallState {
         // No arguments, environment, preopened directories or sockets: the
         // WASI context gives a connector clocks and randomness, nothing more.
         // stdout and stderr go to the host's log, like the `log` import.
@@ -353,18 +365,26 @@ impl CallState {
             plugin,
             journal,
             gate,
+            progress: CallProgress::new(progress),
         }
     }
 
     /// Prepare a reused instance's state for its next call: what the imports
     /// record goes to this call's journal. Memory stays as the guest left it.
-    pub fn reset(&mut self, journal: SharedJournal, gate: SharedGate) {
+    pub fn reset(&mut self, journal: SharedJournal, gate: SharedGate, progress: Option<ProgressSink>) {
         self.outbound.reset(journal.clone(), gate.clone());
+        self.progress = CallProgress::new(progress);
         self.stdout.reset(journal.clone());
         self.stderr.reset(journal.clone());
         self.journal = journal;
         self.gate = gate;
         self.limiter.denied = false;
+    }
+
+    /// The call has ended: its listener hears no more from this instance,
+    /// which may idle for the caller's next call.
+    pub fn end_progress(&mut self) {
+        self.progress = CallProgress::default();
     }
 
     fn deny(&self, capability: Capability, detail: String) {
@@ -416,5 +436,6 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> 
     wit::secrets::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
     wit::config::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
     wit::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    wit::progress::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

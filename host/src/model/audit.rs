@@ -353,4 +353,6 @@ pub struct Caller {
     /// The workflow run and step this call is part of.
     pub run: Option<String>,
     pub step: Option<String>,
+    /// Where the caller listens for the call's progress (not recorded).
+    pub progress: Option<crate::model::progress::ProgressSink>,
 }

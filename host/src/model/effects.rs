@@ -106,6 +106,8 @@ pub enum Sink {
     Error,
     /// What it asked for and was refused (a secret's name, a URL).
     Denial,
+    /// A progress report's message.
+    Progress,
 }
 
 /// A secret found in what a connector wrote, and masked there.

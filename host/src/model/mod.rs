@@ -6,6 +6,7 @@
 //! - [`audit`]: the audit record and the closed sets it is named by;
 //! - [`call`]: how a call ends when it has no result ([`call::CallError`]);
 //! - [`effects`]: what a connector did at its imports;
+//! - [`progress`]: how far a call has come, for a caller that listens;
 //! - [`approval`]: a held call and its decisions;
 //! - [`run`], [`problem`]: a workflow run, its journal, and its errors;
 //! - [`version`]: a plugin's version history;
@@ -18,6 +19,7 @@ pub mod call;
 pub mod digest;
 pub mod effects;
 pub mod problem;
+pub mod progress;
 pub mod run;
 pub mod text;
 pub mod time;

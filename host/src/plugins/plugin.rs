@@ -51,6 +51,9 @@ pub struct Plugin {
     pub(crate) pre: InstancePre<CallState>,
     /// Sorted by name.
     pub tools: Arc<[Tool]>,
+    /// Whether the component imports `progress`: its calls may report how
+    /// far they have come, to a caller that listens.
+    pub reports_progress: bool,
     pub(crate) slots: Slots,
     /// Idle instances kept for reuse, by caller (token and session); only
     /// when the grant allows more than one call per instance.
@@ -152,6 +155,10 @@ impl Plugin {
             message: format!("{e:#}"),
         })?;
         let tools = describe_tools(&manifest, &component, engine)?;
+        let reports_progress = component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with(PROGRESS_IMPORT));
 
         let manifest = Arc::new(manifest);
         let (context, slots) = grant_context(&manifest, policy, storage, outbound)?;
@@ -164,6 +171,7 @@ impl Plugin {
             context,
             pre,
             tools: tools.into(),
+            reports_progress,
             slots,
             warm: Default::default(),
         })
@@ -201,6 +209,7 @@ impl Plugin {
             context,
             pre: self.pre.clone(),
             tools: self.tools.clone(),
+            reports_progress: self.reports_progress,
             slots,
             // Instances made under the old grant are not reused under the new.
             warm: Default::default(),
@@ -209,6 +218,10 @@ impl Plugin {
 }
 
 type Slots = Arc<tokio::sync::Semaphore>;
+
+/// The contract's `progress` interface, as a component names its import
+/// (with the package's version after an `@`).
+const PROGRESS_IMPORT: &str = "toolhost:connector/progress@";
 
 /// What a plugin's calls share under `policy`: its effective grant, its kv
 /// space, and its concurrency slots.

@@ -22,6 +22,7 @@ macro_rules! world {
                     "toolhost:connector/secrets": crate::capabilities::wit::secrets,
                     "toolhost:connector/config": crate::capabilities::wit::config,
                     "toolhost:connector/log": crate::capabilities::wit::log,
+                    "toolhost:connector/progress": crate::capabilities::wit::progress,
                 },
             });
         }

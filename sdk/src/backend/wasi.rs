@@ -1,6 +1,6 @@
 //! The real thing: calls into the host's imports.
 
-use crate::bindings::host::toolhost::connector::{config, kv, log, secrets};
+use crate::bindings::host::toolhost::connector::{config, kv, log, progress, secrets};
 use crate::bindings::host::wasi::clocks::wall_clock;
 use crate::bindings::host::wasi::http::outgoing_handler;
 use crate::bindings::host::wasi::http::types::{
@@ -39,6 +39,10 @@ pub(crate) fn config(name: &str) -> Option<String> {
 
 pub(crate) fn log(level: log::Level, message: &str) {
     log::write(level, message)
+}
+
+pub(crate) fn progress(done: u64, total: Option<u64>, message: Option<&str>) {
+    progress::report(done, total, message)
 }
 
 pub(crate) fn now_unix() -> i64 {

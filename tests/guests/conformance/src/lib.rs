@@ -1,8 +1,8 @@
 //! The conformance suite's fixture tools that a connector can serve: each
 //! answers as the suite's scenario asks. (The others need what a connector
-//! cannot express: images, audio, embedded resources, progress, logging,
-//! sampling, elicitation; tests/mcp-conformance-expected-failures.toml
-//! says which and why.)
+//! cannot express: images, audio, embedded resources, logging, sampling,
+//! elicitation; tests/mcp-conformance-expected-failures.toml says which and
+//! why.)
 wit_bindgen::generate!({
     inline: r#"
         package toolhost-test:conformance;
@@ -11,6 +11,9 @@ wit_bindgen::generate!({
             export simple-text: func() -> string;
             /// A tool that always fails (scenario tools-call-error).
             export error-handling: func() -> result<string, string>;
+            /// A tool that reports 0, 50 and 100 of 100, 50 ms apart
+            /// (scenario tools-call-with-progress).
+            export tool-with-progress: func() -> string;
         }
     "#,
 });
@@ -24,6 +27,16 @@ impl Guest for Conformance {
 
     fn error_handling() -> Result<String, String> {
         Err("This tool intentionally returns an error for testing".into())
+    }
+
+    fn tool_with_progress() -> String {
+        for done in [0, 50, 100] {
+            if done > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            toolhost_sdk::progress::report(done, Some(100));
+        }
+        "Progress reported: 0, 50 and 100 of 100.".into()
     }
 }
 

@@ -16,7 +16,8 @@ wit_bindgen::generate!({
             /// `path` GETs `arg` + "/bot" + value + "/send"; `panic` panics
             /// with it; `stderr` writes it to stderr and traps; `line`
             /// prints it (and `arg`) as one line to stdout and stderr;
-            /// `stash` keeps it in kv under `arg`.
+            /// `stash` keeps it in kv under `arg`; `progress` reports it as
+            /// a progress message.
             export probe: func(name: string, how: string, arg: string, pad: u32) -> result<string, string>;
             /// What kv holds under `key`, asking for no secret.
             export unstash: func(key: string) -> result<string, string>;
@@ -67,6 +68,10 @@ impl Guest for Thief {
             "stash" => toolhost_sdk::kv::set(&arg, value.as_bytes())
                 .map(|()| "stashed".into())
                 .map_err(|e| format!("{e:?}")),
+            "progress" => {
+                toolhost_sdk::progress::report_with(1, None, &format!("{padded}{arg}"));
+                Ok("reported".into())
+            }
             other => Err(format!("no way out named {other}")),
         }
     }

@@ -9,6 +9,7 @@
 
 mod edge;
 mod listen;
+mod progress;
 mod sessions;
 mod shortcut;
 mod waiting;
@@ -37,6 +38,7 @@ use crate::app::calls::{call, Called};
 use crate::app::recorded::detached;
 use crate::model::audit::Caller;
 use crate::model::call::CallError;
+use crate::model::progress::ProgressSink;
 use crate::plugins::kind::Kind;
 use crate::policy::approvals::ApprovalSummary;
 use crate::runtime::ToolInfo;
@@ -345,9 +347,10 @@ impl McpServer {
         request: CallToolRequestParams,
         (principal, session): (Arc<Principal>, Option<String>),
         supports_tasks: bool,
+        recipient: Option<progress::Recipient>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = Value::Object(request.arguments.unwrap_or_default());
-        let caller = Caller {
+        let mut caller = Caller {
             via: crate::model::audit::Channel::Mcp,
             token: Some(principal.name.clone()),
             session,
@@ -363,12 +366,19 @@ impl McpServer {
         // client cancels it or goes away (its effects cannot be undone);
         // only the answer is then lost.
         let tool = request.name.to_string();
-        let called = match detached(&self.state.app, move |app| async move {
+        let reports = recipient.as_ref().map(|_| {
+            let (sink, reports) = ProgressSink::channel();
+            caller.progress = Some(sink);
+            reports
+        });
+        let work = detached(&self.state.app, move |app| async move {
             call(&app, &principal, &tool, &args, &caller).await
-        })
-        .await
-        .map_err(ApiError::from)
-        {
+        });
+        let called = match (recipient, reports) {
+            (Some(recipient), Some(reports)) => progress::forwarding(work, reports, recipient).await,
+            _ => work.await,
+        };
+        let called = match called.map_err(ApiError::from) {
             Ok(called) => called,
             // A refusal of the caller's (its share of held calls): a
             // failed result the agent reads, as over REST.
@@ -412,7 +422,7 @@ impl McpServer {
         id: RequestId,
     ) -> ServerJsonRpcMessage {
         let response = match caller {
-            Ok(caller) => self.call(request, caller, supports_tasks).await,
+            Ok(caller) => self.call(request, caller, supports_tasks, None).await,
             Err(refused) => Err(refused),
         };
         match response {
@@ -426,15 +436,27 @@ impl McpServer {
         }
     }
 
-    /// Whether a call of `tool` answers as soon as it has run (a
-    /// connector's tool, or a refusal), rather than waiting for a person or
-    /// a workflow run, which may take minutes.
-    fn answers_at_once(&self, tool: &str) -> bool {
+    /// Whether a call of `tool` answers in one piece as soon as it has run
+    /// (a connector's tool, or a refusal), rather than waiting for a person
+    /// or a workflow run, which may take minutes, or sending progress
+    /// notifications first (`listens`: the client sent a progress token).
+    fn answers_at_once(&self, tool: &str, listens: bool) -> bool {
         let canonical = crate::call::names::canonical(tool);
         let tool = canonical.as_deref().unwrap_or(tool);
         tool != AWAIT_TOOL
             && tool != AWAIT_RUN_TOOL
             && self.state.app.runtime.plugins().registry().workflow(tool).is_none()
+            && !(listens && self.reports_progress(tool))
+    }
+
+    /// Whether `tool`'s connector may report progress (imports `progress`).
+    fn reports_progress(&self, tool: &str) -> bool {
+        let canonical = crate::call::names::canonical(tool);
+        self.state
+            .app
+            .runtime
+            .find(canonical.as_deref().unwrap_or(tool))
+            .is_some_and(|found| found.plugin.reports_progress)
     }
 }
 
@@ -476,7 +498,18 @@ impl ServerHandler for McpServer {
             .peer
             .peer_info()
             .is_some_and(|client| client.capabilities.supports_tasks());
-        self.call(request, principal(&ctx.extensions)?, supports_tasks).await
+        // Only a connector that may report gets the client's token: a call
+        // of any other tool answers as it would without one.
+        let recipient = ctx
+            .meta
+            .get_progress_token()
+            .filter(|_| self.reports_progress(&request.name))
+            .map(|token| progress::Recipient {
+                token,
+                peer: ctx.peer.clone(),
+            });
+        self.call(request, principal(&ctx.extensions)?, supports_tasks, recipient)
+            .await
     }
 
     /// A held call's or a workflow run's task (see `waiting`).

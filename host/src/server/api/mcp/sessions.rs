@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, Stream, StreamExt};
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcRequest, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcRequest, RequestMetaObject, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
 };
@@ -311,7 +311,13 @@ impl Direct {
         else {
             return Err(message);
         };
-        let Some(supports_tasks) = supports_tasks.filter(|_| self.server.answers_at_once(&call.params.name)) else {
+        // rmcp keeps a request's `_meta` beside its params, in its extensions.
+        let listens = call
+            .extensions
+            .get::<RequestMetaObject>()
+            .is_some_and(|meta| meta.get_progress_token().is_some());
+        let Some(supports_tasks) = supports_tasks.filter(|_| self.server.answers_at_once(&call.params.name, listens))
+        else {
             return Err(ClientJsonRpcMessage::request(
                 ClientRequest::CallToolRequest(call),
                 request_id,

@@ -77,12 +77,13 @@ struct PlainParams {
     #[serde(default)]
     arguments: Option<JsonObject>,
     #[serde(default, rename = "_meta")]
-    _meta: Option<PlainMeta>,
+    meta: Option<PlainMeta>,
 }
 
 /// The one `_meta` a plain call may carry: a progress token, which clients
-/// with a progress display send with every call. A call that answers at
-/// once sends no progress, so it is read and let be.
+/// with a progress display send with every call. A call of a connector that
+/// never reports progress answers at once all the same; one that may is
+/// passed to rmcp, which sends the notifications (see `progress`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlainMeta {
@@ -149,7 +150,11 @@ impl Shortcut {
     /// the client takes tasks.
     fn plain_call(&self, headers: &HeaderMap, body: &[u8]) -> Option<(RequestId, CallToolRequestParams, bool)> {
         let call = serde_json::from_slice::<PlainCall>(body).ok()?;
-        if call.jsonrpc != "2.0" || call.method != "tools/call" || !self.server.answers_at_once(&call.params.name) {
+        let listens = call.params.meta.is_some();
+        if call.jsonrpc != "2.0"
+            || call.method != "tools/call"
+            || !self.server.answers_at_once(&call.params.name, listens)
+        {
             return None;
         }
         // A session the host does not know: rmcp answers 404.

@@ -15,7 +15,9 @@
 # Usage: plugins/build.sh [--release|--debug] [project-or-workspace-dir ...]
 # Environment: TOOLHOST_GUEST_TOOLS, where installed tools go (default
 # target/guest-tools of this checkout); TOOLHOST_GUEST_TARGET_DIR, one cargo
-# target folder for every directory built (default: each one's target/).
+# target folder for every directory built (default: target/wasm of this
+# checkout for the two default directories, each named directory's own
+# target/ otherwise).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,12 +27,19 @@ for arg in "$@"; do
   case "$arg" in
     --release) profile=release ;;
     --debug) profile=debug ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $arg (--release, --debug)" >&2; exit 2 ;;
     *) dirs+=("$arg") ;;
   esac
 done
-[ ${#dirs[@]} -gt 0 ] || dirs=("$root/plugins" "$root/tests/guests")
+shared_target_dir=
+if [ ${#dirs[@]} -eq 0 ]; then
+  dirs=("$root/plugins" "$root/tests/guests")
+  # One target folder for both workspaces: the standard library for the
+  # wasm target (the build-std route) and the dependencies they share
+  # (wit-bindgen, serde, the SDK) are compiled once, not once each.
+  shared_target_dir="$root/target/wasm"
+fi
 
 target=wasm32-wasip2
 tools="${TOOLHOST_GUEST_TOOLS:-$root/target/guest-tools}"
@@ -89,7 +98,7 @@ for dir in "${dirs[@]}"; do
   [ -d "$dir" ] || { echo "build.sh: $dir is not a directory" >&2; exit 2; }
   dir=$(cd "$dir" && pwd)
   [ -f "$dir/Cargo.toml" ] || { echo "build.sh: $dir has no Cargo.toml: not a connector project or workspace" >&2; exit 2; }
-  target_dir="${TOOLHOST_GUEST_TARGET_DIR:-$dir/target}"
+  target_dir="${TOOLHOST_GUEST_TARGET_DIR:-${shared_target_dir:-$dir/target}}"
   # Compiling std for the target happens once per target folder: say so.
   if [ ${#build_std[@]} -gt 0 ] && [ ! -d "$target_dir/$target/$profile/deps" ]; then
     say "building $dir ($profile); the first build in $target_dir also compiles Rust's standard library for $target (about 45 s)"

@@ -234,32 +234,26 @@ impl Agent {
             "{tool}: approving: {}",
             r.text().await.unwrap()
         );
-        let waited: Value = self
-            .http
-            .get(format!("{}/v1/approvals/{id}?wait=30", self.base))
-            .bearer_auth(&self.agent)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let waited = self.get(&format!("/v1/approvals/{id}?wait=30")).await;
         assert!(waited["error"].is_null(), "{tool}: {waited}");
         let rule = held["approval"]["rule"].as_str().unwrap_or_default().to_string();
         (rule, waited["result"].clone())
     }
 
-    async fn served(&self) -> BTreeSet<String> {
-        let tools: Value = self
+    /// `GET path` as the agent: the JSON body.
+    async fn get(&self, path: &str) -> Value {
+        let r = self
             .http
-            .get(format!("{}/v1/tools", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(&self.agent)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn served(&self) -> BTreeSet<String> {
+        let tools = self.get("/v1/tools").await;
         field(&tools, "name").into_iter().map(String::from).collect()
     }
 }

@@ -28,6 +28,8 @@ pub const DEFAULT_DIR: &str = "demo";
 pub enum DemoError {
     #[error("cannot listen on {addr}: {source} (choose another address with --listen)")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("no plugins folder at {0}: run toolhost demo from the repository's root after plugins/build.sh, or name the folder with --plugins-dir")]
+    NoPlugins(String),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("the sample systems: {0:#}")]
@@ -49,6 +51,9 @@ pub struct Demo {
 /// Start the sample systems, serve the plugins with their grants, print
 /// what to try, and stop both on Ctrl-C or SIGTERM.
 pub async fn run(demo: Demo) -> Result<(), DemoError> {
+    if !demo.plugins_dir.is_dir() {
+        return Err(DemoError::NoPlugins(demo.plugins_dir.display().to_string()));
+    }
     // The port first: a busy one is said before anything starts.
     let listener = tokio::net::TcpListener::bind(demo.listen)
         .await

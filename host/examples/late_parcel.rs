@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sample_upstreams::scenario::{handle_complaint, toolhost_config, WORKFLOW_GRANT};
+use sample_upstreams::scenario::{demo_config, handle_complaint};
 use serde_json::{json, Value};
 use toolhost::audit::AuditFilter;
 use toolhost::config::Config;
@@ -66,9 +66,7 @@ async fn main() -> anyhow::Result<()> {
         .addr;
     println!("sample upstreams (CRM, ERP, Nordpost, Swiftline) on http://{upstreams}");
 
-    let keys = sample_upstreams::Keys::default();
-    let config = toolhost_config(upstreams, "/nordpost/v2", &keys.nordpost) + WORKFLOW_GRANT;
-    let mut config = Config::parse(&config, "demo")?;
+    let mut config = Config::parse(&demo_config(upstreams), "demo")?;
     config.server.plugins_dir = plugins;
     config.server.data_dir = work.join("toolhost");
     config.server.watch = false;

@@ -22,7 +22,8 @@
 //! - [`app`]: the application: calls, approvals, workflow runs, tokens, idempotency, metrics, the operator's actions;
 //! - [`server`]: the HTTP adapter (REST, MCP), its connections, readiness and `serve`;
 //! - [`console`]: the operator's web console, an adapter over the same application;
-//! - [`check`], [`devkit`]: the `toolhost check` and `toolhost dev` commands.
+//! - [`check`], [`devkit`]: the `toolhost check` and `toolhost dev` commands;
+//! - [`demo`]: `toolhost demo`, the reference connectors served against the SAMPLE systems (feature `demo`).
 
 pub mod app;
 pub mod audit;
@@ -31,6 +32,8 @@ pub mod capabilities;
 pub mod check;
 pub mod config;
 pub mod console;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod devkit;
 pub mod logs;
 pub mod model;

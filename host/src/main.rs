@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, env = "TOOLHOST_LISTEN")]
         listen: Option<SocketAddr>,
     },
+    /// Try it: the reference connectors served against SAMPLE vendor
+    /// systems started in-process on loopback, with their grants, the
+    /// late-parcel workflow's and a voucher approval rule; data in ./demo.
+    /// Prints the console, the tokens and what to call.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Address to listen on.
+        #[arg(long, env = "TOOLHOST_LISTEN", default_value = toolhost::demo::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
     /// List every tool of every plugin, with its JSON Schema, as JSON.
     Tools,
     /// Check the configuration and the bundles in the plugins folder without
@@ -449,10 +459,54 @@ async fn check_command(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `toolhost demo`: its own configuration and folder, whatever the
+/// environment says about a deployment's.
+#[cfg(feature = "demo")]
+async fn demo_command(cli: &Cli, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    let ignored: Vec<&str> = [
+        ("--config", cli.config.is_some()),
+        ("--data-dir", cli.data_dir.is_some()),
+        ("--compile-cache-dir", cli.compile_cache_dir.is_some()),
+        ("--storage-url", cli.storage_url.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if !ignored.is_empty() {
+        eprintln!(
+            "toolhost demo: not using {} (or its TOOLHOST_* variable): the demo has its own configuration and keeps everything in ./{}",
+            ignored.join(", "),
+            toolhost::demo::DEFAULT_DIR
+        );
+    }
+    raise_fd_limit();
+    toolhost::demo::run(toolhost::demo::Demo {
+        listen,
+        plugins_dir: cli.plugins_dir.clone().unwrap_or_else(|| PathBuf::from("plugins")),
+        dir: PathBuf::from(toolhost::demo::DEFAULT_DIR),
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each connection is a file: systemd and most shells start a process at
+/// 1,024 whatever the hard limit allows, and the connection cap is set
+/// from what this leaves.
+fn raise_fd_limit() {
+    match toolhost::server::connections::raise_fd_limit() {
+        Ok(files) => tracing::debug!("open-file limit: {files}"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `check` reports a configuration that does not load; it does not fail on it.
     if matches!(cli.command, Command::Check) {
         return check_command(&cli).await;
+    }
+    #[cfg(feature = "demo")]
+    if let Command::Demo { listen } = cli.command {
+        return demo_command(&cli, listen).await;
     }
     // A vendor's commands read no operator's configuration.
     let mut config = if matches!(cli.command, Command::New(_) | Command::Build(_) | Command::Dev(_)) {
@@ -472,14 +526,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => dev_command(args).await,
         Command::Plugin { action } => plugin_command(action, &config).await,
         Command::Check => unreachable!("`check` returns before the configuration is loaded"),
+        #[cfg(feature = "demo")]
+        Command::Demo { .. } => unreachable!("`demo` returns before the configuration is loaded"),
         Command::Serve { .. } => {
-            // Each connection is a file: systemd and most shells start a
-            // process at 1,024 whatever the hard limit allows, and the
-            // connection cap is set from what this leaves.
-            match toolhost::server::connections::raise_fd_limit() {
-                Ok(files) => tracing::debug!("open-file limit: {files}"),
-                Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
-            }
+            raise_fd_limit();
             toolhost::server::serve(config.clone(), toolhost::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 pub mod browser;
 pub mod postgres;
+pub mod process;
+pub mod readme;
 pub mod registry;
 
 use toolhost::policy::Policy;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use fantoccini::key::Key;
 use fantoccini::Locator;
-use sample_upstreams::scenario::{handle_complaint, toolhost_config, WORKFLOW_GRANT};
+use sample_upstreams::scenario::{demo_config, handle_complaint};
 use serde_json::{json, Value};
 use toolhost_tests::browser::Browser;
 use toolhost_tests::{
@@ -25,9 +25,7 @@ use toolhost_tests::{
 /// The host with the four reference connectors and the late-parcel
 /// workflow, granted the sample systems at `addr`.
 fn toolhost(addr: SocketAddr) -> ServerProcess {
-    let keys = sample_upstreams::Keys::default();
-    let config = toolhost_config(addr, "/nordpost/v2", &keys.nordpost) + WORKFLOW_GRANT;
-    ServerProcess::start_prepared(&config, |plugins| {
+    ServerProcess::start_prepared(&demo_config(addr), |plugins| {
         for name in ["crm", "erp", "coupon", "logistics", "late-parcel"] {
             std::os::unix::fs::symlink(reference(name), plugins.join(name)).unwrap();
         }

@@ -8,12 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use toolhost_tests::process::free_port;
 use toolhost_tests::*;
-
-/// A free port of 127.0.0.1 (bound, then let go for the server to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `toolhost serve` in `dir` on `port`, its log to `dir/server.log`,
 /// without waiting for anything.

@@ -133,10 +133,23 @@ fn digest(token: &str) -> [u8; 32] {
 
 /// Tokens made on first start when none are configured, kept (0600) so the
 /// operator can read them and restarts keep them.
-#[derive(Serialize, Deserialize)]
-struct Generated {
-    admin: String,
-    agent: String,
+#[derive(Serialize, Deserialize, Default)]
+pub struct Generated {
+    pub admin: String,
+    pub agent: String,
+}
+
+impl Generated {
+    /// The tokens a host generated into `path` (its data folder's
+    /// `tokens.json`), for a command that says them to its user.
+    pub fn read(path: &Path) -> Result<Generated, AuthError> {
+        let err = |message: String| AuthError::Generated {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+    }
 }
 
 /// A token read from the environment or a file must be at least this long.
@@ -331,8 +344,8 @@ fn load_or_generate(path: &Path) -> Result<Generated, AuthError> {
         path: path.display().to_string(),
         message,
     };
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return serde_json::from_str(&text).map_err(|e| err(e.to_string()));
+    if path.exists() {
+        return Generated::read(path);
     }
     let generated = Generated {
         admin: random_token(),

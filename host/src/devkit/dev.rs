@@ -401,12 +401,18 @@ async fn get(base: &str, path: &str, token: &str) -> Option<(http::StatusCode, b
     Some((status, body))
 }
 
-/// The tools the server serves, asked of it as a client would once it says
-/// it is ready (it answers `starting` while it loads the plugins).
-async fn list_tools(base: &str, token: &str) -> Vec<Value> {
-    while !matches!(get(base, "/readyz", token).await, Some((status, _)) if status.is_success()) {
+/// Until the server at `base` says it is ready (it answers `starting`
+/// while it loads the plugins).
+pub(crate) async fn wait_ready(base: &str) {
+    while !matches!(get(base, "/readyz", "").await, Some((status, _)) if status.is_success()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The tools the server serves, asked of it as a client would once it says
+/// it is ready.
+pub(crate) async fn list_tools(base: &str, token: &str) -> Vec<Value> {
+    wait_ready(base).await;
     match get(base, "/v1/tools", token).await {
         Some((status, body)) if status.is_success() => serde_json::from_slice(&body).unwrap_or_default(),
         _ => Vec::new(),

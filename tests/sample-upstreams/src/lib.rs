@@ -14,7 +14,9 @@
 #![allow(clippy::result_large_err)]
 
 mod faults;
+pub mod grants;
 mod ledger;
+#[cfg(feature = "clients")]
 pub mod scenario;
 mod seed;
 
@@ -22,6 +24,7 @@ pub use faults::{Armed, Fault, Faults};
 
 /// What the sample systems themselves hold, read over their own APIs:
 /// what tests check a tool's effects against.
+#[cfg(feature = "clients")]
 pub mod records {
     use std::net::SocketAddr;
 
@@ -106,6 +109,33 @@ pub struct Started {
     pub task: tokio::task::JoinHandle<()>,
     /// Arms failures and hangs on this server's requests.
     pub faults: Faults,
+    /// The store, flushed by [`Started::stop`].
+    db: sled::Db,
+}
+
+impl Started {
+    /// Stop serving and flush the store: the cases, notes and vouchers
+    /// the systems recorded are there on the next start.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.task.abort();
+        let _ = self.task.await;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+/// [`start`] with the demo credentials, then write into `grants` the
+/// toolhost configuration that lets the reference connectors and the
+/// late-parcel workflow reach these systems, with the voucher rule
+/// ([`grants::demo_config`]). The file is written aside and renamed:
+/// whoever waits for it never reads half of it.
+pub async fn start_with_grants(dir: &Path, bind: SocketAddr, grants: &Path) -> anyhow::Result<Started> {
+    let started = start(dir, bind, Keys::default()).await?;
+    let mut aside = grants.as_os_str().to_owned();
+    aside.push(".partial");
+    std::fs::write(&aside, grants::demo_config(started.addr))?;
+    std::fs::rename(&aside, grants)?;
+    Ok(started)
 }
 
 /// Open (and on first use seed) the store in `dir`, and serve on `bind`.
@@ -118,7 +148,7 @@ pub async fn start(dir: &Path, bind: SocketAddr, keys: Keys) -> anyhow::Result<S
         db.insert("seeded", b"1".as_slice())?;
         db.flush_async().await?;
     }
-    let state = Arc::new(Upstreams { db, keys });
+    let state = Arc::new(Upstreams { db: db.clone(), keys });
     let app = Router::new()
         .route("/crm/v1/customers", get(crm_find))
         .route("/crm/v1/customers/{id}", get(crm_customer))
@@ -149,7 +179,7 @@ pub async fn start(dir: &Path, bind: SocketAddr, keys: Keys) -> anyhow::Result<S
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(Started { addr, task, faults })
+    Ok(Started { addr, task, faults, db })
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

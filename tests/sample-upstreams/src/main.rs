@@ -49,18 +49,11 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9400".into())
         .parse()
         .map_err(|e| anyhow::anyhow!("ADDR must be like 127.0.0.1:9400: {e}"))?;
-    let grants = args.next();
-    let keys = sample_upstreams::Keys::default();
-    let started = sample_upstreams::start(std::path::Path::new(&dir), addr, keys.clone()).await?;
-    if let Some(file) = grants {
-        let config = sample_upstreams::scenario::toolhost_config(started.addr, "/nordpost/v2", &keys.nordpost)
-            + sample_upstreams::scenario::WORKFLOW_GRANT;
-        // Written aside and renamed: whoever waits for the file never
-        // reads half of it.
-        let aside = format!("{file}.partial");
-        std::fs::write(&aside, config)?;
-        std::fs::rename(&aside, &file)?;
-    }
+    let dir = std::path::Path::new(&dir);
+    let started = match args.next() {
+        Some(grants) => sample_upstreams::start_with_grants(dir, addr, grants.as_ref()).await?,
+        None => sample_upstreams::start(dir, addr, sample_upstreams::Keys::default()).await?,
+    };
     println!("sample upstreams listening on http://{}", started.addr);
     started.task.await?;
     Ok(())

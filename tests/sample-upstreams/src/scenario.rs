@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use crate::grants::{demo_config, toolhost_config, VOUCHER_REVIEW_ABOVE_MINOR, WORKFLOW_GRANT};
+
 /// What happened, for the caller to check and print.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -252,42 +254,4 @@ pub async fn handle_complaint(base: &str, token: &str, order: &str, complaint: &
         calls: agent.calls,
         elapsed: started.elapsed(),
     })
-}
-
-/// Vouchers above this (minor units) wait for a reviewer in the demo.
-pub const VOUCHER_REVIEW_ABOVE_MINOR: i64 = 5000;
-
-/// The tools the late-parcel workflow's steps may call: its operator grant
-/// (append it to [`toolhost_config`] where the workflow is loaded).
-pub const WORKFLOW_GRANT: &str = r#"
-[plugins.late-parcel]
-tools = ["erp.get-order", "erp.get-contract", "crm.*", "logistics.find-shipments", "logistics.report-delay", "coupon.issue-voucher"]
-"#;
-
-/// The toolhost grants that let the reference connectors reach the sample
-/// upstreams at `addr`, with their demo credentials (the coupon connector
-/// reports to the sample voucher ledger), and the operator's approval rule:
-/// vouchers above [`VOUCHER_REVIEW_ABOVE_MINOR`] wait for a reviewer
-/// (smaller ones pass; credit notes, `risk = "high"` and named by no rule,
-/// always wait).
-pub fn toolhost_config(addr: std::net::SocketAddr, logistics_base: &str, logistics_key: &str) -> String {
-    let origin = format!("http://{addr}");
-    let keys = super::Keys::default();
-    let plugin = |name: &str, methods: &str, base: &str, key: &str| {
-        format!(
-            "[plugins.{name}]\nhttp = [{{ origin = \"{origin}\", methods = [{methods}] }}]\nsecrets = {{ api-key = {{ value = \"{key}\" }} }}\nconfig = {{ base-url = \"{origin}{base}\" }}\n\n"
-        )
-    };
-    plugin("crm", "\"GET\", \"POST\", \"PATCH\"", "/crm/v1", &keys.crm)
-        + &plugin("erp", "\"GET\", \"POST\"", "/erp/v1", &keys.erp)
-        + &plugin("logistics", "\"GET\"", logistics_base, logistics_key)
-        + &format!(
-            "[plugins.coupon]\nhttp = [{{ origin = \"{origin}\", methods = [\"POST\"] }}]\nsecrets = {{ ledger-token = {{ value = \"{}\" }} }}\nconfig = {{ ledger-url = \"{origin}/ledger/v1\", max-value-minor = \"100000\" }}\n\n",
-            keys.ledger
-        )
-        + &format!(
-            "[[approvals.rules]]\nname = \"vouchers over {}.{:02}\"\ntools = [\"coupon.issue-voucher\"]\nwhen = \"args.request.value['amount-minor'] > {VOUCHER_REVIEW_ABOVE_MINOR}\"\n",
-            VOUCHER_REVIEW_ABOVE_MINOR / 100,
-            VOUCHER_REVIEW_ABOVE_MINOR % 100
-        )
 }

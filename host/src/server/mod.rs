@@ -71,6 +71,17 @@ pub async fn serve_on(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_until(listener, config, Box::pin(shutdown)).await
+}
+
+/// The server's body, for one type of stop: generic over the caller's
+/// future, it was compiled once per caller (the binary, `demo`, `dev`),
+/// the largest piece of code the binary's own build compiled.
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Result<(), ServeError> {
     let server = &config.server;
     // One cap on connections for the starting answers and the API alike.
     let connections = connections::pool(server);

@@ -1058,18 +1058,20 @@ pub fn polyglot_guest(lang: Lang) -> PathBuf {
     }
     let build = match lang {
         Lang::Python => format!(
-            "'{bin}' -d '{wit}' -w probe-guest componentize -p '{src}' app -o '{bundle}/component.wasm'",
+            "'{bin}' -d '{wit}' -w probe-guest componentize -p '{src}' app -o '{bundle}/{name}.wasm'",
             bin = componentize_py().display(),
             wit = wit.display(),
             src = sources.join(folder).display(),
             bundle = bundle.display(),
+            name = lang.plugin(),
         ),
         Lang::JavaScript => format!(
-            "PATH='{path}' componentize-js '{src}' --wit '{wit}' --world-name probe-guest -o '{bundle}/component.wasm'",
+            "PATH='{path}' componentize-js '{src}' --wit '{wit}' --world-name probe-guest -o '{bundle}/{name}.wasm'",
             path = node_path(componentize_js()),
             src = sources.join(folder).join(file).display(),
             wit = wit.display(),
             bundle = bundle.display(),
+            name = lang.plugin(),
         ),
     };
     hash.update(build.as_bytes());

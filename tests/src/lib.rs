@@ -980,3 +980,124 @@ pub async fn dns_server(answer: impl Fn(&str, u32) -> Option<Vec<std::net::Ipv4A
     });
     addr
 }
+
+/// componentize-py (PyPI), pinned, in a virtualenv under target/ made on
+/// first use: its executable.
+pub fn componentize_py() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        python_venv("componentize-py", "componentize-py==0.25.1", "componentize_py").join("bin/componentize-py")
+    })
+}
+
+/// componentize-js (npm) with Node 22, pinned (newer shims change where
+/// they look for WIT): the folder whose `node_modules/.bin` holds `node`
+/// and `componentize-js`.
+pub fn componentize_js() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| node_package("componentize-js", "@bytecodealliance/componentize-js@0.23.0"))
+}
+
+/// The languages of the probe guests in `tests/guests-polyglot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Python,
+    JavaScript,
+}
+
+impl Lang {
+    /// The guest's folder in `tests/guests-polyglot`, and its source file.
+    fn source(self) -> (&'static str, &'static str) {
+        match self {
+            Lang::Python => ("python", "app.py"),
+            Lang::JavaScript => ("js", "probe.js"),
+        }
+    }
+
+    /// The plugin's name (its manifest's).
+    pub fn plugin(self) -> &'static str {
+        match self {
+            Lang::Python => "polyglot-py",
+            Lang::JavaScript => "polyglot-js",
+        }
+    }
+}
+
+/// The probe guest of `lang` as a bundle folder (manifest and component),
+/// built with its toolchain against `wit/` and the probe world
+/// (`tests/guests-polyglot/wit/probe.wit`); rebuilt, one process at a time,
+/// only when its source, the WIT or the toolchain changed.
+pub fn polyglot_guest(lang: Lang) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let root = repo_root();
+    let sources = root.join("tests/guests-polyglot");
+    let out = root.join("target/polyglot-guests");
+    let (folder, file) = lang.source();
+    let bundle = out.join(lang.plugin());
+    let wit = out.join(format!("wit-{folder}"));
+
+    // What the component is made of, so that it is rebuilt when any changes.
+    let mut inputs = vec![
+        sources.join(folder).join(file),
+        sources.join(folder).join("connector.toml"),
+        sources.join("wit/probe.wit"),
+    ];
+    for dir in ["wit", "wit/deps"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wit"))
+            .collect();
+        files.sort();
+        inputs.extend(files);
+    }
+    let mut hash = Sha256::new();
+    for input in &inputs {
+        hash.update(input.to_string_lossy().as_bytes());
+        hash.update(std::fs::read(input).unwrap_or_else(|e| panic!("{}: {e}", input.display())));
+    }
+    let build = match lang {
+        Lang::Python => format!(
+            "'{bin}' -d '{wit}' -w probe-guest componentize -p '{src}' app -o '{bundle}/{name}.wasm'",
+            bin = componentize_py().display(),
+            wit = wit.display(),
+            src = sources.join(folder).display(),
+            bundle = bundle.display(),
+            name = lang.plugin(),
+        ),
+        Lang::JavaScript => format!(
+            "PATH='{path}' componentize-js '{src}' --wit '{wit}' --world-name probe-guest -o '{bundle}/{name}.wasm'",
+            path = node_path(componentize_js()),
+            src = sources.join(folder).join(file).display(),
+            wit = wit.display(),
+            bundle = bundle.display(),
+            name = lang.plugin(),
+        ),
+    };
+    hash.update(build.as_bytes());
+    let stamp = hex::encode(hash.finalize());
+
+    // The WIT folder the toolchains read: the probe world, and as its
+    // dependencies the contract (wit/) and the WASI it vendors (wit/deps/).
+    // Copies, not links: the WIT parsers do not follow linked folders.
+    let script = format!(
+        "set -e; mkdir -p '{out}'; exec 9>'{out}/.{name}.lock'; flock 9; \
+         if [ \"$(cat '{bundle}/.built' 2>/dev/null)\" != '{stamp}' ]; then \
+           rm -rf '{wit}' '{bundle}'; mkdir -p '{wit}/deps/connector' '{bundle}'; \
+           cp '{sources}/wit/probe.wit' '{wit}/'; cp '{root}'/wit/*.wit '{wit}/deps/connector/'; cp '{root}'/wit/deps/*.wit '{wit}/deps/'; \
+           cp '{sources}/{folder}/connector.toml' '{bundle}/'; \
+           {build} >&2; \
+           echo '{stamp}' > '{bundle}/.built'; \
+         fi",
+        out = out.display(),
+        name = lang.plugin(),
+        bundle = bundle.display(),
+        wit = wit.display(),
+        sources = sources.display(),
+        root = root.display(),
+    );
+    let mut setup = Command::new("bash");
+    setup.args(["-c", &script]);
+    run(setup, &format!("building the {lang:?} probe guest"));
+    bundle
+}

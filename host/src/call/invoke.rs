@@ -366,6 +366,13 @@ fn classify(e: wasmtime::Error, store: &Store<CallState>, limit: Duration, memor
             ),
         };
     }
+    // A connector has no process to end: `wasi:cli/exit` (what Python's
+    // `sys.exit` and JavaScript's runtime call) ends the call, as a fault.
+    if let Some(wasmtime_wasi::I32Exit(status)) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return CallError::PluginFault {
+            message: format!("the connector called wasi:cli/exit (status {status}) instead of returning"),
+        };
+    }
     let full = format!("{e:#}");
     if full.contains("maximum concurrent") || full.contains("pooling allocator") {
         return CallError::ResourceExhausted {

@@ -414,21 +414,23 @@ impl WasiHttpView for CallState {
 impl wit::types::Host for CallState {}
 
 /// Everything a connector may import, and nothing else: a component that
-/// imports anything more (sockets, say) fails to link and is refused at load.
+/// imports anything more fails to link and is refused at load (before it
+/// is compiled: see `plugins::imports`).
+///
+/// WASI is linked whole (`wasi:cli/imports`: io, clocks, random, cli,
+/// filesystem, sockets), because the Python and JavaScript toolchains import
+/// all of it whatever the connector uses; what each interface gives is what
+/// the call's [`WasiCtx`] grants, and [`CallState::new`] grants nothing: no
+/// arguments, environment, terminals or preopened directories, sockets
+/// refused as `access-denied` before any socket exists, stdout and stderr
+/// into the connector's bounded log, `exit` ending the call as a fault.
+/// wasmtime's linker matches an import at any 0.2.x version to these 0.2
+/// definitions (semver-compatible names), so one set serves the 0.2.9 of
+/// componentize-py and the 0.2.12 of `wit/` alike.
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-    use wasmtime_wasi::p2::bindings::{cli, filesystem};
-
     let mut linker = Linker::new(engine);
-    // io, clocks, random and stdio: what wasi:http and Rust's std need.
-    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut linker)?;
-    // Rust's std imports these; with no preopens and an empty environment
-    // they give the guest nothing.
-    cli::environment::add_to_linker::<CallState, WasiCli>(&mut linker, CallState::cli)?;
-    cli::exit::add_to_linker::<CallState, WasiCli>(&mut linker, CallState::cli)?;
-    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(&mut linker, CallState::filesystem)?;
-    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(&mut linker, CallState::filesystem)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // Outbound HTTP only through the checked send hook (`OutboundHttp`).
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
 
     wit::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;

@@ -14,11 +14,12 @@ use crate::capabilities::{CallState, Outbound, PluginContext, Upstreams};
 use crate::plugins::bundle::{Bundle, Contents};
 use crate::plugins::contract::Contract;
 use crate::plugins::error::LoadError;
+use crate::plugins::imports::{self, ImportsError};
 use crate::plugins::kind::Kind;
 use crate::plugins::manifest::{Manifest, Risk};
 use crate::policy::Policy;
 use crate::storage::Storage;
-use crate::wasm::compile_cache::{CompileCache, Source};
+use crate::wasm::compile_cache::{CompileCache, LoadFailure, Source};
 use crate::wasm::warm::{WarmBudget, WarmPermit};
 
 /// One tool: an exported function of a plugin.
@@ -138,11 +139,28 @@ impl Plugin {
             }
         };
         let plugin = manifest.name.clone();
+        // Imports first: a bundle the host cannot link is refused before the
+        // compiler spends its CPU on it. A component whose imports cannot be
+        // read that way is left to the compiler and the link below.
+        let imports_offered = || match imports::check(wasm, engine, linker) {
+            Err(ImportsError::NotOffered(message)) => Err(message),
+            Err(unread @ ImportsError::Unreadable(_)) => {
+                tracing::warn!(plugin = %plugin, "{unread}; the link after compiling decides");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        };
         let (component, source) = cache
-            .load(engine, &bundle.digest, wasm)
-            .map_err(|e| LoadError::Compile {
-                plugin: plugin.clone(),
-                message: format!("{e:#}"),
+            .load(engine, &bundle.digest, wasm, imports_offered)
+            .map_err(|e| match e {
+                LoadFailure::Refused(message) => LoadError::Link {
+                    plugin: plugin.clone(),
+                    message,
+                },
+                LoadFailure::Compile(e) => LoadError::Compile {
+                    plugin: plugin.clone(),
+                    message: format!("{e:#}"),
+                },
             })?;
         check_world(&manifest, &component, engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link {

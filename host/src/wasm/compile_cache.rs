@@ -41,29 +41,24 @@ impl CompileCache {
     }
 
     /// The compiled component, from the cache or freshly compiled (and then
-    /// stored for next time).
-    pub fn load(&self, engine: &wasmtime::Engine, digest: &str, wasm: &[u8]) -> wasmtime::Result<(Component, Source)> {
-        if let Some(path) = self.entry(digest) {
-            match read_verified(&path) {
-                Some(code) => {
-                    // SAFETY: the bytes were produced by `Component::serialize`
-                    // of this same engine configuration (the fingerprint is in
-                    // the file name) and their checksum matches, so they are
-                    // what we wrote.
-                    match unsafe { Component::deserialize(engine, &code) } {
-                        Ok(component) => return Ok((component, Source::Cache)),
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), "discarding unusable cache entry: {e}")
-                        }
-                    }
-                }
-                None if path.exists() => {
-                    tracing::warn!(path = %path.display(), "discarding corrupted cache entry")
-                }
-                None => {}
-            }
+    /// stored for next time). `before_compile` runs only when the cache does
+    /// not hold it, before the compiler starts: a check that can refuse the
+    /// component cheaply (its error is returned as is, and nothing is
+    /// compiled or written).
+    pub fn load<E>(
+        &self,
+        engine: &wasmtime::Engine,
+        digest: &str,
+        wasm: &[u8],
+        before_compile: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(Component, Source), LoadFailure<E>> {
+        if let Some(component) = self.cached(engine, digest) {
+            return Ok((component, Source::Cache));
         }
-        let component = Component::new(engine, wasm)?;
+        before_compile().map_err(LoadFailure::Refused)?;
+        // Worth saying: a large component takes the compiler tens of seconds.
+        tracing::info!(digest, bytes = wasm.len(), "compiling component");
+        let component = Component::new(engine, wasm).map_err(LoadFailure::Compile)?;
         if let Some(path) = self.entry(digest) {
             if let Err(e) = component
                 .serialize()
@@ -75,6 +70,35 @@ impl CompileCache {
         }
         Ok((component, Source::Compiled))
     }
+
+    /// The cached compiled code of `digest`, if the cache holds a sound entry.
+    fn cached(&self, engine: &wasmtime::Engine, digest: &str) -> Option<Component> {
+        let path = self.entry(digest)?;
+        match read_verified(&path) {
+            Some(code) => {
+                // SAFETY: the bytes were produced by `Component::serialize`
+                // of this same engine configuration (the fingerprint is in
+                // the file name) and their checksum matches, so they are
+                // what we wrote.
+                match unsafe { Component::deserialize(engine, &code) } {
+                    Ok(component) => return Some(component),
+                    Err(e) => tracing::warn!(path = %path.display(), "discarding unusable cache entry: {e}"),
+                }
+            }
+            None if path.exists() => tracing::warn!(path = %path.display(), "discarding corrupted cache entry"),
+            None => {}
+        }
+        None
+    }
+}
+
+/// Why [`CompileCache::load`] gave no component.
+#[derive(Debug)]
+pub enum LoadFailure<E> {
+    /// The check before compiling refused it.
+    Refused(E),
+    /// The compiler did.
+    Compile(wasmtime::Error),
 }
 
 fn read_verified(path: &Path) -> Option<Vec<u8>> {

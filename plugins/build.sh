@@ -82,10 +82,8 @@ else
     debian=$!
   fi
   if ! "$tools/bin/wasm-component-ld" --version 2>/dev/null | grep -q "$component_ld_version"; then
-    say "installing wasm-component-ld $component_ld_version from crates.io, once (about 50 s)"
-    # It links each component once per build: opt-level 1 links as fast
-    # here and compiles in two thirds of the time.
-    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tools" "wasm-component-ld@$component_ld_version"
+    say "installing wasm-component-ld $component_ld_version from crates.io, once (about 65 s)"
+    cargo install --quiet --locked --root "$tools" "wasm-component-ld@$component_ld_version"
   fi
   if [ -n "$debian" ] && ! wait "$debian"; then
     echo "build.sh: installing ${need[*]} from Debian failed" >&2

@@ -37,7 +37,17 @@ async fn counted() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// Both probe guests, each granted the secret `mine` and HTTP to `granted`.
+/// The first call compiles them (18 and 13 MB, tens of seconds of CPU each)
+/// into the tests' shared compile cache with one server, while the other
+/// tests wait: started together, each of their servers would compile both
+/// at once on CI's two cores.
 fn start(granted: SocketAddr) -> ServerProcess {
+    static COMPILED: std::sync::Once = std::sync::Once::new();
+    COMPILED.call_once(|| drop(serving(granted)));
+    serving(granted)
+}
+
+fn serving(granted: SocketAddr) -> ServerProcess {
     let mut config = String::new();
     for lang in LANGS {
         config.push_str(&format!(

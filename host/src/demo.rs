@@ -120,16 +120,9 @@ async fn serve(
     let base = format!("http://{addr}");
     tokio::select! {
         () = guide(&base, &plugins, dir) => {}
-        served = &mut server => return finished(served),
+        served = &mut server => return Ok(crate::server::served(served)?),
     }
-    finished(server.await)
-}
-
-fn finished(served: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), DemoError> {
-    match served {
-        Ok(result) => Ok(result?),
-        Err(e) => Err(ServeError::Startup(format!("the server stopped: {e}")).into()),
-    }
+    Ok(crate::server::served(server.await)?)
 }
 
 /// Once the host is ready: what it serves, the tokens, and the lines to try.

@@ -287,7 +287,7 @@ pub async fn run(dev: Dev) -> Result<(), DevError> {
     let base = format!("http://{addr}");
     tokio::select! {
         tools = list_tools(&base, &token) => print_try(&base, &token, &tools),
-        served = &mut server => return finished(served),
+        served = &mut server => return Ok(crate::server::served(served)?),
     }
 
     let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
@@ -298,7 +298,7 @@ pub async fn run(dev: Dev) -> Result<(), DevError> {
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            served = &mut server => return finished(served),
+            served = &mut server => return Ok(crate::server::served(served)?),
             Some(first) = changes.recv() => {
                 // Wait for the editor to finish writing.
                 let mut last = first;
@@ -326,14 +326,7 @@ pub async fn run(dev: Dev) -> Result<(), DevError> {
         }
     }
     stop.cancel();
-    finished(server.await)
-}
-
-fn finished(served: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), DevError> {
-    match served {
-        Ok(result) => Ok(result?),
-        Err(e) => Err(DevError::Serve(ServeError::Startup(format!("the server stopped: {e}")))),
-    }
+    Ok(crate::server::served(server.await)?)
 }
 
 /// Watch what a build reads: each connector's `src/` and the manifests and

@@ -64,6 +64,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     serve_on(listener, config, shutdown).await
 }
 
+/// How a server spawned on a task of its own ended (as `demo` and `dev`
+/// run one beside what they print): its own result, or the task's panic.
+pub fn served(joined: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    joined.unwrap_or_else(|e| Err(ServeError::Startup(format!("the server stopped: {e}"))))
+}
+
 /// `serve` on a listener the caller bound (an embedding, a demo, a test
 /// that needs the address before the server starts).
 pub async fn serve_on(

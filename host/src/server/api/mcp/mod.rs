@@ -366,17 +366,17 @@ impl McpServer {
         // client cancels it or goes away (its effects cannot be undone);
         // only the answer is then lost.
         let tool = request.name.to_string();
-        let reports = recipient.as_ref().map(|_| {
+        let listener = recipient.map(|recipient| {
             let (sink, reports) = ProgressSink::channel();
             caller.progress = Some(sink);
-            reports
+            (recipient, reports)
         });
         let work = detached(&self.state.app, move |app| async move {
             call(&app, &principal, &tool, &args, &caller).await
         });
-        let called = match (recipient, reports) {
-            (Some(recipient), Some(reports)) => progress::forwarding(work, reports, recipient).await,
-            _ => work.await,
+        let called = match listener {
+            Some((recipient, reports)) => progress::forwarding(work, reports, recipient).await,
+            None => work.await,
         };
         let called = match called.map_err(ApiError::from) {
             Ok(called) => called,
